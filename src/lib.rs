@@ -1,0 +1,29 @@
+//! mpgw: an S3-compatible multipart-upload gateway. Upload state lives in Redis (or an embedded
+//! store); part data on local disk. Completed objects are manifests of their part files.
+//!
+//! The data path of an UploadPart, module by module:
+//!
+//! ```text
+//! server (accept, graceful shutdown)
+//!   → http (request id, span, front-end choice)
+//!     → s3::route (S3Op) → s3::auth (SigV4 → Verified) → s3::payload (verified byte stream)
+//!       → s3::ops::upload_part
+//!         → upload::Uploads::put_part
+//!            → store::DiskStore (tmp file, md5 while writing, fsync, rename)
+//!            → store::MetaStore::put_part (atomic "only if open")
+//!       ← ETag
+//!     ← s3::error renders any failure as S3 XML, once
+//! ```
+//!
+//! `legacy` (the design note's `/file/mpupload/*`) calls the same `upload::Uploads`.
+
+pub mod app;
+pub mod config;
+pub mod http;
+pub mod s3;
+pub mod server;
+pub mod store;
+pub mod upload;
+
+pub use app::App;
+pub use config::Config;

@@ -1,0 +1,389 @@
+//! Part and object bytes on local disk.
+//!
+//! Layout: `<data>/blobs/<blob id>/<file>`. A blob id is an upload id (its parts, which become the
+//! object's files at Complete, with no copy or rename) or a fresh id for a PutObject/CopyObject.
+//! Paths derive only from ids we generated and names we chose, never from bucket or object keys.
+//!
+//! Writes go to `.tmp-<random>` in the blob directory, are hashed on a blocking thread as they are
+//! written (the socket task only moves `Bytes` over a channel: no copy of part bytes), fsynced,
+//! and renamed into place only when the caller commits. A `Staged` file that is dropped
+//! uncommitted is removed, so a failed or cancelled request leaves nothing behind; a crash leaves
+//! at worst `.tmp-*` or unreferenced files, which `sweep` removes.
+
+use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{Stream, StreamExt as _};
+use md5::{Digest as _, Md5};
+use tokio::sync::mpsc;
+
+use crate::upload::checksum::{ChecksumAlgorithm, Hasher};
+use crate::upload::error::BodyError;
+use crate::upload::model::{BlobId, ObjectPart, random_hex};
+
+const TMP_PREFIX: &str = ".tmp-";
+/// Read size for GetObject; large reads keep syscalls few.
+const READ_CHUNK: usize = 512 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error(transparent)]
+    Body(BodyError),
+    #[error("body exceeds {0} bytes")]
+    TooLarge(u64),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+#[derive(Clone, Debug)]
+pub struct DiskStore {
+    blobs: PathBuf,
+    fsync: bool,
+}
+
+/// A fully written, fsynced temp file with its digests, not yet visible under its final name.
+#[derive(Debug)]
+pub struct Staged {
+    tmp: Option<PathBuf>,
+    dir: PathBuf,
+    fsync: bool,
+    pub size: u64,
+    pub md5: [u8; 16],
+    pub checksum: Option<Vec<u8>>,
+}
+
+impl Staged {
+    /// Renames the file to `name` in its blob directory (and fsyncs the directory so the rename
+    /// survives a crash before the state store records it).
+    pub async fn commit(mut self, name: &str) -> std::io::Result<()> {
+        let tmp = self.tmp.take().expect("staged file present until commit");
+        let dir = self.dir.clone();
+        let fsync = self.fsync;
+        let target = dir.join(name);
+        let res = tokio::task::spawn_blocking(move || {
+            std::fs::rename(&tmp, &target).inspect_err(|_| {
+                let _ = std::fs::remove_file(&tmp);
+            })?;
+            if fsync {
+                std::fs::File::open(&dir)?.sync_all()?;
+            }
+            Ok(())
+        })
+        .await;
+        res.map_err(std::io::Error::other)?
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if let Some(tmp) = self.tmp.take() {
+            let _ = std::fs::remove_file(tmp);
+        }
+    }
+}
+
+enum Msg {
+    Data(Bytes),
+    Finish,
+}
+
+impl DiskStore {
+    pub fn open(data_dir: &Path, fsync: bool) -> std::io::Result<Self> {
+        let blobs = data_dir.join("blobs");
+        std::fs::create_dir_all(&blobs)?;
+        Ok(Self { blobs, fsync })
+    }
+
+    pub fn blob_dir(&self, id: &BlobId) -> PathBuf {
+        self.blobs.join(id.as_str())
+    }
+
+    /// Streams `body` into a temp file in blob `id`, computing MD5 (and `checksum` when asked)
+    /// on the writer thread. Fails with `TooLarge` as soon as more than `max` bytes arrive.
+    pub async fn write<S>(
+        &self,
+        id: &BlobId,
+        mut body: S,
+        max: u64,
+        checksum: Option<ChecksumAlgorithm>,
+    ) -> Result<Staged, WriteError>
+    where
+        S: Stream<Item = Result<Bytes, BodyError>> + Unpin,
+    {
+        let dir = self.blob_dir(id);
+        let tmp = dir.join(format!("{TMP_PREFIX}{}", random_hex(8)));
+        let fsync = self.fsync;
+        // A few chunks in flight: enough to overlap socket reads with hashing and writing,
+        // small enough that memory per request stays bounded.
+        let (tx, mut rx) = mpsc::channel::<Msg>(16);
+        let writer_tmp = tmp.clone();
+        let writer_dir = dir.clone();
+        let writer = tokio::task::spawn_blocking(move || -> std::io::Result<Option<(u64, [u8; 16], Option<Vec<u8>>)>> {
+            std::fs::create_dir_all(&writer_dir)?;
+            let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(&writer_tmp)?;
+            let mut md5 = Md5::new();
+            let mut sum = checksum.map(Hasher::new);
+            let mut size = 0u64;
+            let result = (|| {
+                while let Some(msg) = rx.blocking_recv() {
+                    match msg {
+                        Msg::Data(b) => {
+                            md5.update(&b);
+                            if let Some(h) = sum.as_mut() {
+                                h.update(&b);
+                            }
+                            file.write_all(&b)?;
+                            size += b.len() as u64;
+                        }
+                        Msg::Finish => {
+                            if fsync {
+                                file.sync_all()?;
+                            }
+                            return Ok(Some((size, md5.finalize().into(), sum.map(Hasher::finish))));
+                        }
+                    }
+                }
+                Ok(None) // sender dropped: request failed or was cancelled
+            })();
+            if !matches!(result, Ok(Some(_))) {
+                let _ = std::fs::remove_file(&writer_tmp);
+            }
+            result
+        });
+        // From here on, dropping `guard` removes the temp file whatever happens.
+        let mut guard = Staged { tmp: Some(tmp), dir, fsync, size: 0, md5: [0; 16], checksum: None };
+
+        let mut received = 0u64;
+        let feed: Result<(), WriteError> = async {
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(WriteError::Body)?;
+                received += chunk.len() as u64;
+                if received > max {
+                    return Err(WriteError::TooLarge(max));
+                }
+                if chunk.is_empty() {
+                    continue;
+                }
+                if tx.send(Msg::Data(chunk)).await.is_err() {
+                    break; // writer failed; its error is reported below
+                }
+            }
+            Ok(())
+        }
+        .await;
+        if feed.is_ok() {
+            let _ = tx.send(Msg::Finish).await;
+        }
+        drop(tx);
+        let written = writer.await.map_err(std::io::Error::other)?;
+        feed?;
+        match written? {
+            Some((size, md5, checksum)) => {
+                guard.size = size;
+                guard.md5 = md5;
+                guard.checksum = checksum;
+                Ok(guard)
+            }
+            None => Err(WriteError::Io(std::io::Error::other("writer stopped early"))),
+        }
+    }
+
+    /// Removes one committed file (a replaced or unlisted part). Missing files are fine.
+    pub async fn remove_file(&self, id: &BlobId, name: &str) -> std::io::Result<()> {
+        let path = self.blob_dir(id).join(name);
+        match tokio::fs::remove_file(path).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Removes a whole blob directory. Missing is fine.
+    pub async fn remove_blob(&self, id: &BlobId) -> std::io::Result<()> {
+        match tokio::fs::remove_dir_all(self.blob_dir(id)).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Removes a blob after `delay`, so that readers that already hold its manifest can finish.
+    /// If the process stops first, the orphan sweep removes it.
+    pub fn remove_blob_later(&self, id: BlobId, delay: Duration) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            if let Err(e) = this.remove_blob(&id).await {
+                tracing::warn!(blob = %id, error = %e, "could not remove replaced object data");
+            }
+        });
+    }
+
+    /// Hard-links `files` of blob `src` into a new blob `dst` (CopyObject without copying bytes).
+    pub async fn link(&self, src: &BlobId, files: &[String], dst: &BlobId) -> std::io::Result<()> {
+        let (s, d) = (self.blob_dir(src), self.blob_dir(dst));
+        let files = files.to_vec();
+        let fsync = self.fsync;
+        tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&d)?;
+            for f in &files {
+                std::fs::hard_link(s.join(f), d.join(f))?;
+            }
+            if fsync {
+                std::fs::File::open(&d)?.sync_all()?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(std::io::Error::other)?
+    }
+
+    /// Streams bytes `[start, end)` of the object made of `parts` (in order) from blob `id`.
+    pub fn read(
+        &self,
+        id: &BlobId,
+        parts: &[ObjectPart],
+        start: u64,
+        end: u64,
+    ) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static {
+        let dir = self.blob_dir(id);
+        // Which files, and where in each, the range covers.
+        let mut plan = Vec::new();
+        let mut offset = 0u64;
+        for p in parts {
+            let (ps, pe) = (offset, offset + p.size);
+            offset = pe;
+            if pe <= start || ps >= end {
+                continue;
+            }
+            let from = start.max(ps) - ps;
+            let to = end.min(pe) - ps;
+            plan.push((dir.join(&p.file), from, to));
+        }
+        let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(4);
+        tokio::task::spawn_blocking(move || {
+            for (path, from, to) in plan {
+                let res = (|| -> std::io::Result<()> {
+                    let mut f = std::fs::File::open(&path)?;
+                    f.seek(SeekFrom::Start(from))?;
+                    let mut left = to - from;
+                    while left > 0 {
+                        let want = usize::try_from(left.min(READ_CHUNK as u64)).unwrap_or(READ_CHUNK);
+                        let mut buf = BytesMut::zeroed(want);
+                        let n = f.read(&mut buf)?;
+                        if n == 0 {
+                            return Err(std::io::Error::new(
+                                std::io::ErrorKind::UnexpectedEof,
+                                format!("{} is shorter than its record", path.display()),
+                            ));
+                        }
+                        buf.truncate(n);
+                        left -= n as u64;
+                        if tx.blocking_send(Ok(buf.freeze())).is_err() {
+                            return Ok(()); // reader went away
+                        }
+                    }
+                    Ok(())
+                })();
+                if let Err(e) = res {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            }
+        });
+        tokio_stream_from(rx)
+    }
+
+    /// Every blob directory with its last modification time.
+    pub async fn list_blobs(&self) -> std::io::Result<Vec<(BlobId, SystemTime)>> {
+        let blobs = self.blobs.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            for entry in std::fs::read_dir(&blobs)? {
+                let entry = entry?;
+                let name = entry.file_name();
+                let Some(id) = name.to_str().and_then(BlobId::parse) else { continue };
+                let modified = entry.metadata()?.modified()?;
+                out.push((id, modified));
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(std::io::Error::other)?
+    }
+
+    /// Files in one blob directory with their modification times (temp files included).
+    pub async fn list_files(&self, id: &BlobId) -> std::io::Result<Vec<(String, SystemTime)>> {
+        let dir = self.blob_dir(id);
+        tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            let rd = match std::fs::read_dir(&dir) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+                r => r?,
+            };
+            for entry in rd {
+                let entry = entry?;
+                if let Some(name) = entry.file_name().to_str() {
+                    out.push((name.to_owned(), entry.metadata()?.modified()?));
+                }
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(std::io::Error::other)?
+    }
+
+    pub fn is_temp(name: &str) -> bool {
+        name.starts_with(TMP_PREFIX)
+    }
+}
+
+fn tokio_stream_from<T: Send + 'static>(mut rx: mpsc::Receiver<T>) -> impl Stream<Item = T> + Send + 'static {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::upload::checksum::md5_of;
+
+    fn body(chunks: Vec<&'static [u8]>) -> impl Stream<Item = Result<Bytes, BodyError>> + Unpin {
+        futures_util::stream::iter(chunks.into_iter().map(|c| Ok(Bytes::from_static(c))))
+    }
+
+    #[tokio::test]
+    async fn write_commit_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskStore::open(dir.path(), true).unwrap();
+        let id = BlobId::generate();
+        let staged = store
+            .write(&id, body(vec![b"hello ", b"world"]), 100, Some(ChecksumAlgorithm::Crc32))
+            .await
+            .unwrap();
+        assert_eq!(staged.size, 11);
+        assert_eq!(staged.md5, md5_of(b"hello world"));
+        staged.commit("1.a").await.unwrap();
+        let parts = vec![ObjectPart { file: "1.a".into(), size: 11, checksum: None }];
+        let got: Vec<Bytes> = store.read(&id, &parts, 3, 8).map(Result::unwrap).collect().await;
+        assert_eq!(got.concat(), b"lo wo");
+        let files = store.list_files(&id).await.unwrap();
+        assert_eq!(files.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn failures_leave_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskStore::open(dir.path(), false).unwrap();
+        let id = BlobId::generate();
+        let err = store.write(&id, body(vec![b"0123456789", b"x"]), 10, None).await.unwrap_err();
+        assert!(matches!(err, WriteError::TooLarge(10)));
+        let bad = futures_util::stream::iter(vec![
+            Ok(Bytes::from_static(b"abc")),
+            Err(BodyError::new(std::io::Error::other("boom"))),
+        ]);
+        assert!(matches!(store.write(&id, bad, 10, None).await, Err(WriteError::Body(_))));
+        let staged = store.write(&id, body(vec![b"abc"]), 10, None).await.unwrap();
+        drop(staged);
+        assert!(store.list_files(&id).await.unwrap().is_empty());
+    }
+}

@@ -1,0 +1,135 @@
+//! The upload-state store contract. Two implementations: `meta_redis` (production, shared by
+//! several gateways) and `meta_embedded` (redb in the data dir, the default). The same
+//! conformance suite (`tests/integration/meta_conformance.rs`) runs against both.
+//!
+//! Every method is one atomic step: it either happens whole or not at all, and concurrent calls
+//! see each other's effects in some serial order. Records are opaque to the store except for the
+//! fields named in a method's contract (upload `state`, `completing_since`, part numbers).
+
+use async_trait::async_trait;
+
+use super::StoreResult;
+use crate::upload::model::{
+    BucketRecord, CompletedResult, Millis, ObjectRecord, PartNumber, PartRecord, UploadId, UploadRecord,
+};
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum DeleteBucket {
+    Deleted,
+    NotFound,
+    /// Objects or open (or completing) uploads remain.
+    NotEmpty,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum PutPart {
+    /// Recorded; carries the record it replaced (its file is now unreferenced).
+    Recorded(Option<PartRecord>),
+    /// The upload is missing or no longer Open (aborted, completing, completed): nothing recorded.
+    NotOpen,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum BeginComplete {
+    /// Open → Completing; the record (now Completing) and its whole part table, ascending.
+    Started(UploadRecord, Vec<(PartNumber, PartRecord)>),
+    /// Another Complete is running (Completing and not stale).
+    Busy(UploadRecord),
+    /// Already Completed: the caller may replay `completed`.
+    Completed(UploadRecord),
+    NotFound,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum AbortUpload {
+    /// Removed (record, part table, listing entry); the parts whose files the caller deletes.
+    Aborted(UploadRecord, Vec<(PartNumber, PartRecord)>),
+    /// Completing: the caller waits and retries.
+    Busy,
+    /// Missing or Completed.
+    NotFound,
+}
+
+/// Position in a bucket's upload listing, which is ordered by (key, created, id).
+/// Listing returns uploads strictly after the cursor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UploadCursor {
+    pub key: String,
+    /// None: after every upload on `key`.
+    pub upload: Option<(Millis, UploadId)>,
+}
+
+#[async_trait]
+pub trait MetaStore: Send + Sync + 'static {
+    /// Short name for logs ("redis", "embedded").
+    fn kind(&self) -> &'static str;
+
+    // ---- buckets ----
+
+    /// Creates the bucket if absent (returns None) or returns the existing record untouched.
+    async fn create_bucket(&self, rec: &BucketRecord) -> StoreResult<Option<BucketRecord>>;
+    async fn get_bucket(&self, name: &str) -> StoreResult<Option<BucketRecord>>;
+    /// All buckets, ascending by name.
+    async fn list_buckets(&self) -> StoreResult<Vec<BucketRecord>>;
+    /// Deletes the bucket only if it holds no object and no upload that is Open or Completing.
+    async fn delete_bucket(&self, name: &str) -> StoreResult<DeleteBucket>;
+
+    // ---- objects ----
+
+    async fn get_object(&self, bucket: &str, key: &str) -> StoreResult<Option<ObjectRecord>>;
+    /// Sets the object record, returning the one it replaced. Readers see old or new, never a mix.
+    async fn put_object(&self, bucket: &str, key: &str, rec: &ObjectRecord) -> StoreResult<Option<ObjectRecord>>;
+    /// Removes the object record, returning it.
+    async fn delete_object(&self, bucket: &str, key: &str) -> StoreResult<Option<ObjectRecord>>;
+    /// Objects whose key starts with `prefix` and sorts strictly after `after` (byte order),
+    /// ascending, at most `limit`.
+    async fn list_objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<(String, ObjectRecord)>>;
+    /// Every blob id that some object record points at (for the orphan sweep).
+    async fn object_blobs(&self) -> StoreResult<Vec<UploadId>>;
+
+    // ---- uploads ----
+
+    /// Stores a new upload (state Open) and its entry in the bucket's upload listing.
+    async fn create_upload(&self, rec: &UploadRecord) -> StoreResult<()>;
+    async fn get_upload(&self, id: &UploadId) -> StoreResult<Option<UploadRecord>>;
+    /// Records part `n` only if the upload exists and is Open; replaces any earlier record for `n`.
+    async fn put_part(&self, id: &UploadId, n: PartNumber, part: &PartRecord) -> StoreResult<PutPart>;
+    /// Parts numbered above `after`, ascending, at most `limit`.
+    async fn list_parts(
+        &self,
+        id: &UploadId,
+        after: Option<PartNumber>,
+        limit: usize,
+    ) -> StoreResult<Vec<(PartNumber, PartRecord)>>;
+    /// Open → Completing with `completing_since = now`. A Completing upload whose
+    /// `completing_since` is older than `stale_before` (its gateway died) is taken over the same way.
+    async fn begin_complete(&self, id: &UploadId, now: Millis, stale_before: Millis) -> StoreResult<BeginComplete>;
+    /// Completing → Open (the Complete failed validation or its commit failed). No-op otherwise.
+    async fn reopen(&self, id: &UploadId) -> StoreResult<()>;
+    /// Completing → Completed with `result`: drops the part table and the listing entry; keeps the
+    /// record (for replay) until `purge_completed` removes it.
+    async fn finish_complete(&self, id: &UploadId, result: &CompletedResult) -> StoreResult<()>;
+    /// Removes an Open upload: record, part table and listing entry.
+    async fn abort_upload(&self, id: &UploadId) -> StoreResult<AbortUpload>;
+    /// Open and Completing uploads of `bucket` whose key starts with `prefix`, ordered by
+    /// (key, created, id), strictly after `after`, at most `limit`.
+    async fn list_uploads(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        after: Option<&UploadCursor>,
+        limit: usize,
+    ) -> StoreResult<Vec<UploadRecord>>;
+    /// Every upload record in any state (start-up recovery, orphan sweep, expiry).
+    async fn all_uploads(&self) -> StoreResult<Vec<UploadRecord>>;
+    /// Deletes Completed records whose `completed.at` is before `before`; returns how many.
+    async fn purge_completed(&self, before: Millis) -> StoreResult<usize>;
+    /// Cheap liveness probe of the backend.
+    async fn ping(&self) -> StoreResult<()>;
+}

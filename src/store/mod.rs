@@ -1,0 +1,26 @@
+//! Storage: the upload-state store (trait with a Redis and an embedded implementation) and the
+//! local-disk part store. Nothing here knows HTTP or S3 wire formats.
+
+pub mod disk;
+pub mod meta;
+pub mod meta_embedded;
+pub mod meta_redis;
+
+pub use disk::DiskStore;
+pub use meta::{AbortUpload, BeginComplete, DeleteBucket, MetaStore, PutPart, UploadCursor};
+
+/// Infrastructure failure. `Unavailable` is "retry later" (Redis down, pool exhausted) and maps to
+/// 503; the rest are real faults (500).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state store unavailable: {0}")]
+    Unavailable(String),
+    #[error("corrupt state record: {0}")]
+    Corrupt(String),
+    #[error("state store error: {0}")]
+    Backend(String),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;

@@ -1,0 +1,278 @@
+//! ETag and flexible-checksum rules: the one place that knows how S3 derives them.
+//!
+//! - part / single-object ETag: hex(md5(bytes))
+//! - multipart ETag: hex(md5(md5_1 || … || md5_N)) + "-N"
+//! - COMPOSITE checksum: H(digest_1 || … || digest_N) (the wire adds "-N")
+//! - FULL_OBJECT CRC: the CRC of the whole object, combined from part CRCs and lengths
+
+use base64::Engine as _;
+use md5::{Digest as _, Md5};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ChecksumAlgorithm {
+    Crc32,
+    Crc32c,
+    Crc64Nvme,
+    Sha1,
+    Sha256,
+}
+
+impl ChecksumAlgorithm {
+    pub const ALL: [Self; 5] = [Self::Crc32, Self::Crc32c, Self::Crc64Nvme, Self::Sha1, Self::Sha256];
+
+    /// From the wire name (`CRC32`, `crc32c`, …), case-insensitive.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.as_str().eq_ignore_ascii_case(s.trim()))
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Crc32 => "CRC32",
+            Self::Crc32c => "CRC32C",
+            Self::Crc64Nvme => "CRC64NVME",
+            Self::Sha1 => "SHA1",
+            Self::Sha256 => "SHA256",
+        }
+    }
+
+    /// `x-amz-checksum-crc32` etc.
+    pub fn header_name(self) -> &'static str {
+        match self {
+            Self::Crc32 => "x-amz-checksum-crc32",
+            Self::Crc32c => "x-amz-checksum-crc32c",
+            Self::Crc64Nvme => "x-amz-checksum-crc64nvme",
+            Self::Sha1 => "x-amz-checksum-sha1",
+            Self::Sha256 => "x-amz-checksum-sha256",
+        }
+    }
+
+    /// Element name in XML (`ChecksumCRC32`).
+    pub fn xml_name(self) -> &'static str {
+        match self {
+            Self::Crc32 => "ChecksumCRC32",
+            Self::Crc32c => "ChecksumCRC32C",
+            Self::Crc64Nvme => "ChecksumCRC64NVME",
+            Self::Sha1 => "ChecksumSHA1",
+            Self::Sha256 => "ChecksumSHA256",
+        }
+    }
+
+    pub fn digest_len(self) -> usize {
+        match self {
+            Self::Crc32 | Self::Crc32c => 4,
+            Self::Crc64Nvme => 8,
+            Self::Sha1 => 20,
+            Self::Sha256 => 32,
+        }
+    }
+
+    fn crc(self) -> Option<crc_fast::CrcAlgorithm> {
+        match self {
+            Self::Crc32 => Some(crc_fast::CrcAlgorithm::Crc32IsoHdlc),
+            Self::Crc32c => Some(crc_fast::CrcAlgorithm::Crc32Iscsi),
+            Self::Crc64Nvme => Some(crc_fast::CrcAlgorithm::Crc64Nvme),
+            Self::Sha1 | Self::Sha256 => None,
+        }
+    }
+
+    /// The type S3 uses when Create names none.
+    pub fn default_type(self) -> ChecksumType {
+        match self {
+            Self::Crc64Nvme => ChecksumType::FullObject,
+            _ => ChecksumType::Composite,
+        }
+    }
+
+    /// Supported (algorithm, type) pairs per the S3 docs.
+    pub fn supports(self, t: ChecksumType) -> bool {
+        match t {
+            ChecksumType::Composite => self != Self::Crc64Nvme,
+            ChecksumType::FullObject => self.crc().is_some(),
+        }
+    }
+
+    /// Decodes a base64 wire value, checking its length.
+    pub fn decode(self, b64: &str) -> Option<Vec<u8>> {
+        let v = base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok()?;
+        (v.len() == self.digest_len()).then_some(v)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChecksumType {
+    Composite,
+    FullObject,
+}
+
+impl ChecksumType {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim() {
+            x if x.eq_ignore_ascii_case("COMPOSITE") => Some(Self::Composite),
+            x if x.eq_ignore_ascii_case("FULL_OBJECT") => Some(Self::FullObject),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Composite => "COMPOSITE",
+            Self::FullObject => "FULL_OBJECT",
+        }
+    }
+}
+
+pub fn b64(v: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(v)
+}
+
+/// Streaming hasher for one flexible-checksum algorithm.
+pub enum Hasher {
+    Crc(ChecksumAlgorithm, crc_fast::Digest),
+    Sha1(sha1::Sha1),
+    Sha256(sha2::Sha256),
+}
+
+impl Hasher {
+    pub fn new(alg: ChecksumAlgorithm) -> Self {
+        match (alg, alg.crc()) {
+            (_, Some(c)) => Self::Crc(alg, crc_fast::Digest::new(c)),
+            (ChecksumAlgorithm::Sha1, None) => Self::Sha1(sha1::Sha1::new()),
+            _ => Self::Sha256(sha2::Sha256::new()),
+        }
+    }
+
+    pub fn update(&mut self, data: &[u8]) {
+        match self {
+            Self::Crc(_, d) => d.update(data),
+            Self::Sha1(h) => sha1::Digest::update(h, data),
+            Self::Sha256(h) => sha2::Digest::update(h, data),
+        }
+    }
+
+    pub fn finish(self) -> Vec<u8> {
+        match self {
+            Self::Crc(alg, d) => crc_bytes(alg, d.finalize()),
+            Self::Sha1(h) => sha1::Digest::finalize(h).to_vec(),
+            Self::Sha256(h) => sha2::Digest::finalize(h).to_vec(),
+        }
+    }
+}
+
+fn crc_bytes(alg: ChecksumAlgorithm, v: u64) -> Vec<u8> {
+    if alg.digest_len() == 4 {
+        u32::try_from(v & 0xffff_ffff).unwrap_or_default().to_be_bytes().to_vec()
+    } else {
+        v.to_be_bytes().to_vec()
+    }
+}
+
+fn crc_value(v: &[u8]) -> u64 {
+    v.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b))
+}
+
+/// Computes one checksum of a whole buffer (tests and small bodies).
+pub fn checksum_of(alg: ChecksumAlgorithm, data: &[u8]) -> Vec<u8> {
+    let mut h = Hasher::new(alg);
+    h.update(data);
+    h.finish()
+}
+
+pub fn md5_of(data: &[u8]) -> [u8; 16] {
+    Md5::digest(data).into()
+}
+
+/// ETag of a multipart object from its parts' raw MD5s, unquoted.
+pub fn multipart_etag<'a>(md5s: impl IntoIterator<Item = &'a [u8; 16]>) -> String {
+    let mut h = Md5::new();
+    let mut n = 0usize;
+    for m in md5s {
+        h.update(m);
+        n += 1;
+    }
+    format!("{}-{n}", hex::encode(h.finalize()))
+}
+
+/// Whole-object checksum of a multipart object from its parts' checksums and sizes.
+/// Returns None when a part lacks the checksum.
+pub fn combine_parts(
+    alg: ChecksumAlgorithm,
+    t: ChecksumType,
+    parts: &[(Option<&[u8]>, u64)],
+) -> Option<Vec<u8>> {
+    match t {
+        ChecksumType::Composite => {
+            let mut h = Hasher::new(alg);
+            for (c, _) in parts {
+                h.update(c.as_ref()?);
+            }
+            Some(h.finish())
+        }
+        ChecksumType::FullObject => {
+            let crc = alg.crc()?;
+            let mut acc: Option<u64> = None;
+            for (c, len) in parts {
+                let v = crc_value(c.as_ref()?);
+                acc = Some(match acc {
+                    None => v,
+                    Some(a) => crc_fast::checksum_combine(crc, a, v, *len),
+                });
+            }
+            Some(crc_bytes(alg, acc.unwrap_or_else(|| crc_value(&checksum_of(alg, b"")))))
+        }
+    }
+}
+
+/// Normalizes an ETag from a client (quoted, unquoted, entity-escaped, padded) to bare lower hex.
+pub fn normalize_etag(s: &str) -> String {
+    s.trim()
+        .replace("&quot;", "")
+        .replace("&#34;", "")
+        .trim_matches('"')
+        .trim()
+        .to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(c: u8) -> Vec<u8> {
+        vec![c; 5 * 1024 * 1024]
+    }
+
+    #[test]
+    fn multipart_etag_vector() {
+        // s3-tests test_multipart_reupload_checksum_and_etag: 5 MiB of A, B, C.
+        let md5s: Vec<[u8; 16]> = [b'A', b'B', b'C'].iter().map(|c| md5_of(&part(*c))).collect();
+        assert_eq!(multipart_etag(&md5s), "b2add96cc9702bbf4efb0ccdfc6b7747-3");
+    }
+
+    #[test]
+    fn checksum_vectors() {
+        let parts: Vec<Vec<u8>> = [b'A', b'B', b'C'].iter().map(|c| part(*c)).collect();
+        let cases = [
+            (ChecksumAlgorithm::Sha256, ChecksumType::Composite, "uWBwpe1dxI4Vw8Gf0X9ynOdw/SS6VBzfWm9giiv1sf4="),
+            (ChecksumAlgorithm::Sha1, ChecksumType::Composite, "sizjvY4eud3MrcHdZM3cQ/ol39o="),
+            (ChecksumAlgorithm::Crc32, ChecksumType::FullObject, "WgDhBQ=="),
+            (ChecksumAlgorithm::Crc32, ChecksumType::Composite, "Z+ry2Q=="),
+            (ChecksumAlgorithm::Crc32c, ChecksumType::FullObject, "xU+Krw=="),
+            (ChecksumAlgorithm::Crc64Nvme, ChecksumType::FullObject, "i+6LR0y3eFo="),
+        ];
+        for (alg, t, want) in cases {
+            let sums: Vec<Vec<u8>> = parts.iter().map(|p| checksum_of(alg, p)).collect();
+            let input: Vec<(Option<&[u8]>, u64)> =
+                sums.iter().zip(&parts).map(|(s, p)| (Some(s.as_slice()), p.len() as u64)).collect();
+            assert_eq!(b64(&combine_parts(alg, t, &input).unwrap()), want, "{alg:?} {t:?}");
+        }
+        assert_eq!(b64(&checksum_of(ChecksumAlgorithm::Crc32, &parts[0])), "JRTCyQ==");
+        assert_eq!(hex::encode(checksum_of(ChecksumAlgorithm::Crc64Nvme, b"123456789")), "ae8b14860a799888");
+    }
+
+    #[test]
+    fn etag_normalization() {
+        for s in ["\"abc\"", "abc", "&#34;abc&#34;", "&quot;abc&quot;", " \"ABC\" "] {
+            assert_eq!(normalize_etag(s), "abc");
+        }
+    }
+}

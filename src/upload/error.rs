@@ -1,0 +1,75 @@
+//! Domain outcomes of the upload service, named after the S3 codes they become. Each front-end
+//! maps this enum exactly once (`s3::error`, `legacy::reply`).
+
+use crate::store::StoreError;
+
+/// An error raised by a request body stream (signature, framing, length, client gone). The front
+/// end that built the stream knows its concrete type and maps it back.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct BodyError(pub Box<dyn std::error::Error + Send + Sync>);
+
+impl BodyError {
+    pub fn new(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self(Box::new(e))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("The specified bucket does not exist")]
+    NoSuchBucket,
+    #[error("The specified key does not exist.")]
+    NoSuchKey,
+    #[error("The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.")]
+    NoSuchUpload,
+    #[error("Your previous request to create the named bucket succeeded and you already own it.")]
+    BucketAlreadyOwnedByYou,
+    #[error("The requested bucket name is not available.")]
+    BucketAlreadyExists,
+    #[error("The bucket you tried to delete is not empty")]
+    BucketNotEmpty,
+    #[error("The specified bucket is not valid.")]
+    InvalidBucketName,
+    #[error("Your key is too long")]
+    KeyTooLong,
+    #[error("{0}")]
+    InvalidPart(String),
+    #[error("The list of parts was not in ascending order. Parts must be ordered by part number.")]
+    InvalidPartOrder,
+    #[error("Your proposed upload is smaller than the minimum allowed size")]
+    EntityTooSmall,
+    #[error("Your proposed upload exceeds the maximum allowed size")]
+    EntityTooLarge,
+    #[error("{0}")]
+    BadDigest(String),
+    #[error("The Content-MD5 you specified is not valid.")]
+    InvalidDigest,
+    #[error("You did not provide the number of bytes specified by the Content-Length HTTP header.")]
+    IncompleteBody,
+    #[error("The requested range is not satisfiable")]
+    InvalidRange { size: u64 },
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("The XML you provided was not well-formed or did not validate against our published schema")]
+    MalformedXml,
+    #[error("At least one of the pre-conditions you specified did not hold")]
+    PreconditionFailed,
+    #[error("Not Modified")]
+    NotModified,
+    #[error("Access Denied")]
+    AccessDenied,
+    /// Another Complete or Abort of the same upload is still running.
+    #[error("A conflicting conditional operation is currently in progress against this resource. Please try again.")]
+    OperationAborted,
+    #[error("request body: {0}")]
+    Body(#[from] BodyError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("disk: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

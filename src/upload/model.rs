@@ -1,0 +1,267 @@
+//! Domain types shared by both front-ends and the stores. Parsed once at the edge; after that,
+//! nothing re-checks strings.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::checksum::{ChecksumAlgorithm, ChecksumType};
+
+/// Opaque, unguessable, URL-safe upload id (also used as the blob directory name of the object
+/// it becomes). 32 lowercase hex characters.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct UploadId(String);
+
+impl UploadId {
+    pub fn generate() -> Self {
+        Self(random_hex(16))
+    }
+
+    /// Accepts only ids we could have generated, so a hostile id can never reach a file path.
+    pub fn parse(s: &str) -> Option<Self> {
+        (s.len() == 32 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+            .then(|| Self(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for UploadId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Name of a directory under `blobs/` holding the files of one upload or one stored object.
+/// An upload's blob id is its upload id, so Complete needs no renames.
+pub type BlobId = UploadId;
+
+pub fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::fill(&mut buf[..]);
+    hex::encode(buf)
+}
+
+/// A part number, 1..=10000.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PartNumber(u16);
+
+impl PartNumber {
+    pub const MAX: u16 = 10_000;
+
+    pub fn new(n: u32) -> Option<Self> {
+        (1..=u32::from(Self::MAX))
+            .contains(&n)
+            .then(|| Self(u16::try_from(n).expect("checked range")))
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        if s.is_empty() || s.len() > 5 || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        s.parse::<u32>().ok().and_then(Self::new)
+    }
+
+    pub fn get(self) -> u16 {
+        self.0
+    }
+}
+
+impl fmt::Display for PartNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Unix time in milliseconds.
+pub type Millis = i64;
+
+pub fn now_millis() -> Millis {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// A stored checksum: algorithm plus the raw digest bytes (base64 only on the wire).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checksum {
+    pub algorithm: ChecksumAlgorithm,
+    #[serde(with = "hex_bytes")]
+    pub value: Vec<u8>,
+}
+
+/// Headers that S3 keeps with an object and returns on GET/HEAD. Values are kept as raw bytes:
+/// user metadata may hold any UTF-8 (or not), and must come back exactly as sent.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectHeaders {
+    pub content_type: Option<String>,
+    pub cache_control: Option<String>,
+    pub content_disposition: Option<String>,
+    pub content_encoding: Option<String>,
+    pub content_language: Option<String>,
+    pub expires: Option<String>,
+    /// `x-amz-meta-*` with the prefix stripped, lower-case names, raw byte values (hex-serialized).
+    #[serde(with = "hex_map")]
+    pub user: BTreeMap<String, Vec<u8>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UploadState {
+    Open,
+    /// A Complete is running (or crashed while running; see `completing_since`).
+    Completing,
+    Completed,
+}
+
+/// One multipart upload as the state store keeps it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadRecord {
+    pub id: UploadId,
+    pub bucket: String,
+    pub key: String,
+    pub created: Millis,
+    /// Access key (or legacy user) that created it.
+    pub owner: String,
+    pub headers: ObjectHeaders,
+    pub checksum_algorithm: Option<ChecksumAlgorithm>,
+    pub checksum_type: Option<ChecksumType>,
+    pub state: UploadState,
+    /// When the current Complete began (state Completing); a stale value means its gateway died.
+    pub completing_since: Option<Millis>,
+    /// Set once completed: what a repeated Complete with the same part list replays.
+    pub completed: Option<CompletedResult>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompletedResult {
+    pub etag: String,
+    /// md5 over the canonical (number, etag) list the Complete named; a replay must match it.
+    pub parts_digest: String,
+    pub checksum: Option<Checksum>,
+    pub checksum_type: Option<ChecksumType>,
+    pub at: Millis,
+}
+
+/// One uploaded part as the state store keeps it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartRecord {
+    pub size: u64,
+    /// Raw MD5 of the part bytes (the ETag is its quoted hex).
+    #[serde(with = "hex_array16")]
+    pub md5: [u8; 16],
+    /// File name inside the upload's blob directory (unique per attempt).
+    pub file: String,
+    pub modified: Millis,
+    pub checksum: Option<Checksum>,
+}
+
+/// One piece of a stored object: a file in the object's blob directory.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectPart {
+    pub file: String,
+    pub size: u64,
+    pub checksum: Option<Checksum>,
+}
+
+/// A stored object: a manifest of part files in one blob directory, never a concatenation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectRecord {
+    pub blob: BlobId,
+    pub parts: Vec<ObjectPart>,
+    pub size: u64,
+    /// Unquoted: hex md5, or hex md5-of-md5s + "-N" for multipart objects.
+    pub etag: String,
+    pub modified: Millis,
+    pub owner: String,
+    pub headers: ObjectHeaders,
+    /// Whole-object checksum (COMPOSITE carries its `-N` in `checksum_type`).
+    pub checksum: Option<Checksum>,
+    pub checksum_type: Option<ChecksumType>,
+    /// True when made by CompleteMultipartUpload (GET `partNumber` addresses its parts).
+    pub multipart: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketRecord {
+    pub name: String,
+    pub created: Millis,
+    pub owner: String,
+}
+
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(v))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = String::deserialize(d)?;
+        hex::decode(s).map_err(serde::de::Error::custom)
+    }
+}
+
+mod hex_array16 {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8; 16], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(v))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 16], D::Error> {
+        let s = String::deserialize(d)?;
+        let mut out = [0u8; 16];
+        hex::decode_to_slice(s, &mut out).map_err(serde::de::Error::custom)?;
+        Ok(out)
+    }
+}
+
+mod hex_map {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &BTreeMap<String, Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        let m: BTreeMap<&str, String> = v.iter().map(|(k, v)| (k.as_str(), hex::encode(v))).collect();
+        m.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Vec<u8>>, D::Error> {
+        let m = BTreeMap::<String, String>::deserialize(d)?;
+        m.into_iter()
+            .map(|(k, v)| hex::decode(v).map(|v| (k, v)).map_err(serde::de::Error::custom))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_numbers() {
+        assert!(PartNumber::parse("0").is_none());
+        assert!(PartNumber::parse("10001").is_none());
+        assert!(PartNumber::parse("-1").is_none());
+        assert!(PartNumber::parse("abc").is_none());
+        assert!(PartNumber::parse("").is_none());
+        assert_eq!(PartNumber::parse("1").unwrap().get(), 1);
+        assert_eq!(PartNumber::parse("10000").unwrap().get(), 10000);
+        assert_eq!(PartNumber::parse("00007").unwrap().get(), 7);
+    }
+
+    #[test]
+    fn upload_ids_are_path_safe() {
+        let id = UploadId::generate();
+        assert_eq!(UploadId::parse(id.as_str()), Some(id));
+        assert!(UploadId::parse("../../etc/passwd00000000000000000").is_none());
+        assert!(UploadId::parse("ABCDEF00000000000000000000000000").is_none());
+    }
+}
