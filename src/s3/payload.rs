@@ -1,11 +1,23 @@
-//! Turns a request body plus its `PayloadMode` into a plain, verified byte stream. INTERFACE STUB.
+//! Turns a request body plus its `PayloadMode` into a plain, verified byte stream: whole-body
+//! SHA-256, unsigned, or aws-chunked (signed or unsigned, with or without a trailer).
+//!
+//! Every check that needs the whole body fails as the stream's last item, so consumers must
+//! only commit data once the stream has ended cleanly.
+//! aws-chunked: <https://docs.aws.amazon.com/AmazonS3/latest/API/sigv4-streaming.html> and
+//! <https://docs.aws.amazon.com/AmazonS3/latest/API/sigv4-streaming-trailers.html>.
 
 use std::sync::{Arc, OnceLock};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
+use futures_util::TryStreamExt;
+use http::header::CONTENT_LENGTH;
+use http_body_util::BodyExt;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
-use super::auth::PayloadMode;
+use super::auth::{ChunkSigner, PayloadMode};
 use crate::upload::BodyStream;
+use crate::upload::error::BodyError;
 
 /// The value of the checksum trailer (`x-amz-trailer`), set by the decoder when it reaches the
 /// trailer section, before the stream ends.
@@ -40,10 +52,748 @@ pub struct Decoded {
     pub length: Option<u64>,
 }
 
-pub fn decode<B>(_body: B, _headers: &http::HeaderMap, _mode: PayloadMode) -> Result<Decoded, PayloadError>
+/// Longest chunk-header or trailer line accepted; real ones are under 200 bytes.
+const MAX_LINE: usize = 4096;
+/// Most trailer lines accepted (AWS sends one checksum plus the signature).
+const MAX_TRAILERS: usize = 16;
+
+pub fn decode<B>(body: B, headers: &http::HeaderMap, mode: PayloadMode) -> Result<Decoded, PayloadError>
 where
     B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: std::fmt::Display,
 {
-    Err(PayloadError::InvalidRequest("payload pending".into()))
+    let (signing, trailer_variant) = match mode {
+        PayloadMode::Sha256(hash) => return Ok(plain(body, headers, Some(hash))?),
+        PayloadMode::Unsigned => return Ok(plain(body, headers, None)?),
+        PayloadMode::SignedChunks { signer, trailer } => {
+            let prev = signer.seed_signature.clone();
+            (Some(Signing { signer, prev, expected: String::new(), hasher: Sha256::new() }), trailer)
+        }
+        PayloadMode::UnsignedChunks => (None, true),
+    };
+    // The transport length (if any) counts the framing; the payload length is announced apart.
+    let declared = header_u64(headers, "x-amz-decoded-content-length")?.ok_or(PayloadError::MissingContentLength)?;
+    let trailer = match headers.get("x-amz-trailer") {
+        None => None,
+        Some(v) => {
+            let name = v.to_str().unwrap_or(",").trim().to_ascii_lowercase();
+            if name.is_empty() || name.contains(',') || name.contains(char::is_whitespace) {
+                return Err(PayloadError::InvalidArgument("x-amz-trailer must name exactly one trailer.".into()));
+            }
+            if !trailer_variant {
+                return Err(PayloadError::InvalidRequest(
+                    "x-amz-trailer needs a STREAMING-…-TRAILER x-amz-content-sha256.".into(),
+                ));
+            }
+            Some((name, TrailerSlot::default()))
+        }
+    };
+    let codec = Chunked {
+        state: State::Size,
+        line: Vec::new(),
+        declared,
+        decoded: 0,
+        signing,
+        trailers_allowed: trailer_variant,
+        trailer: trailer.clone(),
+        trailer_value: None,
+        canonical_trailers: String::new(),
+        trailer_signature: None,
+        trailer_lines: 0,
+    };
+    Ok(Decoded { stream: into_stream(body, codec), trailer, length: Some(declared) })
+}
+
+fn plain<B>(body: B, headers: &http::HeaderMap, sha256: Option<[u8; 32]>) -> Result<Decoded, PayloadError>
+where
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: std::fmt::Display,
+{
+    let length = header_u64(headers, CONTENT_LENGTH.as_str())?;
+    let codec = Plain { expected: length, seen: 0, sha256: sha256.map(|h| (Sha256::new(), h)) };
+    Ok(Decoded { stream: into_stream(body, codec), trailer: None, length })
+}
+
+fn header_u64(headers: &http::HeaderMap, name: &str) -> Result<Option<u64>, PayloadError> {
+    let Some(v) = headers.get(name) else { return Ok(None) };
+    // `u64::from_str` takes a leading `+`, which HTTP does not allow.
+    let v = v.to_str().ok().filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()));
+    v.and_then(|v| v.parse().ok())
+        .map(Some)
+        .ok_or_else(|| PayloadError::InvalidArgument(format!("Invalid {name} header.")))
+}
+
+/// A sans-IO body decoder: fed the incoming bytes, it hands back payload bytes.
+trait Codec: Send + 'static {
+    /// Consumes bytes from the front of `input` and returns the next payload piece, or `None`
+    /// once `input` is used up.
+    fn feed(&mut self, input: &mut Bytes) -> Result<Option<Bytes>, PayloadError>;
+    /// The body ended: run the checks that need all of it.
+    fn finish(&mut self) -> Result<(), PayloadError>;
+    /// The error to report when the transport fails mid-body.
+    fn body_error(&self, message: String) -> PayloadError {
+        PayloadError::Transport(message)
+    }
+}
+
+fn into_stream<B, C>(body: B, codec: C) -> BodyStream
+where
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: std::fmt::Display,
+    C: Codec,
+{
+    let state = (body, codec, Bytes::new());
+    // try_unfold ends the stream after the first error.
+    let stream = futures_util::stream::try_unfold(state, |(mut body, mut codec, mut input)| async move {
+        loop {
+            if let Some(piece) = codec.feed(&mut input)? {
+                return Ok(Some((piece, (body, codec, input))));
+            }
+            match body.frame().await {
+                None => {
+                    codec.finish()?;
+                    return Ok(None);
+                }
+                // HTTP trailers carry nothing S3 reads: checksum trailers live in aws-chunked.
+                Some(Ok(frame)) => input = frame.into_data().unwrap_or_default(),
+                Some(Err(e)) => return Err(codec.body_error(e.to_string())),
+            }
+        }
+    });
+    Box::pin(stream.map_err(BodyError::new))
+}
+
+/// A body sent as is: counted and, for a signed payload, hashed.
+struct Plain {
+    expected: Option<u64>,
+    seen: u64,
+    sha256: Option<(Sha256, [u8; 32])>,
+}
+
+impl Codec for Plain {
+    fn feed(&mut self, input: &mut Bytes) -> Result<Option<Bytes>, PayloadError> {
+        if input.is_empty() {
+            return Ok(None);
+        }
+        let piece = std::mem::take(input);
+        self.seen += piece.len() as u64;
+        if self.expected.is_some_and(|n| self.seen > n) {
+            return Err(PayloadError::IncompleteBody);
+        }
+        if let Some((hasher, _)) = &mut self.sha256 {
+            hasher.update(&piece);
+        }
+        Ok(Some(piece))
+    }
+
+    fn finish(&mut self) -> Result<(), PayloadError> {
+        if self.expected.is_some_and(|n| self.seen != n) {
+            return Err(PayloadError::IncompleteBody);
+        }
+        match self.sha256.take() {
+            Some((hasher, want)) if hasher.finalize()[..] != want[..] => Err(PayloadError::Sha256Mismatch),
+            _ => Ok(()),
+        }
+    }
+
+    fn body_error(&self, message: String) -> PayloadError {
+        // hyper fails the body when the connection ends before Content-Length bytes came.
+        match self.expected {
+            Some(n) if self.seen < n => PayloadError::IncompleteBody,
+            _ => PayloadError::Transport(message),
+        }
+    }
+}
+
+/// Where the aws-chunked decoder is in `HEX(size)[;chunk-signature=SIG]\r\n<data>\r\n … 0…\r\n
+/// <trailers>\r\n`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// Reading a chunk-size line.
+    Size,
+    /// Passing chunk data through; this many bytes are left.
+    Data(u64),
+    /// Expecting the CRLF after chunk data; this many of its bytes were seen.
+    DataEnd(usize),
+    /// After the final chunk: trailer lines up to an empty line.
+    Trailers,
+    Done,
+}
+
+struct Signing {
+    signer: ChunkSigner,
+    /// The signature the next one chains from: the seed, then each verified chunk's.
+    prev: String,
+    /// The current chunk's claimed signature.
+    expected: String,
+    hasher: Sha256,
+}
+
+impl Signing {
+    /// Checks the chunk just read (its data went through `hasher`) and moves the chain on.
+    fn check_chunk(&mut self) -> Result<(), PayloadError> {
+        let hash = std::mem::replace(&mut self.hasher, Sha256::new()).finalize();
+        let want = self.signer.chunk_signature(&self.prev, &hash);
+        if !ct_eq(&want, &self.expected) {
+            return Err(PayloadError::SignatureDoesNotMatch);
+        }
+        self.prev = want;
+        Ok(())
+    }
+}
+
+fn ct_eq(a: &str, b: &str) -> bool {
+    a.as_bytes().ct_eq(b.as_bytes()).into()
+}
+
+fn malformed(msg: &str) -> PayloadError {
+    PayloadError::Malformed(msg.to_owned())
+}
+
+struct Chunked {
+    state: State,
+    /// A header or trailer line read so far (lines may span frames).
+    line: Vec<u8>,
+    /// `x-amz-decoded-content-length`.
+    declared: u64,
+    /// Sum of the chunk sizes announced so far.
+    decoded: u64,
+    signing: Option<Signing>,
+    trailers_allowed: bool,
+    trailer: Option<(String, TrailerSlot)>,
+    trailer_value: Option<String>,
+    /// `name:value\n` per trailer, what the trailer signature covers.
+    canonical_trailers: String,
+    trailer_signature: Option<String>,
+    trailer_lines: usize,
+}
+
+impl Codec for Chunked {
+    fn feed(&mut self, input: &mut Bytes) -> Result<Option<Bytes>, PayloadError> {
+        while !input.is_empty() {
+            match self.state {
+                State::Size => {
+                    if let Some(line) = self.take_line(input)? {
+                        self.chunk_header(&line)?;
+                    }
+                }
+                State::Data(left) => {
+                    // Pass data through without copying, whatever the frame boundaries.
+                    let n = left.min(input.len() as u64) as usize;
+                    let piece = input.split_to(n);
+                    let left = left - n as u64;
+                    if let Some(s) = &mut self.signing {
+                        s.hasher.update(&piece);
+                        if left == 0 {
+                            s.check_chunk()?;
+                        }
+                    }
+                    self.state = if left == 0 { State::DataEnd(0) } else { State::Data(left) };
+                    return Ok(Some(piece));
+                }
+                State::DataEnd(seen) => {
+                    if input[0] != b"\r\n"[seen] {
+                        return Err(malformed("Missing CRLF after aws-chunked chunk data."));
+                    }
+                    input.advance(1);
+                    self.state = if seen == 0 { State::DataEnd(1) } else { State::Size };
+                }
+                State::Trailers => {
+                    if let Some(line) = self.take_line(input)? {
+                        self.trailer_line(&line)?;
+                    }
+                }
+                State::Done => return Err(malformed("Unexpected data after the end of the aws-chunked body.")),
+            }
+        }
+        Ok(None)
+    }
+
+    fn finish(&mut self) -> Result<(), PayloadError> {
+        match self.state {
+            // Lenient: the trailer section may lack its final CRLF, even its last line's.
+            State::Trailers => {
+                let line = std::mem::take(&mut self.line);
+                if !line.is_empty() {
+                    self.trailer_line(strip_eol(&line))?;
+                }
+                if self.state == State::Trailers {
+                    self.end_trailers()?;
+                }
+                Ok(())
+            }
+            State::Done => Ok(()),
+            State::Size | State::Data(_) | State::DataEnd(_) => Err(PayloadError::IncompleteBody),
+        }
+    }
+}
+
+/// Drops a line's `\n` or `\r\n`.
+fn strip_eol(line: &[u8]) -> &[u8] {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+impl Chunked {
+    /// Appends input up to and including the next LF to `self.line`; returns the complete line
+    /// (without its end) once there is one.
+    fn take_line(&mut self, input: &mut Bytes) -> Result<Option<Vec<u8>>, PayloadError> {
+        let end = input.iter().position(|&b| b == b'\n');
+        let n = end.map_or(input.len(), |i| i + 1);
+        if self.line.len() + n > MAX_LINE {
+            return Err(malformed("aws-chunked header line too long."));
+        }
+        self.line.extend_from_slice(&input[..n]);
+        input.advance(n);
+        if end.is_none() {
+            return Ok(None);
+        }
+        let mut line = std::mem::take(&mut self.line);
+        let len = strip_eol(&line).len();
+        line.truncate(len);
+        Ok(Some(line))
+    }
+
+    fn chunk_header(&mut self, line: &[u8]) -> Result<(), PayloadError> {
+        let line = std::str::from_utf8(line).map_err(|_| malformed("Invalid aws-chunked chunk header."))?;
+        let (size, extensions) = line.split_once(';').unwrap_or((line, ""));
+        let size = size.trim();
+        if size.is_empty() || size.len() > 16 || !size.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(malformed("Invalid aws-chunked chunk size."));
+        }
+        let size = u64::from_str_radix(size, 16).map_err(|_| malformed("Invalid aws-chunked chunk size."))?;
+        if let Some(s) = &mut self.signing {
+            let sig = extensions
+                .trim()
+                .strip_prefix("chunk-signature=")
+                .filter(|sig| sig.len() == 64 && sig.bytes().all(|b| b.is_ascii_hexdigit()))
+                .ok_or_else(|| malformed("Missing or invalid chunk-signature."))?;
+            s.expected.clear();
+            s.expected.push_str(sig);
+        }
+        // More data than announced is an error right away, not after storing it.
+        self.decoded = self
+            .decoded
+            .checked_add(size)
+            .filter(|&n| n <= self.declared)
+            .ok_or(PayloadError::IncompleteBody)?;
+        if size > 0 {
+            self.state = State::Data(size);
+            return Ok(());
+        }
+        // The final, empty chunk is signed like any other.
+        if let Some(s) = &mut self.signing {
+            s.check_chunk()?;
+        }
+        if self.decoded != self.declared {
+            return Err(PayloadError::IncompleteBody);
+        }
+        self.state = State::Trailers;
+        Ok(())
+    }
+
+    fn trailer_line(&mut self, line: &[u8]) -> Result<(), PayloadError> {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return self.end_trailers();
+        }
+        self.trailer_lines += 1;
+        if self.trailer_lines > MAX_TRAILERS {
+            return Err(malformed("Too many trailers."));
+        }
+        let line = std::str::from_utf8(line).map_err(|_| malformed("Invalid trailer."))?;
+        let (name, value) = line.split_once(':').ok_or_else(|| malformed("Invalid trailer."))?;
+        let (name, value) = (name.trim().to_ascii_lowercase(), value.trim());
+        if name == "x-amz-trailer-signature" {
+            if self.trailer_signature.replace(value.to_owned()).is_some() {
+                return Err(malformed("Repeated x-amz-trailer-signature."));
+            }
+            return Ok(());
+        }
+        // The plain signed variant ends right after the final chunk: nothing would vouch for these.
+        if !self.trailers_allowed {
+            return Err(malformed("Unexpected trailer in aws-chunked body."));
+        }
+        self.canonical_trailers.push_str(&format!("{name}:{value}\n"));
+        if self.trailer.as_ref().is_some_and(|(want, _)| *want == name) {
+            self.trailer_value = Some(value.to_owned());
+        }
+        Ok(())
+    }
+
+    /// The trailer section is over: check its signature and publish the declared trailer.
+    fn end_trailers(&mut self) -> Result<(), PayloadError> {
+        self.state = State::Done;
+        if let Some(s) = self.signing.as_ref().filter(|_| self.trailers_allowed) {
+            let claimed = self.trailer_signature.as_deref().ok_or_else(|| malformed("Missing x-amz-trailer-signature."))?;
+            let want = s.signer.trailer_signature(&s.prev, &Sha256::digest(self.canonical_trailers.as_bytes()));
+            if !ct_eq(&want, claimed) {
+                return Err(PayloadError::SignatureDoesNotMatch);
+            }
+        }
+        if let Some((_, slot)) = &self.trailer {
+            let value = self.trailer_value.take().ok_or_else(|| malformed("missing trailer"))?;
+            // The slot is fresh per request and set once, here.
+            let _ = slot.set(value);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::task::{Context, Poll, Waker};
+
+    use futures_util::Stream;
+    use http_body::Frame;
+    use http_body_util::StreamBody;
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::s3::auth;
+
+    type TestBody = StreamBody<futures_util::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, Infallible>>>>;
+
+    fn body(frames: Vec<Bytes>) -> TestBody {
+        StreamBody::new(futures_util::stream::iter(frames.into_iter().map(|b| Ok(Frame::data(b))).collect::<Vec<_>>()))
+    }
+
+    /// Splits `data` into frames at the given cut points (any order, duplicates allowed).
+    fn split(data: &Bytes, mut cuts: Vec<usize>) -> Vec<Bytes> {
+        cuts.push(data.len());
+        cuts.sort_unstable();
+        let mut start = 0;
+        let mut frames = Vec::new();
+        for cut in cuts {
+            let cut = cut.min(data.len());
+            frames.push(data.slice(start..cut)); // empty frames included on purpose
+            start = cut;
+        }
+        frames
+    }
+
+    /// Drains a stream whose body never pends; returns the data and how it ended.
+    fn drain(mut stream: BodyStream) -> (Vec<u8>, Result<(), PayloadError>) {
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut out = Vec::new();
+        loop {
+            match stream.as_mut().poll_next(&mut cx) {
+                Poll::Ready(Some(Ok(b))) => out.extend_from_slice(&b),
+                Poll::Ready(Some(Err(e))) => {
+                    let err = e.0.downcast_ref::<PayloadError>().expect("a PayloadError").clone();
+                    assert!(matches!(stream.as_mut().poll_next(&mut cx), Poll::Ready(None)), "error must end the stream");
+                    return (out, Err(err));
+                }
+                Poll::Ready(None) => return (out, Ok(())),
+                Poll::Pending => panic!("test bodies never pend"),
+            }
+        }
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> http::HeaderMap {
+        pairs.iter().map(|(n, v)| (n.parse().unwrap(), v.parse().unwrap())).collect()
+    }
+
+    fn run(frames: Vec<Bytes>, h: &http::HeaderMap, mode: PayloadMode) -> (Vec<u8>, Result<(), PayloadError>, Decoded) {
+        let mut d = decode(body(frames), h, mode).unwrap();
+        let stream = std::mem::replace(&mut d.stream, Box::pin(futures_util::stream::empty()));
+        let (data, end) = drain(stream);
+        (data, end, d)
+    }
+
+    /// The signer of the AWS streaming examples, from verifying their seed request.
+    fn aws_signer(trailer: bool) -> PayloadMode {
+        let v = auth::verify(&auth::tests::streaming_parts(trailer), &auth::tests::creds(), auth::tests::t0()).unwrap();
+        v.payload
+    }
+
+    fn aws_payload() -> Vec<u8> {
+        vec![b'a'; 65536 + 1024]
+    }
+
+    /// The AWS example bodies, framed by hand from the published signatures.
+    fn aws_body(trailer: bool) -> Bytes {
+        let sigs = if trailer {
+            [
+                "b474d8862b1487a5145d686f57f013e54db672cee1c953b3010fb58501ef5aa2",
+                "1c1344b170168f8e65b41376b44b20fe354e373826ccbbe2c1d40a8cae51e5c7",
+                "2ca2aba2005185cf7159c6277faf83795951dd77a3a99e6e65d5c9f85863f992",
+            ]
+        } else {
+            [
+                "ad80c730a21e5b8d04586a2213dd63b9a0e99e0e2307b0ade35a65485a288648",
+                "0055627c9e194cb4542bae2aa5492e3c1575bbb81b612b7d234b86a503ef5497",
+                "b6c6ea8a5354eaf15b3cb7646744f4275b71ea724fed81ceb9323e279d449df9",
+            ]
+        };
+        let mut b = Vec::new();
+        for (size, sig) in [(65536, sigs[0]), (1024, sigs[1])] {
+            b.extend_from_slice(format!("{size:x};chunk-signature={sig}\r\n").as_bytes());
+            b.extend(std::iter::repeat_n(b'a', size));
+            b.extend_from_slice(b"\r\n");
+        }
+        b.extend_from_slice(format!("0;chunk-signature={}\r\n", sigs[2]).as_bytes());
+        if trailer {
+            b.extend_from_slice(b"x-amz-checksum-crc32c:sOO8/Q==\r\n");
+            b.extend_from_slice(
+                b"x-amz-trailer-signature:d81f82fc3505edab99d459891051a732e8730629a2e4a59689829ca17fe2e435\r\n",
+            );
+        }
+        b.extend_from_slice(b"\r\n");
+        b.into()
+    }
+
+    fn aws_headers(trailer: bool) -> http::HeaderMap {
+        let mut h = vec![("content-encoding", "aws-chunked"), ("x-amz-decoded-content-length", "66560")];
+        if trailer {
+            h.push(("x-amz-trailer", "x-amz-checksum-crc32c"));
+        }
+        headers(&h)
+    }
+
+    /// botocore's unsigned-trailer body for a 120-byte object (spec §10.2).
+    fn botocore_body(data: &[u8]) -> Bytes {
+        let mut b = format!("{:x}\r\n", data.len()).into_bytes();
+        b.extend_from_slice(data);
+        b.extend_from_slice(b"\r\n0\r\nx-amz-checksum-crc32:vxfLBA==\r\n\r\n");
+        b.into()
+    }
+
+    fn botocore_headers(len: usize) -> http::HeaderMap {
+        headers(&[
+            ("content-encoding", "aws-chunked"),
+            ("x-amz-decoded-content-length", &len.to_string()),
+            ("x-amz-trailer", "x-amz-checksum-crc32"),
+        ])
+    }
+
+    #[test]
+    fn aws_example_signed_chunks() {
+        let encoded = aws_body(false);
+        assert_eq!(encoded.len(), 66824);
+        let (data, end, d) = run(vec![encoded], &aws_headers(false), aws_signer(false));
+        assert_eq!(end, Ok(()));
+        assert_eq!(data, aws_payload());
+        assert_eq!(d.length, Some(66560));
+        assert!(d.trailer.is_none());
+    }
+
+    #[test]
+    fn aws_example_signed_trailer() {
+        let (data, end, d) = run(vec![aws_body(true)], &aws_headers(true), aws_signer(true));
+        assert_eq!(end, Ok(()));
+        assert_eq!(data, aws_payload());
+        let (name, slot) = d.trailer.unwrap();
+        assert_eq!(name, "x-amz-checksum-crc32c");
+        assert_eq!(slot.get().map(String::as_str), Some("sOO8/Q=="));
+    }
+
+    #[test]
+    fn one_byte_frames() {
+        let encoded = aws_body(true);
+        let frames = (0..encoded.len()).map(|i| encoded.slice(i..=i)).collect();
+        let (data, end, _) = run(frames, &aws_headers(true), aws_signer(true));
+        assert_eq!(end, Ok(()));
+        assert_eq!(data, aws_payload());
+    }
+
+    #[test]
+    fn corrupted_signatures() {
+        let corrupt = |body: &Bytes, from: &str, to: &str| -> Bytes {
+            let s = String::from_utf8(body.to_vec()).unwrap();
+            assert!(s.contains(from));
+            s.replacen(from, to, 1).into()
+        };
+        let cases = [
+            (false, "ad80c730", "ad80c731"), // first chunk
+            (false, "b6c6ea8a", "b6c6ea8b"), // final empty chunk
+            (true, "d81f82fc", "d81f82fd"),  // trailer signature
+            (true, "sOO8/Q==", "sOO8/R=="),  // trailer value
+        ];
+        for (trailer, from, to) in cases {
+            let (_, end, d) = run(vec![corrupt(&aws_body(trailer), from, to)], &aws_headers(trailer), aws_signer(trailer));
+            assert_eq!(end, Err(PayloadError::SignatureDoesNotMatch), "{from}");
+            assert!(d.trailer.is_none_or(|(_, slot)| slot.get().is_none()));
+        }
+        // A chunk's data changed: caught when that chunk ends, before the next one passes.
+        let mut body = aws_body(false).to_vec();
+        body[100] = b'b';
+        let (data, end, _) = run(vec![body.into()], &aws_headers(false), aws_signer(false));
+        assert_eq!(end, Err(PayloadError::SignatureDoesNotMatch));
+        assert!(data.len() <= 65536);
+        // Unsigned chunks where signed ones were promised.
+        let (_, end, _) = run(vec![botocore_body(&[1; 120])], &botocore_headers(120), aws_signer(true));
+        assert!(matches!(end, Err(PayloadError::Malformed(_))), "{end:?}");
+    }
+
+    #[test]
+    fn botocore_unsigned_trailer() {
+        let payload: Vec<u8> = (0..120).collect();
+        let (data, end, d) = run(vec![botocore_body(&payload)], &botocore_headers(120), PayloadMode::UnsignedChunks);
+        assert_eq!(end, Ok(()));
+        assert_eq!(data, payload);
+        assert_eq!(d.length, Some(120));
+        let (name, slot) = d.trailer.unwrap();
+        assert_eq!(name, "x-amz-checksum-crc32");
+        assert_eq!(slot.get().unwrap(), "vxfLBA==");
+    }
+
+    #[test]
+    fn lenient_trailer_endings() {
+        let payload = b"hello";
+        for tail in ["x-amz-checksum-crc32:vxfLBA==\r\n", "x-amz-checksum-crc32:vxfLBA==", "X-Amz-Checksum-CRC32 : vxfLBA== \n\n"] {
+            let body = format!("5\r\nhello\r\n0\r\n{tail}");
+            let (data, end, d) = run(vec![body.into()], &botocore_headers(5), PayloadMode::UnsignedChunks);
+            assert_eq!((data.as_slice(), end), (&payload[..], Ok(())), "{tail:?}");
+            assert_eq!(d.trailer.unwrap().1.get().unwrap(), "vxfLBA==");
+        }
+        // No trailer declared, none sent, and no final CRLF.
+        let h = headers(&[("x-amz-decoded-content-length", "5")]);
+        let (_, end, _) = run(vec![Bytes::from("5\r\nhello\r\n0\r\n")], &h, PayloadMode::UnsignedChunks);
+        assert_eq!(end, Ok(()));
+    }
+
+    #[test]
+    fn chunked_errors() {
+        let h = botocore_headers(5);
+        let err = |body: &str| run(vec![Bytes::from(body.to_owned())], &h, PayloadMode::UnsignedChunks).1.unwrap_err();
+        let is_malformed = |body: &str| matches!(err(body), PayloadError::Malformed(_));
+        assert!(is_malformed("zz\r\nhello\r\n0\r\n\r\n"));
+        assert!(is_malformed("+5\r\nhello\r\n0\r\n\r\n"));
+        assert!(is_malformed("\r\nhello\r\n0\r\n\r\n"));
+        assert!(is_malformed("5\r\nhelloXX0\r\n\r\n"));
+        assert!(is_malformed("5\r\nhello\n0\r\n\r\n"));
+        assert!(is_malformed(&format!("{}5\r\nhello\r\n0\r\n\r\n", "0".repeat(MAX_LINE))));
+        assert!(is_malformed("5\r\nhello\r\n0\r\nx-amz-checksum-crc32:vxfLBA==\r\n\r\ngarbage"));
+        assert!(is_malformed("5\r\nhello\r\n0\r\nno colon\r\n\r\n"));
+        assert_eq!(err("5\r\nhello\r\n0\r\n\r\n"), malformed("missing trailer"));
+        assert_eq!(err("5\r\nhello\r\n0\r\nx-amz-checksum-crc32c:AAAAAA==\r\n\r\n"), malformed("missing trailer"));
+        // Lengths: fewer or more bytes than x-amz-decoded-content-length, or a cut-off body.
+        assert_eq!(err("4\r\nhell\r\n0\r\n\r\n"), PayloadError::IncompleteBody);
+        assert_eq!(err("6\r\nhello!\r\n0\r\n\r\n"), PayloadError::IncompleteBody);
+        assert_eq!(err("ffffffffffffffff\r\n"), PayloadError::IncompleteBody);
+        assert_eq!(err("5\r\nhel"), PayloadError::IncompleteBody);
+        assert_eq!(err("5\r\nhello\r\n"), PayloadError::IncompleteBody);
+        assert_eq!(err(""), PayloadError::IncompleteBody);
+    }
+
+    #[test]
+    fn decode_rejects_bad_headers() {
+        let e = |h: &[(&str, &str)], mode| decode(body(vec![]), &headers(h), mode).err();
+        assert_eq!(e(&[], PayloadMode::UnsignedChunks), Some(PayloadError::MissingContentLength));
+        assert!(matches!(
+            e(&[("x-amz-decoded-content-length", "-1")], PayloadMode::UnsignedChunks),
+            Some(PayloadError::InvalidArgument(_))
+        ));
+        assert!(matches!(e(&[("content-length", "+5")], PayloadMode::Unsigned), Some(PayloadError::InvalidArgument(_))));
+        let two = [("x-amz-decoded-content-length", "5"), ("x-amz-trailer", "x-amz-checksum-crc32, x-amz-checksum-sha1")];
+        assert!(matches!(e(&two, PayloadMode::UnsignedChunks), Some(PayloadError::InvalidArgument(_))));
+        let untrailed = [("x-amz-decoded-content-length", "66560"), ("x-amz-trailer", "x-amz-checksum-crc32")];
+        assert!(matches!(e(&untrailed, aws_signer(false)), Some(PayloadError::InvalidRequest(_))));
+    }
+
+    #[test]
+    fn plain_bodies() {
+        let data = Bytes::from_static(b"Welcome to Amazon S3.");
+        let hash: [u8; 32] = Sha256::digest(&data).into();
+        let h = headers(&[("content-length", "21")]);
+        let frames = || vec![data.slice(..3), Bytes::new(), data.slice(3..)];
+
+        let (out, end, d) = run(frames(), &h, PayloadMode::Sha256(hash));
+        assert_eq!((out.as_slice(), end, d.length), (&data[..], Ok(()), Some(21)));
+
+        let mut wrong = hash;
+        wrong[0] ^= 1;
+        let (out, end, _) = run(frames(), &h, PayloadMode::Sha256(wrong));
+        assert_eq!((out.as_slice(), end), (&data[..], Err(PayloadError::Sha256Mismatch)));
+
+        let (_, end, _) = run(frames(), &headers(&[("content-length", "22")]), PayloadMode::Unsigned);
+        assert_eq!(end, Err(PayloadError::IncompleteBody));
+        let (_, end, _) = run(frames(), &headers(&[("content-length", "20")]), PayloadMode::Unsigned);
+        assert_eq!(end, Err(PayloadError::IncompleteBody));
+
+        // Chunked transfer without a length: the caller decides whether that is allowed.
+        let (out, end, d) = run(frames(), &http::HeaderMap::new(), PayloadMode::Unsigned);
+        assert_eq!((out.as_slice(), end, d.length), (&data[..], Ok(()), None));
+    }
+
+    #[test]
+    fn body_errors() {
+        #[derive(Debug)]
+        struct Reset;
+        impl std::fmt::Display for Reset {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("connection reset")
+            }
+        }
+        let failing = || {
+            StreamBody::new(futures_util::stream::iter(vec![Ok(Frame::data(Bytes::from("5\r\nhe"))), Err(Reset)]))
+        };
+        let (_, end) = drain(decode(failing(), &headers(&[("content-length", "9")]), PayloadMode::Unsigned).unwrap().stream);
+        assert_eq!(end, Err(PayloadError::IncompleteBody));
+        let (_, end) = drain(decode(failing(), &http::HeaderMap::new(), PayloadMode::Unsigned).unwrap().stream);
+        assert_eq!(end, Err(PayloadError::Transport("connection reset".into())));
+        let (_, end) = drain(decode(failing(), &botocore_headers(5), PayloadMode::UnsignedChunks).unwrap().stream);
+        assert_eq!(end, Err(PayloadError::Transport("connection reset".into())));
+    }
+
+    #[test]
+    fn data_streams_before_the_chunk_ends() {
+        let mut codec = Chunked {
+            state: State::Size,
+            line: Vec::new(),
+            declared: 1 << 20,
+            decoded: 0,
+            signing: None,
+            trailers_allowed: true,
+            trailer: None,
+            trailer_value: None,
+            canonical_trailers: String::new(),
+            trailer_signature: None,
+            trailer_lines: 0,
+        };
+        let frame = Bytes::from_static(b"100000\r\nabc");
+        let mut input = frame.clone();
+        let piece = codec.feed(&mut input).unwrap().unwrap();
+        assert_eq!(piece, "abc");
+        // A slice of the incoming frame, not a copy.
+        assert_eq!(piece.as_ptr(), frame[8..].as_ptr());
+        assert_eq!(codec.feed(&mut input).unwrap(), None);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn signed_chunks_any_split(cuts in prop::collection::vec(0..66824usize, 0..24)) {
+            let (data, end, _) = run(split(&aws_body(false), cuts), &aws_headers(false), aws_signer(false));
+            prop_assert_eq!(end, Ok(()));
+            prop_assert!(data == aws_payload());
+        }
+
+        #[test]
+        fn signed_trailer_any_split(cuts in prop::collection::vec(0..67000usize, 0..24)) {
+            let (data, end, d) = run(split(&aws_body(true), cuts), &aws_headers(true), aws_signer(true));
+            prop_assert_eq!(end, Ok(()));
+            prop_assert!(data == aws_payload());
+            prop_assert_eq!(d.trailer.unwrap().1.get().map(String::as_str), Some("sOO8/Q=="));
+        }
+
+        #[test]
+        fn unsigned_trailer_any_split(payload in prop::collection::vec(any::<u8>(), 120), cuts in prop::collection::vec(0..162usize, 0..40)) {
+            let encoded = botocore_body(&payload);
+            prop_assert_eq!(encoded.len(), 162);
+            let (data, end, d) = run(split(&encoded, cuts), &botocore_headers(120), PayloadMode::UnsignedChunks);
+            prop_assert_eq!(end, Ok(()));
+            prop_assert_eq!(data, payload);
+            prop_assert_eq!(d.trailer.unwrap().1.get().map(String::as_str), Some("vxfLBA=="));
+        }
+
+        /// Arbitrary bytes never panic the decoder, under any mode.
+        #[test]
+        fn garbage_never_panics(raw in prop::collection::vec(any::<u8>(), 0..300), cuts in prop::collection::vec(0..300usize, 0..8), signed in any::<bool>()) {
+            let mode = if signed { aws_signer(true) } else { PayloadMode::UnsignedChunks };
+            let _ = run(split(&Bytes::from(raw), cuts), &botocore_headers(5), mode);
+        }
+    }
 }

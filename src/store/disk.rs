@@ -363,7 +363,7 @@ mod tests {
         assert_eq!(staged.size, 11);
         assert_eq!(staged.md5, md5_of(b"hello world"));
         staged.commit("1.a").await.unwrap();
-        let parts = vec![ObjectPart { file: "1.a".into(), size: 11, checksum: None }];
+        let parts = vec![ObjectPart { number: 1, md5: String::new(), file: "1.a".into(), size: 11, checksum: None }];
         let got: Vec<Bytes> = store.read(&id, &parts, 3, 8).map(Result::unwrap).collect().await;
         assert_eq!(got.concat(), b"lo wo");
         let files = store.list_files(&id).await.unwrap();

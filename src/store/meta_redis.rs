@@ -1,12 +1,987 @@
-//! Upload state in Redis. INTERFACE STUB: implementation pending.
+//! Upload state in Redis: the production store, shared by every gateway that points at the same
+//! server and prefix.
+//!
+//! # Key schema (version `v1`)
+//!
+//! Every key lives under `{prefix}:v1:`; a new layout bumps the version segment instead of
+//! migrating in place. `{…}` is a Redis Cluster hash tag: keys sharing one live in one slot.
+//!
+//! | key | type | content |
+//! | --- | --- | --- |
+//! | `P:v1:buckets` | zset, scores 0 | every bucket name (the name index, its own slot) |
+//! | `P:v1:bkt:{b:<bucket>}` | string | `BucketRecord` JSON |
+//! | `P:v1:bkt:{b:<bucket>}:objects` | hash | object key → `ObjectRecord` JSON |
+//! | `P:v1:bkt:{b:<bucket>}:okeys` | zset, scores 0 | object keys, for `BYLEX` range listing |
+//! | `P:v1:bkt:{b:<bucket>}:uploads` | zset, scores 0 | `key \0 created \0 uploadId` of listed uploads |
+//! | `P:v1:upl:{u:<uploadId>}` | hash | `rec`, `state`, `since`, `done` (below) |
+//! | `P:v1:upl:{u:<uploadId>}:parts` | hash | decimal part number → `PartRecord` JSON |
+//!
+//! The upload hash keeps the record JSON as created in `rec`, and the mutable fields beside it:
+//! `state` (`open`/`completing`/`completed`), `since` (completing_since, millis, only while
+//! Completing) and `done` (`CompletedResult` JSON, only once Completed). These fields are the truth
+//! and override the same-named fields of `rec` on read, so the Lua scripts check and flip state
+//! without parsing JSON (cjson would round 64-bit integers through doubles).
+//!
+//! In the upload listing, `created` is written as `created + 2^63` in 20 zero-padded digits so that
+//! byte order equals numeric order; members thus sort by (key, created, id) as ListMultipartUploads
+//! wants. Object keys containing NUL would break that encoding; the S3 layer rejects them.
+//!
+//! # Atomicity without cross-slot transactions
+//!
+//! Each state transition is one Lua script over the keys of a single hash tag (cluster-safe). The
+//! steps that span an upload and its bucket run upload slot first, bucket slot second:
+//! `create_upload` writes the record, then the listing entry; `finish_complete`/`abort_upload`
+//! flip or delete the record, then drop the entry. A listing entry therefore only ever outlives
+//! its upload, never precedes it, and readers treat an entry whose record is missing or Completed
+//! as stale: `list_uploads` and `delete_bucket` skip and remove such entries. Bucket creation and
+//! deletion likewise touch the record first and the name index second (see [`RedisMetaStore::drop_bucket_name`]).
+//!
+//! Completed uploads get a TTL (default 24h) so Redis forgets them even if no janitor runs
+//! `purge_completed`.
 
-use super::StoreResult;
+use std::collections::HashSet;
+use std::sync::LazyLock;
+use std::time::Duration;
 
-pub struct RedisMetaStore {}
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{
+    Cmd, ErrorKind, FromRedisValue, RedisError, Script, ScriptInvocation, ServerErrorKind,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::meta::{AbortUpload, BeginComplete, DeleteBucket, MetaStore, PutPart, UploadCursor};
+use super::{StoreError, StoreResult};
+use crate::upload::model::{
+    BucketRecord, CompletedResult, Millis, ObjectRecord, PartNumber, PartRecord, UploadId,
+    UploadRecord, UploadState,
+};
+
+/// Largest page fetched from Redis per round trip, so no single command or script blocks the
+/// (single-threaded) server for long.
+const PAGE: usize = 1000;
+
+pub struct RedisMetaStore {
+    con: ConnectionManager,
+    /// `{prefix}:v1`
+    root: String,
+    completed_ttl: Duration,
+}
 
 impl RedisMetaStore {
     /// Connects (with a reconnecting `ConnectionManager`) and namespaces every key under `prefix`.
-    pub async fn connect(_url: &str, _prefix: &str) -> StoreResult<Self> {
-        Err(super::StoreError::Backend("redis store pending".into()))
+    /// Fails with `Unavailable` within a few seconds if Redis cannot be reached.
+    pub async fn connect(url: &str, prefix: &str) -> StoreResult<Self> {
+        let client =
+            redis::Client::open(url).map_err(|e| StoreError::Backend(format!("redis url: {e}")))?;
+        // Few, quick reconnect attempts: a request waiting on a dead Redis should fail (503) in
+        // seconds, not queue behind the default backoff; the manager keeps reconnecting later.
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(5)))
+            .set_number_of_retries(2)
+            .set_min_delay(Duration::from_millis(100))
+            .set_max_delay(Duration::from_secs(1));
+        let con = client
+            .get_connection_manager_with_config(config)
+            .await
+            .map_err(redis_error)?;
+        let store = Self {
+            con,
+            root: format!("{prefix}:v1"),
+            completed_ttl: Duration::from_secs(24 * 3600),
+        };
+        store.ping().await?;
+        Ok(store)
+    }
+
+    /// How long Redis keeps a Completed upload (for Complete replays) before expiring it itself.
+    #[must_use]
+    pub fn with_completed_ttl(mut self, ttl: Duration) -> Self {
+        self.completed_ttl = ttl;
+        self
+    }
+
+    // ---- keys ----
+
+    fn bucket_names(&self) -> String {
+        format!("{}:buckets", self.root)
+    }
+
+    fn bucket(&self, bucket: &str) -> String {
+        format!("{}:bkt:{{b:{bucket}}}", self.root)
+    }
+
+    fn objects(&self, bucket: &str) -> String {
+        format!("{}:objects", self.bucket(bucket))
+    }
+
+    fn object_keys(&self, bucket: &str) -> String {
+        format!("{}:okeys", self.bucket(bucket))
+    }
+
+    fn listing(&self, bucket: &str) -> String {
+        format!("{}:uploads", self.bucket(bucket))
+    }
+
+    fn upload(&self, id: &UploadId) -> String {
+        format!("{}:upl:{{u:{id}}}", self.root)
+    }
+
+    fn parts(&self, id: &UploadId) -> String {
+        format!("{}:parts", self.upload(id))
+    }
+
+    // ---- plumbing ----
+
+    async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> StoreResult<T> {
+        cmd.query_async(&mut self.con.clone())
+            .await
+            .map_err(redis_error)
+    }
+
+    async fn eval<T: FromRedisValue>(&self, inv: &ScriptInvocation<'_>) -> StoreResult<T> {
+        inv.invoke_async(&mut self.con.clone())
+            .await
+            .map_err(redis_error)
+    }
+
+    /// Every key matching `pattern` (SCAN, so the server is never blocked); duplicates removed.
+    async fn scan(&self, pattern: &str) -> StoreResult<Vec<String>> {
+        let (mut cursor, mut seen, mut keys) = (0u64, HashSet::new(), Vec::new());
+        loop {
+            let cmd = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(PAGE)
+                .clone();
+            let (next, batch): (u64, Vec<String>) = self.query(&cmd).await?;
+            keys.extend(batch.into_iter().filter(|k| seen.insert(k.clone())));
+            if next == 0 {
+                return Ok(keys);
+            }
+            cursor = next;
+        }
+    }
+
+    /// Upload records for `ids` (one pipelined round trip); None where the record is gone.
+    async fn uploads(&self, ids: &[UploadId]) -> StoreResult<Vec<Option<UploadRecord>>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.cmd("HMGET")
+                .arg(self.upload(id))
+                .arg(&["rec", "state", "since", "done"]);
+        }
+        let rows: Vec<Vec<Option<String>>> = pipe
+            .query_async(&mut self.con.clone())
+            .await
+            .map_err(redis_error)?;
+        rows.into_iter().map(upload_record).collect()
+    }
+
+    /// Removes `name` from the bucket index unless its record exists (again). Re-checking after the
+    /// removal closes the race with a concurrent `create_bucket`, which writes the record first
+    /// and the name second.
+    async fn drop_bucket_name(&self, name: &str) -> StoreResult<()> {
+        self.query::<()>(redis::cmd("ZREM").arg(self.bucket_names()).arg(name))
+            .await?;
+        if self
+            .query::<bool>(redis::cmd("EXISTS").arg(self.bucket(name)))
+            .await?
+        {
+            self.query::<()>(redis::cmd("ZADD").arg(self.bucket_names()).arg(0).arg(name))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Live (Open or Completing) uploads of `bucket` in listing order within the lex range
+    /// `min..max`, at most `limit`. Entries whose record is gone or Completed are the leftovers
+    /// of an interrupted second step (see the module doc) and are removed on the way.
+    async fn live_uploads(
+        &self,
+        bucket: &str,
+        mut min: Vec<u8>,
+        max: &[u8],
+        limit: usize,
+    ) -> StoreResult<Vec<UploadRecord>> {
+        let listing = self.listing(bucket);
+        let mut out = Vec::new();
+        while out.len() < limit {
+            let batch = (limit - out.len()).min(PAGE);
+            let cmd = redis::cmd("ZRANGE")
+                .arg(&listing)
+                .arg(&min)
+                .arg(max)
+                .arg("BYLEX")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(batch)
+                .clone();
+            let members: Vec<String> = self.query(&cmd).await?;
+            let Some(last) = members.last() else { break };
+            min = exclusive(last.as_bytes());
+            let ids = members
+                .iter()
+                .map(|m| listing_id(m))
+                .collect::<StoreResult<Vec<_>>>()?;
+            let mut stale = Vec::new();
+            for (member, rec) in members.iter().zip(self.uploads(&ids).await?) {
+                match rec {
+                    Some(rec) if rec.state != UploadState::Completed => out.push(rec),
+                    _ => stale.push(member),
+                }
+            }
+            if !stale.is_empty() {
+                self.query::<()>(redis::cmd("ZREM").arg(&listing).arg(stale))
+                    .await?;
+            }
+            if members.len() < batch {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+// ---- scripts: each touches the keys of one hash tag only ----
+
+/// KEYS: bucket record, bucket index. ARGV: record JSON. Returns `{existing JSON or nil}`.
+static CREATE_BUCKET: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"local old = redis.call('GET', KEYS[1])
+        if not old then redis.call('SET', KEYS[1], ARGV[1]) end
+        return {old}",
+    )
+});
+
+/// KEYS: bucket record, objects, object keys, upload listing.
+static DELETE_BUCKET: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"if redis.call('EXISTS', KEYS[1]) == 0 then return 'missing' end
+        if redis.call('HLEN', KEYS[2]) > 0 or redis.call('ZCARD', KEYS[3]) > 0
+            or redis.call('ZCARD', KEYS[4]) > 0 then return 'busy' end
+        redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+        return 'deleted'",
+    )
+});
+
+/// KEYS: objects, object keys. ARGV: key, JSON. Returns `{old JSON or nil}`.
+static PUT_OBJECT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"local old = redis.call('HGET', KEYS[1], ARGV[1])
+        redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+        redis.call('ZADD', KEYS[2], 0, ARGV[1])
+        return {old}",
+    )
+});
+
+/// KEYS: objects, object keys. ARGV: key. Returns `{old JSON or nil}`.
+static DELETE_OBJECT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"local old = redis.call('HGET', KEYS[1], ARGV[1])
+        redis.call('HDEL', KEYS[1], ARGV[1])
+        redis.call('ZREM', KEYS[2], ARGV[1])
+        return {old}",
+    )
+});
+
+/// KEYS: object keys, objects. ARGV: lex min, lex max, count. Returns `{key, JSON, …}`: one
+/// consistent snapshot of a page.
+static LIST_OBJECTS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"local keys = redis.call('ZRANGE', KEYS[1], ARGV[1], ARGV[2], 'BYLEX', 'LIMIT', 0, ARGV[3])
+        local out = {}
+        for _, k in ipairs(keys) do
+            out[#out + 1] = k
+            out[#out + 1] = redis.call('HGET', KEYS[2], k)
+        end
+        return out",
+    )
+});
+
+/// KEYS: upload, parts. ARGV: part number, JSON. Returns `{'ok', old JSON or nil}` or `{'closed'}`.
+static PUT_PART: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"if redis.call('HGET', KEYS[1], 'state') ~= 'open' then return {'closed'} end
+        local old = redis.call('HGET', KEYS[2], ARGV[1])
+        redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+        return {'ok', old}",
+    )
+});
+
+/// KEYS: parts. ARGV: after (0 for none), count. Returns `{n, JSON, …}` ascending by number.
+static LIST_PARTS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"local ns = redis.call('HKEYS', KEYS[1])
+        for i, n in ipairs(ns) do ns[i] = tonumber(n) end
+        table.sort(ns)
+        local after, count, out = tonumber(ARGV[1]), tonumber(ARGV[2]), {}
+        for _, n in ipairs(ns) do
+            if #out >= 2 * count then break end
+            if n > after then
+                local f = tostring(n)
+                out[#out + 1] = f
+                out[#out + 1] = redis.call('HGET', KEYS[1], f)
+            end
+        end
+        return out",
+    )
+});
+
+/// KEYS: upload, parts. ARGV: now, stale_before.
+/// Returns `{outcome, rec, state, since, done, n, JSON, …}` (parts only when `started`).
+static BEGIN_COMPLETE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"local u = redis.call('HMGET', KEYS[1], 'rec', 'state', 'since', 'done')
+        if not u[1] then return {'missing'} end
+        if u[2] == 'completed' then return {'completed', u[1], u[2], u[3], u[4]} end
+        if u[2] == 'completing' and u[3] and tonumber(u[3]) >= tonumber(ARGV[2]) then
+            return {'busy', u[1], u[2], u[3], u[4]}
+        end
+        redis.call('HSET', KEYS[1], 'state', 'completing', 'since', ARGV[1])
+        local out = {'started', u[1], 'completing', ARGV[1], u[4]}
+        for _, v in ipairs(redis.call('HGETALL', KEYS[2])) do out[#out + 1] = v end
+        return out",
+    )
+});
+
+/// KEYS: upload.
+static REOPEN: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"if redis.call('HGET', KEYS[1], 'state') == 'completing' then
+            redis.call('HSET', KEYS[1], 'state', 'open')
+            redis.call('HDEL', KEYS[1], 'since')
+        end
+        return 0",
+    )
+});
+
+/// KEYS: upload, parts. ARGV: result JSON, TTL seconds. Returns `{rec}` when the upload is (now)
+/// Completed, so the caller can drop its listing entry, even on a retry; `{}` otherwise.
+static FINISH_COMPLETE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"local u = redis.call('HMGET', KEYS[1], 'rec', 'state')
+        if u[2] == 'completing' then
+            redis.call('HSET', KEYS[1], 'state', 'completed', 'done', ARGV[1])
+            redis.call('HDEL', KEYS[1], 'since')
+            redis.call('DEL', KEYS[2])
+            redis.call('EXPIRE', KEYS[1], ARGV[2])
+        elseif u[2] ~= 'completed' then
+            return {}
+        end
+        return {u[1]}",
+    )
+});
+
+/// KEYS: upload, parts. Returns `{'aborted', rec, state, since, done, n, JSON, …}`, `{'busy'}`
+/// or `{'missing'}`.
+static ABORT_UPLOAD: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"local u = redis.call('HMGET', KEYS[1], 'rec', 'state', 'since', 'done')
+        if u[2] == 'completing' then return {'busy'} end
+        if u[2] ~= 'open' then return {'missing'} end
+        local out = {'aborted', u[1], u[2], u[3], u[4]}
+        for _, v in ipairs(redis.call('HGETALL', KEYS[2])) do out[#out + 1] = v end
+        redis.call('DEL', KEYS[1], KEYS[2])
+        return out",
+    )
+});
+
+/// KEYS: upload, parts. Deletes them if the upload is Completed (a state it never leaves).
+static PURGE_COMPLETED: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"if redis.call('HGET', KEYS[1], 'state') ~= 'completed' then return 0 end
+        redis.call('DEL', KEYS[1], KEYS[2])
+        return 1",
+    )
+});
+
+#[async_trait]
+impl MetaStore for RedisMetaStore {
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn create_bucket(&self, rec: &BucketRecord) -> StoreResult<Option<BucketRecord>> {
+        let found: Vec<Option<String>> = self
+            .eval(CREATE_BUCKET.key(self.bucket(&rec.name)).arg(to_json(rec)?))
+            .await?;
+        // Record first, name second (also when it already existed: repairs an interrupted create).
+        self.query::<()>(
+            redis::cmd("ZADD")
+                .arg(self.bucket_names())
+                .arg(0)
+                .arg(&rec.name),
+        )
+        .await?;
+        found
+            .into_iter()
+            .flatten()
+            .next()
+            .map(|j| from_json(&j))
+            .transpose()
+    }
+
+    async fn get_bucket(&self, name: &str) -> StoreResult<Option<BucketRecord>> {
+        let json: Option<String> = self.query(redis::cmd("GET").arg(self.bucket(name))).await?;
+        json.map(|j| from_json(&j)).transpose()
+    }
+
+    async fn list_buckets(&self) -> StoreResult<Vec<BucketRecord>> {
+        let names: Vec<String> = self
+            .query(redis::cmd("ZRANGE").arg(self.bucket_names()).arg(0).arg(-1))
+            .await?;
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for name in &names {
+            pipe.cmd("GET").arg(self.bucket(name));
+        }
+        let recs: Vec<Option<String>> = pipe
+            .query_async(&mut self.con.clone())
+            .await
+            .map_err(redis_error)?;
+        let mut out = Vec::with_capacity(names.len());
+        for (name, rec) in names.iter().zip(recs) {
+            match rec {
+                Some(json) => out.push(from_json(&json)?),
+                None => self.drop_bucket_name(name).await?,
+            }
+        }
+        Ok(out)
+    }
+
+    async fn delete_bucket(&self, name: &str) -> StoreResult<DeleteBucket> {
+        if self.get_bucket(name).await?.is_none() {
+            return Ok(DeleteBucket::NotFound);
+        }
+        // Prunes stale listing entries, so the script's "listing is empty" check counts only
+        // live uploads (and any created since, which is the safe side).
+        if !self
+            .live_uploads(name, b"-".to_vec(), b"+", 1)
+            .await?
+            .is_empty()
+        {
+            return Ok(DeleteBucket::NotEmpty);
+        }
+        let mut inv = DELETE_BUCKET.prepare_invoke();
+        inv.key(self.bucket(name))
+            .key(self.objects(name))
+            .key(self.object_keys(name))
+            .key(self.listing(name));
+        let outcome: String = self.eval(&inv).await?;
+        match outcome.as_str() {
+            "missing" => Ok(DeleteBucket::NotFound),
+            "busy" => Ok(DeleteBucket::NotEmpty),
+            _ => {
+                self.drop_bucket_name(name).await?;
+                Ok(DeleteBucket::Deleted)
+            }
+        }
+    }
+
+    async fn get_object(&self, bucket: &str, key: &str) -> StoreResult<Option<ObjectRecord>> {
+        let json: Option<String> = self
+            .query(redis::cmd("HGET").arg(self.objects(bucket)).arg(key))
+            .await?;
+        json.map(|j| from_json(&j)).transpose()
+    }
+
+    async fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        rec: &ObjectRecord,
+    ) -> StoreResult<Option<ObjectRecord>> {
+        let mut inv = PUT_OBJECT.prepare_invoke();
+        inv.key(self.objects(bucket))
+            .key(self.object_keys(bucket))
+            .arg(key)
+            .arg(to_json(rec)?);
+        let old: Vec<Option<String>> = self.eval(&inv).await?;
+        old.into_iter()
+            .flatten()
+            .next()
+            .map(|j| from_json(&j))
+            .transpose()
+    }
+
+    async fn delete_object(&self, bucket: &str, key: &str) -> StoreResult<Option<ObjectRecord>> {
+        let mut inv = DELETE_OBJECT.prepare_invoke();
+        inv.key(self.objects(bucket))
+            .key(self.object_keys(bucket))
+            .arg(key);
+        let old: Vec<Option<String>> = self.eval(&inv).await?;
+        old.into_iter()
+            .flatten()
+            .next()
+            .map(|j| from_json(&j))
+            .transpose()
+    }
+
+    async fn list_objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<(String, ObjectRecord)>> {
+        let (mut min, max) = prefix_range(prefix.as_bytes());
+        if let Some(after) = after.filter(|a| *a >= prefix) {
+            min = exclusive(after.as_bytes());
+        }
+        let mut out = Vec::new();
+        while out.len() < limit {
+            let batch = (limit - out.len()).min(PAGE);
+            let mut inv = LIST_OBJECTS.prepare_invoke();
+            inv.key(self.object_keys(bucket))
+                .key(self.objects(bucket))
+                .arg(&min)
+                .arg(&max)
+                .arg(batch);
+            let flat: Vec<Option<String>> = self.eval(&inv).await?;
+            let got = flat.len() / 2;
+            for pair in flat.chunks_exact(2) {
+                let key = pair[0].clone().ok_or_else(|| corrupt("nil object key"))?;
+                min = exclusive(key.as_bytes());
+                // Both structures change in one script, so a missing record is corruption.
+                let json = pair[1]
+                    .as_deref()
+                    .ok_or_else(|| corrupt("indexed object without record"))?;
+                out.push((key, from_json(json)?));
+            }
+            if got < batch {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn object_blobs(&self) -> StoreResult<Vec<UploadId>> {
+        // The keyspace, not the bucket index: the orphan sweep must never miss a live blob, even
+        // of a bucket whose name an interrupted create/delete left out of the index.
+        let pattern = format!("{}:bkt:{{b:*}}:objects", glob_escape(&self.root));
+        let mut blobs = Vec::new();
+        for hash in self.scan(&pattern).await? {
+            let mut cursor = 0u64;
+            loop {
+                let cmd = redis::cmd("HSCAN")
+                    .arg(&hash)
+                    .arg(cursor)
+                    .arg("COUNT")
+                    .arg(PAGE)
+                    .clone();
+                let (next, flat): (u64, Vec<String>) = self.query(&cmd).await?;
+                for json in flat.iter().skip(1).step_by(2) {
+                    blobs.push(from_json::<ObjectRecord>(json)?.blob);
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        // HSCAN may repeat fields; callers want a set.
+        blobs.sort();
+        blobs.dedup();
+        Ok(blobs)
+    }
+
+    async fn create_upload(&self, rec: &UploadRecord) -> StoreResult<()> {
+        let key = self.upload(&rec.id);
+        let mut fields = vec![
+            ("rec", to_json(rec)?),
+            ("state", state_name(rec.state).to_owned()),
+        ];
+        fields.extend(rec.completing_since.map(|t| ("since", t.to_string())));
+        if let Some(done) = &rec.completed {
+            fields.push(("done", to_json(done)?));
+        }
+        // Upload slot first (atomic: a retried create never merges with an older hash) ...
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .del(&key)
+            .ignore()
+            .hset_multiple(&key, &fields)
+            .ignore();
+        pipe.query_async::<()>(&mut self.con.clone())
+            .await
+            .map_err(redis_error)?;
+        // ... then the bucket's listing entry.
+        let member = listing_member(&rec.key, rec.created, &rec.id);
+        self.query(
+            redis::cmd("ZADD")
+                .arg(self.listing(&rec.bucket))
+                .arg(0)
+                .arg(member),
+        )
+        .await
+    }
+
+    async fn get_upload(&self, id: &UploadId) -> StoreResult<Option<UploadRecord>> {
+        let row: Vec<Option<String>> = self
+            .query(
+                redis::cmd("HMGET")
+                    .arg(self.upload(id))
+                    .arg(&["rec", "state", "since", "done"]),
+            )
+            .await?;
+        upload_record(row)
+    }
+
+    async fn put_part(
+        &self,
+        id: &UploadId,
+        n: PartNumber,
+        part: &PartRecord,
+    ) -> StoreResult<PutPart> {
+        let mut inv = PUT_PART.prepare_invoke();
+        inv.key(self.upload(id))
+            .key(self.parts(id))
+            .arg(n.get())
+            .arg(to_json(part)?);
+        let reply: Vec<Option<String>> = self.eval(&inv).await?;
+        match reply.as_slice() {
+            [Some(ok), old @ ..] if ok == "ok" => Ok(PutPart::Recorded(
+                old.first()
+                    .cloned()
+                    .flatten()
+                    .map(|j| from_json(&j))
+                    .transpose()?,
+            )),
+            _ => Ok(PutPart::NotOpen),
+        }
+    }
+
+    async fn list_parts(
+        &self,
+        id: &UploadId,
+        after: Option<PartNumber>,
+        limit: usize,
+    ) -> StoreResult<Vec<(PartNumber, PartRecord)>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // An upload has at most 10 000 parts: one snapshot, no paging needed.
+        let count = limit.min(usize::from(PartNumber::MAX));
+        let mut inv = LIST_PARTS.prepare_invoke();
+        inv.key(self.parts(id))
+            .arg(after.map_or(0, PartNumber::get))
+            .arg(count);
+        parts(self.eval(&inv).await?)
+    }
+
+    async fn begin_complete(
+        &self,
+        id: &UploadId,
+        now: Millis,
+        stale_before: Millis,
+    ) -> StoreResult<BeginComplete> {
+        let mut inv = BEGIN_COMPLETE.prepare_invoke();
+        inv.key(self.upload(id))
+            .key(self.parts(id))
+            .arg(now)
+            .arg(stale_before);
+        let (outcome, rec, rest) = outcome_reply(self.eval(&inv).await?)?;
+        Ok(match (outcome.as_str(), rec) {
+            ("started", Some(rec)) => BeginComplete::Started(rec, parts(rest)?),
+            ("busy", Some(rec)) => BeginComplete::Busy(rec),
+            ("completed", Some(rec)) => BeginComplete::Completed(rec),
+            _ => BeginComplete::NotFound,
+        })
+    }
+
+    async fn reopen(&self, id: &UploadId) -> StoreResult<()> {
+        self.eval(&REOPEN.key(self.upload(id))).await
+    }
+
+    async fn finish_complete(&self, id: &UploadId, result: &CompletedResult) -> StoreResult<()> {
+        let ttl = self.completed_ttl.as_secs().max(1);
+        let mut inv = FINISH_COMPLETE.prepare_invoke();
+        inv.key(self.upload(id))
+            .key(self.parts(id))
+            .arg(to_json(result)?)
+            .arg(ttl);
+        let reply: Vec<Option<String>> = self.eval(&inv).await?;
+        // Bucket slot second: the listing entry of a (now) Completed upload.
+        if let Some(json) = reply.into_iter().flatten().next() {
+            let rec: UploadRecord = from_json(&json)?;
+            let member = listing_member(&rec.key, rec.created, &rec.id);
+            self.query::<()>(
+                redis::cmd("ZREM")
+                    .arg(self.listing(&rec.bucket))
+                    .arg(member),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn abort_upload(&self, id: &UploadId) -> StoreResult<AbortUpload> {
+        let mut inv = ABORT_UPLOAD.prepare_invoke();
+        inv.key(self.upload(id)).key(self.parts(id));
+        let (outcome, rec, rest) = outcome_reply(self.eval(&inv).await?)?;
+        match (outcome.as_str(), rec) {
+            ("aborted", Some(rec)) => {
+                let member = listing_member(&rec.key, rec.created, &rec.id);
+                self.query::<()>(
+                    redis::cmd("ZREM")
+                        .arg(self.listing(&rec.bucket))
+                        .arg(member),
+                )
+                .await?;
+                Ok(AbortUpload::Aborted(rec, parts(rest)?))
+            }
+            ("busy", _) => Ok(AbortUpload::Busy),
+            _ => Ok(AbortUpload::NotFound),
+        }
+    }
+
+    async fn list_uploads(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        after: Option<&UploadCursor>,
+        limit: usize,
+    ) -> StoreResult<Vec<UploadRecord>> {
+        let (mut min, max) = prefix_range(prefix.as_bytes());
+        if let Some(cursor) = after {
+            let bound = match &cursor.upload {
+                // Every member of `key` is `key \0 …`; the next key starts at `key \x01` or later.
+                None => [cursor.key.as_bytes(), b"\x01"].concat(),
+                Some((created, id)) => listing_member(&cursor.key, *created, id).into_bytes(),
+            };
+            if bound.as_slice() >= prefix.as_bytes() {
+                min = if cursor.upload.is_some() {
+                    exclusive(&bound)
+                } else {
+                    inclusive(&bound)
+                };
+            }
+        }
+        self.live_uploads(bucket, min, &max, limit).await
+    }
+
+    async fn all_uploads(&self) -> StoreResult<Vec<UploadRecord>> {
+        let pattern = format!("{}:upl:{{u:*}}", glob_escape(&self.root));
+        let tag = format!("{}:upl:{{u:", self.root);
+        let ids: Vec<UploadId> = self
+            .scan(&pattern)
+            .await?
+            .iter()
+            .filter_map(|k| {
+                k.strip_prefix(&tag)?
+                    .strip_suffix('}')
+                    .and_then(UploadId::parse)
+            })
+            .collect();
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(PAGE) {
+            // Records that vanished since the scan (aborted, purged, expired) are simply gone.
+            out.extend(self.uploads(chunk).await?.into_iter().flatten());
+        }
+        Ok(out)
+    }
+
+    async fn purge_completed(&self, before: Millis) -> StoreResult<usize> {
+        let mut purged = 0;
+        for rec in self.all_uploads().await? {
+            if rec.completed.as_ref().is_some_and(|c| c.at < before) {
+                let mut inv = PURGE_COMPLETED.prepare_invoke();
+                inv.key(self.upload(&rec.id)).key(self.parts(&rec.id));
+                purged += self.eval::<usize>(&inv).await?;
+            }
+        }
+        Ok(purged)
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.query::<String>(&redis::cmd("PING")).await.map(drop)
+    }
+}
+
+/// Connection trouble and transient server states are "retry later"; anything else the server
+/// rejected is a real fault.
+fn redis_error(e: RedisError) -> StoreError {
+    let transient = e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_cluster_error()
+        || matches!(
+            e.kind(),
+            ErrorKind::Server(
+                ServerErrorKind::BusyLoading
+                    | ServerErrorKind::MasterDown
+                    | ServerErrorKind::ReadOnly
+            )
+        );
+    if transient {
+        StoreError::Unavailable(e.to_string())
+    } else {
+        StoreError::Backend(e.to_string())
+    }
+}
+
+fn corrupt(msg: impl Into<String>) -> StoreError {
+    StoreError::Corrupt(msg.into())
+}
+
+fn to_json<T: Serialize>(v: &T) -> StoreResult<String> {
+    serde_json::to_string(v).map_err(|e| StoreError::Backend(format!("encoding record: {e}")))
+}
+
+fn from_json<T: DeserializeOwned>(json: &str) -> StoreResult<T> {
+    serde_json::from_str(json).map_err(|e| corrupt(e.to_string()))
+}
+
+fn state_name(s: UploadState) -> &'static str {
+    match s {
+        UploadState::Open => "open",
+        UploadState::Completing => "completing",
+        UploadState::Completed => "completed",
+    }
+}
+
+/// Builds the record from an upload hash's `rec, state, since, done` (see the module doc).
+fn upload_record(row: Vec<Option<String>>) -> StoreResult<Option<UploadRecord>> {
+    let mut row = row.into_iter();
+    let Some(json) = row.next().flatten() else {
+        return Ok(None);
+    };
+    let (state, since, done) = (
+        row.next().flatten(),
+        row.next().flatten(),
+        row.next().flatten(),
+    );
+    let mut rec: UploadRecord = from_json(&json)?;
+    rec.state = match state.as_deref() {
+        Some("open") => UploadState::Open,
+        Some("completing") => UploadState::Completing,
+        Some("completed") => UploadState::Completed,
+        other => return Err(corrupt(format!("upload {}: state {other:?}", rec.id))),
+    };
+    rec.completing_since = since
+        .map(|t| {
+            t.parse()
+                .map_err(|_| corrupt(format!("completing_since {t:?}")))
+        })
+        .transpose()?;
+    rec.completed = done.map(|j| from_json(&j)).transpose()?;
+    Ok(Some(rec))
+}
+
+/// Splits `{outcome, rec, state, since, done, rest…}` into its parts.
+fn outcome_reply(
+    reply: Vec<Option<String>>,
+) -> StoreResult<(String, Option<UploadRecord>, Vec<Option<String>>)> {
+    let mut reply = reply.into_iter();
+    let outcome = reply
+        .next()
+        .flatten()
+        .ok_or_else(|| corrupt("script reply without outcome"))?;
+    let rec = upload_record(reply.by_ref().take(4).collect())?;
+    Ok((outcome, rec, reply.collect()))
+}
+
+/// `{n, JSON, …}` (any order) → part table ascending by number.
+fn parts(flat: Vec<Option<String>>) -> StoreResult<Vec<(PartNumber, PartRecord)>> {
+    let mut out = flat
+        .chunks_exact(2)
+        .map(|pair| {
+            let (Some(n), Some(json)) = (&pair[0], &pair[1]) else {
+                return Err(corrupt("nil in part table"));
+            };
+            let n = PartNumber::parse(n).ok_or_else(|| corrupt(format!("part number {n:?}")))?;
+            Ok((n, from_json(json)?))
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+    out.sort_by_key(|(n, _)| *n);
+    Ok(out)
+}
+
+/// `key \0 created \0 id`, with `created` shifted by 2^63 and zero-padded so that byte order is
+/// numeric order for every i64.
+fn listing_member(key: &str, created: Millis, id: &UploadId) -> String {
+    let created = created.cast_unsigned() ^ (1 << 63);
+    format!("{key}\0{created:020}\0{id}")
+}
+
+fn listing_id(member: &str) -> StoreResult<UploadId> {
+    member
+        .rsplit('\0')
+        .next()
+        .and_then(UploadId::parse)
+        .ok_or_else(|| corrupt(format!("upload listing entry {member:?}")))
+}
+
+fn inclusive(s: &[u8]) -> Vec<u8> {
+    [b"[", s].concat()
+}
+
+fn exclusive(s: &[u8]) -> Vec<u8> {
+    [b"(", s].concat()
+}
+
+/// The `BYLEX` bounds of every string starting with `prefix`: `[prefix` up to (excluding) the
+/// byte-wise successor of the prefix, i.e. its last non-0xff byte incremented.
+fn prefix_range(prefix: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let min = if prefix.is_empty() {
+        b"-".to_vec()
+    } else {
+        inclusive(prefix)
+    };
+    let max = match prefix.iter().rposition(|&b| b != 0xff) {
+        Some(i) => exclusive(&[&prefix[..i], &[prefix[i] + 1]].concat()),
+        None => b"+".to_vec(),
+    };
+    (min, max)
+}
+
+/// Escapes SCAN glob metacharacters, so any prefix matches literally.
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_ranges_are_bytewise() {
+        assert_eq!(prefix_range(b""), (b"-".to_vec(), b"+".to_vec()));
+        assert_eq!(prefix_range(b"a/"), (b"[a/".to_vec(), b"(a0".to_vec()));
+        assert_eq!(
+            prefix_range(b"a\xff\xff"),
+            (b"[a\xff\xff".to_vec(), b"(b".to_vec())
+        );
+        assert_eq!(prefix_range(b"\xff").1, b"+".to_vec());
+    }
+
+    #[test]
+    fn listing_members_sort_by_key_then_created() {
+        let id = UploadId::parse("0123456789abcdef0123456789abcdef").unwrap();
+        let (a, b, c) = (
+            listing_member("k", -5, &id),
+            listing_member("k", 7, &id),
+            listing_member("k!", 0, &id),
+        );
+        assert!(a < b && b < c);
+        assert_eq!(listing_id(&b).unwrap(), id);
     }
 }

@@ -165,6 +165,10 @@ pub struct PartRecord {
 /// One piece of a stored object: a file in the object's blob directory.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectPart {
+    /// The part number it had in its upload (1 for a single PUT).
+    pub number: u16,
+    /// Hex MD5 of the part bytes.
+    pub md5: String,
     pub file: String,
     pub size: u64,
     pub checksum: Option<Checksum>,

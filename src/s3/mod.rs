@@ -1,0 +1,64 @@
+//! The S3 front-end: route → auth → payload → ops → response. Every error of this front-end is
+//! rendered here, once.
+
+pub mod auth;
+pub mod error;
+pub mod ops;
+pub mod payload;
+pub mod route;
+pub mod xml;
+
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response};
+
+use self::error::S3Error;
+use crate::app::App;
+use crate::http::{Body, empty, full};
+
+pub async fn handle(app: &App, req: Request<Incoming>, request_id: &str) -> Response<Body> {
+    let (parts, body) = req.into_parts();
+    let mut op_name = "Unknown";
+    let result = async {
+        let verified = auth::verify(&parts, &app.credentials, std::time::SystemTime::now())?;
+        let route = route::route(&parts.method, parts.uri.path(), parts.uri.query(), &parts.headers)?;
+        op_name = route.op.name();
+        tracing::debug!(op = op_name, access_key = %verified.access_key, "authenticated");
+        ops::dispatch(app, &parts, body, route, verified).await
+    }
+    .await;
+    match result {
+        Ok(resp) => resp,
+        Err(e) => {
+            if e.is_server_error() {
+                tracing::warn!(op = op_name, code = e.code, message = %e.message, "request failed");
+            } else {
+                tracing::info!(op = op_name, code = e.code, "request refused");
+            }
+            render(&e, parts.uri.path(), request_id, &parts)
+        }
+    }
+}
+
+/// `<Error>` XML with the AWS status; HEAD responses carry no body.
+pub fn render(e: &S3Error, resource: &str, request_id: &str, req: &http::request::Parts) -> Response<Body> {
+    let mut x = xml::Xml::bare("Error");
+    x.elem("Code", e.code).elem("Message", &e.message).elem("Resource", resource).elem("RequestId", request_id);
+    let body = if req.method == Method::HEAD { empty() } else { full(x.finish("Error")) };
+    let mut resp = Response::new(body);
+    *resp.status_mut() = e.status;
+    let h = resp.headers_mut();
+    if req.method != Method::HEAD {
+        h.insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/xml"));
+    }
+    for (name, value) in &e.headers {
+        if let Ok(v) = value.parse() {
+            h.insert(*name, v);
+        }
+    }
+    // A client that waits for `100 Continue` has not sent its body; closing is the only way to
+    // keep the connection's framing intact after answering early.
+    if req.headers.get(hyper::header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue")) {
+        h.insert(hyper::header::CONNECTION, hyper::header::HeaderValue::from_static("close"));
+    }
+    resp
+}

@@ -1,0 +1,859 @@
+//! One function per S3 operation: read headers, query and XML, call `upload::Uploads`, build the
+//! status, headers and XML of the answer. No storage logic lives here.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+use http::request::Parts;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Response, StatusCode};
+
+use super::auth::Verified;
+use super::error::S3Error;
+use super::payload;
+use super::route::{Query, Route, S3Op};
+use super::xml::{self, Xml};
+use crate::app::App;
+use crate::http::{Body, empty, full};
+use crate::store::UploadCursor;
+use crate::upload::checksum::{ChecksumAlgorithm, ChecksumType, b64};
+use crate::upload::model::{Millis, ObjectHeaders, ObjectRecord, PartNumber, UploadId};
+use crate::upload::{BodyChecks, BodyStream, Error as UploadError, Expected, ListedPart, MAX_KEYS};
+
+type Res = Result<Response<Body>, S3Error>;
+
+/// Enough for 10,000 `<Part>` entries with checksums, and no more.
+const MAX_COMPLETE_XML: usize = 10_000 * 320;
+/// Other XML bodies (DeleteObjects with 1,000 long keys, CreateBucketConfiguration).
+const MAX_XML: usize = 2 << 20;
+
+pub async fn dispatch(app: &App, req: &Parts, body: Incoming, route: Route, auth: Verified) -> Res {
+    let Route { op, bucket, key, query } = route;
+    let (b, k) = (bucket.as_str(), key.as_str());
+    let owner = auth.access_key.clone();
+    match op {
+        S3Op::ListBuckets => list_buckets(app, &owner).await,
+        S3Op::CreateBucket => {
+            let _ = collect(req, body, &auth, MAX_XML).await?;
+            app.uploads.create_bucket(&owner, b).await?;
+            let mut resp = Response::new(empty());
+            set(resp.headers_mut(), header::LOCATION, &format!("/{b}"));
+            Ok(resp)
+        }
+        S3Op::HeadBucket => {
+            app.uploads.bucket(b).await?;
+            let mut resp = Response::new(empty());
+            set(resp.headers_mut(), HeaderName::from_static("x-amz-bucket-region"), &app.region);
+            Ok(resp)
+        }
+        S3Op::DeleteBucket => {
+            app.uploads.delete_bucket(b).await?;
+            Ok(status(StatusCode::NO_CONTENT))
+        }
+        S3Op::GetBucketLocation => {
+            app.uploads.bucket(b).await?;
+            let region = if &*app.region == "us-east-1" { "" } else { &app.region };
+            Ok(xml_response(Xml::text_document("LocationConstraint", region)))
+        }
+        S3Op::ListObjects { v2 } => list_objects(app, b, &query, v2).await,
+        S3Op::ListMultipartUploads => list_uploads(app, b, &query).await,
+        S3Op::DeleteObjects => delete_objects(app, req, body, &auth, b).await,
+        S3Op::PutObject => put_object(app, req, body, &auth, b, k).await,
+        S3Op::CopyObject => copy_object(app, req, &owner, b, k).await,
+        S3Op::GetObject => get_object(app, req, &query, b, k, false).await,
+        S3Op::HeadObject => get_object(app, req, &query, b, k, true).await,
+        S3Op::DeleteObject => {
+            app.uploads.delete_object(b, k).await?;
+            Ok(status(StatusCode::NO_CONTENT))
+        }
+        S3Op::CreateMultipartUpload => create_multipart_upload(app, req, &owner, b, k).await,
+        S3Op::UploadPart { upload_id, part_number } => {
+            upload_part(app, req, body, &auth, b, k, &upload_id, part_number).await
+        }
+        S3Op::CompleteMultipartUpload { upload_id } => complete(app, req, body, &auth, b, k, &upload_id).await,
+        S3Op::AbortMultipartUpload { upload_id } => {
+            app.uploads.abort(&upload_id, b, k).await?;
+            Ok(status(StatusCode::NO_CONTENT))
+        }
+        S3Op::ListParts { upload_id } => list_parts(app, &query, b, k, &upload_id).await,
+    }
+}
+
+// ---------------- bodies ----------------
+
+/// The verified body stream of a PutObject / UploadPart, with the checks its headers announce.
+fn stream_body(req: &Parts, body: Incoming, auth: &Verified) -> Result<(BodyStream, BodyChecks), S3Error> {
+    let h = &req.headers;
+    let chunked_te = h
+        .get(header::TRANSFER_ENCODING)
+        .is_some_and(|v| v.to_str().unwrap_or_default().to_ascii_lowercase().contains("chunked"));
+    if !h.contains_key(header::CONTENT_LENGTH) && !chunked_te && !h.contains_key("x-amz-decoded-content-length") {
+        return Err(payload::PayloadError::MissingContentLength.into());
+    }
+    let decoded = payload::decode(body, h, auth.payload.clone())?;
+    let content_md5 = match h.get("content-md5") {
+        None => None,
+        Some(v) => {
+            let raw = base64::engine::general_purpose::STANDARD.decode(v.as_bytes()).ok();
+            Some(raw.and_then(|r| <[u8; 16]>::try_from(r).ok()).ok_or(UploadError::InvalidDigest)?)
+        }
+    };
+    let mut checksum = None;
+    for (name, value) in h {
+        let Some(alg_name) = name.as_str().strip_prefix("x-amz-checksum-") else { continue };
+        if matches!(alg_name, "algorithm" | "type" | "mode") {
+            continue;
+        }
+        let alg = ChecksumAlgorithm::parse(alg_name)
+            .ok_or_else(|| S3Error::invalid_request(format!("Unsupported checksum algorithm: {alg_name}")))?;
+        if checksum.is_some() {
+            return Err(S3Error::invalid_request("Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed."));
+        }
+        let value = alg.decode(value.to_str().unwrap_or_default()).ok_or_else(|| {
+            UploadError::BadDigest(format!("The {} you specified did not match the calculated checksum.", alg.as_str()))
+        })?;
+        checksum = Some((alg, Expected::Given(value)));
+    }
+    if let Some((name, slot)) = decoded.trailer {
+        let alg = name
+            .strip_prefix("x-amz-checksum-")
+            .and_then(ChecksumAlgorithm::parse)
+            .ok_or_else(|| S3Error::invalid_request(format!("Unsupported trailer: {name}")))?;
+        if checksum.is_some() {
+            return Err(S3Error::invalid_request("Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed."));
+        }
+        checksum = Some((alg, Expected::Trailer(slot)));
+    }
+    if checksum.is_none() {
+        // The SDKs name the algorithm even when the value comes later; compute it so we can echo it.
+        let named = h.get("x-amz-sdk-checksum-algorithm").or_else(|| h.get("x-amz-checksum-algorithm"));
+        if let Some(v) = named {
+            let s = v.to_str().unwrap_or_default();
+            let alg = ChecksumAlgorithm::parse(s)
+                .ok_or_else(|| S3Error::invalid_request(format!("Unsupported checksum algorithm: {s}")))?;
+            checksum = Some((alg, Expected::Compute));
+        }
+    }
+    Ok((decoded.stream, BodyChecks { length: decoded.length, content_md5, checksum }))
+}
+
+/// Reads a small body (XML) whole, verified, refusing more than `limit` bytes.
+async fn collect(req: &Parts, body: Incoming, auth: &Verified, limit: usize) -> Result<Bytes, S3Error> {
+    let announced = req
+        .headers
+        .get("x-amz-decoded-content-length")
+        .or_else(|| req.headers.get(header::CONTENT_LENGTH))
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limit as u64) {
+        return Err(S3Error::new("MaxMessageLengthExceeded", StatusCode::BAD_REQUEST, "Your request was too big."));
+    }
+    let mut stream = payload::decode(body, &req.headers, auth.payload.clone())?.stream;
+    let mut buf = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| S3Error::from(UploadError::Body(e)))?;
+        if buf.len() + chunk.len() > limit {
+            return Err(S3Error::new("MaxMessageLengthExceeded", StatusCode::BAD_REQUEST, "Your request was too big."));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.into())
+}
+
+// ---------------- objects ----------------
+
+async fn put_object(app: &App, req: &Parts, body: Incoming, auth: &Verified, b: &str, k: &str) -> Res {
+    app.uploads.bucket(b).await?;
+    let headers = object_headers(&req.headers);
+    let (stream, checks) = stream_body(req, body, auth)?;
+    let rec = app.uploads.put_object(&auth.access_key, b, k, headers, stream, checks).await?;
+    let mut resp = Response::new(empty());
+    let h = resp.headers_mut();
+    set(h, header::ETAG, &quoted(&rec.etag));
+    if let Some(c) = &rec.checksum {
+        set(h, HeaderName::from_static(c.algorithm.header_name()), &b64(&c.value));
+        set(h, HeaderName::from_static("x-amz-checksum-type"), ChecksumType::FullObject.as_str());
+    }
+    Ok(resp)
+}
+
+async fn copy_object(app: &App, req: &Parts, owner: &str, b: &str, k: &str) -> Res {
+    let (sb, sk) = copy_source(&req.headers)?;
+    let replace = match req.headers.get("x-amz-metadata-directive").map(HeaderValue::as_bytes) {
+        None | Some(b"COPY") => false,
+        Some(b"REPLACE") => true,
+        Some(_) => return Err(S3Error::invalid_argument("Unknown metadata directive.")),
+    };
+    if (sb.as_str(), sk.as_str()) == (b, k) && !replace {
+        return Err(S3Error::invalid_request(
+            "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
+        ));
+    }
+    let src = app.uploads.object(&sb, &sk).await?;
+    check_conditions(&req.headers, &src, "x-amz-copy-source-")?;
+    let headers = replace.then(|| object_headers(&req.headers));
+    let rec = app.uploads.copy_object(owner, (&sb, &sk), (b, k), headers).await?;
+    let mut x = Xml::new("CopyObjectResult");
+    x.elem("LastModified", iso8601(rec.modified)).elem("ETag", quoted(&rec.etag));
+    Ok(xml_response(x.finish("CopyObjectResult")))
+}
+
+/// `x-amz-copy-source: [/]bucket/key[?versionId=v]`; the key is percent-decoded exactly once,
+/// after splitting off a literal `?versionId=`.
+fn copy_source(h: &HeaderMap) -> Result<(String, String), S3Error> {
+    let raw = h.get("x-amz-copy-source").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let raw = raw.strip_prefix('/').unwrap_or(raw);
+    let (path, version) = match raw.split_once("?versionId=") {
+        Some((p, v)) => (p, Some(v)),
+        None => (raw, None),
+    };
+    if version.is_some_and(|v| v != "null") {
+        return Err(S3Error::not_implemented("Object versions are not supported"));
+    }
+    let decoded = percent_encoding::percent_decode_str(path)
+        .decode_utf8()
+        .map_err(|_| S3Error::invalid_argument("Invalid copy source encoding"))?;
+    match decoded.split_once('/') {
+        Some((b, k)) if !b.is_empty() && !k.is_empty() => Ok((b.to_owned(), k.to_owned())),
+        _ => Err(S3Error::invalid_argument("Copy Source must mention the source bucket and key: sourcebucket/sourcekey")),
+    }
+}
+
+async fn get_object(app: &App, req: &Parts, query: &Query, b: &str, k: &str, head: bool) -> Res {
+    let rec = app.uploads.object(b, k).await?;
+    if let Err(e) = check_conditions(&req.headers, &rec, "") {
+        if matches!(e, UploadError::NotModified) {
+            let mut resp = status(StatusCode::NOT_MODIFIED);
+            set(resp.headers_mut(), header::ETAG, &quoted(&rec.etag));
+            set(resp.headers_mut(), header::LAST_MODIFIED, &http_date(rec.modified));
+            return Ok(resp);
+        }
+        return Err(e.into());
+    }
+    let range = req.headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let part = query.get("partNumber");
+    if part.is_some() && range.is_some() {
+        return Err(S3Error::invalid_request("Cannot specify both Range header and partNumber query parameter."));
+    }
+    // (start, end-exclusive, partial?, the part's checksum for partNumber reads)
+    let (start, end, partial, part_index) = if let Some(p) = part {
+        let n = PartNumber::parse(p)
+            .ok_or_else(|| S3Error::invalid_argument("Part number must be an integer between 1 and 10000, inclusive"))?;
+        let idx = usize::from(n.get()) - 1;
+        if !rec.multipart {
+            if idx != 0 {
+                return Err(UploadError::InvalidPart("The requested partnumber is not satisfiable".into()).into());
+            }
+            (0, rec.size, false, None)
+        } else {
+            let p = rec
+                .parts
+                .get(idx)
+                .ok_or_else(|| UploadError::InvalidPart("The requested partnumber is not satisfiable".into()))?;
+            let offset: u64 = rec.parts[..idx].iter().map(|p| p.size).sum();
+            (offset, offset + p.size, true, Some(idx))
+        }
+    } else if let Some(r) = range {
+        match parse_range(r, rec.size) {
+            RangeSpec::All => (0, rec.size, false, None),
+            RangeSpec::Unsatisfiable => return Err(UploadError::InvalidRange { size: rec.size }.into()),
+            RangeSpec::Bytes(s, e) => (s, e, true, None),
+        }
+    } else {
+        (0, rec.size, false, None)
+    };
+
+    let body = if head || start == end { empty() } else { crate::http::stream(app.uploads.read(&rec, start, end)) };
+    let mut resp = Response::new(body);
+    *resp.status_mut() = if partial { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK };
+    let h = resp.headers_mut();
+    set(h, header::CONTENT_LENGTH, &(end - start).to_string());
+    set(h, header::ACCEPT_RANGES, "bytes");
+    set(h, header::ETAG, &quoted(&rec.etag));
+    set(h, header::LAST_MODIFIED, &http_date(rec.modified));
+    if partial {
+        let last = end.saturating_sub(1).max(start);
+        set(h, header::CONTENT_RANGE, &format!("bytes {start}-{last}/{}", rec.size));
+    }
+    if rec.multipart && part.is_some() {
+        set(h, HeaderName::from_static("x-amz-mp-parts-count"), &rec.parts.len().to_string());
+    }
+    put_object_headers(h, &rec.headers, query);
+    let checksum_mode = req
+        .headers
+        .get("x-amz-checksum-mode")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"ENABLED"));
+    if checksum_mode {
+        // Never a whole-object checksum on a range: clients would check it against the range.
+        let (sum, t) = match part_index {
+            Some(i) => (rec.parts[i].checksum.as_ref(), Some(ChecksumType::FullObject)),
+            None if range.is_none() => (rec.checksum.as_ref(), rec.checksum_type),
+            None => (None, None),
+        };
+        if let Some(c) = sum {
+            let mut v = b64(&c.value);
+            if t == Some(ChecksumType::Composite) && part_index.is_none() {
+                v = format!("{v}-{}", rec.parts.len());
+            }
+            set(h, HeaderName::from_static(c.algorithm.header_name()), &v);
+            if let Some(t) = t {
+                set(h, HeaderName::from_static("x-amz-checksum-type"), t.as_str());
+            }
+        }
+    }
+    Ok(resp)
+}
+
+enum RangeSpec {
+    All,
+    Unsatisfiable,
+    Bytes(u64, u64),
+}
+
+/// `bytes=a-b | a- | -n` against an object of `size` bytes. Syntax S3 does not understand (or
+/// several ranges) means the whole object, as on AWS.
+fn parse_range(r: &str, size: u64) -> RangeSpec {
+    let Some(spec) = r.trim().strip_prefix("bytes=") else { return RangeSpec::All };
+    let Some((a, b)) = spec.trim().split_once('-') else { return RangeSpec::All };
+    if spec.contains(',') {
+        return RangeSpec::All;
+    }
+    let num = |s: &str| (!s.is_empty() && s.bytes().all(|c| c.is_ascii_digit())).then(|| s.parse::<u64>().ok()).flatten();
+    match (a.trim(), b.trim()) {
+        ("", n) => match num(n) {
+            Some(0) => RangeSpec::Unsatisfiable,
+            Some(n) if size == 0 => RangeSpec::Unsatisfiable.then_if(n > 0),
+            Some(n) => RangeSpec::Bytes(size.saturating_sub(n), size),
+            None => RangeSpec::All,
+        },
+        (s, e) => {
+            let Some(s) = num(s) else { return RangeSpec::All };
+            let e = if e.is_empty() { Some(u64::MAX) } else { num(e) };
+            match e {
+                None => RangeSpec::All,
+                Some(e) if e < s => RangeSpec::All,
+                Some(_) if s >= size => RangeSpec::Unsatisfiable,
+                Some(e) => RangeSpec::Bytes(s, e.saturating_add(1).min(size)),
+            }
+        }
+    }
+}
+
+impl RangeSpec {
+    fn then_if(self, cond: bool) -> Self {
+        if cond { self } else { RangeSpec::All }
+    }
+}
+
+/// If-Match / If-None-Match / If-Modified-Since / If-Unmodified-Since, with S3's precedence.
+/// `prefix` is "" for GET/HEAD or "x-amz-copy-source-" for copies (which answer 412, never 304).
+fn check_conditions(h: &HeaderMap, rec: &ObjectRecord, prefix: &str) -> Result<(), UploadError> {
+    let get = |name: &str| h.get(format!("{prefix}{name}").as_str()).and_then(|v| v.to_str().ok());
+    let etag_matches = |list: &str| {
+        list.split(',').any(|t| {
+            let t = t.trim();
+            t == "*" || crate::upload::checksum::normalize_etag(t) == rec.etag
+        })
+    };
+    let modified = SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(rec.modified / 1000).unwrap_or(0));
+    let since = |name: &str| get(name).and_then(|v| httpdate::parse_http_date(v).ok());
+    let if_match = get("if-match");
+    if let Some(m) = if_match {
+        if !etag_matches(m) {
+            return Err(UploadError::PreconditionFailed);
+        }
+    } else if since("if-unmodified-since").is_some_and(|t| modified > t) {
+        return Err(UploadError::PreconditionFailed);
+    }
+    let not_modified = if prefix.is_empty() { UploadError::NotModified } else { UploadError::PreconditionFailed };
+    if let Some(m) = get("if-none-match") {
+        if etag_matches(m) {
+            return Err(not_modified);
+        }
+    } else if since("if-modified-since").is_some_and(|t| modified <= t) {
+        return Err(not_modified);
+    }
+    Ok(())
+}
+
+async fn delete_objects(app: &App, req: &Parts, body: Incoming, auth: &Verified, b: &str) -> Res {
+    let body = collect(req, body, auth, MAX_XML).await?;
+    let root = xml::parse(&body).map_err(|_| S3Error::malformed_xml())?;
+    if root.name != "Delete" {
+        return Err(S3Error::malformed_xml());
+    }
+    let quiet = root.child_text("Quiet").is_some_and(|q| q.trim().eq_ignore_ascii_case("true"));
+    let objects: Vec<_> = root.children_named("Object").collect();
+    if objects.is_empty() || objects.len() > 1000 {
+        return Err(S3Error::malformed_xml());
+    }
+    app.uploads.bucket(b).await?;
+    let mut x = Xml::new("DeleteResult");
+    for o in objects {
+        let key = o.child_text("Key").unwrap_or_default();
+        let version = o.child_text("VersionId");
+        let result = if version.is_some_and(|v| v != "null") {
+            Err(S3Error::not_implemented("Object versions are not supported"))
+        } else if key.is_empty() {
+            Err(S3Error::invalid_argument("Key must not be empty"))
+        } else {
+            app.uploads.delete_object(b, key).await.map_err(S3Error::from)
+        };
+        match result {
+            Ok(()) if quiet => {}
+            Ok(()) => {
+                x.open("Deleted").elem("Key", key).opt("VersionId", version).close("Deleted");
+            }
+            Err(e) => {
+                x.open("Error").elem("Key", key).elem("Code", e.code).elem("Message", &e.message).close("Error");
+            }
+        }
+    }
+    Ok(xml_response(x.finish("DeleteResult")))
+}
+
+async fn list_buckets(app: &App, owner: &str) -> Res {
+    let buckets = app.uploads.list_buckets().await?;
+    let mut x = Xml::new("ListAllMyBucketsResult");
+    x.open("Owner").elem("ID", owner).elem("DisplayName", owner).close("Owner").open("Buckets");
+    for bkt in buckets {
+        x.open("Bucket").elem("Name", &bkt.name).elem("CreationDate", iso8601(bkt.created)).close("Bucket");
+    }
+    x.close("Buckets");
+    Ok(xml_response(x.finish("ListAllMyBucketsResult")))
+}
+
+async fn list_objects(app: &App, b: &str, q: &Query, v2: bool) -> Res {
+    let url = encoding_type(q)?;
+    let enc = |s: &str| if url { url_encode(s) } else { s.to_owned() };
+    let max = max_param(q, "max-keys")?;
+    let prefix = q.get("prefix").unwrap_or_default();
+    let delimiter = q.get("delimiter").filter(|d| !d.is_empty());
+    let token = if v2 { q.get("continuation-token") } else { None };
+    let decoded_token = token
+        .map(|t| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(t)
+                .ok()
+                .and_then(|v| String::from_utf8(v).ok())
+                .ok_or_else(|| S3Error::invalid_argument("The continuation token provided is incorrect"))
+        })
+        .transpose()?;
+    let start_after = if v2 { q.get("start-after") } else { q.get("marker") };
+    let after = decoded_token.as_deref().or(start_after.filter(|s| !s.is_empty()));
+    let page = app.uploads.list_objects(b, prefix, delimiter, after, max).await?;
+    let fetch_owner = !v2 || q.get("fetch-owner") == Some("true");
+    let mut x = Xml::new("ListBucketResult");
+    x.elem("Name", b).elem("Prefix", enc(prefix));
+    if v2 {
+        x.opt("ContinuationToken", token).opt("StartAfter", start_after.map(enc));
+        x.elem("KeyCount", (page.items.len() + page.prefixes.len()).to_string());
+        if page.truncated {
+            let next = page.last.as_deref().unwrap_or_default();
+            x.elem("NextContinuationToken", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(next));
+        }
+    } else {
+        x.elem("Marker", enc(start_after.unwrap_or_default()));
+        if page.truncated && delimiter.is_some() {
+            x.opt("NextMarker", page.last.as_deref().map(enc));
+        }
+    }
+    x.elem("MaxKeys", max.to_string()).opt("Delimiter", delimiter.map(enc));
+    x.elem("IsTruncated", page.truncated.to_string());
+    if url {
+        x.elem("EncodingType", "url");
+    }
+    for (key, rec) in &page.items {
+        x.open("Contents")
+            .elem("Key", enc(key))
+            .elem("LastModified", iso8601(rec.modified))
+            .elem("ETag", quoted(&rec.etag))
+            .elem("Size", rec.size.to_string());
+        if let Some(c) = &rec.checksum {
+            x.elem("ChecksumAlgorithm", c.algorithm.as_str());
+        }
+        x.elem("StorageClass", "STANDARD");
+        if fetch_owner {
+            x.open("Owner").elem("ID", &rec.owner).elem("DisplayName", &rec.owner).close("Owner");
+        }
+        x.close("Contents");
+    }
+    for p in &page.prefixes {
+        x.open("CommonPrefixes").elem("Prefix", enc(p)).close("CommonPrefixes");
+    }
+    Ok(xml_response(x.finish("ListBucketResult")))
+}
+
+// ---------------- multipart ----------------
+
+async fn create_multipart_upload(app: &App, req: &Parts, owner: &str, b: &str, k: &str) -> Res {
+    let h = &req.headers;
+    let alg = match h.get("x-amz-checksum-algorithm") {
+        None => None,
+        Some(v) => {
+            let s = v.to_str().unwrap_or_default();
+            Some(ChecksumAlgorithm::parse(s).ok_or_else(|| S3Error::invalid_request(format!("Checksum algorithm provided is unsupported: {s}")))?)
+        }
+    };
+    let typ = match h.get("x-amz-checksum-type") {
+        None => None,
+        Some(v) => {
+            let s = v.to_str().unwrap_or_default();
+            Some(ChecksumType::parse(s).ok_or_else(|| S3Error::invalid_request(format!("Value for x-amz-checksum-type header is invalid: {s}")))?)
+        }
+    };
+    let checksum = match (alg, typ) {
+        (None, None) => None,
+        (None, Some(_)) => return Err(S3Error::invalid_request("The x-amz-checksum-type header can only be used with the x-amz-checksum-algorithm header.")),
+        (Some(a), t) => {
+            let t = t.unwrap_or_else(|| a.default_type());
+            if !a.supports(t) {
+                return Err(S3Error::invalid_request(format!(
+                    "The {} checksum type cannot be used with the {} checksum algorithm.",
+                    t.as_str(),
+                    a.as_str().to_lowercase()
+                )));
+            }
+            Some((a, t))
+        }
+    };
+    let up = app.uploads.init(owner, b, k, object_headers(h), checksum).await?;
+    let mut x = Xml::new("InitiateMultipartUploadResult");
+    x.elem("Bucket", b).elem("Key", k).elem("UploadId", up.id.as_str());
+    let mut resp = xml_response(x.finish("InitiateMultipartUploadResult"));
+    if let Some((a, t)) = checksum {
+        set(resp.headers_mut(), HeaderName::from_static("x-amz-checksum-algorithm"), a.as_str());
+        set(resp.headers_mut(), HeaderName::from_static("x-amz-checksum-type"), t.as_str());
+    }
+    Ok(resp)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn upload_part(
+    app: &App,
+    req: &Parts,
+    body: Incoming,
+    auth: &Verified,
+    b: &str,
+    k: &str,
+    id: &UploadId,
+    n: PartNumber,
+) -> Res {
+    // Refuse before reading the body when we can (the client may be waiting for 100-continue).
+    app.uploads.bucket(b).await?;
+    app.uploads.upload(id, b, k).await?;
+    let (stream, checks) = stream_body(req, body, auth)?;
+    if checks.length.is_some_and(|l| l > app.uploads.limits().max_part_size) {
+        return Err(UploadError::EntityTooLarge.into());
+    }
+    let part = app.uploads.put_part(id, b, k, n, stream, checks).await?;
+    let mut resp = Response::new(empty());
+    set(resp.headers_mut(), header::ETAG, &quoted(&hex::encode(part.md5)));
+    if let Some(c) = &part.checksum {
+        set(resp.headers_mut(), HeaderName::from_static(c.algorithm.header_name()), &b64(&c.value));
+    }
+    Ok(resp)
+}
+
+async fn complete(app: &App, req: &Parts, body: Incoming, auth: &Verified, b: &str, k: &str, id: &UploadId) -> Res {
+    app.uploads.bucket(b).await?;
+    let body = collect(req, body, auth, MAX_COMPLETE_XML).await?;
+    let root = xml::parse(&body).map_err(|_| S3Error::malformed_xml())?;
+    if root.name != "CompleteMultipartUpload" {
+        return Err(S3Error::malformed_xml());
+    }
+    let mut listed = Vec::new();
+    for p in root.children_named("Part") {
+        let number = p
+            .child_text("PartNumber")
+            .map(str::trim)
+            .and_then(PartNumber::parse)
+            .ok_or_else(|| UploadError::InvalidPart("Part number must be an integer between 1 and 10000, inclusive".into()))?;
+        let etag = p.child_text("ETag").ok_or_else(S3Error::malformed_xml)?.to_owned();
+        let checksum = ChecksumAlgorithm::ALL
+            .into_iter()
+            .find_map(|a| p.child_text(a.xml_name()).map(|v| (a, v.trim().to_owned())));
+        listed.push(ListedPart { number, etag, checksum });
+    }
+    let done = app.uploads.complete(id, b, k, listed).await?;
+    let host = req.headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("localhost");
+    let mut x = Xml::new("CompleteMultipartUploadResult");
+    x.elem("Location", format!("http://{host}/{b}/{}", url_encode(k)))
+        .elem("Bucket", b)
+        .elem("Key", k)
+        .elem("ETag", quoted(&done.etag));
+    if let Some(c) = &done.checksum {
+        let mut v = b64(&c.value);
+        if done.checksum_type == Some(ChecksumType::Composite) {
+            v = format!("{v}-{}", done_parts(&body));
+        }
+        x.elem(c.algorithm.xml_name(), v);
+        x.opt("ChecksumType", done.checksum_type.map(ChecksumType::as_str));
+    }
+    Ok(xml_response(x.finish("CompleteMultipartUploadResult")))
+}
+
+/// Number of distinct parts a Complete body named (for the composite checksum's `-N`).
+fn done_parts(body: &[u8]) -> usize {
+    let Ok(root) = xml::parse(body) else { return 0 };
+    let mut nums: Vec<&str> = root.children_named("Part").filter_map(|p| p.child_text("PartNumber")).map(str::trim).collect();
+    nums.dedup();
+    nums.len()
+}
+
+async fn list_parts(app: &App, q: &Query, b: &str, k: &str, id: &UploadId) -> Res {
+    let max = max_param(q, "max-parts")?;
+    let marker = match q.get("part-number-marker").filter(|m| !m.is_empty()) {
+        None => None,
+        Some(m) => match m.parse::<u32>() {
+            Ok(0) => None,
+            Ok(n) => Some(PartNumber::new(n.min(u32::from(PartNumber::MAX))).expect("clamped")),
+            Err(_) => return Err(S3Error::invalid_argument("Invalid part-number-marker")),
+        },
+    };
+    app.uploads.bucket(b).await?;
+    let (up, parts, truncated) = app.uploads.list_parts(id, b, k, marker, max).await?;
+    let mut x = Xml::new("ListPartsResult");
+    x.elem("Bucket", b).elem("Key", k).elem("UploadId", id.as_str());
+    x.open("Initiator").elem("ID", &up.owner).elem("DisplayName", &up.owner).close("Initiator");
+    x.open("Owner").elem("ID", &up.owner).elem("DisplayName", &up.owner).close("Owner");
+    x.elem("StorageClass", "STANDARD");
+    x.elem("PartNumberMarker", marker.map_or(0, PartNumber::get).to_string());
+    if let Some((n, _)) = parts.last() {
+        x.elem("NextPartNumberMarker", n.to_string());
+    }
+    x.elem("MaxParts", max.to_string()).elem("IsTruncated", truncated.to_string());
+    if let Some(a) = up.checksum_algorithm {
+        x.elem("ChecksumAlgorithm", a.as_str());
+        x.opt("ChecksumType", up.checksum_type.map(ChecksumType::as_str));
+    }
+    for (n, p) in &parts {
+        x.open("Part")
+            .elem("PartNumber", n.to_string())
+            .elem("LastModified", iso8601(p.modified))
+            .elem("ETag", quoted(&hex::encode(p.md5)))
+            .elem("Size", p.size.to_string());
+        if let Some(c) = &p.checksum {
+            x.elem(c.algorithm.xml_name(), b64(&c.value));
+        }
+        x.close("Part");
+    }
+    Ok(xml_response(x.finish("ListPartsResult")))
+}
+
+async fn list_uploads(app: &App, b: &str, q: &Query) -> Res {
+    let url = encoding_type(q)?;
+    let enc = |s: &str| if url { url_encode(s) } else { s.to_owned() };
+    let max = max_param(q, "max-uploads")?;
+    let prefix = q.get("prefix").unwrap_or_default();
+    let delimiter = q.get("delimiter").filter(|d| !d.is_empty());
+    let key_marker = q.get("key-marker").filter(|m| !m.is_empty());
+    let id_marker = q.get("upload-id-marker").filter(|m| !m.is_empty());
+    let mut cursor = key_marker.map(|k| UploadCursor { key: k.to_owned(), upload: None });
+    if let (Some(c), Some(id)) = (cursor.as_mut(), id_marker.and_then(UploadId::parse)) {
+        // Uploads on the marker key started after that upload; an unknown id lists none on it.
+        if let Some(up) = app.uploads.meta().get_upload(&id).await.map_err(UploadError::from)?
+            && up.key == c.key
+        {
+            c.upload = Some((up.created, up.id));
+        }
+    }
+    let page = app.uploads.list_uploads(b, prefix, delimiter, cursor, max).await?;
+    let mut x = Xml::new("ListMultipartUploadsResult");
+    x.elem("Bucket", b)
+        .elem("KeyMarker", enc(key_marker.unwrap_or_default()))
+        .elem("UploadIdMarker", id_marker.unwrap_or_default());
+    if page.truncated {
+        match page.items.last() {
+            Some(last) if page.last.as_deref() == Some(last.key.as_str()) => {
+                x.elem("NextKeyMarker", enc(&last.key)).elem("NextUploadIdMarker", last.id.as_str());
+            }
+            _ => {
+                x.elem("NextKeyMarker", enc(page.last.as_deref().unwrap_or_default()));
+            }
+        }
+    }
+    x.elem("Prefix", enc(prefix)).opt("Delimiter", delimiter.map(enc));
+    x.elem("MaxUploads", max.to_string()).elem("IsTruncated", page.truncated.to_string());
+    if url {
+        x.elem("EncodingType", "url");
+    }
+    for up in &page.items {
+        x.open("Upload").elem("Key", enc(&up.key)).elem("UploadId", up.id.as_str());
+        x.open("Initiator").elem("ID", &up.owner).elem("DisplayName", &up.owner).close("Initiator");
+        x.open("Owner").elem("ID", &up.owner).elem("DisplayName", &up.owner).close("Owner");
+        x.elem("StorageClass", "STANDARD").elem("Initiated", iso8601(up.created));
+        if let Some(a) = up.checksum_algorithm {
+            x.elem("ChecksumAlgorithm", a.as_str());
+            x.opt("ChecksumType", up.checksum_type.map(ChecksumType::as_str));
+        }
+        x.close("Upload");
+    }
+    for p in &page.prefixes {
+        x.open("CommonPrefixes").elem("Prefix", enc(p)).close("CommonPrefixes");
+    }
+    Ok(xml_response(x.finish("ListMultipartUploadsResult")))
+}
+
+// ---------------- helpers ----------------
+
+fn max_param(q: &Query, name: &str) -> Result<usize, S3Error> {
+    match q.get(name) {
+        None | Some("") => Ok(MAX_KEYS),
+        Some(v) => v
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 0)
+            .map(|n| usize::try_from(n).unwrap_or(MAX_KEYS).min(MAX_KEYS))
+            .ok_or_else(|| S3Error::invalid_argument(format!("Provided {name} not an integer or within integer range"))),
+    }
+}
+
+fn encoding_type(q: &Query) -> Result<bool, S3Error> {
+    match q.get("encoding-type") {
+        None => Ok(false),
+        Some(v) if v.eq_ignore_ascii_case("url") => Ok(true),
+        Some(_) => Err(S3Error::invalid_argument("Invalid Encoding Method specified in Request")),
+    }
+}
+
+/// Percent-encodes like S3's `encoding-type=url`: everything but unreserved characters and `/`.
+pub fn url_encode(s: &str) -> String {
+    const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~')
+        .remove(b'/');
+    percent_encoding::utf8_percent_encode(s, SET).to_string()
+}
+
+/// The headers kept with an object, from a PutObject / CreateMultipartUpload / CopyObject request.
+fn object_headers(h: &HeaderMap) -> ObjectHeaders {
+    let text = |name: &str| h.get(name).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    // `aws-chunked` describes the transfer, not the object: drop it from Content-Encoding.
+    let encoding = text("content-encoding").and_then(|v| {
+        let kept: Vec<&str> =
+            v.split(',').map(str::trim).filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("aws-chunked")).collect();
+        (!kept.is_empty()).then(|| kept.join(", "))
+    });
+    let user = h
+        .iter()
+        .filter_map(|(n, v)| n.as_str().strip_prefix("x-amz-meta-").map(|m| (m.to_owned(), v.as_bytes().to_vec())))
+        .collect();
+    ObjectHeaders {
+        content_type: text("content-type"),
+        cache_control: text("cache-control"),
+        content_disposition: text("content-disposition"),
+        content_encoding: encoding,
+        content_language: text("content-language"),
+        expires: text("expires"),
+        user,
+    }
+}
+
+/// Writes an object's stored headers into a GET/HEAD response, with `response-*` overrides.
+fn put_object_headers(h: &mut HeaderMap, oh: &ObjectHeaders, q: &Query) {
+    let fields: [(HeaderName, &Option<String>, &str); 6] = [
+        (header::CONTENT_TYPE, &oh.content_type, "response-content-type"),
+        (header::CACHE_CONTROL, &oh.cache_control, "response-cache-control"),
+        (header::CONTENT_DISPOSITION, &oh.content_disposition, "response-content-disposition"),
+        (header::CONTENT_ENCODING, &oh.content_encoding, "response-content-encoding"),
+        (header::CONTENT_LANGUAGE, &oh.content_language, "response-content-language"),
+        (header::EXPIRES, &oh.expires, "response-expires"),
+    ];
+    for (name, stored, over) in fields {
+        let value = q.get(over).map(str::to_owned).or_else(|| stored.clone());
+        let value = match (&name, value) {
+            (n, None) if *n == header::CONTENT_TYPE => Some("binary/octet-stream".to_owned()),
+            (_, v) => v,
+        };
+        if let Some(v) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
+            h.insert(name, v);
+        }
+    }
+    for (name, value) in &oh.user {
+        if let (Ok(n), Ok(v)) = (HeaderName::try_from(format!("x-amz-meta-{name}")), HeaderValue::from_bytes(value)) {
+            h.append(n, v);
+        }
+    }
+}
+
+fn quoted(etag: &str) -> String {
+    format!("\"{etag}\"")
+}
+
+fn set(h: &mut HeaderMap, name: HeaderName, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        h.insert(name, v);
+    }
+}
+
+fn status(s: StatusCode) -> Response<Body> {
+    let mut resp = Response::new(empty());
+    *resp.status_mut() = s;
+    resp
+}
+
+fn xml_response(doc: String) -> Response<Body> {
+    let mut resp = Response::new(full(doc));
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/xml"));
+    resp
+}
+
+/// `2026-11-25T18:27:58.123Z`
+pub fn iso8601(ms: Millis) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+    t.format(&fmt).unwrap_or_default()
+}
+
+/// `Wed, 25 Nov 2026 18:27:58 GMT`
+pub fn http_date(ms: Millis) -> String {
+    httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(r: &str, size: u64) -> Option<(u64, u64)> {
+        match parse_range(r, size) {
+            RangeSpec::Bytes(s, e) => Some((s, e)),
+            RangeSpec::All => None,
+            RangeSpec::Unsatisfiable => Some((u64::MAX, u64::MAX)),
+        }
+    }
+
+    #[test]
+    fn ranges() {
+        assert_eq!(range("bytes=0-9", 100), Some((0, 10)));
+        assert_eq!(range("bytes=90-200", 100), Some((90, 100)));
+        assert_eq!(range("bytes=-7", 11), Some((4, 11)));
+        assert_eq!(range("bytes=5-", 11), Some((5, 11)));
+        assert_eq!(range("bytes=100-", 100), Some((u64::MAX, u64::MAX)));
+        assert_eq!(range("bytes=0-0", 0), Some((u64::MAX, u64::MAX)));
+        assert_eq!(range("bytes=-5", 0), Some((u64::MAX, u64::MAX)));
+        assert_eq!(range("bytes=9-3", 100), None);
+        assert_eq!(range("bytes=a-b", 100), None);
+        assert_eq!(range("bytes=0-1,3-4", 100), None);
+        assert_eq!(range("items=0-1", 100), None);
+        assert_eq!(range("bytes=99999999999999999999999-", 100), None);
+    }
+
+    #[test]
+    fn url_encoding_matches_botocore_expectations() {
+        assert_eq!(url_encode("foo+1/bar"), "foo%2B1/bar");
+        assert_eq!(url_encode("quux ab/"), "quux%20ab/");
+        assert_eq!(url_encode("ä"), "%C3%A4");
+    }
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(iso8601(1_795_632_478_123), "2026-11-25T15:27:58.123Z");
+        assert_eq!(http_date(1_795_632_478_123), "Wed, 25 Nov 2026 15:27:58 GMT");
+    }
+}

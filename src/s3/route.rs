@@ -1,0 +1,243 @@
+//! Which S3 operation a request is, from method, path, query flags and `x-amz-copy-source`.
+//! Pure: no I/O. Ids and part numbers are parsed here, so later code never re-checks strings.
+
+use hyper::{HeaderMap, Method, StatusCode};
+use percent_encoding::percent_decode_str;
+
+use super::error::S3Error;
+use crate::upload::model::{PartNumber, UploadId};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum S3Op {
+    ListBuckets,
+    CreateBucket,
+    HeadBucket,
+    DeleteBucket,
+    GetBucketLocation,
+    ListObjects { v2: bool },
+    ListMultipartUploads,
+    DeleteObjects,
+    PutObject,
+    CopyObject,
+    GetObject,
+    HeadObject,
+    DeleteObject,
+    CreateMultipartUpload,
+    UploadPart { upload_id: UploadId, part_number: PartNumber },
+    CompleteMultipartUpload { upload_id: UploadId },
+    AbortMultipartUpload { upload_id: UploadId },
+    ListParts { upload_id: UploadId },
+}
+
+impl S3Op {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::ListBuckets => "ListBuckets",
+            Self::CreateBucket => "CreateBucket",
+            Self::HeadBucket => "HeadBucket",
+            Self::DeleteBucket => "DeleteBucket",
+            Self::GetBucketLocation => "GetBucketLocation",
+            Self::ListObjects { v2: true } => "ListObjectsV2",
+            Self::ListObjects { v2: false } => "ListObjects",
+            Self::ListMultipartUploads => "ListMultipartUploads",
+            Self::DeleteObjects => "DeleteObjects",
+            Self::PutObject => "PutObject",
+            Self::CopyObject => "CopyObject",
+            Self::GetObject => "GetObject",
+            Self::HeadObject => "HeadObject",
+            Self::DeleteObject => "DeleteObject",
+            Self::CreateMultipartUpload => "CreateMultipartUpload",
+            Self::UploadPart { .. } => "UploadPart",
+            Self::CompleteMultipartUpload { .. } => "CompleteMultipartUpload",
+            Self::AbortMultipartUpload { .. } => "AbortMultipartUpload",
+            Self::ListParts { .. } => "ListParts",
+        }
+    }
+}
+
+/// Decoded query parameters, in request order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Query(Vec<(String, String)>);
+
+impl Query {
+    pub fn parse(raw: Option<&str>) -> Self {
+        let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
+        Self(
+            raw.unwrap_or("")
+                .split('&')
+                .filter(|p| !p.is_empty())
+                .map(|p| match p.split_once('=') {
+                    Some((k, v)) => (decode(k), decode(v)),
+                    None => (decode(p), String::new()),
+                })
+                .collect(),
+        )
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.0.iter().any(|(k, _)| k == name)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub op: S3Op,
+    /// Empty for ListBuckets.
+    pub bucket: String,
+    /// Empty for bucket operations.
+    pub key: String,
+    pub query: Query,
+}
+
+/// Sub-resources we do not implement: answered 501 rather than mistaken for object operations.
+const UNSUPPORTED: &[&str] = &[
+    "accelerate", "acl", "analytics", "attributes", "cors", "encryption", "intelligent-tiering", "inventory",
+    "legal-hold", "lifecycle", "logging", "metrics", "notification", "object-lock", "ownershipControls", "policy",
+    "policyStatus", "publicAccessBlock", "replication", "requestPayment", "restore", "retention", "select",
+    "tagging", "torrent", "versioning", "versions", "website",
+];
+
+pub fn route(method: &Method, path: &str, raw_query: Option<&str>, headers: &HeaderMap) -> Result<Route, S3Error> {
+    let query = Query::parse(raw_query);
+    let path = path.strip_prefix('/').unwrap_or(path);
+    let (bucket_raw, key_raw) = path.split_once('/').unwrap_or((path, ""));
+    let bucket = decode_path(bucket_raw)?;
+    let key = decode_path(key_raw)?;
+    if let Some(sub) = UNSUPPORTED.iter().find(|s| query.has(s)) {
+        return Err(S3Error::not_implemented(format!("The '{sub}' sub-resource is not implemented")));
+    }
+    let upload_id = || -> Result<UploadId, S3Error> {
+        let raw = query.get("uploadId").unwrap_or_default();
+        UploadId::parse(raw).ok_or_else(|| crate::upload::Error::NoSuchUpload.into())
+    };
+    let op = if bucket.is_empty() {
+        match *method {
+            Method::GET => S3Op::ListBuckets,
+            _ => return Err(method_not_allowed()),
+        }
+    } else if key.is_empty() {
+        match *method {
+            Method::PUT => S3Op::CreateBucket,
+            Method::HEAD => S3Op::HeadBucket,
+            Method::DELETE => S3Op::DeleteBucket,
+            Method::GET if query.has("location") => S3Op::GetBucketLocation,
+            Method::GET if query.has("uploads") => S3Op::ListMultipartUploads,
+            Method::GET => S3Op::ListObjects { v2: query.get("list-type") == Some("2") },
+            Method::POST if query.has("delete") => S3Op::DeleteObjects,
+            _ => return Err(method_not_allowed()),
+        }
+    } else {
+        let copy = headers.contains_key("x-amz-copy-source");
+        match *method {
+            Method::POST if query.has("uploads") => S3Op::CreateMultipartUpload,
+            Method::POST if query.has("uploadId") => S3Op::CompleteMultipartUpload { upload_id: upload_id()? },
+            Method::PUT if query.has("uploadId") || query.has("partNumber") => {
+                let part_number = query.get("partNumber").and_then(PartNumber::parse).ok_or_else(|| {
+                    S3Error::invalid_argument("Part number must be an integer between 1 and 10000, inclusive")
+                })?;
+                if copy {
+                    return Err(S3Error::not_implemented("UploadPartCopy is not implemented yet"));
+                }
+                S3Op::UploadPart { upload_id: upload_id()?, part_number }
+            }
+            Method::PUT if copy => S3Op::CopyObject,
+            Method::PUT => S3Op::PutObject,
+            Method::GET if query.has("uploadId") => S3Op::ListParts { upload_id: upload_id()? },
+            Method::GET => S3Op::GetObject,
+            Method::HEAD => S3Op::HeadObject,
+            Method::DELETE if query.has("uploadId") => S3Op::AbortMultipartUpload { upload_id: upload_id()? },
+            Method::DELETE => S3Op::DeleteObject,
+            _ => return Err(method_not_allowed()),
+        }
+    };
+    Ok(Route { op, bucket, key, query })
+}
+
+/// Percent-decodes a path segment exactly once. Keys are UTF-8 without NUL (NUL would also
+/// break the stores' ordered indexes).
+fn decode_path(raw: &str) -> Result<String, S3Error> {
+    let s = percent_decode_str(raw)
+        .decode_utf8()
+        .map_err(|_| S3Error::invalid_argument("Object key must be valid UTF-8"))?;
+    if s.contains('\0') {
+        return Err(S3Error::invalid_argument("Object key must not contain NUL"));
+    }
+    Ok(s.into_owned())
+}
+
+fn method_not_allowed() -> S3Error {
+    S3Error::new("MethodNotAllowed", StatusCode::METHOD_NOT_ALLOWED, "The specified method is not allowed against this resource.")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "0123456789abcdef0123456789abcdef";
+
+    fn r(method: Method, uri: &str, copy: bool) -> Result<Route, S3Error> {
+        let (path, q) = uri.split_once('?').map_or((uri, None), |(p, q)| (p, Some(q)));
+        let mut h = HeaderMap::new();
+        if copy {
+            h.insert("x-amz-copy-source", "b/k".parse().unwrap());
+        }
+        route(&method, path, q, &h)
+    }
+
+    fn op(method: Method, uri: &str) -> S3Op {
+        r(method, uri, false).unwrap().op
+    }
+
+    #[test]
+    fn table() {
+        let id = UploadId::parse(ID).unwrap();
+        let n = PartNumber::new(3).unwrap();
+        assert_eq!(op(Method::GET, "/"), S3Op::ListBuckets);
+        assert_eq!(op(Method::PUT, "/b"), S3Op::CreateBucket);
+        assert_eq!(op(Method::PUT, "/b/"), S3Op::CreateBucket);
+        assert_eq!(op(Method::HEAD, "/b"), S3Op::HeadBucket);
+        assert_eq!(op(Method::GET, "/b?list-type=2&prefix="), S3Op::ListObjects { v2: true });
+        assert_eq!(op(Method::GET, "/b?delimiter=&max-keys=1000&prefix="), S3Op::ListObjects { v2: false });
+        assert_eq!(op(Method::GET, "/b?uploads"), S3Op::ListMultipartUploads);
+        assert_eq!(op(Method::POST, "/b/?delete="), S3Op::DeleteObjects);
+        assert_eq!(op(Method::POST, "/b/k?uploads="), S3Op::CreateMultipartUpload);
+        assert_eq!(op(Method::POST, "/b/k?uploads&x-id=CreateMultipartUpload"), S3Op::CreateMultipartUpload);
+        assert_eq!(
+            op(Method::PUT, &format!("/b/k?partNumber=3&uploadId={ID}&x-id=UploadPart")),
+            S3Op::UploadPart { upload_id: id.clone(), part_number: n }
+        );
+        assert_eq!(op(Method::POST, &format!("/b/k?uploadId={ID}")), S3Op::CompleteMultipartUpload { upload_id: id.clone() });
+        assert_eq!(op(Method::DELETE, &format!("/b/k?uploadId={ID}")), S3Op::AbortMultipartUpload { upload_id: id.clone() });
+        assert_eq!(op(Method::GET, &format!("/b/k?uploadId={ID}")), S3Op::ListParts { upload_id: id });
+        assert_eq!(op(Method::PUT, "/b/k"), S3Op::PutObject);
+        assert_eq!(r(Method::PUT, "/b/k", true).unwrap().op, S3Op::CopyObject);
+        assert_eq!(op(Method::GET, "/b/k?partNumber=1"), S3Op::GetObject);
+        assert_eq!(op(Method::DELETE, "/b/k"), S3Op::DeleteObject);
+    }
+
+    #[test]
+    fn keys_are_decoded_once_and_kept_literal() {
+        let route = r(Method::GET, "/b/a%20b/..//c%2525", false).unwrap();
+        assert_eq!(route.bucket, "b");
+        assert_eq!(route.key, "a b/..//c%25");
+        assert_eq!(r(Method::GET, "/b/a%00b", false).unwrap_err().code, "InvalidArgument");
+        assert_eq!(r(Method::GET, "/b/%ff", false).unwrap_err().code, "InvalidArgument");
+    }
+
+    #[test]
+    fn bad_parameters() {
+        for n in ["0", "10001", "-1", "abc", ""] {
+            let e = r(Method::PUT, &format!("/b/k?partNumber={n}&uploadId={ID}"), false).unwrap_err();
+            assert_eq!(e.code, "InvalidArgument", "{n}");
+        }
+        let e = r(Method::PUT, "/b/k?partNumber=1&uploadId=../../x", false).unwrap_err();
+        assert_eq!(e.code, "NoSuchUpload");
+        assert_eq!(r(Method::GET, "/b?acl", false).unwrap_err().code, "NotImplemented");
+        assert_eq!(r(Method::PUT, "/b/k?tagging", false).unwrap_err().code, "NotImplemented");
+        assert_eq!(r(Method::POST, "/b/k", false).unwrap_err().code, "MethodNotAllowed");
+    }
+}

@@ -1,0 +1,472 @@
+//! Upload state in an embedded redb database in the data dir: the default when no Redis is
+//! configured, so one gateway runs on a fresh machine with nothing else installed. Every trait
+//! method is one redb write transaction (serializable, fsynced on commit), which gives the
+//! atomicity the contract asks for. Records are stored as the same JSON the Redis store keeps.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use redb::{Database, ReadableDatabase as _, ReadableTable, TableDefinition, WriteTransaction};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::meta::{AbortUpload, BeginComplete, DeleteBucket, MetaStore, PutPart, UploadCursor};
+use super::{StoreError, StoreResult};
+use crate::upload::model::{
+    BucketRecord, CompletedResult, Millis, ObjectRecord, PartNumber, PartRecord, UploadId, UploadRecord, UploadState,
+};
+
+const BUCKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("buckets_v1");
+/// (bucket, key) → ObjectRecord
+const OBJECTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("objects_v1");
+/// upload id → UploadRecord
+const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads_v1");
+/// (upload id, part number) → PartRecord
+const PARTS: TableDefinition<(&str, u16), &[u8]> = TableDefinition::new("parts_v1");
+/// (bucket, key, created, upload id) for Open and Completing uploads: the ListMultipartUploads order.
+const UPLOAD_INDEX: TableDefinition<(&str, &str, i64, &str), ()> = TableDefinition::new("upload_index_v1");
+
+pub struct EmbeddedMetaStore {
+    db: Arc<Database>,
+}
+
+fn be(e: impl Into<redb::Error>) -> StoreError {
+    StoreError::Backend(e.into().to_string())
+}
+
+fn enc<T: Serialize>(v: &T) -> StoreResult<Vec<u8>> {
+    serde_json::to_vec(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn dec<T: DeserializeOwned>(v: &[u8]) -> StoreResult<T> {
+    serde_json::from_slice(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+impl EmbeddedMetaStore {
+    pub fn open(path: &Path) -> StoreResult<Self> {
+        let db = Database::create(path).map_err(be)?;
+        // Create every table up front so read transactions never meet a missing one.
+        let tx = db.begin_write().map_err(be)?;
+        {
+            tx.open_table(BUCKETS).map_err(be)?;
+            tx.open_table(OBJECTS).map_err(be)?;
+            tx.open_table(UPLOADS).map_err(be)?;
+            tx.open_table(PARTS).map_err(be)?;
+            tx.open_table(UPLOAD_INDEX).map_err(be)?;
+        }
+        tx.commit().map_err(be)?;
+        Ok(Self { db: Arc::new(db) })
+    }
+
+    /// Runs `f` in one write transaction on a blocking thread; commits when it returns Ok.
+    async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&WriteTransaction) -> StoreResult<T> + Send + 'static,
+    {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let tx = db.begin_write().map_err(be)?;
+            let out = f(&tx)?;
+            tx.commit().map_err(be)?;
+            Ok(out)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(e.to_string()))?
+    }
+
+    async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&redb::ReadTransaction) -> StoreResult<T> + Send + 'static,
+    {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let tx = db.begin_read().map_err(be)?;
+            f(&tx)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(e.to_string()))?
+    }
+}
+
+fn get_upload_in(tx: &WriteTransaction, id: &str) -> StoreResult<Option<UploadRecord>> {
+    let t = tx.open_table(UPLOADS).map_err(be)?;
+    let v = t.get(id).map_err(be)?;
+    v.map(|g| dec(g.value())).transpose()
+}
+
+fn put_upload_in(tx: &WriteTransaction, rec: &UploadRecord) -> StoreResult<()> {
+    let mut t = tx.open_table(UPLOADS).map_err(be)?;
+    t.insert(rec.id.as_str(), enc(rec)?.as_slice()).map_err(be)?;
+    Ok(())
+}
+
+fn parts_in(tx: &WriteTransaction, id: &str) -> StoreResult<Vec<(PartNumber, PartRecord)>> {
+    let t = tx.open_table(PARTS).map_err(be)?;
+    let mut out = Vec::new();
+    for item in t.range((id, 0u16)..=(id, u16::MAX)).map_err(be)? {
+        let (k, v) = item.map_err(be)?;
+        let n = PartNumber::new(u32::from(k.value().1)).ok_or_else(|| StoreError::Corrupt("part number".into()))?;
+        out.push((n, dec(v.value())?));
+    }
+    Ok(out)
+}
+
+fn drop_parts_in(tx: &WriteTransaction, id: &str) -> StoreResult<()> {
+    let mut t = tx.open_table(PARTS).map_err(be)?;
+    t.retain_in((id, 0u16)..=(id, u16::MAX), |_, _| false).map_err(be)?;
+    Ok(())
+}
+
+fn unindex_in(tx: &WriteTransaction, rec: &UploadRecord) -> StoreResult<()> {
+    let mut t = tx.open_table(UPLOAD_INDEX).map_err(be)?;
+    t.remove((rec.bucket.as_str(), rec.key.as_str(), rec.created, rec.id.as_str())).map_err(be)?;
+    Ok(())
+}
+
+#[async_trait]
+impl MetaStore for EmbeddedMetaStore {
+    fn kind(&self) -> &'static str {
+        "embedded"
+    }
+
+    async fn create_bucket(&self, rec: &BucketRecord) -> StoreResult<Option<BucketRecord>> {
+        let rec = rec.clone();
+        self.write(move |tx| {
+            let mut t = tx.open_table(BUCKETS).map_err(be)?;
+            if let Some(old) = t.get(rec.name.as_str()).map_err(be)? {
+                return Ok(Some(dec(old.value())?));
+            }
+            t.insert(rec.name.as_str(), enc(&rec)?.as_slice()).map_err(be)?;
+            Ok(None)
+        })
+        .await
+    }
+
+    async fn get_bucket(&self, name: &str) -> StoreResult<Option<BucketRecord>> {
+        let name = name.to_owned();
+        self.read(move |tx| {
+            let t = tx.open_table(BUCKETS).map_err(be)?;
+            let v = t.get(name.as_str()).map_err(be)?;
+            v.map(|g| dec(g.value())).transpose()
+        })
+        .await
+    }
+
+    async fn list_buckets(&self) -> StoreResult<Vec<BucketRecord>> {
+        self.read(|tx| {
+            let t = tx.open_table(BUCKETS).map_err(be)?;
+            let mut out = Vec::new();
+            for item in t.iter().map_err(be)? {
+                out.push(dec(item.map_err(be)?.1.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn delete_bucket(&self, name: &str) -> StoreResult<DeleteBucket> {
+        let name = name.to_owned();
+        self.write(move |tx| {
+            let mut buckets = tx.open_table(BUCKETS).map_err(be)?;
+            if buckets.get(name.as_str()).map_err(be)?.is_none() {
+                return Ok(DeleteBucket::NotFound);
+            }
+            let objects = tx.open_table(OBJECTS).map_err(be)?;
+            if objects.range((name.as_str(), "")..).map_err(be)?.next().transpose().map_err(be)?.is_some_and(|(k, _)| k.value().0 == name) {
+                return Ok(DeleteBucket::NotEmpty);
+            }
+            let index = tx.open_table(UPLOAD_INDEX).map_err(be)?;
+            let first = index.range((name.as_str(), "", i64::MIN, "")..).map_err(be)?.next().transpose().map_err(be)?;
+            if first.is_some_and(|(k, _)| k.value().0 == name) {
+                return Ok(DeleteBucket::NotEmpty);
+            }
+            buckets.remove(name.as_str()).map_err(be)?;
+            Ok(DeleteBucket::Deleted)
+        })
+        .await
+    }
+
+    async fn get_object(&self, bucket: &str, key: &str) -> StoreResult<Option<ObjectRecord>> {
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        self.read(move |tx| {
+            let t = tx.open_table(OBJECTS).map_err(be)?;
+            let v = t.get((bucket.as_str(), key.as_str())).map_err(be)?;
+            v.map(|g| dec(g.value())).transpose()
+        })
+        .await
+    }
+
+    async fn put_object(&self, bucket: &str, key: &str, rec: &ObjectRecord) -> StoreResult<Option<ObjectRecord>> {
+        let (bucket, key, rec) = (bucket.to_owned(), key.to_owned(), rec.clone());
+        self.write(move |tx| {
+            let mut t = tx.open_table(OBJECTS).map_err(be)?;
+            let old = t.insert((bucket.as_str(), key.as_str()), enc(&rec)?.as_slice()).map_err(be)?;
+            old.map(|g| dec(g.value())).transpose()
+        })
+        .await
+    }
+
+    async fn delete_object(&self, bucket: &str, key: &str) -> StoreResult<Option<ObjectRecord>> {
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        self.write(move |tx| {
+            let mut t = tx.open_table(OBJECTS).map_err(be)?;
+            let old = t.remove((bucket.as_str(), key.as_str())).map_err(be)?;
+            old.map(|g| dec(g.value())).transpose()
+        })
+        .await
+    }
+
+    async fn list_objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<(String, ObjectRecord)>> {
+        let (bucket, prefix, after) = (bucket.to_owned(), prefix.to_owned(), after.map(str::to_owned));
+        self.read(move |tx| {
+            let t = tx.open_table(OBJECTS).map_err(be)?;
+            let start = match &after {
+                Some(a) if a.as_str() > prefix.as_str() => a.as_str(),
+                _ => prefix.as_str(),
+            };
+            let mut out = Vec::new();
+            for item in t.range((bucket.as_str(), start)..).map_err(be)? {
+                let (k, v) = item.map_err(be)?;
+                let (b, key) = k.value();
+                if b != bucket || !key.starts_with(prefix.as_str()) || out.len() >= limit {
+                    break;
+                }
+                if after.as_deref().is_some_and(|a| key <= a) {
+                    continue;
+                }
+                out.push((key.to_owned(), dec(v.value())?));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn object_blobs(&self) -> StoreResult<Vec<UploadId>> {
+        self.read(|tx| {
+            let t = tx.open_table(OBJECTS).map_err(be)?;
+            let mut out = Vec::new();
+            for item in t.iter().map_err(be)? {
+                let rec: ObjectRecord = dec(item.map_err(be)?.1.value())?;
+                out.push(rec.blob);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn create_upload(&self, rec: &UploadRecord) -> StoreResult<()> {
+        let rec = rec.clone();
+        self.write(move |tx| {
+            put_upload_in(tx, &rec)?;
+            let mut t = tx.open_table(UPLOAD_INDEX).map_err(be)?;
+            t.insert((rec.bucket.as_str(), rec.key.as_str(), rec.created, rec.id.as_str()), ()).map_err(be)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_upload(&self, id: &UploadId) -> StoreResult<Option<UploadRecord>> {
+        let id = id.clone();
+        self.read(move |tx| {
+            let t = tx.open_table(UPLOADS).map_err(be)?;
+            let v = t.get(id.as_str()).map_err(be)?;
+            v.map(|g| dec(g.value())).transpose()
+        })
+        .await
+    }
+
+    async fn put_part(&self, id: &UploadId, n: PartNumber, part: &PartRecord) -> StoreResult<PutPart> {
+        let (id, part) = (id.clone(), part.clone());
+        self.write(move |tx| {
+            match get_upload_in(tx, id.as_str())? {
+                Some(u) if u.state == UploadState::Open => {}
+                _ => return Ok(PutPart::NotOpen),
+            }
+            let mut t = tx.open_table(PARTS).map_err(be)?;
+            let old = t.insert((id.as_str(), n.get()), enc(&part)?.as_slice()).map_err(be)?;
+            Ok(PutPart::Recorded(old.map(|g| dec(g.value())).transpose()?))
+        })
+        .await
+    }
+
+    async fn list_parts(
+        &self,
+        id: &UploadId,
+        after: Option<PartNumber>,
+        limit: usize,
+    ) -> StoreResult<Vec<(PartNumber, PartRecord)>> {
+        let id = id.clone();
+        self.read(move |tx| {
+            let t = tx.open_table(PARTS).map_err(be)?;
+            let from = after.map_or(0, |n| n.get().saturating_add(1));
+            let mut out = Vec::new();
+            for item in t.range((id.as_str(), from)..=(id.as_str(), u16::MAX)).map_err(be)?.take(limit) {
+                let (k, v) = item.map_err(be)?;
+                let n = PartNumber::new(u32::from(k.value().1)).ok_or_else(|| StoreError::Corrupt("part number".into()))?;
+                out.push((n, dec(v.value())?));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn begin_complete(&self, id: &UploadId, now: Millis, stale_before: Millis) -> StoreResult<BeginComplete> {
+        let id = id.clone();
+        self.write(move |tx| {
+            let Some(mut rec) = get_upload_in(tx, id.as_str())? else {
+                return Ok(BeginComplete::NotFound);
+            };
+            match rec.state {
+                UploadState::Completed => return Ok(BeginComplete::Completed(rec)),
+                UploadState::Completing if rec.completing_since.is_some_and(|t| t >= stale_before) => {
+                    return Ok(BeginComplete::Busy(rec));
+                }
+                UploadState::Open | UploadState::Completing => {}
+            }
+            rec.state = UploadState::Completing;
+            rec.completing_since = Some(now);
+            put_upload_in(tx, &rec)?;
+            let parts = parts_in(tx, id.as_str())?;
+            Ok(BeginComplete::Started(rec, parts))
+        })
+        .await
+    }
+
+    async fn reopen(&self, id: &UploadId) -> StoreResult<()> {
+        let id = id.clone();
+        self.write(move |tx| {
+            if let Some(mut rec) = get_upload_in(tx, id.as_str())?
+                && rec.state == UploadState::Completing
+            {
+                rec.state = UploadState::Open;
+                rec.completing_since = None;
+                put_upload_in(tx, &rec)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn finish_complete(&self, id: &UploadId, result: &CompletedResult) -> StoreResult<()> {
+        let (id, result) = (id.clone(), result.clone());
+        self.write(move |tx| {
+            let Some(mut rec) = get_upload_in(tx, id.as_str())? else {
+                return Ok(());
+            };
+            if rec.state != UploadState::Completing {
+                return Ok(());
+            }
+            rec.state = UploadState::Completed;
+            rec.completing_since = None;
+            rec.completed = Some(result);
+            put_upload_in(tx, &rec)?;
+            drop_parts_in(tx, id.as_str())?;
+            unindex_in(tx, &rec)
+        })
+        .await
+    }
+
+    async fn abort_upload(&self, id: &UploadId) -> StoreResult<AbortUpload> {
+        let id = id.clone();
+        self.write(move |tx| {
+            let rec = match get_upload_in(tx, id.as_str())? {
+                None => return Ok(AbortUpload::NotFound),
+                Some(r) => r,
+            };
+            match rec.state {
+                UploadState::Completed => return Ok(AbortUpload::NotFound),
+                UploadState::Completing => return Ok(AbortUpload::Busy),
+                UploadState::Open => {}
+            }
+            let parts = parts_in(tx, id.as_str())?;
+            drop_parts_in(tx, id.as_str())?;
+            unindex_in(tx, &rec)?;
+            tx.open_table(UPLOADS).map_err(be)?.remove(id.as_str()).map_err(be)?;
+            Ok(AbortUpload::Aborted(rec, parts))
+        })
+        .await
+    }
+
+    async fn list_uploads(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        after: Option<&UploadCursor>,
+        limit: usize,
+    ) -> StoreResult<Vec<UploadRecord>> {
+        let (bucket, prefix, after) = (bucket.to_owned(), prefix.to_owned(), after.cloned());
+        self.read(move |tx| {
+            let index = tx.open_table(UPLOAD_INDEX).map_err(be)?;
+            let uploads = tx.open_table(UPLOADS).map_err(be)?;
+            let start = match &after {
+                Some(c) if c.key.as_str() > prefix.as_str() => c.key.as_str(),
+                _ => prefix.as_str(),
+            };
+            let mut out = Vec::new();
+            for item in index.range((bucket.as_str(), start, i64::MIN, "")..).map_err(be)? {
+                let (k, _) = item.map_err(be)?;
+                let (b, key, created, id) = k.value();
+                if b != bucket || !key.starts_with(prefix.as_str()) || out.len() >= limit {
+                    break;
+                }
+                if let Some(c) = &after {
+                    let past = match &c.upload {
+                        None => key > c.key.as_str(),
+                        Some((t, uid)) => (key, created, id) > (c.key.as_str(), *t, uid.as_str()),
+                    };
+                    if !past {
+                        continue;
+                    }
+                }
+                if let Some(v) = uploads.get(id).map_err(be)? {
+                    out.push(dec(v.value())?);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn all_uploads(&self) -> StoreResult<Vec<UploadRecord>> {
+        self.read(|tx| {
+            let t = tx.open_table(UPLOADS).map_err(be)?;
+            let mut out = Vec::new();
+            for item in t.iter().map_err(be)? {
+                out.push(dec(item.map_err(be)?.1.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn purge_completed(&self, before: Millis) -> StoreResult<usize> {
+        self.write(move |tx| {
+            let mut t = tx.open_table(UPLOADS).map_err(be)?;
+            let mut n = 0;
+            t.retain(|_, v| {
+                let old = serde_json::from_slice::<UploadRecord>(v)
+                    .ok()
+                    .and_then(|r| r.completed)
+                    .is_some_and(|c| c.at < before);
+                n += usize::from(old);
+                !old
+            })
+            .map_err(be)?;
+            Ok(n)
+        })
+        .await
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.read(|tx| tx.open_table(BUCKETS).map(drop).map_err(be)).await
+    }
+}
