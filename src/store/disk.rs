@@ -84,6 +84,9 @@ impl Drop for Staged {
     }
 }
 
+/// What the writer thread hands back: size, MD5, optional flexible checksum.
+type Digests = (u64, [u8; 16], Option<Vec<u8>>);
+
 enum Msg {
     Data(Bytes),
     Finish,
@@ -120,7 +123,7 @@ impl DiskStore {
         let (tx, mut rx) = mpsc::channel::<Msg>(16);
         let writer_tmp = tmp.clone();
         let writer_dir = dir.clone();
-        let writer = tokio::task::spawn_blocking(move || -> std::io::Result<Option<(u64, [u8; 16], Option<Vec<u8>>)>> {
+        let writer = tokio::task::spawn_blocking(move || -> std::io::Result<Option<Digests>> {
             std::fs::create_dir_all(&writer_dir)?;
             let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(&writer_tmp)?;
             let mut md5 = Md5::new();

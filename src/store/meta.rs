@@ -41,6 +41,7 @@ pub enum BeginComplete {
 }
 
 #[derive(Debug, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)] // one value per call; boxing would buy nothing
 pub enum AbortUpload {
     /// Removed (record, part table, listing entry); the parts whose files the caller deletes.
     Aborted(UploadRecord, Vec<(PartNumber, PartRecord)>),
