@@ -57,6 +57,7 @@ impl std::fmt::Debug for ChunkSigner {
 impl ChunkSigner {
     /// Expected signature of one aws-chunked chunk whose data hashes to `data_sha256`, chained
     /// from `previous` (the seed for the first chunk). The final empty chunk is signed too.
+    #[must_use]
     pub fn chunk_signature(&self, previous: &str, data_sha256: &[u8]) -> String {
         let sts = format!(
             "AWS4-HMAC-SHA256-PAYLOAD\n{}\n{}\n{previous}\n{EMPTY_SHA256}\n{}",
@@ -69,6 +70,7 @@ impl ChunkSigner {
 
     /// Expected `x-amz-trailer-signature`, chained from the final chunk's signature, over the
     /// SHA-256 of the canonical trailers (`name:value\n` each).
+    #[must_use]
     pub fn trailer_signature(&self, previous: &str, trailers_sha256: &[u8]) -> String {
         let sts = format!(
             "AWS4-HMAC-SHA256-TRAILER\n{}\n{}\n{previous}\n{}",
@@ -114,17 +116,25 @@ const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
 const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 const CONTENT_SHA256: &str = "x-amz-content-sha256";
-const MAX_SKEW: Duration = Duration::from_secs(15 * 60);
+const MAX_SKEW: Duration = Duration::from_mins(15);
 const MAX_EXPIRES: u64 = 7 * 24 * 3600;
 const AMZ_DATE: &[BorrowedFormatItem<'static>] =
     format_description!("[year][month][day]T[hour][minute][second]Z");
 
 /// RFC 3986 unreserved characters stay, everything else is `%XX` (upper case), as SigV4 wants.
-const QUERY_SET: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+const QUERY_SET: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 const PATH_SET: &AsciiSet = &QUERY_SET.remove(b'/');
 
 /// Verifies a request's SigV4 signature (header or presigned query) against `creds`.
-pub fn verify(parts: &http::request::Parts, creds: &Credentials, now: SystemTime) -> Result<Verified, AuthError> {
+pub fn verify(
+    parts: &http::request::Parts,
+    creds: &Credentials,
+    now: SystemTime,
+) -> Result<Verified, AuthError> {
     let query = parse_query(parts.uri.query().unwrap_or(""));
     let has = |name: &str| query.iter().any(|(n, _)| n.as_ref() == name.as_bytes());
     let presigned = has("X-Amz-Algorithm") || has("X-Amz-Credential") || has("X-Amz-Signature");
@@ -161,7 +171,8 @@ struct Signature<'a> {
 /// Splits `AK/yyyymmdd/region/s3/aws4_request`. Split from the right: the scope is fixed.
 fn parse_credential(credential: &str) -> Option<(&str, &str, &str)> {
     let mut it = credential.rsplitn(5, '/');
-    let (terminator, service, region, date, access_key) = (it.next()?, it.next()?, it.next()?, it.next()?, it.next()?);
+    let (terminator, service, region, date, access_key) =
+        (it.next()?, it.next()?, it.next()?, it.next()?, it.next()?);
     let ok = terminator == "aws4_request"
         && service == "s3"
         && !region.is_empty()
@@ -173,19 +184,27 @@ fn parse_credential(credential: &str) -> Option<(&str, &str, &str)> {
 
 fn parse_signed_headers(list: &str) -> Option<Vec<&str>> {
     let names: Vec<&str> = list.split(';').collect();
-    let ok = names.iter().all(|n| !n.is_empty()) && names.iter().any(|n| n.eq_ignore_ascii_case("host"));
+    let ok =
+        names.iter().all(|n| !n.is_empty()) && names.iter().any(|n| n.eq_ignore_ascii_case("host"));
     ok.then_some(names)
 }
 
 fn verify_header(
     parts: &http::request::Parts,
     auth: &http::HeaderValue,
-    query: &[(Cow<[u8]>, Cow<[u8]>)],
+    query: &[QueryPair],
     creds: &Credentials,
     now: SystemTime,
 ) -> Result<Verified, AuthError> {
-    let malformed = |msg: &str| AuthError::AuthorizationHeaderMalformed(format!("The authorization header is malformed; {msg}"));
-    let auth = auth.to_str().map_err(|_| malformed("it is not ASCII."))?.trim();
+    let malformed = |msg: &str| {
+        AuthError::AuthorizationHeaderMalformed(format!(
+            "The authorization header is malformed; {msg}"
+        ))
+    };
+    let auth = auth
+        .to_str()
+        .map_err(|_| malformed("it is not ASCII."))?
+        .trim();
     if auth.is_empty() {
         return Err(AuthError::AccessDenied("Access Denied".into()));
     }
@@ -193,15 +212,25 @@ fn verify_header(
     match algorithm {
         ALGORITHM => {}
         "AWS" => return Err(sigv2()),
+        a if a.contains('=') => return Err(malformed("expecting AWS4-HMAC-SHA256 and a space.")),
         a if a.starts_with("AWS4-") => {
-            return Err(AuthError::NotImplemented(format!("The authorization mechanism {a} is not supported.")));
+            return Err(AuthError::NotImplemented(format!(
+                "The authorization mechanism {a} is not supported."
+            )));
         }
-        _ => return Err(AuthError::InvalidArgument("Unsupported Authorization Type".into())),
+        _ => {
+            return Err(AuthError::InvalidArgument(
+                "Unsupported Authorization Type".into(),
+            ));
+        }
     }
 
     let (mut credential, mut signed_headers, mut signature) = (None, None, None);
     for field in fields.split(',') {
-        let (key, value) = field.trim().split_once('=').ok_or_else(|| malformed("a field is not key=value."))?;
+        let (key, value) = field
+            .trim()
+            .split_once('=')
+            .ok_or_else(|| malformed("a field is not key=value."))?;
         let slot = match key {
             "Credential" => &mut credential,
             "SignedHeaders" => &mut signed_headers,
@@ -212,52 +241,86 @@ fn verify_header(
             return Err(malformed(&format!("{key} is repeated.")));
         }
     }
-    let (Some(credential), Some(signed_headers), Some(signature)) = (credential, signed_headers, signature) else {
-        return Err(malformed("Credential, SignedHeaders and Signature are all required."));
+    let (Some(credential), Some(signed_headers), Some(signature)) =
+        (credential, signed_headers, signature)
+    else {
+        return Err(malformed(
+            "Credential, SignedHeaders and Signature are all required.",
+        ));
     };
     let (access_key, scope, region) = parse_credential(credential).ok_or_else(|| {
         malformed("the Credential is mal-formed; expecting \"<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request\".")
     })?;
-    let signed_headers =
-        parse_signed_headers(signed_headers).ok_or_else(|| malformed("SignedHeaders must be non-empty and include host."))?;
+    let signed_headers = parse_signed_headers(signed_headers)
+        .ok_or_else(|| malformed("SignedHeaders must be non-empty and include host."))?;
 
-    let secret = creds.secret(access_key).ok_or(AuthError::InvalidAccessKeyId)?;
+    let secret = creds
+        .secret(access_key)
+        .ok_or(AuthError::InvalidAccessKeyId)?;
     let (time, amz_date) = request_time(parts)?;
     if abs_diff(time, now) > MAX_SKEW {
         return Err(AuthError::RequestTimeTooSkewed);
     }
     if !same_day(scope, &amz_date) {
-        return Err(malformed("Invalid credential date. Date is not the same as X-Amz-Date."));
+        return Err(malformed(
+            "Invalid credential date. Date is not the same as X-Amz-Date.",
+        ));
     }
     let payload_hash = parts
         .headers
         .get(CONTENT_SHA256)
-        .ok_or_else(|| AuthError::InvalidRequest(format!("Missing required header for this request: {CONTENT_SHA256}")))?
+        .ok_or_else(|| {
+            AuthError::InvalidRequest(format!(
+                "Missing required header for this request: {CONTENT_SHA256}"
+            ))
+        })?
         .to_str()
         .map_err(|_| invalid_content_sha256())?;
 
-    let sig = Signature { access_key, time, amz_date: &amz_date, scope, region, signed_headers, signature };
-    check(parts, &sig, secret, &canonical_query(query, false), payload_hash, payload_hash)
+    let sig = Signature {
+        access_key,
+        time,
+        amz_date: &amz_date,
+        scope,
+        region,
+        signed_headers,
+        signature,
+    };
+    check(
+        parts,
+        &sig,
+        secret,
+        &canonical_query(query, false),
+        payload_hash,
+        payload_hash,
+    )
 }
 
 fn verify_presigned(
     parts: &http::request::Parts,
-    query: &[(Cow<[u8]>, Cow<[u8]>)],
+    query: &[QueryPair],
     creds: &Credentials,
     now: SystemTime,
 ) -> Result<Verified, AuthError> {
     let bad = |msg: &str| AuthError::AuthorizationQueryParametersError(msg.to_owned());
     let param = |name: &str| {
-        query.iter().find(|(n, _)| n.as_ref() == name.as_bytes()).and_then(|(_, v)| std::str::from_utf8(v).ok())
+        query
+            .iter()
+            .find(|(n, _)| n.as_ref() == name.as_bytes())
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
     };
     let required = || {
-        bad("Query-string authentication version 4 requires the X-Amz-Algorithm, X-Amz-Credential, X-Amz-Signature, \
-             X-Amz-Date, X-Amz-SignedHeaders, and X-Amz-Expires parameters.")
+        bad(
+            "Query-string authentication version 4 requires the X-Amz-Algorithm, X-Amz-Credential, X-Amz-Signature, \
+             X-Amz-Date, X-Amz-SignedHeaders, and X-Amz-Expires parameters.",
+        )
     };
     let algorithm = param("X-Amz-Algorithm").ok_or_else(required)?;
     if algorithm != ALGORITHM {
         return Err(if algorithm.starts_with("AWS4-") {
-            AuthError::NotImplemented(format!("The authorization mechanism {algorithm} is not supported."))
+            AuthError::NotImplemented(format!(
+                "The authorization mechanism {algorithm} is not supported."
+            ))
         } else {
             bad("X-Amz-Algorithm only supports \"AWS4-HMAC-SHA256\"")
         });
@@ -272,8 +335,10 @@ fn verify_presigned(
         return Err(required());
     };
     let (access_key, scope, region) = parse_credential(credential).ok_or_else(|| {
-        bad("Error parsing the X-Amz-Credential parameter; the Credential is mal-formed; expecting \
-             \"<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request\".")
+        bad(
+            "Error parsing the X-Amz-Credential parameter; the Credential is mal-formed; expecting \
+             \"<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request\".",
+        )
     })?;
     let signed_headers = parse_signed_headers(signed_headers)
         .ok_or_else(|| bad("X-Amz-SignedHeaders must be non-empty and include host."))?;
@@ -281,11 +346,16 @@ fn verify_presigned(
         .parse::<u64>()
         .ok()
         .filter(|e| (1..=MAX_EXPIRES).contains(e))
-        .ok_or_else(|| bad("X-Amz-Expires must be a number of seconds between 1 and 604800 (a week)."))?;
-    let time = parse_amz_date(amz_date)
-        .ok_or_else(|| bad("X-Amz-Date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\""))?;
+        .ok_or_else(|| {
+            bad("X-Amz-Expires must be a number of seconds between 1 and 604800 (a week).")
+        })?;
+    let time = parse_amz_date(amz_date).ok_or_else(|| {
+        bad("X-Amz-Date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\"")
+    })?;
 
-    let secret = creds.secret(access_key).ok_or(AuthError::InvalidAccessKeyId)?;
+    let secret = creds
+        .secret(access_key)
+        .ok_or(AuthError::InvalidAccessKeyId)?;
     if time > now + MAX_SKEW {
         return Err(AuthError::RequestTimeTooSkewed);
     }
@@ -293,7 +363,9 @@ fn verify_presigned(
         return Err(AuthError::AccessDenied("Request has expired".into()));
     }
     if !same_day(scope, amz_date) {
-        return Err(bad("Invalid credential date. Date is not the same as X-Amz-Date."));
+        return Err(bad(
+            "Invalid credential date. Date is not the same as X-Amz-Date.",
+        ));
     }
     // A presigned URL cannot know its body, so it signs the literal UNSIGNED-PAYLOAD. Clients
     // that pin an x-amz-content-sha256 header into the signature (the JS SDK) sign its value.
@@ -301,10 +373,27 @@ fn verify_presigned(
         Some(v) => Some(v.to_str().map_err(|_| invalid_content_sha256())?),
         None => None,
     };
-    let signs_header = signed_headers.iter().any(|h| h.eq_ignore_ascii_case(CONTENT_SHA256));
+    let signs_header = signed_headers
+        .iter()
+        .any(|h| h.eq_ignore_ascii_case(CONTENT_SHA256));
     let hashed_payload = header.filter(|_| signs_header).unwrap_or(UNSIGNED_PAYLOAD);
-    let sig = Signature { access_key, time, amz_date, scope, region, signed_headers, signature };
-    check(parts, &sig, secret, &canonical_query(query, true), hashed_payload, header.unwrap_or(UNSIGNED_PAYLOAD))
+    let sig = Signature {
+        access_key,
+        time,
+        amz_date,
+        scope,
+        region,
+        signed_headers,
+        signature,
+    };
+    check(
+        parts,
+        &sig,
+        secret,
+        &canonical_query(query, true),
+        hashed_payload,
+        header.unwrap_or(UNSIGNED_PAYLOAD),
+    )
 }
 
 /// Recomputes the signature over the canonical request and compares; on success classifies the
@@ -318,8 +407,12 @@ fn check(
     mode: &str,
 ) -> Result<Verified, AuthError> {
     let canonical = canonical_request(parts, canonical_query, &sig.signed_headers, hashed_payload)?;
-    let string_to_sign =
-        format!("{ALGORITHM}\n{}\n{}\n{}", sig.amz_date, sig.scope, hex::encode(Sha256::digest(&canonical)));
+    let string_to_sign = format!(
+        "{ALGORITHM}\n{}\n{}\n{}",
+        sig.amz_date,
+        sig.scope,
+        hex::encode(Sha256::digest(&canonical))
+    );
     // The scope date equals the request date (checked by the callers), so the request time
     // gives the key's date.
     let key = generate_signing_key(secret, sig.time, sig.region, "s3");
@@ -333,7 +426,10 @@ fn check(
     if !bool::from(expected.as_bytes().ct_eq(sig.signature.as_bytes())) {
         return Err(AuthError::SignatureDoesNotMatch);
     }
-    Ok(Verified { access_key: sig.access_key.to_owned(), payload })
+    Ok(Verified {
+        access_key: sig.access_key.to_owned(),
+        payload,
+    })
 }
 
 fn invalid_content_sha256() -> AuthError {
@@ -344,14 +440,25 @@ fn invalid_content_sha256() -> AuthError {
     )
 }
 
-fn payload_mode(value: &str, signer: impl FnOnce() -> ChunkSigner) -> Result<PayloadMode, AuthError> {
+fn payload_mode(
+    value: &str,
+    signer: impl FnOnce() -> ChunkSigner,
+) -> Result<PayloadMode, AuthError> {
     Ok(match value {
         UNSIGNED_PAYLOAD => PayloadMode::Unsigned,
-        "STREAMING-AWS4-HMAC-SHA256-PAYLOAD" => PayloadMode::SignedChunks { signer: signer(), trailer: false },
-        "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER" => PayloadMode::SignedChunks { signer: signer(), trailer: true },
+        "STREAMING-AWS4-HMAC-SHA256-PAYLOAD" => PayloadMode::SignedChunks {
+            signer: signer(),
+            trailer: false,
+        },
+        "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER" => PayloadMode::SignedChunks {
+            signer: signer(),
+            trailer: true,
+        },
         "STREAMING-UNSIGNED-PAYLOAD-TRAILER" => PayloadMode::UnsignedChunks,
         v if v.starts_with("STREAMING-AWS4-ECDSA-") => {
-            return Err(AuthError::NotImplemented(format!("{v} (SigV4a) is not supported.")));
+            return Err(AuthError::NotImplemented(format!(
+                "{v} (SigV4a) is not supported."
+            )));
         }
         v => {
             let mut hash = [0; 32];
@@ -363,14 +470,25 @@ fn payload_mode(value: &str, signer: impl FnOnce() -> ChunkSigner) -> Result<Pay
 
 /// The request time and its `yyyymmddThhmmssZ` form: `x-amz-date`, else an HTTP `Date`.
 fn request_time(parts: &http::request::Parts) -> Result<(SystemTime, String), AuthError> {
-    let denied = || AuthError::AccessDenied("AWS authentication requires a valid Date or x-amz-date header".into());
+    let denied = || {
+        AuthError::AccessDenied(
+            "AWS authentication requires a valid Date or x-amz-date header".into(),
+        )
+    };
     if let Some(v) = parts.headers.get("x-amz-date") {
         let v = v.to_str().map_err(|_| denied())?;
         return Ok((parse_amz_date(v).ok_or_else(denied)?, v.to_owned()));
     }
-    let v = parts.headers.get(DATE).ok_or_else(denied)?.to_str().map_err(|_| denied())?;
+    let v = parts
+        .headers
+        .get(DATE)
+        .ok_or_else(denied)?
+        .to_str()
+        .map_err(|_| denied())?;
     let time = httpdate::parse_http_date(v).map_err(|_| denied())?;
-    let formatted = time::OffsetDateTime::from(time).format(AMZ_DATE).map_err(|_| denied())?;
+    let formatted = time::OffsetDateTime::from(time)
+        .format(AMZ_DATE)
+        .map_err(|_| denied())?;
     Ok((time, formatted))
 }
 
@@ -387,29 +505,45 @@ fn same_day(scope: &str, amz_date: &str) -> bool {
 }
 
 fn abs_diff(a: SystemTime, b: SystemTime) -> Duration {
-    a.duration_since(b).or_else(|_| b.duration_since(a)).unwrap_or_default()
+    a.duration_since(b)
+        .or_else(|_| b.duration_since(a))
+        .unwrap_or_default()
 }
+
+/// A query parameter's name and value, percent-decoded.
+type QueryPair<'a> = (Cow<'a, [u8]>, Cow<'a, [u8]>);
 
 /// Raw query pairs, percent-decoded once. `+` is not a space here: SigV4 clients always
 /// encode a real space as `%20`, and AWS reads `+` as a literal plus.
-fn parse_query(raw: &str) -> Vec<(Cow<'_, [u8]>, Cow<'_, [u8]>)> {
+fn parse_query(raw: &str) -> Vec<QueryPair<'_>> {
     raw.split('&')
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (n, v) = p.split_once('=').unwrap_or((p, ""));
-            (percent_decode(n.as_bytes()).into(), percent_decode(v.as_bytes()).into())
+            (
+                percent_decode(n.as_bytes()).into(),
+                percent_decode(v.as_bytes()).into(),
+            )
         })
         .collect()
 }
 
-fn canonical_query(pairs: &[(Cow<[u8]>, Cow<[u8]>)], presigned: bool) -> String {
+fn canonical_query(pairs: &[QueryPair], presigned: bool) -> String {
     let mut encoded: Vec<(String, String)> = pairs
         .iter()
         .filter(|(n, _)| !(presigned && n.as_ref() == b"X-Amz-Signature"))
-        .map(|(n, v)| (percent_encode(n, QUERY_SET).to_string(), percent_encode(v, QUERY_SET).to_string()))
+        .map(|(n, v)| {
+            (
+                percent_encode(n, QUERY_SET).to_string(),
+                percent_encode(v, QUERY_SET).to_string(),
+            )
+        })
         .collect();
     encoded.sort_unstable();
-    let pairs: Vec<String> = encoded.into_iter().map(|(n, v)| format!("{n}={v}")).collect();
+    let pairs: Vec<String> = encoded
+        .into_iter()
+        .map(|(n, v)| format!("{n}={v}"))
+        .collect();
     pairs.join("&")
 }
 
@@ -418,7 +552,11 @@ fn canonical_query(pairs: &[(Cow<[u8]>, Cow<[u8]>)], presigned: bool) -> String 
 fn canonical_uri(path: &str) -> String {
     let decoded: Cow<[u8]> = percent_decode(path.as_bytes()).into();
     let encoded = percent_encode(&decoded, PATH_SET).to_string();
-    if encoded.is_empty() { "/".into() } else { encoded }
+    if encoded.is_empty() {
+        "/".into()
+    } else {
+        encoded
+    }
 }
 
 fn canonical_request(
@@ -428,14 +566,23 @@ fn canonical_request(
     hashed_payload: &str,
 ) -> Result<Vec<u8>, AuthError> {
     let mut out = Vec::with_capacity(512);
-    for line in [parts.method.as_str(), &canonical_uri(parts.uri.path()), canonical_query] {
+    for line in [
+        parts.method.as_str(),
+        &canonical_uri(parts.uri.path()),
+        canonical_query,
+    ] {
         out.extend_from_slice(line.as_bytes());
         out.push(b'\n');
     }
     for name in signed_headers {
         out.extend_from_slice(name.to_ascii_lowercase().as_bytes());
         out.push(b':');
-        let mut values = parts.headers.get_all(*name).iter().map(http::HeaderValue::as_bytes).peekable();
+        let mut values = parts
+            .headers
+            .get_all(*name)
+            .iter()
+            .map(http::HeaderValue::as_bytes)
+            .peekable();
         if values.peek().is_none() {
             // HTTP/2 carries the host in `:authority`, which `http` moves into the URI.
             let host = match parts.uri.authority() {
@@ -461,7 +608,9 @@ fn canonical_request(
 
 /// Trims a header value and collapses inner runs of whitespace to one space.
 fn push_trimmed(out: &mut Vec<u8>, value: &[u8]) {
-    let mut words = value.split(|b| matches!(b, b' ' | b'\t')).filter(|w| !w.is_empty());
+    let mut words = value
+        .split(|b| matches!(b, b' ' | b'\t'))
+        .filter(|w| !w.is_empty());
     if let Some(first) = words.next() {
         out.extend_from_slice(first);
     }
@@ -472,7 +621,7 @@ fn push_trimmed(out: &mut Vec<u8>, value: &[u8]) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) const AK: &str = "AKIAIOSFODNN7EXAMPLE";
@@ -512,7 +661,11 @@ mod tests {
          Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41";
 
     fn get_object(auth: &str, now: SystemTime) -> Result<Verified, AuthError> {
-        verify(&parts("GET", "/test.txt", &get_object_headers(auth)), &creds(), now)
+        verify(
+            &parts("GET", "/test.txt", &get_object_headers(auth)),
+            &creds(),
+            now,
+        )
     }
 
     #[test]
@@ -535,26 +688,44 @@ mod tests {
         let min = Duration::from_secs(60);
         assert!(get_object(GET_OBJECT_AUTH, t0() + 14 * min).is_ok());
         assert!(get_object(GET_OBJECT_AUTH, t0() - 14 * min).is_ok());
-        assert_eq!(get_object(GET_OBJECT_AUTH, t0() + 16 * min).unwrap_err(), AuthError::RequestTimeTooSkewed);
-        assert_eq!(get_object(GET_OBJECT_AUTH, t0() - 16 * min).unwrap_err(), AuthError::RequestTimeTooSkewed);
+        assert_eq!(
+            get_object(GET_OBJECT_AUTH, t0() + 16 * min).unwrap_err(),
+            AuthError::RequestTimeTooSkewed
+        );
+        assert_eq!(
+            get_object(GET_OBJECT_AUTH, t0() - 16 * min).unwrap_err(),
+            AuthError::RequestTimeTooSkewed
+        );
     }
 
     #[test]
     fn header_unknown_key_and_wrong_secret() {
         let auth = GET_OBJECT_AUTH.replace(AK, "AKIDUNKNOWN");
-        assert_eq!(get_object(&auth, t0()).unwrap_err(), AuthError::InvalidAccessKeyId);
+        assert_eq!(
+            get_object(&auth, t0()).unwrap_err(),
+            AuthError::InvalidAccessKeyId
+        );
 
         let mut c = Credentials::default();
         c.insert(AK, "not-the-secret").unwrap();
         let p = parts("GET", "/test.txt", &get_object_headers(GET_OBJECT_AUTH));
-        assert_eq!(verify(&p, &c, t0()).unwrap_err(), AuthError::SignatureDoesNotMatch);
+        assert_eq!(
+            verify(&p, &c, t0()).unwrap_err(),
+            AuthError::SignatureDoesNotMatch
+        );
 
         // A tampered header or signature.
         let mut h = get_object_headers(GET_OBJECT_AUTH);
         h[1] = ("range", "bytes=0-10");
-        assert_eq!(verify(&parts("GET", "/test.txt", &h), &creds(), t0()).unwrap_err(), AuthError::SignatureDoesNotMatch);
+        assert_eq!(
+            verify(&parts("GET", "/test.txt", &h), &creds(), t0()).unwrap_err(),
+            AuthError::SignatureDoesNotMatch
+        );
         let auth = GET_OBJECT_AUTH.replace("f0e8bdb8", "f0e8bdb9");
-        assert_eq!(get_object(&auth, t0()).unwrap_err(), AuthError::SignatureDoesNotMatch);
+        assert_eq!(
+            get_object(&auth, t0()).unwrap_err(),
+            AuthError::SignatureDoesNotMatch
+        );
     }
 
     #[test]
@@ -571,6 +742,7 @@ mod tests {
         let cases = [
             "AWS4-HMAC-SHA256",
             "AWS4-HMAC-SHA256 garbage",
+            "AWS4-HMAC-SHA256Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request",
             "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request",
             "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, SignedHeaders=host;range;x-amz-content-sha256;x-amz-date, Signature=ab, Signature=ab",
             "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3, SignedHeaders=host, Signature=ab",
@@ -585,17 +757,31 @@ mod tests {
         ];
         for auth in cases {
             let err = get_object(auth, t0()).unwrap_err();
-            assert!(matches!(err, AuthError::AuthorizationHeaderMalformed(_)), "{auth}: {err:?}");
+            assert!(
+                matches!(err, AuthError::AuthorizationHeaderMalformed(_)),
+                "{auth}: {err:?}"
+            );
         }
     }
 
     #[test]
     fn other_schemes() {
         let not_impl = |a: &str| matches!(get_object(a, t0()), Err(AuthError::NotImplemented(_)));
-        assert!(not_impl("AWS AKIAIOSFODNN7EXAMPLE:frJIUN8DYpKDtOLCwo//yllqDzg="));
-        assert!(not_impl(&GET_OBJECT_AUTH.replace("AWS4-HMAC-SHA256", "AWS4-ECDSA-P256-SHA256")));
-        assert!(matches!(get_object("Bearer abc", t0()), Err(AuthError::InvalidArgument(_))));
-        let p = parts("GET", "/test.txt?AWSAccessKeyId=AK&Signature=x&Expires=1", &[("host", "h")]);
+        assert!(not_impl(
+            "AWS AKIAIOSFODNN7EXAMPLE:frJIUN8DYpKDtOLCwo//yllqDzg="
+        ));
+        assert!(not_impl(
+            &GET_OBJECT_AUTH.replace("AWS4-HMAC-SHA256", "AWS4-ECDSA-P256-SHA256")
+        ));
+        assert!(matches!(
+            get_object("Bearer abc", t0()),
+            Err(AuthError::InvalidArgument(_))
+        ));
+        let p = parts(
+            "GET",
+            "/test.txt?AWSAccessKeyId=AK&Signature=x&Expires=1",
+            &[("host", "h")],
+        );
         assert_eq!(verify(&p, &creds(), t0()).unwrap_err(), sigv2());
     }
 
@@ -617,18 +803,29 @@ mod tests {
             h[2] = ("x-amz-content-sha256", v);
             verify(&parts("GET", "/test.txt", &h), &creds(), t0())
         };
-        assert!(matches!(with("STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD"), Err(AuthError::NotImplemented(_))));
+        assert!(matches!(
+            with("STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD"),
+            Err(AuthError::NotImplemented(_))
+        ));
         assert!(matches!(with("abc"), Err(AuthError::InvalidArgument(_))));
-        assert!(matches!(with(&"z".repeat(64)), Err(AuthError::InvalidArgument(_))));
+        assert!(matches!(
+            with(&"z".repeat(64)),
+            Err(AuthError::InvalidArgument(_))
+        ));
         // Valid but different from what was signed.
-        assert_eq!(with(UNSIGNED_PAYLOAD).unwrap_err(), AuthError::SignatureDoesNotMatch);
+        assert_eq!(
+            with(UNSIGNED_PAYLOAD).unwrap_err(),
+            AuthError::SignatureDoesNotMatch
+        );
 
         let mut h = get_object_headers(GET_OBJECT_AUTH);
         h.remove(2);
         let err = verify(&parts("GET", "/test.txt", &h), &creds(), t0()).unwrap_err();
         assert_eq!(
             err,
-            AuthError::InvalidRequest("Missing required header for this request: x-amz-content-sha256".into())
+            AuthError::InvalidRequest(
+                "Missing required header for this request: x-amz-content-sha256".into()
+            )
         );
     }
 
@@ -670,11 +867,19 @@ mod tests {
     #[test]
     fn aws_example_streaming_seed() {
         for (trailer, seed) in [
-            (false, "4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9"),
-            (true, "106e2a8a18243abcf37539882f36619c00e2dfc72633413f02d3b74544bfeb8e"),
+            (
+                false,
+                "4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9",
+            ),
+            (
+                true,
+                "106e2a8a18243abcf37539882f36619c00e2dfc72633413f02d3b74544bfeb8e",
+            ),
         ] {
             let v = verify(&streaming_parts(trailer), &creds(), t0()).unwrap();
-            let PayloadMode::SignedChunks { signer, trailer: t } = v.payload else { panic!("{:?}", v.payload) };
+            let PayloadMode::SignedChunks { signer, trailer: t } = v.payload else {
+                panic!("{:?}", v.payload)
+            };
             assert_eq!(t, trailer);
             assert_eq!(signer.seed_signature, seed);
             assert_eq!(signer.amz_date, "20130524T000000Z");
@@ -686,27 +891,52 @@ mod tests {
     #[test]
     fn aws_example_chunk_signatures() {
         let v = verify(&streaming_parts(false), &creds(), t0()).unwrap();
-        let PayloadMode::SignedChunks { signer, .. } = v.payload else { panic!() };
+        let PayloadMode::SignedChunks { signer, .. } = v.payload else {
+            panic!()
+        };
         let s1 = signer.chunk_signature(&signer.seed_signature, &Sha256::digest(vec![b'a'; 65536]));
-        assert_eq!(s1, "ad80c730a21e5b8d04586a2213dd63b9a0e99e0e2307b0ade35a65485a288648");
+        assert_eq!(
+            s1,
+            "ad80c730a21e5b8d04586a2213dd63b9a0e99e0e2307b0ade35a65485a288648"
+        );
         let s2 = signer.chunk_signature(&s1, &Sha256::digest(vec![b'a'; 1024]));
-        assert_eq!(s2, "0055627c9e194cb4542bae2aa5492e3c1575bbb81b612b7d234b86a503ef5497");
+        assert_eq!(
+            s2,
+            "0055627c9e194cb4542bae2aa5492e3c1575bbb81b612b7d234b86a503ef5497"
+        );
         let s3 = signer.chunk_signature(&s2, &Sha256::digest(b""));
-        assert_eq!(s3, "b6c6ea8a5354eaf15b3cb7646744f4275b71ea724fed81ceb9323e279d449df9");
+        assert_eq!(
+            s3,
+            "b6c6ea8a5354eaf15b3cb7646744f4275b71ea724fed81ceb9323e279d449df9"
+        );
     }
 
     #[test]
     fn aws_example_trailer_signatures() {
         let v = verify(&streaming_parts(true), &creds(), t0()).unwrap();
-        let PayloadMode::SignedChunks { signer, .. } = v.payload else { panic!() };
+        let PayloadMode::SignedChunks { signer, .. } = v.payload else {
+            panic!()
+        };
         let s1 = signer.chunk_signature(&signer.seed_signature, &Sha256::digest(vec![b'a'; 65536]));
-        assert_eq!(s1, "b474d8862b1487a5145d686f57f013e54db672cee1c953b3010fb58501ef5aa2");
+        assert_eq!(
+            s1,
+            "b474d8862b1487a5145d686f57f013e54db672cee1c953b3010fb58501ef5aa2"
+        );
         let s2 = signer.chunk_signature(&s1, &Sha256::digest(vec![b'a'; 1024]));
-        assert_eq!(s2, "1c1344b170168f8e65b41376b44b20fe354e373826ccbbe2c1d40a8cae51e5c7");
+        assert_eq!(
+            s2,
+            "1c1344b170168f8e65b41376b44b20fe354e373826ccbbe2c1d40a8cae51e5c7"
+        );
         let s3 = signer.chunk_signature(&s2, &Sha256::digest(b""));
-        assert_eq!(s3, "2ca2aba2005185cf7159c6277faf83795951dd77a3a99e6e65d5c9f85863f992");
+        assert_eq!(
+            s3,
+            "2ca2aba2005185cf7159c6277faf83795951dd77a3a99e6e65d5c9f85863f992"
+        );
         let t = signer.trailer_signature(&s3, &Sha256::digest(b"x-amz-checksum-crc32c:sOO8/Q==\n"));
-        assert_eq!(t, "d81f82fc3505edab99d459891051a732e8730629a2e4a59689829ca17fe2e435");
+        assert_eq!(
+            t,
+            "d81f82fc3505edab99d459891051a732e8730629a2e4a59689829ca17fe2e435"
+        );
     }
 
     const PRESIGNED: &str = "/test.txt?X-Amz-Algorithm=AWS4-HMAC-SHA256\
@@ -715,7 +945,11 @@ mod tests {
         &X-Amz-Signature=aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404";
 
     fn presigned(uri: &str, now: SystemTime) -> Result<Verified, AuthError> {
-        verify(&parts("GET", uri, &[("host", "examplebucket.s3.amazonaws.com")]), &creds(), now)
+        verify(
+            &parts("GET", uri, &[("host", "examplebucket.s3.amazonaws.com")]),
+            &creds(),
+            now,
+        )
     }
 
     #[test]
@@ -730,9 +964,15 @@ mod tests {
         let p = parts(
             "GET",
             PRESIGNED,
-            &[("host", "examplebucket.s3.amazonaws.com"), ("x-amz-content-sha256", EMPTY_SHA256)],
+            &[
+                ("host", "examplebucket.s3.amazonaws.com"),
+                ("x-amz-content-sha256", EMPTY_SHA256),
+            ],
         );
-        assert!(matches!(verify(&p, &creds(), t0()).unwrap().payload, PayloadMode::Sha256(_)));
+        assert!(matches!(
+            verify(&p, &creds(), t0()).unwrap().payload,
+            PayloadMode::Sha256(_)
+        ));
     }
 
     #[test]
@@ -745,18 +985,29 @@ mod tests {
 
     #[test]
     fn presigned_bad_parameters() {
-        let qp = |uri: &str| matches!(presigned(uri, t0()), Err(AuthError::AuthorizationQueryParametersError(_)));
+        let qp = |uri: &str| {
+            matches!(
+                presigned(uri, t0()),
+                Err(AuthError::AuthorizationQueryParametersError(_))
+            )
+        };
         assert!(qp(&PRESIGNED.replace("86400", "604801")));
         assert!(qp(&PRESIGNED.replace("86400", "0")));
         assert!(qp(&PRESIGNED.replace("86400", "-1")));
         assert!(qp(&PRESIGNED.replace("86400", "soon")));
         assert!(qp(&PRESIGNED.replace("&X-Amz-Expires=86400", "")));
         assert!(qp(&PRESIGNED.replace("&X-Amz-Date=20130524T000000Z", "")));
-        assert!(qp(&PRESIGNED.replace("X-Amz-Date=20130524T000000Z", "X-Amz-Date=2013-05-24")));
+        assert!(qp(&PRESIGNED.replace(
+            "X-Amz-Date=20130524T000000Z",
+            "X-Amz-Date=2013-05-24"
+        )));
         assert!(qp(&PRESIGNED.replace("%2Fs3%2F", "%2Fsqs%2F")));
         assert!(qp(&PRESIGNED.replace("AWS4-HMAC-SHA256", "HMAC")));
         assert!(matches!(
-            presigned(&PRESIGNED.replace("AWS4-HMAC-SHA256", "AWS4-ECDSA-P256-SHA256"), t0()),
+            presigned(
+                &PRESIGNED.replace("AWS4-HMAC-SHA256", "AWS4-ECDSA-P256-SHA256"),
+                t0()
+            ),
             Err(AuthError::NotImplemented(_))
         ));
         assert_eq!(
@@ -772,20 +1023,39 @@ mod tests {
             presigned(&format!("{PRESIGNED}&x-id=GetObject"), t0()).unwrap_err(),
             AuthError::SignatureDoesNotMatch
         );
-        let p = parts("GET", PRESIGNED, &[("host", "examplebucket.s3.amazonaws.com"), ("authorization", "x")]);
-        assert!(matches!(verify(&p, &creds(), t0()), Err(AuthError::InvalidArgument(_))));
+        let p = parts(
+            "GET",
+            PRESIGNED,
+            &[
+                ("host", "examplebucket.s3.amazonaws.com"),
+                ("authorization", "x"),
+            ],
+        );
+        assert!(matches!(
+            verify(&p, &creds(), t0()),
+            Err(AuthError::InvalidArgument(_))
+        ));
     }
 
     #[test]
     fn canonical_forms() {
-        assert_eq!(canonical_uri("/b/a%20b/c+d/%E2%82%AC"), "/b/a%20b/c%2Bd/%E2%82%AC");
-        assert_eq!(canonical_uri("/b/a b/!(*)/./..//x"), "/b/a%20b/%21%28%2A%29/./..//x");
+        assert_eq!(
+            canonical_uri("/b/a%20b/c+d/%E2%82%AC"),
+            "/b/a%20b/c%2Bd/%E2%82%AC"
+        );
+        assert_eq!(
+            canonical_uri("/b/a b/!(*)/./..//x"),
+            "/b/a%20b/%21%28%2A%29/./..//x"
+        );
         assert_eq!(canonical_uri("/b/%2Fk"), "/b//k");
         assert_eq!(canonical_uri(""), "/");
         let q = |raw: &str| canonical_query(&parse_query(raw), false);
         assert_eq!(q("uploads"), "uploads=");
         assert_eq!(q("uploads="), "uploads=");
-        assert_eq!(q("prefix=a+b&delimiter=%2F&max-keys=2"), "delimiter=%2F&max-keys=2&prefix=a%2Bb");
+        assert_eq!(
+            q("prefix=a+b&delimiter=%2F&max-keys=2"),
+            "delimiter=%2F&max-keys=2&prefix=a%2Bb"
+        );
         assert_eq!(q("a=2&a=1&b&&A=x"), "A=x&a=1&a=2&b=");
         assert_eq!(q("k=%E2%82%AC%20~"), "k=%E2%82%AC%20~");
         let mut out = Vec::new();
@@ -795,10 +1065,15 @@ mod tests {
 
     /// Signs with aws-sigv4's own request signer (an independent implementation of the canonical
     /// request), the way SDKs sign for S3: single URI encoding, no path normalisation.
-    fn sdk_sign(method: &str, uri: &str, headers: &[(&str, &str)], presign: bool) -> http::request::Parts {
+    fn sdk_sign(
+        method: &str,
+        uri: &str,
+        headers: &[(&str, &str)],
+        presign: bool,
+    ) -> http::request::Parts {
         use aws_sigv4::http_request::{
-            PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SignatureLocation,
-            SigningSettings, UriPathNormalizationMode, sign,
+            PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest,
+            SignatureLocation, SigningSettings, UriPathNormalizationMode, sign,
         };
         let identity = aws_credential_types::Credentials::new(AK, SK, None, None, "test").into();
         let mut settings = SigningSettings::default();
@@ -819,7 +1094,11 @@ mod tests {
             .build()
             .unwrap()
             .into();
-        let body = if presign { SignableBody::UnsignedPayload } else { SignableBody::Bytes(b"") };
+        let body = if presign {
+            SignableBody::UnsignedPayload
+        } else {
+            SignableBody::Bytes(b"")
+        };
         let signable = SignableRequest::new(method, uri, headers.iter().copied(), body).unwrap();
         let (instructions, _) = sign(signable, &params).unwrap().into_parts();
         let mut b = http::Request::builder().method(method).uri(uri);
@@ -870,14 +1149,47 @@ mod tests {
     fn date_header_fallback() {
         // Sign with x-amz-date, then send the same instant as an HTTP Date instead.
         let p = sdk_sign("GET", "/b/k", &[("host", "h")], false);
-        let auth = p.headers[AUTHORIZATION].to_str().unwrap().replace("x-amz-date", "date");
+        let auth = p.headers[AUTHORIZATION]
+            .to_str()
+            .unwrap()
+            .replace("x-amz-date", "date");
         let sha = p.headers[CONTENT_SHA256].to_str().unwrap();
-        let h = [("host", "h"), ("date", "Fri, 24 May 2013 00:00:00 GMT"), (CONTENT_SHA256, sha), ("authorization", &auth)];
+        let h = [
+            ("host", "h"),
+            ("date", "Fri, 24 May 2013 00:00:00 GMT"),
+            (CONTENT_SHA256, sha),
+            ("authorization", &auth),
+        ];
         // The signature covered x-amz-date's value, so it differs; but time and scope checks pass.
-        assert_eq!(verify(&parts("GET", "/b/k", &h), &creds(), t0()).unwrap_err(), AuthError::SignatureDoesNotMatch);
         assert_eq!(
-            verify(&parts("GET", "/b/k", &h), &creds(), t0() + Duration::from_secs(3600)).unwrap_err(),
+            verify(&parts("GET", "/b/k", &h), &creds(), t0()).unwrap_err(),
+            AuthError::SignatureDoesNotMatch
+        );
+        assert_eq!(
+            verify(
+                &parts("GET", "/b/k", &h),
+                &creds(),
+                t0() + Duration::from_secs(3600)
+            )
+            .unwrap_err(),
             AuthError::RequestTimeTooSkewed
         );
+    }
+
+    proptest::proptest! {
+        /// Hostile headers and queries get an error, never a panic.
+        #[test]
+        fn arbitrary_input_never_panics(
+            auth in "(AWS4-HMAC-SHA256 Credential=[A-Z0-9a-z/_]{0,50}, ?SignedHeaders=[a-z;-]{0,30}, ?Signature=[0-9a-f]{0,70}|[ -~]{0,80})",
+            query in "(X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=[A-Z0-9a-z%_]{0,50}&X-Amz-Date=[0-9TZ]{0,18}&X-Amz-Expires=[0-9+-]{0,12}&X-Amz-SignedHeaders=host&X-Amz-Signature=ab|[A-Za-z0-9%=&+-]{0,60})",
+            date in "[0-9TZ]{0,18}",
+            use_header in proptest::bool::ANY,
+        ) {
+            let mut h = vec![("host", "h"), ("x-amz-date", date.as_str()), ("x-amz-content-sha256", UNSIGNED_PAYLOAD)];
+            if use_header {
+                h.push(("authorization", auth.as_str()));
+            }
+            let _ = verify(&parts("GET", &format!("/b/k?{query}"), &h), &creds(), t0());
+        }
     }
 }

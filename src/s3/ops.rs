@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use bytes::Bytes;
-use futures_util::StreamExt as _;
+use futures_util::{StreamExt as _, TryStreamExt as _};
 use http::request::Parts;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -58,6 +58,11 @@ pub async fn dispatch(app: &App, req: &Parts, body: Incoming, route: Route, auth
             let region = if &*app.region == "us-east-1" { "" } else { &app.region };
             Ok(xml_response(Xml::text_document("LocationConstraint", region)))
         }
+        S3Op::GetBucketVersioning => {
+            app.uploads.bucket(b).await?;
+            Ok(xml_response(Xml::new("VersioningConfiguration").finish("VersioningConfiguration")))
+        }
+        S3Op::ListObjectVersions => list_object_versions(app, b, &query).await,
         S3Op::ListObjects { v2 } => list_objects(app, b, &query, v2).await,
         S3Op::ListMultipartUploads => list_uploads(app, b, &query).await,
         S3Op::DeleteObjects => delete_objects(app, req, body, &auth, b).await,
@@ -72,6 +77,9 @@ pub async fn dispatch(app: &App, req: &Parts, body: Incoming, route: Route, auth
         S3Op::CreateMultipartUpload => create_multipart_upload(app, req, &owner, b, k).await,
         S3Op::UploadPart { upload_id, part_number } => {
             upload_part(app, req, body, &auth, b, k, &upload_id, part_number).await
+        }
+        S3Op::UploadPartCopy { upload_id, part_number } => {
+            upload_part_copy(app, req, b, k, &upload_id, part_number).await
         }
         S3Op::CompleteMultipartUpload { upload_id } => complete(app, req, body, &auth, b, k, &upload_id).await,
         S3Op::AbortMultipartUpload { upload_id } => {
@@ -486,6 +494,44 @@ async fn list_objects(app: &App, b: &str, q: &Query, v2: bool) -> Res {
     Ok(xml_response(x.finish("ListBucketResult")))
 }
 
+/// Buckets are never versioned: every object is its one `null` version.
+async fn list_object_versions(app: &App, b: &str, q: &Query) -> Res {
+    let url = encoding_type(q)?;
+    let enc = |s: &str| if url { url_encode(s) } else { s.to_owned() };
+    let max = max_param(q, "max-keys")?;
+    let prefix = q.get("prefix").unwrap_or_default();
+    let delimiter = q.get("delimiter").filter(|d| !d.is_empty());
+    let key_marker = q.get("key-marker").filter(|m| !m.is_empty());
+    let page = app.uploads.list_objects(b, prefix, delimiter, key_marker, max).await?;
+    let mut x = Xml::new("ListVersionsResult");
+    x.elem("Name", b).elem("Prefix", enc(prefix)).elem("KeyMarker", enc(key_marker.unwrap_or_default()));
+    x.elem("VersionIdMarker", q.get("version-id-marker").unwrap_or_default());
+    if page.truncated {
+        x.opt("NextKeyMarker", page.last.as_deref().map(enc)).elem("NextVersionIdMarker", "null");
+    }
+    x.elem("MaxKeys", max.to_string()).opt("Delimiter", delimiter.map(enc));
+    x.elem("IsTruncated", page.truncated.to_string());
+    if url {
+        x.elem("EncodingType", "url");
+    }
+    for (key, rec) in &page.items {
+        x.open("Version")
+            .elem("Key", enc(key))
+            .elem("VersionId", "null")
+            .elem("IsLatest", "true")
+            .elem("LastModified", iso8601(rec.modified))
+            .elem("ETag", quoted(&rec.etag))
+            .elem("Size", rec.size.to_string())
+            .elem("StorageClass", "STANDARD");
+        x.open("Owner").elem("ID", &rec.owner).elem("DisplayName", &rec.owner).close("Owner");
+        x.close("Version");
+    }
+    for p in &page.prefixes {
+        x.open("CommonPrefixes").elem("Prefix", enc(p)).close("CommonPrefixes");
+    }
+    Ok(xml_response(x.finish("ListVersionsResult")))
+}
+
 // ---------------- multipart ----------------
 
 async fn create_multipart_upload(app: &App, req: &Parts, owner: &str, b: &str, k: &str) -> Res {
@@ -555,6 +601,50 @@ async fn upload_part(
         set(resp.headers_mut(), HeaderName::from_static(c.algorithm.header_name()), &b64(&c.value));
     }
     Ok(resp)
+}
+
+/// UploadPartCopy: a byte range of an existing object becomes a part (its ETag is the MD5 of
+/// the copied bytes, as for an uploaded part).
+async fn upload_part_copy(app: &App, req: &Parts, b: &str, k: &str, id: &UploadId, n: PartNumber) -> Res {
+    app.uploads.bucket(b).await?;
+    app.uploads.upload(id, b, k).await?;
+    let (sb, sk) = copy_source(&req.headers)?;
+    let src = app.uploads.object(&sb, &sk).await?;
+    check_conditions(&req.headers, &src, "x-amz-copy-source-")?;
+    let (start, end) = match req.headers.get("x-amz-copy-source-range") {
+        None => (0, src.size),
+        Some(v) => {
+            let (s, e) = parse_copy_range(v.to_str().unwrap_or_default()).ok_or_else(|| {
+                S3Error::invalid_argument("The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy")
+            })?;
+            if e >= src.size {
+                return Err(UploadError::InvalidRange { size: src.size }.into());
+            }
+            (s, e + 1)
+        }
+    };
+    if end - start > app.uploads.limits().max_part_size {
+        return Err(S3Error::invalid_request("The specified copy source is larger than the maximum allowable size for a copy source"));
+    }
+    let source = app.uploads.read(&src, start, end).map_err(crate::upload::BodyError::new);
+    let checks = BodyChecks { length: Some(end - start), ..BodyChecks::default() };
+    let part = app.uploads.put_part(id, b, k, n, Box::pin(source), checks).await?;
+    let mut x = Xml::new("CopyPartResult");
+    x.elem("ETag", quoted(&hex::encode(part.md5))).elem("LastModified", iso8601(part.modified));
+    if let Some(c) = &part.checksum {
+        x.elem(c.algorithm.xml_name(), b64(&c.value));
+    }
+    let mut resp = xml_response(x.finish("CopyPartResult"));
+    set(resp.headers_mut(), HeaderName::from_static("x-amz-copy-source-version-id"), "null");
+    Ok(resp)
+}
+
+/// `bytes=first-last`, strictly (S3 answers InvalidArgument to anything else).
+fn parse_copy_range(v: &str) -> Option<(u64, u64)> {
+    let (a, b) = v.strip_prefix("bytes=")?.split_once('-')?;
+    let num = |s: &str| (!s.is_empty() && s.bytes().all(|c| c.is_ascii_digit())).then(|| s.parse::<u64>().ok())?;
+    let (a, b) = (num(a)?, num(b)?);
+    (a <= b).then_some((a, b))
 }
 
 async fn complete(app: &App, req: &Parts, body: Incoming, auth: &Verified, b: &str, k: &str, id: &UploadId) -> Res {
@@ -845,6 +935,14 @@ mod tests {
     }
 
     #[test]
+    fn copy_ranges_are_strict() {
+        assert_eq!(parse_copy_range("bytes=0-2"), Some((0, 2)));
+        for bad in ["0-2", "bytes=0", "bytes=hello-world", "bytes=0-bar", "bytes=hello-", "bytes=0-2,3-5", "bytes=3-1"] {
+            assert_eq!(parse_copy_range(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
     fn url_encoding_matches_botocore_expectations() {
         assert_eq!(url_encode("foo+1/bar"), "foo%2B1/bar");
         assert_eq!(url_encode("quux ab/"), "quux%20ab/");
@@ -853,7 +951,7 @@ mod tests {
 
     #[test]
     fn timestamps() {
-        assert_eq!(iso8601(1_795_632_478_123), "2026-11-25T15:27:58.123Z");
-        assert_eq!(http_date(1_795_632_478_123), "Wed, 25 Nov 2026 15:27:58 GMT");
+        assert_eq!(iso8601(1_795_632_478_123), "2026-11-25T18:47:58.123Z");
+        assert_eq!(http_date(1_795_632_478_123), "Wed, 25 Nov 2026 18:47:58 GMT");
     }
 }

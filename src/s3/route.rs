@@ -24,6 +24,9 @@ pub enum S3Op {
     DeleteObject,
     CreateMultipartUpload,
     UploadPart { upload_id: UploadId, part_number: PartNumber },
+    UploadPartCopy { upload_id: UploadId, part_number: PartNumber },
+    GetBucketVersioning,
+    ListObjectVersions,
     CompleteMultipartUpload { upload_id: UploadId },
     AbortMultipartUpload { upload_id: UploadId },
     ListParts { upload_id: UploadId },
@@ -48,6 +51,9 @@ impl S3Op {
             Self::DeleteObject => "DeleteObject",
             Self::CreateMultipartUpload => "CreateMultipartUpload",
             Self::UploadPart { .. } => "UploadPart",
+            Self::UploadPartCopy { .. } => "UploadPartCopy",
+            Self::GetBucketVersioning => "GetBucketVersioning",
+            Self::ListObjectVersions => "ListObjectVersions",
             Self::CompleteMultipartUpload { .. } => "CompleteMultipartUpload",
             Self::AbortMultipartUpload { .. } => "AbortMultipartUpload",
             Self::ListParts { .. } => "ListParts",
@@ -98,7 +104,7 @@ const UNSUPPORTED: &[&str] = &[
     "accelerate", "acl", "analytics", "attributes", "cors", "encryption", "intelligent-tiering", "inventory",
     "legal-hold", "lifecycle", "logging", "metrics", "notification", "object-lock", "ownershipControls", "policy",
     "policyStatus", "publicAccessBlock", "replication", "requestPayment", "restore", "retention", "select",
-    "tagging", "torrent", "versioning", "versions", "website",
+    "tagging", "torrent", "website",
 ];
 
 pub fn route(method: &Method, path: &str, raw_query: Option<&str>, headers: &HeaderMap) -> Result<Route, S3Error> {
@@ -107,7 +113,9 @@ pub fn route(method: &Method, path: &str, raw_query: Option<&str>, headers: &Hea
     let (bucket_raw, key_raw) = path.split_once('/').unwrap_or((path, ""));
     let bucket = decode_path(bucket_raw)?;
     let key = decode_path(key_raw)?;
-    if let Some(sub) = UNSUPPORTED.iter().find(|s| query.has(s)) {
+    // Versioning is answered read-only: buckets are never versioned.
+    let versioning_write = query.has("versioning") && *method != Method::GET;
+    if let Some(sub) = UNSUPPORTED.iter().find(|s| query.has(s)).or(versioning_write.then_some(&"versioning")) {
         return Err(S3Error::not_implemented(format!("The '{sub}' sub-resource is not implemented")));
     }
     let upload_id = || -> Result<UploadId, S3Error> {
@@ -125,6 +133,8 @@ pub fn route(method: &Method, path: &str, raw_query: Option<&str>, headers: &Hea
             Method::HEAD => S3Op::HeadBucket,
             Method::DELETE => S3Op::DeleteBucket,
             Method::GET if query.has("location") => S3Op::GetBucketLocation,
+            Method::GET if query.has("versioning") => S3Op::GetBucketVersioning,
+            Method::GET if query.has("versions") => S3Op::ListObjectVersions,
             Method::GET if query.has("uploads") => S3Op::ListMultipartUploads,
             Method::GET => S3Op::ListObjects { v2: query.get("list-type") == Some("2") },
             Method::POST if query.has("delete") => S3Op::DeleteObjects,
@@ -140,9 +150,10 @@ pub fn route(method: &Method, path: &str, raw_query: Option<&str>, headers: &Hea
                     S3Error::invalid_argument("Part number must be an integer between 1 and 10000, inclusive")
                 })?;
                 if copy {
-                    return Err(S3Error::not_implemented("UploadPartCopy is not implemented yet"));
+                    S3Op::UploadPartCopy { upload_id: upload_id()?, part_number }
+                } else {
+                    S3Op::UploadPart { upload_id: upload_id()?, part_number }
                 }
-                S3Op::UploadPart { upload_id: upload_id()?, part_number }
             }
             Method::PUT if copy => S3Op::CopyObject,
             Method::PUT => S3Op::PutObject,
@@ -214,6 +225,13 @@ mod tests {
         assert_eq!(op(Method::DELETE, &format!("/b/k?uploadId={ID}")), S3Op::AbortMultipartUpload { upload_id: id.clone() });
         assert_eq!(op(Method::GET, &format!("/b/k?uploadId={ID}")), S3Op::ListParts { upload_id: id });
         assert_eq!(op(Method::PUT, "/b/k"), S3Op::PutObject);
+        assert_eq!(
+            r(Method::PUT, &format!("/b/k?partNumber=3&uploadId={ID}"), true).unwrap().op,
+            S3Op::UploadPartCopy { upload_id: UploadId::parse(ID).unwrap(), part_number: n }
+        );
+        assert_eq!(op(Method::GET, "/b?versioning"), S3Op::GetBucketVersioning);
+        assert_eq!(op(Method::GET, "/b?versions&prefix=a"), S3Op::ListObjectVersions);
+        assert_eq!(r(Method::PUT, "/b?versioning", false).unwrap_err().code, "NotImplemented");
         assert_eq!(r(Method::PUT, "/b/k", true).unwrap().op, S3Op::CopyObject);
         assert_eq!(op(Method::GET, "/b/k?partNumber=1"), S3Op::GetObject);
         assert_eq!(op(Method::DELETE, "/b/k"), S3Op::DeleteObject);
