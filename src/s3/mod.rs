@@ -6,6 +6,7 @@ pub mod error;
 pub mod ops;
 pub mod payload;
 pub mod route;
+pub mod sigv2;
 pub mod xml;
 
 use hyper::body::Incoming;
