@@ -17,13 +17,13 @@
 //! | `P:v1:upl:{u:<uploadId>}:parts` | hash | decimal part number → `PartRecord` JSON |
 //!
 //! The upload hash keeps the record JSON as created in `rec`, and the mutable fields beside it:
-//! `state` (`open`/`completing`/`completed`), `since` (completing_since, millis, only while
+//! `state` (`open`/`completing`/`completed`), `since` (`completing_since`, millis, only while
 //! Completing) and `done` (`CompletedResult` JSON, only once Completed). These fields are the truth
 //! and override the same-named fields of `rec` on read, so the Lua scripts check and flip state
 //! without parsing JSON (cjson would round 64-bit integers through doubles).
 //!
 //! In the upload listing, `created` is written as `created + 2^63` in 20 zero-padded digits so that
-//! byte order equals numeric order; members thus sort by (key, created, id) as ListMultipartUploads
+//! byte order equals numeric order; members thus sort by (key, created, id) as `ListMultipartUploads`
 //! wants. Object keys containing NUL would break that encoding; the S3 layer rejects them.
 //!
 //! # Atomicity without cross-slot transactions
@@ -71,7 +71,10 @@ pub struct RedisMetaStore {
 
 impl RedisMetaStore {
     /// Connects (with a reconnecting `ConnectionManager`) and namespaces every key under `prefix`.
-    /// Fails with `Unavailable` within a few seconds if Redis cannot be reached.
+    ///
+    /// # Errors
+    /// `Unavailable` within a few seconds if Redis cannot be reached; `Backend` for a bad URL or
+    /// a server that rejects the connection (e.g. authentication).
     pub async fn connect(url: &str, prefix: &str) -> StoreResult<Self> {
         let client =
             redis::Client::open(url).map_err(|e| StoreError::Backend(format!("redis url: {e}")))?;
@@ -90,7 +93,7 @@ impl RedisMetaStore {
         let store = Self {
             con,
             root: format!("{prefix}:v1"),
-            completed_ttl: Duration::from_secs(24 * 3600),
+            completed_ttl: Duration::from_hours(24),
         };
         store.ping().await?;
         Ok(store)
@@ -151,13 +154,12 @@ impl RedisMetaStore {
     async fn scan(&self, pattern: &str) -> StoreResult<Vec<String>> {
         let (mut cursor, mut seen, mut keys) = (0u64, HashSet::new(), Vec::new());
         loop {
-            let cmd = redis::cmd("SCAN")
-                .arg(cursor)
+            let mut cmd = redis::cmd("SCAN");
+            cmd.arg(cursor)
                 .arg("MATCH")
                 .arg(pattern)
                 .arg("COUNT")
-                .arg(PAGE)
-                .clone();
+                .arg(PAGE);
             let (next, batch): (u64, Vec<String>) = self.query(&cmd).await?;
             keys.extend(batch.into_iter().filter(|k| seen.insert(k.clone())));
             if next == 0 {
@@ -201,6 +203,17 @@ impl RedisMetaStore {
         Ok(())
     }
 
+    /// Drops the upload's entry from its bucket's listing (the bucket-slot second step).
+    async fn unlist(&self, rec: &UploadRecord) -> StoreResult<()> {
+        let member = listing_member(&rec.key, rec.created, &rec.id);
+        self.query(
+            redis::cmd("ZREM")
+                .arg(self.listing(&rec.bucket))
+                .arg(member),
+        )
+        .await
+    }
+
     /// Live (Open or Completing) uploads of `bucket` in listing order within the lex range
     /// `min..max`, at most `limit`. Entries whose record is gone or Completed are the leftovers
     /// of an interrupted second step (see the module doc) and are removed on the way.
@@ -215,15 +228,14 @@ impl RedisMetaStore {
         let mut out = Vec::new();
         while out.len() < limit {
             let batch = (limit - out.len()).min(PAGE);
-            let cmd = redis::cmd("ZRANGE")
-                .arg(&listing)
+            let mut cmd = redis::cmd("ZRANGE");
+            cmd.arg(&listing)
                 .arg(&min)
                 .arg(max)
                 .arg("BYLEX")
                 .arg("LIMIT")
                 .arg(0)
-                .arg(batch)
-                .clone();
+                .arg(batch);
             let members: Vec<String> = self.query(&cmd).await?;
             let Some(last) = members.last() else { break };
             min = exclusive(last.as_bytes());
@@ -252,12 +264,12 @@ impl RedisMetaStore {
 
 // ---- scripts: each touches the keys of one hash tag only ----
 
-/// KEYS: bucket record, bucket index. ARGV: record JSON. Returns `{existing JSON or nil}`.
+/// KEYS: bucket record. ARGV: record JSON. Returns the existing record's JSON or nil.
 static CREATE_BUCKET: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"local old = redis.call('GET', KEYS[1])
         if not old then redis.call('SET', KEYS[1], ARGV[1]) end
-        return {old}",
+        return old",
     )
 });
 
@@ -272,23 +284,23 @@ static DELETE_BUCKET: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
-/// KEYS: objects, object keys. ARGV: key, JSON. Returns `{old JSON or nil}`.
+/// KEYS: objects, object keys. ARGV: key, JSON. Returns the old JSON or nil.
 static PUT_OBJECT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"local old = redis.call('HGET', KEYS[1], ARGV[1])
         redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
         redis.call('ZADD', KEYS[2], 0, ARGV[1])
-        return {old}",
+        return old",
     )
 });
 
-/// KEYS: objects, object keys. ARGV: key. Returns `{old JSON or nil}`.
+/// KEYS: objects, object keys. ARGV: key. Returns the old JSON or nil.
 static DELETE_OBJECT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"local old = redis.call('HGET', KEYS[1], ARGV[1])
         redis.call('HDEL', KEYS[1], ARGV[1])
         redis.call('ZREM', KEYS[2], ARGV[1])
-        return {old}",
+        return old",
     )
 });
 
@@ -335,7 +347,7 @@ static LIST_PARTS: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
-/// KEYS: upload, parts. ARGV: now, stale_before.
+/// KEYS: upload, parts. ARGV: now, `stale_before`.
 /// Returns `{outcome, rec, state, since, done, n, JSON, …}` (parts only when `started`).
 static BEGIN_COMPLETE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -363,8 +375,8 @@ static REOPEN: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
-/// KEYS: upload, parts. ARGV: result JSON, TTL seconds. Returns `{rec}` when the upload is (now)
-/// Completed, so the caller can drop its listing entry, even on a retry; `{}` otherwise.
+/// KEYS: upload, parts. ARGV: result JSON, TTL seconds. Returns `rec` when the upload is (now)
+/// Completed, so the caller can drop its listing entry, even on a retry; nil otherwise.
 static FINISH_COMPLETE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"local u = redis.call('HMGET', KEYS[1], 'rec', 'state')
@@ -374,9 +386,9 @@ static FINISH_COMPLETE: LazyLock<Script> = LazyLock::new(|| {
             redis.call('DEL', KEYS[2])
             redis.call('EXPIRE', KEYS[1], ARGV[2])
         elseif u[2] ~= 'completed' then
-            return {}
+            return false
         end
-        return {u[1]}",
+        return u[1]",
     )
 });
 
@@ -410,7 +422,7 @@ impl MetaStore for RedisMetaStore {
     }
 
     async fn create_bucket(&self, rec: &BucketRecord) -> StoreResult<Option<BucketRecord>> {
-        let found: Vec<Option<String>> = self
+        let found = self
             .eval(CREATE_BUCKET.key(self.bucket(&rec.name)).arg(to_json(rec)?))
             .await?;
         // Record first, name second (also when it already existed: repairs an interrupted create).
@@ -421,17 +433,11 @@ impl MetaStore for RedisMetaStore {
                 .arg(&rec.name),
         )
         .await?;
-        found
-            .into_iter()
-            .flatten()
-            .next()
-            .map(|j| from_json(&j))
-            .transpose()
+        from_json_opt(found)
     }
 
     async fn get_bucket(&self, name: &str) -> StoreResult<Option<BucketRecord>> {
-        let json: Option<String> = self.query(redis::cmd("GET").arg(self.bucket(name))).await?;
-        json.map(|j| from_json(&j)).transpose()
+        from_json_opt(self.query(redis::cmd("GET").arg(self.bucket(name))).await?)
     }
 
     async fn list_buckets(&self) -> StoreResult<Vec<BucketRecord>> {
@@ -489,10 +495,10 @@ impl MetaStore for RedisMetaStore {
     }
 
     async fn get_object(&self, bucket: &str, key: &str) -> StoreResult<Option<ObjectRecord>> {
-        let json: Option<String> = self
-            .query(redis::cmd("HGET").arg(self.objects(bucket)).arg(key))
-            .await?;
-        json.map(|j| from_json(&j)).transpose()
+        from_json_opt(
+            self.query(redis::cmd("HGET").arg(self.objects(bucket)).arg(key))
+                .await?,
+        )
     }
 
     async fn put_object(
@@ -506,12 +512,7 @@ impl MetaStore for RedisMetaStore {
             .key(self.object_keys(bucket))
             .arg(key)
             .arg(to_json(rec)?);
-        let old: Vec<Option<String>> = self.eval(&inv).await?;
-        old.into_iter()
-            .flatten()
-            .next()
-            .map(|j| from_json(&j))
-            .transpose()
+        from_json_opt(self.eval(&inv).await?)
     }
 
     async fn delete_object(&self, bucket: &str, key: &str) -> StoreResult<Option<ObjectRecord>> {
@@ -519,12 +520,7 @@ impl MetaStore for RedisMetaStore {
         inv.key(self.objects(bucket))
             .key(self.object_keys(bucket))
             .arg(key);
-        let old: Vec<Option<String>> = self.eval(&inv).await?;
-        old.into_iter()
-            .flatten()
-            .next()
-            .map(|j| from_json(&j))
-            .transpose()
+        from_json_opt(self.eval(&inv).await?)
     }
 
     async fn list_objects(
@@ -573,12 +569,8 @@ impl MetaStore for RedisMetaStore {
         for hash in self.scan(&pattern).await? {
             let mut cursor = 0u64;
             loop {
-                let cmd = redis::cmd("HSCAN")
-                    .arg(&hash)
-                    .arg(cursor)
-                    .arg("COUNT")
-                    .arg(PAGE)
-                    .clone();
+                let mut cmd = redis::cmd("HSCAN");
+                cmd.arg(&hash).arg(cursor).arg("COUNT").arg(PAGE);
                 let (next, flat): (u64, Vec<String>) = self.query(&cmd).await?;
                 for json in flat.iter().skip(1).step_by(2) {
                     blobs.push(from_json::<ObjectRecord>(json)?.blob);
@@ -649,16 +641,11 @@ impl MetaStore for RedisMetaStore {
             .arg(n.get())
             .arg(to_json(part)?);
         let reply: Vec<Option<String>> = self.eval(&inv).await?;
-        match reply.as_slice() {
-            [Some(ok), old @ ..] if ok == "ok" => Ok(PutPart::Recorded(
-                old.first()
-                    .cloned()
-                    .flatten()
-                    .map(|j| from_json(&j))
-                    .transpose()?,
-            )),
-            _ => Ok(PutPart::NotOpen),
+        if reply.first().and_then(Option::as_deref) != Some("ok") {
+            return Ok(PutPart::NotOpen);
         }
+        let old = reply.into_iter().nth(1).flatten();
+        Ok(PutPart::Recorded(from_json_opt(old)?))
     }
 
     async fn list_parts(
@@ -676,7 +663,7 @@ impl MetaStore for RedisMetaStore {
         inv.key(self.parts(id))
             .arg(after.map_or(0, PartNumber::get))
             .arg(count);
-        parts(self.eval(&inv).await?)
+        parts(&self.eval::<Vec<_>>(&inv).await?)
     }
 
     async fn begin_complete(
@@ -692,7 +679,7 @@ impl MetaStore for RedisMetaStore {
             .arg(stale_before);
         let (outcome, rec, rest) = outcome_reply(self.eval(&inv).await?)?;
         Ok(match (outcome.as_str(), rec) {
-            ("started", Some(rec)) => BeginComplete::Started(rec, parts(rest)?),
+            ("started", Some(rec)) => BeginComplete::Started(rec, parts(&rest)?),
             ("busy", Some(rec)) => BeginComplete::Busy(rec),
             ("completed", Some(rec)) => BeginComplete::Completed(rec),
             _ => BeginComplete::NotFound,
@@ -710,19 +697,11 @@ impl MetaStore for RedisMetaStore {
             .key(self.parts(id))
             .arg(to_json(result)?)
             .arg(ttl);
-        let reply: Vec<Option<String>> = self.eval(&inv).await?;
         // Bucket slot second: the listing entry of a (now) Completed upload.
-        if let Some(json) = reply.into_iter().flatten().next() {
-            let rec: UploadRecord = from_json(&json)?;
-            let member = listing_member(&rec.key, rec.created, &rec.id);
-            self.query::<()>(
-                redis::cmd("ZREM")
-                    .arg(self.listing(&rec.bucket))
-                    .arg(member),
-            )
-            .await?;
+        match from_json_opt(self.eval(&inv).await?)? {
+            Some(rec) => self.unlist(&rec).await,
+            None => Ok(()),
         }
-        Ok(())
     }
 
     async fn abort_upload(&self, id: &UploadId) -> StoreResult<AbortUpload> {
@@ -731,14 +710,8 @@ impl MetaStore for RedisMetaStore {
         let (outcome, rec, rest) = outcome_reply(self.eval(&inv).await?)?;
         match (outcome.as_str(), rec) {
             ("aborted", Some(rec)) => {
-                let member = listing_member(&rec.key, rec.created, &rec.id);
-                self.query::<()>(
-                    redis::cmd("ZREM")
-                        .arg(self.listing(&rec.bucket))
-                        .arg(member),
-                )
-                .await?;
-                Ok(AbortUpload::Aborted(rec, parts(rest)?))
+                self.unlist(&rec).await?;
+                Ok(AbortUpload::Aborted(rec, parts(&rest)?))
             }
             ("busy", _) => Ok(AbortUpload::Busy),
             _ => Ok(AbortUpload::NotFound),
@@ -843,6 +816,10 @@ fn from_json<T: DeserializeOwned>(json: &str) -> StoreResult<T> {
     serde_json::from_str(json).map_err(|e| corrupt(e.to_string()))
 }
 
+fn from_json_opt<T: DeserializeOwned>(json: Option<String>) -> StoreResult<Option<T>> {
+    json.map(|j| from_json(&j)).transpose()
+}
+
 fn state_name(s: UploadState) -> &'static str {
     match s {
         UploadState::Open => "open",
@@ -893,7 +870,7 @@ fn outcome_reply(
 }
 
 /// `{n, JSON, …}` (any order) → part table ascending by number.
-fn parts(flat: Vec<Option<String>>) -> StoreResult<Vec<(PartNumber, PartRecord)>> {
+fn parts(flat: &[Option<String>]) -> StoreResult<Vec<(PartNumber, PartRecord)>> {
     let mut out = flat
         .chunks_exact(2)
         .map(|pair| {

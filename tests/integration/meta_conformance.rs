@@ -1,0 +1,1143 @@
+//! One conformance suite for every `MetaStore`: each case is an async fn over `Arc<dyn MetaStore>`,
+//! instantiated by `conformance!` as `redis::<case>` (real Redis from `REDIS_URL`, default
+//! `redis://127.0.0.1:6379`, under a unique key prefix removed afterwards) and
+//! `embedded::<case>` (redb in a temp dir). A missing Redis fails the Redis tests loudly.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mpgw::store::meta_embedded::EmbeddedMetaStore;
+use mpgw::store::meta_redis::RedisMetaStore;
+use mpgw::store::{
+    AbortUpload, BeginComplete, DeleteBucket, MetaStore, PutPart, StoreError, UploadCursor,
+};
+use mpgw::upload::checksum::{ChecksumAlgorithm, ChecksumType};
+use mpgw::upload::model::{
+    BucketRecord, Checksum, CompletedResult, Millis, ObjectHeaders, ObjectPart, ObjectRecord,
+    PartNumber, PartRecord, UploadId, UploadRecord, UploadState, random_hex,
+};
+
+macro_rules! conformance {
+    ($($case:ident),+ $(,)?) => {
+        mod redis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let store = super::redis_store().await;
+                    super::$case(store.meta.clone()).await;
+                }
+            )+
+        }
+
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let store = super::embedded_store();
+                    super::$case(store.meta.clone()).await;
+                }
+            )+
+        }
+    };
+}
+
+conformance!(
+    buckets,
+    objects,
+    object_listing_order,
+    upload_lifecycle,
+    abort,
+    upload_listing,
+    all_uploads_and_purge,
+    object_blobs,
+    concurrent_create_bucket,
+    concurrent_put_part_same_number,
+    concurrent_begin_complete,
+    put_part_racing_complete,
+);
+
+// ---- backends ----
+
+struct Store {
+    meta: Arc<dyn MetaStore>,
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    Redis(RedisKeys),
+    Embedded { _dir: tempfile::TempDir },
+}
+
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+async fn redis_store() -> Store {
+    let keys = RedisKeys {
+        url: redis_url(),
+        prefix: format!("mpgwtest:{}", random_hex(8)),
+    };
+    let meta = RedisMetaStore::connect(&keys.url, &keys.prefix)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "Redis at {} is unreachable ({e}): start one or point REDIS_URL at one",
+                keys.url
+            )
+        });
+    Store {
+        meta: Arc::new(meta),
+        cleanup: Cleanup::Redis(keys),
+    }
+}
+
+fn embedded_store() -> Store {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let meta =
+        EmbeddedMetaStore::open(&dir.path().join("state.redb")).expect("open embedded store");
+    Store {
+        meta: Arc::new(meta),
+        cleanup: Cleanup::Embedded { _dir: dir },
+    }
+}
+
+/// Deletes every key under a test's prefix when dropped, also when the test panics. The Redis
+/// server is shared: never flush it.
+struct RedisKeys {
+    url: String,
+    prefix: String,
+}
+
+impl RedisKeys {
+    fn delete_all(&self) -> ::redis::RedisResult<()> {
+        use ::redis::Commands as _;
+        let mut con = ::redis::Client::open(self.url.as_str())?.get_connection()?;
+        let keys = con
+            .scan_match::<_, String>(format!("{}:*", self.prefix))?
+            .collect::<::redis::RedisResult<Vec<_>>>()?;
+        for chunk in keys.chunks(500) {
+            con.del::<_, ()>(chunk)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for RedisKeys {
+    fn drop(&mut self) {
+        if let Err(e) = self.delete_all() {
+            eprintln!("cleanup of {}:* failed: {e}", self.prefix);
+        }
+    }
+}
+
+// ---- records ----
+
+fn pn(n: u32) -> PartNumber {
+    PartNumber::new(n).expect("valid part number")
+}
+
+fn bucket(name: &str, owner: &str) -> BucketRecord {
+    BucketRecord {
+        name: name.into(),
+        created: 1_700_000_000_000,
+        owner: owner.into(),
+    }
+}
+
+fn object(etag: &str) -> ObjectRecord {
+    ObjectRecord {
+        blob: UploadId::generate(),
+        parts: vec![ObjectPart {
+            number: 1,
+            md5: "0".repeat(32),
+            file: "1.abc".into(),
+            size: 5,
+            checksum: None,
+        }],
+        size: 5,
+        etag: etag.into(),
+        modified: 1_700_000_000_000,
+        owner: "alice".into(),
+        headers: ObjectHeaders::default(),
+        checksum: None,
+        checksum_type: None,
+        multipart: false,
+    }
+}
+
+/// An Open upload whose headers exercise the JSON round trip (raw non-UTF-8 metadata bytes).
+fn upload(bucket: &str, key: &str, created: Millis) -> UploadRecord {
+    let mut headers = ObjectHeaders {
+        content_type: Some("text/plain".into()),
+        ..ObjectHeaders::default()
+    };
+    headers.user.insert("raw".into(), vec![0xff, 0x00, b'x']);
+    UploadRecord {
+        id: UploadId::generate(),
+        bucket: bucket.into(),
+        key: key.into(),
+        created,
+        owner: "alice".into(),
+        headers,
+        checksum_algorithm: Some(ChecksumAlgorithm::Crc64Nvme),
+        checksum_type: Some(ChecksumType::FullObject),
+        state: UploadState::Open,
+        completing_since: None,
+        completed: None,
+    }
+}
+
+fn part(file: &str) -> PartRecord {
+    PartRecord {
+        size: u64::MAX - 1, // beyond f64 precision: catches a store that round-trips through doubles
+        md5: [7; 16],
+        file: file.into(),
+        modified: 1_700_000_000_123,
+        checksum: Some(Checksum {
+            algorithm: ChecksumAlgorithm::Sha256,
+            value: vec![0xab; 32],
+        }),
+    }
+}
+
+fn result(at: Millis) -> CompletedResult {
+    CompletedResult {
+        etag: "0123456789abcdef0123456789abcdef-2".into(),
+        parts_digest: "digest".into(),
+        checksum: Some(Checksum {
+            algorithm: ChecksumAlgorithm::Crc32,
+            value: vec![1, 2, 3, 4],
+        }),
+        checksum_type: Some(ChecksumType::Composite),
+        at,
+    }
+}
+
+fn numbers(parts: &[(PartNumber, PartRecord)]) -> Vec<u16> {
+    parts.iter().map(|(n, _)| n.get()).collect()
+}
+
+async fn started(
+    s: &dyn MetaStore,
+    id: &UploadId,
+    now: Millis,
+) -> (UploadRecord, Vec<(PartNumber, PartRecord)>) {
+    match s.begin_complete(id, now, 0).await.unwrap() {
+        BeginComplete::Started(rec, parts) => (rec, parts),
+        other => panic!("expected Started, got {other:?}"),
+    }
+}
+
+// ---- cases ----
+
+async fn buckets(s: Arc<dyn MetaStore>) {
+    let b1 = bucket("b1", "alice");
+    assert_eq!(s.create_bucket(&b1).await.unwrap(), None);
+    // A second create returns the existing record untouched.
+    assert_eq!(
+        s.create_bucket(&bucket("b1", "mallory")).await.unwrap(),
+        Some(b1.clone())
+    );
+    assert_eq!(s.get_bucket("b1").await.unwrap(), Some(b1.clone()));
+    assert_eq!(s.get_bucket("nope").await.unwrap(), None);
+    for name in ["b2", "b0", "a-b.c"] {
+        s.create_bucket(&bucket(name, "alice")).await.unwrap();
+    }
+    let names: Vec<String> = s
+        .list_buckets()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.name)
+        .collect();
+    assert_eq!(names, ["a-b.c", "b0", "b1", "b2"]);
+    assert_eq!(
+        s.delete_bucket("nope").await.unwrap(),
+        DeleteBucket::NotFound
+    );
+
+    // An object keeps the bucket.
+    s.put_object("b1", "k", &object("e")).await.unwrap();
+    assert_eq!(s.delete_bucket("b1").await.unwrap(), DeleteBucket::NotEmpty);
+    s.delete_object("b1", "k").await.unwrap();
+
+    // So does an Open upload, and a Completing one.
+    let up = upload("b1", "k", 1);
+    s.create_upload(&up).await.unwrap();
+    assert_eq!(s.delete_bucket("b1").await.unwrap(), DeleteBucket::NotEmpty);
+    started(&*s, &up.id, 10).await;
+    assert_eq!(s.delete_bucket("b1").await.unwrap(), DeleteBucket::NotEmpty);
+    s.reopen(&up.id).await.unwrap();
+    assert!(matches!(
+        s.abort_upload(&up.id).await.unwrap(),
+        AbortUpload::Aborted(..)
+    ));
+    assert_eq!(s.delete_bucket("b1").await.unwrap(), DeleteBucket::Deleted);
+    assert_eq!(s.get_bucket("b1").await.unwrap(), None);
+    assert_eq!(s.delete_bucket("b1").await.unwrap(), DeleteBucket::NotFound);
+    let names: Vec<String> = s
+        .list_buckets()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.name)
+        .collect();
+    assert_eq!(names, ["a-b.c", "b0", "b2"]);
+
+    // A Completed upload does not keep its bucket (its object does, until deleted).
+    let up = upload("b2", "k", 1);
+    s.create_upload(&up).await.unwrap();
+    started(&*s, &up.id, 10).await;
+    s.finish_complete(&up.id, &result(20)).await.unwrap();
+    assert_eq!(s.delete_bucket("b2").await.unwrap(), DeleteBucket::Deleted);
+
+    // The name is free again, with a fresh record.
+    let again = bucket("b1", "bob");
+    assert_eq!(s.create_bucket(&again).await.unwrap(), None);
+    assert_eq!(s.get_bucket("b1").await.unwrap(), Some(again));
+    assert!(s.list_objects("b1", "", None, 10).await.unwrap().is_empty());
+    assert!(s.list_uploads("b1", "", None, 10).await.unwrap().is_empty());
+}
+
+async fn objects(s: Arc<dyn MetaStore>) {
+    s.create_bucket(&bucket("b", "alice")).await.unwrap();
+    let (v1, v2) = (object("v1"), object("v2"));
+    assert_eq!(s.get_object("b", "k").await.unwrap(), None);
+    assert_eq!(s.put_object("b", "k", &v1).await.unwrap(), None);
+    assert_eq!(s.get_object("b", "k").await.unwrap(), Some(v1.clone()));
+    assert_eq!(s.put_object("b", "k", &v2).await.unwrap(), Some(v1));
+    assert_eq!(s.get_object("b", "k").await.unwrap(), Some(v2.clone()));
+    // Same key in another bucket is another object.
+    assert_eq!(s.get_object("other", "k").await.unwrap(), None);
+    assert_eq!(s.delete_object("b", "k").await.unwrap(), Some(v2));
+    assert_eq!(s.delete_object("b", "k").await.unwrap(), None);
+    assert_eq!(s.get_object("b", "k").await.unwrap(), None);
+    assert!(s.list_objects("b", "", None, 10).await.unwrap().is_empty());
+}
+
+/// Keys that trip naive lex bounds: Redis range markers, 0xff-heavy UTF-8, separators.
+const TRICKY_KEYS: &[&str] = &[
+    "a",
+    "a/b",
+    "a/b/c",
+    "a+b",
+    "a b",
+    "a-b",
+    "a[",
+    "a(",
+    "a\u{7f}",
+    "aé",
+    "ab",
+    "a\u{10FFFF}",
+    "a\u{10FFFF}\u{10FFFF}",
+    "a\u{10FFFF}z",
+    "ä",
+    "äb",
+    "b",
+    "-",
+    "+",
+    "[",
+    "(",
+    "[x",
+    "(x",
+    "\u{10FFFF}",
+    "\u{FFFD}",
+    "0",
+    "a\u{1}",
+];
+
+async fn object_listing_order(s: Arc<dyn MetaStore>) {
+    s.create_bucket(&bucket("b", "alice")).await.unwrap();
+    for key in TRICKY_KEYS {
+        s.put_object("b", key, &object(key)).await.unwrap();
+    }
+    s.put_object("neighbour", "a/zzz", &object("x"))
+        .await
+        .unwrap();
+    let model: BTreeSet<&str> = TRICKY_KEYS.iter().copied().collect(); // str order is byte order
+
+    let prefixes = [
+        "",
+        "a",
+        "a/",
+        "a\u{10FFFF}",
+        "ä",
+        "-",
+        "+",
+        "[",
+        "(",
+        "z",
+        "\u{10FFFF}",
+        "a\u{1}",
+    ];
+    let afters = [
+        None,
+        Some(""),
+        Some("a"),
+        Some("a+b"),
+        Some("a\u{10FFFF}"),
+        Some("a/b/c/d"),
+        Some("b"),
+        Some("\u{10FFFF}\u{10FFFF}"),
+        Some("["),
+    ];
+    for prefix in prefixes {
+        for after in afters {
+            for limit in [0, 1, 2, 100] {
+                let want: Vec<&str> = model
+                    .iter()
+                    .copied()
+                    .filter(|k| k.starts_with(prefix) && after.is_none_or(|a| *k > a))
+                    .take(limit)
+                    .collect();
+                let got = s.list_objects("b", prefix, after, limit).await.unwrap();
+                let keys: Vec<&str> = got.iter().map(|(k, _)| k.as_str()).collect();
+                assert_eq!(
+                    keys, want,
+                    "prefix {prefix:?} after {after:?} limit {limit}"
+                );
+                for (k, rec) in &got {
+                    assert_eq!(&rec.etag, k);
+                }
+            }
+        }
+    }
+
+    // Paging with the last key as `after` walks the whole listing.
+    let mut seen = Vec::new();
+    loop {
+        let page = s
+            .list_objects("b", "", seen.last().map(String::as_str), 2)
+            .await
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        seen.extend(page.into_iter().map(|(k, _)| k));
+    }
+    assert_eq!(
+        seen,
+        model.iter().map(ToString::to_string).collect::<Vec<_>>()
+    );
+}
+
+async fn upload_lifecycle(s: Arc<dyn MetaStore>) {
+    let up = upload("b", "dir/key", 1_000);
+    s.create_upload(&up).await.unwrap();
+    assert_eq!(s.get_upload(&up.id).await.unwrap(), Some(up.clone()));
+
+    // put_part: replace returns the old record. Numbers chosen so string order would be wrong.
+    assert_eq!(
+        s.put_part(&up.id, pn(1), &part("1.a")).await.unwrap(),
+        PutPart::Recorded(None)
+    );
+    assert_eq!(
+        s.put_part(&up.id, pn(1), &part("1.b")).await.unwrap(),
+        PutPart::Recorded(Some(part("1.a")))
+    );
+    for n in [10_000, 100, 10, 3, 2] {
+        assert_eq!(
+            s.put_part(&up.id, pn(n), &part(&format!("{n}.a")))
+                .await
+                .unwrap(),
+            PutPart::Recorded(None)
+        );
+    }
+    let all = s.list_parts(&up.id, None, 1000).await.unwrap();
+    assert_eq!(numbers(&all), [1, 2, 3, 10, 100, 10_000]);
+    assert_eq!(all[0].1, part("1.b"));
+    assert_eq!(
+        numbers(&s.list_parts(&up.id, None, 2).await.unwrap()),
+        [1, 2]
+    );
+    assert_eq!(
+        numbers(&s.list_parts(&up.id, Some(pn(2)), 2).await.unwrap()),
+        [3, 10]
+    );
+    assert_eq!(
+        numbers(&s.list_parts(&up.id, Some(pn(4)), 2).await.unwrap()),
+        [10, 100]
+    );
+    assert_eq!(
+        numbers(&s.list_parts(&up.id, Some(pn(100)), 10).await.unwrap()),
+        [10_000]
+    );
+    assert!(
+        s.list_parts(&up.id, Some(pn(10_000)), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(s.list_parts(&up.id, None, 0).await.unwrap().is_empty());
+
+    // begin_complete: Open → Completing, with the whole table.
+    let (rec, parts) = started(&*s, &up.id, 5_000).await;
+    assert_eq!(rec.state, UploadState::Completing);
+    assert_eq!(rec.completing_since, Some(5_000));
+    assert_eq!(
+        UploadRecord {
+            state: UploadState::Open,
+            completing_since: None,
+            ..rec.clone()
+        },
+        up
+    );
+    assert_eq!(parts, all);
+    assert_eq!(s.get_upload(&up.id).await.unwrap(), Some(rec.clone()));
+
+    // A second Complete while the first is fresh: Busy. Once stale: taken over.
+    assert_eq!(
+        s.begin_complete(&up.id, 6_000, 4_000).await.unwrap(),
+        BeginComplete::Busy(rec.clone())
+    );
+    assert_eq!(
+        s.begin_complete(&up.id, 6_000, 5_000).await.unwrap(),
+        BeginComplete::Busy(rec)
+    );
+    let BeginComplete::Started(rec, parts) = s.begin_complete(&up.id, 7_000, 5_001).await.unwrap()
+    else {
+        panic!("stale Completing upload not taken over");
+    };
+    assert_eq!(rec.completing_since, Some(7_000));
+    assert_eq!(parts, all);
+
+    // Parts cannot change while Completing; reopen makes them writable again.
+    assert_eq!(
+        s.put_part(&up.id, pn(4), &part("4.a")).await.unwrap(),
+        PutPart::NotOpen
+    );
+    s.reopen(&up.id).await.unwrap();
+    assert_eq!(s.get_upload(&up.id).await.unwrap(), Some(up.clone()));
+    s.reopen(&up.id).await.unwrap(); // no-op when Open
+    assert_eq!(s.get_upload(&up.id).await.unwrap(), Some(up.clone()));
+    assert_eq!(
+        s.put_part(&up.id, pn(4), &part("4.a")).await.unwrap(),
+        PutPart::Recorded(None)
+    );
+
+    let (_, parts) = started(&*s, &up.id, 8_000).await;
+    assert_eq!(numbers(&parts), [1, 2, 3, 4, 10, 100, 10_000]);
+    assert_eq!(
+        s.put_part(&up.id, pn(5), &part("5.a")).await.unwrap(),
+        PutPart::NotOpen
+    );
+
+    // finish: Completed with the result; the part table is gone; everything else refuses.
+    s.finish_complete(&up.id, &result(9_000)).await.unwrap();
+    let done = s
+        .get_upload(&up.id)
+        .await
+        .unwrap()
+        .expect("completed record kept for replay");
+    assert_eq!(done.state, UploadState::Completed);
+    assert_eq!(done.completed, Some(result(9_000)));
+    assert_eq!(
+        UploadRecord {
+            state: UploadState::Open,
+            completing_since: None,
+            completed: None,
+            ..done.clone()
+        },
+        up
+    );
+    assert_eq!(
+        s.begin_complete(&up.id, 10_000, 0).await.unwrap(),
+        BeginComplete::Completed(done.clone())
+    );
+    assert_eq!(
+        s.put_part(&up.id, pn(6), &part("6.a")).await.unwrap(),
+        PutPart::NotOpen
+    );
+    assert!(s.list_parts(&up.id, None, 1000).await.unwrap().is_empty());
+    assert_eq!(s.abort_upload(&up.id).await.unwrap(), AbortUpload::NotFound);
+    s.reopen(&up.id).await.unwrap();
+    s.finish_complete(&up.id, &result(11_000)).await.unwrap();
+    assert_eq!(
+        s.get_upload(&up.id).await.unwrap(),
+        Some(done),
+        "Completed is final"
+    );
+
+    // Unknown ids.
+    let ghost = UploadId::generate();
+    assert_eq!(s.get_upload(&ghost).await.unwrap(), None);
+    assert_eq!(
+        s.put_part(&ghost, pn(1), &part("x")).await.unwrap(),
+        PutPart::NotOpen
+    );
+    assert!(s.list_parts(&ghost, None, 10).await.unwrap().is_empty());
+    assert_eq!(
+        s.begin_complete(&ghost, 1, 0).await.unwrap(),
+        BeginComplete::NotFound
+    );
+    assert_eq!(s.abort_upload(&ghost).await.unwrap(), AbortUpload::NotFound);
+    s.reopen(&ghost).await.unwrap();
+    s.finish_complete(&ghost, &result(1)).await.unwrap();
+    assert_eq!(s.get_upload(&ghost).await.unwrap(), None);
+}
+
+async fn abort(s: Arc<dyn MetaStore>) {
+    let up = upload("b", "k", 1);
+    s.create_upload(&up).await.unwrap();
+    s.put_part(&up.id, pn(2), &part("2.a")).await.unwrap();
+    s.put_part(&up.id, pn(1), &part("1.a")).await.unwrap();
+
+    // Not while Completing.
+    started(&*s, &up.id, 10).await;
+    assert_eq!(s.abort_upload(&up.id).await.unwrap(), AbortUpload::Busy);
+    s.reopen(&up.id).await.unwrap();
+
+    let want = vec![(pn(1), part("1.a")), (pn(2), part("2.a"))];
+    assert_eq!(
+        s.abort_upload(&up.id).await.unwrap(),
+        AbortUpload::Aborted(up.clone(), want)
+    );
+    assert_eq!(s.get_upload(&up.id).await.unwrap(), None);
+    assert!(s.list_parts(&up.id, None, 10).await.unwrap().is_empty());
+    assert!(s.list_uploads("b", "", None, 10).await.unwrap().is_empty());
+    assert_eq!(
+        s.put_part(&up.id, pn(3), &part("3.a")).await.unwrap(),
+        PutPart::NotOpen
+    );
+    assert_eq!(s.abort_upload(&up.id).await.unwrap(), AbortUpload::NotFound);
+    assert_eq!(
+        s.begin_complete(&up.id, 20, 0).await.unwrap(),
+        BeginComplete::NotFound
+    );
+    assert!(s.all_uploads().await.unwrap().is_empty());
+}
+
+/// The contract's order: (key, created, id); a cursor without upload skips the whole key.
+fn after_cursor(rec: &UploadRecord, cursor: Option<&UploadCursor>) -> bool {
+    let Some(c) = cursor else { return true };
+    match &c.upload {
+        None => rec.key > c.key,
+        Some((created, id)) => (&rec.key, rec.created, &rec.id) > (&c.key, *created, id),
+    }
+}
+
+async fn upload_listing(s: Arc<dyn MetaStore>) {
+    let specs = [
+        ("a", 5),
+        ("a", 3),
+        ("a", 3),
+        ("a", -1),
+        ("a/b", 1),
+        ("b", 2),
+        ("ä", 1),
+        ("a\u{10FFFF}", 9),
+        ("a b", 4),
+        ("a+", 4),
+        ("(", 1),
+        ("-", 1),
+    ];
+    let mut live = Vec::new();
+    for (key, created) in specs {
+        let up = upload("lb", key, created);
+        s.create_upload(&up).await.unwrap();
+        live.push(up);
+    }
+    // Same key elsewhere and finished uploads must not show.
+    s.create_upload(&upload("other", "a", 1)).await.unwrap();
+    let gone = upload("lb", "a", 4);
+    s.create_upload(&gone).await.unwrap();
+    started(&*s, &gone.id, 10).await;
+    s.finish_complete(&gone.id, &result(20)).await.unwrap();
+    let aborted = upload("lb", "a", 4);
+    s.create_upload(&aborted).await.unwrap();
+    s.abort_upload(&aborted.id).await.unwrap();
+    // Completing uploads stay listed, with their current state.
+    let (completing, _) = started(&*s, &live[0].id, 10).await;
+    live[0] = completing;
+
+    live.sort_by(|x, y| (&x.key, x.created, &x.id).cmp(&(&y.key, y.created, &y.id)));
+    assert_eq!(s.list_uploads("lb", "", None, 1000).await.unwrap(), live);
+
+    let a3 = live
+        .iter()
+        .find(|u| u.key == "a" && u.created == 3)
+        .unwrap();
+    let mut cursors = vec![
+        None,
+        Some(UploadCursor {
+            key: "a".into(),
+            upload: None,
+        }),
+        Some(UploadCursor {
+            key: "a".into(),
+            upload: Some((a3.created, a3.id.clone())),
+        }),
+        Some(UploadCursor {
+            key: "a".into(),
+            upload: Some((i64::MIN, UploadId::generate())),
+        }),
+        Some(UploadCursor {
+            key: "a0".into(),
+            upload: None,
+        }),
+        Some(UploadCursor {
+            key: String::new(),
+            upload: None,
+        }),
+        Some(UploadCursor {
+            key: "zzz".into(),
+            upload: None,
+        }),
+    ];
+    cursors.extend(live.iter().map(|u| {
+        Some(UploadCursor {
+            key: u.key.clone(),
+            upload: Some((u.created, u.id.clone())),
+        })
+    }));
+    for prefix in ["", "a", "a/", "a\u{10FFFF}", "ä", "(", "-", "b", "c"] {
+        for cursor in &cursors {
+            for limit in [0, 1, 3, 1000] {
+                let want: Vec<&UploadRecord> = live
+                    .iter()
+                    .filter(|u| u.key.starts_with(prefix) && after_cursor(u, cursor.as_ref()))
+                    .take(limit)
+                    .collect();
+                let got = s
+                    .list_uploads("lb", prefix, cursor.as_ref(), limit)
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    got.iter().collect::<Vec<_>>(),
+                    want,
+                    "prefix {prefix:?} cursor {cursor:?} limit {limit}"
+                );
+            }
+        }
+    }
+
+    // Paging by the last upload's position walks everything once.
+    let (mut seen, mut cursor) = (Vec::new(), None);
+    loop {
+        let page = s.list_uploads("lb", "", cursor.as_ref(), 2).await.unwrap();
+        let Some(last) = page.last() else { break };
+        cursor = Some(UploadCursor {
+            key: last.key.clone(),
+            upload: Some((last.created, last.id.clone())),
+        });
+        seen.extend(page);
+    }
+    assert_eq!(seen, live);
+}
+
+async fn all_uploads_and_purge(s: Arc<dyn MetaStore>) {
+    let open = upload("b", "open", 1);
+    let completing = upload("b", "completing", 2);
+    let (old, new) = (upload("b", "old", 3), upload("c", "new", 4));
+    for up in [&open, &completing, &old, &new] {
+        s.create_upload(up).await.unwrap();
+    }
+    started(&*s, &completing.id, 10).await;
+    for (up, at) in [(&old, 100), (&new, 300)] {
+        started(&*s, &up.id, 10).await;
+        s.finish_complete(&up.id, &result(at)).await.unwrap();
+    }
+
+    let mut all = s.all_uploads().await.unwrap();
+    all.sort_by_key(|u| u.created);
+    let mut want = Vec::new();
+    for up in [&open, &completing, &old, &new] {
+        want.push(s.get_upload(&up.id).await.unwrap().unwrap());
+    }
+    assert_eq!(all, want);
+    let states: Vec<UploadState> = all.iter().map(|u| u.state).collect();
+    assert_eq!(
+        states,
+        [
+            UploadState::Open,
+            UploadState::Completing,
+            UploadState::Completed,
+            UploadState::Completed
+        ]
+    );
+
+    assert_eq!(s.purge_completed(100).await.unwrap(), 0, "strictly before");
+    assert_eq!(s.purge_completed(200).await.unwrap(), 1);
+    assert_eq!(s.get_upload(&old.id).await.unwrap(), None);
+    assert!(s.get_upload(&new.id).await.unwrap().is_some());
+    assert_eq!(s.purge_completed(200).await.unwrap(), 0);
+    assert_eq!(s.purge_completed(i64::MAX).await.unwrap(), 1);
+    let mut ids: Vec<UploadId> = s
+        .all_uploads()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.id)
+        .collect();
+    ids.sort();
+    let mut want = vec![open.id, completing.id];
+    want.sort();
+    assert_eq!(ids, want);
+}
+
+async fn object_blobs(s: Arc<dyn MetaStore>) {
+    assert!(s.object_blobs().await.unwrap().is_empty());
+    let (a, b, c, replaced, deleted) = (
+        object("a"),
+        object("b"),
+        object("c"),
+        object("r"),
+        object("d"),
+    );
+    s.put_object("b1", "x", &replaced).await.unwrap();
+    s.put_object("b1", "x", &a).await.unwrap();
+    s.put_object("b1", "y", &b).await.unwrap();
+    s.put_object("b2", "x", &c).await.unwrap();
+    s.put_object("b2", "z", &deleted).await.unwrap();
+    s.delete_object("b2", "z").await.unwrap();
+    let got: BTreeSet<UploadId> = s.object_blobs().await.unwrap().into_iter().collect();
+    assert_eq!(got, BTreeSet::from([a.blob, b.blob, c.blob]));
+}
+
+async fn concurrent_create_bucket(s: Arc<dyn MetaStore>) {
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                s.create_bucket(&bucket("race", &format!("owner{i}")))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut existing = Vec::new();
+    for t in tasks {
+        existing.extend(t.await.unwrap());
+    }
+    // One create won; everybody else saw exactly its record.
+    let winner = s.get_bucket("race").await.unwrap().unwrap();
+    assert_eq!(existing.len(), 7);
+    assert!(existing.iter().all(|b| *b == winner));
+    assert_eq!(s.list_buckets().await.unwrap(), [winner]);
+}
+
+async fn concurrent_put_part_same_number(s: Arc<dyn MetaStore>) {
+    let up = upload("b", "k", 1);
+    s.create_upload(&up).await.unwrap();
+    let written: Vec<PartRecord> = (0..16).map(|i| part(&format!("1.{i}"))).collect();
+    let tasks: Vec<_> = written
+        .iter()
+        .map(|p| {
+            let (s, id, p) = (s.clone(), up.id.clone(), p.clone());
+            tokio::spawn(async move { s.put_part(&id, pn(1), &p).await.unwrap() })
+        })
+        .collect();
+    let mut replaced = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            PutPart::Recorded(old) => replaced.push(old),
+            PutPart::NotOpen => panic!("upload is Open"),
+        }
+    }
+    let last = s.list_parts(&up.id, None, 10).await.unwrap();
+    assert_eq!(last.len(), 1);
+    // Serial order: one call found nothing, every other replaced a distinct earlier write, and
+    // the survivor is the one write nobody replaced.
+    assert_eq!(replaced.iter().filter(|o| o.is_none()).count(), 1);
+    let mut chain: Vec<String> = replaced.into_iter().flatten().map(|p| p.file).collect();
+    chain.push(last[0].1.file.clone());
+    chain.sort();
+    let mut all: Vec<String> = written.into_iter().map(|p| p.file).collect();
+    all.sort();
+    assert_eq!(chain, all);
+}
+
+async fn concurrent_begin_complete(s: Arc<dyn MetaStore>) {
+    let up = upload("b", "k", 1);
+    s.create_upload(&up).await.unwrap();
+    s.put_part(&up.id, pn(1), &part("1.a")).await.unwrap();
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let (s, id) = (s.clone(), up.id.clone());
+            tokio::spawn(async move { s.begin_complete(&id, 1_000 + i, 0).await.unwrap() })
+        })
+        .collect();
+    let (mut started, mut busy) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            BeginComplete::Started(_, parts) => {
+                started += 1;
+                assert_eq!(numbers(&parts), [1]);
+            }
+            BeginComplete::Busy(rec) => {
+                busy += 1;
+                assert_eq!(rec.state, UploadState::Completing);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((started, busy), (1, 7));
+}
+
+async fn put_part_racing_complete(s: Arc<dyn MetaStore>) {
+    const WRITERS: u32 = 4;
+    const PER_WRITER: u32 = 100;
+    let up = upload("b", "k", 1);
+    s.create_upload(&up).await.unwrap();
+    // Writers put distinct part numbers one after another; the completer starts once a few
+    // landed, so some puts come before begin_complete and many after.
+    let writers: Vec<_> = (1..=WRITERS)
+        .map(|w| {
+            let (s, id) = (s.clone(), up.id.clone());
+            tokio::spawn(async move {
+                let mut out = Vec::new();
+                for n in (0..PER_WRITER).map(|i| w + i * WRITERS) {
+                    out.push((
+                        n,
+                        s.put_part(&id, pn(n), &part(&format!("{n}.a")))
+                            .await
+                            .unwrap(),
+                    ));
+                }
+                out
+            })
+        })
+        .collect();
+    let complete = {
+        let (s, id) = (s.clone(), up.id.clone());
+        tokio::spawn(async move {
+            while s.list_parts(&id, None, 8).await.unwrap().len() < 8 {
+                tokio::task::yield_now().await;
+            }
+            let (_, parts) = started(&*s, &id, 100).await;
+            s.finish_complete(&id, &result(200)).await.unwrap();
+            parts
+        })
+    };
+    let (mut recorded, mut refused) = (Vec::new(), 0);
+    for w in writers {
+        let mut closed = false;
+        for (n, outcome) in w.await.unwrap() {
+            match outcome {
+                PutPart::Recorded(None) if !closed => recorded.push(n),
+                PutPart::NotOpen => (closed, refused) = (true, refused + 1),
+                other => panic!("part {n}: unexpected {other:?} (closed: {closed})"),
+            }
+        }
+    }
+    // Every Recorded part happened before begin_complete, so it is in the snapshot; every part
+    // refused came after, so it is not.
+    let snapshot: Vec<u32> = complete
+        .await
+        .unwrap()
+        .iter()
+        .map(|(n, _)| u32::from(n.get()))
+        .collect();
+    recorded.sort_unstable();
+    assert_eq!(snapshot, recorded);
+    assert!(
+        recorded.len() >= 8 && refused > 0,
+        "no race: {} recorded, {refused} refused",
+        recorded.len()
+    );
+    assert!(s.list_parts(&up.id, None, 1000).await.unwrap().is_empty());
+}
+
+// ---- Redis only ----
+
+/// The Redis store spans an upload slot and a bucket slot in two steps; a crash between them
+/// leaves a listing entry behind. Readers must skip it and `delete_bucket` must not count it.
+#[tokio::test]
+async fn redis_stale_listing_entries_are_ignored() {
+    let store = redis_store().await;
+    let Cleanup::Redis(keys) = &store.cleanup else {
+        unreachable!()
+    };
+    let s = &store.meta;
+    let mut con = ::redis::Client::open(keys.url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let listing = format!("{}:v1:bkt:{{b:b}}:uploads", keys.prefix);
+    s.create_bucket(&bucket("b", "alice")).await.unwrap();
+
+    // An upload whose record vanished (abort interrupted after its first step).
+    let lost = upload("b", "k", 1);
+    s.create_upload(&lost).await.unwrap();
+    let members: Vec<Vec<u8>> = ::redis::cmd("ZRANGE")
+        .arg(&listing)
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(members.len(), 1);
+    ::redis::cmd("DEL")
+        .arg(format!("{}:v1:upl:{{u:{}}}", keys.prefix, lost.id))
+        .exec_async(&mut con)
+        .await
+        .unwrap();
+
+    // A Completed upload whose listing entry was not removed (finish interrupted likewise).
+    let done = upload("b", "k", 2);
+    s.create_upload(&done).await.unwrap();
+    let before: Vec<Vec<u8>> = ::redis::cmd("ZRANGE")
+        .arg(&listing)
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    started(&**s, &done.id, 10).await;
+    s.finish_complete(&done.id, &result(20)).await.unwrap();
+    for m in &before {
+        ::redis::cmd("ZADD")
+            .arg(&listing)
+            .arg(0)
+            .arg(m)
+            .exec_async(&mut con)
+            .await
+            .unwrap();
+    }
+    let ttl: i64 = ::redis::cmd("TTL")
+        .arg(format!("{}:v1:upl:{{u:{}}}", keys.prefix, done.id))
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert!(
+        ttl > 0,
+        "completed uploads expire by themselves (TTL {ttl})"
+    );
+
+    let live = upload("b", "k", 3);
+    s.create_upload(&live).await.unwrap();
+    assert_eq!(
+        s.list_uploads("b", "", None, 10).await.unwrap(),
+        std::slice::from_ref(&live)
+    );
+    assert_eq!(s.delete_bucket("b").await.unwrap(), DeleteBucket::NotEmpty);
+    s.abort_upload(&live.id).await.unwrap();
+    ::redis::cmd("ZADD")
+        .arg(&listing)
+        .arg(0)
+        .arg(&members[0])
+        .exec_async(&mut con)
+        .await
+        .unwrap();
+    assert!(s.list_uploads("b", "", None, 10).await.unwrap().is_empty());
+    assert_eq!(s.delete_bucket("b").await.unwrap(), DeleteBucket::Deleted);
+    let left: i64 = ::redis::cmd("EXISTS")
+        .arg(&listing)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+}
+
+#[tokio::test]
+async fn redis_unreachable_fails_fast() {
+    let start = Instant::now();
+    let err = RedisMetaStore::connect("redis://127.0.0.1:1", "mpgwtest:unreachable")
+        .await
+        .err();
+    assert!(matches!(err, Some(StoreError::Unavailable(_))), "{err:?}");
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        start.elapsed()
+    );
+}
+
+/// A TCP proxy to the test Redis that can turn into a black hole: accepted connections then get
+/// no answer, the way a hung or partitioned server behaves.
+struct Proxy {
+    addr: std::net::SocketAddr,
+    up: Arc<std::sync::atomic::AtomicBool>,
+    links: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl Proxy {
+    async fn start(target: String) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy = Self {
+            addr: listener.local_addr().unwrap(),
+            up: Arc::default(),
+            links: Arc::default(),
+        };
+        proxy.set_up(true);
+        let (up, links) = (proxy.up.clone(), proxy.links.clone());
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !up.load(std::sync::atomic::Ordering::SeqCst) {
+                    held.push(inbound); // open, silent
+                    continue;
+                }
+                let target = target.clone();
+                let link = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                links.lock().unwrap().push(link.abort_handle());
+            }
+        });
+        proxy
+    }
+
+    /// Down: cuts every open link and swallows new ones.
+    fn set_up(&self, up: bool) {
+        self.up.store(up, std::sync::atomic::Ordering::SeqCst);
+        if !up {
+            self.links.lock().unwrap().drain(..).for_each(|l| l.abort());
+        }
+    }
+}
+
+/// A Redis that stops answering turns requests into `Unavailable` within seconds (never a hang),
+/// and the store recovers by itself once Redis is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_outage_is_unavailable_then_recovers() {
+    let keys = RedisKeys {
+        url: redis_url(),
+        prefix: format!("mpgwtest:{}", random_hex(8)),
+    };
+    let client = ::redis::Client::open(keys.url.as_str()).unwrap();
+    let ::redis::ConnectionAddr::Tcp(host, port) = client.get_connection_info().addr().clone()
+    else {
+        panic!("the outage test needs a plain TCP REDIS_URL")
+    };
+    let proxy = Proxy::start(format!("{host}:{port}")).await;
+    let via_proxy = match keys
+        .url
+        .replacen(&format!("{host}:{port}"), &proxy.addr.to_string(), 1)
+    {
+        same if same == keys.url => keys.url.replacen(&host, &proxy.addr.to_string(), 1),
+        url => url,
+    };
+    let s = RedisMetaStore::connect(&via_proxy, &keys.prefix)
+        .await
+        .unwrap_or_else(|e| panic!("Redis at {} is unreachable ({e})", keys.url));
+    let up = upload("b", "k", 1);
+    s.create_upload(&up).await.unwrap();
+
+    proxy.set_up(false);
+    for _ in 0..2 {
+        let start = Instant::now();
+        let err = s.put_part(&up.id, pn(1), &part("1.a")).await.err();
+        assert!(matches!(err, Some(StoreError::Unavailable(_))), "{err:?}");
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "took {:?}",
+            start.elapsed()
+        );
+    }
+
+    proxy.set_up(true);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while s.ping().await.is_err() {
+        assert!(Instant::now() < deadline, "no reconnect after the outage");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        s.put_part(&up.id, pn(1), &part("1.a")).await.unwrap(),
+        PutPart::Recorded(None)
+    );
+}
