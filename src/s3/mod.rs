@@ -2,6 +2,7 @@
 //! rendered here, once.
 
 pub mod auth;
+pub mod cors;
 pub mod error;
 pub mod ops;
 pub mod payload;

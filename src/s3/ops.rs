@@ -63,6 +63,23 @@ pub async fn dispatch(app: &App, req: &Parts, body: Incoming, route: Route, auth
             Ok(xml_response(Xml::new("VersioningConfiguration").finish("VersioningConfiguration")))
         }
         S3Op::ListObjectVersions => list_object_versions(app, b, &query).await,
+        S3Op::PutBucketCors => {
+            let body = collect(req, body, &auth, MAX_XML).await?;
+            app.uploads.set_bucket_cors(b, Some(super::cors::parse(&body)?)).await?;
+            Ok(Response::new(empty()))
+        }
+        S3Op::GetBucketCors => match app.uploads.bucket(b).await?.cors {
+            Some(rules) => Ok(xml_response(super::cors::to_xml(&rules))),
+            None => Err(S3Error::new(
+                "NoSuchCORSConfiguration",
+                StatusCode::NOT_FOUND,
+                "The CORS configuration does not exist",
+            )),
+        },
+        S3Op::DeleteBucketCors => {
+            app.uploads.set_bucket_cors(b, None).await?;
+            Ok(status(StatusCode::NO_CONTENT))
+        }
         S3Op::ListObjects { v2 } => list_objects(app, b, &query, v2).await,
         S3Op::ListMultipartUploads => list_uploads(app, b, &query).await,
         S3Op::DeleteObjects => delete_objects(app, req, body, &auth, b).await,

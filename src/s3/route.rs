@@ -26,6 +26,9 @@ pub enum S3Op {
     UploadPart { upload_id: UploadId, part_number: PartNumber },
     UploadPartCopy { upload_id: UploadId, part_number: PartNumber },
     GetBucketVersioning,
+    PutBucketCors,
+    GetBucketCors,
+    DeleteBucketCors,
     ListObjectVersions,
     CompleteMultipartUpload { upload_id: UploadId },
     AbortMultipartUpload { upload_id: UploadId },
@@ -53,6 +56,9 @@ impl S3Op {
             Self::UploadPart { .. } => "UploadPart",
             Self::UploadPartCopy { .. } => "UploadPartCopy",
             Self::GetBucketVersioning => "GetBucketVersioning",
+            Self::PutBucketCors => "PutBucketCors",
+            Self::GetBucketCors => "GetBucketCors",
+            Self::DeleteBucketCors => "DeleteBucketCors",
             Self::ListObjectVersions => "ListObjectVersions",
             Self::CompleteMultipartUpload { .. } => "CompleteMultipartUpload",
             Self::AbortMultipartUpload { .. } => "AbortMultipartUpload",
@@ -101,7 +107,7 @@ pub struct Route {
 
 /// Sub-resources we do not implement: answered 501 rather than mistaken for object operations.
 const UNSUPPORTED: &[&str] = &[
-    "accelerate", "acl", "analytics", "attributes", "cors", "encryption", "intelligent-tiering", "inventory",
+    "accelerate", "acl", "analytics", "attributes", "encryption", "intelligent-tiering", "inventory",
     "legal-hold", "lifecycle", "logging", "metrics", "notification", "object-lock", "ownershipControls", "policy",
     "policyStatus", "publicAccessBlock", "replication", "requestPayment", "restore", "retention", "select",
     "tagging", "torrent", "website",
@@ -125,6 +131,13 @@ pub fn route(method: &Method, path: &str, raw_query: Option<&str>, headers: &Hea
     let op = if bucket.is_empty() {
         match *method {
             Method::GET => S3Op::ListBuckets,
+            _ => return Err(method_not_allowed()),
+        }
+    } else if key.is_empty() && query.has("cors") {
+        match *method {
+            Method::PUT => S3Op::PutBucketCors,
+            Method::GET => S3Op::GetBucketCors,
+            Method::DELETE => S3Op::DeleteBucketCors,
             _ => return Err(method_not_allowed()),
         }
     } else if key.is_empty() {
@@ -230,6 +243,9 @@ mod tests {
             S3Op::UploadPartCopy { upload_id: UploadId::parse(ID).unwrap(), part_number: n }
         );
         assert_eq!(op(Method::GET, "/b?versioning"), S3Op::GetBucketVersioning);
+        assert_eq!(op(Method::PUT, "/b?cors"), S3Op::PutBucketCors);
+        assert_eq!(op(Method::GET, "/b?cors"), S3Op::GetBucketCors);
+        assert_eq!(op(Method::DELETE, "/b?cors"), S3Op::DeleteBucketCors);
         assert_eq!(op(Method::GET, "/b?versions&prefix=a"), S3Op::ListObjectVersions);
         assert_eq!(r(Method::PUT, "/b?versioning", false).unwrap_err().code, "NotImplemented");
         assert_eq!(r(Method::PUT, "/b/k", true).unwrap().op, S3Op::CopyObject);

@@ -70,6 +70,8 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Creates the bucket if absent (returns None) or returns the existing record untouched.
     async fn create_bucket(&self, rec: &BucketRecord) -> StoreResult<Option<BucketRecord>>;
     async fn get_bucket(&self, name: &str) -> StoreResult<Option<BucketRecord>>;
+    /// Replaces the record of an existing bucket (its settings); false when the bucket is missing.
+    async fn update_bucket(&self, rec: &BucketRecord) -> StoreResult<bool>;
     /// All buckets, ascending by name.
     async fn list_buckets(&self) -> StoreResult<Vec<BucketRecord>>;
     /// Deletes the bucket only if it holds no object and no upload that is Open or Completing.

@@ -155,6 +155,19 @@ impl MetaStore for EmbeddedMetaStore {
         .await
     }
 
+    async fn update_bucket(&self, rec: &BucketRecord) -> StoreResult<bool> {
+        let rec = rec.clone();
+        self.write(move |tx| {
+            let mut t = tx.open_table(BUCKETS).map_err(be)?;
+            if t.get(rec.name.as_str()).map_err(be)?.is_none() {
+                return Ok(false);
+            }
+            t.insert(rec.name.as_str(), enc(&rec)?.as_slice()).map_err(be)?;
+            Ok(true)
+        })
+        .await
+    }
+
     async fn list_buckets(&self) -> StoreResult<Vec<BucketRecord>> {
         self.read(|tx| {
             let t = tx.open_table(BUCKETS).map_err(be)?;

@@ -440,6 +440,14 @@ impl MetaStore for RedisMetaStore {
         from_json_opt(self.query(redis::cmd("GET").arg(self.bucket(name))).await?)
     }
 
+    async fn update_bucket(&self, rec: &BucketRecord) -> StoreResult<bool> {
+        // XX: only an existing bucket's record is replaced (one key, so atomic by itself).
+        let set: Option<String> = self
+            .query(redis::cmd("SET").arg(self.bucket(&rec.name)).arg(to_json(rec)?).arg("XX"))
+            .await?;
+        Ok(set.is_some())
+    }
+
     async fn list_buckets(&self) -> StoreResult<Vec<BucketRecord>> {
         let names: Vec<String> = self
             .query(redis::cmd("ZRANGE").arg(self.bucket_names()).arg(0).arg(-1))

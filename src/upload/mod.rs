@@ -19,7 +19,7 @@ use md5::{Digest as _, Md5};
 use self::checksum::{ChecksumAlgorithm, ChecksumType, combine_parts, multipart_etag, normalize_etag};
 pub use self::error::{BodyError, Error, Result};
 use self::model::{
-    BlobId, BucketRecord, Checksum, CompletedResult, Millis, ObjectHeaders, ObjectPart, ObjectRecord, PartNumber,
+    BlobId, BucketRecord, Checksum, CorsRule, CompletedResult, Millis, ObjectHeaders, ObjectPart, ObjectRecord, PartNumber,
     PartRecord, UploadId, UploadRecord, UploadState, now_millis, random_hex,
 };
 use crate::store::disk::{Staged, WriteError};
@@ -133,7 +133,7 @@ impl Uploads {
         if !valid_bucket_name(name) {
             return Err(Error::InvalidBucketName);
         }
-        let rec = BucketRecord { name: name.to_owned(), created: now_millis(), owner: owner.to_owned() };
+        let rec = BucketRecord { name: name.to_owned(), created: now_millis(), owner: owner.to_owned(), cors: None };
         match self.meta.create_bucket(&rec).await? {
             None => Ok(()),
             Some(old) if old.owner == owner => Err(Error::BucketAlreadyOwnedByYou),
@@ -143,6 +143,13 @@ impl Uploads {
 
     pub async fn bucket(&self, name: &str) -> Result<BucketRecord> {
         self.meta.get_bucket(name).await?.ok_or(Error::NoSuchBucket)
+    }
+
+    /// Sets (Some) or removes (None) a bucket's CORS rules.
+    pub async fn set_bucket_cors(&self, name: &str, rules: Option<Vec<CorsRule>>) -> Result<()> {
+        let mut rec = self.bucket(name).await?;
+        rec.cors = rules;
+        if self.meta.update_bucket(&rec).await? { Ok(()) } else { Err(Error::NoSuchBucket) }
     }
 
     pub async fn list_buckets(&self) -> Result<Vec<BucketRecord>> {

@@ -197,6 +197,19 @@ pub struct BucketRecord {
     pub name: String,
     pub created: Millis,
     pub owner: String,
+    /// PutBucketCors configuration; None when the bucket has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<Vec<CorsRule>>,
+}
+
+/// One `<CORSRule>`: who may call from a browser, with which methods and headers.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CorsRule {
+    pub allowed_origins: Vec<String>,
+    pub allowed_methods: Vec<String>,
+    pub allowed_headers: Vec<String>,
+    pub expose_headers: Vec<String>,
+    pub max_age_seconds: Option<u32>,
 }
 
 mod hex_bytes {

@@ -14,7 +14,7 @@ use mpgw::store::{
 };
 use mpgw::upload::checksum::{ChecksumAlgorithm, ChecksumType};
 use mpgw::upload::model::{
-    BucketRecord, Checksum, CompletedResult, Millis, ObjectHeaders, ObjectPart, ObjectRecord,
+    BucketRecord, Checksum, CorsRule, CompletedResult, Millis, ObjectHeaders, ObjectPart, ObjectRecord,
     PartNumber, PartRecord, UploadId, UploadRecord, UploadState, random_hex,
 };
 
@@ -142,6 +142,7 @@ fn bucket(name: &str, owner: &str) -> BucketRecord {
         name: name.into(),
         created: 1_700_000_000_000,
         owner: owner.into(),
+        cors: None,
     }
 }
 
@@ -241,6 +242,20 @@ async fn buckets(s: Arc<dyn MetaStore>) {
     );
     assert_eq!(s.get_bucket("b1").await.unwrap(), Some(b1.clone()));
     assert_eq!(s.get_bucket("nope").await.unwrap(), None);
+
+    // Settings replace the record of an existing bucket only.
+    let mut with_cors = b1.clone();
+    with_cors.cors = Some(vec![CorsRule {
+        allowed_origins: vec!["*".into()],
+        allowed_methods: vec!["PUT".into()],
+        ..CorsRule::default()
+    }]);
+    assert!(s.update_bucket(&with_cors).await.unwrap());
+    assert_eq!(s.get_bucket("b1").await.unwrap(), Some(with_cors));
+    assert!(s.update_bucket(&b1).await.unwrap());
+    assert!(!s.update_bucket(&bucket("nope", "alice")).await.unwrap());
+    assert_eq!(s.get_bucket("nope").await.unwrap(), None);
+
     for name in ["b2", "b0", "a-b.c"] {
         s.create_bucket(&bucket(name, "alice")).await.unwrap();
     }

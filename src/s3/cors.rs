@@ -1,0 +1,241 @@
+//! CORS for browser uploaders: bucket rules (Put/Get/DeleteBucketCors) or the server-wide
+//! default, preflight answers (no authentication, as on AWS), and the headers on actual
+//! responses, errors included, so a browser can read `ETag` after a presigned UploadPart.
+
+use hyper::header::{HeaderMap, HeaderName, HeaderValue};
+use hyper::{Response, StatusCode};
+
+use super::error::S3Error;
+use super::xml::{self, Xml};
+use crate::http::{Body, empty};
+use crate::upload::model::CorsRule;
+
+const METHODS: [&str; 5] = ["GET", "PUT", "POST", "DELETE", "HEAD"];
+const MAX_RULES: usize = 100;
+
+/// Headers a browser needs to read from our answers to finish an upload.
+pub const EXPOSE_DEFAULT: &[&str] = &[
+    "ETag",
+    "x-amz-request-id",
+    "x-amz-checksum-crc32",
+    "x-amz-checksum-crc32c",
+    "x-amz-checksum-crc64nvme",
+    "x-amz-checksum-sha1",
+    "x-amz-checksum-sha256",
+    "x-amz-checksum-type",
+];
+
+/// The rule the `--cors-allow-origins` setting stands for.
+pub fn default_rule(origins: &[String]) -> Option<CorsRule> {
+    (!origins.is_empty()).then(|| CorsRule {
+        allowed_origins: origins.to_vec(),
+        allowed_methods: METHODS.iter().map(|m| (*m).to_owned()).collect(),
+        allowed_headers: vec!["*".into()],
+        expose_headers: EXPOSE_DEFAULT.iter().map(|h| (*h).to_owned()).collect(),
+        max_age_seconds: Some(3600),
+    })
+}
+
+/// Parses a PutBucketCors body.
+pub fn parse(body: &[u8]) -> Result<Vec<CorsRule>, S3Error> {
+    let root = xml::parse(body).map_err(|_| S3Error::malformed_xml())?;
+    if root.name != "CORSConfiguration" {
+        return Err(S3Error::malformed_xml());
+    }
+    let texts = |n: &xml::Node, name: &str| -> Vec<String> {
+        n.children_named(name).map(|c| c.text.trim().to_owned()).collect()
+    };
+    let mut rules = Vec::new();
+    for r in root.children_named("CORSRule") {
+        let rule = CorsRule {
+            allowed_origins: texts(r, "AllowedOrigin"),
+            allowed_methods: texts(r, "AllowedMethod"),
+            allowed_headers: texts(r, "AllowedHeader"),
+            expose_headers: texts(r, "ExposeHeader"),
+            max_age_seconds: match r.child_text("MaxAgeSeconds") {
+                None => None,
+                Some(v) => Some(v.trim().parse().map_err(|_| S3Error::malformed_xml())?),
+            },
+        };
+        if rule.allowed_origins.is_empty() || rule.allowed_methods.is_empty() {
+            return Err(S3Error::malformed_xml());
+        }
+        if let Some(m) = rule.allowed_methods.iter().find(|m| !METHODS.contains(&m.as_str())) {
+            return Err(S3Error::invalid_request(format!(
+                "Found unsupported HTTP method in CORS config. Unsupported method is {m}"
+            )));
+        }
+        rules.push(rule);
+    }
+    if rules.is_empty() || rules.len() > MAX_RULES {
+        return Err(S3Error::malformed_xml());
+    }
+    Ok(rules)
+}
+
+pub fn to_xml(rules: &[CorsRule]) -> String {
+    let mut x = Xml::new("CORSConfiguration");
+    for r in rules {
+        x.open("CORSRule");
+        for v in &r.allowed_headers {
+            x.elem("AllowedHeader", v);
+        }
+        for v in &r.allowed_methods {
+            x.elem("AllowedMethod", v);
+        }
+        for v in &r.allowed_origins {
+            x.elem("AllowedOrigin", v);
+        }
+        for v in &r.expose_headers {
+            x.elem("ExposeHeader", v);
+        }
+        x.opt("MaxAgeSeconds", r.max_age_seconds.map(|m| m.to_string()));
+        x.close("CORSRule");
+    }
+    x.finish("CORSConfiguration")
+}
+
+/// `*` matches any run of characters (S3 allows one wildcard per value).
+fn wildcard(pattern: &str, value: &str, case_insensitive: bool) -> bool {
+    let (p, v) = if case_insensitive {
+        (pattern.to_ascii_lowercase(), value.to_ascii_lowercase())
+    } else {
+        (pattern.to_owned(), value.to_owned())
+    };
+    match p.split_once('*') {
+        None => p == v,
+        Some((head, tail)) => v.len() >= head.len() + tail.len() && v.starts_with(head) && v.ends_with(tail),
+    }
+}
+
+/// The first rule that allows `origin` to use `method` with `headers`.
+fn find<'a>(rules: &'a [CorsRule], origin: &str, method: &str, headers: &[&str]) -> Option<&'a CorsRule> {
+    rules.iter().find(|r| {
+        r.allowed_origins.iter().any(|o| wildcard(o, origin, false))
+            && r.allowed_methods.iter().any(|m| m == method)
+            && headers.iter().all(|h| r.allowed_headers.iter().any(|a| wildcard(a, h, true)))
+    })
+}
+
+fn set(h: &mut HeaderMap, name: &'static str, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        h.insert(HeaderName::from_static(name), v);
+    }
+}
+
+fn allow_origin(h: &mut HeaderMap, rule: &CorsRule, origin: &str) {
+    if rule.allowed_origins.iter().any(|o| o == "*") {
+        set(h, "access-control-allow-origin", "*");
+    } else {
+        set(h, "access-control-allow-origin", origin);
+        set(h, "access-control-allow-credentials", "true");
+    }
+}
+
+/// Answers an OPTIONS preflight against `rules` (the bucket's, else the server default).
+pub fn preflight(rules: &[CorsRule], req: &HeaderMap) -> Result<Response<Body>, S3Error> {
+    let get = |n: &str| req.get(n).and_then(|v| v.to_str().ok()).map(str::trim);
+    let (Some(origin), Some(method)) = (get("origin"), get("access-control-request-method")) else {
+        return Err(S3Error::new("BadRequest", StatusCode::BAD_REQUEST, "Insufficient information. Origin request header needed."));
+    };
+    let requested: Vec<&str> = get("access-control-request-headers")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .collect();
+    let rule = find(rules, origin, method, &requested).ok_or_else(|| {
+        S3Error::new(
+            "AccessForbidden",
+            StatusCode::FORBIDDEN,
+            "CORSResponse: This CORS request is not allowed. This is usually because the evalution of Origin, request method / Access-Control-Request-Method or Access-Control-Request-Headers are not whitelisted by the resource's CORS spec.",
+        )
+    })?;
+    let mut resp = Response::new(empty());
+    let h = resp.headers_mut();
+    allow_origin(h, rule, origin);
+    set(h, "access-control-allow-methods", &rule.allowed_methods.join(", "));
+    if !requested.is_empty() {
+        set(h, "access-control-allow-headers", &requested.join(", "));
+    }
+    if !rule.expose_headers.is_empty() {
+        set(h, "access-control-expose-headers", &rule.expose_headers.join(", "));
+    }
+    if let Some(age) = rule.max_age_seconds {
+        set(h, "access-control-max-age", &age.to_string());
+    }
+    set(h, "vary", "Origin, Access-Control-Request-Headers, Access-Control-Request-Method");
+    Ok(resp)
+}
+
+/// Adds CORS headers to an actual response when `origin` may use `method`.
+pub fn decorate(rules: &[CorsRule], origin: &str, method: &str, resp: &mut HeaderMap) {
+    if let Some(rule) = find(rules, origin, method, &[]) {
+        allow_origin(resp, rule, origin);
+        if !rule.expose_headers.is_empty() {
+            set(resp, "access-control-expose-headers", &rule.expose_headers.join(", "));
+        }
+        set(resp, "vary", "Origin");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const UPPY: &str = r#"<CORSConfiguration><CORSRule>
+      <AllowedOrigin>https://*.example.com</AllowedOrigin><AllowedMethod>GET</AllowedMethod><AllowedMethod>PUT</AllowedMethod>
+      <AllowedHeader>Authorization</AllowedHeader><AllowedHeader>x-amz-*</AllowedHeader><AllowedHeader>content-type</AllowedHeader>
+      <ExposeHeader>ETag</ExposeHeader><MaxAgeSeconds>3000</MaxAgeSeconds></CORSRule></CORSConfiguration>"#;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        pairs.iter().map(|(k, v)| (HeaderName::from_static(k), HeaderValue::from_str(v).unwrap())).collect()
+    }
+
+    #[test]
+    fn round_trip_and_validation() {
+        let rules = parse(UPPY.as_bytes()).unwrap();
+        assert_eq!(rules[0].allowed_methods, ["GET", "PUT"]);
+        assert_eq!(parse(to_xml(&rules).as_bytes()).unwrap(), rules);
+        let bad = UPPY.replace("<AllowedMethod>GET</AllowedMethod>", "<AllowedMethod>PATCH</AllowedMethod>");
+        assert_eq!(parse(bad.as_bytes()).unwrap_err().code, "InvalidRequest");
+        assert_eq!(parse(b"<CORSConfiguration/>").unwrap_err().code, "MalformedXML");
+    }
+
+    #[test]
+    fn preflight_matches_origin_method_and_headers() {
+        let rules = parse(UPPY.as_bytes()).unwrap();
+        let ok = preflight(
+            &rules,
+            &headers(&[
+                ("origin", "https://app.example.com"),
+                ("access-control-request-method", "PUT"),
+                ("access-control-request-headers", "Content-Type, X-Amz-Date"),
+            ]),
+        )
+        .unwrap();
+        let h = ok.headers();
+        assert_eq!(h["access-control-allow-origin"], "https://app.example.com");
+        assert_eq!(h["access-control-expose-headers"], "ETag");
+        assert_eq!(h["access-control-max-age"], "3000");
+        for (origin, method, hdrs) in [
+            ("https://evil.test", "PUT", ""),
+            ("https://app.example.com", "DELETE", ""),
+            ("https://app.example.com", "PUT", "x-custom"),
+        ] {
+            let req = headers(&[("origin", origin), ("access-control-request-method", method), ("access-control-request-headers", hdrs)]);
+            assert_eq!(preflight(&rules, &req).unwrap_err().status, StatusCode::FORBIDDEN, "{origin} {method} {hdrs}");
+        }
+        assert_eq!(preflight(&rules, &HeaderMap::new()).unwrap_err().status, StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn default_rule_exposes_etag_to_any_listed_origin() {
+        let rule = default_rule(&["*".into()]).unwrap();
+        let mut h = HeaderMap::new();
+        decorate(&[rule], "http://localhost:3000", "PUT", &mut h);
+        assert_eq!(h["access-control-allow-origin"], "*");
+        assert!(h["access-control-expose-headers"].to_str().unwrap().starts_with("ETag"));
+        assert!(default_rule(&[]).is_none());
+    }
+}
