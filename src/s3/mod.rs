@@ -22,7 +22,7 @@ pub async fn handle(app: &App, req: Request<Incoming>, request_id: &str) -> Resp
     let mut op_name = "Unknown";
     let result = async {
         let verified = auth::verify(&parts, &app.credentials, std::time::SystemTime::now())?;
-        let route = route::route(&parts.method, parts.uri.path(), parts.uri.query(), &parts.headers)?;
+        let route = route::route(&parts.method, parts.uri.path(), parts.uri.query(), &parts.headers, None)?;
         op_name = route.op.name();
         tracing::debug!(op = op_name, access_key = %verified.access_key, "authenticated");
         ops::dispatch(app, &parts, body, route, verified).await

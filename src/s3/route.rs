@@ -113,12 +113,34 @@ const UNSUPPORTED: &[&str] = &[
     "tagging", "torrent", "website",
 ];
 
-pub fn route(method: &Method, path: &str, raw_query: Option<&str>, headers: &HeaderMap) -> Result<Route, S3Error> {
+/// The bucket a virtual-host-style request addresses: `Host: <bucket>.<domain>[:port]`.
+/// Path style is used for every other host (an IP, `localhost`, the bare domain).
+pub fn host_bucket(headers: &HeaderMap, uri: &http::Uri, domain: Option<&str>) -> Option<String> {
+    let domain = domain.filter(|d| !d.is_empty())?;
+    let host = headers.get(hyper::header::HOST).and_then(|h| h.to_str().ok()).or_else(|| uri.host())?;
+    let host = host.rsplit_once(':').filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit())).map_or(host, |(h, _)| h);
+    let bucket = host.strip_suffix(domain)?.strip_suffix('.')?;
+    (!bucket.is_empty()).then(|| bucket.to_ascii_lowercase())
+}
+
+/// `vhost_bucket` is the bucket named by the Host header (see `host_bucket`); the whole path is
+/// then the key.
+pub fn route(
+    method: &Method,
+    path: &str,
+    raw_query: Option<&str>,
+    headers: &HeaderMap,
+    vhost_bucket: Option<String>,
+) -> Result<Route, S3Error> {
     let query = Query::parse(raw_query);
     let path = path.strip_prefix('/').unwrap_or(path);
-    let (bucket_raw, key_raw) = path.split_once('/').unwrap_or((path, ""));
-    let bucket = decode_path(bucket_raw)?;
-    let key = decode_path(key_raw)?;
+    let (bucket, key) = match vhost_bucket {
+        Some(b) => (b, decode_path(path)?),
+        None => {
+            let (bucket_raw, key_raw) = path.split_once('/').unwrap_or((path, ""));
+            (decode_path(bucket_raw)?, decode_path(key_raw)?)
+        }
+    };
     // Versioning is answered read-only: buckets are never versioned.
     let versioning_write = query.has("versioning") && *method != Method::GET;
     if let Some(sub) = UNSUPPORTED.iter().find(|s| query.has(s)).or(versioning_write.then_some(&"versioning")) {
@@ -209,7 +231,7 @@ mod tests {
         if copy {
             h.insert("x-amz-copy-source", "b/k".parse().unwrap());
         }
-        route(&method, path, q, &h)
+        route(&method, path, q, &h, None)
     }
 
     fn op(method: Method, uri: &str) -> S3Op {
@@ -251,6 +273,24 @@ mod tests {
         assert_eq!(r(Method::PUT, "/b/k", true).unwrap().op, S3Op::CopyObject);
         assert_eq!(op(Method::GET, "/b/k?partNumber=1"), S3Op::GetObject);
         assert_eq!(op(Method::DELETE, "/b/k"), S3Op::DeleteObject);
+    }
+
+    #[test]
+    fn virtual_host_style() {
+        let uri: http::Uri = "/a/b%20c".parse().unwrap();
+        let mut h = HeaderMap::new();
+        h.insert("host", "my-bucket.s3.local:9000".parse().unwrap());
+        let b = host_bucket(&h, &uri, Some("s3.local"));
+        assert_eq!(b.as_deref(), Some("my-bucket"));
+        let route = route(&Method::GET, uri.path(), None, &h, b).unwrap();
+        assert_eq!((route.bucket.as_str(), route.key.as_str(), &route.op), ("my-bucket", "a/b c", &S3Op::GetObject));
+        let route = super::route(&Method::PUT, "/", None, &h, Some("my-bucket".into())).unwrap();
+        assert_eq!(route.op, S3Op::CreateBucket);
+        for host in ["s3.local:9000", "127.0.0.1:9000", "localhost", "x.other.domain"] {
+            h.insert("host", host.parse().unwrap());
+            assert_eq!(host_bucket(&h, &uri, Some("s3.local")), None, "{host}");
+        }
+        assert_eq!(host_bucket(&h, &uri, None), None);
     }
 
     #[test]
