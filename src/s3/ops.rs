@@ -331,6 +331,16 @@ async fn get_object(app: &App, req: &Parts, query: &Query, b: &str, k: &str, hea
     Ok(resp)
 }
 
+/// A `Range` header against `size` bytes: None for the whole object, Err when unsatisfiable,
+/// else `[start, end)`.
+pub fn byte_range(r: &str, size: u64) -> Option<Result<(u64, u64), ()>> {
+    match parse_range(r, size) {
+        RangeSpec::All => None,
+        RangeSpec::Unsatisfiable => Some(Err(())),
+        RangeSpec::Bytes(s, e) => Some(Ok((s, e))),
+    }
+}
+
 enum RangeSpec {
     All,
     Unsatisfiable,

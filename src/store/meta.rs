@@ -10,7 +10,7 @@ use async_trait::async_trait;
 
 use super::StoreResult;
 use crate::upload::model::{
-    BucketRecord, CompletedResult, Millis, ObjectRecord, PartNumber, PartRecord, UploadId, UploadRecord,
+    BucketRecord, CompletedResult, FileRecord, Millis, ObjectRecord, PartNumber, PartRecord, UploadId, UploadRecord,
 };
 
 #[derive(Debug, PartialEq, Eq)]
@@ -133,6 +133,15 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn all_uploads(&self) -> StoreResult<Vec<UploadRecord>>;
     /// Deletes Completed records whose `completed.at` is before `before`; returns how many.
     async fn purge_completed(&self, before: Millis) -> StoreResult<usize>;
+    // ---- unique file table (the legacy API's instant upload) ----
+
+    /// The file recorded for content `hash` (`<algorithm>:<hex>`).
+    async fn get_file(&self, hash: &str) -> StoreResult<Option<FileRecord>>;
+    /// Records `rec` as the stored copy of `hash`, replacing any earlier entry.
+    async fn put_file(&self, hash: &str, rec: &FileRecord) -> StoreResult<()>;
+    /// Removes the entry for `hash` only if it still equals `rec` (a newer entry stays).
+    async fn delete_file(&self, hash: &str, rec: &FileRecord) -> StoreResult<()>;
+
     /// Cheap liveness probe of the backend.
     async fn ping(&self) -> StoreResult<()>;
 }

@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use super::meta::{AbortUpload, BeginComplete, DeleteBucket, MetaStore, PutPart, UploadCursor};
 use super::{StoreError, StoreResult};
 use crate::upload::model::{
-    BucketRecord, CompletedResult, Millis, ObjectRecord, PartNumber, PartRecord, UploadId, UploadRecord, UploadState,
+    BucketRecord, CompletedResult, FileRecord, Millis, ObjectRecord, PartNumber, PartRecord, UploadId, UploadRecord, UploadState,
 };
 
 const BUCKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("buckets_v1");
@@ -26,6 +26,8 @@ const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads_v1")
 const PARTS: TableDefinition<(&str, u16), &[u8]> = TableDefinition::new("parts_v1");
 /// (bucket, key, created, upload id) for Open and Completing uploads: the ListMultipartUploads order.
 const UPLOAD_INDEX: TableDefinition<(&str, &str, i64, &str), ()> = TableDefinition::new("upload_index_v1");
+/// content hash → FileRecord (the unique file table)
+const FILES: TableDefinition<&str, &[u8]> = TableDefinition::new("files_v1");
 
 pub struct EmbeddedMetaStore {
     db: Arc<Database>,
@@ -54,6 +56,7 @@ impl EmbeddedMetaStore {
             tx.open_table(UPLOADS).map_err(be)?;
             tx.open_table(PARTS).map_err(be)?;
             tx.open_table(UPLOAD_INDEX).map_err(be)?;
+            tx.open_table(FILES).map_err(be)?;
         }
         tx.commit().map_err(be)?;
         Ok(Self { db: Arc::new(db) })
@@ -475,6 +478,38 @@ impl MetaStore for EmbeddedMetaStore {
             })
             .map_err(be)?;
             Ok(n)
+        })
+        .await
+    }
+
+    async fn get_file(&self, hash: &str) -> StoreResult<Option<FileRecord>> {
+        let hash = hash.to_owned();
+        self.read(move |tx| {
+            let t = tx.open_table(FILES).map_err(be)?;
+            let v = t.get(hash.as_str()).map_err(be)?;
+            v.map(|g| dec(g.value())).transpose()
+        })
+        .await
+    }
+
+    async fn put_file(&self, hash: &str, rec: &FileRecord) -> StoreResult<()> {
+        let (hash, rec) = (hash.to_owned(), rec.clone());
+        self.write(move |tx| {
+            tx.open_table(FILES).map_err(be)?.insert(hash.as_str(), enc(&rec)?.as_slice()).map_err(be)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_file(&self, hash: &str, rec: &FileRecord) -> StoreResult<()> {
+        let (hash, rec) = (hash.to_owned(), rec.clone());
+        self.write(move |tx| {
+            let mut t = tx.open_table(FILES).map_err(be)?;
+            let current: Option<FileRecord> = t.get(hash.as_str()).map_err(be)?.map(|g| dec(g.value())).transpose()?;
+            if current.as_ref() == Some(&rec) {
+                t.remove(hash.as_str()).map_err(be)?;
+            }
+            Ok(())
         })
         .await
     }

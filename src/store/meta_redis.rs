@@ -54,7 +54,7 @@ use serde::de::DeserializeOwned;
 use super::meta::{AbortUpload, BeginComplete, DeleteBucket, MetaStore, PutPart, UploadCursor};
 use super::{StoreError, StoreResult};
 use crate::upload::model::{
-    BucketRecord, CompletedResult, Millis, ObjectRecord, PartNumber, PartRecord, UploadId,
+    BucketRecord, CompletedResult, FileRecord, Millis, ObjectRecord, PartNumber, PartRecord, UploadId,
     UploadRecord, UploadState,
 };
 
@@ -110,6 +110,11 @@ impl RedisMetaStore {
 
     fn bucket_names(&self) -> String {
         format!("{}:buckets", self.root)
+    }
+
+    /// The unique-file entry of one content hash (its own slot).
+    fn file(&self, hash: &str) -> String {
+        format!("{}:file:{{f:{hash}}}", self.root)
     }
 
     fn bucket(&self, bucket: &str) -> String {
@@ -265,6 +270,13 @@ impl RedisMetaStore {
 // ---- scripts: each touches the keys of one hash tag only ----
 
 /// KEYS: bucket record. ARGV: record JSON. Returns the existing record's JSON or nil.
+static DELETE_FILE_IF: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+        return 1",
+    )
+});
+
 static CREATE_BUCKET: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"local old = redis.call('GET', KEYS[1])
@@ -782,6 +794,19 @@ impl MetaStore for RedisMetaStore {
             }
         }
         Ok(purged)
+    }
+
+    async fn get_file(&self, hash: &str) -> StoreResult<Option<FileRecord>> {
+        from_json_opt(self.query(redis::cmd("GET").arg(self.file(hash))).await?)
+    }
+
+    async fn put_file(&self, hash: &str, rec: &FileRecord) -> StoreResult<()> {
+        self.query::<()>(redis::cmd("SET").arg(self.file(hash)).arg(to_json(rec)?)).await
+    }
+
+    async fn delete_file(&self, hash: &str, rec: &FileRecord) -> StoreResult<()> {
+        // Compare-and-delete in one step, so a newer entry for the same content survives.
+        self.eval::<i64>(DELETE_FILE_IF.key(self.file(hash)).arg(to_json(rec)?)).await.map(drop)
     }
 
     async fn ping(&self) -> StoreResult<()> {

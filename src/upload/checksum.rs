@@ -223,6 +223,89 @@ pub fn combine_parts(
     }
 }
 
+/// A whole-file content hash named by a client (`sha256:<hex>`, `sha1:<hex>`, `md5:<hex>`, or
+/// bare hex meaning SHA-256), as the legacy API's `filehash` is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContentHash {
+    pub algorithm: ContentAlgorithm,
+    /// Lower-case hex digest.
+    pub hex: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContentAlgorithm {
+    Sha256,
+    Sha1,
+    Md5,
+}
+
+impl ContentHash {
+    pub fn parse(s: &str) -> Option<Self> {
+        let s = s.trim();
+        let (algorithm, hex) = match s.split_once(':') {
+            None => (ContentAlgorithm::Sha256, s),
+            Some((a, h)) => (
+                match a.to_ascii_lowercase().replace('-', "").as_str() {
+                    "sha256" => ContentAlgorithm::Sha256,
+                    "sha1" => ContentAlgorithm::Sha1,
+                    "md5" => ContentAlgorithm::Md5,
+                    _ => return None,
+                },
+                h,
+            ),
+        };
+        let len = match algorithm {
+            ContentAlgorithm::Sha256 => 64,
+            ContentAlgorithm::Sha1 => 40,
+            ContentAlgorithm::Md5 => 32,
+        };
+        (hex.len() == len && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| Self { algorithm, hex: hex.to_ascii_lowercase() })
+    }
+
+    /// Canonical text, `sha256:<hex>`: the key of the unique file table.
+    pub fn canonical(&self) -> String {
+        let name = match self.algorithm {
+            ContentAlgorithm::Sha256 => "sha256",
+            ContentAlgorithm::Sha1 => "sha1",
+            ContentAlgorithm::Md5 => "md5",
+        };
+        format!("{name}:{}", self.hex)
+    }
+
+    pub fn hasher(&self) -> ContentHasher {
+        match self.algorithm {
+            ContentAlgorithm::Sha256 => ContentHasher::Sha256(sha2::Sha256::new()),
+            ContentAlgorithm::Sha1 => ContentHasher::Sha1(sha1::Sha1::new()),
+            ContentAlgorithm::Md5 => ContentHasher::Md5(Md5::new()),
+        }
+    }
+}
+
+pub enum ContentHasher {
+    Sha256(sha2::Sha256),
+    Sha1(sha1::Sha1),
+    Md5(Md5),
+}
+
+impl ContentHasher {
+    pub fn update(&mut self, data: &[u8]) {
+        match self {
+            Self::Sha256(h) => sha2::Digest::update(h, data),
+            Self::Sha1(h) => sha1::Digest::update(h, data),
+            Self::Md5(h) => md5::Digest::update(h, data),
+        }
+    }
+
+    pub fn finish_hex(self) -> String {
+        match self {
+            Self::Sha256(h) => hex::encode(sha2::Digest::finalize(h)),
+            Self::Sha1(h) => hex::encode(sha1::Digest::finalize(h)),
+            Self::Md5(h) => hex::encode(md5::Digest::finalize(h)),
+        }
+    }
+}
+
 /// Normalizes an ETag from a client (quoted, unquoted, entity-escaped, padded) to bare lower hex.
 pub fn normalize_etag(s: &str) -> String {
     s.trim()
@@ -267,6 +350,18 @@ mod tests {
         }
         assert_eq!(b64(&checksum_of(ChecksumAlgorithm::Crc32, &parts[0])), "JRTCyQ==");
         assert_eq!(hex::encode(checksum_of(ChecksumAlgorithm::Crc64Nvme, b"123456789")), "ae8b14860a799888");
+    }
+
+    #[test]
+    fn content_hashes() {
+        let h = ContentHash::parse(&"AB".repeat(32)).unwrap();
+        assert_eq!(h.canonical(), format!("sha256:{}", "ab".repeat(32)));
+        assert_eq!(ContentHash::parse(&format!("SHA-1:{}", "0".repeat(40))).unwrap().algorithm, ContentAlgorithm::Sha1);
+        assert!(ContentHash::parse(&"a".repeat(40)).is_none());
+        assert!(ContentHash::parse("crc9:00").is_none());
+        let mut x = ContentHash::parse(&format!("md5:{}", "0".repeat(32))).unwrap().hasher();
+        x.update(b"bar");
+        assert_eq!(x.finish_hex(), "37b51d194a7513e45b56f6524f2d51f2");
     }
 
     #[test]

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 use md5::{Digest as _, Md5};
 
-use self::checksum::{ChecksumAlgorithm, ChecksumType, combine_parts, multipart_etag, normalize_etag};
+use self::checksum::{ChecksumAlgorithm, ChecksumType, ContentHash, combine_parts, multipart_etag, normalize_etag};
 pub use self::error::{BodyError, Error, Result};
 use self::model::{
     BlobId, BucketRecord, Checksum, CorsRule, CompletedResult, Millis, ObjectHeaders, ObjectPart, ObjectRecord, PartNumber,
@@ -428,9 +428,28 @@ impl Uploads {
         Ok((up, parts, truncated))
     }
 
+    /// Parts of upload `id` (any bucket/key: for callers that checked ownership themselves).
+    pub async fn list_parts_any(&self, id: &UploadId, max: usize) -> Result<(UploadRecord, Vec<(PartNumber, PartRecord)>, bool)> {
+        let up = self.meta.get_upload(id).await?.filter(|u| u.state != UploadState::Completed).ok_or(Error::NoSuchUpload)?;
+        self.list_parts(id, &up.bucket, &up.key, None, max).await
+    }
+
     /// Completes upload `id` into the object bucket/key from the listed parts, without copying
     /// part bytes: the object's manifest names the part files where they already are.
     pub async fn complete(&self, id: &UploadId, bucket: &str, key: &str, listed: Vec<ListedPart>) -> Result<Completed> {
+        self.complete_verified(id, bucket, key, listed, None).await
+    }
+
+    /// `complete`, and when `content` is given the assembled bytes must hash to it before
+    /// anything is published (BadDigest otherwise, and the upload stays open).
+    pub async fn complete_verified(
+        &self,
+        id: &UploadId,
+        bucket: &str,
+        key: &str,
+        listed: Vec<ListedPart>,
+        content: Option<&ContentHash>,
+    ) -> Result<Completed> {
         let listed = collapse_listed(listed)?;
         let digest = listed_digest(listed.iter().map(|p| (p.number.get(), normalize_etag(&p.etag))));
         self.upload(id, bucket, key).await.or_else(|e| match e {
@@ -457,6 +476,9 @@ impl Uploads {
         }
         let result = async {
             let (rec, done) = self.assemble(&up, &parts, &listed, digest)?;
+            if let Some(want) = content {
+                self.check_content(&rec, want).await?;
+            }
             self.publish(bucket, key, &rec).await?;
             self.meta.finish_complete(id, &done).await?;
             Ok::<_, Error>((rec, done))
@@ -477,6 +499,21 @@ impl Uploads {
             }
         }
         Ok(Completed { etag: done.etag, checksum: done.checksum, checksum_type: done.checksum_type })
+    }
+
+    /// Reads an object's bytes (in place, no copy) and compares their hash with `want`.
+    pub async fn check_content(&self, rec: &ObjectRecord, want: &ContentHash) -> Result<()> {
+        let mut hasher = want.hasher();
+        let mut bytes = self.read(rec, 0, rec.size);
+        while let Some(chunk) = futures_util::StreamExt::next(&mut bytes).await {
+            hasher.update(&chunk?);
+        }
+        let got = hasher.finish_hex();
+        if got == want.hex {
+            Ok(())
+        } else {
+            Err(Error::BadDigest(format!("The file's {} does not match filehash", want.canonical().split(':').next().unwrap_or_default())))
+        }
     }
 
     /// Validates the listed parts against the part table and builds the object record.

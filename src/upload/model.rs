@@ -212,6 +212,15 @@ pub struct CorsRule {
     pub max_age_seconds: Option<u32>,
 }
 
+/// An entry of the unique file table: where the one stored copy of some content lives.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRecord {
+    pub bucket: String,
+    pub key: String,
+    pub size: u64,
+    pub created: Millis,
+}
+
 mod hex_bytes {
     use serde::{Deserialize, Deserializer, Serializer};
 
