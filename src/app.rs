@@ -1,54 +1,133 @@
 //! `App`: the cheap-to-clone handles every request uses, opened once at start-up.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use crate::admin::Health;
 use crate::config::{Config, Credentials};
+use crate::metrics::{InstrumentedMeta, Metrics};
 use crate::store::meta_embedded::EmbeddedMetaStore;
 use crate::store::meta_redis::RedisMetaStore;
 use crate::store::{DiskStore, MetaStore};
+use crate::upload::model::UploadState;
 use crate::upload::{Limits, Uploads};
+
+/// How often the orphan sweep runs (it also recounts open uploads for the metrics).
+const SWEEP_EVERY: Duration = Duration::from_secs(600);
 
 #[derive(Clone)]
 pub struct App {
     pub uploads: Uploads,
     pub credentials: Arc<Credentials>,
     pub region: Arc<str>,
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
 }
 
 impl App {
     /// Opens the stores, settles Completes a crash interrupted, and starts the periodic sweep of
     /// orphan files.
     pub async fn open(cfg: &Config, credentials: Credentials) -> Result<Self, String> {
-        std::fs::create_dir_all(&cfg.data_dir).map_err(|e| format!("{}: {e}", cfg.data_dir.display()))?;
+        std::fs::create_dir_all(&cfg.data_dir)
+            .map_err(|e| format!("{}: {e}", cfg.data_dir.display()))?;
+        let metrics = Arc::new(Metrics::new());
         let meta: Arc<dyn MetaStore> = match &cfg.redis_url {
-            Some(url) => Arc::new(RedisMetaStore::connect(url, &cfg.redis_prefix).await.map_err(|e| e.to_string())?),
-            None => Arc::new(EmbeddedMetaStore::open(&cfg.data_dir.join("state.redb")).map_err(|e| e.to_string())?),
+            Some(url) => Arc::new(
+                RedisMetaStore::connect(url, &cfg.redis_prefix)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            ),
+            None => Arc::new(
+                EmbeddedMetaStore::open(&cfg.data_dir.join("state.redb"))
+                    .map_err(|e| e.to_string())?,
+            ),
         };
-        let disk = DiskStore::open(&cfg.data_dir, cfg.fsync).map_err(|e| e.to_string())?;
+        let meta: Arc<dyn MetaStore> = Arc::new(InstrumentedMeta::new(meta, metrics.clone()));
+        let disk = DiskStore::open(&cfg.data_dir, cfg.fsync)
+            .map_err(|e| e.to_string())?
+            .with_metrics(metrics.clone());
         let limits = Limits {
             min_part_size: cfg.min_part_size,
             max_part_size: cfg.max_part_size,
             ..Limits::default()
         };
         let uploads = Uploads::new(meta, disk, limits);
-        let settled = uploads.recover().await.map_err(|e| format!("recovery: {e}"))?;
-        if settled > 0 {
-            tracing::info!(settled, "settled interrupted completes");
-        }
-        let sweeper = uploads.clone();
+
+        let started = Instant::now();
+        tracing::info!(
+            store = uploads.meta().kind(),
+            "recovery started: settling interrupted completes"
+        );
+        let settled = uploads
+            .recover()
+            .await
+            .map_err(|e| format!("recovery: {e}"))?;
+        let open = count_open(&uploads, &metrics)
+            .await
+            .map_err(|e| format!("recovery: {e}"))?;
+        tracing::info!(
+            settled,
+            open_uploads = open,
+            duration_ms = millis(started),
+            "recovery done"
+        );
+
+        let sweeper = (uploads.clone(), metrics.clone());
         tokio::spawn(async move {
+            let (uploads, metrics) = sweeper;
             loop {
-                let started = std::time::Instant::now();
-                match sweeper.sweep().await {
-                    Ok(r) => tracing::info!(
-                        blobs = r.blobs, files = r.files, completed_records = r.completed_records,
-                        ms = started.elapsed().as_millis() as u64, "orphan sweep done"
-                    ),
-                    Err(e) => tracing::warn!(error = %e, "orphan sweep failed"),
-                }
-                tokio::time::sleep(std::time::Duration::from_secs(600)).await;
+                sweep(&uploads, &metrics).await;
+                tokio::time::sleep(SWEEP_EVERY).await;
             }
         });
-        Ok(Self { uploads, credentials: Arc::new(credentials), region: cfg.region.as_str().into() })
+        Ok(Self {
+            uploads,
+            credentials: Arc::new(credentials),
+            region: cfg.region.as_str().into(),
+            metrics,
+            health: Arc::new(Health::new(
+                cfg.data_dir.clone(),
+                cfg.min_free_space,
+                cfg.admin_listen.is_none(),
+            )),
+        })
     }
+}
+
+async fn sweep(uploads: &Uploads, metrics: &Metrics) {
+    let started = Instant::now();
+    tracing::info!("orphan sweep started");
+    let swept = uploads.sweep().await.map_err(|e| e.to_string());
+    let open = count_open(uploads, metrics)
+        .await
+        .map_err(|e| e.to_string());
+    match swept.and_then(|report| Ok((report, open?))) {
+        Ok((r, open)) => tracing::info!(
+            removed_blobs = r.blobs,
+            removed_files = r.files,
+            purged_completed = r.completed_records,
+            open_uploads = open,
+            duration_ms = millis(started),
+            "orphan sweep done"
+        ),
+        Err(error) => tracing::warn!(%error, duration_ms = millis(started), "orphan sweep failed"),
+    }
+}
+
+/// Sets the open-uploads gauge from the state store, which other gateways may share: between
+/// two counts it only follows this gateway's own creates, completes and aborts.
+async fn count_open(uploads: &Uploads, metrics: &Metrics) -> crate::store::StoreResult<usize> {
+    let all = uploads.meta().all_uploads().await?;
+    let open = all
+        .iter()
+        .filter(|u| u.state != UploadState::Completed)
+        .count();
+    metrics
+        .uploads_open
+        .set(i64::try_from(open).unwrap_or(i64::MAX));
+    Ok(open)
+}
+
+fn millis(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
 }

@@ -1,15 +1,27 @@
-//! Settings: clap flags, each with an `MPGW_*` environment fallback. `Config::default()` is what
-//! tests start from.
+//! Settings: clap flags, each with an `MPGW_*` environment fallback, optionally over a TOML
+//! config file whose keys are the flag names. `Config::default()` is what tests start from.
+//!
+//! Precedence: flag > environment variable > config file > default. clap tells an explicit
+//! value (flag or env) from a default through `ArgMatches::value_source`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::{ArgAction, Args, Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgAction, ArgMatches, Args, Parser, Subcommand, ValueEnum};
+use serde::Deserialize;
+
+/// The example config file: every key with its default (`mpgw config example` prints it).
+pub const EXAMPLE: &str = include_str!("mpgw.example.toml");
 
 #[derive(Parser, Debug)]
-#[command(name = "mpgw", version, about = "S3-compatible multipart upload gateway")]
+#[command(
+    name = "mpgw",
+    version,
+    about = "S3-compatible multipart upload gateway"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -18,17 +30,100 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the gateway.
-    Serve(Box<Config>),
+    Serve(Box<Serve>),
+    /// Check or print a config file.
+    #[command(subcommand)]
+    Config(ConfigCommand),
 }
 
-#[derive(Args, Clone, Debug)]
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Validate a config file without starting the gateway (exit status 0 when valid).
+    Check { file: PathBuf },
+    /// Print an example config file with every key and its default.
+    Example,
+}
+
+#[derive(Args, Debug)]
+pub struct Serve {
+    /// TOML file with any of the settings below (keys are the flag names without `--`).
+    /// Flags and environment variables override it.
+    #[arg(long, env = "MPGW_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub settings: Config,
+}
+
+impl Cli {
+    /// The settings in effect for a `mpgw serve …` command line (what `main` runs; for tests).
+    pub fn serve_config<I, T>(args: I) -> Result<Config, String>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::{CommandFactory as _, FromArgMatches as _};
+        let matches = Self::command()
+            .try_get_matches_from(args)
+            .map_err(|e| e.to_string())?;
+        let cli = Self::from_arg_matches(&matches).map_err(|e| e.to_string())?;
+        match (cli.command, matches.subcommand_matches("serve")) {
+            (Command::Serve(serve), Some(sub)) => serve.resolve(sub),
+            _ => Err("not a serve command line".into()),
+        }
+    }
+}
+
+impl Serve {
+    /// The settings in effect: `matches` are those of the `serve` subcommand, which say which
+    /// values were given explicitly (flag or environment) and so win over the config file.
+    pub fn resolve(self, matches: &ArgMatches) -> Result<Config, String> {
+        let cfg = match &self.config {
+            None => self.settings,
+            Some(path) => {
+                let file = Config::read_file(path)?;
+                let explicit = |id: &str| {
+                    matches!(
+                        matches.value_source(id),
+                        Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+                    )
+                };
+                self.settings.over(file, explicit)
+            }
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (coloured on a terminal).
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Every setting. In the config file the keys are the flag names (`data-dir`, `access-key`…);
+/// unknown keys are refused.
+#[derive(Args, Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Config {
-    /// Address to listen on.
+    /// Address to serve S3 on.
     #[arg(long, env = "MPGW_LISTEN", default_value = "127.0.0.1:9000")]
     pub listen: SocketAddr,
+    /// Address for /health/live, /health/ready and /metrics. Unset: served on --listen, at those
+    /// exact paths.
+    #[arg(long, env = "MPGW_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
     /// Directory for part data, objects and (without Redis) the embedded state store.
     #[arg(long, env = "MPGW_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
+    /// Free space the data dir must keep; below it /health/ready answers 503.
+    #[arg(long, env = "MPGW_MIN_FREE_SPACE", default_value = "256MiB", value_parser = parse_size)]
+    #[serde(deserialize_with = "size")]
+    pub min_free_space: u64,
     /// Redis URL for upload state (e.g. redis://127.0.0.1:6379/0). Unset: embedded store in the data dir.
     #[arg(long, env = "MPGW_REDIS_URL")]
     pub redis_url: Option<String>,
@@ -40,9 +135,16 @@ pub struct Config {
     pub region: String,
     /// Access key id; repeat together with --secret-key for several pairs.
     #[arg(long = "access-key", env = "MPGW_ACCESS_KEY", value_delimiter = ',')]
+    #[serde(rename = "access-key")]
     pub access_keys: Vec<String>,
     /// Secret key matching the --access-key at the same position.
-    #[arg(long = "secret-key", env = "MPGW_SECRET_KEY", value_delimiter = ',', hide_env_values = true)]
+    #[arg(
+        long = "secret-key",
+        env = "MPGW_SECRET_KEY",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    #[serde(rename = "secret-key")]
     pub secret_keys: Vec<String>,
     /// File of credential pairs, one `ACCESS_KEY SECRET_KEY` (or `ACCESS_KEY:SECRET_KEY`) per line.
     #[arg(long, env = "MPGW_CREDENTIALS_FILE")]
@@ -52,13 +154,15 @@ pub struct Config {
     pub fsync: bool,
     /// Minimum size of every part but the last at Complete (S3: 5MiB).
     #[arg(long, env = "MPGW_MIN_PART_SIZE", default_value = "5MiB", value_parser = parse_size)]
+    #[serde(deserialize_with = "size")]
     pub min_part_size: u64,
     /// Maximum size of one part or one PutObject (S3: 5GiB).
     #[arg(long, env = "MPGW_MAX_PART_SIZE", default_value = "5GiB", value_parser = parse_size)]
+    #[serde(deserialize_with = "size")]
     pub max_part_size: u64,
-    /// Log format: `text` or `json`.
-    #[arg(long, env = "MPGW_LOG_FORMAT", default_value = "text")]
-    pub log_format: String,
+    /// Log format; verbosity comes from MPGW_LOG (e.g. `debug`, `info,mpgw::access=off`).
+    #[arg(long, env = "MPGW_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// How long in-flight requests may run after SIGINT/SIGTERM, in seconds.
     #[arg(long, env = "MPGW_SHUTDOWN_TIMEOUT", default_value_t = 30)]
     pub shutdown_timeout: u64,
@@ -68,7 +172,9 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:9000".parse().expect("static address"),
+            admin_listen: None,
             data_dir: PathBuf::from("./data"),
+            min_free_space: 256 << 20,
             redis_url: None,
             redis_prefix: "mpgw".into(),
             region: "us-east-1".into(),
@@ -78,13 +184,106 @@ impl Default for Config {
             fsync: true,
             min_part_size: 5 << 20,
             max_part_size: 5 << 30,
-            log_format: "text".into(),
+            log_format: LogFormat::Text,
             shutdown_timeout: 30,
         }
     }
 }
 
+/// A size in the config file: a number of bytes or a string with a unit (`"8MiB"`).
+fn size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Bytes(u64),
+        Text(String),
+    }
+    match Size::deserialize(d)
+        .map_err(|_| serde::de::Error::custom("expected a size such as 8MiB or 4096"))?
+    {
+        Size::Bytes(n) => Ok(n),
+        Size::Text(s) => parse_size(&s).map_err(serde::de::Error::custom),
+    }
+}
+
 impl Config {
+    /// Reads a config file. Unknown keys and bad values are refused with the key's name.
+    pub fn from_file(path: &Path) -> Result<Self, String> {
+        let cfg = Self::read_file(path)?;
+        cfg.validate()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(cfg)
+    }
+
+    /// Reads a config file without the cross-setting rules, which apply once flags are merged in.
+    fn read_file(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Self::from_toml(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Parses config file text; unset keys keep their defaults.
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e: toml::de::Error| {
+            // toml points at the offending value or key; name the key in the message itself.
+            let line = e
+                .span()
+                .map_or(0, |s| text[..s.start].matches('\n').count());
+            let key = text
+                .lines()
+                .nth(line)
+                .and_then(|l| l.split_once('='))
+                .map(|(k, _)| k.trim());
+            match key {
+                Some(key) if !e.message().contains(&format!("`{key}`")) => {
+                    format!("line {}: key `{key}`: {}", line + 1, e.message())
+                }
+                _ => format!("line {}: {}", line + 1, e.message()),
+            }
+        })
+    }
+
+    /// Rules that involve several settings.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.access_keys.len() != self.secret_keys.len() {
+            return Err("access-key and secret-key must be given the same number of times".into());
+        }
+        if self.min_part_size > self.max_part_size {
+            return Err("min-part-size must not exceed max-part-size".into());
+        }
+        if self.admin_listen == Some(self.listen) && self.listen.port() != 0 {
+            return Err("admin-listen must differ from listen".into());
+        }
+        Ok(())
+    }
+
+    /// `self` (from flags and environment) over `file`: each setting given explicitly wins.
+    fn over(self, file: Config, explicit: impl Fn(&str) -> bool) -> Config {
+        macro_rules! merge {
+            ($($field:ident),* $(,)?) => {{
+                // Destructured without `..`: a new setting not listed here does not compile.
+                let Config { $($field),* } = self;
+                Config { $($field: if explicit(stringify!($field)) { $field } else { file.$field }),* }
+            }};
+        }
+        merge!(
+            listen,
+            admin_listen,
+            data_dir,
+            min_free_space,
+            redis_url,
+            redis_prefix,
+            region,
+            access_keys,
+            secret_keys,
+            credentials_file,
+            fsync,
+            min_part_size,
+            max_part_size,
+            log_format,
+            shutdown_timeout,
+        )
+    }
+
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_secs(self.shutdown_timeout)
     }
@@ -94,7 +293,9 @@ impl Config {
     /// Returns the credentials and whether they were just generated.
     pub fn load_credentials(&self) -> Result<(Credentials, bool), String> {
         if self.access_keys.len() != self.secret_keys.len() {
-            return Err("--access-key and --secret-key must be given the same number of times".into());
+            return Err(
+                "--access-key and --secret-key must be given the same number of times".into(),
+            );
         }
         let mut creds = Credentials::default();
         for (a, s) in self.access_keys.iter().zip(&self.secret_keys) {
@@ -115,7 +316,8 @@ impl Config {
         }
         let access = format!("MPGW{}", crate::upload::model::random_hex(8).to_uppercase());
         let secret = crate::upload::model::random_hex(20);
-        std::fs::create_dir_all(&self.data_dir).map_err(|e| format!("{}: {e}", self.data_dir.display()))?;
+        std::fs::create_dir_all(&self.data_dir)
+            .map_err(|e| format!("{}: {e}", self.data_dir.display()))?;
         write_private(&path, format!("{access} {secret}\n").as_bytes())
             .map_err(|e| format!("{}: {e}", path.display()))?;
         creds.insert(&access, &secret)?;
@@ -126,7 +328,11 @@ impl Config {
 fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
     f.write_all(data)?;
     f.sync_all()
 }
@@ -173,7 +379,13 @@ impl Credentials {
             }
             let (a, s) = line
                 .split_once(|c: char| c == ':' || c.is_whitespace())
-                .ok_or_else(|| format!("{}:{}: expected `ACCESS_KEY SECRET_KEY`", path.display(), i + 1))?;
+                .ok_or_else(|| {
+                    format!(
+                        "{}:{}: expected `ACCESS_KEY SECRET_KEY`",
+                        path.display(),
+                        i + 1
+                    )
+                })?;
             self.insert(a.trim(), s.trim())?;
         }
         Ok(())
@@ -199,7 +411,8 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "tb" => 1_000_000_000_000,
         _ => return Err(format!("invalid size unit in {s:?}")),
     };
-    n.checked_mul(mult).ok_or_else(|| format!("size {s:?} too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size {s:?} too large"))
 }
 
 #[cfg(test)]
@@ -219,11 +432,24 @@ mod tests {
     #[test]
     fn cli_parses_units_and_pairs() {
         let cli = Cli::try_parse_from([
-            "mpgw", "serve", "--min-part-size", "1MiB", "--access-key", "a", "--secret-key", "s",
-            "--access-key", "b", "--secret-key", "t",
+            "mpgw",
+            "serve",
+            "--min-part-size",
+            "1MiB",
+            "--access-key",
+            "a",
+            "--secret-key",
+            "s",
+            "--access-key",
+            "b",
+            "--secret-key",
+            "t",
         ])
         .unwrap();
-        let Command::Serve(cfg) = cli.command;
+        let Command::Serve(serve) = cli.command else {
+            panic!("serve")
+        };
+        let cfg = serve.settings;
         assert_eq!(cfg.min_part_size, 1 << 20);
         let (creds, generated) = cfg.load_credentials().unwrap();
         assert!(!generated);
@@ -231,9 +457,66 @@ mod tests {
     }
 
     #[test]
+    fn example_file_is_the_defaults_with_every_key() {
+        assert_eq!(Config::from_toml(EXAMPLE).unwrap(), Config::default());
+        let cmd = Config::augment_args(clap::Command::new("t"));
+        for long in cmd.get_arguments().filter_map(clap::Arg::get_long) {
+            let listed = EXAMPLE.lines().any(|l| {
+                l.trim_start_matches("# ")
+                    .starts_with(&format!("{long} = "))
+            });
+            assert!(listed, "{long} is missing from the example config");
+        }
+    }
+
+    #[test]
+    fn flag_defaults_are_the_defaults() {
+        assert_eq!(
+            Cli::serve_config(["mpgw", "serve"]).unwrap(),
+            Config::default()
+        );
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("mpgw.toml");
+        std::fs::write(
+            &file,
+            "region = \"eu-west-1\"\nredis-prefix = \"p\"\nmax-part-size = 8388608\n",
+        )
+        .unwrap();
+        let path = file.to_str().unwrap();
+        let cfg = Cli::serve_config(["mpgw", "serve", "--config", path, "--region", "us-east-1"])
+            .unwrap();
+        assert_eq!(
+            cfg.region, "us-east-1",
+            "an explicit flag wins, even when it equals the default"
+        );
+        assert_eq!(cfg.redis_prefix, "p");
+        assert_eq!(cfg.max_part_size, 8 << 20);
+        assert_eq!(cfg.listen, Config::default().listen);
+    }
+
+    #[test]
+    fn file_errors_name_the_key() {
+        let e = Config::from_toml("listen = \"127.0.0.1:1\"\nbogus = 1\n").unwrap_err();
+        assert!(e.contains("`bogus`") && e.contains("line 2"), "{e}");
+        let e = Config::from_toml("min-part-size = \"5 parsecs\"\n").unwrap_err();
+        assert!(e.contains("`min-part-size`"), "{e}");
+        let e = Config::from_toml("fsync = \"yes\"\n").unwrap_err();
+        assert!(e.contains("`fsync`"), "{e}");
+        let e = Config::from_toml("log-format = \"xml\"\n").unwrap_err();
+        assert!(e.contains("`log-format`"), "{e}");
+    }
+
+    #[test]
     fn generates_and_keeps_credentials() {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = Config { data_dir: dir.path().to_owned(), ..Config::default() };
+        let cfg = Config {
+            data_dir: dir.path().to_owned(),
+            ..Config::default()
+        };
         let (c1, g1) = cfg.load_credentials().unwrap();
         let (c2, g2) = cfg.load_credentials().unwrap();
         assert!(g1 && !g2);

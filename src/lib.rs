@@ -16,10 +16,15 @@
 //! ```
 //!
 //! `legacy` (the design note's `/file/mpupload/*`) calls the same `upload::Uploads`.
+//!
+//! Beside the data path: `admin` (health and `/metrics`, on `--admin-listen` or at exact paths
+//! of the S3 listener) and `metrics` (the registry; `InstrumentedMeta` wraps the state store).
 
+pub mod admin;
 pub mod app;
 pub mod config;
 pub mod http;
+pub mod metrics;
 pub mod s3;
 pub mod server;
 pub mod store;

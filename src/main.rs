@@ -1,43 +1,106 @@
-//! `mpgw` binary: parse flags, start logging, open the app, serve until SIGINT/SIGTERM.
+//! `mpgw` binary: resolve the settings (flags, environment, config file), start logging, open
+//! the app, serve S3 (and the admin endpoints) until SIGINT/SIGTERM.
 
-use clap::Parser as _;
-use mpgw::config::{Cli, Command};
+use std::io::IsTerminal as _;
+use std::process::ExitCode;
 
-fn main() -> std::process::ExitCode {
-    let Cli { command: Command::Serve(cfg) } = Cli::parse();
-    init_logging(&cfg.log_format);
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("mpgw: cannot start runtime: {e}");
-            return std::process::ExitCode::FAILURE;
+use clap::{CommandFactory as _, FromArgMatches as _};
+use mpgw::config::{Cli, Command, Config, ConfigCommand, LogFormat};
+use tokio_util::sync::CancellationToken;
+
+fn main() -> ExitCode {
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    match cli.command {
+        Command::Config(ConfigCommand::Example) => {
+            print!("{}", mpgw::config::EXAMPLE);
+            ExitCode::SUCCESS
         }
-    };
-    match runtime.block_on(serve(*cfg)) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("mpgw: {e}");
-            std::process::ExitCode::FAILURE
+        Command::Config(ConfigCommand::Check { file }) => match Config::from_file(&file) {
+            Ok(_) => {
+                println!("{}: ok", file.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e),
+        },
+        Command::Serve(serve) => {
+            let sub = matches
+                .subcommand_matches("serve")
+                .expect("the serve subcommand matched");
+            let cfg = match serve.resolve(sub) {
+                Ok(cfg) => cfg,
+                Err(e) => return fail(&e),
+            };
+            init_logging(cfg.log_format);
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => return fail(&format!("cannot start runtime: {e}")),
+            };
+            match runtime.block_on(serve_until_signal(cfg)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(&e),
+            }
         }
     }
 }
 
-async fn serve(cfg: mpgw::Config) -> Result<(), String> {
+fn fail(message: &str) -> ExitCode {
+    eprintln!("mpgw: {message}");
+    ExitCode::FAILURE
+}
+
+async fn serve_until_signal(cfg: Config) -> Result<(), String> {
     let (credentials, generated) = cfg.load_credentials()?;
     if generated {
         // Printed once, on first start; kept in the data dir for the next ones.
         let access = credentials.access_keys().next().unwrap_or_default();
-        println!("Generated credentials (kept in {}):", cfg.data_dir.join("credentials").display());
+        println!(
+            "Generated credentials (kept in {}):",
+            cfg.data_dir.join("credentials").display()
+        );
         println!("  AWS_ACCESS_KEY_ID={access}");
-        println!("  AWS_SECRET_ACCESS_KEY={}", credentials.secret(access).unwrap_or_default());
+        println!(
+            "  AWS_SECRET_ACCESS_KEY={}",
+            credentials.secret(access).unwrap_or_default()
+        );
     }
     let app = mpgw::App::open(&cfg, credentials).await?;
-    let listener = tokio::net::TcpListener::bind(cfg.listen).await.map_err(|e| format!("bind {}: {e}", cfg.listen))?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let store = if cfg.redis_url.is_some() { "redis" } else { "embedded" };
-    tracing::info!(%addr, store, data_dir = %cfg.data_dir.display(), "mpgw listening");
+    let bind = |addr| async move {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("bind {addr}: {e}"))?;
+        let local = listener.local_addr().map_err(|e| e.to_string())?;
+        Ok::<_, String>((listener, local))
+    };
+    let (listener, addr) = bind(cfg.listen).await?;
+    let admin = match cfg.admin_listen {
+        Some(a) => Some(bind(a).await?),
+        None => None,
+    };
+    let store = if cfg.redis_url.is_some() {
+        "redis"
+    } else {
+        "embedded"
+    };
+    let admin_addr = admin.as_ref().map_or(addr, |(_, a)| *a);
+    tracing::info!(%addr, admin = %admin_addr, store, data_dir = %cfg.data_dir.display(), "mpgw listening");
     println!("mpgw listening on http://{addr} (state store: {store})");
+    println!("mpgw admin on http://{admin_addr} (/health/live, /health/ready, /metrics)");
+
+    // The admin listener outlives the S3 one, so readiness reports the drain until it ends.
+    let stop_admin = CancellationToken::new();
+    let admin_task = admin.map(|(listener, _)| {
+        tokio::spawn(mpgw::server::run_admin(
+            listener,
+            app.clone(),
+            stop_admin.clone().cancelled_owned(),
+        ))
+    });
     mpgw::server::run(listener, app, shutdown_signal(), cfg.shutdown_timeout()).await;
+    stop_admin.cancel();
+    if let Some(task) = admin_task {
+        let _ = task.await;
+    }
     Ok(())
 }
 
@@ -49,13 +112,15 @@ async fn shutdown_signal() {
     }
 }
 
-fn init_logging(format: &str) {
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("MPGW_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        // Colours only for a person watching; files and journald get plain text.
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
     }
 }

@@ -1,19 +1,71 @@
-//! Accept loop and graceful shutdown; no protocol knowledge.
+//! Accept loops and graceful shutdown; no protocol knowledge. Counts connections and the bytes
+//! they move.
 
+use std::convert::Infallible;
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use hyper::body::Incoming;
 use hyper::service::service_fn;
+use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::app::App;
+use crate::http::Body;
+use crate::metrics::ConnectionMetrics;
 
 /// Serves `app` on `listener` until `shutdown` resolves, then lets in-flight requests finish
-/// (for at most `drain`).
-pub async fn run(listener: TcpListener, app: App, shutdown: impl Future<Output = ()>, drain: Duration) {
+/// (for at most `drain`). Readiness fails from the moment `shutdown` resolves.
+pub async fn run(
+    listener: TcpListener,
+    app: App,
+    shutdown: impl Future<Output = ()>,
+    drain: Duration,
+) {
+    let health = app.health.clone();
+    let shutdown = async move {
+        shutdown.await;
+        health.set_draining();
+    };
+    let conns = app.metrics.connections.clone();
+    accept_loop(listener, conns, shutdown, drain, move |req| {
+        crate::http::handle(app.clone(), req)
+    })
+    .await;
+}
+
+/// Serves the admin endpoints (health, metrics) on their own listener until `shutdown` resolves.
+pub async fn run_admin(listener: TcpListener, app: App, shutdown: impl Future<Output = ()>) {
+    let handler = move |req: Request<Incoming>| {
+        let app = app.clone();
+        async move { Ok::<_, Infallible>(crate::admin::handle(&app, &req).await) }
+    };
+    accept_loop(
+        listener,
+        ConnectionMetrics::default(),
+        shutdown,
+        Duration::from_secs(5),
+        handler,
+    )
+    .await;
+}
+
+async fn accept_loop<H, F>(
+    listener: TcpListener,
+    conns: ConnectionMetrics,
+    shutdown: impl Future<Output = ()>,
+    drain: Duration,
+    handler: H,
+) where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
+{
     let builder = auto::Builder::new(TokioExecutor::new());
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
@@ -30,14 +82,17 @@ pub async fn run(listener: TcpListener, app: App, shutdown: impl Future<Output =
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let app = app.clone();
-                let service = service_fn(move |req| crate::http::handle(app.clone(), req));
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                conns.accepted.inc();
+                conns.open.inc();
+                let io = TokioIo::new(Counted { stream, conns: conns.clone() });
+                let conn = builder.serve_connection_with_upgrades(io, service_fn(handler.clone()));
                 let conn = graceful.watch(conn.into_owned());
+                let open = conns.open.clone();
                 tokio::spawn(async move {
                     if let Err(e) = conn.await {
                         tracing::debug!(%peer, error = %e, "connection ended with error");
                     }
+                    open.dec();
                 });
             }
             () = &mut shutdown => break,
@@ -45,7 +100,69 @@ pub async fn run(listener: TcpListener, app: App, shutdown: impl Future<Output =
     }
     drop(listener);
     tracing::info!("shutting down: waiting for in-flight requests");
-    if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("drain timeout: closing remaining connections");
+    }
+}
+
+/// A connection that counts the bytes it reads and writes.
+struct Counted {
+    stream: TcpStream,
+    conns: ConnectionMetrics,
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.stream).poll_read(cx, buf);
+        self.conns
+            .received_bytes
+            .inc_by((buf.filled().len() - before) as u64);
+        polled
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.stream).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = polled {
+            self.conns.sent_bytes.inc_by(n as u64);
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = polled {
+            self.conns.sent_bytes.inc_by(n as u64);
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }

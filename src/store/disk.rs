@@ -12,13 +12,15 @@
 
 use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt as _};
 use md5::{Digest as _, Md5};
 use tokio::sync::mpsc;
 
+use crate::metrics::{Fsync, Metrics};
 use crate::upload::checksum::{ChecksumAlgorithm, Hasher};
 use crate::upload::error::BodyError;
 use crate::upload::model::{BlobId, ObjectPart, random_hex};
@@ -41,6 +43,7 @@ pub enum WriteError {
 pub struct DiskStore {
     blobs: PathBuf,
     fsync: bool,
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// A fully written, fsynced temp file with its digests, not yet visible under its final name.
@@ -49,6 +52,7 @@ pub struct Staged {
     tmp: Option<PathBuf>,
     dir: PathBuf,
     fsync: bool,
+    metrics: Option<Arc<Metrics>>,
     pub size: u64,
     pub md5: [u8; 16],
     pub checksum: Option<Vec<u8>>,
@@ -61,13 +65,14 @@ impl Staged {
         let tmp = self.tmp.take().expect("staged file present until commit");
         let dir = self.dir.clone();
         let fsync = self.fsync;
+        let metrics = self.metrics.clone();
         let target = dir.join(name);
         let res = tokio::task::spawn_blocking(move || {
             std::fs::rename(&tmp, &target).inspect_err(|_| {
                 let _ = std::fs::remove_file(&tmp);
             })?;
             if fsync {
-                std::fs::File::open(&dir)?.sync_all()?;
+                timed(metrics.as_deref(), Fsync::Dir, || std::fs::File::open(&dir)?.sync_all())?;
             }
             Ok(())
         })
@@ -96,7 +101,14 @@ impl DiskStore {
     pub fn open(data_dir: &Path, fsync: bool) -> std::io::Result<Self> {
         let blobs = data_dir.join("blobs");
         std::fs::create_dir_all(&blobs)?;
-        Ok(Self { blobs, fsync })
+        Ok(Self { blobs, fsync, metrics: None })
+    }
+
+    /// Reports write and fsync latency to `metrics`.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     pub fn blob_dir(&self, id: &BlobId) -> PathBuf {
@@ -118,6 +130,8 @@ impl DiskStore {
         let dir = self.blob_dir(id);
         let tmp = dir.join(format!("{TMP_PREFIX}{}", random_hex(8)));
         let fsync = self.fsync;
+        let metrics = self.metrics.clone();
+        let writer_metrics = metrics.clone();
         // A few chunks in flight: enough to overlap socket reads with hashing and writing,
         // small enough that memory per request stays bounded.
         let (tx, mut rx) = mpsc::channel::<Msg>(16);
@@ -129,6 +143,8 @@ impl DiskStore {
             let mut md5 = Md5::new();
             let mut sum = checksum.map(Hasher::new);
             let mut size = 0u64;
+            // Disk time only: waits for the client's next chunk are not the disk's fault.
+            let mut writing = Duration::ZERO;
             let result = (|| {
                 while let Some(msg) = rx.blocking_recv() {
                     match msg {
@@ -137,12 +153,17 @@ impl DiskStore {
                             if let Some(h) = sum.as_mut() {
                                 h.update(&b);
                             }
+                            let started = Instant::now();
                             file.write_all(&b)?;
+                            writing += started.elapsed();
                             size += b.len() as u64;
                         }
                         Msg::Finish => {
+                            if let Some(m) = &writer_metrics {
+                                m.part_write(writing);
+                            }
                             if fsync {
-                                file.sync_all()?;
+                                timed(writer_metrics.as_deref(), Fsync::File, || file.sync_all())?;
                             }
                             return Ok(Some((size, md5.finalize().into(), sum.map(Hasher::finish))));
                         }
@@ -156,7 +177,7 @@ impl DiskStore {
             result
         });
         // From here on, dropping `guard` removes the temp file whatever happens.
-        let mut guard = Staged { tmp: Some(tmp), dir, fsync, size: 0, md5: [0; 16], checksum: None };
+        let mut guard = Staged { tmp: Some(tmp), dir, fsync, metrics, size: 0, md5: [0; 16], checksum: None };
 
         let mut received = 0u64;
         let feed: Result<(), WriteError> = async {
@@ -339,6 +360,16 @@ impl DiskStore {
     pub fn is_temp(name: &str) -> bool {
         name.starts_with(TMP_PREFIX)
     }
+}
+
+/// Runs an fsync, reporting its latency.
+fn timed(metrics: Option<&Metrics>, target: Fsync, sync: impl FnOnce() -> std::io::Result<()>) -> std::io::Result<()> {
+    let started = Instant::now();
+    let result = sync();
+    if let Some(m) = metrics {
+        m.fsync(target, started.elapsed());
+    }
+    result
 }
 
 fn tokio_stream_from<T: Send + 'static>(mut rx: mpsc::Receiver<T>) -> impl Stream<Item = T> + Send + 'static {
