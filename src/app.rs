@@ -9,7 +9,8 @@ use crate::metrics::{InstrumentedMeta, Metrics};
 use crate::store::meta_embedded::EmbeddedMetaStore;
 use crate::store::meta_redis::RedisMetaStore;
 use crate::store::{DiskStore, MetaStore};
-use crate::upload::model::UploadState;
+use crate::legacy;
+use crate::upload::model::{CorsRule, UploadState};
 use crate::upload::{Limits, Uploads};
 
 /// How often the orphan sweep runs (it also recounts open uploads for the metrics).
@@ -22,6 +23,14 @@ pub struct App {
     pub region: Arc<str>,
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
+    /// Set when serving HTTPS.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Base domain of virtual-host-style requests.
+    pub domain: Option<Arc<str>>,
+    /// The server-wide CORS rule, for buckets without their own configuration.
+    pub cors_default: Option<Arc<CorsRule>>,
+    /// The design note's `/file/*` API.
+    pub legacy: Option<Arc<legacy::Settings>>,
 }
 
 impl App {
@@ -52,6 +61,20 @@ impl App {
             ..Limits::default()
         };
         let uploads = Uploads::new(meta, disk, limits);
+        let tls = match (&cfg.tls_cert, &cfg.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::server::tls_acceptor(cert, key)?),
+            _ => None,
+        };
+        let users = match &cfg.legacy_users {
+            Some(path) => legacy::Users::from_file(path)?,
+            None => legacy::Users::from_credentials(&credentials),
+        };
+        // The legacy API's files live in one bucket, made on first start.
+        match uploads.create_bucket("mpgw-legacy", &cfg.legacy_bucket).await {
+            Ok(()) | Err(crate::upload::Error::BucketAlreadyOwnedByYou | crate::upload::Error::BucketAlreadyExists) => {}
+            Err(e) => return Err(format!("legacy bucket {}: {e}", cfg.legacy_bucket)),
+        }
+        let legacy = legacy::Settings { bucket: cfg.legacy_bucket.clone(), chunk_size: cfg.legacy_chunk_size, users };
 
         let started = Instant::now();
         tracing::info!(
@@ -90,6 +113,10 @@ impl App {
                 cfg.min_free_space,
                 cfg.admin_listen.is_none(),
             )),
+            tls,
+            domain: cfg.domain.as_deref().map(Into::into),
+            cors_default: crate::s3::cors::default_rule(&cfg.cors_allow_origins).map(Arc::new),
+            legacy: Some(Arc::new(legacy)),
         })
     }
 }

@@ -166,6 +166,30 @@ pub struct Config {
     /// How long in-flight requests may run after SIGINT/SIGTERM, in seconds.
     #[arg(long, env = "MPGW_SHUTDOWN_TIMEOUT", default_value_t = 30)]
     pub shutdown_timeout: u64,
+    /// PEM certificate chain: serve HTTPS (with --tls-key).
+    #[arg(long, env = "MPGW_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "MPGW_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Base domain for virtual-host-style requests (`<bucket>.<domain>`); path style always works.
+    #[arg(long, env = "MPGW_DOMAIN")]
+    pub domain: Option<String>,
+    /// Origins allowed by the server-wide CORS rule (comma-separated, `*` for any); buckets with
+    /// their own CORS configuration use that instead. Empty: no server-wide rule.
+    #[arg(long, env = "MPGW_CORS_ALLOW_ORIGINS", value_delimiter = ',')]
+    pub cors_allow_origins: Vec<String>,
+    /// Bucket that holds the files of the legacy `/file/*` API, as `<username>/<filename>`.
+    #[arg(long, env = "MPGW_LEGACY_BUCKET", default_value = "files")]
+    pub legacy_bucket: String,
+    /// Users of the legacy API, one `USERNAME TOKEN` per line. Unset: each S3 access key is a
+    /// user whose token is its secret key.
+    #[arg(long, env = "MPGW_LEGACY_USERS")]
+    pub legacy_users: Option<PathBuf>,
+    /// Chunk size the legacy API's init hands out (at least --min-part-size).
+    #[arg(long, env = "MPGW_LEGACY_CHUNK_SIZE", default_value = "5MiB", value_parser = parse_size)]
+    #[serde(deserialize_with = "size")]
+    pub legacy_chunk_size: u64,
 }
 
 impl Default for Config {
@@ -186,6 +210,13 @@ impl Default for Config {
             max_part_size: 5 << 30,
             log_format: LogFormat::Text,
             shutdown_timeout: 30,
+            tls_cert: None,
+            tls_key: None,
+            domain: None,
+            cors_allow_origins: Vec::new(),
+            legacy_bucket: "files".into(),
+            legacy_users: None,
+            legacy_chunk_size: 5 << 20,
         }
     }
 }
@@ -250,6 +281,15 @@ impl Config {
         if self.min_part_size > self.max_part_size {
             return Err("min-part-size must not exceed max-part-size".into());
         }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err("tls-cert and tls-key must be given together".into());
+        }
+        if !crate::upload::valid_bucket_name(&self.legacy_bucket) {
+            return Err(format!("legacy-bucket: {:?} is not a valid bucket name", self.legacy_bucket));
+        }
+        if self.legacy_chunk_size < self.min_part_size || self.legacy_chunk_size > self.max_part_size {
+            return Err("legacy-chunk-size must lie between min-part-size and max-part-size".into());
+        }
         if self.admin_listen == Some(self.listen) && self.listen.port() != 0 {
             return Err("admin-listen must differ from listen".into());
         }
@@ -281,6 +321,13 @@ impl Config {
             max_part_size,
             log_format,
             shutdown_timeout,
+            tls_cert,
+            tls_key,
+            domain,
+            cors_allow_origins,
+            legacy_bucket,
+            legacy_users,
+            legacy_chunk_size,
         )
     }
 

@@ -82,9 +82,12 @@ pub async fn handle(app: App, req: Request<Incoming>) -> Result<Response<Body>, 
         bytes_out: 0,
         metrics: app.metrics.clone(),
     };
-    let mut resp = crate::s3::handle(&app, req, &request_id, &mut access.info)
-        .instrument(span)
-        .await;
+    let mut resp = if req.uri().path().starts_with(crate::legacy::PREFIX) {
+        access.info.op = "LegacyApi";
+        crate::legacy::handle(&app, req).instrument(span).await
+    } else {
+        crate::s3::handle(&app, req, &request_id, &mut access.info).instrument(span).await
+    };
     let headers = resp.headers_mut();
     if let Ok(v) = request_id.parse() {
         headers.insert("x-amz-request-id", v);

@@ -24,6 +24,7 @@ pub mod admin;
 pub mod app;
 pub mod config;
 pub mod http;
+pub mod legacy;
 pub mod metrics;
 pub mod s3;
 pub mod server;

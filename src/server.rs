@@ -15,6 +15,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 
 use crate::app::App;
 use crate::http::Body;
@@ -34,10 +35,31 @@ pub async fn run(
         health.set_draining();
     };
     let conns = app.metrics.connections.clone();
-    accept_loop(listener, conns, shutdown, drain, move |req| {
+    let tls = app.tls.clone();
+    accept_loop(listener, tls, conns, shutdown, drain, move |req| {
         crate::http::handle(app.clone(), req)
     })
     .await;
+}
+
+/// Loads a PEM certificate chain and key into a TLS acceptor offering HTTP/2 and HTTP/1.1.
+pub fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> Result<TlsAcceptor, String> {
+    use rustls_pki_types::pem::PemObject as _;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+        .map_err(|e| format!("tls-cert {}: {e}", cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("tls-key {}: {e}", key.display()))?;
+    // Name the provider: the dependency tree may enable several, and rustls then refuses to guess.
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("tls: {e}"))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(std::sync::Arc::new(config)))
 }
 
 /// Serves the admin endpoints (health, metrics) on their own listener until `shutdown` resolves.
@@ -48,6 +70,7 @@ pub async fn run_admin(listener: TcpListener, app: App, shutdown: impl Future<Ou
     };
     accept_loop(
         listener,
+        None,
         ConnectionMetrics::default(),
         shutdown,
         Duration::from_secs(5),
@@ -58,6 +81,7 @@ pub async fn run_admin(listener: TcpListener, app: App, shutdown: impl Future<Ou
 
 async fn accept_loop<H, F>(
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     conns: ConnectionMetrics,
     shutdown: impl Future<Output = ()>,
     drain: Duration,
@@ -84,16 +108,40 @@ async fn accept_loop<H, F>(
                 let _ = stream.set_nodelay(true);
                 conns.accepted.inc();
                 conns.open.inc();
-                let io = TokioIo::new(Counted { stream, conns: conns.clone() });
-                let conn = builder.serve_connection_with_upgrades(io, service_fn(handler.clone()));
-                let conn = graceful.watch(conn.into_owned());
+                let counted = Counted { stream, conns: conns.clone() };
                 let open = conns.open.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(%peer, error = %e, "connection ended with error");
+                match &tls {
+                    None => {
+                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(counted), service_fn(handler.clone()));
+                        let conn = graceful.watch(conn.into_owned());
+                        tokio::spawn(async move {
+                            if let Err(e) = conn.await {
+                                tracing::debug!(%peer, error = %e, "connection ended with error");
+                            }
+                            open.dec();
+                        });
                     }
-                    open.dec();
-                });
+                    Some(acceptor) => {
+                        // The handshake runs in the connection's task, so a slow client never
+                        // holds up the accept loop.
+                        let (acceptor, builder, handler) = (acceptor.clone(), builder.clone(), handler.clone());
+                        let watcher = graceful.watcher();
+                        tokio::spawn(async move {
+                            let handshake = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(counted)).await;
+                            match handshake {
+                                Ok(Ok(stream)) => {
+                                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service_fn(handler));
+                                    if let Err(e) = watcher.watch(conn.into_owned()).await {
+                                        tracing::debug!(%peer, error = %e, "connection ended with error");
+                                    }
+                                }
+                                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                            }
+                            open.dec();
+                        });
+                    }
+                }
             }
             () = &mut shutdown => break,
         }

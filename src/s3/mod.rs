@@ -26,6 +26,21 @@ pub async fn handle(
     info: &mut RequestInfo,
 ) -> Response<Body> {
     let (parts, body) = req.into_parts();
+    let vhost = route::host_bucket(&parts.headers, &parts.uri, app.domain.as_deref());
+    let origin = parts.headers.get("origin").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    // A CORS preflight carries no credentials: it is answered from the CORS rules alone.
+    if parts.method == Method::OPTIONS {
+        info.op = "PreflightCors";
+        let bucket = vhost.clone().unwrap_or_else(|| first_segment(parts.uri.path()));
+        let result = match cors_rules(app, &bucket).await {
+            Some(rules) => cors::preflight(&rules, &parts.headers),
+            None => cors::preflight(&[], &parts.headers),
+        };
+        return result.unwrap_or_else(|e| {
+            info.error_code = Some(e.code);
+            render(&e, parts.uri.path(), request_id, &parts)
+        });
+    }
     // Routing is pure, so it runs first to name the operation even when authentication fails;
     // its error is still reported only after authentication.
     let routed = route::route(
@@ -33,7 +48,7 @@ pub async fn handle(
         parts.uri.path(),
         parts.uri.query(),
         &parts.headers,
-        None,
+        vhost,
     );
     if let Ok(r) = &routed {
         info.op = r.op.name();
@@ -47,7 +62,7 @@ pub async fn handle(
     }
     .await;
     let op_name = info.op;
-    match result {
+    let mut resp = match result {
         Ok(resp) => resp,
         Err(e) => {
             // The access line carries the code of every failure; server errors also need the
@@ -60,7 +75,25 @@ pub async fn handle(
             info.error_code = Some(e.code);
             render(&e, parts.uri.path(), request_id, &parts)
         }
+    };
+    // Browsers need the CORS headers on every answer, errors included, to read it at all.
+    if let Some(origin) = origin
+        && let Some(rules) = cors_rules(app, &info.bucket).await
+    {
+        cors::decorate(&rules, &origin, parts.method.as_str(), resp.headers_mut());
     }
+    resp
+}
+
+/// The bucket's CORS rules, else the server-wide rule.
+async fn cors_rules(app: &App, bucket: &str) -> Option<Vec<crate::upload::model::CorsRule>> {
+    let own = if bucket.is_empty() { None } else { app.uploads.bucket(bucket).await.ok().and_then(|b| b.cors) };
+    own.or_else(|| app.cors_default.as_deref().map(|r| vec![r.clone()]))
+}
+
+fn first_segment(path: &str) -> String {
+    let path = path.trim_start_matches('/');
+    percent_encoding::percent_decode_str(path.split('/').next().unwrap_or_default()).decode_utf8_lossy().into_owned()
 }
 
 /// `<Error>` XML with the AWS status; HEAD responses carry no body.

@@ -38,6 +38,10 @@ pub async fn dispatch(app: &App, req: &Parts, body: Incoming, route: Route, auth
         S3Op::ListBuckets => list_buckets(app, &owner).await,
         S3Op::CreateBucket => {
             let _ = collect(req, body, &auth, MAX_XML).await?;
+            if b == "file" {
+                // Path-style `/file/...` belongs to the design note's API (see `legacy`).
+                return Err(S3Error::new("InvalidBucketName", StatusCode::BAD_REQUEST, "The bucket name `file` is reserved for the /file/* API."));
+            }
             app.uploads.create_bucket(&owner, b).await?;
             let mut resp = Response::new(empty());
             set(resp.headers_mut(), header::LOCATION, &format!("/{b}"));

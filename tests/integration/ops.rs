@@ -312,6 +312,13 @@ min-part-size = "1MiB"
 max-part-size = 104857600
 log-format = "json"
 shutdown-timeout = 5
+tls-cert = "/etc/mpgw/cert.pem"
+tls-key = "/etc/mpgw/key.pem"
+domain = "s3.example.com"
+cors-allow-origins = ["https://app.example.com", "http://localhost:3000"]
+legacy-bucket = "uploads"
+legacy-users = "/etc/mpgw/users"
+legacy-chunk-size = "8MiB"
 "#;
 
 fn write_config(dir: &Path, name: &str, text: &str) -> String {
@@ -341,6 +348,13 @@ fn config_file_round_trip() {
         max_part_size: 100 << 20,
         log_format: LogFormat::Json,
         shutdown_timeout: 5,
+        tls_cert: Some("/etc/mpgw/cert.pem".into()),
+        tls_key: Some("/etc/mpgw/key.pem".into()),
+        domain: Some("s3.example.com".into()),
+        cors_allow_origins: vec!["https://app.example.com".into(), "http://localhost:3000".into()],
+        legacy_bucket: "uploads".into(),
+        legacy_users: Some("/etc/mpgw/users".into()),
+        legacy_chunk_size: 8 << 20,
     };
     assert_eq!(got, want);
     // EVERY_KEY must stay complete: it sets every key of the example file (which a unit test
