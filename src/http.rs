@@ -82,7 +82,11 @@ pub async fn handle(app: App, req: Request<Incoming>) -> Result<Response<Body>, 
         bytes_out: 0,
         metrics: app.metrics.clone(),
     };
-    let mut resp = if req.uri().path().starts_with(crate::legacy::PREFIX) {
+    let path = req.uri().path();
+    let mut resp = if path == crate::ui::PREFIX || path.starts_with("/ui/") {
+        access.info.op = "UiPage";
+        crate::ui::handle(path)
+    } else if path.starts_with(crate::legacy::PREFIX) {
         access.info.op = "LegacyApi";
         crate::legacy::handle(&app, req).instrument(span).await
     } else {

@@ -29,6 +29,7 @@ pub mod metrics;
 pub mod s3;
 pub mod server;
 pub mod store;
+pub mod ui;
 pub mod upload;
 
 pub use app::App;

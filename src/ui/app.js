@@ -1,0 +1,1 @@
+// Upload page logic (to be written).
