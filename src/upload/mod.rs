@@ -281,6 +281,7 @@ impl Uploads {
         loop {
             let page = self.meta.list_objects(bucket, prefix, cursor.as_deref(), MAX_KEYS).await?;
             let full = page.len() == MAX_KEYS;
+            let mut jumped = false;
             for (key, rec) in page {
                 if let Some(cp) = common_prefix(&key, prefix, delimiter) {
                     if out.prefixes.last() != Some(&cp) {
@@ -292,6 +293,7 @@ impl Uploads {
                         out.prefixes.push(cp.clone());
                     }
                     cursor = Some(skip_prefix(&cp));
+                    jumped = true;
                     break;
                 }
                 if out.items.len() + out.prefixes.len() >= max {
@@ -302,8 +304,7 @@ impl Uploads {
                 cursor = Some(key.clone());
                 out.items.push((key, rec));
             }
-            // A page that ended early because of a common prefix continues after it.
-            let jumped = cursor.as_deref().is_some_and(|c| c.ends_with(SKIP_CHAR));
+            // A page cut short at a common prefix continues after it.
             if !full && !jumped {
                 return Ok(out);
             }
