@@ -317,7 +317,7 @@ impl Ctx<'_> {
             .filter(|(n, _)| u32::from(n.get()) <= g.count)
             .map(|(n, p)| ListedPart { number: *n, etag: hex::encode(p.md5), checksum: None })
             .collect();
-        let done = match self.app.uploads.complete_verified(&up.id, &up.bucket, &up.key, listed, Some(&g.hash)).await {
+        let done = match self.app.uploads.complete_verified(&up.id, &up.bucket, &up.key, listed, Some(&g.hash), &Default::default()).await {
             Err(crate::upload::Error::BadDigest(_)) => return Err(LegacyError::hash_mismatch("file")),
             r => r?,
         };

@@ -21,7 +21,7 @@ use crate::http::{Body, empty, full};
 use crate::store::UploadCursor;
 use crate::upload::checksum::{ChecksumAlgorithm, ChecksumType, b64};
 use crate::upload::model::{Millis, ObjectHeaders, ObjectRecord, PartNumber, UploadId};
-use crate::upload::{BodyChecks, BodyStream, Error as UploadError, Expected, ListedPart, MAX_KEYS};
+use crate::upload::{BodyChecks, BodyStream, Error as UploadError, Expected, ListedPart, MAX_KEYS, WriteCondition};
 
 type Res = Result<Response<Body>, S3Error>;
 
@@ -197,7 +197,7 @@ async fn put_object(app: &App, req: &Parts, body: Incoming, auth: &Verified, b: 
     app.uploads.bucket(b).await?;
     let headers = object_headers(&req.headers);
     let (stream, checks) = stream_body(req, body, auth)?;
-    let rec = app.uploads.put_object(&auth.access_key, b, k, headers, stream, checks).await?;
+    let rec = app.uploads.put_object(&auth.access_key, b, k, headers, stream, checks, &write_condition(&req.headers)).await?;
     let mut resp = Response::new(empty());
     let h = resp.headers_mut();
     set(h, header::ETAG, &quoted(&rec.etag));
@@ -698,7 +698,7 @@ async fn complete(app: &App, req: &Parts, body: Incoming, auth: &Verified, b: &s
             .find_map(|a| p.child_text(a.xml_name()).map(|v| (a, v.trim().to_owned())));
         listed.push(ListedPart { number, etag, checksum });
     }
-    let done = app.uploads.complete(id, b, k, listed).await?;
+    let done = app.uploads.complete_verified(id, b, k, listed, None, &write_condition(&req.headers)).await?;
     let host = req.headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("localhost");
     let mut x = Xml::new("CompleteMultipartUploadResult");
     x.elem("Location", format!("http://{host}/{b}/{}", url_encode(k)))
@@ -819,6 +819,11 @@ async fn list_uploads(app: &App, b: &str, q: &Query) -> Res {
 }
 
 // ---------------- helpers ----------------
+
+fn write_condition(h: &HeaderMap) -> WriteCondition {
+    let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    WriteCondition { if_match: get("if-match"), if_none_match: get("if-none-match") }
+}
 
 fn max_param(q: &Query, name: &str) -> Result<usize, S3Error> {
     match q.get(name) {

@@ -75,6 +75,39 @@ pub struct BodyChecks {
     pub checksum: Option<(ChecksumAlgorithm, Expected)>,
 }
 
+/// `If-Match` / `If-None-Match` on a write (PutObject, CompleteMultipartUpload), checked against
+/// the object the write would replace, just before it is published.
+#[derive(Clone, Debug, Default)]
+pub struct WriteCondition {
+    pub if_match: Option<String>,
+    pub if_none_match: Option<String>,
+}
+
+impl WriteCondition {
+    fn check(&self, current: Option<&ObjectRecord>) -> Result<()> {
+        let matches = |list: &str, rec: &ObjectRecord| {
+            list.split(',').any(|t| t.trim() == "*" || normalize_etag(t) == rec.etag)
+        };
+        if let Some(m) = &self.if_match {
+            match current {
+                None => return Err(Error::NoSuchKey),
+                Some(rec) if !matches(m, rec) => return Err(Error::PreconditionFailed),
+                Some(_) => {}
+            }
+        }
+        if let (Some(m), Some(rec)) = (&self.if_none_match, current)
+            && matches(m, rec)
+        {
+            return Err(Error::PreconditionFailed);
+        }
+        Ok(())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.if_match.is_none() && self.if_none_match.is_none()
+    }
+}
+
 /// One `<Part>` of a CompleteMultipartUpload request.
 #[derive(Clone, Debug)]
 pub struct ListedPart {
@@ -176,9 +209,12 @@ impl Uploads {
         headers: ObjectHeaders,
         body: BodyStream,
         checks: BodyChecks,
+        cond: &WriteCondition,
     ) -> Result<ObjectRecord> {
         check_key(key)?;
         self.bucket(bucket).await?;
+        // Refuse early when we can (before reading the body); checked again at commit time.
+        self.check_condition(bucket, key, cond).await?;
         if checks.length.is_some_and(|l| l > self.limits.max_part_size) {
             return Err(Error::EntityTooLarge);
         }
@@ -202,8 +238,19 @@ impl Uploads {
             checksum,
             multipart: false,
         };
-        self.publish(bucket, key, &rec).await.inspect_err(|_| self.disk.remove_blob_later(blob, Duration::ZERO))?;
+        let published = async {
+            self.check_condition(bucket, key, cond).await?;
+            self.publish(bucket, key, &rec).await
+        };
+        published.await.inspect_err(|_| self.disk.remove_blob_later(blob, Duration::ZERO))?;
         Ok(rec)
+    }
+
+    async fn check_condition(&self, bucket: &str, key: &str, cond: &WriteCondition) -> Result<()> {
+        if cond.is_empty() {
+            return Ok(());
+        }
+        cond.check(self.meta.get_object(bucket, key).await?.as_ref())
     }
 
     /// Makes `rec` the object at bucket/key and schedules the data of the one it replaced.
@@ -438,7 +485,7 @@ impl Uploads {
     /// Completes upload `id` into the object bucket/key from the listed parts, without copying
     /// part bytes: the object's manifest names the part files where they already are.
     pub async fn complete(&self, id: &UploadId, bucket: &str, key: &str, listed: Vec<ListedPart>) -> Result<Completed> {
-        self.complete_verified(id, bucket, key, listed, None).await
+        self.complete_verified(id, bucket, key, listed, None, &WriteCondition::default()).await
     }
 
     /// `complete`, and when `content` is given the assembled bytes must hash to it before
@@ -450,6 +497,7 @@ impl Uploads {
         key: &str,
         listed: Vec<ListedPart>,
         content: Option<&ContentHash>,
+        cond: &WriteCondition,
     ) -> Result<Completed> {
         let listed = collapse_listed(listed)?;
         let digest = listed_digest(listed.iter().map(|p| (p.number.get(), normalize_etag(&p.etag))));
@@ -480,6 +528,7 @@ impl Uploads {
             if let Some(want) = content {
                 self.check_content(&rec, want).await?;
             }
+            self.check_condition(bucket, key, cond).await?;
             self.publish(bucket, key, &rec).await?;
             self.meta.finish_complete(id, &done).await?;
             Ok::<_, Error>((rec, done))
