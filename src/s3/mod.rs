@@ -55,12 +55,22 @@ pub async fn handle(
         info.bucket.clone_from(&r.bucket);
         info.key.clone_from(&r.key);
     }
-    let result = async {
-        let verified = auth::verify(&parts, &app.credentials, std::time::SystemTime::now())?;
-        info.access_key = Some(verified.access_key.clone());
-        ops::dispatch(app, &parts, body, routed?, verified).await
-    }
-    .await;
+    let result = match auth::verify(&parts, &app.credentials, std::time::SystemTime::now()) {
+        Ok(verified) => {
+            info.access_key = Some(verified.access_key.clone());
+            match routed {
+                Ok(route) => ops::dispatch(app, &parts, body, route, verified).await,
+                Err(e) => {
+                    ops::drain(&parts, body).await;
+                    Err(e)
+                }
+            }
+        }
+        Err(e) => {
+            ops::drain(&parts, body).await;
+            Err(e.into())
+        }
+    };
     let op_name = info.op;
     let mut resp = match result {
         Ok(resp) => resp,

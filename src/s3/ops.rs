@@ -194,7 +194,7 @@ async fn collect(req: &Parts, body: Incoming, auth: &Verified, limit: usize) -> 
 // ---------------- objects ----------------
 
 async fn put_object(app: &App, req: &Parts, body: Incoming, auth: &Verified, b: &str, k: &str) -> Res {
-    app.uploads.bucket(b).await?;
+    let body = precheck(req, body, async { app.uploads.bucket(b).await.map(drop) }).await?;
     let headers = object_headers(&req.headers);
     let (stream, checks) = stream_body(req, body, auth)?;
     let rec = app.uploads.put_object(&auth.access_key, b, k, headers, stream, checks, &write_condition(&req.headers)).await?;
@@ -619,8 +619,11 @@ async fn upload_part(
     n: PartNumber,
 ) -> Res {
     // Refuse before reading the body when we can (the client may be waiting for 100-continue).
-    app.uploads.bucket(b).await?;
-    app.uploads.upload(id, b, k).await?;
+    let body = precheck(req, body, async {
+        app.uploads.bucket(b).await?;
+        app.uploads.upload(id, b, k).await.map(drop)
+    })
+    .await?;
     let (stream, checks) = stream_body(req, body, auth)?;
     if checks.length.is_some_and(|l| l > app.uploads.limits().max_part_size) {
         return Err(UploadError::EntityTooLarge.into());
@@ -819,6 +822,48 @@ async fn list_uploads(app: &App, b: &str, q: &Query) -> Res {
 }
 
 // ---------------- helpers ----------------
+
+/// Most a refused request's body is read (and dropped) so the answer reaches the client on a
+/// connection it can keep using; beyond this the connection is closed instead.
+const DRAIN_LIMIT: u64 = 16 << 20;
+
+/// Reads and drops an unread request body before an early error answer. A client that sent
+/// `Expect: 100-continue` has not sent its body: nothing to drain (the answer closes instead).
+pub async fn drain(req: &Parts, body: Incoming) {
+    use http_body_util::BodyExt as _;
+    let expects = req.headers.get(header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let declared = req.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if expects || declared.is_some_and(|n| n == 0 || n > DRAIN_LIMIT) {
+        return;
+    }
+    let mut body = body;
+    let mut seen = 0u64;
+    let reading = async {
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, |d| d.len() as u64);
+            if seen > DRAIN_LIMIT {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(10), reading).await;
+}
+
+/// Runs the checks that can refuse a body-carrying request before its body is read; on refusal
+/// the body is drained first.
+async fn precheck<F: std::future::Future<Output = Result<(), UploadError>>>(
+    req: &Parts,
+    body: Incoming,
+    checks: F,
+) -> Result<Incoming, S3Error> {
+    match checks.await {
+        Ok(()) => Ok(body),
+        Err(e) => {
+            drain(req, body).await;
+            Err(e.into())
+        }
+    }
+}
 
 fn write_condition(h: &HeaderMap) -> WriteCondition {
     let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
