@@ -69,11 +69,6 @@ impl App {
             Some(path) => legacy::Users::from_file(path)?,
             None => legacy::Users::from_credentials(&credentials),
         };
-        // The legacy API's files live in one bucket, made on first start.
-        match uploads.create_bucket("mpgw-legacy", &cfg.legacy_bucket).await {
-            Ok(()) | Err(crate::upload::Error::BucketAlreadyOwnedByYou | crate::upload::Error::BucketAlreadyExists) => {}
-            Err(e) => return Err(format!("legacy bucket {}: {e}", cfg.legacy_bucket)),
-        }
         let legacy = legacy::Settings { bucket: cfg.legacy_bucket.clone(), chunk_size: cfg.legacy_chunk_size, users };
 
         let started = Instant::now();

@@ -30,6 +30,9 @@ use crate::upload::{BodyChecks, Expected, ListedPart};
 
 pub const PREFIX: &str = "/file/";
 
+/// Owner recorded for the legacy bucket.
+const LEGACY_OWNER: &str = "mpgw-legacy";
+
 /// Metadata names (x-amz-meta-*) the legacy API keeps on uploads and objects.
 const META_HASH: &str = "filehash";
 const META_SIZE: &str = "filesize";
@@ -210,6 +213,11 @@ impl Ctx<'_> {
         }
         let key = self.key(&filename);
         let uploads = &self.app.uploads;
+        // The legacy files' bucket is made by the first init that needs it.
+        match uploads.create_bucket(LEGACY_OWNER, &self.legacy.bucket).await {
+            Ok(()) | Err(crate::upload::Error::BucketAlreadyOwnedByYou | crate::upload::Error::BucketAlreadyExists) => {}
+            Err(e) => return Err(e.into()),
+        }
         // Instant upload: this content is stored already; link it under the user's name.
         if let Some(file) = uploads.meta().get_file(&hash.canonical()).await.map_err(crate::upload::Error::from)? {
             let stored = uploads.object(&file.bucket, &file.key).await.ok();
@@ -351,7 +359,10 @@ impl Ctx<'_> {
     async fn query(&self) -> Result<Response<Body>, LegacyError> {
         let prefix = format!("{}/", self.user);
         let limit = self.form.get("limit").and_then(|l| l.parse::<usize>().ok()).unwrap_or(1000).min(1000);
-        let page = self.app.uploads.list_objects(&self.legacy.bucket, &prefix, None, None, limit).await?;
+        let page = match self.app.uploads.list_objects(&self.legacy.bucket, &prefix, None, None, limit).await {
+            Err(crate::upload::Error::NoSuchBucket) => crate::upload::Listing::default(),
+            r => r?,
+        };
         let files: Vec<_> = page
             .items
             .iter()
@@ -379,7 +390,13 @@ impl Ctx<'_> {
         let prefix = format!("{}/", self.user);
         let mut after: Option<String> = None;
         loop {
-            let page = uploads.list_objects(&self.legacy.bucket, &prefix, None, after.as_deref(), 1000).await?;
+            let page = uploads
+                .list_objects(&self.legacy.bucket, &prefix, None, after.as_deref(), 1000)
+                .await
+                .map_err(|e| match e {
+                    crate::upload::Error::NoSuchBucket => LegacyError::no_such_file(),
+                    e => e.into(),
+                })?;
             if let Some((k, o)) = page.items.iter().find(|(_, o)| meta_hash(&o.headers).as_ref() == Some(&hash)) {
                 return Ok((k.clone(), o.clone()));
             }
