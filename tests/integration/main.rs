@@ -1,0 +1,11 @@
+//! End-to-end tests: one test binary, one module per area.
+
+mod harness;
+
+mod durability;
+mod meta_conformance;
+mod ops;
+mod s3_errors;
+mod s3_multipart;
+mod s3_objects;
+mod legacy;
