@@ -67,7 +67,6 @@ pub struct TestGateway {
 
 impl TestGateway {
     pub async fn start(store: Store) -> Self {
-        let _ = tracing_subscriber::fmt().with_env_filter("warn").with_test_writer().try_init();
         Self::start_with(store, |_| {}).await
     }
 
@@ -565,7 +564,10 @@ impl Raw {
             SigningSettings, UriPathNormalizationMode, sign,
         };
         let mut headers = self.headers.clone();
-        headers.push(("host".into(), self.addr.to_string()));
+        // A test may name its own Host (virtual-host-style requests); otherwise the address.
+        if !headers.iter().any(|(n, _)| n == "host") {
+            headers.push(("host".into(), self.addr.to_string()));
+        }
         let Auth::Signed {
             access,
             secret,

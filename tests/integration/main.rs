@@ -5,6 +5,7 @@ mod harness;
 mod durability;
 mod meta_conformance;
 mod ops;
+mod s3_compat;
 mod s3_errors;
 mod s3_multipart;
 mod s3_objects;
