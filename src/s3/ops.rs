@@ -194,7 +194,11 @@ async fn collect(req: &Parts, body: Incoming, auth: &Verified, limit: usize) -> 
 // ---------------- objects ----------------
 
 async fn put_object(app: &App, req: &Parts, body: Incoming, auth: &Verified, b: &str, k: &str) -> Res {
-    let body = precheck(req, body, async { app.uploads.bucket(b).await.map(drop) }).await?;
+    let body = precheck(req, body, async {
+        app.uploads.bucket(b).await?;
+        check_declared_size(req, app.uploads.limits().max_part_size)
+    })
+    .await?;
     let headers = object_headers(&req.headers);
     let (stream, checks) = stream_body(req, body, auth)?;
     let rec = app.uploads.put_object(&auth.access_key, b, k, headers, stream, checks, &write_condition(&req.headers)).await?;
@@ -621,7 +625,8 @@ async fn upload_part(
     // Refuse before reading the body when we can (the client may be waiting for 100-continue).
     let body = precheck(req, body, async {
         app.uploads.bucket(b).await?;
-        app.uploads.upload(id, b, k).await.map(drop)
+        app.uploads.upload(id, b, k).await?;
+        check_declared_size(req, app.uploads.limits().max_part_size)
     })
     .await?;
     let (stream, checks) = stream_body(req, body, auth)?;
@@ -847,6 +852,16 @@ pub async fn drain(req: &Parts, body: Incoming) {
         }
     };
     let _ = tokio::time::timeout(Duration::from_secs(10), reading).await;
+}
+
+/// A body announced larger than `max` is refused before it is read.
+fn check_declared_size(req: &Parts, max: u64) -> Result<(), UploadError> {
+    let h = &req.headers;
+    let declared = h
+        .get("x-amz-decoded-content-length")
+        .or_else(|| h.get(header::CONTENT_LENGTH))
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max) { Err(UploadError::EntityTooLarge) } else { Ok(()) }
 }
 
 /// Runs the checks that can refuse a body-carrying request before its body is read; on refusal

@@ -423,7 +423,10 @@ impl Uploads {
             }
             (a, b) => a.or(b),
         };
-        let staged = self.write(id, body, alg).await?;
+        let staged = match self.write(id, body, alg).await {
+            Err(Error::Io(e)) => return Err(self.gone_or(id, Error::Io(e)).await),
+            r => r?,
+        };
         verify(&staged, &checks)?;
         let file = format!("{n}.{}", random_hex(6));
         let part = PartRecord {
@@ -433,7 +436,9 @@ impl Uploads {
             modified: now_millis(),
             checksum: alg.zip(staged.checksum.clone()).map(|(algorithm, value)| Checksum { algorithm, value }),
         };
-        staged.commit(&file).await?;
+        if let Err(e) = staged.commit(&file).await {
+            return Err(self.gone_or(id, Error::Io(e)).await);
+        }
         match self.meta.put_part(id, n, &part).await {
             Ok(PutPart::Recorded(old)) => {
                 if let Some(old) = old {
@@ -449,6 +454,16 @@ impl Uploads {
                 let _ = self.disk.remove_file(id, &file).await;
                 Err(e.into())
             }
+        }
+    }
+
+    /// A disk error while an Abort (or Complete) removed the upload under the writer is the
+    /// upload's end, not a fault: answer NoSuchUpload then.
+    async fn gone_or(&self, id: &UploadId, err: Error) -> Error {
+        match self.meta.get_upload(id).await {
+            Ok(Some(u)) if u.state == UploadState::Open => err,
+            Ok(_) => Error::NoSuchUpload,
+            Err(e) => e.into(),
         }
     }
 
