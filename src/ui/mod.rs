@@ -12,6 +12,7 @@ pub const PREFIX: &str = "/ui";
 const FILES: &[(&str, &str, &str)] = &[
     ("index.html", "text/html; charset=utf-8", include_str!("index.html")),
     ("app.js", "text/javascript; charset=utf-8", include_str!("app.js")),
+    ("sha256.js", "text/javascript; charset=utf-8", include_str!("sha256.js")),
     ("style.css", "text/css; charset=utf-8", include_str!("style.css")),
 ];
 

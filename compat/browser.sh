@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# The browser upload page (/ui/) in headless Chromium, driven by playwright-core from npm
+# (pinned in compat/browser/package-lock.json; it never downloads a browser: Debian's
+# `chromium` package is used, installed when /usr/bin/chromium is missing). See the header of
+# compat/browser/browser-test.mjs for the steps: the page's JS SHA-256 against Node's crypto,
+# sign in, a 30 MiB chunked upload with a failed chunk retried, Pause/Resume, a page reload in
+# the middle and the same file selected again (resumes: only the missing chunks are sent),
+# download + SHA-256, Cancel, and a second user's instant upload of the same content.
+#
+#   bash compat/browser.sh [embedded|redis]     (no argument: both stores)
+#
+# Screenshots (kept after a pass): compat/out/browser-<store>[-https].png after the upload, and
+# the same name with -progress (mid-upload), -reloaded (after the reload), -offline (network
+# drop) and -instant (second user's instant upload).
+# CHROMIUM overrides the browser binary (default /usr/bin/chromium). Needs node >= 20 and npm.
+# With COMPAT_ENDPOINT, user 1 is AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY and the
+# instant-upload step runs only when COMPAT_BROWSER_USER2 / COMPAT_BROWSER_TOKEN2 are set.
+set -euo pipefail
+
+if [[ $# -eq 0 ]]; then
+    if [[ -n "${COMPAT_ENDPOINT:-}" ]]; then
+        exec bash "$0" external
+    fi
+    for store in embedded redis; do
+        bash "$0" "$store"
+    done
+    exit 0
+fi
+
+# shellcheck source=compat/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+BROWSER_DIR="$COMPAT_DIR/browser"
+: "${CHROMIUM:=/usr/bin/chromium}"
+
+# Debian packages, `apt-get update` at most once (root, or sudo).
+_browser_apt_updated=0
+browser_apt_install() {
+    command -v apt-get >/dev/null || fail "cannot install $* here (no apt-get); please install it"
+    local sudo=()
+    if [[ $(id -u) -ne 0 ]]; then
+        command -v sudo >/dev/null || fail "need root or sudo to install $*"
+        sudo=(sudo)
+    fi
+    if [[ $_browser_apt_updated -eq 0 ]]; then
+        timeout -k 10 600 "${sudo[@]}" apt-get update -q >&2 || fail "apt-get update failed"
+        _browser_apt_updated=1
+    fi
+    timeout -k 10 900 "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >&2 ||
+        fail "apt-get install $* failed"
+}
+
+ensure_browser_deps() {
+    if [[ ! -x "$CHROMIUM" ]]; then
+        [[ "$CHROMIUM" == /usr/bin/chromium ]] || fail "CHROMIUM=$CHROMIUM is not an executable"
+        log "installing Debian's chromium"
+        browser_apt_install chromium
+        [[ -x "$CHROMIUM" ]] || fail "no $CHROMIUM after installing the chromium package"
+    fi
+    if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+        browser_apt_install nodejs npm
+    fi
+    local v
+    v="$(node -e 'const a = Number(process.versions.node.split(".")[0]); console.log(a >= 20 ? "ok" : process.versions.node)')"
+    [[ "$v" == ok ]] || fail "node $v is too old: playwright-core needs node >= 20"
+    if [[ ! -f "$BROWSER_DIR/node_modules/.package-lock.json" ||
+        "$BROWSER_DIR/package-lock.json" -nt "$BROWSER_DIR/node_modules/.package-lock.json" ||
+        "$BROWSER_DIR/package.json" -nt "$BROWSER_DIR/node_modules/.package-lock.json" ]]; then
+        local cmd=ci
+        [[ -f "$BROWSER_DIR/package-lock.json" ]] || cmd=install
+        log "npm $cmd in $BROWSER_DIR (playwright-core only; no browser download)"
+        (cd "$BROWSER_DIR" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 timeout -k 10 600 \
+            npm "$cmd" --no-audit --no-fund --loglevel=error >&2) || fail "npm $cmd in $BROWSER_DIR failed"
+    fi
+    log "browser: $("$CHROMIUM" --version 2>/dev/null | head -n1); node $(node --version); playwright-core $(node -p 'require("'"$BROWSER_DIR"'/node_modules/playwright-core/package.json").version')"
+}
+
+ensure_browser_deps
+
+if [[ -z "$COMPAT_ENDPOINT" ]]; then
+    # A second user for the instant upload: without --legacy-users, the legacy users are the
+    # S3 credential pairs (username = access key, token = secret key).
+    : "${COMPAT_BROWSER_USER2:=browser-user2}"
+    : "${COMPAT_BROWSER_TOKEN2:=browser-user2-token-0123456789abcdef}"
+    COMPAT_GATEWAY_ARGS="$COMPAT_GATEWAY_ARGS --access-key $COMPAT_BROWSER_USER2 --secret-key $COMPAT_BROWSER_TOKEN2"
+fi
+export BROWSER_USER2="${COMPAT_BROWSER_USER2:-}" BROWSER_TOKEN2="${COMPAT_BROWSER_TOKEN2:-}"
+start_gateway "$1"
+export BROWSER_BASE_URL="$AWS_ENDPOINT_URL"
+export BROWSER_USER1="$AWS_ACCESS_KEY_ID" BROWSER_TOKEN1="$AWS_SECRET_ACCESS_KEY"
+export CHROMIUM
+
+shot="$COMPAT_DIR/out/browser-$COMPAT_STORE"
+[[ "$COMPAT_SCHEME" == https ]] && shot="$shot-https"
+mkdir -p "$COMPAT_DIR/out"
+rm -f "$shot.png" "$shot-instant.png"
+
+step "browser suite (node compat/browser/browser-test.mjs, $COMPAT_SCHEME)"
+status=0
+timeout -k 10 "$COMPAT_CMD_TIMEOUT" node "$BROWSER_DIR/browser-test.mjs" "$WORK" "$COMPAT_STORE" "$shot" || status=$?
+if [[ $status -eq 124 ]]; then
+    fail "browser suite timed out after $COMPAT_CMD_TIMEOUT s"
+elif [[ $status -ne 0 ]]; then
+    fail "browser suite failed (exit $status): see the FAIL line above"
+fi
+[[ -s "$shot.png" ]] || fail "no screenshot $shot.png"
+log "screenshots: $shot.png $shot-instant.png"
+
+step "passed"
