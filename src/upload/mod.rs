@@ -201,6 +201,7 @@ impl Uploads {
 
     /// Stores a single-part object. The previous object under the key stays readable until the
     /// new record replaces it in one step.
+    #[allow(clippy::too_many_arguments)] // each is a distinct input of PutObject
     pub async fn put_object(
         &self,
         owner: &str,
