@@ -17,11 +17,16 @@
 //!
 //! `legacy` (the design note's `/file/mpupload/*`) calls the same `upload::Uploads`.
 //!
+//! `client` is the other side: `mpgw upload` / `mpgw download`, resumable parallel transfers
+//! against any S3 endpoint (or the legacy API); of the server it uses only the ETag and XML
+//! helpers.
+//!
 //! Beside the data path: `admin` (health and `/metrics`, on `--admin-listen` or at exact paths
 //! of the S3 listener) and `metrics` (the registry; `InstrumentedMeta` wraps the state store).
 
 pub mod admin;
 pub mod app;
+pub mod client;
 pub mod config;
 pub mod http;
 pub mod legacy;

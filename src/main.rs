@@ -23,6 +23,8 @@ fn main() -> ExitCode {
             }
             Err(e) => fail(&e),
         },
+        Command::Upload(args) => mpgw::client::run_upload(&args),
+        Command::Download(args) => mpgw::client::run_download(&args),
         Command::Serve(serve) => {
             let sub = matches
                 .subcommand_matches("serve")

@@ -10,3 +10,4 @@ mod s3_errors;
 mod s3_multipart;
 mod s3_objects;
 mod legacy;
+mod client;
