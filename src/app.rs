@@ -5,11 +5,11 @@ use std::time::{Duration, Instant};
 
 use crate::admin::Health;
 use crate::config::{Config, Credentials};
+use crate::legacy;
 use crate::metrics::{InstrumentedMeta, Metrics};
 use crate::store::meta_embedded::EmbeddedMetaStore;
 use crate::store::meta_redis::RedisMetaStore;
 use crate::store::{DiskStore, MetaStore};
-use crate::legacy;
 use crate::upload::model::{CorsRule, UploadState};
 use crate::upload::{Limits, Uploads};
 
@@ -69,7 +69,11 @@ impl App {
             Some(path) => legacy::Users::from_file(path)?,
             None => legacy::Users::from_credentials(&credentials),
         };
-        let legacy = legacy::Settings { bucket: cfg.legacy_bucket.clone(), chunk_size: cfg.legacy_chunk_size, users };
+        let legacy = legacy::Settings {
+            bucket: cfg.legacy_bucket.clone(),
+            chunk_size: cfg.legacy_chunk_size,
+            users,
+        };
 
         let started = Instant::now();
         tracing::info!(

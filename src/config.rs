@@ -350,10 +350,17 @@ impl Config {
             return Err("tls-cert and tls-key must be given together".into());
         }
         if !crate::upload::valid_bucket_name(&self.legacy_bucket) {
-            return Err(format!("legacy-bucket: {:?} is not a valid bucket name", self.legacy_bucket));
+            return Err(format!(
+                "legacy-bucket: {:?} is not a valid bucket name",
+                self.legacy_bucket
+            ));
         }
-        if self.legacy_chunk_size < self.min_part_size || self.legacy_chunk_size > self.max_part_size {
-            return Err("legacy-chunk-size must lie between min-part-size and max-part-size".into());
+        if self.legacy_chunk_size < self.min_part_size
+            || self.legacy_chunk_size > self.max_part_size
+        {
+            return Err(
+                "legacy-chunk-size must lie between min-part-size and max-part-size".into(),
+            );
         }
         if self.admin_listen == Some(self.listen) && self.listen.port() != 0 {
             return Err("admin-listen must differ from listen".into());

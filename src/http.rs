@@ -90,7 +90,9 @@ pub async fn handle(app: App, req: Request<Incoming>) -> Result<Response<Body>, 
         access.info.op = "LegacyApi";
         crate::legacy::handle(&app, req).instrument(span).await
     } else {
-        crate::s3::handle(&app, req, &request_id, &mut access.info).instrument(span).await
+        crate::s3::handle(&app, req, &request_id, &mut access.info)
+            .instrument(span)
+            .await
     };
     let headers = resp.headers_mut();
     if let Ok(v) = request_id.parse() {

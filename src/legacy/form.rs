@@ -22,7 +22,10 @@ pub struct Form(BTreeMap<String, String>);
 
 impl Form {
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(String::as_str).filter(|v| !v.is_empty())
+        self.0
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 
     pub fn required(&self, name: &str) -> Result<&str, LegacyError> {
@@ -30,7 +33,10 @@ impl Form {
     }
 
     pub fn number(&self, name: &str) -> Result<u64, LegacyError> {
-        self.required(name)?.trim().parse().map_err(|_| LegacyError::invalid(name, "not a non-negative integer"))
+        self.required(name)?
+            .trim()
+            .parse()
+            .map_err(|_| LegacyError::invalid(name, "not a non-negative integer"))
     }
 
     fn extend(&mut self, pairs: impl IntoIterator<Item = (String, String)>) {
@@ -45,9 +51,15 @@ fn body_stream(body: Incoming) -> impl Stream<Item = Result<Bytes, hyper::Error>
 }
 
 /// Reads the fields of `req`; with `want_file`, also returns the chunk body as a stream.
-pub async fn read(parts: &http::request::Parts, body: Incoming, want_file: bool) -> Result<(Form, Option<BodyStream>), LegacyError> {
+pub async fn read(
+    parts: &http::request::Parts,
+    body: Incoming,
+    want_file: bool,
+) -> Result<(Form, Option<BodyStream>), LegacyError> {
     let mut form = Form::default();
-    form.extend(form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes()).into_owned());
+    form.extend(
+        form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes()).into_owned(),
+    );
     if let Some(token) = parts
         .headers
         .get(AUTHORIZATION)
@@ -56,8 +68,18 @@ pub async fn read(parts: &http::request::Parts, body: Incoming, want_file: bool)
     {
         form.0.insert("token".into(), token.trim().to_owned());
     }
-    let content_type = parts.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-    let mime = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let content_type = parts
+        .headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let mime = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
     match mime.as_str() {
         "multipart/form-data" => {
             let boundary = multer::parse_boundary(&content_type).map_err(LegacyError::bad_form)?;
@@ -79,7 +101,8 @@ pub async fn read(parts: &http::request::Parts, body: Incoming, want_file: bool)
                         return Err(LegacyError::bad_form(format!("field {name} too long")));
                     }
                 }
-                form.0.insert(name, String::from_utf8_lossy(&text).into_owned());
+                form.0
+                    .insert(name, String::from_utf8_lossy(&text).into_owned());
             }
             if want_file {
                 return Err(LegacyError::missing("file"));
@@ -101,7 +124,12 @@ pub async fn read(parts: &http::request::Parts, body: Incoming, want_file: bool)
             }
         }
         // Anything else: the body itself is the chunk (`curl --data-binary @chunk`), fields in the query.
-        _ if want_file => return Ok((form, Some(Box::pin(body_stream(body).map_err(BodyError::new))))),
+        _ if want_file => {
+            return Ok((
+                form,
+                Some(Box::pin(body_stream(body).map_err(BodyError::new))),
+            ));
+        }
         _ => {}
     }
     Ok((form, None))

@@ -25,7 +25,9 @@ use crate::app::App;
 use crate::config::Credentials;
 use crate::http::Body;
 use crate::upload::checksum::{ChecksumAlgorithm, ContentAlgorithm, ContentHash};
-use crate::upload::model::{FileRecord, ObjectHeaders, PartNumber, UploadId, UploadRecord, UploadState, now_millis};
+use crate::upload::model::{
+    FileRecord, ObjectHeaders, PartNumber, UploadId, UploadRecord, UploadState, now_millis,
+};
 use crate::upload::{BodyChecks, Expected, ListedPart};
 
 pub const PREFIX: &str = "/file/";
@@ -69,7 +71,9 @@ impl Users {
             let (u, t) = line
                 .split_once(|c: char| c == ':' || c.is_whitespace())
                 .filter(|(u, t)| !u.is_empty() && !t.trim().is_empty() && !u.contains('/'))
-                .ok_or_else(|| format!("{}:{}: expected `USERNAME TOKEN`", path.display(), i + 1))?;
+                .ok_or_else(|| {
+                    format!("{}:{}: expected `USERNAME TOKEN`", path.display(), i + 1)
+                })?;
             users.insert(u.to_owned(), t.trim().to_owned());
         }
         Ok(Self(users))
@@ -77,13 +81,21 @@ impl Users {
 
     /// Without a users file, each S3 access key is a user whose token is its secret key.
     pub fn from_credentials(creds: &Credentials) -> Self {
-        Self(creds.access_keys().map(|a| (a.to_owned(), creds.secret(a).unwrap_or_default().to_owned())).collect())
+        Self(
+            creds
+                .access_keys()
+                .map(|a| (a.to_owned(), creds.secret(a).unwrap_or_default().to_owned()))
+                .collect(),
+        )
     }
 
     fn check(&self, user: &str, token: &str) -> bool {
         // Compare against a dummy for unknown users too, so timing says nothing about names.
         let stored = self.0.get(user);
-        let ok = stored.map_or("\u{0}", String::as_str).as_bytes().ct_eq(token.as_bytes());
+        let ok = stored
+            .map_or("\u{0}", String::as_str)
+            .as_bytes()
+            .ct_eq(token.as_bytes());
         stored.is_some() && bool::from(ok)
     }
 }
@@ -92,15 +104,27 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().trim_end_matches('/').to_owned();
     let result = async {
-        let Some(legacy) = app.legacy.as_deref() else { return Err(LegacyError::not_found()) };
+        let Some(legacy) = app.legacy.as_deref() else {
+            return Err(LegacyError::not_found());
+        };
         let endpoint = path.strip_prefix("/file").unwrap_or_default();
         let want_file = endpoint == "/mpupload/uppart";
         let is_get = matches!(endpoint, "/query" | "/download");
-        let allowed = if is_get { parts.method == Method::GET || parts.method == Method::HEAD } else { parts.method == Method::POST };
+        let allowed = if is_get {
+            parts.method == Method::GET || parts.method == Method::HEAD
+        } else {
+            parts.method == Method::POST
+        };
         if !matches!(
             endpoint,
-            "/mpupload/init" | "/mpupload/uppart" | "/mpupload/complete" | "/mpupload/cancel" | "/mpupload/status" | "/query"
-                | "/download" | "/delete"
+            "/mpupload/init"
+                | "/mpupload/uppart"
+                | "/mpupload/complete"
+                | "/mpupload/cancel"
+                | "/mpupload/status"
+                | "/query"
+                | "/download"
+                | "/delete"
         ) {
             return Err(LegacyError::not_found());
         }
@@ -109,13 +133,24 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Response<Body> {
         }
         let (form, file) = form::read(&parts, body, want_file).await?;
         let user = form.required("username")?.to_owned();
-        if !legacy.users.check(&user, form.get("token").unwrap_or_default()) {
+        if !legacy
+            .users
+            .check(&user, form.get("token").unwrap_or_default())
+        {
             return Err(LegacyError::unauthorized());
         }
-        let ctx = Ctx { app, legacy, user, form };
+        let ctx = Ctx {
+            app,
+            legacy,
+            user,
+            form,
+        };
         match endpoint {
             "/mpupload/init" => ctx.init().await,
-            "/mpupload/uppart" => ctx.uppart(file.ok_or_else(|| LegacyError::missing("file"))?).await,
+            "/mpupload/uppart" => {
+                ctx.uppart(file.ok_or_else(|| LegacyError::missing("file"))?)
+                    .await
+            }
             "/mpupload/complete" => ctx.complete().await,
             "/mpupload/cancel" => ctx.cancel().await,
             "/mpupload/status" => ctx.status().await,
@@ -151,16 +186,30 @@ struct Geometry {
 
 impl Geometry {
     fn of(up: &UploadRecord) -> Option<Self> {
-        let meta = |n: &str| up.headers.user.get(n).and_then(|v| std::str::from_utf8(v).ok());
+        let meta = |n: &str| {
+            up.headers
+                .user
+                .get(n)
+                .and_then(|v| std::str::from_utf8(v).ok())
+        };
         let hash = ContentHash::parse(meta(META_HASH)?)?;
         let size = meta(META_SIZE)?.parse().ok()?;
         let chunk = meta(META_CHUNK)?.parse().ok()?;
-        Some(Self { hash, size, chunk, count: chunk_count(size, chunk) })
+        Some(Self {
+            hash,
+            size,
+            chunk,
+            count: chunk_count(size, chunk),
+        })
     }
 
     /// Size of chunk `index` (1-based): every chunk but the last is exactly `chunk`.
     fn expected(&self, index: u32) -> u64 {
-        if index < self.count { self.chunk } else { self.size - self.chunk * u64::from(self.count - 1) }
+        if index < self.count {
+            self.chunk
+        } else {
+            self.size - self.chunk * u64::from(self.count - 1)
+        }
     }
 }
 
@@ -176,30 +225,55 @@ impl Ctx<'_> {
     fn filename(&self) -> Result<&str, LegacyError> {
         let name = self.form.required("filename")?;
         if name.len() > 512 || name.contains('\0') || name.starts_with('/') {
-            return Err(LegacyError::invalid("filename", "empty, too long, or starting with /"));
+            return Err(LegacyError::invalid(
+                "filename",
+                "empty, too long, or starting with /",
+            ));
         }
         Ok(name)
     }
 
     fn hash(&self) -> Result<ContentHash, LegacyError> {
-        ContentHash::parse(self.form.required("filehash")?)
-            .ok_or_else(|| LegacyError::invalid("filehash", "expected hex SHA-256, or sha1:<hex> / md5:<hex>"))
+        ContentHash::parse(self.form.required("filehash")?).ok_or_else(|| {
+            LegacyError::invalid(
+                "filehash",
+                "expected hex SHA-256, or sha1:<hex> / md5:<hex>",
+            )
+        })
     }
 
     /// The caller's own upload `uploadid` (another user's answers exactly like a missing one).
     async fn upload(&self) -> Result<(UploadRecord, Geometry), LegacyError> {
-        let id = UploadId::parse(self.form.required("uploadid")?).ok_or_else(LegacyError::no_such_upload)?;
-        let up = self.app.uploads.meta().get_upload(&id).await.map_err(crate::upload::Error::from)?;
+        let id = UploadId::parse(self.form.required("uploadid")?)
+            .ok_or_else(LegacyError::no_such_upload)?;
+        let up = self
+            .app
+            .uploads
+            .meta()
+            .get_upload(&id)
+            .await
+            .map_err(crate::upload::Error::from)?;
         let up = up
-            .filter(|u| u.bucket == self.legacy.bucket && u.owner == self.user && u.state != UploadState::Completed)
+            .filter(|u| {
+                u.bucket == self.legacy.bucket
+                    && u.owner == self.user
+                    && u.state != UploadState::Completed
+            })
             .ok_or_else(LegacyError::no_such_upload)?;
         let geometry = Geometry::of(&up).ok_or_else(LegacyError::no_such_upload)?;
         Ok((up, geometry))
     }
 
     async fn present(&self, id: &UploadId) -> Result<(Vec<u32>, u64), LegacyError> {
-        let (_, parts, _) = self.app.uploads.list_parts_any(id, usize::from(PartNumber::MAX)).await?;
-        Ok((parts.iter().map(|(n, _)| u32::from(n.get())).collect(), parts.iter().map(|(_, p)| p.size).sum()))
+        let (_, parts, _) = self
+            .app
+            .uploads
+            .list_parts_any(id, usize::from(PartNumber::MAX))
+            .await?;
+        Ok((
+            parts.iter().map(|(n, _)| u32::from(n.get())).collect(),
+            parts.iter().map(|(_, p)| p.size).sum(),
+        ))
     }
 
     async fn init(&self) -> Result<Response<Body>, LegacyError> {
@@ -208,28 +282,57 @@ impl Ctx<'_> {
         let filename = self.filename()?.to_owned();
         let chunk = self.legacy.chunk_size;
         let count = chunk_count(size, chunk);
-        if count > u32::from(PartNumber::MAX) || size > self.app.uploads.limits().max_part_size * u64::from(PartNumber::MAX) {
-            return Err(LegacyError::too_large(format!("{size} bytes do not fit in 10000 chunks of {chunk}")));
+        if count > u32::from(PartNumber::MAX)
+            || size > self.app.uploads.limits().max_part_size * u64::from(PartNumber::MAX)
+        {
+            return Err(LegacyError::too_large(format!(
+                "{size} bytes do not fit in 10000 chunks of {chunk}"
+            )));
         }
         let key = self.key(&filename);
         let uploads = &self.app.uploads;
         // The legacy files' bucket is made by the first init that needs it.
-        match uploads.create_bucket(LEGACY_OWNER, &self.legacy.bucket).await {
-            Ok(()) | Err(crate::upload::Error::BucketAlreadyOwnedByYou | crate::upload::Error::BucketAlreadyExists) => {}
+        match uploads
+            .create_bucket(LEGACY_OWNER, &self.legacy.bucket)
+            .await
+        {
+            Ok(())
+            | Err(
+                crate::upload::Error::BucketAlreadyOwnedByYou
+                | crate::upload::Error::BucketAlreadyExists,
+            ) => {}
             Err(e) => return Err(e.into()),
         }
         // Instant upload: this content is stored already; link it under the user's name.
-        if let Some(file) = uploads.meta().get_file(&hash.canonical()).await.map_err(crate::upload::Error::from)? {
+        if let Some(file) = uploads
+            .meta()
+            .get_file(&hash.canonical())
+            .await
+            .map_err(crate::upload::Error::from)?
+        {
             let stored = uploads.object(&file.bucket, &file.key).await.ok();
-            if stored.is_some_and(|o| o.size == size && meta_hash(&o.headers).as_ref() == Some(&hash)) {
-                uploads.copy_object(&self.user, (&file.bucket, &file.key), (&self.legacy.bucket, &key), None).await?;
+            if stored
+                .is_some_and(|o| o.size == size && meta_hash(&o.headers).as_ref() == Some(&hash))
+            {
+                uploads
+                    .copy_object(
+                        &self.user,
+                        (&file.bucket, &file.key),
+                        (&self.legacy.bucket, &key),
+                        None,
+                    )
+                    .await?;
                 return Ok(reply::ok(json!({
                     "FileHash": hash.canonical(), "FileSize": size, "FileName": filename, "Instant": true,
                     "ChunkSize": chunk, "ChunkCount": count, "ChunksPresent": [],
                 })));
             }
             // Stale entry (its object was deleted or overwritten): forget it.
-            uploads.meta().delete_file(&hash.canonical(), &file).await.map_err(crate::upload::Error::from)?;
+            uploads
+                .meta()
+                .delete_file(&hash.canonical(), &file)
+                .await
+                .map_err(crate::upload::Error::from)?;
         }
         // Resume: the same user already has an open upload of this content.
         if let Some(up) = self.find_open(&hash, size).await? {
@@ -241,10 +344,18 @@ impl Ctx<'_> {
             })));
         }
         let mut headers = ObjectHeaders::default();
-        headers.user.insert(META_HASH.into(), hash.canonical().into_bytes());
-        headers.user.insert(META_SIZE.into(), size.to_string().into_bytes());
-        headers.user.insert(META_CHUNK.into(), chunk.to_string().into_bytes());
-        let up = uploads.init(&self.user, &self.legacy.bucket, &key, headers, None).await?;
+        headers
+            .user
+            .insert(META_HASH.into(), hash.canonical().into_bytes());
+        headers
+            .user
+            .insert(META_SIZE.into(), size.to_string().into_bytes());
+        headers
+            .user
+            .insert(META_CHUNK.into(), chunk.to_string().into_bytes());
+        let up = uploads
+            .init(&self.user, &self.legacy.bucket, &key, headers, None)
+            .await?;
         Ok(reply::ok(json!({
             "UploadID": up.id.as_str(), "FileHash": hash.canonical(), "FileSize": size, "FileName": filename,
             "ChunkSize": chunk, "ChunkCount": count, "ChunksPresent": [], "BytesReceived": 0,
@@ -252,22 +363,35 @@ impl Ctx<'_> {
         })))
     }
 
-    async fn find_open(&self, hash: &ContentHash, size: u64) -> Result<Option<UploadRecord>, LegacyError> {
+    async fn find_open(
+        &self,
+        hash: &ContentHash,
+        size: u64,
+    ) -> Result<Option<UploadRecord>, LegacyError> {
         let prefix = format!("{}/", self.user);
         let mut cursor = None;
         loop {
-            let page = self.app.uploads.list_uploads(&self.legacy.bucket, &prefix, None, cursor, 1000).await?;
+            let page = self
+                .app
+                .uploads
+                .list_uploads(&self.legacy.bucket, &prefix, None, cursor, 1000)
+                .await?;
             for up in &page.items {
                 if up.owner == self.user
                     && up.state == UploadState::Open
-                    && Geometry::of(up).is_some_and(|g| &g.hash == hash && g.size == size && g.chunk == self.legacy.chunk_size)
+                    && Geometry::of(up).is_some_and(|g| {
+                        &g.hash == hash && g.size == size && g.chunk == self.legacy.chunk_size
+                    })
                 {
                     return Ok(Some(up.clone()));
                 }
             }
             match page.items.last() {
                 Some(last) if page.truncated => {
-                    cursor = Some(crate::store::UploadCursor { key: last.key.clone(), upload: Some((last.created, last.id.clone())) });
+                    cursor = Some(crate::store::UploadCursor {
+                        key: last.key.clone(),
+                        upload: Some((last.created, last.id.clone())),
+                    });
                 }
                 _ => return Ok(None),
             }
@@ -285,60 +409,124 @@ impl Ctx<'_> {
             .ok_or_else(|| LegacyError::bad_index(raw_index, g.count))?;
         let n = PartNumber::new(index).ok_or_else(|| LegacyError::bad_index(raw_index, g.count))?;
         let expected = g.expected(index);
-        let mut checks = BodyChecks { length: Some(expected), ..BodyChecks::default() };
+        let mut checks = BodyChecks {
+            length: Some(expected),
+            ..BodyChecks::default()
+        };
         if let Some(h) = self.form.get("chunkhash") {
             let alg = self.form.get("chunkhashalg").map(str::to_owned);
             let text = match alg {
                 Some(a) if !h.contains(':') => format!("{a}:{h}"),
                 _ => h.to_owned(),
             };
-            let ch = ContentHash::parse(&text).ok_or_else(|| LegacyError::invalid("chunkhash", "expected hex SHA-256, or sha1:<hex> / md5:<hex>"))?;
-            let raw = hex::decode(&ch.hex).map_err(|_| LegacyError::invalid("chunkhash", "not hex"))?;
+            let ch = ContentHash::parse(&text).ok_or_else(|| {
+                LegacyError::invalid(
+                    "chunkhash",
+                    "expected hex SHA-256, or sha1:<hex> / md5:<hex>",
+                )
+            })?;
+            let raw =
+                hex::decode(&ch.hex).map_err(|_| LegacyError::invalid("chunkhash", "not hex"))?;
             match ch.algorithm {
                 ContentAlgorithm::Md5 => checks.content_md5 = raw.try_into().ok(),
-                ContentAlgorithm::Sha256 => checks.checksum = Some((ChecksumAlgorithm::Sha256, Expected::Given(raw))),
-                ContentAlgorithm::Sha1 => checks.checksum = Some((ChecksumAlgorithm::Sha1, Expected::Given(raw))),
+                ContentAlgorithm::Sha256 => {
+                    checks.checksum = Some((ChecksumAlgorithm::Sha256, Expected::Given(raw)))
+                }
+                ContentAlgorithm::Sha1 => {
+                    checks.checksum = Some((ChecksumAlgorithm::Sha1, Expected::Given(raw)))
+                }
             }
         }
-        let part = match self.app.uploads.put_part(&up.id, &up.bucket, &up.key, n, body, checks).await {
+        let part = match self
+            .app
+            .uploads
+            .put_part(&up.id, &up.bucket, &up.key, n, body, checks)
+            .await
+        {
             Err(crate::upload::Error::IncompleteBody | crate::upload::Error::EntityTooLarge) => {
                 return Err(LegacyError::size_mismatch(expected));
             }
             r => r?,
         };
-        Ok(reply::ok(json!({ "UploadID": up.id.as_str(), "Index": index, "Size": part.size, "ETag": hex::encode(part.md5) })))
+        Ok(reply::ok(
+            json!({ "UploadID": up.id.as_str(), "Index": index, "Size": part.size, "ETag": hex::encode(part.md5) }),
+        ))
     }
 
     async fn complete(&self) -> Result<Response<Body>, LegacyError> {
         let (up, g) = self.upload().await?;
         let hash = self.hash()?;
         if hash != g.hash || self.form.number("filesize")? != g.size {
-            return Err(LegacyError::invalid("filehash/filesize", "differ from those given at init"));
+            return Err(LegacyError::invalid(
+                "filehash/filesize",
+                "differ from those given at init",
+            ));
         }
-        let (_, parts, _) = self.app.uploads.list_parts_any(&up.id, usize::from(PartNumber::MAX)).await?;
-        let missing: Vec<u32> = (1..=g.count).filter(|i| !parts.iter().any(|(n, _)| u32::from(n.get()) == *i)).collect();
+        let (_, parts, _) = self
+            .app
+            .uploads
+            .list_parts_any(&up.id, usize::from(PartNumber::MAX))
+            .await?;
+        let missing: Vec<u32> = (1..=g.count)
+            .filter(|i| !parts.iter().any(|(n, _)| u32::from(n.get()) == *i))
+            .collect();
         if !missing.is_empty() {
             return Err(LegacyError::chunks_missing(&missing));
         }
         let listed = parts
             .iter()
             .filter(|(n, _)| u32::from(n.get()) <= g.count)
-            .map(|(n, p)| ListedPart { number: *n, etag: hex::encode(p.md5), checksum: None })
+            .map(|(n, p)| ListedPart {
+                number: *n,
+                etag: hex::encode(p.md5),
+                checksum: None,
+            })
             .collect();
-        let done = match self.app.uploads.complete_verified(&up.id, &up.bucket, &up.key, listed, Some(&g.hash), &Default::default()).await {
-            Err(crate::upload::Error::BadDigest(_)) => return Err(LegacyError::hash_mismatch("file")),
+        let done = match self
+            .app
+            .uploads
+            .complete_verified(
+                &up.id,
+                &up.bucket,
+                &up.key,
+                listed,
+                Some(&g.hash),
+                &Default::default(),
+            )
+            .await
+        {
+            Err(crate::upload::Error::BadDigest(_)) => {
+                return Err(LegacyError::hash_mismatch("file"));
+            }
             r => r?,
         };
-        let file = FileRecord { bucket: up.bucket.clone(), key: up.key.clone(), size: g.size, created: now_millis() };
-        self.app.uploads.meta().put_file(&g.hash.canonical(), &file).await.map_err(crate::upload::Error::from)?;
-        let filename = up.key.strip_prefix(&format!("{}/", self.user)).unwrap_or(&up.key);
-        Ok(reply::ok(json!({ "FileHash": g.hash.canonical(), "FileSize": g.size, "FileName": filename, "ETag": done.etag })))
+        let file = FileRecord {
+            bucket: up.bucket.clone(),
+            key: up.key.clone(),
+            size: g.size,
+            created: now_millis(),
+        };
+        self.app
+            .uploads
+            .meta()
+            .put_file(&g.hash.canonical(), &file)
+            .await
+            .map_err(crate::upload::Error::from)?;
+        let filename = up
+            .key
+            .strip_prefix(&format!("{}/", self.user))
+            .unwrap_or(&up.key);
+        Ok(reply::ok(
+            json!({ "FileHash": g.hash.canonical(), "FileSize": g.size, "FileName": filename, "ETag": done.etag }),
+        ))
     }
 
     async fn cancel(&self) -> Result<Response<Body>, LegacyError> {
         let (up, _) = self.upload().await?;
         self.app.uploads.abort(&up.id, &up.bucket, &up.key).await?;
-        Ok(reply::ok(json!({ "UploadID": up.id.as_str(), "State": "cancelled" })))
+        Ok(reply::ok(
+            json!({ "UploadID": up.id.as_str(), "State": "cancelled" }),
+        ))
     }
 
     async fn status(&self) -> Result<Response<Body>, LegacyError> {
@@ -358,8 +546,18 @@ impl Ctx<'_> {
     /// The user file table: the user's objects in the legacy bucket.
     async fn query(&self) -> Result<Response<Body>, LegacyError> {
         let prefix = format!("{}/", self.user);
-        let limit = self.form.get("limit").and_then(|l| l.parse::<usize>().ok()).unwrap_or(1000).min(1000);
-        let page = match self.app.uploads.list_objects(&self.legacy.bucket, &prefix, None, None, limit).await {
+        let limit = self
+            .form
+            .get("limit")
+            .and_then(|l| l.parse::<usize>().ok())
+            .unwrap_or(1000)
+            .min(1000);
+        let page = match self
+            .app
+            .uploads
+            .list_objects(&self.legacy.bucket, &prefix, None, None, limit)
+            .await
+        {
             Err(crate::upload::Error::NoSuchBucket) => crate::upload::Listing::default(),
             r => r?,
         };
@@ -375,7 +573,9 @@ impl Ctx<'_> {
                 })
             })
             .collect();
-        Ok(reply::ok(json!({ "Files": files, "Truncated": page.truncated })))
+        Ok(reply::ok(
+            json!({ "Files": files, "Truncated": page.truncated }),
+        ))
     }
 
     /// The user's object with `filename`, or with content `filehash`.
@@ -383,7 +583,10 @@ impl Ctx<'_> {
         let uploads = &self.app.uploads;
         if let Some(name) = self.form.get("filename") {
             let key = self.key(name);
-            let o = uploads.object(&self.legacy.bucket, &key).await.map_err(|_| LegacyError::no_such_file())?;
+            let o = uploads
+                .object(&self.legacy.bucket, &key)
+                .await
+                .map_err(|_| LegacyError::no_such_file())?;
             return Ok((key, o));
         }
         let hash = self.hash()?;
@@ -397,7 +600,11 @@ impl Ctx<'_> {
                     crate::upload::Error::NoSuchBucket => LegacyError::no_such_file(),
                     e => e.into(),
                 })?;
-            if let Some((k, o)) = page.items.iter().find(|(_, o)| meta_hash(&o.headers).as_ref() == Some(&hash)) {
+            if let Some((k, o)) = page
+                .items
+                .iter()
+                .find(|(_, o)| meta_hash(&o.headers).as_ref() == Some(&hash))
+            {
                 return Ok((k.clone(), o.clone()));
             }
             if !page.truncated {
@@ -409,8 +616,12 @@ impl Ctx<'_> {
 
     async fn download(&self, parts: &http::request::Parts) -> Result<Response<Body>, LegacyError> {
         let (key, o) = self.find_file().await?;
-        let range = parts.headers.get(hyper::header::RANGE).and_then(|v| v.to_str().ok());
-        let (start, end, partial) = match range.and_then(|r| crate::s3::ops::byte_range(r, o.size)) {
+        let range = parts
+            .headers
+            .get(hyper::header::RANGE)
+            .and_then(|v| v.to_str().ok());
+        let (start, end, partial) = match range.and_then(|r| crate::s3::ops::byte_range(r, o.size))
+        {
             None => (0, o.size, false),
             Some(Err(())) => return Err(LegacyError::range(o.size)),
             Some(Ok((s, e))) => (s, e, true),
@@ -421,7 +632,11 @@ impl Ctx<'_> {
             crate::http::stream(self.app.uploads.read(&o, start, end))
         };
         let mut resp = Response::new(body);
-        *resp.status_mut() = if partial { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK };
+        *resp.status_mut() = if partial {
+            StatusCode::PARTIAL_CONTENT
+        } else {
+            StatusCode::OK
+        };
         let name = key.rsplit('/').next().unwrap_or(&key).replace('"', "");
         let h = resp.headers_mut();
         let mut set = |n: hyper::header::HeaderName, v: String| {
@@ -430,12 +645,21 @@ impl Ctx<'_> {
             }
         };
         set(hyper::header::CONTENT_LENGTH, (end - start).to_string());
-        set(hyper::header::CONTENT_TYPE, "application/octet-stream".into());
+        set(
+            hyper::header::CONTENT_TYPE,
+            "application/octet-stream".into(),
+        );
         set(hyper::header::ACCEPT_RANGES, "bytes".into());
-        set(hyper::header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\""));
+        set(
+            hyper::header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{name}\""),
+        );
         set(hyper::header::ETAG, format!("\"{}\"", o.etag));
         if partial {
-            set(hyper::header::CONTENT_RANGE, format!("bytes {start}-{}/{}", end - 1, o.size));
+            set(
+                hyper::header::CONTENT_RANGE,
+                format!("bytes {start}-{}/{}", end - 1, o.size),
+            );
         }
         Ok(resp)
     }
@@ -446,12 +670,25 @@ impl Ctx<'_> {
         let uploads = &self.app.uploads;
         uploads.delete_object(&self.legacy.bucket, &key).await?;
         if let Some(hash) = meta_hash(&o.headers) {
-            let entry = FileRecord { bucket: self.legacy.bucket.clone(), key: key.clone(), size: o.size, created: 0 };
-            if let Some(f) = uploads.meta().get_file(&hash.canonical()).await.map_err(crate::upload::Error::from)?
+            let entry = FileRecord {
+                bucket: self.legacy.bucket.clone(),
+                key: key.clone(),
+                size: o.size,
+                created: 0,
+            };
+            if let Some(f) = uploads
+                .meta()
+                .get_file(&hash.canonical())
+                .await
+                .map_err(crate::upload::Error::from)?
                 && f.bucket == entry.bucket
                 && f.key == entry.key
             {
-                uploads.meta().delete_file(&hash.canonical(), &f).await.map_err(crate::upload::Error::from)?;
+                uploads
+                    .meta()
+                    .delete_file(&hash.canonical(), &f)
+                    .await
+                    .map_err(crate::upload::Error::from)?;
             }
         }
         let filename = key.strip_prefix(&format!("{}/", self.user)).unwrap_or(&key);
@@ -460,7 +697,10 @@ impl Ctx<'_> {
 }
 
 fn meta_hash(h: &ObjectHeaders) -> Option<ContentHash> {
-    h.user.get(META_HASH).and_then(|v| std::str::from_utf8(v).ok()).and_then(ContentHash::parse)
+    h.user
+        .get(META_HASH)
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(ContentHash::parse)
 }
 
 #[cfg(test)]
@@ -472,7 +712,12 @@ mod tests {
         assert_eq!(chunk_count(0, 5), 1);
         assert_eq!(chunk_count(10, 5), 2);
         assert_eq!(chunk_count(11, 5), 3);
-        let g = Geometry { hash: ContentHash::parse(&"0".repeat(64)).unwrap(), size: 11, chunk: 5, count: 3 };
+        let g = Geometry {
+            hash: ContentHash::parse(&"0".repeat(64)).unwrap(),
+            size: 11,
+            chunk: 5,
+            count: 3,
+        };
         assert_eq!((g.expected(1), g.expected(2), g.expected(3)), (5, 5, 1));
     }
 

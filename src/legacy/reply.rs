@@ -20,19 +20,36 @@ pub struct LegacyError {
 
 impl LegacyError {
     fn new(status: StatusCode, code: u32, msg: impl Into<String>) -> Self {
-        Self { status, code, msg: msg.into(), data: Value::Null }
+        Self {
+            status,
+            code,
+            msg: msg.into(),
+            data: Value::Null,
+        }
     }
 
     pub fn missing(field: &str) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, 10001, format!("missing field: {field}"))
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            10001,
+            format!("missing field: {field}"),
+        )
     }
 
     pub fn invalid(field: &str, why: &str) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, 10002, format!("invalid {field}: {why}"))
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            10002,
+            format!("invalid {field}: {why}"),
+        )
     }
 
     pub fn unauthorized() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, 10003, "unknown username or wrong token")
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            10003,
+            "unknown username or wrong token",
+        )
     }
 
     pub fn no_such_upload() -> Self {
@@ -40,21 +57,37 @@ impl LegacyError {
     }
 
     pub fn bad_index(index: &str, count: u32) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, 10005, format!("index {index} is not in 1..={count}"))
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            10005,
+            format!("index {index} is not in 1..={count}"),
+        )
     }
 
     pub fn size_mismatch(expected: u64) -> Self {
-        let mut e = Self::new(StatusCode::BAD_REQUEST, 10006, format!("chunk size mismatch: expected {expected} bytes"));
+        let mut e = Self::new(
+            StatusCode::BAD_REQUEST,
+            10006,
+            format!("chunk size mismatch: expected {expected} bytes"),
+        );
         e.data = json!({ "expected": expected });
         e
     }
 
     pub fn hash_mismatch(what: &str) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, 10007, format!("{what} hash mismatch"))
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            10007,
+            format!("{what} hash mismatch"),
+        )
     }
 
     pub fn chunks_missing(missing: &[u32]) -> Self {
-        let mut e = Self::new(StatusCode::CONFLICT, 10008, format!("{} chunk(s) missing", missing.len()));
+        let mut e = Self::new(
+            StatusCode::CONFLICT,
+            10008,
+            format!("{} chunk(s) missing", missing.len()),
+        );
         e.data = json!({ "missing": missing });
         e
     }
@@ -76,13 +109,21 @@ impl LegacyError {
     }
 
     pub fn range(size: u64) -> Self {
-        let mut e = Self::new(StatusCode::RANGE_NOT_SATISFIABLE, 10013, "range not satisfiable");
+        let mut e = Self::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            10013,
+            "range not satisfiable",
+        );
         e.data = json!({ "size": size });
         e
     }
 
     pub fn bad_form(why: impl std::fmt::Display) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, 10014, format!("malformed request body: {why}"))
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            10014,
+            format!("malformed request body: {why}"),
+        )
     }
 }
 
@@ -94,11 +135,21 @@ impl From<UploadError> for LegacyError {
             UploadError::NoSuchUpload => Self::no_such_upload(),
             UploadError::NoSuchKey => Self::no_such_file(),
             UploadError::BadDigest(_) | UploadError::InvalidDigest => Self::hash_mismatch("chunk"),
-            UploadError::IncompleteBody | UploadError::Body(_) => Self::new(S::BAD_REQUEST, 10006, "chunk size mismatch or body cut short"),
+            UploadError::IncompleteBody | UploadError::Body(_) => Self::new(
+                S::BAD_REQUEST,
+                10006,
+                "chunk size mismatch or body cut short",
+            ),
             UploadError::EntityTooLarge => Self::too_large(msg),
             UploadError::InvalidRange { size } => Self::range(size),
-            UploadError::OperationAborted => Self::new(S::CONFLICT, 10015, "the upload is being completed; retry"),
-            UploadError::Store(StoreError::Unavailable(_)) => Self::new(S::SERVICE_UNAVAILABLE, 10016, "state store unavailable; retry"),
+            UploadError::OperationAborted => {
+                Self::new(S::CONFLICT, 10015, "the upload is being completed; retry")
+            }
+            UploadError::Store(StoreError::Unavailable(_)) => Self::new(
+                S::SERVICE_UNAVAILABLE,
+                10016,
+                "state store unavailable; retry",
+            ),
             UploadError::NoSuchBucket
             | UploadError::BucketAlreadyOwnedByYou
             | UploadError::BucketAlreadyExists
@@ -114,9 +165,10 @@ impl From<UploadError> for LegacyError {
             | UploadError::PreconditionFailed
             | UploadError::NotModified
             | UploadError::AccessDenied => Self::new(S::BAD_REQUEST, 10002, msg),
-            UploadError::Store(StoreError::Corrupt(_) | StoreError::Backend(_) | StoreError::Io(_)) | UploadError::Io(_) => {
-                Self::new(S::INTERNAL_SERVER_ERROR, 10017, "internal error")
-            }
+            UploadError::Store(
+                StoreError::Corrupt(_) | StoreError::Backend(_) | StoreError::Io(_),
+            )
+            | UploadError::Io(_) => Self::new(S::INTERNAL_SERVER_ERROR, 10017, "internal error"),
         }
     }
 }
@@ -125,7 +177,8 @@ fn envelope(status: StatusCode, code: u32, msg: &str, data: Value) -> Response<B
     let body = json!({ "code": code, "msg": msg, "data": data });
     let mut resp = Response::new(full(body.to_string()));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
 }
 

@@ -765,7 +765,11 @@ pub(crate) mod tests {
         let not_impl = |a: &str| matches!(get_object(a, t0()), Err(AuthError::NotImplemented(_)));
         // SigV2 is handled by `sigv2` (a wrong signature, here).
         assert_eq!(
-            get_object("AWS AKIAIOSFODNN7EXAMPLE:frJIUN8DYpKDtOLCwo//yllqDzg=", t0()).unwrap_err(),
+            get_object(
+                "AWS AKIAIOSFODNN7EXAMPLE:frJIUN8DYpKDtOLCwo//yllqDzg=",
+                t0()
+            )
+            .unwrap_err(),
             AuthError::SignatureDoesNotMatch
         );
         assert!(not_impl(
@@ -781,7 +785,10 @@ pub(crate) mod tests {
             &[("host", "h")],
         );
         // SigV2 presigned query: dispatched to `sigv2`, which knows no key "AK".
-        assert_eq!(verify(&p, &creds(), t0()).unwrap_err(), AuthError::InvalidAccessKeyId);
+        assert_eq!(
+            verify(&p, &creds(), t0()).unwrap_err(),
+            AuthError::InvalidAccessKeyId
+        );
     }
 
     #[test]

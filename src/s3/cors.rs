@@ -43,7 +43,9 @@ pub fn parse(body: &[u8]) -> Result<Vec<CorsRule>, S3Error> {
         return Err(S3Error::malformed_xml());
     }
     let texts = |n: &xml::Node, name: &str| -> Vec<String> {
-        n.children_named(name).map(|c| c.text.trim().to_owned()).collect()
+        n.children_named(name)
+            .map(|c| c.text.trim().to_owned())
+            .collect()
     };
     let mut rules = Vec::new();
     for r in root.children_named("CORSRule") {
@@ -60,7 +62,11 @@ pub fn parse(body: &[u8]) -> Result<Vec<CorsRule>, S3Error> {
         if rule.allowed_origins.is_empty() || rule.allowed_methods.is_empty() {
             return Err(S3Error::malformed_xml());
         }
-        if let Some(m) = rule.allowed_methods.iter().find(|m| !METHODS.contains(&m.as_str())) {
+        if let Some(m) = rule
+            .allowed_methods
+            .iter()
+            .find(|m| !METHODS.contains(&m.as_str()))
+        {
             return Err(S3Error::invalid_request(format!(
                 "Found unsupported HTTP method in CORS config. Unsupported method is {m}"
             )));
@@ -104,16 +110,25 @@ fn wildcard(pattern: &str, value: &str, case_insensitive: bool) -> bool {
     };
     match p.split_once('*') {
         None => p == v,
-        Some((head, tail)) => v.len() >= head.len() + tail.len() && v.starts_with(head) && v.ends_with(tail),
+        Some((head, tail)) => {
+            v.len() >= head.len() + tail.len() && v.starts_with(head) && v.ends_with(tail)
+        }
     }
 }
 
 /// The first rule that allows `origin` to use `method` with `headers`.
-fn find<'a>(rules: &'a [CorsRule], origin: &str, method: &str, headers: &[&str]) -> Option<&'a CorsRule> {
+fn find<'a>(
+    rules: &'a [CorsRule],
+    origin: &str,
+    method: &str,
+    headers: &[&str],
+) -> Option<&'a CorsRule> {
     rules.iter().find(|r| {
         r.allowed_origins.iter().any(|o| wildcard(o, origin, false))
             && r.allowed_methods.iter().any(|m| m == method)
-            && headers.iter().all(|h| r.allowed_headers.iter().any(|a| wildcard(a, h, true)))
+            && headers
+                .iter()
+                .all(|h| r.allowed_headers.iter().any(|a| wildcard(a, h, true)))
     })
 }
 
@@ -136,7 +151,11 @@ fn allow_origin(h: &mut HeaderMap, rule: &CorsRule, origin: &str) {
 pub fn preflight(rules: &[CorsRule], req: &HeaderMap) -> Result<Response<Body>, S3Error> {
     let get = |n: &str| req.get(n).and_then(|v| v.to_str().ok()).map(str::trim);
     let (Some(origin), Some(method)) = (get("origin"), get("access-control-request-method")) else {
-        return Err(S3Error::new("BadRequest", StatusCode::BAD_REQUEST, "Insufficient information. Origin request header needed."));
+        return Err(S3Error::new(
+            "BadRequest",
+            StatusCode::BAD_REQUEST,
+            "Insufficient information. Origin request header needed.",
+        ));
     };
     let requested: Vec<&str> = get("access-control-request-headers")
         .unwrap_or_default()
@@ -154,17 +173,29 @@ pub fn preflight(rules: &[CorsRule], req: &HeaderMap) -> Result<Response<Body>, 
     let mut resp = Response::new(empty());
     let h = resp.headers_mut();
     allow_origin(h, rule, origin);
-    set(h, "access-control-allow-methods", &rule.allowed_methods.join(", "));
+    set(
+        h,
+        "access-control-allow-methods",
+        &rule.allowed_methods.join(", "),
+    );
     if !requested.is_empty() {
         set(h, "access-control-allow-headers", &requested.join(", "));
     }
     if !rule.expose_headers.is_empty() {
-        set(h, "access-control-expose-headers", &rule.expose_headers.join(", "));
+        set(
+            h,
+            "access-control-expose-headers",
+            &rule.expose_headers.join(", "),
+        );
     }
     if let Some(age) = rule.max_age_seconds {
         set(h, "access-control-max-age", &age.to_string());
     }
-    set(h, "vary", "Origin, Access-Control-Request-Headers, Access-Control-Request-Method");
+    set(
+        h,
+        "vary",
+        "Origin, Access-Control-Request-Headers, Access-Control-Request-Method",
+    );
     Ok(resp)
 }
 
@@ -173,7 +204,11 @@ pub fn decorate(rules: &[CorsRule], origin: &str, method: &str, resp: &mut Heade
     if let Some(rule) = find(rules, origin, method, &[]) {
         allow_origin(resp, rule, origin);
         if !rule.expose_headers.is_empty() {
-            set(resp, "access-control-expose-headers", &rule.expose_headers.join(", "));
+            set(
+                resp,
+                "access-control-expose-headers",
+                &rule.expose_headers.join(", "),
+            );
         }
         set(resp, "vary", "Origin");
     }
@@ -189,7 +224,15 @@ mod tests {
       <ExposeHeader>ETag</ExposeHeader><MaxAgeSeconds>3000</MaxAgeSeconds></CORSRule></CORSConfiguration>"#;
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        pairs.iter().map(|(k, v)| (HeaderName::from_static(k), HeaderValue::from_str(v).unwrap())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| {
+                (
+                    HeaderName::from_static(k),
+                    HeaderValue::from_str(v).unwrap(),
+                )
+            })
+            .collect()
     }
 
     #[test]
@@ -197,9 +240,15 @@ mod tests {
         let rules = parse(UPPY.as_bytes()).unwrap();
         assert_eq!(rules[0].allowed_methods, ["GET", "PUT"]);
         assert_eq!(parse(to_xml(&rules).as_bytes()).unwrap(), rules);
-        let bad = UPPY.replace("<AllowedMethod>GET</AllowedMethod>", "<AllowedMethod>PATCH</AllowedMethod>");
+        let bad = UPPY.replace(
+            "<AllowedMethod>GET</AllowedMethod>",
+            "<AllowedMethod>PATCH</AllowedMethod>",
+        );
         assert_eq!(parse(bad.as_bytes()).unwrap_err().code, "InvalidRequest");
-        assert_eq!(parse(b"<CORSConfiguration/>").unwrap_err().code, "MalformedXML");
+        assert_eq!(
+            parse(b"<CORSConfiguration/>").unwrap_err().code,
+            "MalformedXML"
+        );
     }
 
     #[test]
@@ -223,10 +272,21 @@ mod tests {
             ("https://app.example.com", "DELETE", ""),
             ("https://app.example.com", "PUT", "x-custom"),
         ] {
-            let req = headers(&[("origin", origin), ("access-control-request-method", method), ("access-control-request-headers", hdrs)]);
-            assert_eq!(preflight(&rules, &req).unwrap_err().status, StatusCode::FORBIDDEN, "{origin} {method} {hdrs}");
+            let req = headers(&[
+                ("origin", origin),
+                ("access-control-request-method", method),
+                ("access-control-request-headers", hdrs),
+            ]);
+            assert_eq!(
+                preflight(&rules, &req).unwrap_err().status,
+                StatusCode::FORBIDDEN,
+                "{origin} {method} {hdrs}"
+            );
         }
-        assert_eq!(preflight(&rules, &HeaderMap::new()).unwrap_err().status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            preflight(&rules, &HeaderMap::new()).unwrap_err().status,
+            StatusCode::BAD_REQUEST
+        );
     }
 
     #[test]
@@ -235,7 +295,12 @@ mod tests {
         let mut h = HeaderMap::new();
         decorate(&[rule], "http://localhost:3000", "PUT", &mut h);
         assert_eq!(h["access-control-allow-origin"], "*");
-        assert!(h["access-control-expose-headers"].to_str().unwrap().starts_with("ETag"));
+        assert!(
+            h["access-control-expose-headers"]
+                .to_str()
+                .unwrap()
+                .starts_with("ETag")
+        );
         assert!(default_rule(&[]).is_none());
     }
 }

@@ -19,7 +19,12 @@ pub struct S3Error {
 
 impl S3Error {
     pub fn new(code: &'static str, status: StatusCode, message: impl Into<String>) -> Self {
-        Self { code, status, message: message.into(), headers: Vec::new() }
+        Self {
+            code,
+            status,
+            message: message.into(),
+            headers: Vec::new(),
+        }
     }
 
     pub fn invalid_argument(message: impl Into<String>) -> Self {
@@ -47,7 +52,11 @@ impl S3Error {
     }
 
     fn unavailable() -> Self {
-        let mut e = Self::new("ServiceUnavailable", StatusCode::SERVICE_UNAVAILABLE, "Please reduce your request rate.");
+        let mut e = Self::new(
+            "ServiceUnavailable",
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Please reduce your request rate.",
+        );
         e.headers.push(("retry-after", "1".into()));
         e
     }
@@ -91,7 +100,9 @@ impl From<UploadError> for S3Error {
             UploadError::OperationAborted => ("OperationAborted", S::CONFLICT),
             UploadError::Body(b) => return body_error(&b),
             UploadError::Store(StoreError::Unavailable(_)) => return Self::unavailable(),
-            UploadError::Store(StoreError::Corrupt(_) | StoreError::Backend(_) | StoreError::Io(_))
+            UploadError::Store(
+                StoreError::Corrupt(_) | StoreError::Backend(_) | StoreError::Io(_),
+            )
             | UploadError::Io(_) => return Self::internal(),
         };
         Self::new(code, status, msg)
@@ -114,7 +125,9 @@ impl From<PayloadError> for S3Error {
         let (code, status) = match e {
             PayloadError::Sha256Mismatch => ("XAmzContentSHA256Mismatch", S::BAD_REQUEST),
             PayloadError::SignatureDoesNotMatch => ("SignatureDoesNotMatch", S::FORBIDDEN),
-            PayloadError::IncompleteBody | PayloadError::Transport(_) => ("IncompleteBody", S::BAD_REQUEST),
+            PayloadError::IncompleteBody | PayloadError::Transport(_) => {
+                ("IncompleteBody", S::BAD_REQUEST)
+            }
             PayloadError::Malformed(_) => ("IncompleteBody", S::BAD_REQUEST),
             PayloadError::InvalidArgument(_) => ("InvalidArgument", S::BAD_REQUEST),
             PayloadError::InvalidRequest(_) => ("InvalidRequest", S::BAD_REQUEST),
@@ -133,8 +146,12 @@ impl From<AuthError> for S3Error {
             AuthError::InvalidAccessKeyId => ("InvalidAccessKeyId", S::FORBIDDEN),
             AuthError::SignatureDoesNotMatch => ("SignatureDoesNotMatch", S::FORBIDDEN),
             AuthError::RequestTimeTooSkewed => ("RequestTimeTooSkewed", S::FORBIDDEN),
-            AuthError::AuthorizationHeaderMalformed(_) => ("AuthorizationHeaderMalformed", S::BAD_REQUEST),
-            AuthError::AuthorizationQueryParametersError(_) => ("AuthorizationQueryParametersError", S::BAD_REQUEST),
+            AuthError::AuthorizationHeaderMalformed(_) => {
+                ("AuthorizationHeaderMalformed", S::BAD_REQUEST)
+            }
+            AuthError::AuthorizationQueryParametersError(_) => {
+                ("AuthorizationQueryParametersError", S::BAD_REQUEST)
+            }
             AuthError::InvalidArgument(_) => ("InvalidArgument", S::BAD_REQUEST),
             AuthError::InvalidRequest(_) => ("InvalidRequest", S::BAD_REQUEST),
             AuthError::NotImplemented(_) => ("NotImplemented", S::NOT_IMPLEMENTED),
@@ -156,8 +173,16 @@ mod tests {
             (UploadError::KeyTooLong, "KeyTooLongError", 400),
             (UploadError::BucketNotEmpty, "BucketNotEmpty", 409),
             (UploadError::InvalidRange { size: 3 }, "InvalidRange", 416),
-            (UploadError::Store(StoreError::Unavailable("x".into())), "ServiceUnavailable", 503),
-            (UploadError::Io(std::io::Error::other("x")), "InternalError", 500),
+            (
+                UploadError::Store(StoreError::Unavailable("x".into())),
+                "ServiceUnavailable",
+                503,
+            ),
+            (
+                UploadError::Io(std::io::Error::other("x")),
+                "InternalError",
+                500,
+            ),
         ];
         for (e, code, status) in cases {
             let s = S3Error::from(e);

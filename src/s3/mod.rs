@@ -27,11 +27,17 @@ pub async fn handle(
 ) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let vhost = route::host_bucket(&parts.headers, &parts.uri, app.domain.as_deref());
-    let origin = parts.headers.get("origin").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let origin = parts
+        .headers
+        .get("origin")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     // A CORS preflight carries no credentials: it is answered from the CORS rules alone.
     if parts.method == Method::OPTIONS {
         info.op = "PreflightCors";
-        let bucket = vhost.clone().unwrap_or_else(|| first_segment(parts.uri.path()));
+        let bucket = vhost
+            .clone()
+            .unwrap_or_else(|| first_segment(parts.uri.path()));
         let result = match cors_rules(app, &bucket).await {
             Some(rules) => cors::preflight(&rules, &parts.headers),
             None => cors::preflight(&[], &parts.headers),
@@ -97,13 +103,19 @@ pub async fn handle(
 
 /// The bucket's CORS rules, else the server-wide rule.
 async fn cors_rules(app: &App, bucket: &str) -> Option<Vec<crate::upload::model::CorsRule>> {
-    let own = if bucket.is_empty() { None } else { app.uploads.bucket(bucket).await.ok().and_then(|b| b.cors) };
+    let own = if bucket.is_empty() {
+        None
+    } else {
+        app.uploads.bucket(bucket).await.ok().and_then(|b| b.cors)
+    };
     own.or_else(|| app.cors_default.as_deref().map(|r| vec![r.clone()]))
 }
 
 fn first_segment(path: &str) -> String {
     let path = path.trim_start_matches('/');
-    percent_encoding::percent_decode_str(path.split('/').next().unwrap_or_default()).decode_utf8_lossy().into_owned()
+    percent_encoding::percent_decode_str(path.split('/').next().unwrap_or_default())
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// `<Error>` XML with the AWS status; HEAD responses carry no body.

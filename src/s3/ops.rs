@@ -21,7 +21,9 @@ use crate::http::{Body, empty, full};
 use crate::store::UploadCursor;
 use crate::upload::checksum::{ChecksumAlgorithm, ChecksumType, b64};
 use crate::upload::model::{Millis, ObjectHeaders, ObjectRecord, PartNumber, UploadId};
-use crate::upload::{BodyChecks, BodyStream, Error as UploadError, Expected, ListedPart, MAX_KEYS, WriteCondition};
+use crate::upload::{
+    BodyChecks, BodyStream, Error as UploadError, Expected, ListedPart, MAX_KEYS, WriteCondition,
+};
 
 type Res = Result<Response<Body>, S3Error>;
 
@@ -31,7 +33,12 @@ const MAX_COMPLETE_XML: usize = 10_000 * 320;
 const MAX_XML: usize = 2 << 20;
 
 pub async fn dispatch(app: &App, req: &Parts, body: Incoming, route: Route, auth: Verified) -> Res {
-    let Route { op, bucket, key, query } = route;
+    let Route {
+        op,
+        bucket,
+        key,
+        query,
+    } = route;
     let (b, k) = (bucket.as_str(), key.as_str());
     let owner = auth.access_key.clone();
     match op {
@@ -40,7 +47,11 @@ pub async fn dispatch(app: &App, req: &Parts, body: Incoming, route: Route, auth
             let _ = collect(req, body, &auth, MAX_XML).await?;
             if b == "file" {
                 // Path-style `/file/...` belongs to the design note's API (see `legacy`).
-                return Err(S3Error::new("InvalidBucketName", StatusCode::BAD_REQUEST, "The bucket name `file` is reserved for the /file/* API."));
+                return Err(S3Error::new(
+                    "InvalidBucketName",
+                    StatusCode::BAD_REQUEST,
+                    "The bucket name `file` is reserved for the /file/* API.",
+                ));
             }
             app.uploads.create_bucket(&owner, b).await?;
             let mut resp = Response::new(empty());
@@ -50,7 +61,11 @@ pub async fn dispatch(app: &App, req: &Parts, body: Incoming, route: Route, auth
         S3Op::HeadBucket => {
             app.uploads.bucket(b).await?;
             let mut resp = Response::new(empty());
-            set(resp.headers_mut(), HeaderName::from_static("x-amz-bucket-region"), &app.region);
+            set(
+                resp.headers_mut(),
+                HeaderName::from_static("x-amz-bucket-region"),
+                &app.region,
+            );
             Ok(resp)
         }
         S3Op::DeleteBucket => {
@@ -59,17 +74,28 @@ pub async fn dispatch(app: &App, req: &Parts, body: Incoming, route: Route, auth
         }
         S3Op::GetBucketLocation => {
             app.uploads.bucket(b).await?;
-            let region = if &*app.region == "us-east-1" { "" } else { &app.region };
-            Ok(xml_response(Xml::text_document("LocationConstraint", region)))
+            let region = if &*app.region == "us-east-1" {
+                ""
+            } else {
+                &app.region
+            };
+            Ok(xml_response(Xml::text_document(
+                "LocationConstraint",
+                region,
+            )))
         }
         S3Op::GetBucketVersioning => {
             app.uploads.bucket(b).await?;
-            Ok(xml_response(Xml::new("VersioningConfiguration").finish("VersioningConfiguration")))
+            Ok(xml_response(
+                Xml::new("VersioningConfiguration").finish("VersioningConfiguration"),
+            ))
         }
         S3Op::ListObjectVersions => list_object_versions(app, b, &query).await,
         S3Op::PutBucketCors => {
             let body = collect(req, body, &auth, MAX_XML).await?;
-            app.uploads.set_bucket_cors(b, Some(super::cors::parse(&body)?)).await?;
+            app.uploads
+                .set_bucket_cors(b, Some(super::cors::parse(&body)?))
+                .await?;
             Ok(Response::new(empty()))
         }
         S3Op::GetBucketCors => match app.uploads.bucket(b).await?.cors {
@@ -96,13 +122,17 @@ pub async fn dispatch(app: &App, req: &Parts, body: Incoming, route: Route, auth
             Ok(status(StatusCode::NO_CONTENT))
         }
         S3Op::CreateMultipartUpload => create_multipart_upload(app, req, &owner, b, k).await,
-        S3Op::UploadPart { upload_id, part_number } => {
-            upload_part(app, req, body, &auth, b, k, &upload_id, part_number).await
+        S3Op::UploadPart {
+            upload_id,
+            part_number,
+        } => upload_part(app, req, body, &auth, b, k, &upload_id, part_number).await,
+        S3Op::UploadPartCopy {
+            upload_id,
+            part_number,
+        } => upload_part_copy(app, req, b, k, &upload_id, part_number).await,
+        S3Op::CompleteMultipartUpload { upload_id } => {
+            complete(app, req, body, &auth, b, k, &upload_id).await
         }
-        S3Op::UploadPartCopy { upload_id, part_number } => {
-            upload_part_copy(app, req, b, k, &upload_id, part_number).await
-        }
-        S3Op::CompleteMultipartUpload { upload_id } => complete(app, req, body, &auth, b, k, &upload_id).await,
         S3Op::AbortMultipartUpload { upload_id } => {
             app.uploads.abort(&upload_id, b, k).await?;
             Ok(status(StatusCode::NO_CONTENT))
@@ -114,36 +144,61 @@ pub async fn dispatch(app: &App, req: &Parts, body: Incoming, route: Route, auth
 // ---------------- bodies ----------------
 
 /// The verified body stream of a PutObject / UploadPart, with the checks its headers announce.
-fn stream_body(req: &Parts, body: Incoming, auth: &Verified) -> Result<(BodyStream, BodyChecks), S3Error> {
+fn stream_body(
+    req: &Parts,
+    body: Incoming,
+    auth: &Verified,
+) -> Result<(BodyStream, BodyChecks), S3Error> {
     let h = &req.headers;
-    let chunked_te = h
-        .get(header::TRANSFER_ENCODING)
-        .is_some_and(|v| v.to_str().unwrap_or_default().to_ascii_lowercase().contains("chunked"));
-    if !h.contains_key(header::CONTENT_LENGTH) && !chunked_te && !h.contains_key("x-amz-decoded-content-length") {
+    let chunked_te = h.get(header::TRANSFER_ENCODING).is_some_and(|v| {
+        v.to_str()
+            .unwrap_or_default()
+            .to_ascii_lowercase()
+            .contains("chunked")
+    });
+    if !h.contains_key(header::CONTENT_LENGTH)
+        && !chunked_te
+        && !h.contains_key("x-amz-decoded-content-length")
+    {
         return Err(payload::PayloadError::MissingContentLength.into());
     }
     let decoded = payload::decode(body, h, auth.payload.clone())?;
     let content_md5 = match h.get("content-md5") {
         None => None,
         Some(v) => {
-            let raw = base64::engine::general_purpose::STANDARD.decode(v.as_bytes()).ok();
-            Some(raw.and_then(|r| <[u8; 16]>::try_from(r).ok()).ok_or(UploadError::InvalidDigest)?)
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(v.as_bytes())
+                .ok();
+            Some(
+                raw.and_then(|r| <[u8; 16]>::try_from(r).ok())
+                    .ok_or(UploadError::InvalidDigest)?,
+            )
         }
     };
     let mut checksum = None;
     for (name, value) in h {
-        let Some(alg_name) = name.as_str().strip_prefix("x-amz-checksum-") else { continue };
+        let Some(alg_name) = name.as_str().strip_prefix("x-amz-checksum-") else {
+            continue;
+        };
         if matches!(alg_name, "algorithm" | "type" | "mode") {
             continue;
         }
-        let alg = ChecksumAlgorithm::parse(alg_name)
-            .ok_or_else(|| S3Error::invalid_request(format!("Unsupported checksum algorithm: {alg_name}")))?;
-        if checksum.is_some() {
-            return Err(S3Error::invalid_request("Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed."));
-        }
-        let value = alg.decode(value.to_str().unwrap_or_default()).ok_or_else(|| {
-            UploadError::BadDigest(format!("The {} you specified did not match the calculated checksum.", alg.as_str()))
+        let alg = ChecksumAlgorithm::parse(alg_name).ok_or_else(|| {
+            S3Error::invalid_request(format!("Unsupported checksum algorithm: {alg_name}"))
         })?;
+        if checksum.is_some() {
+            return Err(S3Error::invalid_request(
+                "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed.",
+            ));
+        }
+        let value = alg
+            .decode(value.to_str().unwrap_or_default())
+            .ok_or_else(|| {
+                UploadError::BadDigest(format!(
+                    "The {} you specified did not match the calculated checksum.",
+                    alg.as_str()
+                ))
+            })?;
         checksum = Some((alg, Expected::Given(value)));
     }
     if let Some((name, slot)) = decoded.trailer {
@@ -152,39 +207,64 @@ fn stream_body(req: &Parts, body: Incoming, auth: &Verified) -> Result<(BodyStre
             .and_then(ChecksumAlgorithm::parse)
             .ok_or_else(|| S3Error::invalid_request(format!("Unsupported trailer: {name}")))?;
         if checksum.is_some() {
-            return Err(S3Error::invalid_request("Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed."));
+            return Err(S3Error::invalid_request(
+                "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed.",
+            ));
         }
         checksum = Some((alg, Expected::Trailer(slot)));
     }
     if checksum.is_none() {
         // The SDKs name the algorithm even when the value comes later; compute it so we can echo it.
-        let named = h.get("x-amz-sdk-checksum-algorithm").or_else(|| h.get("x-amz-checksum-algorithm"));
+        let named = h
+            .get("x-amz-sdk-checksum-algorithm")
+            .or_else(|| h.get("x-amz-checksum-algorithm"));
         if let Some(v) = named {
             let s = v.to_str().unwrap_or_default();
-            let alg = ChecksumAlgorithm::parse(s)
-                .ok_or_else(|| S3Error::invalid_request(format!("Unsupported checksum algorithm: {s}")))?;
+            let alg = ChecksumAlgorithm::parse(s).ok_or_else(|| {
+                S3Error::invalid_request(format!("Unsupported checksum algorithm: {s}"))
+            })?;
             checksum = Some((alg, Expected::Compute));
         }
     }
-    Ok((decoded.stream, BodyChecks { length: decoded.length, content_md5, checksum }))
+    Ok((
+        decoded.stream,
+        BodyChecks {
+            length: decoded.length,
+            content_md5,
+            checksum,
+        },
+    ))
 }
 
 /// Reads a small body (XML) whole, verified, refusing more than `limit` bytes.
-async fn collect(req: &Parts, body: Incoming, auth: &Verified, limit: usize) -> Result<Bytes, S3Error> {
+async fn collect(
+    req: &Parts,
+    body: Incoming,
+    auth: &Verified,
+    limit: usize,
+) -> Result<Bytes, S3Error> {
     let announced = req
         .headers
         .get("x-amz-decoded-content-length")
         .or_else(|| req.headers.get(header::CONTENT_LENGTH))
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if announced.is_some_and(|n| n > limit as u64) {
-        return Err(S3Error::new("MaxMessageLengthExceeded", StatusCode::BAD_REQUEST, "Your request was too big."));
+        return Err(S3Error::new(
+            "MaxMessageLengthExceeded",
+            StatusCode::BAD_REQUEST,
+            "Your request was too big.",
+        ));
     }
     let mut stream = payload::decode(body, &req.headers, auth.payload.clone())?.stream;
     let mut buf = Vec::new();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| S3Error::from(UploadError::Body(e)))?;
         if buf.len() + chunk.len() > limit {
-            return Err(S3Error::new("MaxMessageLengthExceeded", StatusCode::BAD_REQUEST, "Your request was too big."));
+            return Err(S3Error::new(
+                "MaxMessageLengthExceeded",
+                StatusCode::BAD_REQUEST,
+                "Your request was too big.",
+            ));
         }
         buf.extend_from_slice(&chunk);
     }
@@ -193,7 +273,14 @@ async fn collect(req: &Parts, body: Incoming, auth: &Verified, limit: usize) -> 
 
 // ---------------- objects ----------------
 
-async fn put_object(app: &App, req: &Parts, body: Incoming, auth: &Verified, b: &str, k: &str) -> Res {
+async fn put_object(
+    app: &App,
+    req: &Parts,
+    body: Incoming,
+    auth: &Verified,
+    b: &str,
+    k: &str,
+) -> Res {
     let body = precheck(req, body, async {
         app.uploads.bucket(b).await?;
         check_declared_size(req, app.uploads.limits().max_part_size)
@@ -201,20 +288,43 @@ async fn put_object(app: &App, req: &Parts, body: Incoming, auth: &Verified, b: 
     .await?;
     let headers = object_headers(&req.headers);
     let (stream, checks) = stream_body(req, body, auth)?;
-    let rec = app.uploads.put_object(&auth.access_key, b, k, headers, stream, checks, &write_condition(&req.headers)).await?;
+    let rec = app
+        .uploads
+        .put_object(
+            &auth.access_key,
+            b,
+            k,
+            headers,
+            stream,
+            checks,
+            &write_condition(&req.headers),
+        )
+        .await?;
     let mut resp = Response::new(empty());
     let h = resp.headers_mut();
     set(h, header::ETAG, &quoted(&rec.etag));
     if let Some(c) = &rec.checksum {
-        set(h, HeaderName::from_static(c.algorithm.header_name()), &b64(&c.value));
-        set(h, HeaderName::from_static("x-amz-checksum-type"), ChecksumType::FullObject.as_str());
+        set(
+            h,
+            HeaderName::from_static(c.algorithm.header_name()),
+            &b64(&c.value),
+        );
+        set(
+            h,
+            HeaderName::from_static("x-amz-checksum-type"),
+            ChecksumType::FullObject.as_str(),
+        );
     }
     Ok(resp)
 }
 
 async fn copy_object(app: &App, req: &Parts, owner: &str, b: &str, k: &str) -> Res {
     let (sb, sk) = copy_source(&req.headers)?;
-    let replace = match req.headers.get("x-amz-metadata-directive").map(HeaderValue::as_bytes) {
+    let replace = match req
+        .headers
+        .get("x-amz-metadata-directive")
+        .map(HeaderValue::as_bytes)
+    {
         None | Some(b"COPY") => false,
         Some(b"REPLACE") => true,
         Some(_) => return Err(S3Error::invalid_argument("Unknown metadata directive.")),
@@ -227,30 +337,41 @@ async fn copy_object(app: &App, req: &Parts, owner: &str, b: &str, k: &str) -> R
     let src = app.uploads.object(&sb, &sk).await?;
     check_conditions(&req.headers, &src, "x-amz-copy-source-")?;
     let headers = replace.then(|| object_headers(&req.headers));
-    let rec = app.uploads.copy_object(owner, (&sb, &sk), (b, k), headers).await?;
+    let rec = app
+        .uploads
+        .copy_object(owner, (&sb, &sk), (b, k), headers)
+        .await?;
     let mut x = Xml::new("CopyObjectResult");
-    x.elem("LastModified", iso8601(rec.modified)).elem("ETag", quoted(&rec.etag));
+    x.elem("LastModified", iso8601(rec.modified))
+        .elem("ETag", quoted(&rec.etag));
     Ok(xml_response(x.finish("CopyObjectResult")))
 }
 
 /// `x-amz-copy-source: [/]bucket/key[?versionId=v]`; the key is percent-decoded exactly once,
 /// after splitting off a literal `?versionId=`.
 fn copy_source(h: &HeaderMap) -> Result<(String, String), S3Error> {
-    let raw = h.get("x-amz-copy-source").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let raw = h
+        .get("x-amz-copy-source")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
     let raw = raw.strip_prefix('/').unwrap_or(raw);
     let (path, version) = match raw.split_once("?versionId=") {
         Some((p, v)) => (p, Some(v)),
         None => (raw, None),
     };
     if version.is_some_and(|v| v != "null") {
-        return Err(S3Error::not_implemented("Object versions are not supported"));
+        return Err(S3Error::not_implemented(
+            "Object versions are not supported",
+        ));
     }
     let decoded = percent_encoding::percent_decode_str(path)
         .decode_utf8()
         .map_err(|_| S3Error::invalid_argument("Invalid copy source encoding"))?;
     match decoded.split_once('/') {
         Some((b, k)) if !b.is_empty() && !k.is_empty() => Ok((b.to_owned(), k.to_owned())),
-        _ => Err(S3Error::invalid_argument("Copy Source must mention the source bucket and key: sourcebucket/sourcekey")),
+        _ => Err(S3Error::invalid_argument(
+            "Copy Source must mention the source bucket and key: sourcebucket/sourcekey",
+        )),
     }
 }
 
@@ -260,7 +381,11 @@ async fn get_object(app: &App, req: &Parts, query: &Query, b: &str, k: &str, hea
         if matches!(e, UploadError::NotModified) {
             let mut resp = status(StatusCode::NOT_MODIFIED);
             set(resp.headers_mut(), header::ETAG, &quoted(&rec.etag));
-            set(resp.headers_mut(), header::LAST_MODIFIED, &http_date(rec.modified));
+            set(
+                resp.headers_mut(),
+                header::LAST_MODIFIED,
+                &http_date(rec.modified),
+            );
             return Ok(resp);
         }
         return Err(e.into());
@@ -268,39 +393,56 @@ async fn get_object(app: &App, req: &Parts, query: &Query, b: &str, k: &str, hea
     let range = req.headers.get(header::RANGE).and_then(|v| v.to_str().ok());
     let part = query.get("partNumber");
     if part.is_some() && range.is_some() {
-        return Err(S3Error::invalid_request("Cannot specify both Range header and partNumber query parameter."));
+        return Err(S3Error::invalid_request(
+            "Cannot specify both Range header and partNumber query parameter.",
+        ));
     }
     // (start, end-exclusive, partial?, the part's checksum for partNumber reads)
     let (start, end, partial, part_index) = if let Some(p) = part {
-        let n = PartNumber::parse(p)
-            .ok_or_else(|| S3Error::invalid_argument("Part number must be an integer between 1 and 10000, inclusive"))?;
+        let n = PartNumber::parse(p).ok_or_else(|| {
+            S3Error::invalid_argument(
+                "Part number must be an integer between 1 and 10000, inclusive",
+            )
+        })?;
         let idx = usize::from(n.get()) - 1;
         if !rec.multipart {
             if idx != 0 {
-                return Err(UploadError::InvalidPart("The requested partnumber is not satisfiable".into()).into());
+                return Err(UploadError::InvalidPart(
+                    "The requested partnumber is not satisfiable".into(),
+                )
+                .into());
             }
             (0, rec.size, false, None)
         } else {
-            let p = rec
-                .parts
-                .get(idx)
-                .ok_or_else(|| UploadError::InvalidPart("The requested partnumber is not satisfiable".into()))?;
+            let p = rec.parts.get(idx).ok_or_else(|| {
+                UploadError::InvalidPart("The requested partnumber is not satisfiable".into())
+            })?;
             let offset: u64 = rec.parts[..idx].iter().map(|p| p.size).sum();
             (offset, offset + p.size, true, Some(idx))
         }
     } else if let Some(r) = range {
         match parse_range(r, rec.size) {
             RangeSpec::All => (0, rec.size, false, None),
-            RangeSpec::Unsatisfiable => return Err(UploadError::InvalidRange { size: rec.size }.into()),
+            RangeSpec::Unsatisfiable => {
+                return Err(UploadError::InvalidRange { size: rec.size }.into());
+            }
             RangeSpec::Bytes(s, e) => (s, e, true, None),
         }
     } else {
         (0, rec.size, false, None)
     };
 
-    let body = if head || start == end { empty() } else { crate::http::stream(app.uploads.read(&rec, start, end)) };
+    let body = if head || start == end {
+        empty()
+    } else {
+        crate::http::stream(app.uploads.read(&rec, start, end))
+    };
     let mut resp = Response::new(body);
-    *resp.status_mut() = if partial { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK };
+    *resp.status_mut() = if partial {
+        StatusCode::PARTIAL_CONTENT
+    } else {
+        StatusCode::OK
+    };
     let h = resp.headers_mut();
     set(h, header::CONTENT_LENGTH, &(end - start).to_string());
     set(h, header::ACCEPT_RANGES, "bytes");
@@ -308,10 +450,18 @@ async fn get_object(app: &App, req: &Parts, query: &Query, b: &str, k: &str, hea
     set(h, header::LAST_MODIFIED, &http_date(rec.modified));
     if partial {
         let last = end.saturating_sub(1).max(start);
-        set(h, header::CONTENT_RANGE, &format!("bytes {start}-{last}/{}", rec.size));
+        set(
+            h,
+            header::CONTENT_RANGE,
+            &format!("bytes {start}-{last}/{}", rec.size),
+        );
     }
     if rec.multipart && part.is_some() {
-        set(h, HeaderName::from_static("x-amz-mp-parts-count"), &rec.parts.len().to_string());
+        set(
+            h,
+            HeaderName::from_static("x-amz-mp-parts-count"),
+            &rec.parts.len().to_string(),
+        );
     }
     put_object_headers(h, &rec.headers, query);
     let checksum_mode = req
@@ -321,7 +471,10 @@ async fn get_object(app: &App, req: &Parts, query: &Query, b: &str, k: &str, hea
     if checksum_mode {
         // Never a whole-object checksum on a range: clients would check it against the range.
         let (sum, t) = match part_index {
-            Some(i) => (rec.parts[i].checksum.as_ref(), Some(ChecksumType::FullObject)),
+            Some(i) => (
+                rec.parts[i].checksum.as_ref(),
+                Some(ChecksumType::FullObject),
+            ),
             None if range.is_none() => (rec.checksum.as_ref(), rec.checksum_type),
             None => (None, None),
         };
@@ -332,7 +485,11 @@ async fn get_object(app: &App, req: &Parts, query: &Query, b: &str, k: &str, hea
             }
             set(h, HeaderName::from_static(c.algorithm.header_name()), &v);
             if let Some(t) = t {
-                set(h, HeaderName::from_static("x-amz-checksum-type"), t.as_str());
+                set(
+                    h,
+                    HeaderName::from_static("x-amz-checksum-type"),
+                    t.as_str(),
+                );
             }
         }
     }
@@ -358,12 +515,20 @@ enum RangeSpec {
 /// `bytes=a-b | a- | -n` against an object of `size` bytes. Syntax S3 does not understand (or
 /// several ranges) means the whole object, as on AWS.
 fn parse_range(r: &str, size: u64) -> RangeSpec {
-    let Some(spec) = r.trim().strip_prefix("bytes=") else { return RangeSpec::All };
-    let Some((a, b)) = spec.trim().split_once('-') else { return RangeSpec::All };
+    let Some(spec) = r.trim().strip_prefix("bytes=") else {
+        return RangeSpec::All;
+    };
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return RangeSpec::All;
+    };
     if spec.contains(',') {
         return RangeSpec::All;
     }
-    let num = |s: &str| (!s.is_empty() && s.bytes().all(|c| c.is_ascii_digit())).then(|| s.parse::<u64>().ok()).flatten();
+    let num = |s: &str| {
+        (!s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()))
+            .then(|| s.parse::<u64>().ok())
+            .flatten()
+    };
     match (a.trim(), b.trim()) {
         ("", n) => match num(n) {
             Some(0) => RangeSpec::Unsatisfiable,
@@ -372,7 +537,9 @@ fn parse_range(r: &str, size: u64) -> RangeSpec {
             None => RangeSpec::All,
         },
         (s, e) => {
-            let Some(s) = num(s) else { return RangeSpec::All };
+            let Some(s) = num(s) else {
+                return RangeSpec::All;
+            };
             let e = if e.is_empty() { Some(u64::MAX) } else { num(e) };
             match e {
                 None => RangeSpec::All,
@@ -393,14 +560,18 @@ impl RangeSpec {
 /// If-Match / If-None-Match / If-Modified-Since / If-Unmodified-Since, with S3's precedence.
 /// `prefix` is "" for GET/HEAD or "x-amz-copy-source-" for copies (which answer 412, never 304).
 fn check_conditions(h: &HeaderMap, rec: &ObjectRecord, prefix: &str) -> Result<(), UploadError> {
-    let get = |name: &str| h.get(format!("{prefix}{name}").as_str()).and_then(|v| v.to_str().ok());
+    let get = |name: &str| {
+        h.get(format!("{prefix}{name}").as_str())
+            .and_then(|v| v.to_str().ok())
+    };
     let etag_matches = |list: &str| {
         list.split(',').any(|t| {
             let t = t.trim();
             t == "*" || crate::upload::checksum::normalize_etag(t) == rec.etag
         })
     };
-    let modified = SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(rec.modified / 1000).unwrap_or(0));
+    let modified = SystemTime::UNIX_EPOCH
+        + Duration::from_secs(u64::try_from(rec.modified / 1000).unwrap_or(0));
     let since = |name: &str| get(name).and_then(|v| httpdate::parse_http_date(v).ok());
     let if_match = get("if-match");
     if let Some(m) = if_match {
@@ -410,7 +581,11 @@ fn check_conditions(h: &HeaderMap, rec: &ObjectRecord, prefix: &str) -> Result<(
     } else if since("if-unmodified-since").is_some_and(|t| modified > t) {
         return Err(UploadError::PreconditionFailed);
     }
-    let not_modified = if prefix.is_empty() { UploadError::NotModified } else { UploadError::PreconditionFailed };
+    let not_modified = if prefix.is_empty() {
+        UploadError::NotModified
+    } else {
+        UploadError::PreconditionFailed
+    };
     if let Some(m) = get("if-none-match") {
         if etag_matches(m) {
             return Err(not_modified);
@@ -427,7 +602,9 @@ async fn delete_objects(app: &App, req: &Parts, body: Incoming, auth: &Verified,
     if root.name != "Delete" {
         return Err(S3Error::malformed_xml());
     }
-    let quiet = root.child_text("Quiet").is_some_and(|q| q.trim().eq_ignore_ascii_case("true"));
+    let quiet = root
+        .child_text("Quiet")
+        .is_some_and(|q| q.trim().eq_ignore_ascii_case("true"));
     let objects: Vec<_> = root.children_named("Object").collect();
     if objects.is_empty() || objects.len() > 1000 {
         return Err(S3Error::malformed_xml());
@@ -438,19 +615,31 @@ async fn delete_objects(app: &App, req: &Parts, body: Incoming, auth: &Verified,
         let key = o.child_text("Key").unwrap_or_default();
         let version = o.child_text("VersionId");
         let result = if version.is_some_and(|v| v != "null") {
-            Err(S3Error::not_implemented("Object versions are not supported"))
+            Err(S3Error::not_implemented(
+                "Object versions are not supported",
+            ))
         } else if key.is_empty() {
             Err(S3Error::invalid_argument("Key must not be empty"))
         } else {
-            app.uploads.delete_object(b, key).await.map_err(S3Error::from)
+            app.uploads
+                .delete_object(b, key)
+                .await
+                .map_err(S3Error::from)
         };
         match result {
             Ok(()) if quiet => {}
             Ok(()) => {
-                x.open("Deleted").elem("Key", key).opt("VersionId", version).close("Deleted");
+                x.open("Deleted")
+                    .elem("Key", key)
+                    .opt("VersionId", version)
+                    .close("Deleted");
             }
             Err(e) => {
-                x.open("Error").elem("Key", key).elem("Code", e.code).elem("Message", &e.message).close("Error");
+                x.open("Error")
+                    .elem("Key", key)
+                    .elem("Code", e.code)
+                    .elem("Message", &e.message)
+                    .close("Error");
             }
         }
     }
@@ -460,9 +649,16 @@ async fn delete_objects(app: &App, req: &Parts, body: Incoming, auth: &Verified,
 async fn list_buckets(app: &App, owner: &str) -> Res {
     let buckets = app.uploads.list_buckets().await?;
     let mut x = Xml::new("ListAllMyBucketsResult");
-    x.open("Owner").elem("ID", owner).elem("DisplayName", owner).close("Owner").open("Buckets");
+    x.open("Owner")
+        .elem("ID", owner)
+        .elem("DisplayName", owner)
+        .close("Owner")
+        .open("Buckets");
     for bkt in buckets {
-        x.open("Bucket").elem("Name", &bkt.name).elem("CreationDate", iso8601(bkt.created)).close("Bucket");
+        x.open("Bucket")
+            .elem("Name", &bkt.name)
+            .elem("CreationDate", iso8601(bkt.created))
+            .close("Bucket");
     }
     x.close("Buckets");
     Ok(xml_response(x.finish("ListAllMyBucketsResult")))
@@ -474,28 +670,50 @@ async fn list_objects(app: &App, b: &str, q: &Query, v2: bool) -> Res {
     let max = max_param(q, "max-keys")?;
     let prefix = q.get("prefix").unwrap_or_default();
     let delimiter = q.get("delimiter").filter(|d| !d.is_empty());
-    let token = if v2 { q.get("continuation-token") } else { None };
+    let token = if v2 {
+        q.get("continuation-token")
+    } else {
+        None
+    };
     let decoded_token = token
         .map(|t| {
             base64::engine::general_purpose::URL_SAFE_NO_PAD
                 .decode(t)
                 .ok()
                 .and_then(|v| String::from_utf8(v).ok())
-                .ok_or_else(|| S3Error::invalid_argument("The continuation token provided is incorrect"))
+                .ok_or_else(|| {
+                    S3Error::invalid_argument("The continuation token provided is incorrect")
+                })
         })
         .transpose()?;
-    let start_after = if v2 { q.get("start-after") } else { q.get("marker") };
-    let after = decoded_token.as_deref().or(start_after.filter(|s| !s.is_empty()));
-    let page = app.uploads.list_objects(b, prefix, delimiter, after, max).await?;
+    let start_after = if v2 {
+        q.get("start-after")
+    } else {
+        q.get("marker")
+    };
+    let after = decoded_token
+        .as_deref()
+        .or(start_after.filter(|s| !s.is_empty()));
+    let page = app
+        .uploads
+        .list_objects(b, prefix, delimiter, after, max)
+        .await?;
     let fetch_owner = !v2 || q.get("fetch-owner") == Some("true");
     let mut x = Xml::new("ListBucketResult");
     x.elem("Name", b).elem("Prefix", enc(prefix));
     if v2 {
-        x.opt("ContinuationToken", token).opt("StartAfter", start_after.map(enc));
-        x.elem("KeyCount", (page.items.len() + page.prefixes.len()).to_string());
+        x.opt("ContinuationToken", token)
+            .opt("StartAfter", start_after.map(enc));
+        x.elem(
+            "KeyCount",
+            (page.items.len() + page.prefixes.len()).to_string(),
+        );
         if page.truncated {
             let next = page.last.as_deref().unwrap_or_default();
-            x.elem("NextContinuationToken", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(next));
+            x.elem(
+                "NextContinuationToken",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(next),
+            );
         }
     } else {
         x.elem("Marker", enc(start_after.unwrap_or_default()));
@@ -503,7 +721,8 @@ async fn list_objects(app: &App, b: &str, q: &Query, v2: bool) -> Res {
             x.opt("NextMarker", page.last.as_deref().map(enc));
         }
     }
-    x.elem("MaxKeys", max.to_string()).opt("Delimiter", delimiter.map(enc));
+    x.elem("MaxKeys", max.to_string())
+        .opt("Delimiter", delimiter.map(enc));
     x.elem("IsTruncated", page.truncated.to_string());
     if url {
         x.elem("EncodingType", "url");
@@ -519,12 +738,17 @@ async fn list_objects(app: &App, b: &str, q: &Query, v2: bool) -> Res {
         }
         x.elem("StorageClass", "STANDARD");
         if fetch_owner {
-            x.open("Owner").elem("ID", &rec.owner).elem("DisplayName", &rec.owner).close("Owner");
+            x.open("Owner")
+                .elem("ID", &rec.owner)
+                .elem("DisplayName", &rec.owner)
+                .close("Owner");
         }
         x.close("Contents");
     }
     for p in &page.prefixes {
-        x.open("CommonPrefixes").elem("Prefix", enc(p)).close("CommonPrefixes");
+        x.open("CommonPrefixes")
+            .elem("Prefix", enc(p))
+            .close("CommonPrefixes");
     }
     Ok(xml_response(x.finish("ListBucketResult")))
 }
@@ -537,14 +761,24 @@ async fn list_object_versions(app: &App, b: &str, q: &Query) -> Res {
     let prefix = q.get("prefix").unwrap_or_default();
     let delimiter = q.get("delimiter").filter(|d| !d.is_empty());
     let key_marker = q.get("key-marker").filter(|m| !m.is_empty());
-    let page = app.uploads.list_objects(b, prefix, delimiter, key_marker, max).await?;
+    let page = app
+        .uploads
+        .list_objects(b, prefix, delimiter, key_marker, max)
+        .await?;
     let mut x = Xml::new("ListVersionsResult");
-    x.elem("Name", b).elem("Prefix", enc(prefix)).elem("KeyMarker", enc(key_marker.unwrap_or_default()));
-    x.elem("VersionIdMarker", q.get("version-id-marker").unwrap_or_default());
+    x.elem("Name", b)
+        .elem("Prefix", enc(prefix))
+        .elem("KeyMarker", enc(key_marker.unwrap_or_default()));
+    x.elem(
+        "VersionIdMarker",
+        q.get("version-id-marker").unwrap_or_default(),
+    );
     if page.truncated {
-        x.opt("NextKeyMarker", page.last.as_deref().map(enc)).elem("NextVersionIdMarker", "null");
+        x.opt("NextKeyMarker", page.last.as_deref().map(enc))
+            .elem("NextVersionIdMarker", "null");
     }
-    x.elem("MaxKeys", max.to_string()).opt("Delimiter", delimiter.map(enc));
+    x.elem("MaxKeys", max.to_string())
+        .opt("Delimiter", delimiter.map(enc));
     x.elem("IsTruncated", page.truncated.to_string());
     if url {
         x.elem("EncodingType", "url");
@@ -558,11 +792,16 @@ async fn list_object_versions(app: &App, b: &str, q: &Query) -> Res {
             .elem("ETag", quoted(&rec.etag))
             .elem("Size", rec.size.to_string())
             .elem("StorageClass", "STANDARD");
-        x.open("Owner").elem("ID", &rec.owner).elem("DisplayName", &rec.owner).close("Owner");
+        x.open("Owner")
+            .elem("ID", &rec.owner)
+            .elem("DisplayName", &rec.owner)
+            .close("Owner");
         x.close("Version");
     }
     for p in &page.prefixes {
-        x.open("CommonPrefixes").elem("Prefix", enc(p)).close("CommonPrefixes");
+        x.open("CommonPrefixes")
+            .elem("Prefix", enc(p))
+            .close("CommonPrefixes");
     }
     Ok(xml_response(x.finish("ListVersionsResult")))
 }
@@ -575,19 +814,29 @@ async fn create_multipart_upload(app: &App, req: &Parts, owner: &str, b: &str, k
         None => None,
         Some(v) => {
             let s = v.to_str().unwrap_or_default();
-            Some(ChecksumAlgorithm::parse(s).ok_or_else(|| S3Error::invalid_request(format!("Checksum algorithm provided is unsupported: {s}")))?)
+            Some(ChecksumAlgorithm::parse(s).ok_or_else(|| {
+                S3Error::invalid_request(format!("Checksum algorithm provided is unsupported: {s}"))
+            })?)
         }
     };
     let typ = match h.get("x-amz-checksum-type") {
         None => None,
         Some(v) => {
             let s = v.to_str().unwrap_or_default();
-            Some(ChecksumType::parse(s).ok_or_else(|| S3Error::invalid_request(format!("Value for x-amz-checksum-type header is invalid: {s}")))?)
+            Some(ChecksumType::parse(s).ok_or_else(|| {
+                S3Error::invalid_request(format!(
+                    "Value for x-amz-checksum-type header is invalid: {s}"
+                ))
+            })?)
         }
     };
     let checksum = match (alg, typ) {
         (None, None) => None,
-        (None, Some(_)) => return Err(S3Error::invalid_request("The x-amz-checksum-type header can only be used with the x-amz-checksum-algorithm header.")),
+        (None, Some(_)) => {
+            return Err(S3Error::invalid_request(
+                "The x-amz-checksum-type header can only be used with the x-amz-checksum-algorithm header.",
+            ));
+        }
         (Some(a), t) => {
             let t = t.unwrap_or_else(|| a.default_type());
             if !a.supports(t) {
@@ -600,13 +849,26 @@ async fn create_multipart_upload(app: &App, req: &Parts, owner: &str, b: &str, k
             Some((a, t))
         }
     };
-    let up = app.uploads.init(owner, b, k, object_headers(h), checksum).await?;
+    let up = app
+        .uploads
+        .init(owner, b, k, object_headers(h), checksum)
+        .await?;
     let mut x = Xml::new("InitiateMultipartUploadResult");
-    x.elem("Bucket", b).elem("Key", k).elem("UploadId", up.id.as_str());
+    x.elem("Bucket", b)
+        .elem("Key", k)
+        .elem("UploadId", up.id.as_str());
     let mut resp = xml_response(x.finish("InitiateMultipartUploadResult"));
     if let Some((a, t)) = checksum {
-        set(resp.headers_mut(), HeaderName::from_static("x-amz-checksum-algorithm"), a.as_str());
-        set(resp.headers_mut(), HeaderName::from_static("x-amz-checksum-type"), t.as_str());
+        set(
+            resp.headers_mut(),
+            HeaderName::from_static("x-amz-checksum-algorithm"),
+            a.as_str(),
+        );
+        set(
+            resp.headers_mut(),
+            HeaderName::from_static("x-amz-checksum-type"),
+            t.as_str(),
+        );
     }
     Ok(resp)
 }
@@ -630,21 +892,39 @@ async fn upload_part(
     })
     .await?;
     let (stream, checks) = stream_body(req, body, auth)?;
-    if checks.length.is_some_and(|l| l > app.uploads.limits().max_part_size) {
+    if checks
+        .length
+        .is_some_and(|l| l > app.uploads.limits().max_part_size)
+    {
         return Err(UploadError::EntityTooLarge.into());
     }
     let part = app.uploads.put_part(id, b, k, n, stream, checks).await?;
     let mut resp = Response::new(empty());
-    set(resp.headers_mut(), header::ETAG, &quoted(&hex::encode(part.md5)));
+    set(
+        resp.headers_mut(),
+        header::ETAG,
+        &quoted(&hex::encode(part.md5)),
+    );
     if let Some(c) = &part.checksum {
-        set(resp.headers_mut(), HeaderName::from_static(c.algorithm.header_name()), &b64(&c.value));
+        set(
+            resp.headers_mut(),
+            HeaderName::from_static(c.algorithm.header_name()),
+            &b64(&c.value),
+        );
     }
     Ok(resp)
 }
 
 /// UploadPartCopy: a byte range of an existing object becomes a part (its ETag is the MD5 of
 /// the copied bytes, as for an uploaded part).
-async fn upload_part_copy(app: &App, req: &Parts, b: &str, k: &str, id: &UploadId, n: PartNumber) -> Res {
+async fn upload_part_copy(
+    app: &App,
+    req: &Parts,
+    b: &str,
+    k: &str,
+    id: &UploadId,
+    n: PartNumber,
+) -> Res {
     app.uploads.bucket(b).await?;
     app.uploads.upload(id, b, k).await?;
     let (sb, sk) = copy_source(&req.headers)?;
@@ -663,30 +943,56 @@ async fn upload_part_copy(app: &App, req: &Parts, b: &str, k: &str, id: &UploadI
         }
     };
     if end - start > app.uploads.limits().max_part_size {
-        return Err(S3Error::invalid_request("The specified copy source is larger than the maximum allowable size for a copy source"));
+        return Err(S3Error::invalid_request(
+            "The specified copy source is larger than the maximum allowable size for a copy source",
+        ));
     }
-    let source = app.uploads.read(&src, start, end).map_err(crate::upload::BodyError::new);
-    let checks = BodyChecks { length: Some(end - start), ..BodyChecks::default() };
-    let part = app.uploads.put_part(id, b, k, n, Box::pin(source), checks).await?;
+    let source = app
+        .uploads
+        .read(&src, start, end)
+        .map_err(crate::upload::BodyError::new);
+    let checks = BodyChecks {
+        length: Some(end - start),
+        ..BodyChecks::default()
+    };
+    let part = app
+        .uploads
+        .put_part(id, b, k, n, Box::pin(source), checks)
+        .await?;
     let mut x = Xml::new("CopyPartResult");
-    x.elem("ETag", quoted(&hex::encode(part.md5))).elem("LastModified", iso8601(part.modified));
+    x.elem("ETag", quoted(&hex::encode(part.md5)))
+        .elem("LastModified", iso8601(part.modified));
     if let Some(c) = &part.checksum {
         x.elem(c.algorithm.xml_name(), b64(&c.value));
     }
     let mut resp = xml_response(x.finish("CopyPartResult"));
-    set(resp.headers_mut(), HeaderName::from_static("x-amz-copy-source-version-id"), "null");
+    set(
+        resp.headers_mut(),
+        HeaderName::from_static("x-amz-copy-source-version-id"),
+        "null",
+    );
     Ok(resp)
 }
 
 /// `bytes=first-last`, strictly (S3 answers InvalidArgument to anything else).
 fn parse_copy_range(v: &str) -> Option<(u64, u64)> {
     let (a, b) = v.strip_prefix("bytes=")?.split_once('-')?;
-    let num = |s: &str| (!s.is_empty() && s.bytes().all(|c| c.is_ascii_digit())).then(|| s.parse::<u64>().ok())?;
+    let num = |s: &str| {
+        (!s.is_empty() && s.bytes().all(|c| c.is_ascii_digit())).then(|| s.parse::<u64>().ok())?
+    };
     let (a, b) = (num(a)?, num(b)?);
     (a <= b).then_some((a, b))
 }
 
-async fn complete(app: &App, req: &Parts, body: Incoming, auth: &Verified, b: &str, k: &str, id: &UploadId) -> Res {
+async fn complete(
+    app: &App,
+    req: &Parts,
+    body: Incoming,
+    auth: &Verified,
+    b: &str,
+    k: &str,
+    id: &UploadId,
+) -> Res {
     app.uploads.bucket(b).await?;
     let body = collect(req, body, auth, MAX_COMPLETE_XML).await?;
     let root = xml::parse(&body).map_err(|_| S3Error::malformed_xml())?;
@@ -699,15 +1005,33 @@ async fn complete(app: &App, req: &Parts, body: Incoming, auth: &Verified, b: &s
             .child_text("PartNumber")
             .map(str::trim)
             .and_then(PartNumber::parse)
-            .ok_or_else(|| UploadError::InvalidPart("Part number must be an integer between 1 and 10000, inclusive".into()))?;
-        let etag = p.child_text("ETag").ok_or_else(S3Error::malformed_xml)?.to_owned();
+            .ok_or_else(|| {
+                UploadError::InvalidPart(
+                    "Part number must be an integer between 1 and 10000, inclusive".into(),
+                )
+            })?;
+        let etag = p
+            .child_text("ETag")
+            .ok_or_else(S3Error::malformed_xml)?
+            .to_owned();
         let checksum = ChecksumAlgorithm::ALL
             .into_iter()
             .find_map(|a| p.child_text(a.xml_name()).map(|v| (a, v.trim().to_owned())));
-        listed.push(ListedPart { number, etag, checksum });
+        listed.push(ListedPart {
+            number,
+            etag,
+            checksum,
+        });
     }
-    let done = app.uploads.complete_verified(id, b, k, listed, None, &write_condition(&req.headers)).await?;
-    let host = req.headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("localhost");
+    let done = app
+        .uploads
+        .complete_verified(id, b, k, listed, None, &write_condition(&req.headers))
+        .await?;
+    let host = req
+        .headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("localhost");
     let mut x = Xml::new("CompleteMultipartUploadResult");
     x.elem("Location", format!("http://{host}/{b}/{}", url_encode(k)))
         .elem("Bucket", b)
@@ -727,7 +1051,11 @@ async fn complete(app: &App, req: &Parts, body: Incoming, auth: &Verified, b: &s
 /// Number of distinct parts a Complete body named (for the composite checksum's `-N`).
 fn done_parts(body: &[u8]) -> usize {
     let Ok(root) = xml::parse(body) else { return 0 };
-    let mut nums: Vec<&str> = root.children_named("Part").filter_map(|p| p.child_text("PartNumber")).map(str::trim).collect();
+    let mut nums: Vec<&str> = root
+        .children_named("Part")
+        .filter_map(|p| p.child_text("PartNumber"))
+        .map(str::trim)
+        .collect();
     nums.dedup();
     nums.len()
 }
@@ -745,15 +1073,27 @@ async fn list_parts(app: &App, q: &Query, b: &str, k: &str, id: &UploadId) -> Re
     app.uploads.bucket(b).await?;
     let (up, parts, truncated) = app.uploads.list_parts(id, b, k, marker, max).await?;
     let mut x = Xml::new("ListPartsResult");
-    x.elem("Bucket", b).elem("Key", k).elem("UploadId", id.as_str());
-    x.open("Initiator").elem("ID", &up.owner).elem("DisplayName", &up.owner).close("Initiator");
-    x.open("Owner").elem("ID", &up.owner).elem("DisplayName", &up.owner).close("Owner");
+    x.elem("Bucket", b)
+        .elem("Key", k)
+        .elem("UploadId", id.as_str());
+    x.open("Initiator")
+        .elem("ID", &up.owner)
+        .elem("DisplayName", &up.owner)
+        .close("Initiator");
+    x.open("Owner")
+        .elem("ID", &up.owner)
+        .elem("DisplayName", &up.owner)
+        .close("Owner");
     x.elem("StorageClass", "STANDARD");
-    x.elem("PartNumberMarker", marker.map_or(0, PartNumber::get).to_string());
+    x.elem(
+        "PartNumberMarker",
+        marker.map_or(0, PartNumber::get).to_string(),
+    );
     if let Some((n, _)) = parts.last() {
         x.elem("NextPartNumberMarker", n.to_string());
     }
-    x.elem("MaxParts", max.to_string()).elem("IsTruncated", truncated.to_string());
+    x.elem("MaxParts", max.to_string())
+        .elem("IsTruncated", truncated.to_string());
     if let Some(a) = up.checksum_algorithm {
         x.elem("ChecksumAlgorithm", a.as_str());
         x.opt("ChecksumType", up.checksum_type.map(ChecksumType::as_str));
@@ -780,16 +1120,27 @@ async fn list_uploads(app: &App, b: &str, q: &Query) -> Res {
     let delimiter = q.get("delimiter").filter(|d| !d.is_empty());
     let key_marker = q.get("key-marker").filter(|m| !m.is_empty());
     let id_marker = q.get("upload-id-marker").filter(|m| !m.is_empty());
-    let mut cursor = key_marker.map(|k| UploadCursor { key: k.to_owned(), upload: None });
+    let mut cursor = key_marker.map(|k| UploadCursor {
+        key: k.to_owned(),
+        upload: None,
+    });
     if let (Some(c), Some(id)) = (cursor.as_mut(), id_marker.and_then(UploadId::parse)) {
         // Uploads on the marker key started after that upload; an unknown id lists none on it.
-        if let Some(up) = app.uploads.meta().get_upload(&id).await.map_err(UploadError::from)?
+        if let Some(up) = app
+            .uploads
+            .meta()
+            .get_upload(&id)
+            .await
+            .map_err(UploadError::from)?
             && up.key == c.key
         {
             c.upload = Some((up.created, up.id));
         }
     }
-    let page = app.uploads.list_uploads(b, prefix, delimiter, cursor, max).await?;
+    let page = app
+        .uploads
+        .list_uploads(b, prefix, delimiter, cursor, max)
+        .await?;
     let mut x = Xml::new("ListMultipartUploadsResult");
     x.elem("Bucket", b)
         .elem("KeyMarker", enc(key_marker.unwrap_or_default()))
@@ -797,23 +1148,38 @@ async fn list_uploads(app: &App, b: &str, q: &Query) -> Res {
     if page.truncated {
         match page.items.last() {
             Some(last) if page.last.as_deref() == Some(last.key.as_str()) => {
-                x.elem("NextKeyMarker", enc(&last.key)).elem("NextUploadIdMarker", last.id.as_str());
+                x.elem("NextKeyMarker", enc(&last.key))
+                    .elem("NextUploadIdMarker", last.id.as_str());
             }
             _ => {
-                x.elem("NextKeyMarker", enc(page.last.as_deref().unwrap_or_default()));
+                x.elem(
+                    "NextKeyMarker",
+                    enc(page.last.as_deref().unwrap_or_default()),
+                );
             }
         }
     }
-    x.elem("Prefix", enc(prefix)).opt("Delimiter", delimiter.map(enc));
-    x.elem("MaxUploads", max.to_string()).elem("IsTruncated", page.truncated.to_string());
+    x.elem("Prefix", enc(prefix))
+        .opt("Delimiter", delimiter.map(enc));
+    x.elem("MaxUploads", max.to_string())
+        .elem("IsTruncated", page.truncated.to_string());
     if url {
         x.elem("EncodingType", "url");
     }
     for up in &page.items {
-        x.open("Upload").elem("Key", enc(&up.key)).elem("UploadId", up.id.as_str());
-        x.open("Initiator").elem("ID", &up.owner).elem("DisplayName", &up.owner).close("Initiator");
-        x.open("Owner").elem("ID", &up.owner).elem("DisplayName", &up.owner).close("Owner");
-        x.elem("StorageClass", "STANDARD").elem("Initiated", iso8601(up.created));
+        x.open("Upload")
+            .elem("Key", enc(&up.key))
+            .elem("UploadId", up.id.as_str());
+        x.open("Initiator")
+            .elem("ID", &up.owner)
+            .elem("DisplayName", &up.owner)
+            .close("Initiator");
+        x.open("Owner")
+            .elem("ID", &up.owner)
+            .elem("DisplayName", &up.owner)
+            .close("Owner");
+        x.elem("StorageClass", "STANDARD")
+            .elem("Initiated", iso8601(up.created));
         if let Some(a) = up.checksum_algorithm {
             x.elem("ChecksumAlgorithm", a.as_str());
             x.opt("ChecksumType", up.checksum_type.map(ChecksumType::as_str));
@@ -821,7 +1187,9 @@ async fn list_uploads(app: &App, b: &str, q: &Query) -> Res {
         x.close("Upload");
     }
     for p in &page.prefixes {
-        x.open("CommonPrefixes").elem("Prefix", enc(p)).close("CommonPrefixes");
+        x.open("CommonPrefixes")
+            .elem("Prefix", enc(p))
+            .close("CommonPrefixes");
     }
     Ok(xml_response(x.finish("ListMultipartUploadsResult")))
 }
@@ -836,8 +1204,14 @@ const DRAIN_LIMIT: u64 = 16 << 20;
 /// `Expect: 100-continue` has not sent its body: nothing to drain (the answer closes instead).
 pub async fn drain(req: &Parts, body: Incoming) {
     use http_body_util::BodyExt as _;
-    let expects = req.headers.get(header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    let declared = req.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let expects = req
+        .headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let declared = req
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if expects || declared.is_some_and(|n| n == 0 || n > DRAIN_LIMIT) {
         return;
     }
@@ -861,7 +1235,11 @@ fn check_declared_size(req: &Parts, max: u64) -> Result<(), UploadError> {
         .get("x-amz-decoded-content-length")
         .or_else(|| h.get(header::CONTENT_LENGTH))
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max) { Err(UploadError::EntityTooLarge) } else { Ok(()) }
+    if declared.is_some_and(|n| n > max) {
+        Err(UploadError::EntityTooLarge)
+    } else {
+        Ok(())
+    }
 }
 
 /// Runs the checks that can refuse a body-carrying request before its body is read; on refusal
@@ -882,7 +1260,10 @@ async fn precheck<F: std::future::Future<Output = Result<(), UploadError>>>(
 
 fn write_condition(h: &HeaderMap) -> WriteCondition {
     let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    WriteCondition { if_match: get("if-match"), if_none_match: get("if-none-match") }
+    WriteCondition {
+        if_match: get("if-match"),
+        if_none_match: get("if-none-match"),
+    }
 }
 
 fn max_param(q: &Query, name: &str) -> Result<usize, S3Error> {
@@ -893,7 +1274,11 @@ fn max_param(q: &Query, name: &str) -> Result<usize, S3Error> {
             .ok()
             .filter(|n| *n >= 0)
             .map(|n| usize::try_from(n).unwrap_or(MAX_KEYS).min(MAX_KEYS))
-            .ok_or_else(|| S3Error::invalid_argument(format!("Provided {name} not an integer or within integer range"))),
+            .ok_or_else(|| {
+                S3Error::invalid_argument(format!(
+                    "Provided {name} not an integer or within integer range"
+                ))
+            }),
     }
 }
 
@@ -901,7 +1286,9 @@ fn encoding_type(q: &Query) -> Result<bool, S3Error> {
     match q.get("encoding-type") {
         None => Ok(false),
         Some(v) if v.eq_ignore_ascii_case("url") => Ok(true),
-        Some(_) => Err(S3Error::invalid_argument("Invalid Encoding Method specified in Request")),
+        Some(_) => Err(S3Error::invalid_argument(
+            "Invalid Encoding Method specified in Request",
+        )),
     }
 }
 
@@ -918,16 +1305,26 @@ pub fn url_encode(s: &str) -> String {
 
 /// The headers kept with an object, from a PutObject / CreateMultipartUpload / CopyObject request.
 fn object_headers(h: &HeaderMap) -> ObjectHeaders {
-    let text = |name: &str| h.get(name).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let text = |name: &str| {
+        h.get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    };
     // `aws-chunked` describes the transfer, not the object: drop it from Content-Encoding.
     let encoding = text("content-encoding").and_then(|v| {
-        let kept: Vec<&str> =
-            v.split(',').map(str::trim).filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("aws-chunked")).collect();
+        let kept: Vec<&str> = v
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("aws-chunked"))
+            .collect();
         (!kept.is_empty()).then(|| kept.join(", "))
     });
     let user = h
         .iter()
-        .filter_map(|(n, v)| n.as_str().strip_prefix("x-amz-meta-").map(|m| (m.to_owned(), v.as_bytes().to_vec())))
+        .filter_map(|(n, v)| {
+            n.as_str()
+                .strip_prefix("x-amz-meta-")
+                .map(|m| (m.to_owned(), v.as_bytes().to_vec()))
+        })
         .collect();
     ObjectHeaders {
         content_type: text("content-type"),
@@ -943,11 +1340,31 @@ fn object_headers(h: &HeaderMap) -> ObjectHeaders {
 /// Writes an object's stored headers into a GET/HEAD response, with `response-*` overrides.
 fn put_object_headers(h: &mut HeaderMap, oh: &ObjectHeaders, q: &Query) {
     let fields: [(HeaderName, &Option<String>, &str); 6] = [
-        (header::CONTENT_TYPE, &oh.content_type, "response-content-type"),
-        (header::CACHE_CONTROL, &oh.cache_control, "response-cache-control"),
-        (header::CONTENT_DISPOSITION, &oh.content_disposition, "response-content-disposition"),
-        (header::CONTENT_ENCODING, &oh.content_encoding, "response-content-encoding"),
-        (header::CONTENT_LANGUAGE, &oh.content_language, "response-content-language"),
+        (
+            header::CONTENT_TYPE,
+            &oh.content_type,
+            "response-content-type",
+        ),
+        (
+            header::CACHE_CONTROL,
+            &oh.cache_control,
+            "response-cache-control",
+        ),
+        (
+            header::CONTENT_DISPOSITION,
+            &oh.content_disposition,
+            "response-content-disposition",
+        ),
+        (
+            header::CONTENT_ENCODING,
+            &oh.content_encoding,
+            "response-content-encoding",
+        ),
+        (
+            header::CONTENT_LANGUAGE,
+            &oh.content_language,
+            "response-content-language",
+        ),
         (header::EXPIRES, &oh.expires, "response-expires"),
     ];
     for (name, stored, over) in fields {
@@ -961,7 +1378,10 @@ fn put_object_headers(h: &mut HeaderMap, oh: &ObjectHeaders, q: &Query) {
         }
     }
     for (name, value) in &oh.user {
-        if let (Ok(n), Ok(v)) = (HeaderName::try_from(format!("x-amz-meta-{name}")), HeaderValue::from_bytes(value)) {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::try_from(format!("x-amz-meta-{name}")),
+            HeaderValue::from_bytes(value),
+        ) {
             h.append(n, v);
         }
     }
@@ -985,7 +1405,10 @@ fn status(s: StatusCode) -> Response<Body> {
 
 fn xml_response(doc: String) -> Response<Body> {
     let mut resp = Response::new(full(doc));
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/xml"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/xml"),
+    );
     resp
 }
 
@@ -993,7 +1416,9 @@ fn xml_response(doc: String) -> Response<Body> {
 pub fn iso8601(ms: Millis) -> String {
     let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+    let fmt = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
     t.format(&fmt).unwrap_or_default()
 }
 
@@ -1033,7 +1458,15 @@ mod tests {
     #[test]
     fn copy_ranges_are_strict() {
         assert_eq!(parse_copy_range("bytes=0-2"), Some((0, 2)));
-        for bad in ["0-2", "bytes=0", "bytes=hello-world", "bytes=0-bar", "bytes=hello-", "bytes=0-2,3-5", "bytes=3-1"] {
+        for bad in [
+            "0-2",
+            "bytes=0",
+            "bytes=hello-world",
+            "bytes=0-bar",
+            "bytes=hello-",
+            "bytes=0-2,3-5",
+            "bytes=3-1",
+        ] {
             assert_eq!(parse_copy_range(bad), None, "{bad}");
         }
     }
@@ -1048,6 +1481,9 @@ mod tests {
     #[test]
     fn timestamps() {
         assert_eq!(iso8601(1_795_632_478_123), "2026-11-25T18:47:58.123Z");
-        assert_eq!(http_date(1_795_632_478_123), "Wed, 25 Nov 2026 18:47:58 GMT");
+        assert_eq!(
+            http_date(1_795_632_478_123),
+            "Wed, 25 Nov 2026 18:47:58 GMT"
+        );
     }
 }

@@ -14,7 +14,9 @@ pub enum S3Op {
     HeadBucket,
     DeleteBucket,
     GetBucketLocation,
-    ListObjects { v2: bool },
+    ListObjects {
+        v2: bool,
+    },
     ListMultipartUploads,
     DeleteObjects,
     PutObject,
@@ -23,16 +25,28 @@ pub enum S3Op {
     HeadObject,
     DeleteObject,
     CreateMultipartUpload,
-    UploadPart { upload_id: UploadId, part_number: PartNumber },
-    UploadPartCopy { upload_id: UploadId, part_number: PartNumber },
+    UploadPart {
+        upload_id: UploadId,
+        part_number: PartNumber,
+    },
+    UploadPartCopy {
+        upload_id: UploadId,
+        part_number: PartNumber,
+    },
     GetBucketVersioning,
     PutBucketCors,
     GetBucketCors,
     DeleteBucketCors,
     ListObjectVersions,
-    CompleteMultipartUpload { upload_id: UploadId },
-    AbortMultipartUpload { upload_id: UploadId },
-    ListParts { upload_id: UploadId },
+    CompleteMultipartUpload {
+        upload_id: UploadId,
+    },
+    AbortMultipartUpload {
+        upload_id: UploadId,
+    },
+    ListParts {
+        upload_id: UploadId,
+    },
 }
 
 impl S3Op {
@@ -87,7 +101,10 @@ impl Query {
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn has(&self, name: &str) -> bool {
@@ -107,18 +124,45 @@ pub struct Route {
 
 /// Sub-resources we do not implement: answered 501 rather than mistaken for object operations.
 const UNSUPPORTED: &[&str] = &[
-    "accelerate", "acl", "analytics", "attributes", "encryption", "intelligent-tiering", "inventory",
-    "legal-hold", "lifecycle", "logging", "metrics", "notification", "object-lock", "ownershipControls", "policy",
-    "policyStatus", "publicAccessBlock", "replication", "requestPayment", "restore", "retention", "select",
-    "tagging", "torrent", "website",
+    "accelerate",
+    "acl",
+    "analytics",
+    "attributes",
+    "encryption",
+    "intelligent-tiering",
+    "inventory",
+    "legal-hold",
+    "lifecycle",
+    "logging",
+    "metrics",
+    "notification",
+    "object-lock",
+    "ownershipControls",
+    "policy",
+    "policyStatus",
+    "publicAccessBlock",
+    "replication",
+    "requestPayment",
+    "restore",
+    "retention",
+    "select",
+    "tagging",
+    "torrent",
+    "website",
 ];
 
 /// The bucket a virtual-host-style request addresses: `Host: <bucket>.<domain>[:port]`.
 /// Path style is used for every other host (an IP, `localhost`, the bare domain).
 pub fn host_bucket(headers: &HeaderMap, uri: &http::Uri, domain: Option<&str>) -> Option<String> {
     let domain = domain.filter(|d| !d.is_empty())?;
-    let host = headers.get(hyper::header::HOST).and_then(|h| h.to_str().ok()).or_else(|| uri.host())?;
-    let host = host.rsplit_once(':').filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit())).map_or(host, |(h, _)| h);
+    let host = headers
+        .get(hyper::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| uri.host())?;
+    let host = host
+        .rsplit_once(':')
+        .filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(host, |(h, _)| h);
     let bucket = host.strip_suffix(domain)?.strip_suffix('.')?;
     (!bucket.is_empty()).then(|| bucket.to_ascii_lowercase())
 }
@@ -143,8 +187,14 @@ pub fn route(
     };
     // Versioning is answered read-only: buckets are never versioned.
     let versioning_write = query.has("versioning") && *method != Method::GET;
-    if let Some(sub) = UNSUPPORTED.iter().find(|s| query.has(s)).or(versioning_write.then_some(&"versioning")) {
-        return Err(S3Error::not_implemented(format!("The '{sub}' sub-resource is not implemented")));
+    if let Some(sub) = UNSUPPORTED
+        .iter()
+        .find(|s| query.has(s))
+        .or(versioning_write.then_some(&"versioning"))
+    {
+        return Err(S3Error::not_implemented(format!(
+            "The '{sub}' sub-resource is not implemented"
+        )));
     }
     let upload_id = || -> Result<UploadId, S3Error> {
         let raw = query.get("uploadId").unwrap_or_default();
@@ -171,7 +221,9 @@ pub fn route(
             Method::GET if query.has("versioning") => S3Op::GetBucketVersioning,
             Method::GET if query.has("versions") => S3Op::ListObjectVersions,
             Method::GET if query.has("uploads") => S3Op::ListMultipartUploads,
-            Method::GET => S3Op::ListObjects { v2: query.get("list-type") == Some("2") },
+            Method::GET => S3Op::ListObjects {
+                v2: query.get("list-type") == Some("2"),
+            },
             Method::POST if query.has("delete") => S3Op::DeleteObjects,
             _ => return Err(method_not_allowed()),
         }
@@ -179,28 +231,50 @@ pub fn route(
         let copy = headers.contains_key("x-amz-copy-source");
         match *method {
             Method::POST if query.has("uploads") => S3Op::CreateMultipartUpload,
-            Method::POST if query.has("uploadId") => S3Op::CompleteMultipartUpload { upload_id: upload_id()? },
+            Method::POST if query.has("uploadId") => S3Op::CompleteMultipartUpload {
+                upload_id: upload_id()?,
+            },
             Method::PUT if query.has("uploadId") || query.has("partNumber") => {
-                let part_number = query.get("partNumber").and_then(PartNumber::parse).ok_or_else(|| {
-                    S3Error::invalid_argument("Part number must be an integer between 1 and 10000, inclusive")
-                })?;
+                let part_number = query
+                    .get("partNumber")
+                    .and_then(PartNumber::parse)
+                    .ok_or_else(|| {
+                        S3Error::invalid_argument(
+                            "Part number must be an integer between 1 and 10000, inclusive",
+                        )
+                    })?;
                 if copy {
-                    S3Op::UploadPartCopy { upload_id: upload_id()?, part_number }
+                    S3Op::UploadPartCopy {
+                        upload_id: upload_id()?,
+                        part_number,
+                    }
                 } else {
-                    S3Op::UploadPart { upload_id: upload_id()?, part_number }
+                    S3Op::UploadPart {
+                        upload_id: upload_id()?,
+                        part_number,
+                    }
                 }
             }
             Method::PUT if copy => S3Op::CopyObject,
             Method::PUT => S3Op::PutObject,
-            Method::GET if query.has("uploadId") => S3Op::ListParts { upload_id: upload_id()? },
+            Method::GET if query.has("uploadId") => S3Op::ListParts {
+                upload_id: upload_id()?,
+            },
             Method::GET => S3Op::GetObject,
             Method::HEAD => S3Op::HeadObject,
-            Method::DELETE if query.has("uploadId") => S3Op::AbortMultipartUpload { upload_id: upload_id()? },
+            Method::DELETE if query.has("uploadId") => S3Op::AbortMultipartUpload {
+                upload_id: upload_id()?,
+            },
             Method::DELETE => S3Op::DeleteObject,
             _ => return Err(method_not_allowed()),
         }
     };
-    Ok(Route { op, bucket, key, query })
+    Ok(Route {
+        op,
+        bucket,
+        key,
+        query,
+    })
 }
 
 /// Percent-decodes a path segment exactly once. Keys are UTF-8 without NUL (NUL would also
@@ -216,7 +290,11 @@ fn decode_path(raw: &str) -> Result<String, S3Error> {
 }
 
 fn method_not_allowed() -> S3Error {
-    S3Error::new("MethodNotAllowed", StatusCode::METHOD_NOT_ALLOWED, "The specified method is not allowed against this resource.")
+    S3Error::new(
+        "MethodNotAllowed",
+        StatusCode::METHOD_NOT_ALLOWED,
+        "The specified method is not allowed against this resource.",
+    )
 }
 
 #[cfg(test)]
@@ -226,7 +304,9 @@ mod tests {
     const ID: &str = "0123456789abcdef0123456789abcdef";
 
     fn r(method: Method, uri: &str, copy: bool) -> Result<Route, S3Error> {
-        let (path, q) = uri.split_once('?').map_or((uri, None), |(p, q)| (p, Some(q)));
+        let (path, q) = uri
+            .split_once('?')
+            .map_or((uri, None), |(p, q)| (p, Some(q)));
         let mut h = HeaderMap::new();
         if copy {
             h.insert("x-amz-copy-source", "b/k".parse().unwrap());
@@ -246,30 +326,76 @@ mod tests {
         assert_eq!(op(Method::PUT, "/b"), S3Op::CreateBucket);
         assert_eq!(op(Method::PUT, "/b/"), S3Op::CreateBucket);
         assert_eq!(op(Method::HEAD, "/b"), S3Op::HeadBucket);
-        assert_eq!(op(Method::GET, "/b?list-type=2&prefix="), S3Op::ListObjects { v2: true });
-        assert_eq!(op(Method::GET, "/b?delimiter=&max-keys=1000&prefix="), S3Op::ListObjects { v2: false });
+        assert_eq!(
+            op(Method::GET, "/b?list-type=2&prefix="),
+            S3Op::ListObjects { v2: true }
+        );
+        assert_eq!(
+            op(Method::GET, "/b?delimiter=&max-keys=1000&prefix="),
+            S3Op::ListObjects { v2: false }
+        );
         assert_eq!(op(Method::GET, "/b?uploads"), S3Op::ListMultipartUploads);
         assert_eq!(op(Method::POST, "/b/?delete="), S3Op::DeleteObjects);
-        assert_eq!(op(Method::POST, "/b/k?uploads="), S3Op::CreateMultipartUpload);
-        assert_eq!(op(Method::POST, "/b/k?uploads&x-id=CreateMultipartUpload"), S3Op::CreateMultipartUpload);
         assert_eq!(
-            op(Method::PUT, &format!("/b/k?partNumber=3&uploadId={ID}&x-id=UploadPart")),
-            S3Op::UploadPart { upload_id: id.clone(), part_number: n }
+            op(Method::POST, "/b/k?uploads="),
+            S3Op::CreateMultipartUpload
         );
-        assert_eq!(op(Method::POST, &format!("/b/k?uploadId={ID}")), S3Op::CompleteMultipartUpload { upload_id: id.clone() });
-        assert_eq!(op(Method::DELETE, &format!("/b/k?uploadId={ID}")), S3Op::AbortMultipartUpload { upload_id: id.clone() });
-        assert_eq!(op(Method::GET, &format!("/b/k?uploadId={ID}")), S3Op::ListParts { upload_id: id });
+        assert_eq!(
+            op(Method::POST, "/b/k?uploads&x-id=CreateMultipartUpload"),
+            S3Op::CreateMultipartUpload
+        );
+        assert_eq!(
+            op(
+                Method::PUT,
+                &format!("/b/k?partNumber=3&uploadId={ID}&x-id=UploadPart")
+            ),
+            S3Op::UploadPart {
+                upload_id: id.clone(),
+                part_number: n
+            }
+        );
+        assert_eq!(
+            op(Method::POST, &format!("/b/k?uploadId={ID}")),
+            S3Op::CompleteMultipartUpload {
+                upload_id: id.clone()
+            }
+        );
+        assert_eq!(
+            op(Method::DELETE, &format!("/b/k?uploadId={ID}")),
+            S3Op::AbortMultipartUpload {
+                upload_id: id.clone()
+            }
+        );
+        assert_eq!(
+            op(Method::GET, &format!("/b/k?uploadId={ID}")),
+            S3Op::ListParts { upload_id: id }
+        );
         assert_eq!(op(Method::PUT, "/b/k"), S3Op::PutObject);
         assert_eq!(
-            r(Method::PUT, &format!("/b/k?partNumber=3&uploadId={ID}"), true).unwrap().op,
-            S3Op::UploadPartCopy { upload_id: UploadId::parse(ID).unwrap(), part_number: n }
+            r(
+                Method::PUT,
+                &format!("/b/k?partNumber=3&uploadId={ID}"),
+                true
+            )
+            .unwrap()
+            .op,
+            S3Op::UploadPartCopy {
+                upload_id: UploadId::parse(ID).unwrap(),
+                part_number: n
+            }
         );
         assert_eq!(op(Method::GET, "/b?versioning"), S3Op::GetBucketVersioning);
         assert_eq!(op(Method::PUT, "/b?cors"), S3Op::PutBucketCors);
         assert_eq!(op(Method::GET, "/b?cors"), S3Op::GetBucketCors);
         assert_eq!(op(Method::DELETE, "/b?cors"), S3Op::DeleteBucketCors);
-        assert_eq!(op(Method::GET, "/b?versions&prefix=a"), S3Op::ListObjectVersions);
-        assert_eq!(r(Method::PUT, "/b?versioning", false).unwrap_err().code, "NotImplemented");
+        assert_eq!(
+            op(Method::GET, "/b?versions&prefix=a"),
+            S3Op::ListObjectVersions
+        );
+        assert_eq!(
+            r(Method::PUT, "/b?versioning", false).unwrap_err().code,
+            "NotImplemented"
+        );
         assert_eq!(r(Method::PUT, "/b/k", true).unwrap().op, S3Op::CopyObject);
         assert_eq!(op(Method::GET, "/b/k?partNumber=1"), S3Op::GetObject);
         assert_eq!(op(Method::DELETE, "/b/k"), S3Op::DeleteObject);
@@ -283,10 +409,18 @@ mod tests {
         let b = host_bucket(&h, &uri, Some("s3.local"));
         assert_eq!(b.as_deref(), Some("my-bucket"));
         let route = route(&Method::GET, uri.path(), None, &h, b).unwrap();
-        assert_eq!((route.bucket.as_str(), route.key.as_str(), &route.op), ("my-bucket", "a/b c", &S3Op::GetObject));
+        assert_eq!(
+            (route.bucket.as_str(), route.key.as_str(), &route.op),
+            ("my-bucket", "a/b c", &S3Op::GetObject)
+        );
         let route = super::route(&Method::PUT, "/", None, &h, Some("my-bucket".into())).unwrap();
         assert_eq!(route.op, S3Op::CreateBucket);
-        for host in ["s3.local:9000", "127.0.0.1:9000", "localhost", "x.other.domain"] {
+        for host in [
+            "s3.local:9000",
+            "127.0.0.1:9000",
+            "localhost",
+            "x.other.domain",
+        ] {
             h.insert("host", host.parse().unwrap());
             assert_eq!(host_bucket(&h, &uri, Some("s3.local")), None, "{host}");
         }
@@ -298,20 +432,40 @@ mod tests {
         let route = r(Method::GET, "/b/a%20b/..//c%2525", false).unwrap();
         assert_eq!(route.bucket, "b");
         assert_eq!(route.key, "a b/..//c%25");
-        assert_eq!(r(Method::GET, "/b/a%00b", false).unwrap_err().code, "InvalidArgument");
-        assert_eq!(r(Method::GET, "/b/%ff", false).unwrap_err().code, "InvalidArgument");
+        assert_eq!(
+            r(Method::GET, "/b/a%00b", false).unwrap_err().code,
+            "InvalidArgument"
+        );
+        assert_eq!(
+            r(Method::GET, "/b/%ff", false).unwrap_err().code,
+            "InvalidArgument"
+        );
     }
 
     #[test]
     fn bad_parameters() {
         for n in ["0", "10001", "-1", "abc", ""] {
-            let e = r(Method::PUT, &format!("/b/k?partNumber={n}&uploadId={ID}"), false).unwrap_err();
+            let e = r(
+                Method::PUT,
+                &format!("/b/k?partNumber={n}&uploadId={ID}"),
+                false,
+            )
+            .unwrap_err();
             assert_eq!(e.code, "InvalidArgument", "{n}");
         }
         let e = r(Method::PUT, "/b/k?partNumber=1&uploadId=../../x", false).unwrap_err();
         assert_eq!(e.code, "NoSuchUpload");
-        assert_eq!(r(Method::GET, "/b?acl", false).unwrap_err().code, "NotImplemented");
-        assert_eq!(r(Method::PUT, "/b/k?tagging", false).unwrap_err().code, "NotImplemented");
-        assert_eq!(r(Method::POST, "/b/k", false).unwrap_err().code, "MethodNotAllowed");
+        assert_eq!(
+            r(Method::GET, "/b?acl", false).unwrap_err().code,
+            "NotImplemented"
+        );
+        assert_eq!(
+            r(Method::PUT, "/b/k?tagging", false).unwrap_err().code,
+            "NotImplemented"
+        );
+        assert_eq!(
+            r(Method::POST, "/b/k", false).unwrap_err().code,
+            "MethodNotAllowed"
+        );
     }
 }

@@ -18,20 +18,56 @@ const MAX_SKEW: Duration = Duration::from_secs(15 * 60);
 
 /// Query parameters that are part of the signed resource (botocore's `QSAOfInterest`).
 const SUBRESOURCES: &[&str] = &[
-    "accelerate", "acl", "analytics", "cors", "defaultObjectAcl", "delete", "inventory", "lifecycle", "location",
-    "logging", "metrics", "notification", "object-lock", "partNumber", "policy", "replication", "requestPayment",
-    "response-cache-control", "response-content-disposition", "response-content-encoding",
-    "response-content-language", "response-content-type", "response-expires", "restore", "select", "select-type",
-    "storageClass", "tagging", "torrent", "uploadId", "uploads", "versionId", "versioning", "versions", "website",
+    "accelerate",
+    "acl",
+    "analytics",
+    "cors",
+    "defaultObjectAcl",
+    "delete",
+    "inventory",
+    "lifecycle",
+    "location",
+    "logging",
+    "metrics",
+    "notification",
+    "object-lock",
+    "partNumber",
+    "policy",
+    "replication",
+    "requestPayment",
+    "response-cache-control",
+    "response-content-disposition",
+    "response-content-encoding",
+    "response-content-language",
+    "response-content-type",
+    "response-expires",
+    "restore",
+    "select",
+    "select-type",
+    "storageClass",
+    "tagging",
+    "torrent",
+    "uploadId",
+    "uploads",
+    "versionId",
+    "versioning",
+    "versions",
+    "website",
 ];
 
 /// `Authorization: AWS <access key>:<base64 signature>`.
-pub fn verify_header(parts: &http::request::Parts, fields: &str, creds: &Credentials, now: SystemTime) -> Result<Verified, AuthError> {
-    let (access_key, signature) = fields
-        .trim()
-        .split_once(':')
-        .ok_or_else(|| AuthError::AuthorizationHeaderMalformed("The authorization header is malformed".into()))?;
-    let secret = creds.secret(access_key).ok_or(AuthError::InvalidAccessKeyId)?;
+pub fn verify_header(
+    parts: &http::request::Parts,
+    fields: &str,
+    creds: &Credentials,
+    now: SystemTime,
+) -> Result<Verified, AuthError> {
+    let (access_key, signature) = fields.trim().split_once(':').ok_or_else(|| {
+        AuthError::AuthorizationHeaderMalformed("The authorization header is malformed".into())
+    })?;
+    let secret = creds
+        .secret(access_key)
+        .ok_or(AuthError::InvalidAccessKeyId)?;
     let h = &parts.headers;
     // With x-amz-date the Date line stays empty; x-amz-date is signed among the x-amz-* headers.
     let (date_line, when) = match (h.get("x-amz-date"), h.get(http::header::DATE)) {
@@ -43,38 +79,67 @@ pub fn verify_header(parts: &http::request::Parts, fields: &str, creds: &Credent
         }
         (None, None) => (String::new(), None),
     };
-    let when = when.ok_or_else(|| AuthError::AccessDenied("AWS authentication requires a valid Date or x-amz-date header".into()))?;
-    if when.duration_since(now).or_else(|_| now.duration_since(when)).unwrap_or_default() > MAX_SKEW {
+    let when = when.ok_or_else(|| {
+        AuthError::AccessDenied(
+            "AWS authentication requires a valid Date or x-amz-date header".into(),
+        )
+    })?;
+    if when
+        .duration_since(now)
+        .or_else(|_| now.duration_since(when))
+        .unwrap_or_default()
+        > MAX_SKEW
+    {
         return Err(AuthError::RequestTimeTooSkewed);
     }
     let sts = string_to_sign(parts, &date_line, &[]);
     check(secret, &sts, signature)?;
-    Ok(Verified { access_key: access_key.to_owned(), payload: PayloadMode::Unsigned })
+    Ok(Verified {
+        access_key: access_key.to_owned(),
+        payload: PayloadMode::Unsigned,
+    })
 }
 
 /// `?AWSAccessKeyId=…&Signature=…&Expires=<unix seconds>`.
-pub fn verify_query(parts: &http::request::Parts, creds: &Credentials, now: SystemTime) -> Result<Verified, AuthError> {
+pub fn verify_query(
+    parts: &http::request::Parts,
+    creds: &Credentials,
+    now: SystemTime,
+) -> Result<Verified, AuthError> {
     let pairs = decoded_query(parts.uri.query().unwrap_or_default());
     let get = |n: &str| pairs.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
     let bad = |m: &str| AuthError::AuthorizationQueryParametersError(m.to_owned());
-    let access_key = get("AWSAccessKeyId").filter(|a| !a.is_empty()).ok_or_else(|| bad("AWSAccessKeyId is missing"))?;
+    let access_key = get("AWSAccessKeyId")
+        .filter(|a| !a.is_empty())
+        .ok_or_else(|| bad("AWSAccessKeyId is missing"))?;
     let signature = get("Signature").ok_or_else(|| bad("Signature is missing"))?;
     let expires = get("Expires").ok_or_else(|| bad("Expires is missing"))?;
-    let expires_at = expires.parse::<u64>().map_err(|_| bad("Expires must be a number of seconds since the epoch"))?;
-    let secret = creds.secret(access_key).ok_or(AuthError::InvalidAccessKeyId)?;
+    let expires_at = expires
+        .parse::<u64>()
+        .map_err(|_| bad("Expires must be a number of seconds since the epoch"))?;
+    let secret = creds
+        .secret(access_key)
+        .ok_or(AuthError::InvalidAccessKeyId)?;
     if UNIX_EPOCH + Duration::from_secs(expires_at) < now {
         return Err(AuthError::AccessDenied("Request has expired".into()));
     }
     // x-amz-* values a presigner moved into the query are signed like headers.
-    let amz: Vec<(String, String)> =
-        pairs.iter().filter(|(k, _)| k.to_ascii_lowercase().starts_with("x-amz-")).cloned().collect();
+    let amz: Vec<(String, String)> = pairs
+        .iter()
+        .filter(|(k, _)| k.to_ascii_lowercase().starts_with("x-amz-"))
+        .cloned()
+        .collect();
     let sts = string_to_sign(parts, expires, &amz);
     check(secret, &sts, signature)?;
-    Ok(Verified { access_key: access_key.to_owned(), payload: PayloadMode::Unsigned })
+    Ok(Verified {
+        access_key: access_key.to_owned(),
+        payload: PayloadMode::Unsigned,
+    })
 }
 
 fn check(secret: &str, string_to_sign: &str, given: &str) -> Result<(), AuthError> {
-    let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(secret.as_bytes()).map_err(|_| AuthError::SignatureDoesNotMatch)?;
+    let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(secret.as_bytes())
+        .map_err(|_| AuthError::SignatureDoesNotMatch)?;
     mac.update(string_to_sign.as_bytes());
     let expected = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
     if bool::from(expected.as_bytes().ct_eq(given.trim().as_bytes())) {
@@ -84,19 +149,39 @@ fn check(secret: &str, string_to_sign: &str, given: &str) -> Result<(), AuthErro
     }
 }
 
-fn string_to_sign(parts: &http::request::Parts, date: &str, query_amz: &[(String, String)]) -> String {
+fn string_to_sign(
+    parts: &http::request::Parts,
+    date: &str,
+    query_amz: &[(String, String)],
+) -> String {
     let h = &parts.headers;
-    let header = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().trim().to_owned();
-    let mut amz: std::collections::BTreeMap<String, Vec<String>> = std::collections::BTreeMap::new();
+    let header = |name: &str| {
+        h.get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .trim()
+            .to_owned()
+    };
+    let mut amz: std::collections::BTreeMap<String, Vec<String>> =
+        std::collections::BTreeMap::new();
     for (name, value) in h {
         if name.as_str().starts_with("x-amz-") {
-            amz.entry(name.as_str().to_owned()).or_default().push(value.to_str().unwrap_or_default().trim().to_owned());
+            amz.entry(name.as_str().to_owned())
+                .or_default()
+                .push(value.to_str().unwrap_or_default().trim().to_owned());
         }
     }
     for (name, value) in query_amz {
-        amz.entry(name.to_ascii_lowercase()).or_default().push(value.trim().to_owned());
+        amz.entry(name.to_ascii_lowercase())
+            .or_default()
+            .push(value.trim().to_owned());
     }
-    let mut s = format!("{}\n{}\n{}\n{date}\n", parts.method.as_str(), header("content-md5"), header("content-type"));
+    let mut s = format!(
+        "{}\n{}\n{}\n{date}\n",
+        parts.method.as_str(),
+        header("content-md5"),
+        header("content-type")
+    );
     for (name, values) in &amz {
         s.push_str(&format!("{name}:{}\n", values.join(",")));
     }
@@ -106,7 +191,10 @@ fn string_to_sign(parts: &http::request::Parts, date: &str, query_amz: &[(String
         .split('&')
         .filter_map(|p| {
             let (k, v) = match p.split_once('=') {
-                Some((k, v)) => (k, Some(percent_decode_str(v).decode_utf8_lossy().into_owned())),
+                Some((k, v)) => (
+                    k,
+                    Some(percent_decode_str(v).decode_utf8_lossy().into_owned()),
+                ),
                 None => (p, None),
             };
             SUBRESOURCES.contains(&k).then(|| (k.to_owned(), v))
@@ -114,7 +202,10 @@ fn string_to_sign(parts: &http::request::Parts, date: &str, query_amz: &[(String
         .collect();
     if !subs.is_empty() {
         subs.sort_by(|a, b| a.0.cmp(&b.0));
-        let joined: Vec<String> = subs.into_iter().map(|(k, v)| v.map_or(k.clone(), |v| format!("{k}={v}"))).collect();
+        let joined: Vec<String> = subs
+            .into_iter()
+            .map(|(k, v)| v.map_or(k.clone(), |v| format!("{k}={v}")))
+            .collect();
         s.push('?');
         s.push_str(&joined.join("&"));
     }
@@ -135,7 +226,9 @@ fn decoded_query(raw: &str) -> Vec<(String, String)> {
 fn parse_date(s: &str) -> Option<SystemTime> {
     httpdate::parse_http_date(s.trim()).ok().or_else(|| {
         let fmt = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
-        time::PrimitiveDateTime::parse(s.trim(), &fmt).ok().map(|t| t.assume_utc().into())
+        time::PrimitiveDateTime::parse(s.trim(), &fmt)
+            .ok()
+            .map(|t| t.assume_utc().into())
     })
 }
 
@@ -145,7 +238,11 @@ mod tests {
 
     fn creds() -> Credentials {
         let mut c = Credentials::default();
-        c.insert("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY").unwrap();
+        c.insert(
+            "AKIAIOSFODNN7EXAMPLE",
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        )
+        .unwrap();
         c
     }
 
@@ -169,14 +266,30 @@ mod tests {
         let p = parts(
             "PUT",
             "/b/a%20b+c?partNumber=3&uploadId=abc",
-            &[("content-type", "text/plain"), ("x-amz-meta-x", " v "), ("date", date)],
+            &[
+                ("content-type", "text/plain"),
+                ("x-amz-meta-x", " v "),
+                ("date", date),
+            ],
         );
         let now = at(date);
-        assert_eq!(verify_header(&p, auth, &creds(), now).unwrap().access_key, "AKIAIOSFODNN7EXAMPLE");
+        assert_eq!(
+            verify_header(&p, auth, &creds(), now).unwrap().access_key,
+            "AKIAIOSFODNN7EXAMPLE"
+        );
         let wrong = auth.replace("nfA", "nfB");
-        assert_eq!(verify_header(&p, &wrong, &creds(), now).unwrap_err(), AuthError::SignatureDoesNotMatch);
-        assert_eq!(verify_header(&p, auth, &creds(), now + MAX_SKEW * 2).unwrap_err(), AuthError::RequestTimeTooSkewed);
-        assert_eq!(verify_header(&p, "NOPE:x", &creds(), now).unwrap_err(), AuthError::InvalidAccessKeyId);
+        assert_eq!(
+            verify_header(&p, &wrong, &creds(), now).unwrap_err(),
+            AuthError::SignatureDoesNotMatch
+        );
+        assert_eq!(
+            verify_header(&p, auth, &creds(), now + MAX_SKEW * 2).unwrap_err(),
+            AuthError::RequestTimeTooSkewed
+        );
+        assert_eq!(
+            verify_header(&p, "NOPE:x", &creds(), now).unwrap_err(),
+            AuthError::InvalidAccessKeyId
+        );
     }
 
     #[test]
@@ -186,15 +299,28 @@ mod tests {
         let before = UNIX_EPOCH + Duration::from_secs(1_175_139_000);
         assert!(verify_query(&p, &creds(), before).is_ok());
         let after = UNIX_EPOCH + Duration::from_secs(1_175_139_621);
-        assert_eq!(verify_query(&p, &creds(), after).unwrap_err(), AuthError::AccessDenied("Request has expired".into()));
+        assert_eq!(
+            verify_query(&p, &creds(), after).unwrap_err(),
+            AuthError::AccessDenied("Request has expired".into())
+        );
         let tampered = parts("GET", &uri.replace("puppy", "kitty"), &[]);
-        assert_eq!(verify_query(&tampered, &creds(), before).unwrap_err(), AuthError::SignatureDoesNotMatch);
+        assert_eq!(
+            verify_query(&tampered, &creds(), before).unwrap_err(),
+            AuthError::SignatureDoesNotMatch
+        );
     }
 
     #[test]
     fn subresources_are_signed_sorted_and_decoded() {
-        let p = parts("PUT", "/b/k?uploadId=abc&partNumber=3&x-id=UploadPart&response-content-type=a%2Fb", &[]);
+        let p = parts(
+            "PUT",
+            "/b/k?uploadId=abc&partNumber=3&x-id=UploadPart&response-content-type=a%2Fb",
+            &[],
+        );
         let sts = string_to_sign(&p, "123", &[]);
-        assert!(sts.ends_with("/b/k?partNumber=3&response-content-type=a/b&uploadId=abc"), "{sts}");
+        assert!(
+            sts.ends_with("/b/k?partNumber=3&response-content-type=a/b&uploadId=abc"),
+            "{sts}"
+        );
     }
 }

@@ -12,12 +12,17 @@ pub struct Xml(String);
 
 impl Xml {
     pub fn new(root: &str) -> Self {
-        Self(format!(r#"<?xml version="1.0" encoding="UTF-8"?>{}<{root} xmlns="{NS}">"#, "\n"))
+        Self(format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?>{}<{root} xmlns="{NS}">"#,
+            "\n"
+        ))
     }
 
     /// A document whose root has no namespace (`<Error>`).
     pub fn bare(root: &str) -> Self {
-        Self(format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<{root}>"))
+        Self(format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<{root}>"
+        ))
     }
 
     /// A document whose root holds only text (`<LocationConstraint>`).
@@ -102,13 +107,19 @@ pub fn parse(body: &[u8]) -> Result<Node, BadXml> {
                     return Err(BadXml);
                 }
                 let name = e.local_name().as_ref().to_owned();
-                stack.push(Node { name, ..Node::default() });
+                stack.push(Node {
+                    name,
+                    ..Node::default()
+                });
             }
             Event::Empty(e) => {
                 if root.is_some() {
                     return Err(BadXml);
                 }
-                let node = Node { name: e.local_name().as_ref().to_owned(), ..Node::default() };
+                let node = Node {
+                    name: e.local_name().as_ref().to_owned(),
+                    ..Node::default()
+                };
                 match stack.last_mut() {
                     Some(parent) => parent.children.push(node),
                     None => root = Some(node),
@@ -168,7 +179,9 @@ mod tests {
         x.elem("Key", "a<b&\"c\"");
         assert_eq!(
             x.finish("R"),
-            format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<R xmlns=\"{NS}\"><Key>a&lt;b&amp;&quot;c&quot;</Key></R>")
+            format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<R xmlns=\"{NS}\"><Key>a&lt;b&amp;&quot;c&quot;</Key></R>"
+            )
         );
     }
 

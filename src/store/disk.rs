@@ -72,7 +72,9 @@ impl Staged {
                 let _ = std::fs::remove_file(&tmp);
             })?;
             if fsync {
-                timed(metrics.as_deref(), Fsync::Dir, || std::fs::File::open(&dir)?.sync_all())?;
+                timed(metrics.as_deref(), Fsync::Dir, || {
+                    std::fs::File::open(&dir)?.sync_all()
+                })?;
             }
             Ok(())
         })
@@ -101,7 +103,11 @@ impl DiskStore {
     pub fn open(data_dir: &Path, fsync: bool) -> std::io::Result<Self> {
         let blobs = data_dir.join("blobs");
         std::fs::create_dir_all(&blobs)?;
-        Ok(Self { blobs, fsync, metrics: None })
+        Ok(Self {
+            blobs,
+            fsync,
+            metrics: None,
+        })
     }
 
     /// Reports write and fsync latency to `metrics`.
@@ -139,7 +145,10 @@ impl DiskStore {
         let writer_dir = dir.clone();
         let writer = tokio::task::spawn_blocking(move || -> std::io::Result<Option<Digests>> {
             std::fs::create_dir_all(&writer_dir)?;
-            let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(&writer_tmp)?;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&writer_tmp)?;
             let mut md5 = Md5::new();
             let mut sum = checksum.map(Hasher::new);
             let mut size = 0u64;
@@ -165,7 +174,11 @@ impl DiskStore {
                             if fsync {
                                 timed(writer_metrics.as_deref(), Fsync::File, || file.sync_all())?;
                             }
-                            return Ok(Some((size, md5.finalize().into(), sum.map(Hasher::finish))));
+                            return Ok(Some((
+                                size,
+                                md5.finalize().into(),
+                                sum.map(Hasher::finish),
+                            )));
                         }
                     }
                 }
@@ -177,7 +190,15 @@ impl DiskStore {
             result
         });
         // From here on, dropping `guard` removes the temp file whatever happens.
-        let mut guard = Staged { tmp: Some(tmp), dir, fsync, metrics, size: 0, md5: [0; 16], checksum: None };
+        let mut guard = Staged {
+            tmp: Some(tmp),
+            dir,
+            fsync,
+            metrics,
+            size: 0,
+            md5: [0; 16],
+            checksum: None,
+        };
 
         let mut received = 0u64;
         let feed: Result<(), WriteError> = async {
@@ -210,7 +231,9 @@ impl DiskStore {
                 guard.checksum = checksum;
                 Ok(guard)
             }
-            None => Err(WriteError::Io(std::io::Error::other("writer stopped early"))),
+            None => Err(WriteError::Io(std::io::Error::other(
+                "writer stopped early",
+            ))),
         }
     }
 
@@ -292,7 +315,8 @@ impl DiskStore {
                     f.seek(SeekFrom::Start(from))?;
                     let mut left = to - from;
                     while left > 0 {
-                        let want = usize::try_from(left.min(READ_CHUNK as u64)).unwrap_or(READ_CHUNK);
+                        let want =
+                            usize::try_from(left.min(READ_CHUNK as u64)).unwrap_or(READ_CHUNK);
                         let mut buf = BytesMut::zeroed(want);
                         let n = f.read(&mut buf)?;
                         if n == 0 {
@@ -326,7 +350,9 @@ impl DiskStore {
             for entry in std::fs::read_dir(&blobs)? {
                 let entry = entry?;
                 let name = entry.file_name();
-                let Some(id) = name.to_str().and_then(BlobId::parse) else { continue };
+                let Some(id) = name.to_str().and_then(BlobId::parse) else {
+                    continue;
+                };
                 let modified = entry.metadata()?.modified()?;
                 out.push((id, modified));
             }
@@ -363,7 +389,11 @@ impl DiskStore {
 }
 
 /// Runs an fsync, reporting its latency.
-fn timed(metrics: Option<&Metrics>, target: Fsync, sync: impl FnOnce() -> std::io::Result<()>) -> std::io::Result<()> {
+fn timed(
+    metrics: Option<&Metrics>,
+    target: Fsync,
+    sync: impl FnOnce() -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let started = Instant::now();
     let result = sync();
     if let Some(m) = metrics {
@@ -372,7 +402,9 @@ fn timed(metrics: Option<&Metrics>, target: Fsync, sync: impl FnOnce() -> std::i
     result
 }
 
-fn tokio_stream_from<T: Send + 'static>(mut rx: mpsc::Receiver<T>) -> impl Stream<Item = T> + Send + 'static {
+fn tokio_stream_from<T: Send + 'static>(
+    mut rx: mpsc::Receiver<T>,
+) -> impl Stream<Item = T> + Send + 'static {
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
@@ -391,14 +423,29 @@ mod tests {
         let store = DiskStore::open(dir.path(), true).unwrap();
         let id = BlobId::generate();
         let staged = store
-            .write(&id, body(vec![b"hello ", b"world"]), 100, Some(ChecksumAlgorithm::Crc32))
+            .write(
+                &id,
+                body(vec![b"hello ", b"world"]),
+                100,
+                Some(ChecksumAlgorithm::Crc32),
+            )
             .await
             .unwrap();
         assert_eq!(staged.size, 11);
         assert_eq!(staged.md5, md5_of(b"hello world"));
         staged.commit("1.a").await.unwrap();
-        let parts = vec![ObjectPart { number: 1, md5: String::new(), file: "1.a".into(), size: 11, checksum: None }];
-        let got: Vec<Bytes> = store.read(&id, &parts, 3, 8).map(Result::unwrap).collect().await;
+        let parts = vec![ObjectPart {
+            number: 1,
+            md5: String::new(),
+            file: "1.a".into(),
+            size: 11,
+            checksum: None,
+        }];
+        let got: Vec<Bytes> = store
+            .read(&id, &parts, 3, 8)
+            .map(Result::unwrap)
+            .collect()
+            .await;
         assert_eq!(got.concat(), b"lo wo");
         let files = store.list_files(&id).await.unwrap();
         assert_eq!(files.len(), 1);
@@ -409,14 +456,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = DiskStore::open(dir.path(), false).unwrap();
         let id = BlobId::generate();
-        let err = store.write(&id, body(vec![b"0123456789", b"x"]), 10, None).await.unwrap_err();
+        let err = store
+            .write(&id, body(vec![b"0123456789", b"x"]), 10, None)
+            .await
+            .unwrap_err();
         assert!(matches!(err, WriteError::TooLarge(10)));
         let bad = futures_util::stream::iter(vec![
             Ok(Bytes::from_static(b"abc")),
             Err(BodyError::new(std::io::Error::other("boom"))),
         ]);
-        assert!(matches!(store.write(&id, bad, 10, None).await, Err(WriteError::Body(_))));
-        let staged = store.write(&id, body(vec![b"abc"]), 10, None).await.unwrap();
+        assert!(matches!(
+            store.write(&id, bad, 10, None).await,
+            Err(WriteError::Body(_))
+        ));
+        let staged = store
+            .write(&id, body(vec![b"abc"]), 10, None)
+            .await
+            .unwrap();
         drop(staged);
         assert!(store.list_files(&id).await.unwrap().is_empty());
     }

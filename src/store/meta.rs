@@ -10,7 +10,8 @@ use async_trait::async_trait;
 
 use super::StoreResult;
 use crate::upload::model::{
-    BucketRecord, CompletedResult, FileRecord, Millis, ObjectRecord, PartNumber, PartRecord, UploadId, UploadRecord,
+    BucketRecord, CompletedResult, FileRecord, Millis, ObjectRecord, PartNumber, PartRecord,
+    UploadId, UploadRecord,
 };
 
 #[derive(Debug, PartialEq, Eq)]
@@ -81,7 +82,12 @@ pub trait MetaStore: Send + Sync + 'static {
 
     async fn get_object(&self, bucket: &str, key: &str) -> StoreResult<Option<ObjectRecord>>;
     /// Sets the object record, returning the one it replaced. Readers see old or new, never a mix.
-    async fn put_object(&self, bucket: &str, key: &str, rec: &ObjectRecord) -> StoreResult<Option<ObjectRecord>>;
+    async fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        rec: &ObjectRecord,
+    ) -> StoreResult<Option<ObjectRecord>>;
     /// Removes the object record, returning it.
     async fn delete_object(&self, bucket: &str, key: &str) -> StoreResult<Option<ObjectRecord>>;
     /// Objects whose key starts with `prefix` and sorts strictly after `after` (byte order),
@@ -102,7 +108,12 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn create_upload(&self, rec: &UploadRecord) -> StoreResult<()>;
     async fn get_upload(&self, id: &UploadId) -> StoreResult<Option<UploadRecord>>;
     /// Records part `n` only if the upload exists and is Open; replaces any earlier record for `n`.
-    async fn put_part(&self, id: &UploadId, n: PartNumber, part: &PartRecord) -> StoreResult<PutPart>;
+    async fn put_part(
+        &self,
+        id: &UploadId,
+        n: PartNumber,
+        part: &PartRecord,
+    ) -> StoreResult<PutPart>;
     /// Parts numbered above `after`, ascending, at most `limit`.
     async fn list_parts(
         &self,
@@ -112,7 +123,12 @@ pub trait MetaStore: Send + Sync + 'static {
     ) -> StoreResult<Vec<(PartNumber, PartRecord)>>;
     /// Open → Completing with `completing_since = now`. A Completing upload whose
     /// `completing_since` is older than `stale_before` (its gateway died) is taken over the same way.
-    async fn begin_complete(&self, id: &UploadId, now: Millis, stale_before: Millis) -> StoreResult<BeginComplete>;
+    async fn begin_complete(
+        &self,
+        id: &UploadId,
+        now: Millis,
+        stale_before: Millis,
+    ) -> StoreResult<BeginComplete>;
     /// Completing → Open (the Complete failed validation or its commit failed). No-op otherwise.
     async fn reopen(&self, id: &UploadId) -> StoreResult<()>;
     /// Completing → Completed with `result`: drops the part table and the listing entry; keeps the

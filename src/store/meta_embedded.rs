@@ -14,7 +14,8 @@ use serde::de::DeserializeOwned;
 use super::meta::{AbortUpload, BeginComplete, DeleteBucket, MetaStore, PutPart, UploadCursor};
 use super::{StoreError, StoreResult};
 use crate::upload::model::{
-    BucketRecord, CompletedResult, FileRecord, Millis, ObjectRecord, PartNumber, PartRecord, UploadId, UploadRecord, UploadState,
+    BucketRecord, CompletedResult, FileRecord, Millis, ObjectRecord, PartNumber, PartRecord,
+    UploadId, UploadRecord, UploadState,
 };
 
 const BUCKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("buckets_v1");
@@ -25,7 +26,8 @@ const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads_v1")
 /// (upload id, part number) → PartRecord
 const PARTS: TableDefinition<(&str, u16), &[u8]> = TableDefinition::new("parts_v1");
 /// (bucket, key, created, upload id) for Open and Completing uploads: the ListMultipartUploads order.
-const UPLOAD_INDEX: TableDefinition<(&str, &str, i64, &str), ()> = TableDefinition::new("upload_index_v1");
+const UPLOAD_INDEX: TableDefinition<(&str, &str, i64, &str), ()> =
+    TableDefinition::new("upload_index_v1");
 /// content hash → FileRecord (the unique file table)
 const FILES: TableDefinition<&str, &[u8]> = TableDefinition::new("files_v1");
 
@@ -102,7 +104,8 @@ fn get_upload_in(tx: &WriteTransaction, id: &str) -> StoreResult<Option<UploadRe
 
 fn put_upload_in(tx: &WriteTransaction, rec: &UploadRecord) -> StoreResult<()> {
     let mut t = tx.open_table(UPLOADS).map_err(be)?;
-    t.insert(rec.id.as_str(), enc(rec)?.as_slice()).map_err(be)?;
+    t.insert(rec.id.as_str(), enc(rec)?.as_slice())
+        .map_err(be)?;
     Ok(())
 }
 
@@ -111,7 +114,8 @@ fn parts_in(tx: &WriteTransaction, id: &str) -> StoreResult<Vec<(PartNumber, Par
     let mut out = Vec::new();
     for item in t.range((id, 0u16)..=(id, u16::MAX)).map_err(be)? {
         let (k, v) = item.map_err(be)?;
-        let n = PartNumber::new(u32::from(k.value().1)).ok_or_else(|| StoreError::Corrupt("part number".into()))?;
+        let n = PartNumber::new(u32::from(k.value().1))
+            .ok_or_else(|| StoreError::Corrupt("part number".into()))?;
         out.push((n, dec(v.value())?));
     }
     Ok(out)
@@ -119,13 +123,20 @@ fn parts_in(tx: &WriteTransaction, id: &str) -> StoreResult<Vec<(PartNumber, Par
 
 fn drop_parts_in(tx: &WriteTransaction, id: &str) -> StoreResult<()> {
     let mut t = tx.open_table(PARTS).map_err(be)?;
-    t.retain_in((id, 0u16)..=(id, u16::MAX), |_, _| false).map_err(be)?;
+    t.retain_in((id, 0u16)..=(id, u16::MAX), |_, _| false)
+        .map_err(be)?;
     Ok(())
 }
 
 fn unindex_in(tx: &WriteTransaction, rec: &UploadRecord) -> StoreResult<()> {
     let mut t = tx.open_table(UPLOAD_INDEX).map_err(be)?;
-    t.remove((rec.bucket.as_str(), rec.key.as_str(), rec.created, rec.id.as_str())).map_err(be)?;
+    t.remove((
+        rec.bucket.as_str(),
+        rec.key.as_str(),
+        rec.created,
+        rec.id.as_str(),
+    ))
+    .map_err(be)?;
     Ok(())
 }
 
@@ -142,7 +153,8 @@ impl MetaStore for EmbeddedMetaStore {
             if let Some(old) = t.get(rec.name.as_str()).map_err(be)? {
                 return Ok(Some(dec(old.value())?));
             }
-            t.insert(rec.name.as_str(), enc(&rec)?.as_slice()).map_err(be)?;
+            t.insert(rec.name.as_str(), enc(&rec)?.as_slice())
+                .map_err(be)?;
             Ok(None)
         })
         .await
@@ -165,7 +177,8 @@ impl MetaStore for EmbeddedMetaStore {
             if t.get(rec.name.as_str()).map_err(be)?.is_none() {
                 return Ok(false);
             }
-            t.insert(rec.name.as_str(), enc(&rec)?.as_slice()).map_err(be)?;
+            t.insert(rec.name.as_str(), enc(&rec)?.as_slice())
+                .map_err(be)?;
             Ok(true)
         })
         .await
@@ -191,11 +204,23 @@ impl MetaStore for EmbeddedMetaStore {
                 return Ok(DeleteBucket::NotFound);
             }
             let objects = tx.open_table(OBJECTS).map_err(be)?;
-            if objects.range((name.as_str(), "")..).map_err(be)?.next().transpose().map_err(be)?.is_some_and(|(k, _)| k.value().0 == name) {
+            if objects
+                .range((name.as_str(), "")..)
+                .map_err(be)?
+                .next()
+                .transpose()
+                .map_err(be)?
+                .is_some_and(|(k, _)| k.value().0 == name)
+            {
                 return Ok(DeleteBucket::NotEmpty);
             }
             let index = tx.open_table(UPLOAD_INDEX).map_err(be)?;
-            let first = index.range((name.as_str(), "", i64::MIN, "")..).map_err(be)?.next().transpose().map_err(be)?;
+            let first = index
+                .range((name.as_str(), "", i64::MIN, "")..)
+                .map_err(be)?
+                .next()
+                .transpose()
+                .map_err(be)?;
             if first.is_some_and(|(k, _)| k.value().0 == name) {
                 return Ok(DeleteBucket::NotEmpty);
             }
@@ -215,11 +240,18 @@ impl MetaStore for EmbeddedMetaStore {
         .await
     }
 
-    async fn put_object(&self, bucket: &str, key: &str, rec: &ObjectRecord) -> StoreResult<Option<ObjectRecord>> {
+    async fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        rec: &ObjectRecord,
+    ) -> StoreResult<Option<ObjectRecord>> {
         let (bucket, key, rec) = (bucket.to_owned(), key.to_owned(), rec.clone());
         self.write(move |tx| {
             let mut t = tx.open_table(OBJECTS).map_err(be)?;
-            let old = t.insert((bucket.as_str(), key.as_str()), enc(&rec)?.as_slice()).map_err(be)?;
+            let old = t
+                .insert((bucket.as_str(), key.as_str()), enc(&rec)?.as_slice())
+                .map_err(be)?;
             old.map(|g| dec(g.value())).transpose()
         })
         .await
@@ -242,7 +274,11 @@ impl MetaStore for EmbeddedMetaStore {
         after: Option<&str>,
         limit: usize,
     ) -> StoreResult<Vec<(String, ObjectRecord)>> {
-        let (bucket, prefix, after) = (bucket.to_owned(), prefix.to_owned(), after.map(str::to_owned));
+        let (bucket, prefix, after) = (
+            bucket.to_owned(),
+            prefix.to_owned(),
+            after.map(str::to_owned),
+        );
         self.read(move |tx| {
             let t = tx.open_table(OBJECTS).map_err(be)?;
             let start = match &after {
@@ -284,7 +320,16 @@ impl MetaStore for EmbeddedMetaStore {
         self.write(move |tx| {
             put_upload_in(tx, &rec)?;
             let mut t = tx.open_table(UPLOAD_INDEX).map_err(be)?;
-            t.insert((rec.bucket.as_str(), rec.key.as_str(), rec.created, rec.id.as_str()), ()).map_err(be)?;
+            t.insert(
+                (
+                    rec.bucket.as_str(),
+                    rec.key.as_str(),
+                    rec.created,
+                    rec.id.as_str(),
+                ),
+                (),
+            )
+            .map_err(be)?;
             Ok(())
         })
         .await
@@ -300,7 +345,12 @@ impl MetaStore for EmbeddedMetaStore {
         .await
     }
 
-    async fn put_part(&self, id: &UploadId, n: PartNumber, part: &PartRecord) -> StoreResult<PutPart> {
+    async fn put_part(
+        &self,
+        id: &UploadId,
+        n: PartNumber,
+        part: &PartRecord,
+    ) -> StoreResult<PutPart> {
         let (id, part) = (id.clone(), part.clone());
         self.write(move |tx| {
             match get_upload_in(tx, id.as_str())? {
@@ -308,7 +358,9 @@ impl MetaStore for EmbeddedMetaStore {
                 _ => return Ok(PutPart::NotOpen),
             }
             let mut t = tx.open_table(PARTS).map_err(be)?;
-            let old = t.insert((id.as_str(), n.get()), enc(&part)?.as_slice()).map_err(be)?;
+            let old = t
+                .insert((id.as_str(), n.get()), enc(&part)?.as_slice())
+                .map_err(be)?;
             Ok(PutPart::Recorded(old.map(|g| dec(g.value())).transpose()?))
         })
         .await
@@ -325,9 +377,14 @@ impl MetaStore for EmbeddedMetaStore {
             let t = tx.open_table(PARTS).map_err(be)?;
             let from = after.map_or(0, |n| n.get().saturating_add(1));
             let mut out = Vec::new();
-            for item in t.range((id.as_str(), from)..=(id.as_str(), u16::MAX)).map_err(be)?.take(limit) {
+            for item in t
+                .range((id.as_str(), from)..=(id.as_str(), u16::MAX))
+                .map_err(be)?
+                .take(limit)
+            {
                 let (k, v) = item.map_err(be)?;
-                let n = PartNumber::new(u32::from(k.value().1)).ok_or_else(|| StoreError::Corrupt("part number".into()))?;
+                let n = PartNumber::new(u32::from(k.value().1))
+                    .ok_or_else(|| StoreError::Corrupt("part number".into()))?;
                 out.push((n, dec(v.value())?));
             }
             Ok(out)
@@ -335,7 +392,12 @@ impl MetaStore for EmbeddedMetaStore {
         .await
     }
 
-    async fn begin_complete(&self, id: &UploadId, now: Millis, stale_before: Millis) -> StoreResult<BeginComplete> {
+    async fn begin_complete(
+        &self,
+        id: &UploadId,
+        now: Millis,
+        stale_before: Millis,
+    ) -> StoreResult<BeginComplete> {
         let id = id.clone();
         self.write(move |tx| {
             let Some(mut rec) = get_upload_in(tx, id.as_str())? else {
@@ -343,7 +405,9 @@ impl MetaStore for EmbeddedMetaStore {
             };
             match rec.state {
                 UploadState::Completed => return Ok(BeginComplete::Completed(rec)),
-                UploadState::Completing if rec.completing_since.is_some_and(|t| t >= stale_before) => {
+                UploadState::Completing
+                    if rec.completing_since.is_some_and(|t| t >= stale_before) =>
+                {
                     return Ok(BeginComplete::Busy(rec));
                 }
                 UploadState::Open | UploadState::Completing => {}
@@ -406,7 +470,10 @@ impl MetaStore for EmbeddedMetaStore {
             let parts = parts_in(tx, id.as_str())?;
             drop_parts_in(tx, id.as_str())?;
             unindex_in(tx, &rec)?;
-            tx.open_table(UPLOADS).map_err(be)?.remove(id.as_str()).map_err(be)?;
+            tx.open_table(UPLOADS)
+                .map_err(be)?
+                .remove(id.as_str())
+                .map_err(be)?;
             Ok(AbortUpload::Aborted(rec, parts))
         })
         .await
@@ -428,7 +495,10 @@ impl MetaStore for EmbeddedMetaStore {
                 _ => prefix.as_str(),
             };
             let mut out = Vec::new();
-            for item in index.range((bucket.as_str(), start, i64::MIN, "")..).map_err(be)? {
+            for item in index
+                .range((bucket.as_str(), start, i64::MIN, "")..)
+                .map_err(be)?
+            {
                 let (k, _) = item.map_err(be)?;
                 let (b, key, created, id) = k.value();
                 if b != bucket || !key.starts_with(prefix.as_str()) || out.len() >= limit {
@@ -495,7 +565,10 @@ impl MetaStore for EmbeddedMetaStore {
     async fn put_file(&self, hash: &str, rec: &FileRecord) -> StoreResult<()> {
         let (hash, rec) = (hash.to_owned(), rec.clone());
         self.write(move |tx| {
-            tx.open_table(FILES).map_err(be)?.insert(hash.as_str(), enc(&rec)?.as_slice()).map_err(be)?;
+            tx.open_table(FILES)
+                .map_err(be)?
+                .insert(hash.as_str(), enc(&rec)?.as_slice())
+                .map_err(be)?;
             Ok(())
         })
         .await
@@ -505,7 +578,11 @@ impl MetaStore for EmbeddedMetaStore {
         let (hash, rec) = (hash.to_owned(), rec.clone());
         self.write(move |tx| {
             let mut t = tx.open_table(FILES).map_err(be)?;
-            let current: Option<FileRecord> = t.get(hash.as_str()).map_err(be)?.map(|g| dec(g.value())).transpose()?;
+            let current: Option<FileRecord> = t
+                .get(hash.as_str())
+                .map_err(be)?
+                .map(|g| dec(g.value()))
+                .transpose()?;
             if current.as_ref() == Some(&rec) {
                 t.remove(hash.as_str()).map_err(be)?;
             }
@@ -515,6 +592,7 @@ impl MetaStore for EmbeddedMetaStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        self.read(|tx| tx.open_table(BUCKETS).map(drop).map_err(be)).await
+        self.read(|tx| tx.open_table(BUCKETS).map(drop).map_err(be))
+            .await
     }
 }

@@ -54,8 +54,8 @@ use serde::de::DeserializeOwned;
 use super::meta::{AbortUpload, BeginComplete, DeleteBucket, MetaStore, PutPart, UploadCursor};
 use super::{StoreError, StoreResult};
 use crate::upload::model::{
-    BucketRecord, CompletedResult, FileRecord, Millis, ObjectRecord, PartNumber, PartRecord, UploadId,
-    UploadRecord, UploadState,
+    BucketRecord, CompletedResult, FileRecord, Millis, ObjectRecord, PartNumber, PartRecord,
+    UploadId, UploadRecord, UploadState,
 };
 
 /// Largest page fetched from Redis per round trip, so no single command or script blocks the
@@ -455,7 +455,12 @@ impl MetaStore for RedisMetaStore {
     async fn update_bucket(&self, rec: &BucketRecord) -> StoreResult<bool> {
         // XX: only an existing bucket's record is replaced (one key, so atomic by itself).
         let set: Option<String> = self
-            .query(redis::cmd("SET").arg(self.bucket(&rec.name)).arg(to_json(rec)?).arg("XX"))
+            .query(
+                redis::cmd("SET")
+                    .arg(self.bucket(&rec.name))
+                    .arg(to_json(rec)?)
+                    .arg("XX"),
+            )
             .await?;
         Ok(set.is_some())
     }
@@ -801,12 +806,15 @@ impl MetaStore for RedisMetaStore {
     }
 
     async fn put_file(&self, hash: &str, rec: &FileRecord) -> StoreResult<()> {
-        self.query::<()>(redis::cmd("SET").arg(self.file(hash)).arg(to_json(rec)?)).await
+        self.query::<()>(redis::cmd("SET").arg(self.file(hash)).arg(to_json(rec)?))
+            .await
     }
 
     async fn delete_file(&self, hash: &str, rec: &FileRecord) -> StoreResult<()> {
         // Compare-and-delete in one step, so a newer entry for the same content survives.
-        self.eval::<i64>(DELETE_FILE_IF.key(self.file(hash)).arg(to_json(rec)?)).await.map(drop)
+        self.eval::<i64>(DELETE_FILE_IF.key(self.file(hash)).arg(to_json(rec)?))
+            .await
+            .map(drop)
     }
 
     async fn ping(&self) -> StoreResult<()> {

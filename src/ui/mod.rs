@@ -10,10 +10,26 @@ pub const PREFIX: &str = "/ui";
 
 /// (path under /ui/, content type, bytes)
 const FILES: &[(&str, &str, &str)] = &[
-    ("index.html", "text/html; charset=utf-8", include_str!("index.html")),
-    ("app.js", "text/javascript; charset=utf-8", include_str!("app.js")),
-    ("sha256.js", "text/javascript; charset=utf-8", include_str!("sha256.js")),
-    ("style.css", "text/css; charset=utf-8", include_str!("style.css")),
+    (
+        "index.html",
+        "text/html; charset=utf-8",
+        include_str!("index.html"),
+    ),
+    (
+        "app.js",
+        "text/javascript; charset=utf-8",
+        include_str!("app.js"),
+    ),
+    (
+        "sha256.js",
+        "text/javascript; charset=utf-8",
+        include_str!("sha256.js"),
+    ),
+    (
+        "style.css",
+        "text/css; charset=utf-8",
+        include_str!("style.css"),
+    ),
 ];
 
 pub fn handle(path: &str) -> Response<Body> {
@@ -21,7 +37,8 @@ pub fn handle(path: &str) -> Response<Body> {
     if rest.is_empty() {
         let mut resp = Response::new(empty());
         *resp.status_mut() = StatusCode::MOVED_PERMANENTLY;
-        resp.headers_mut().insert(LOCATION, HeaderValue::from_static("/ui/"));
+        resp.headers_mut()
+            .insert(LOCATION, HeaderValue::from_static("/ui/"));
         return resp;
     }
     let name = match rest.trim_start_matches('/') {
@@ -31,8 +48,10 @@ pub fn handle(path: &str) -> Response<Body> {
     match FILES.iter().find(|(n, _, _)| *n == name) {
         Some((_, ctype, body)) => {
             let mut resp = Response::new(full(*body));
-            resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
-            resp.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            resp.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
+            resp.headers_mut()
+                .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             resp
         }
         None => {

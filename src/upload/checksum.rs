@@ -19,11 +19,19 @@ pub enum ChecksumAlgorithm {
 }
 
 impl ChecksumAlgorithm {
-    pub const ALL: [Self; 5] = [Self::Crc32, Self::Crc32c, Self::Crc64Nvme, Self::Sha1, Self::Sha256];
+    pub const ALL: [Self; 5] = [
+        Self::Crc32,
+        Self::Crc32c,
+        Self::Crc64Nvme,
+        Self::Sha1,
+        Self::Sha256,
+    ];
 
     /// From the wire name (`CRC32`, `crc32c`, …), case-insensitive.
     pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|a| a.as_str().eq_ignore_ascii_case(s.trim()))
+        Self::ALL
+            .into_iter()
+            .find(|a| a.as_str().eq_ignore_ascii_case(s.trim()))
     }
 
     pub fn as_str(self) -> &'static str {
@@ -94,7 +102,9 @@ impl ChecksumAlgorithm {
 
     /// Decodes a base64 wire value, checking its length.
     pub fn decode(self, b64: &str) -> Option<Vec<u8>> {
-        let v = base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok()?;
+        let v = base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .ok()?;
         (v.len() == self.digest_len()).then_some(v)
     }
 }
@@ -161,7 +171,10 @@ impl Hasher {
 
 fn crc_bytes(alg: ChecksumAlgorithm, v: u64) -> Vec<u8> {
     if alg.digest_len() == 4 {
-        u32::try_from(v & 0xffff_ffff).unwrap_or_default().to_be_bytes().to_vec()
+        u32::try_from(v & 0xffff_ffff)
+            .unwrap_or_default()
+            .to_be_bytes()
+            .to_vec()
     } else {
         v.to_be_bytes().to_vec()
     }
@@ -218,7 +231,10 @@ pub fn combine_parts(
                     Some(a) => crc_fast::checksum_combine(crc, a, v, *len),
                 });
             }
-            Some(crc_bytes(alg, acc.unwrap_or_else(|| crc_value(&checksum_of(alg, b"")))))
+            Some(crc_bytes(
+                alg,
+                acc.unwrap_or_else(|| crc_value(&checksum_of(alg, b""))),
+            ))
         }
     }
 }
@@ -259,8 +275,10 @@ impl ContentHash {
             ContentAlgorithm::Sha1 => 40,
             ContentAlgorithm::Md5 => 32,
         };
-        (hex.len() == len && hex.bytes().all(|b| b.is_ascii_hexdigit()))
-            .then(|| Self { algorithm, hex: hex.to_ascii_lowercase() })
+        (hex.len() == len && hex.bytes().all(|b| b.is_ascii_hexdigit())).then(|| Self {
+            algorithm,
+            hex: hex.to_ascii_lowercase(),
+        })
     }
 
     /// Canonical text, `sha256:<hex>`: the key of the unique file table.
@@ -327,7 +345,10 @@ mod tests {
     #[test]
     fn multipart_etag_vector() {
         // s3-tests test_multipart_reupload_checksum_and_etag: 5 MiB of A, B, C.
-        let md5s: Vec<[u8; 16]> = [b'A', b'B', b'C'].iter().map(|c| md5_of(&part(*c))).collect();
+        let md5s: Vec<[u8; 16]> = [b'A', b'B', b'C']
+            .iter()
+            .map(|c| md5_of(&part(*c)))
+            .collect();
         assert_eq!(multipart_etag(&md5s), "b2add96cc9702bbf4efb0ccdfc6b7747-3");
     }
 
@@ -335,38 +356,88 @@ mod tests {
     fn checksum_vectors() {
         let parts: Vec<Vec<u8>> = [b'A', b'B', b'C'].iter().map(|c| part(*c)).collect();
         let cases = [
-            (ChecksumAlgorithm::Sha256, ChecksumType::Composite, "uWBwpe1dxI4Vw8Gf0X9ynOdw/SS6VBzfWm9giiv1sf4="),
-            (ChecksumAlgorithm::Sha1, ChecksumType::Composite, "sizjvY4eud3MrcHdZM3cQ/ol39o="),
-            (ChecksumAlgorithm::Crc32, ChecksumType::FullObject, "WgDhBQ=="),
-            (ChecksumAlgorithm::Crc32, ChecksumType::Composite, "Z+ry2Q=="),
-            (ChecksumAlgorithm::Crc32c, ChecksumType::FullObject, "xU+Krw=="),
-            (ChecksumAlgorithm::Crc64Nvme, ChecksumType::FullObject, "i+6LR0y3eFo="),
+            (
+                ChecksumAlgorithm::Sha256,
+                ChecksumType::Composite,
+                "uWBwpe1dxI4Vw8Gf0X9ynOdw/SS6VBzfWm9giiv1sf4=",
+            ),
+            (
+                ChecksumAlgorithm::Sha1,
+                ChecksumType::Composite,
+                "sizjvY4eud3MrcHdZM3cQ/ol39o=",
+            ),
+            (
+                ChecksumAlgorithm::Crc32,
+                ChecksumType::FullObject,
+                "WgDhBQ==",
+            ),
+            (
+                ChecksumAlgorithm::Crc32,
+                ChecksumType::Composite,
+                "Z+ry2Q==",
+            ),
+            (
+                ChecksumAlgorithm::Crc32c,
+                ChecksumType::FullObject,
+                "xU+Krw==",
+            ),
+            (
+                ChecksumAlgorithm::Crc64Nvme,
+                ChecksumType::FullObject,
+                "i+6LR0y3eFo=",
+            ),
         ];
         for (alg, t, want) in cases {
             let sums: Vec<Vec<u8>> = parts.iter().map(|p| checksum_of(alg, p)).collect();
-            let input: Vec<(Option<&[u8]>, u64)> =
-                sums.iter().zip(&parts).map(|(s, p)| (Some(s.as_slice()), p.len() as u64)).collect();
-            assert_eq!(b64(&combine_parts(alg, t, &input).unwrap()), want, "{alg:?} {t:?}");
+            let input: Vec<(Option<&[u8]>, u64)> = sums
+                .iter()
+                .zip(&parts)
+                .map(|(s, p)| (Some(s.as_slice()), p.len() as u64))
+                .collect();
+            assert_eq!(
+                b64(&combine_parts(alg, t, &input).unwrap()),
+                want,
+                "{alg:?} {t:?}"
+            );
         }
-        assert_eq!(b64(&checksum_of(ChecksumAlgorithm::Crc32, &parts[0])), "JRTCyQ==");
-        assert_eq!(hex::encode(checksum_of(ChecksumAlgorithm::Crc64Nvme, b"123456789")), "ae8b14860a799888");
+        assert_eq!(
+            b64(&checksum_of(ChecksumAlgorithm::Crc32, &parts[0])),
+            "JRTCyQ=="
+        );
+        assert_eq!(
+            hex::encode(checksum_of(ChecksumAlgorithm::Crc64Nvme, b"123456789")),
+            "ae8b14860a799888"
+        );
     }
 
     #[test]
     fn content_hashes() {
         let h = ContentHash::parse(&"AB".repeat(32)).unwrap();
         assert_eq!(h.canonical(), format!("sha256:{}", "ab".repeat(32)));
-        assert_eq!(ContentHash::parse(&format!("SHA-1:{}", "0".repeat(40))).unwrap().algorithm, ContentAlgorithm::Sha1);
+        assert_eq!(
+            ContentHash::parse(&format!("SHA-1:{}", "0".repeat(40)))
+                .unwrap()
+                .algorithm,
+            ContentAlgorithm::Sha1
+        );
         assert!(ContentHash::parse(&"a".repeat(40)).is_none());
         assert!(ContentHash::parse("crc9:00").is_none());
-        let mut x = ContentHash::parse(&format!("md5:{}", "0".repeat(32))).unwrap().hasher();
+        let mut x = ContentHash::parse(&format!("md5:{}", "0".repeat(32)))
+            .unwrap()
+            .hasher();
         x.update(b"bar");
         assert_eq!(x.finish_hex(), "37b51d194a7513e45b56f6524f2d51f2");
     }
 
     #[test]
     fn etag_normalization() {
-        for s in ["\"abc\"", "abc", "&#34;abc&#34;", "&quot;abc&quot;", " \"ABC\" "] {
+        for s in [
+            "\"abc\"",
+            "abc",
+            "&#34;abc&#34;",
+            "&quot;abc&quot;",
+            " \"ABC\" ",
+        ] {
             assert_eq!(normalize_etag(s), "abc");
         }
     }

@@ -21,7 +21,9 @@ pub enum Error {
     NoSuchBucket,
     #[error("The specified key does not exist.")]
     NoSuchKey,
-    #[error("The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.")]
+    #[error(
+        "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed."
+    )]
     NoSuchUpload,
     #[error("Your previous request to create the named bucket succeeded and you already own it.")]
     BucketAlreadyOwnedByYou,
@@ -53,7 +55,9 @@ pub enum Error {
     InvalidArgument(String),
     #[error("{0}")]
     InvalidRequest(String),
-    #[error("The XML you provided was not well-formed or did not validate against our published schema")]
+    #[error(
+        "The XML you provided was not well-formed or did not validate against our published schema"
+    )]
     MalformedXml,
     #[error("At least one of the pre-conditions you specified did not hold")]
     PreconditionFailed,
@@ -62,7 +66,9 @@ pub enum Error {
     #[error("Access Denied")]
     AccessDenied,
     /// Another Complete or Abort of the same upload is still running.
-    #[error("A conflicting conditional operation is currently in progress against this resource. Please try again.")]
+    #[error(
+        "A conflicting conditional operation is currently in progress against this resource. Please try again."
+    )]
     OperationAborted,
     #[error("request body: {0}")]
     Body(#[from] BodyError),

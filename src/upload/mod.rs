@@ -16,14 +16,19 @@ use bytes::Bytes;
 use futures_util::Stream;
 use md5::{Digest as _, Md5};
 
-use self::checksum::{ChecksumAlgorithm, ChecksumType, ContentHash, combine_parts, multipart_etag, normalize_etag};
+use self::checksum::{
+    ChecksumAlgorithm, ChecksumType, ContentHash, combine_parts, multipart_etag, normalize_etag,
+};
 pub use self::error::{BodyError, Error, Result};
 use self::model::{
-    BlobId, BucketRecord, Checksum, CorsRule, CompletedResult, Millis, ObjectHeaders, ObjectPart, ObjectRecord, PartNumber,
-    PartRecord, UploadId, UploadRecord, UploadState, now_millis, random_hex,
+    BlobId, BucketRecord, Checksum, CompletedResult, CorsRule, Millis, ObjectHeaders, ObjectPart,
+    ObjectRecord, PartNumber, PartRecord, UploadId, UploadRecord, UploadState, now_millis,
+    random_hex,
 };
 use crate::store::disk::{Staged, WriteError};
-use crate::store::{AbortUpload, BeginComplete, DeleteBucket, DiskStore, MetaStore, PutPart, UploadCursor};
+use crate::store::{
+    AbortUpload, BeginComplete, DeleteBucket, DiskStore, MetaStore, PutPart, UploadCursor,
+};
 
 /// A request body as the core sees it: plain bytes, already de-framed and verified by the front
 /// end, failing (at the latest at its end) when the front end's checks fail.
@@ -51,7 +56,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { min_part_size: 5 << 20, max_part_size: 5 << 30, sweep_grace: Duration::from_secs(900) }
+        Self {
+            min_part_size: 5 << 20,
+            max_part_size: 5 << 30,
+            sweep_grace: Duration::from_secs(900),
+        }
     }
 }
 
@@ -86,7 +95,8 @@ pub struct WriteCondition {
 impl WriteCondition {
     fn check(&self, current: Option<&ObjectRecord>) -> Result<()> {
         let matches = |list: &str, rec: &ObjectRecord| {
-            list.split(',').any(|t| t.trim() == "*" || normalize_etag(t) == rec.etag)
+            list.split(',')
+                .any(|t| t.trim() == "*" || normalize_etag(t) == rec.etag)
         };
         if let Some(m) = &self.if_match {
             match current {
@@ -136,7 +146,12 @@ pub struct Listing<T> {
 
 impl<T> Default for Listing<T> {
     fn default() -> Self {
-        Self { items: Vec::new(), prefixes: Vec::new(), truncated: false, last: None }
+        Self {
+            items: Vec::new(),
+            prefixes: Vec::new(),
+            truncated: false,
+            last: None,
+        }
     }
 }
 
@@ -166,7 +181,12 @@ impl Uploads {
         if !valid_bucket_name(name) {
             return Err(Error::InvalidBucketName);
         }
-        let rec = BucketRecord { name: name.to_owned(), created: now_millis(), owner: owner.to_owned(), cors: None };
+        let rec = BucketRecord {
+            name: name.to_owned(),
+            created: now_millis(),
+            owner: owner.to_owned(),
+            cors: None,
+        };
         match self.meta.create_bucket(&rec).await? {
             None => Ok(()),
             Some(old) if old.owner == owner => Err(Error::BucketAlreadyOwnedByYou),
@@ -182,7 +202,11 @@ impl Uploads {
     pub async fn set_bucket_cors(&self, name: &str, rules: Option<Vec<CorsRule>>) -> Result<()> {
         let mut rec = self.bucket(name).await?;
         rec.cors = rules;
-        if self.meta.update_bucket(&rec).await? { Ok(()) } else { Err(Error::NoSuchBucket) }
+        if self.meta.update_bucket(&rec).await? {
+            Ok(())
+        } else {
+            Err(Error::NoSuchBucket)
+        }
     }
 
     pub async fn list_buckets(&self) -> Result<Vec<BucketRecord>> {
@@ -224,12 +248,20 @@ impl Uploads {
         let staged = self.write(&blob, body, alg).await?;
         verify(&staged, &checks)?;
         let md5 = hex::encode(staged.md5);
-        let checksum = alg.zip(staged.checksum.clone()).map(|(algorithm, value)| Checksum { algorithm, value });
+        let checksum = alg
+            .zip(staged.checksum.clone())
+            .map(|(algorithm, value)| Checksum { algorithm, value });
         let size = staged.size;
         staged.commit("1").await?;
         let rec = ObjectRecord {
             blob: blob.clone(),
-            parts: vec![ObjectPart { number: 1, md5: md5.clone(), file: "1".into(), size, checksum: checksum.clone() }],
+            parts: vec![ObjectPart {
+                number: 1,
+                md5: md5.clone(),
+                file: "1".into(),
+                size,
+                checksum: checksum.clone(),
+            }],
             size,
             etag: md5,
             modified: now_millis(),
@@ -243,7 +275,9 @@ impl Uploads {
             self.check_condition(bucket, key, cond).await?;
             self.publish(bucket, key, &rec).await
         };
-        published.await.inspect_err(|_| self.disk.remove_blob_later(blob, Duration::ZERO))?;
+        published
+            .await
+            .inspect_err(|_| self.disk.remove_blob_later(blob, Duration::ZERO))?;
         Ok(rec)
     }
 
@@ -266,7 +300,10 @@ impl Uploads {
 
     pub async fn object(&self, bucket: &str, key: &str) -> Result<ObjectRecord> {
         self.bucket(bucket).await?;
-        self.meta.get_object(bucket, key).await?.ok_or(Error::NoSuchKey)
+        self.meta
+            .get_object(bucket, key)
+            .await?
+            .ok_or(Error::NoSuchKey)
     }
 
     /// Bytes `[start, end)` of a stored object.
@@ -310,7 +347,9 @@ impl Uploads {
             headers: headers.unwrap_or_else(|| source.headers.clone()),
             ..source
         };
-        self.publish(dst.0, dst.1, &rec).await.inspect_err(|_| self.disk.remove_blob_later(blob, Duration::ZERO))?;
+        self.publish(dst.0, dst.1, &rec)
+            .await
+            .inspect_err(|_| self.disk.remove_blob_later(blob, Duration::ZERO))?;
         Ok(rec)
     }
 
@@ -327,7 +366,10 @@ impl Uploads {
         let mut out = Listing::default();
         let mut cursor = resume_after(prefix, delimiter, after);
         loop {
-            let page = self.meta.list_objects(bucket, prefix, cursor.as_deref(), MAX_KEYS).await?;
+            let page = self
+                .meta
+                .list_objects(bucket, prefix, cursor.as_deref(), MAX_KEYS)
+                .await?;
             let full = page.len() == MAX_KEYS;
             let mut jumped = false;
             for (key, rec) in page {
@@ -391,7 +433,9 @@ impl Uploads {
     /// The open upload `id`, which must belong to bucket/key.
     pub async fn upload(&self, id: &UploadId, bucket: &str, key: &str) -> Result<UploadRecord> {
         match self.meta.get_upload(id).await? {
-            Some(u) if u.bucket == bucket && u.key == key && u.state != UploadState::Completed => Ok(u),
+            Some(u) if u.bucket == bucket && u.key == key && u.state != UploadState::Completed => {
+                Ok(u)
+            }
             _ => Err(Error::NoSuchUpload),
         }
     }
@@ -435,7 +479,9 @@ impl Uploads {
             md5: staged.md5,
             file: file.clone(),
             modified: now_millis(),
-            checksum: alg.zip(staged.checksum.clone()).map(|(algorithm, value)| Checksum { algorithm, value }),
+            checksum: alg
+                .zip(staged.checksum.clone())
+                .map(|(algorithm, value)| Checksum { algorithm, value }),
         };
         if let Err(e) = staged.commit(&file).await {
             return Err(self.gone_or(id, Error::Io(e)).await);
@@ -468,12 +514,20 @@ impl Uploads {
         }
     }
 
-    async fn write(&self, blob: &BlobId, body: BodyStream, alg: Option<ChecksumAlgorithm>) -> Result<Staged> {
-        self.disk.write(blob, body, self.limits.max_part_size, alg).await.map_err(|e| match e {
-            WriteError::Body(b) => Error::Body(b),
-            WriteError::TooLarge(_) => Error::EntityTooLarge,
-            WriteError::Io(io) => Error::Io(io),
-        })
+    async fn write(
+        &self,
+        blob: &BlobId,
+        body: BodyStream,
+        alg: Option<ChecksumAlgorithm>,
+    ) -> Result<Staged> {
+        self.disk
+            .write(blob, body, self.limits.max_part_size, alg)
+            .await
+            .map_err(|e| match e {
+                WriteError::Body(b) => Error::Body(b),
+                WriteError::TooLarge(_) => Error::EntityTooLarge,
+                WriteError::Io(io) => Error::Io(io),
+            })
     }
 
     /// Parts of upload `id` numbered above `after`, at most `max`, and whether more follow.
@@ -493,15 +547,31 @@ impl Uploads {
     }
 
     /// Parts of upload `id` (any bucket/key: for callers that checked ownership themselves).
-    pub async fn list_parts_any(&self, id: &UploadId, max: usize) -> Result<(UploadRecord, Vec<(PartNumber, PartRecord)>, bool)> {
-        let up = self.meta.get_upload(id).await?.filter(|u| u.state != UploadState::Completed).ok_or(Error::NoSuchUpload)?;
+    pub async fn list_parts_any(
+        &self,
+        id: &UploadId,
+        max: usize,
+    ) -> Result<(UploadRecord, Vec<(PartNumber, PartRecord)>, bool)> {
+        let up = self
+            .meta
+            .get_upload(id)
+            .await?
+            .filter(|u| u.state != UploadState::Completed)
+            .ok_or(Error::NoSuchUpload)?;
         self.list_parts(id, &up.bucket, &up.key, None, max).await
     }
 
     /// Completes upload `id` into the object bucket/key from the listed parts, without copying
     /// part bytes: the object's manifest names the part files where they already are.
-    pub async fn complete(&self, id: &UploadId, bucket: &str, key: &str, listed: Vec<ListedPart>) -> Result<Completed> {
-        self.complete_verified(id, bucket, key, listed, None, &WriteCondition::default()).await
+    pub async fn complete(
+        &self,
+        id: &UploadId,
+        bucket: &str,
+        key: &str,
+        listed: Vec<ListedPart>,
+    ) -> Result<Completed> {
+        self.complete_verified(id, bucket, key, listed, None, &WriteCondition::default())
+            .await
     }
 
     /// `complete`, and when `content` is given the assembled bytes must hash to it before
@@ -516,7 +586,11 @@ impl Uploads {
         cond: &WriteCondition,
     ) -> Result<Completed> {
         let listed = collapse_listed(listed)?;
-        let digest = listed_digest(listed.iter().map(|p| (p.number.get(), normalize_etag(&p.etag))));
+        let digest = listed_digest(
+            listed
+                .iter()
+                .map(|p| (p.number.get(), normalize_etag(&p.etag))),
+        );
         self.upload(id, bucket, key).await.or_else(|e| match e {
             // A completed upload is still addressable for a replay.
             Error::NoSuchUpload => Ok(UploadRecord::placeholder()),
@@ -525,7 +599,11 @@ impl Uploads {
         let deadline = tokio::time::Instant::now() + BUSY_WAIT;
         let (up, parts) = loop {
             let now = now_millis();
-            match self.meta.begin_complete(id, now, now - millis(STALE_COMPLETE)).await? {
+            match self
+                .meta
+                .begin_complete(id, now, now - millis(STALE_COMPLETE))
+                .await?
+            {
                 BeginComplete::Started(up, parts) => break (up, parts),
                 BeginComplete::NotFound => return Err(Error::NoSuchUpload),
                 BeginComplete::Completed(up) => return replay(&up, bucket, key, &digest),
@@ -564,7 +642,11 @@ impl Uploads {
                 let _ = self.disk.remove_file(id, &p.file).await;
             }
         }
-        Ok(Completed { etag: done.etag, checksum: done.checksum, checksum_type: done.checksum_type })
+        Ok(Completed {
+            etag: done.etag,
+            checksum: done.checksum,
+            checksum_type: done.checksum_type,
+        })
     }
 
     /// Reads an object's bytes (in place, no copy) and compares their hash with `want`.
@@ -578,7 +660,10 @@ impl Uploads {
         if got == want.hex {
             Ok(())
         } else {
-            Err(Error::BadDigest(format!("The file's {} does not match filehash", want.canonical().split(':').next().unwrap_or_default())))
+            Err(Error::BadDigest(format!(
+                "The file's {} does not match filehash",
+                want.canonical().split(':').next().unwrap_or_default()
+            )))
         }
     }
 
@@ -597,7 +682,9 @@ impl Uploads {
                     "One or more of the specified parts could not be found. The part may not have been uploaded, or the specified entity tag may not match the part's entity tag.".into(),
                 )
             };
-            let idx = parts.binary_search_by_key(&lp.number, |(n, _)| *n).map_err(|_| invalid())?;
+            let idx = parts
+                .binary_search_by_key(&lp.number, |(n, _)| *n)
+                .map_err(|_| invalid())?;
             let part = &parts[idx].1;
             if normalize_etag(&lp.etag) != hex::encode(part.md5) {
                 return Err(invalid());
@@ -618,12 +705,22 @@ impl Uploads {
             chosen.push((lp.number, part));
         }
         let etag = multipart_etag(chosen.iter().map(|(_, p)| &p.md5));
-        let checksum_type = up.checksum_algorithm.map(|a| up.checksum_type.unwrap_or_else(|| a.default_type()));
-        let checksum = up.checksum_algorithm.zip(checksum_type).and_then(|(alg, t)| {
-            let input: Vec<(Option<&[u8]>, u64)> =
-                chosen.iter().map(|(_, p)| (p.checksum.as_ref().map(|c| c.value.as_slice()), p.size)).collect();
-            combine_parts(alg, t, &input).map(|value| Checksum { algorithm: alg, value })
-        });
+        let checksum_type = up
+            .checksum_algorithm
+            .map(|a| up.checksum_type.unwrap_or_else(|| a.default_type()));
+        let checksum = up
+            .checksum_algorithm
+            .zip(checksum_type)
+            .and_then(|(alg, t)| {
+                let input: Vec<(Option<&[u8]>, u64)> = chosen
+                    .iter()
+                    .map(|(_, p)| (p.checksum.as_ref().map(|c| c.value.as_slice()), p.size))
+                    .collect();
+                combine_parts(alg, t, &input).map(|value| Checksum {
+                    algorithm: alg,
+                    value,
+                })
+            });
         let now = now_millis();
         let rec = ObjectRecord {
             blob: up.id.clone(),
@@ -685,12 +782,21 @@ impl Uploads {
     ) -> Result<Listing<UploadRecord>> {
         self.bucket(bucket).await?;
         let mut out = Listing::default();
-        let mut cursor = after.map(|c| match (&c.upload, resume_after(prefix, delimiter, Some(&c.key))) {
-            (None, Some(k)) => UploadCursor { key: k, upload: None },
-            _ => c,
-        });
+        let mut cursor =
+            after.map(
+                |c| match (&c.upload, resume_after(prefix, delimiter, Some(&c.key))) {
+                    (None, Some(k)) => UploadCursor {
+                        key: k,
+                        upload: None,
+                    },
+                    _ => c,
+                },
+            );
         loop {
-            let page = self.meta.list_uploads(bucket, prefix, cursor.as_ref(), MAX_KEYS).await?;
+            let page = self
+                .meta
+                .list_uploads(bucket, prefix, cursor.as_ref(), MAX_KEYS)
+                .await?;
             let full = page.len() == MAX_KEYS;
             let mut jumped = false;
             for up in page {
@@ -703,7 +809,10 @@ impl Uploads {
                         out.last = Some(cp.clone());
                         out.prefixes.push(cp.clone());
                     }
-                    cursor = Some(UploadCursor { key: skip_prefix(&cp), upload: None });
+                    cursor = Some(UploadCursor {
+                        key: skip_prefix(&cp),
+                        upload: None,
+                    });
                     jumped = true;
                     break;
                 }
@@ -711,7 +820,10 @@ impl Uploads {
                     out.truncated = true;
                     return Ok(out);
                 }
-                cursor = Some(UploadCursor { key: up.key.clone(), upload: Some((up.created, up.id.clone())) });
+                cursor = Some(UploadCursor {
+                    key: up.key.clone(),
+                    upload: Some((up.created, up.id.clone())),
+                });
                 out.last = Some(up.key.clone());
                 out.items.push(up);
             }
@@ -731,7 +843,11 @@ impl Uploads {
             if up.state != UploadState::Completing {
                 continue;
             }
-            let published = self.meta.get_object(&up.bucket, &up.key).await?.filter(|o| o.blob == up.id);
+            let published = self
+                .meta
+                .get_object(&up.bucket, &up.key)
+                .await?
+                .filter(|o| o.blob == up.id);
             match published {
                 Some(obj) => {
                     let digest = listed_digest(obj.parts.iter().map(|p| (p.number, p.md5.clone())));
@@ -761,7 +877,9 @@ impl Uploads {
         let uploads = self.meta.all_uploads().await?;
         let objects = self.meta.object_blobs().await?;
         for (blob, modified) in self.disk.list_blobs().await? {
-            let upload = uploads.iter().find(|u| u.id == blob && u.state != UploadState::Completed);
+            let upload = uploads
+                .iter()
+                .find(|u| u.id == blob && u.state != UploadState::Completed);
             let object = objects.contains(&blob);
             if upload.is_none() && !object {
                 if old(modified) {
@@ -771,21 +889,28 @@ impl Uploads {
                 continue;
             }
             let keep: Vec<String> = match upload {
-                Some(_) => self.meta.list_parts(&blob, None, usize::from(PartNumber::MAX)).await?
+                Some(_) => self
+                    .meta
+                    .list_parts(&blob, None, usize::from(PartNumber::MAX))
+                    .await?
                     .into_iter()
                     .map(|(_, p)| p.file)
                     .collect(),
                 None => Vec::new(),
             };
             for (file, modified) in self.disk.list_files(&blob).await? {
-                let stray = DiskStore::is_temp(&file) || (upload.is_some() && !object && !keep.contains(&file));
+                let stray = DiskStore::is_temp(&file)
+                    || (upload.is_some() && !object && !keep.contains(&file));
                 if stray && old(modified) {
                     self.disk.remove_file(&blob, &file).await?;
                     report.files += 1;
                 }
             }
         }
-        report.completed_records = self.meta.purge_completed(now_millis() - millis(KEEP_COMPLETED)).await?;
+        report.completed_records = self
+            .meta
+            .purge_completed(now_millis() - millis(KEEP_COMPLETED))
+            .await?;
         Ok(report)
     }
 }
@@ -821,11 +946,13 @@ fn millis(d: Duration) -> Millis {
 
 fn replay(up: &UploadRecord, bucket: &str, key: &str, digest: &str) -> Result<Completed> {
     match &up.completed {
-        Some(done) if up.bucket == bucket && up.key == key && done.parts_digest == digest => Ok(Completed {
-            etag: done.etag.clone(),
-            checksum: done.checksum.clone(),
-            checksum_type: done.checksum_type,
-        }),
+        Some(done) if up.bucket == bucket && up.key == key && done.parts_digest == digest => {
+            Ok(Completed {
+                etag: done.etag.clone(),
+                checksum: done.checksum.clone(),
+                checksum_type: done.checksum_type,
+            })
+        }
         _ => Err(Error::NoSuchUpload),
     }
 }
@@ -860,15 +987,22 @@ fn verify(staged: &Staged, checks: &BodyChecks) -> Result<()> {
         return Err(Error::IncompleteBody);
     }
     if checks.content_md5.is_some_and(|m| m != staged.md5) {
-        return Err(Error::BadDigest("The Content-MD5 you specified did not match what we received.".into()));
+        return Err(Error::BadDigest(
+            "The Content-MD5 you specified did not match what we received.".into(),
+        ));
     }
     if let Some((alg, expected)) = &checks.checksum {
         let want = match expected {
             Expected::Given(v) => Some(v.clone()),
             Expected::Trailer(slot) => {
-                let text = slot.get().ok_or_else(|| Error::InvalidRequest("The checksum trailer is missing.".into()))?;
+                let text = slot.get().ok_or_else(|| {
+                    Error::InvalidRequest("The checksum trailer is missing.".into())
+                })?;
                 Some(alg.decode(text).ok_or_else(|| {
-                    Error::InvalidRequest(format!("Value for {} trailing header is invalid.", alg.header_name()))
+                    Error::InvalidRequest(format!(
+                        "Value for {} trailing header is invalid.",
+                        alg.header_name()
+                    ))
                 })?)
             }
             Expected::Compute => None,
@@ -899,7 +1033,8 @@ fn check_key(key: &str) -> Result<()> {
 pub fn valid_bucket_name(name: &str) -> bool {
     let b = name.as_bytes();
     (3..=63).contains(&b.len())
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'.' || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'.' || *c == b'-')
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
         && !name.contains("..")
@@ -919,14 +1054,17 @@ fn skip_prefix(cp: &str) -> String {
 fn common_prefix(key: &str, prefix: &str, delimiter: Option<&str>) -> Option<String> {
     let d = delimiter.filter(|d| !d.is_empty())?;
     let rest = key.strip_prefix(prefix)?;
-    rest.find(d).map(|i| key[..prefix.len() + i + d.len()].to_owned())
+    rest.find(d)
+        .map(|i| key[..prefix.len() + i + d.len()].to_owned())
 }
 
 /// Where a listing resumes: after a marker that is itself a common prefix, skip everything under it.
 fn resume_after(prefix: &str, delimiter: Option<&str>, after: Option<&str>) -> Option<String> {
     let after = after?;
     match delimiter.filter(|d| !d.is_empty()) {
-        Some(d) if after.starts_with(prefix) && after.len() > prefix.len() && after.ends_with(d) => {
+        Some(d)
+            if after.starts_with(prefix) && after.len() > prefix.len() && after.ends_with(d) =>
+        {
             Some(skip_prefix(after))
         }
         _ => Some(after.to_owned()),
@@ -942,18 +1080,36 @@ mod tests {
         for ok in ["abc", "a-b.c", "123", "a".repeat(63).as_str()] {
             assert!(valid_bucket_name(ok), "{ok}");
         }
-        for bad in ["_x", "a", "aa", "192.168.5.123", "foo_bar", "foo-", "foo..bar", "foo.-bar", "foo-.bar", "Abc"] {
+        for bad in [
+            "_x",
+            "a",
+            "aa",
+            "192.168.5.123",
+            "foo_bar",
+            "foo-",
+            "foo..bar",
+            "foo.-bar",
+            "foo-.bar",
+            "Abc",
+        ] {
             assert!(!valid_bucket_name(bad), "{bad}");
         }
     }
 
     #[test]
     fn listed_parts_collapse_and_order() {
-        let p = |n: u32, e: &str| ListedPart { number: PartNumber::new(n).unwrap(), etag: e.into(), checksum: None };
+        let p = |n: u32, e: &str| ListedPart {
+            number: PartNumber::new(n).unwrap(),
+            etag: e.into(),
+            checksum: None,
+        };
         let out = collapse_listed(vec![p(1, "a"), p(1, "b"), p(2, "c")]).unwrap();
         assert_eq!(out.len(), 2);
         assert_eq!(out[0].etag, "b");
-        assert!(matches!(collapse_listed(vec![p(2, "a"), p(1, "b")]), Err(Error::InvalidPartOrder)));
+        assert!(matches!(
+            collapse_listed(vec![p(2, "a"), p(1, "b")]),
+            Err(Error::InvalidPartOrder)
+        ));
         assert!(matches!(collapse_listed(vec![]), Err(Error::MalformedXml)));
     }
 
@@ -962,7 +1118,10 @@ mod tests {
         assert_eq!(common_prefix("a/b/c", "a/", Some("/")), Some("a/b/".into()));
         assert_eq!(common_prefix("a/b", "a/", Some("/")), None);
         assert_eq!(common_prefix("a/b", "", Some("")), None);
-        assert_eq!(resume_after("", Some("/"), Some("a/")), Some(format!("a/{SKIP_CHAR}")));
+        assert_eq!(
+            resume_after("", Some("/"), Some("a/")),
+            Some(format!("a/{SKIP_CHAR}"))
+        );
         assert_eq!(resume_after("", None, Some("a/")), Some("a/".into()));
     }
 }

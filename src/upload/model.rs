@@ -21,8 +21,10 @@ impl UploadId {
 
     /// Accepts only ids we could have generated, so a hostile id can never reach a file path.
     pub fn parse(s: &str) -> Option<Self> {
-        (s.len() == 32 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
-            .then(|| Self(s.to_owned()))
+        (s.len() == 32
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+        .then(|| Self(s.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -254,15 +256,27 @@ mod hex_map {
 
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-    pub fn serialize<S: Serializer>(v: &BTreeMap<String, Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
-        let m: BTreeMap<&str, String> = v.iter().map(|(k, v)| (k.as_str(), hex::encode(v))).collect();
+    pub fn serialize<S: Serializer>(
+        v: &BTreeMap<String, Vec<u8>>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        let m: BTreeMap<&str, String> = v
+            .iter()
+            .map(|(k, v)| (k.as_str(), hex::encode(v)))
+            .collect();
         m.serialize(s)
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Vec<u8>>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<String, Vec<u8>>, D::Error> {
         let m = BTreeMap::<String, String>::deserialize(d)?;
         m.into_iter()
-            .map(|(k, v)| hex::decode(v).map(|v| (k, v)).map_err(serde::de::Error::custom))
+            .map(|(k, v)| {
+                hex::decode(v)
+                    .map(|v| (k, v))
+                    .map_err(serde::de::Error::custom)
+            })
             .collect()
     }
 }

@@ -8,7 +8,9 @@ use std::os::unix::fs::MetadataExt as _;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
-use crate::harness::{ACCESS_KEY, MIB, SECRET_KEY, Store, TestGateway, both, get_bytes, random_bytes};
+use crate::harness::{
+    ACCESS_KEY, MIB, SECRET_KEY, Store, TestGateway, both, get_bytes, random_bytes,
+};
 
 const CHUNK: usize = 5 * MIB;
 const BOB: &str = "bob";
@@ -43,13 +45,23 @@ struct Reply {
 
 impl Client {
     fn new(gw: &TestGateway, user: &str, token: &str) -> Self {
-        Self { base: gw.endpoint(), user: user.into(), token: token.into(), http: reqwest::Client::new() }
+        Self {
+            base: gw.endpoint(),
+            user: user.into(),
+            token: token.into(),
+            http: reqwest::Client::new(),
+        }
     }
 
     async fn post(&self, endpoint: &str, fields: &[(&str, String)]) -> Reply {
-        let mut all = vec![("username", self.user.clone()), ("token", self.token.clone())];
+        let mut all = vec![
+            ("username", self.user.clone()),
+            ("token", self.token.clone()),
+        ];
         all.extend(fields.iter().cloned());
-        let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(all).finish();
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(all)
+            .finish();
         let resp = self
             .http
             .post(format!("{}/file/mpupload/{endpoint}", self.base))
@@ -62,7 +74,13 @@ impl Client {
     }
 
     /// uppart as multipart/form-data, fields first and the chunk in `file`.
-    async fn uppart(&self, id: &str, index: usize, chunk: &[u8], extra: &[(&str, String)]) -> Reply {
+    async fn uppart(
+        &self,
+        id: &str,
+        index: usize,
+        chunk: &[u8],
+        extra: &[(&str, String)],
+    ) -> Reply {
         let boundary = "mpgwtestboundary7MA4YWxkTrZu0gW";
         let mut body = Vec::new();
         let mut fields = vec![
@@ -73,7 +91,12 @@ impl Client {
         ];
         fields.extend(extra.iter().cloned());
         for (k, v) in fields {
-            body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n").as_bytes());
+            body.extend_from_slice(
+                format!(
+                    "--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n"
+                )
+                .as_bytes(),
+            );
         }
         body.extend_from_slice(
             format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"blob\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes(),
@@ -83,7 +106,10 @@ impl Client {
         let resp = self
             .http
             .post(format!("{}/file/mpupload/uppart", self.base))
-            .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={boundary}"),
+            )
             .body(body)
             .send()
             .await
@@ -91,11 +117,21 @@ impl Client {
         reply(resp).await
     }
 
-    async fn get(&self, path: &str, query: &[(&str, &str)], range: Option<&str>) -> reqwest::Response {
+    async fn get(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        range: Option<&str>,
+    ) -> reqwest::Response {
         let mut q = vec![("username", self.user.as_str())];
         q.extend_from_slice(query);
-        let qs = form_urlencoded::Serializer::new(String::new()).extend_pairs(q).finish();
-        let mut req = self.http.get(format!("{}/file/{path}?{qs}", self.base)).bearer_auth(&self.token);
+        let qs = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(q)
+            .finish();
+        let mut req = self
+            .http
+            .get(format!("{}/file/{path}?{qs}", self.base))
+            .bearer_auth(&self.token);
         if let Some(r) = range {
             req = req.header("range", r);
         }
@@ -104,7 +140,14 @@ impl Client {
 
     async fn init(&self, data: &[u8], name: &str) -> Reply {
         let r = self
-            .post("init", &[("filehash", sha256_hex(data)), ("filesize", data.len().to_string()), ("filename", name.into())])
+            .post(
+                "init",
+                &[
+                    ("filehash", sha256_hex(data)),
+                    ("filesize", data.len().to_string()),
+                    ("filename", name.into()),
+                ],
+            )
             .await;
         assert_eq!((r.status, r.code), (200, 0), "init: {r:?}");
         r
@@ -113,7 +156,12 @@ impl Client {
     async fn complete(&self, id: &str, data: &[u8], name: &str) -> Reply {
         self.post(
             "complete",
-            &[("uploadid", id.into()), ("filehash", sha256_hex(data)), ("filesize", data.len().to_string()), ("filename", name.into())],
+            &[
+                ("uploadid", id.into()),
+                ("filehash", sha256_hex(data)),
+                ("filesize", data.len().to_string()),
+                ("filename", name.into()),
+            ],
         )
         .await
     }
@@ -138,8 +186,15 @@ impl Client {
 async fn reply(resp: reqwest::Response) -> Reply {
     let status = resp.status().as_u16();
     let v: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).expect("JSON envelope");
-    assert!(v.get("msg").is_some_and(Value::is_string), "envelope without msg: {v}");
-    Reply { status, code: v["code"].as_i64().unwrap(), data: v["data"].clone() }
+    assert!(
+        v.get("msg").is_some_and(Value::is_string),
+        "envelope without msg: {v}"
+    );
+    Reply {
+        status,
+        code: v["code"].as_i64().unwrap(),
+        data: v["data"].clone(),
+    }
 }
 
 #[track_caller]
@@ -159,7 +214,10 @@ async fn chunked_upload_roundtrip(store: Store) {
     let chunks: Vec<&[u8]> = data.chunks(CHUNK).collect();
     let md5 = format!("md5:{}", hex::encode(md5::Md5::digest(chunks[1])));
     let extra = [("chunkhash", md5)];
-    let (a, b) = tokio::join!(alice.uppart(&id, 3, chunks[2], &[]), alice.uppart(&id, 2, chunks[1], &extra));
+    let (a, b) = tokio::join!(
+        alice.uppart(&id, 3, chunks[2], &[]),
+        alice.uppart(&id, 2, chunks[1], &extra)
+    );
     assert_eq!((a.code, b.code), (0, 0), "{a:?} {b:?}");
     let status = alice.post("status", &[("uploadid", id.clone())]).await;
     assert_eq!(status.data["ChunksPresent"], serde_json::json!([2, 3]));
@@ -169,7 +227,9 @@ async fn chunked_upload_roundtrip(store: Store) {
     let r = alice.complete(&id, &data, "report.bin").await;
     assert_refused(&r, 409, 10008);
     assert_eq!(r.data["missing"], serde_json::json!([1]));
-    let r = alice.uppart(&id, 1, chunks[0], &[("chunkhash", sha256_hex(chunks[0]))]).await;
+    let r = alice
+        .uppart(&id, 1, chunks[0], &[("chunkhash", sha256_hex(chunks[0]))])
+        .await;
     assert_eq!(r.code, 0, "{r:?}");
     let done = alice.complete(&id, &data, "report.bin").await;
     assert_eq!(done.code, 0, "{done:?}");
@@ -181,15 +241,29 @@ async fn chunked_upload_roundtrip(store: Store) {
     assert_eq!(files.len(), 1);
     assert_eq!(files[0]["FileName"], "report.bin");
     assert_eq!(files[0]["FileSize"], data.len() as u64);
-    assert_eq!(files[0]["FileHash"], format!("sha256:{}", sha256_hex(&data)));
+    assert_eq!(
+        files[0]["FileHash"],
+        format!("sha256:{}", sha256_hex(&data))
+    );
     let hash = sha256_hex(&data);
     let whole = alice.get("download", &[("filehash", &hash)], None).await;
     assert_eq!(whole.status(), 200);
     assert!(whole.bytes().await.unwrap() == data, "download differs");
-    let part = alice.get("download", &[("filename", "report.bin")], Some("bytes=100-199")).await;
+    let part = alice
+        .get(
+            "download",
+            &[("filename", "report.bin")],
+            Some("bytes=100-199"),
+        )
+        .await;
     assert_eq!(part.status(), 206);
     assert_eq!(part.bytes().await.unwrap(), data[100..200]);
-    let r = reply(alice.get("download", &[("filehash", &hash)], Some("bytes=999999999-")).await).await;
+    let r = reply(
+        alice
+            .get("download", &[("filehash", &hash)], Some("bytes=999999999-"))
+            .await,
+    )
+    .await;
     assert_refused(&r, 416, 10013);
 
     // The same file is an S3 object `<user>/<filename>` in the legacy bucket.
@@ -227,7 +301,12 @@ async fn instant_upload_shares_one_copy(store: Store) {
     let init = bob.init(&data, "b.bin").await;
     assert_eq!(init.data["Instant"], true, "{init:?}");
     let hash = sha256_hex(&data);
-    let got = bob.get("download", &[("filehash", &hash)], None).await.bytes().await.unwrap();
+    let got = bob
+        .get("download", &[("filehash", &hash)], None)
+        .await
+        .bytes()
+        .await
+        .unwrap();
     assert!(got == data);
     // One stored copy: every byte of both files lives in the same inodes.
     let mut inodes = HashSet::new();
@@ -243,8 +322,17 @@ async fn instant_upload_shares_one_copy(store: Store) {
     assert_eq!(bytes, data.len() as u64, "content stored more than once");
     // Deleting Alice's entry keeps Bob's.
     assert_eq!(alice.post_get_delete(&hash).await.code, 0);
-    assert_refused(&reply(alice.get("download", &[("filehash", &hash)], None).await).await, 404, 10010);
-    let got = bob.get("download", &[("filename", "b.bin")], None).await.bytes().await.unwrap();
+    assert_refused(
+        &reply(alice.get("download", &[("filehash", &hash)], None).await).await,
+        404,
+        10010,
+    );
+    let got = bob
+        .get("download", &[("filename", "b.bin")], None)
+        .await
+        .bytes()
+        .await
+        .unwrap();
     assert!(got == data, "bob's file lost after alice deleted hers");
     // Each user sees only their own files.
     let q = reply(bob.get("query", &[], None).await).await;
@@ -252,14 +340,28 @@ async fn instant_upload_shares_one_copy(store: Store) {
     let q = reply(alice.get("query", &[], None).await).await;
     assert!(q.data["Files"].as_array().unwrap().is_empty());
 }
-both!(instant_upload_shares_one_copy, instant_upload_shares_one_copy);
+both!(
+    instant_upload_shares_one_copy,
+    instant_upload_shares_one_copy
+);
 
 impl Client {
     async fn post_get_delete(&self, hash: &str) -> Reply {
         let qs = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs([("username", self.user.as_str()), ("token", self.token.as_str()), ("filehash", hash)])
+            .extend_pairs([
+                ("username", self.user.as_str()),
+                ("token", self.token.as_str()),
+                ("filehash", hash),
+            ])
             .finish();
-        reply(self.http.post(format!("{}/file/delete?{qs}", self.base)).send().await.unwrap()).await
+        reply(
+            self.http
+                .post(format!("{}/file/delete?{qs}", self.base))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
     }
 }
 
@@ -268,47 +370,135 @@ async fn bad_input_gets_clear_errors(store: Store) {
     let alice = Client::new(&gw, ACCESS_KEY, SECRET_KEY);
     let bob = Client::new(&gw, BOB, BOB_TOKEN);
     let data = random_bytes(CHUNK + 10);
-    let id = alice.init(&data, "x.bin").await.data["UploadID"].as_str().unwrap().to_owned();
+    let id = alice.init(&data, "x.bin").await.data["UploadID"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
-    assert_refused(&Client::new(&gw, ACCESS_KEY, "wrong").post("status", &[("uploadid", id.clone())]).await, 401, 10003);
-    assert_refused(&Client::new(&gw, "nobody", "x").post("status", &[("uploadid", id.clone())]).await, 401, 10003);
-    assert_refused(&alice.post("init", &[("filesize", "1".into()), ("filename", "f".into())]).await, 400, 10001);
     assert_refused(
-        &alice.post("init", &[("filehash", "xyz".into()), ("filesize", "1".into()), ("filename", "f".into())]).await,
+        &Client::new(&gw, ACCESS_KEY, "wrong")
+            .post("status", &[("uploadid", id.clone())])
+            .await,
+        401,
+        10003,
+    );
+    assert_refused(
+        &Client::new(&gw, "nobody", "x")
+            .post("status", &[("uploadid", id.clone())])
+            .await,
+        401,
+        10003,
+    );
+    assert_refused(
+        &alice
+            .post(
+                "init",
+                &[("filesize", "1".into()), ("filename", "f".into())],
+            )
+            .await,
+        400,
+        10001,
+    );
+    assert_refused(
+        &alice
+            .post(
+                "init",
+                &[
+                    ("filehash", "xyz".into()),
+                    ("filesize", "1".into()),
+                    ("filename", "f".into()),
+                ],
+            )
+            .await,
         400,
         10002,
     );
-    assert_refused(&alice.post("status", &[("uploadid", "0123456789abcdef0123456789abcdef".into())]).await, 404, 10004);
-    assert_refused(&alice.post("status", &[("uploadid", "../etc".into())]).await, 404, 10004);
+    assert_refused(
+        &alice
+            .post(
+                "status",
+                &[("uploadid", "0123456789abcdef0123456789abcdef".into())],
+            )
+            .await,
+        404,
+        10004,
+    );
+    assert_refused(
+        &alice.post("status", &[("uploadid", "../etc".into())]).await,
+        404,
+        10004,
+    );
     // Another user's upload id is as unknown as a missing one.
-    assert_refused(&bob.post("status", &[("uploadid", id.clone())]).await, 404, 10004);
+    assert_refused(
+        &bob.post("status", &[("uploadid", id.clone())]).await,
+        404,
+        10004,
+    );
     assert_refused(&bob.uppart(&id, 1, &data[..CHUNK], &[]).await, 404, 10004);
-    assert_refused(&bob.post("cancel", &[("uploadid", id.clone())]).await, 404, 10004);
+    assert_refused(
+        &bob.post("cancel", &[("uploadid", id.clone())]).await,
+        404,
+        10004,
+    );
     // Index outside 1..=ChunkCount, wrong sizes, wrong chunk hash.
     for bad in [0, 3] {
         assert_refused(&alice.uppart(&id, bad, &data[..10], &[]).await, 400, 10005);
     }
-    assert_refused(&alice.uppart(&id, 1, &data[..CHUNK - 1], &[]).await, 400, 10006);
-    assert_refused(&alice.uppart(&id, 2, &data[CHUNK - 1..], &[]).await, 400, 10006);
+    assert_refused(
+        &alice.uppart(&id, 1, &data[..CHUNK - 1], &[]).await,
+        400,
+        10006,
+    );
+    assert_refused(
+        &alice.uppart(&id, 2, &data[CHUNK - 1..], &[]).await,
+        400,
+        10006,
+    );
     let wrong = format!("md5:{}", "0".repeat(32));
-    assert_refused(&alice.uppart(&id, 1, &data[..CHUNK], &[("chunkhash", wrong)]).await, 400, 10007);
+    assert_refused(
+        &alice
+            .uppart(&id, 1, &data[..CHUNK], &[("chunkhash", wrong)])
+            .await,
+        400,
+        10007,
+    );
     let status = alice.post("status", &[("uploadid", id.clone())]).await;
-    assert_eq!(status.data["ChunksPresent"], serde_json::json!([]), "a refused chunk was kept");
+    assert_eq!(
+        status.data["ChunksPresent"],
+        serde_json::json!([]),
+        "a refused chunk was kept"
+    );
     // A file whose bytes do not match filehash is never published.
     let other = random_bytes(data.len());
     assert_eq!(alice.uppart(&id, 1, &other[..CHUNK], &[]).await.code, 0);
     assert_eq!(alice.uppart(&id, 2, &other[CHUNK..], &[]).await.code, 0);
     assert_refused(&alice.complete(&id, &data, "x.bin").await, 400, 10007);
     let q = reply(alice.get("query", &[], None).await).await;
-    assert!(q.data["Files"].as_array().unwrap().is_empty(), "mismatching file published");
+    assert!(
+        q.data["Files"].as_array().unwrap().is_empty(),
+        "mismatching file published"
+    );
     // Still resumable: fix chunk 1 and 2, then complete.
     assert_eq!(alice.uppart(&id, 1, &data[..CHUNK], &[]).await.code, 0);
     assert_eq!(alice.uppart(&id, 2, &data[CHUNK..], &[]).await.code, 0);
     assert_eq!(alice.complete(&id, &data, "x.bin").await.code, 0);
     // cancel: the upload and its chunks go away.
-    let id2 = alice.init(&random_bytes(100), "y.bin").await.data["UploadID"].as_str().unwrap().to_owned();
-    assert_eq!(alice.post("cancel", &[("uploadid", id2.clone())]).await.code, 0);
-    assert_refused(&alice.post("status", &[("uploadid", id2)]).await, 404, 10004);
+    let id2 = alice.init(&random_bytes(100), "y.bin").await.data["UploadID"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        alice
+            .post("cancel", &[("uploadid", id2.clone())])
+            .await
+            .code,
+        0
+    );
+    assert_refused(
+        &alice.post("status", &[("uploadid", id2)]).await,
+        404,
+        10004,
+    );
     // Unknown endpoints and methods.
     let r = reply(gw_post(&gw, "/file/mpupload/nope").await).await;
     assert_refused(&r, 404, 10011);
@@ -316,5 +506,9 @@ async fn bad_input_gets_clear_errors(store: Store) {
 both!(bad_input_gets_clear_errors, bad_input_gets_clear_errors);
 
 async fn gw_post(gw: &TestGateway, path: &str) -> reqwest::Response {
-    reqwest::Client::new().post(format!("{}{path}", gw.endpoint())).send().await.unwrap()
+    reqwest::Client::new()
+        .post(format!("{}{path}", gw.endpoint()))
+        .send()
+        .await
+        .unwrap()
 }

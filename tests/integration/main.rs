@@ -2,12 +2,12 @@
 
 mod harness;
 
+mod client;
 mod durability;
+mod legacy;
 mod meta_conformance;
 mod ops;
 mod s3_compat;
 mod s3_errors;
 mod s3_multipart;
 mod s3_objects;
-mod legacy;
-mod client;

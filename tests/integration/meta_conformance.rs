@@ -14,8 +14,8 @@ use mpgw::store::{
 };
 use mpgw::upload::checksum::{ChecksumAlgorithm, ChecksumType};
 use mpgw::upload::model::{
-    BucketRecord, Checksum, CorsRule, CompletedResult, Millis, ObjectHeaders, ObjectPart, ObjectRecord,
-    PartNumber, PartRecord, UploadId, UploadRecord, UploadState, random_hex,
+    BucketRecord, Checksum, CompletedResult, CorsRule, Millis, ObjectHeaders, ObjectPart,
+    ObjectRecord, PartNumber, PartRecord, UploadId, UploadRecord, UploadState, random_hex,
 };
 
 macro_rules! conformance {

@@ -351,7 +351,10 @@ fn config_file_round_trip() {
         tls_cert: Some("/etc/mpgw/cert.pem".into()),
         tls_key: Some("/etc/mpgw/key.pem".into()),
         domain: Some("s3.example.com".into()),
-        cors_allow_origins: vec!["https://app.example.com".into(), "http://localhost:3000".into()],
+        cors_allow_origins: vec![
+            "https://app.example.com".into(),
+            "http://localhost:3000".into(),
+        ],
         legacy_bucket: "uploads".into(),
         legacy_users: Some("/etc/mpgw/users".into()),
         legacy_chunk_size: 8 << 20,

@@ -3,8 +3,8 @@
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
-    ChecksumAlgorithm, ChecksumMode, ChecksumType, CompletedMultipartUpload, CompletedPart, CorsConfiguration,
-    CorsRule,
+    ChecksumAlgorithm, ChecksumMode, ChecksumType, CompletedMultipartUpload, CompletedPart,
+    CorsConfiguration, CorsRule,
 };
 use base64::Engine as _;
 use sha2::Digest as _;
@@ -28,27 +28,47 @@ fn expected(alg: &ChecksumAlgorithm, parts: &[Vec<u8>]) -> String {
     match alg {
         ChecksumAlgorithm::Crc32 => format!(
             "{}-{}",
-            b64(&sha_like(parts, |p| crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32IsoHdlc, p).to_be_bytes()[4..].to_vec(), |d| {
-                crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32IsoHdlc, d).to_be_bytes()[4..].to_vec()
-            })),
+            b64(&sha_like(
+                parts,
+                |p| crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32IsoHdlc, p).to_be_bytes()[4..]
+                    .to_vec(),
+                |d| {
+                    crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32IsoHdlc, d).to_be_bytes()[4..]
+                        .to_vec()
+                }
+            )),
             parts.len()
         ),
         ChecksumAlgorithm::Crc32C => format!(
             "{}-{}",
-            b64(&sha_like(parts, |p| crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, p).to_be_bytes()[4..].to_vec(), |d| {
-                crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, d).to_be_bytes()[4..].to_vec()
-            })),
+            b64(&sha_like(
+                parts,
+                |p| crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, p).to_be_bytes()[4..]
+                    .to_vec(),
+                |d| {
+                    crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, d).to_be_bytes()[4..]
+                        .to_vec()
+                }
+            )),
             parts.len()
         ),
         ChecksumAlgorithm::Crc64Nvme => crc(crc_fast::CrcAlgorithm::Crc64Nvme, 8),
         ChecksumAlgorithm::Sha1 => format!(
             "{}-{}",
-            b64(&sha_like(parts, |p| sha1::Sha1::digest(p).to_vec(), |d| sha1::Sha1::digest(d).to_vec())),
+            b64(&sha_like(
+                parts,
+                |p| sha1::Sha1::digest(p).to_vec(),
+                |d| sha1::Sha1::digest(d).to_vec()
+            )),
             parts.len()
         ),
         ChecksumAlgorithm::Sha256 => format!(
             "{}-{}",
-            b64(&sha_like(parts, |p| sha2::Sha256::digest(p).to_vec(), |d| sha2::Sha256::digest(d).to_vec())),
+            b64(&sha_like(
+                parts,
+                |p| sha2::Sha256::digest(p).to_vec(),
+                |d| sha2::Sha256::digest(d).to_vec()
+            )),
             parts.len()
         ),
         other => panic!("no expectation for {other:?}"),
@@ -56,12 +76,19 @@ fn expected(alg: &ChecksumAlgorithm, parts: &[Vec<u8>]) -> String {
 }
 
 /// H(H(part 1) || … || H(part N)).
-fn sha_like(parts: &[Vec<u8>], part: impl Fn(&[u8]) -> Vec<u8>, whole: impl Fn(&[u8]) -> Vec<u8>) -> Vec<u8> {
+fn sha_like(
+    parts: &[Vec<u8>],
+    part: impl Fn(&[u8]) -> Vec<u8>,
+    whole: impl Fn(&[u8]) -> Vec<u8>,
+) -> Vec<u8> {
     let digests: Vec<u8> = parts.iter().flat_map(|p| part(p)).collect();
     whole(&digests)
 }
 
-fn object_checksum(out: &aws_sdk_s3::operation::head_object::HeadObjectOutput, alg: &ChecksumAlgorithm) -> Option<String> {
+fn object_checksum(
+    out: &aws_sdk_s3::operation::head_object::HeadObjectOutput,
+    alg: &ChecksumAlgorithm,
+) -> Option<String> {
     match alg {
         ChecksumAlgorithm::Crc32 => out.checksum_crc32(),
         ChecksumAlgorithm::Crc32C => out.checksum_crc32_c(),
@@ -110,12 +137,22 @@ async fn multipart_with_every_checksum(store: Store) {
                 .send()
                 .await
                 .unwrap_or_else(|e| panic!("part {n} {alg:?}: {e:?}"));
-            let mut part = CompletedPart::builder().part_number(n).e_tag(out.e_tag().unwrap());
+            let mut part = CompletedPart::builder()
+                .part_number(n)
+                .e_tag(out.e_tag().unwrap());
             part = match alg {
-                ChecksumAlgorithm::Crc32 => part.checksum_crc32(out.checksum_crc32().expect("crc32 echoed")),
-                ChecksumAlgorithm::Crc32C => part.checksum_crc32_c(out.checksum_crc32_c().expect("crc32c echoed")),
-                ChecksumAlgorithm::Crc64Nvme => part.checksum_crc64_nvme(out.checksum_crc64_nvme().expect("crc64nvme echoed")),
-                ChecksumAlgorithm::Sha1 => part.checksum_sha1(out.checksum_sha1().expect("sha1 echoed")),
+                ChecksumAlgorithm::Crc32 => {
+                    part.checksum_crc32(out.checksum_crc32().expect("crc32 echoed"))
+                }
+                ChecksumAlgorithm::Crc32C => {
+                    part.checksum_crc32_c(out.checksum_crc32_c().expect("crc32c echoed"))
+                }
+                ChecksumAlgorithm::Crc64Nvme => {
+                    part.checksum_crc64_nvme(out.checksum_crc64_nvme().expect("crc64nvme echoed"))
+                }
+                ChecksumAlgorithm::Sha1 => {
+                    part.checksum_sha1(out.checksum_sha1().expect("sha1 echoed"))
+                }
                 _ => part.checksum_sha256(out.checksum_sha256().expect("sha256 echoed")),
             };
             done.push(part.build());
@@ -124,18 +161,52 @@ async fn multipart_with_every_checksum(store: Store) {
             .bucket(B)
             .key(&key)
             .upload_id(id)
-            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(done)).build())
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(done))
+                    .build(),
+            )
             .send()
             .await
             .unwrap_or_else(|e| panic!("complete {alg:?}: {e:?}"));
-        let head = c.head_object().bucket(B).key(&key).checksum_mode(ChecksumMode::Enabled).send().await.unwrap();
-        assert_eq!(object_checksum(&head, &alg), Some(expected(&alg, &parts)), "{alg:?}");
-        let want_type = if alg == ChecksumAlgorithm::Crc64Nvme { ChecksumType::FullObject } else { ChecksumType::Composite };
+        let head = c
+            .head_object()
+            .bucket(B)
+            .key(&key)
+            .checksum_mode(ChecksumMode::Enabled)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            object_checksum(&head, &alg),
+            Some(expected(&alg, &parts)),
+            "{alg:?}"
+        );
+        let want_type = if alg == ChecksumAlgorithm::Crc64Nvme {
+            ChecksumType::FullObject
+        } else {
+            ChecksumType::Composite
+        };
         assert_eq!(head.checksum_type(), Some(&want_type), "{alg:?}");
         // A ranged GET never carries the whole-object checksum (the SDK would check it).
-        let ranged = c.get_object().bucket(B).key(&key).range("bytes=0-99").checksum_mode(ChecksumMode::Enabled).send().await.unwrap();
-        assert!(ranged.checksum_crc32().is_none() && ranged.checksum_sha256().is_none() && ranged.checksum_crc64_nvme().is_none());
-        assert!(get_bytes(&c, B, &key).await == parts.concat(), "{alg:?} bytes");
+        let ranged = c
+            .get_object()
+            .bucket(B)
+            .key(&key)
+            .range("bytes=0-99")
+            .checksum_mode(ChecksumMode::Enabled)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            ranged.checksum_crc32().is_none()
+                && ranged.checksum_sha256().is_none()
+                && ranged.checksum_crc64_nvme().is_none()
+        );
+        assert!(
+            get_bytes(&c, B, &key).await == parts.concat(),
+            "{alg:?} bytes"
+        );
     }
 }
 both!(multipart_with_every_checksum, multipart_with_every_checksum);
@@ -160,14 +231,38 @@ async fn put_object_checksums(store: Store) {
             .send()
             .await
             .unwrap_or_else(|e| panic!("put {alg:?}: {e:?}"));
-        let head = c.head_object().bucket(B).key(&key).checksum_mode(ChecksumMode::Enabled).send().await.unwrap();
-        assert!(object_checksum(&head, &alg).is_some(), "{alg:?} not returned");
+        let head = c
+            .head_object()
+            .bucket(B)
+            .key(&key)
+            .checksum_mode(ChecksumMode::Enabled)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            object_checksum(&head, &alg).is_some(),
+            "{alg:?} not returned"
+        );
     }
     // A wrong value is BadDigest and stores nothing; an unknown algorithm is a clean 400.
-    let r = gw.raw("PUT", &format!("/{B}/bad")).header("x-amz-checksum-crc32", "AAAAAA==").body(b"data".to_vec()).send().await;
+    let r = gw
+        .raw("PUT", &format!("/{B}/bad"))
+        .header("x-amz-checksum-crc32", "AAAAAA==")
+        .body(b"data".to_vec())
+        .send()
+        .await;
     r.assert_error(400, "BadDigest");
-    assert_err(c.head_object().bucket(B).key("bad").send().await, 404, "NotFound");
-    let r = gw.raw("PUT", &format!("/{B}/bad")).header("x-amz-checksum-sha512", "AAAA").body(b"data".to_vec()).send().await;
+    assert_err(
+        c.head_object().bucket(B).key("bad").send().await,
+        404,
+        "NotFound",
+    );
+    let r = gw
+        .raw("PUT", &format!("/{B}/bad"))
+        .header("x-amz-checksum-sha512", "AAAA")
+        .body(b"data".to_vec())
+        .send()
+        .await;
     assert_eq!(r.status, 400, "unknown algorithm: {:?}", r.code());
 }
 both!(put_object_checksums, put_object_checksums);
@@ -186,7 +281,11 @@ async fn cors_for_browser_uploads(store: Store) {
     };
     // No rules yet: refused.
     assert_eq!(preflight("PUT", origin).await.unwrap().status(), 403);
-    assert_err(c.get_bucket_cors().bucket(B).send().await, 404, "NoSuchCORSConfiguration");
+    assert_err(
+        c.get_bucket_cors().bucket(B).send().await,
+        404,
+        "NoSuchCORSConfiguration",
+    );
     let rule = CorsRule::builder()
         .allowed_origins("https://*.example.com")
         .allowed_methods("PUT")
@@ -198,44 +297,98 @@ async fn cors_for_browser_uploads(store: Store) {
         .unwrap();
     c.put_bucket_cors()
         .bucket(B)
-        .cors_configuration(CorsConfiguration::builder().cors_rules(rule).build().unwrap())
+        .cors_configuration(
+            CorsConfiguration::builder()
+                .cors_rules(rule)
+                .build()
+                .unwrap(),
+        )
         .send()
         .await
         .expect("PutBucketCors");
     let got = c.get_bucket_cors().bucket(B).send().await.unwrap();
-    assert_eq!(got.cors_rules()[0].allowed_origins(), ["https://*.example.com"]);
+    assert_eq!(
+        got.cors_rules()[0].allowed_origins(),
+        ["https://*.example.com"]
+    );
     // Preflight needs no credentials.
     let ok = preflight("PUT", origin).await.unwrap();
     assert_eq!(ok.status(), 200);
     assert_eq!(ok.headers()["access-control-allow-origin"], origin);
-    assert!(ok.headers()["access-control-allow-methods"].to_str().unwrap().contains("PUT"));
+    assert!(
+        ok.headers()["access-control-allow-methods"]
+            .to_str()
+            .unwrap()
+            .contains("PUT")
+    );
     assert_eq!(ok.headers()["access-control-max-age"], "3000");
     assert_eq!(preflight("DELETE", origin).await.unwrap().status(), 403);
-    assert_eq!(preflight("PUT", "https://evil.test").await.unwrap().status(), 403);
+    assert_eq!(
+        preflight("PUT", "https://evil.test")
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
 
     // A presigned UploadPart from the browser origin: the ETag is readable.
-    let up = c.create_multipart_upload().bucket(B).key("k").send().await.unwrap();
+    let up = c
+        .create_multipart_upload()
+        .bucket(B)
+        .key("k")
+        .send()
+        .await
+        .unwrap();
     let presigned = c
         .upload_part()
         .bucket(B)
         .key("k")
         .upload_id(up.upload_id().unwrap())
         .part_number(1)
-        .presigned(aws_sdk_s3::presigning::PresigningConfig::expires_in(std::time::Duration::from_secs(60)).unwrap())
+        .presigned(
+            aws_sdk_s3::presigning::PresigningConfig::expires_in(std::time::Duration::from_secs(
+                60,
+            ))
+            .unwrap(),
+        )
         .await
         .unwrap();
-    let part = http.put(presigned.uri()).header("origin", origin).body(b"chunk".to_vec()).send().await.unwrap();
+    let part = http
+        .put(presigned.uri())
+        .header("origin", origin)
+        .body(b"chunk".to_vec())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(part.status(), 200);
     assert_eq!(part.headers()["access-control-allow-origin"], origin);
-    assert!(part.headers()["access-control-expose-headers"].to_str().unwrap().contains("ETag"));
+    assert!(
+        part.headers()["access-control-expose-headers"]
+            .to_str()
+            .unwrap()
+            .contains("ETag")
+    );
     assert!(part.headers().contains_key("etag"));
     // Errors carry the CORS headers too, or the page could not read them.
-    let missing = http.get(format!("{}/{B}/nope", gw.endpoint())).header("origin", origin).send().await.unwrap();
+    let missing = http
+        .get(format!("{}/{B}/nope", gw.endpoint()))
+        .header("origin", origin)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(missing.status(), 403); // anonymous
     assert_eq!(missing.headers()["access-control-allow-origin"], origin);
 
-    c.delete_bucket_cors().bucket(B).send().await.expect("DeleteBucketCors");
-    assert_err(c.get_bucket_cors().bucket(B).send().await, 404, "NoSuchCORSConfiguration");
+    c.delete_bucket_cors()
+        .bucket(B)
+        .send()
+        .await
+        .expect("DeleteBucketCors");
+    assert_err(
+        c.get_bucket_cors().bucket(B).send().await,
+        404,
+        "NoSuchCORSConfiguration",
+    );
     assert_eq!(preflight("PUT", origin).await.unwrap().status(), 403);
 }
 both!(cors_for_browser_uploads, cors_for_browser_uploads);
@@ -244,32 +397,71 @@ async fn server_wide_cors_default(store: Store) {
     let gw = TestGateway::start_with(store, |cfg| cfg.cors_allow_origins = vec!["*".into()]).await;
     gw.bucket(B).await;
     let resp = reqwest::Client::new()
-        .request(reqwest::Method::OPTIONS, format!("{}/{B}/any", gw.endpoint()))
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("{}/{B}/any", gw.endpoint()),
+        )
         .header("origin", "http://localhost:3000")
         .header("access-control-request-method", "PUT")
-        .header("access-control-request-headers", "x-amz-date, content-type, x-amz-content-sha256, authorization")
+        .header(
+            "access-control-request-headers",
+            "x-amz-date, content-type, x-amz-content-sha256, authorization",
+        )
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["access-control-allow-origin"], "*");
-    let expose = resp.headers()["access-control-expose-headers"].to_str().unwrap().to_owned();
-    assert!(expose.contains("ETag") && expose.contains("x-amz-checksum-crc32"), "{expose}");
+    let expose = resp.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        expose.contains("ETag") && expose.contains("x-amz-checksum-crc32"),
+        "{expose}"
+    );
 }
 both!(server_wide_cors_default, server_wide_cors_default);
 
 async fn virtual_host_style(store: Store) {
     let gw = TestGateway::start_with(store, |cfg| cfg.domain = Some("s3.test".into())).await;
     let host = format!("vbucket.s3.test:{}", gw.addr().port());
-    let made = gw.raw("PUT", "/").header("host", &host).header("content-length", "0").send_tcp().await;
-    assert_eq!(made.status, 200, "{:?}", String::from_utf8_lossy(&made.body));
-    let put = gw.raw("PUT", "/dir/obj.txt").header("host", &host).header("content-length", "11").body(b"hello vhost".to_vec()).send_tcp().await;
+    let made = gw
+        .raw("PUT", "/")
+        .header("host", &host)
+        .header("content-length", "0")
+        .send_tcp()
+        .await;
+    assert_eq!(
+        made.status,
+        200,
+        "{:?}",
+        String::from_utf8_lossy(&made.body)
+    );
+    let put = gw
+        .raw("PUT", "/dir/obj.txt")
+        .header("host", &host)
+        .header("content-length", "11")
+        .body(b"hello vhost".to_vec())
+        .send_tcp()
+        .await;
     assert_eq!(put.status, 200, "{:?}", String::from_utf8_lossy(&put.body));
     // Path style reaches the same bucket.
-    assert_eq!(get_bytes(&gw.client(), "vbucket", "dir/obj.txt").await, b"hello vhost");
-    let get = gw.raw("GET", "/dir/obj.txt").header("host", &host).send_tcp().await;
+    assert_eq!(
+        get_bytes(&gw.client(), "vbucket", "dir/obj.txt").await,
+        b"hello vhost"
+    );
+    let get = gw
+        .raw("GET", "/dir/obj.txt")
+        .header("host", &host)
+        .send_tcp()
+        .await;
     assert_eq!((get.status, &get.body[..]), (200, &b"hello vhost"[..]));
-    let list = gw.raw("GET", "/?list-type=2").header("host", &host).send_tcp().await;
+    let list = gw
+        .raw("GET", "/?list-type=2")
+        .header("host", &host)
+        .send_tcp()
+        .await;
     assert!(String::from_utf8_lossy(&list.body).contains("<Key>dir/obj.txt</Key>"));
 }
 both!(virtual_host_style, virtual_host_style);
@@ -281,15 +473,34 @@ async fn https_serves_signed_requests() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     let made = std::process::Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-addext", "basicConstraints=critical,CA:FALSE"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .args([
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+        ])
         .arg("-keyout")
         .arg(&key)
         .arg("-out")
         .arg(&cert)
         .output()
         .expect("openssl is needed to make a test certificate");
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
     let (c2, k2) = (cert.clone(), key.clone());
     let gw = TestGateway::start_with(Store::Embedded, move |cfg| {
         cfg.tls_cert = Some(c2);
@@ -318,7 +529,9 @@ async fn https_serves_signed_requests() {
         if alpn == b"http/1.1" {
             // An S3 request over TLS gets an S3 answer (anonymous: AccessDenied).
             use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-            tls.write_all(b"GET /compat HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await.unwrap();
+            tls.write_all(b"GET /compat HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                .await
+                .unwrap();
             let mut answer = Vec::new();
             let _ = tls.read_to_end(&mut answer).await;
             let answer = String::from_utf8_lossy(&answer);
