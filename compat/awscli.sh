@@ -4,6 +4,10 @@
 # multipart session, abort, and resuming an upload across a SIGKILL of the gateway.
 #
 #   bash compat/awscli.sh [embedded|redis]     (no argument: both stores)
+#   COMPAT_TLS=1 bash compat/awscli.sh embedded (over https: botocore then sends aws-chunked
+#                                                bodies with an unsigned CRC32 trailer)
+#
+# compat-https: yes   (run-all.sh also runs this script with COMPAT_TLS=1)
 set -euo pipefail
 
 if [[ $# -eq 0 ]]; then

@@ -14,6 +14,10 @@
 #   COMPAT_VENV         Python venv with the clients (default compat/.venv)
 #   COMPAT_KEEP=1       keep compat/out/<run>/ even when the script passes
 #   COMPAT_CMD_TIMEOUT  seconds one client command may take (default 300)
+#   COMPAT_TLS=1        serve https (same as `start_gateway STORE https`): the gateway gets
+#                       --tls-cert/--tls-key with a self-signed certificate for 127.0.0.1 and
+#                       localhost, made once per run under the run dir; AWS_ENDPOINT_URL is
+#                       https://127.0.0.1:PORT and AWS_CA_BUNDLE that certificate
 
 set -euo pipefail
 
@@ -30,6 +34,7 @@ SCRIPT_NAME="$(basename "$0" .sh)"
 : "${COMPAT_VENV:=$COMPAT_DIR/.venv}"
 : "${COMPAT_KEEP:=0}"
 : "${COMPAT_CMD_TIMEOUT:=300}"
+: "${COMPAT_TLS:=0}"
 export MPGW_BIN REDIS_URL
 
 # Set by start_gateway.
@@ -40,18 +45,36 @@ GW_PID=""
 GW_PORT=""
 GW_DATA_DIR=""
 GW_REDIS_PREFIX=""
+GW_TLS_CERT=""     # with TLS: the self-signed certificate (also AWS_CA_BUNDLE)
+GW_TLS_KEY=""
+COMPAT_SCHEME=http # http|https: how the gateway started here is reached
 CURRENT_STEP="(setup)"
+
+# "store" or "store/https": names the run in messages.
+_run_label() {
+    if [[ "$COMPAT_SCHEME" == https ]]; then
+        printf '%s/https' "${COMPAT_STORE:-?}"
+    else
+        printf '%s' "${COMPAT_STORE:-?}"
+    fi
+}
 
 log() { printf '%s\n' "$*" >&2; }
 
 step() {
     CURRENT_STEP="$*"
-    printf '\n--- [%s/%s] %s\n' "$SCRIPT_NAME" "${COMPAT_STORE:-?}" "$*" >&2
+    printf '\n--- [%s/%s] %s\n' "$SCRIPT_NAME" "$(_run_label)" "$*" >&2
 }
 
 fail() {
-    printf 'FAIL [%s/%s] %s: %s\n' "$SCRIPT_NAME" "${COMPAT_STORE:-?}" "$CURRENT_STEP" "$*" >&2
+    printf 'FAIL [%s/%s] %s: %s\n' "$SCRIPT_NAME" "$(_run_label)" "$CURRENT_STEP" "$*" >&2
     exit 1
+}
+
+# server_bug WHAT: a check that fails because of a known gateway bug (reported, not worked
+# around). Fails like `fail`, with a marker that is easy to grep for.
+server_bug() {
+    fail "SERVER BUG: $*"
 }
 
 # expect_eq WHAT EXPECTED ACTUAL
@@ -92,6 +115,20 @@ ensure_venv() {
     export PATH
     AWS="$COMPAT_VENV/bin/aws"
     log "clients: $("$AWS" --version 2>&1); boto3 $("$py" -c 'import boto3; print(boto3.__version__)')"
+}
+
+# ensure_venv_with PIP_PACKAGE=IMPORT_NAME...: ensure_venv, plus these packages when they
+# cannot be imported (e.g. `ensure_venv_with awscrt=awscrt`).
+ensure_venv_with() {
+    local py="$COMPAT_VENV/bin/python" extra pkgs=()
+    ensure_venv
+    for extra in "$@"; do
+        "$py" -c "import ${extra#*=}" 2>/dev/null || pkgs+=("${extra%%=*}")
+    done
+    if [[ ${#pkgs[@]} -gt 0 ]]; then
+        log "installing into $COMPAT_VENV: ${pkgs[*]}"
+        "$py" -m pip install -q --disable-pip-version-check "${pkgs[@]}"
+    fi
 }
 
 # The Python to use for small helpers (the venv's when it exists).
@@ -185,6 +222,9 @@ _spawn_gateway() {
     if [[ "$COMPAT_STORE" == redis ]]; then
         args+=(--redis-url "$REDIS_URL" --redis-prefix "$GW_REDIS_PREFIX")
     fi
+    if [[ "$COMPAT_SCHEME" == https ]]; then
+        args+=(--tls-cert "$GW_TLS_CERT" --tls-key "$GW_TLS_KEY")
+    fi
     local extra=()
     read -r -a extra <<<"$COMPAT_GATEWAY_ARGS"
     args+=("${extra[@]}")
@@ -212,7 +252,7 @@ _spawn_gateway() {
         fi
         sleep 0.2
     done
-    AWS_ENDPOINT_URL="http://127.0.0.1:$GW_PORT"
+    AWS_ENDPOINT_URL="$COMPAT_SCHEME://127.0.0.1:$GW_PORT"
     export AWS_ENDPOINT_URL
     log "gateway pid $GW_PID on $AWS_ENDPOINT_URL (store $COMPAT_STORE, data $GW_DATA_DIR)"
 }
@@ -288,18 +328,65 @@ _compat_cleanup() {
     exit "$status"
 }
 
-# start_gateway STORE (embedded|redis): starts a private gateway, or with COMPAT_ENDPOINT set
-# uses that endpoint (STORE then only names the run). Sets WORK, AWS_ENDPOINT_URL and the
+# True when the gateway binary has the --tls-cert flag.
+gateway_supports_tls() {
+    _ensure_binary
+    local help
+    help="$("$MPGW_BIN" serve --help 2>/dev/null)" || true
+    [[ "$help" == *--tls-cert* ]]
+}
+
+# A self-signed certificate + key for 127.0.0.1 and localhost under the run dir (made once).
+_ensure_tls_cert() {
+    local dir="$COMPAT_RUN_DIR/tls"
+    GW_TLS_CERT="$dir/cert.pem"
+    GW_TLS_KEY="$dir/key.pem"
+    [[ -s "$GW_TLS_CERT" && -s "$GW_TLS_KEY" ]] && return 0
+    command -v openssl >/dev/null || apt_install openssl
+    mkdir -p "$dir"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost \
+        -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
+        -keyout "$GW_TLS_KEY" -out "$GW_TLS_CERT" 2>"$dir/openssl.log" ||
+        fail "openssl could not make a self-signed certificate: $(cat "$dir/openssl.log")"
+}
+
+# Host and port of AWS_ENDPOINT_URL ("127.0.0.1:9000"), for clients configured by host name.
+endpoint_hostport() {
+    local rest="${AWS_ENDPOINT_URL#*://}"
+    printf '%s\n' "${rest%%/*}"
+}
+
+# start_gateway STORE [https] (STORE: embedded|redis): starts a private gateway (over https with
+# a self-signed certificate when the second argument is `https` or COMPAT_TLS=1), or with
+# COMPAT_ENDPOINT set uses that endpoint (STORE then only names the run; its scheme decides http
+# or https, AWS_CA_BUNDLE is left as given). Sets WORK, AWS_ENDPOINT_URL, COMPAT_SCHEME and the
 # AWS_* credentials, and cleans everything up when the script exits.
 start_gateway() {
-    COMPAT_STORE="${1:?usage: start_gateway embedded|redis}"
+    COMPAT_STORE="${1:?usage: start_gateway embedded|redis [https]}"
+    case "${2:-}" in
+    "") ;;
+    https) COMPAT_TLS=1 ;;
+    http) COMPAT_TLS=0 ;;
+    *) fail "start_gateway: unknown transport '$2' (http|https)" ;;
+    esac
+    if [[ -n "$COMPAT_ENDPOINT" ]]; then
+        COMPAT_SCHEME="${COMPAT_ENDPOINT%%://*}"
+    elif [[ "$COMPAT_TLS" == 1 ]]; then
+        COMPAT_SCHEME=https
+    else
+        COMPAT_SCHEME=http
+    fi
     if [[ -z "$COMPAT_ENDPOINT" ]]; then
         case "$COMPAT_STORE" in
         embedded | redis) ;;
         *) fail "unknown store '$COMPAT_STORE' (embedded|redis)" ;;
         esac
     fi
-    COMPAT_RUN_DIR="$COMPAT_DIR/out/$SCRIPT_NAME-$COMPAT_STORE-$$"
+    if [[ "$COMPAT_SCHEME" == https ]]; then
+        COMPAT_RUN_DIR="$COMPAT_DIR/out/$SCRIPT_NAME-$COMPAT_STORE-https-$$"
+    else
+        COMPAT_RUN_DIR="$COMPAT_DIR/out/$SCRIPT_NAME-$COMPAT_STORE-$$"
+    fi
     WORK="$COMPAT_RUN_DIR/work"
     rm -rf "$COMPAT_RUN_DIR"
     mkdir -p "$WORK"
@@ -320,6 +407,8 @@ start_gateway() {
             fail "COMPAT_ENDPOINT needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
         export AWS_ENDPOINT_URL="$COMPAT_ENDPOINT"
         export AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}"
+        [[ "$COMPAT_TLS" != 1 || "$COMPAT_SCHEME" == https ]] ||
+            log "COMPAT_TLS=1 ignored: COMPAT_ENDPOINT decides the scheme ($COMPAT_ENDPOINT)"
         log "using the external endpoint $AWS_ENDPOINT_URL (no gateway started)"
         return 0
     fi
@@ -330,6 +419,14 @@ start_gateway() {
     unset AWS_SESSION_TOKEN AWS_REGION
 
     _ensure_binary
+    if [[ "$COMPAT_SCHEME" == https ]]; then
+        gateway_supports_tls ||
+            fail "https requested but $MPGW_BIN has no --tls-cert flag (\`mpgw serve --help\`): TLS not built in yet"
+        _ensure_tls_cert
+        export AWS_CA_BUNDLE="$GW_TLS_CERT"
+    else
+        unset AWS_CA_BUNDLE
+    fi
     GW_DATA_DIR="$COMPAT_RUN_DIR/data"
     mkdir -p "$GW_DATA_DIR"
     if [[ "$COMPAT_STORE" == redis ]]; then

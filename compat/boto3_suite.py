@@ -1,0 +1,771 @@
+"""boto3 against an S3 endpoint (run by compat/boto3.sh with the venv's python).
+
+    python compat/boto3_suite.py WORK_DIR LABEL
+
+Endpoint and credentials come from the environment (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID,
+AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION, AWS_CA_BUNDLE for https). Run it once with the
+default botocore settings and once with AWS_REQUEST_CHECKSUM_CALCULATION=when_required.
+
+Every step runs (they use their own keys), a failing one prints
+`FAIL [boto3/LABEL] <step>: <what>` and the suite exits 1 after the last step. A check that
+fails because of a gateway bug that is known and reported says `SERVER BUG` (see server_bug).
+"""
+
+import base64
+import hashlib
+import http.client
+import os
+import random
+import ssl
+import sys
+import time
+import traceback
+import urllib.parse
+import zlib
+
+import boto3
+import botocore
+import botocore.httpchecksum
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+try:
+    from awscrt import checksums as crt_checksums
+except ImportError:  # only CRC32C / CRC64NVME need it (botocore too)
+    crt_checksums = None
+
+MiB = 1024 * 1024
+WORK = sys.argv[1]
+LABEL = sys.argv[2] if len(sys.argv) > 2 else "?"
+ENDPOINT = os.environ["AWS_ENDPOINT_URL"]
+CA_BUNDLE = os.environ.get("AWS_CA_BUNDLE") or None
+CHECKSUM_MODE = os.environ.get("AWS_REQUEST_CHECKSUM_CALCULATION", "when_supported").lower()
+WHEN_REQUIRED = CHECKSUM_MODE == "when_required"
+
+current_step = "(setup)"
+failures = []
+
+
+class StepFailed(Exception):
+    pass
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def fail(msg):
+    raise StepFailed(msg)
+
+
+def server_bug(msg):
+    """A check that fails because of a known gateway bug: reported, not worked around."""
+    raise StepFailed("SERVER BUG: " + msg)
+
+
+def expect_eq(what, expected, actual):
+    if expected != actual:
+        fail(f"{what}: expected {expected!r}, got {actual!r}")
+
+
+def expect_true(what, cond, detail=""):
+    if not cond:
+        fail(f"{what}{': ' + detail if detail else ''}")
+
+
+def expect_client_error(what, code, status, fn, *args, **kwargs):
+    """Calls fn, which must raise ClientError with this error code and HTTP status."""
+    try:
+        fn(*args, **kwargs)
+    except ClientError as e:
+        got_code = e.response.get("Error", {}).get("Code")
+        got_status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if (got_code, got_status) != (code, status):
+            fail(f"{what}: expected {code} ({status}), got {got_code} ({got_status}): {e}")
+        log(f"  {what}: {code} ({status}) as expected")
+        return e
+    fail(f"{what}: expected error {code} ({status}), but the call succeeded")
+
+
+STEPS = []
+
+
+def step(fn):
+    STEPS.append(fn)
+    return fn
+
+
+# ---------------------------------------------------------------------------------------------
+# Clients
+
+def make_client(**config):
+    s3 = config.pop("s3", {})
+    s3.setdefault("addressing_style", "path")
+    return boto3.client(
+        "s3",
+        endpoint_url=ENDPOINT,
+        verify=CA_BUNDLE if CA_BUNDLE else None,
+        config=Config(s3=s3, retries={"total_max_attempts": 1, "mode": "standard"}, **config),
+    )
+
+
+s3 = make_client()
+BUCKET = "compat-%d-%d" % (time.time(), random.randrange(1 << 30))
+
+
+def rand_bytes(n, seed):
+    return random.Random(seed).randbytes(n)
+
+
+def md5_hex(b):
+    return hashlib.md5(b).hexdigest()
+
+
+def multipart_etag(parts):
+    return '"%s-%d"' % (hashlib.md5(b"".join(hashlib.md5(p).digest() for p in parts)).hexdigest(), len(parts))
+
+
+# ---------------------------------------------------------------------------------------------
+# Checksums (raw big-endian digests; values on the wire are base64)
+
+def _crc32(b):
+    return zlib.crc32(b).to_bytes(4, "big")
+
+
+def _crc32c(b):
+    return crt_checksums.crc32c(b).to_bytes(4, "big")
+
+
+def _crc64nvme(b):
+    return crt_checksums.crc64nvme(b).to_bytes(8, "big")
+
+
+RAW_DIGEST = {
+    "CRC32": _crc32,
+    "CRC32C": _crc32c,
+    "CRC64NVME": _crc64nvme,
+    "SHA1": lambda b: hashlib.sha1(b).digest(),
+    "SHA256": lambda b: hashlib.sha256(b).digest(),
+}
+
+
+def b64(raw):
+    return base64.b64encode(raw).decode()
+
+
+def checksum_b64(alg, data):
+    return b64(RAW_DIGEST[alg](data))
+
+
+def composite_checksum(alg, parts):
+    raw = b"".join(RAW_DIGEST[alg](p) for p in parts)
+    return "%s-%d" % (b64(RAW_DIGEST[alg](raw)), len(parts))
+
+
+def supported_algorithms():
+    algs = ["CRC32", "SHA1", "SHA256"]
+    if crt_checksums is not None:
+        algs.insert(1, "CRC32C")
+        # botocore knows CRC64NVME since 1.36 (and needs awscrt for it)
+        if "crc64nvme" in getattr(botocore.httpchecksum, "_CHECKSUM_CLS", {}):
+            algs.append("CRC64NVME")
+        else:
+            log(f"botocore {botocore.__version__} has no CRC64NVME: not tested")
+    else:
+        log("awscrt missing: CRC32C and CRC64NVME not tested")
+    return algs
+
+
+# ---------------------------------------------------------------------------------------------
+@step
+def create_bucket():
+    s3.create_bucket(Bucket=BUCKET)
+    s3.head_bucket(Bucket=BUCKET)
+    names = [b["Name"] for b in s3.list_buckets().get("Buckets", [])]
+    expect_true("list_buckets shows the new bucket", BUCKET in names, repr(names))
+
+
+@step
+def put_get_small_objects():
+    for n in (0, 1, 1000):
+        data = rand_bytes(n, n)
+        key = f"small-{n}"
+        resp = s3.put_object(Bucket=BUCKET, Key=key, Body=data)
+        expect_eq(f"put_object ETag of {n} B", '"%s"' % md5_hex(data), resp["ETag"])
+        if not WHEN_REQUIRED:
+            # botocore sent x-amz-checksum-crc32; the response must echo it (spec 4.3)
+            expect_eq(f"put_object ChecksumCRC32 echo of {n} B", checksum_b64("CRC32", data),
+                      resp.get("ChecksumCRC32"))
+        got = s3.get_object(Bucket=BUCKET, Key=key)
+        expect_eq(f"get_object body of {n} B", data, got["Body"].read())
+        expect_eq(f"get_object ContentLength of {n} B", n, got["ContentLength"])
+    data = rand_bytes(1000, 1000)
+    for rng, start, end in (("bytes=10-19", 10, 19), ("bytes=-10", 990, 999), ("bytes=995-", 995, 999),
+                            ("bytes=990-5000", 990, 999)):
+        got = s3.get_object(Bucket=BUCKET, Key="small-1000", Range=rng)
+        expect_eq(f"get_object Range {rng}: status", 206, got["ResponseMetadata"]["HTTPStatusCode"])
+        expect_eq(f"get_object Range {rng}: body", data[start:end + 1], got["Body"].read())
+        expect_eq(f"get_object Range {rng}: ContentRange", f"bytes {start}-{end}/1000", got.get("ContentRange"))
+
+
+@step
+def low_level_multipart():
+    key = "lowlevel.bin"
+    parts = [rand_bytes(5 * MiB, 100 + i) for i in range(4)] + [rand_bytes(12345, 104)]
+    create = s3.create_multipart_upload(Bucket=BUCKET, Key=key, Metadata={"purpose": "compat"})
+    uid = create["UploadId"]
+    expect_true("create_multipart_upload UploadId", bool(uid))
+    expect_eq("create_multipart_upload Key", key, create["Key"])
+    uploads = s3.list_multipart_uploads(Bucket=BUCKET, Prefix=key).get("Uploads", [])
+    expect_eq("list_multipart_uploads ids", [uid], [u["UploadId"] for u in uploads])
+
+    # upload in reverse order: the gateway must not care
+    etags = {}
+    for n in range(len(parts), 0, -1):
+        data = parts[n - 1]
+        resp = s3.upload_part(Bucket=BUCKET, Key=key, UploadId=uid, PartNumber=n, Body=data)
+        expect_eq(f"upload_part {n} ETag", '"%s"' % md5_hex(data), resp["ETag"])
+        if not WHEN_REQUIRED:
+            # s3transfer copies this echo into Complete (spec 4.4)
+            expect_eq(f"upload_part {n} ChecksumCRC32 echo", checksum_b64("CRC32", data),
+                      resp.get("ChecksumCRC32"))
+        etags[n] = resp["ETag"]
+
+    # list_parts, two at a time
+    seen, marker, pages = [], 0, 0
+    while True:
+        page = s3.list_parts(Bucket=BUCKET, Key=key, UploadId=uid, MaxParts=2, PartNumberMarker=marker)
+        pages += 1
+        got = page.get("Parts", [])
+        expect_true(f"list_parts page {pages} has at most 2 parts", len(got) <= 2, repr(got))
+        expect_eq(f"list_parts page {pages} PartNumberMarker", marker, page.get("PartNumberMarker", 0))
+        expect_eq(f"list_parts page {pages} MaxParts", 2, page.get("MaxParts"))
+        for p in got:
+            expect_eq(f"list_parts part {p['PartNumber']} ETag", etags[p["PartNumber"]], p["ETag"])
+            expect_eq(f"list_parts part {p['PartNumber']} Size", len(parts[p["PartNumber"] - 1]), p["Size"])
+            seen.append(p["PartNumber"])
+        if not page.get("IsTruncated"):
+            break
+        expect_eq(f"list_parts page {pages} NextPartNumberMarker", got[-1]["PartNumber"],
+                  page.get("NextPartNumberMarker"))
+        marker = page["NextPartNumberMarker"]
+        expect_true("list_parts paging ends", pages < 10)
+    expect_eq("part numbers over all list_parts pages", [1, 2, 3, 4, 5], seen)
+    expect_eq("number of list_parts pages", 3, pages)
+
+    done = s3.complete_multipart_upload(
+        Bucket=BUCKET, Key=key, UploadId=uid,
+        MultipartUpload={"Parts": [{"PartNumber": n, "ETag": etags[n]} for n in sorted(etags)]})
+    expected = multipart_etag(parts)
+    expect_eq("complete_multipart_upload ETag (MD5 of the part MD5s, -5)", expected, done["ETag"])
+    head = s3.head_object(Bucket=BUCKET, Key=key)
+    expect_eq("head_object ETag", expected, head["ETag"])
+    expect_eq("head_object ContentLength", sum(map(len, parts)), head["ContentLength"])
+    expect_eq("head_object Metadata from create", {"purpose": "compat"}, head.get("Metadata"))
+    body = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    expect_true("get_object body equals the parts", body == b"".join(parts),
+                f"{len(body)} B, sha256 {hashlib.sha256(body).hexdigest()}")
+    part2 = s3.get_object(Bucket=BUCKET, Key=key, PartNumber=2)
+    expect_eq("get_object PartNumber=2 status", 206, part2["ResponseMetadata"]["HTTPStatusCode"])
+    expect_eq("get_object PartNumber=2 ETag (the whole object's)", expected, part2["ETag"])
+    expect_eq("get_object PartNumber=2 PartsCount", 5, part2.get("PartsCount"))
+    expect_true("get_object PartNumber=2 body", part2["Body"].read() == parts[1])
+    uploads = s3.list_multipart_uploads(Bucket=BUCKET, Prefix=key).get("Uploads", [])
+    expect_eq("list_multipart_uploads after complete", [], uploads)
+
+
+@step
+def abort_then_upload_part():
+    key = "aborted.bin"
+    uid = s3.create_multipart_upload(Bucket=BUCKET, Key=key)["UploadId"]
+    s3.upload_part(Bucket=BUCKET, Key=key, UploadId=uid, PartNumber=1, Body=b"x" * 1000)
+    s3.abort_multipart_upload(Bucket=BUCKET, Key=key, UploadId=uid)
+    uploads = s3.list_multipart_uploads(Bucket=BUCKET, Prefix=key).get("Uploads", [])
+    expect_eq("list_multipart_uploads after abort", [], uploads)
+    expect_client_error("upload_part after abort", "NoSuchUpload", 404, s3.upload_part,
+                        Bucket=BUCKET, Key=key, UploadId=uid, PartNumber=2, Body=b"y" * 1000)
+    expect_client_error("list_parts after abort", "NoSuchUpload", 404, s3.list_parts,
+                        Bucket=BUCKET, Key=key, UploadId=uid)
+    expect_client_error("complete after abort", "NoSuchUpload", 404, s3.complete_multipart_upload,
+                        Bucket=BUCKET, Key=key, UploadId=uid,
+                        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": '"%s"' % md5_hex(b"x" * 1000)}]})
+    expect_client_error("head_object of the aborted key", "404", 404, s3.head_object, Bucket=BUCKET, Key=key)
+
+
+@step
+def transfer_manager():
+    size = 40 * MiB + 4321
+    src = os.path.join(WORK, "tm-src.bin")
+    dst = os.path.join(WORK, "tm-dst.bin")
+    data = rand_bytes(size, 7)
+    with open(src, "wb") as f:
+        f.write(data)
+    config = TransferConfig(multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB, max_concurrency=8,
+                            # the classic s3transfer manager, even where awscrt would be preferred
+                            preferred_transfer_client="classic")
+    t0 = time.monotonic()
+    s3.upload_file(src, BUCKET, "tm.bin", Config=config)
+    t1 = time.monotonic()
+    s3.download_file(BUCKET, "tm.bin", dst, Config=config)
+    t2 = time.monotonic()
+    log(f"  upload_file {size} B in {t1 - t0:.1f} s, download_file in {t2 - t1:.1f} s")
+    with open(dst, "rb") as f:
+        down = f.read()
+    expect_true("download_file bytes equal upload_file bytes", down == data,
+                f"{len(down)} B vs {size} B")
+    chunks = [data[i:i + 5 * MiB] for i in range(0, size, 5 * MiB)]
+    head = s3.head_object(Bucket=BUCKET, Key="tm.bin", ChecksumMode="ENABLED")
+    expect_eq("upload_file ETag (MD5 of the part MD5s)", multipart_etag(chunks), head["ETag"])
+    expect_eq("head_object ContentLength", size, head["ContentLength"])
+    if not WHEN_REQUIRED:
+        # s3transfer created the upload with ChecksumAlgorithm=CRC32 and sent a CRC32 per part
+        ctype = head.get("ChecksumType")
+        if ctype == "FULL_OBJECT":
+            expected = checksum_b64("CRC32", data)
+        else:
+            expected = composite_checksum("CRC32", chunks)
+        log(f"  upload_file object: ChecksumCRC32 {head.get('ChecksumCRC32')}, ChecksumType {ctype}")
+        expect_eq(f"head_object ChecksumCRC32 (type {ctype})", expected, head.get("ChecksumCRC32"))
+    os.unlink(src)
+    os.unlink(dst)
+
+
+@step
+def transfer_manager_copy():
+    """s3transfer's managed copy: UploadPartCopy with CopySourceRange above the threshold."""
+    size = 12 * MiB + 99
+    data = rand_bytes(size, "copy")
+    s3.put_object(Bucket=BUCKET, Key="copy-src.bin", Body=data)
+    config = TransferConfig(multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB, max_concurrency=8,
+                            preferred_transfer_client="classic")
+    s3.copy({"Bucket": BUCKET, "Key": "copy-src.bin"}, BUCKET, "copy-dst.bin", Config=config)
+    chunks = [data[i:i + 5 * MiB] for i in range(0, size, 5 * MiB)]
+    head = s3.head_object(Bucket=BUCKET, Key="copy-dst.bin")
+    expect_eq("managed copy ETag (3 UploadPartCopy parts)", multipart_etag(chunks), head["ETag"])
+    got = s3.get_object(Bucket=BUCKET, Key="copy-dst.bin")["Body"].read()
+    expect_true("managed copy body", got == data, f"{len(got)} B")
+    small = s3.copy_object(Bucket=BUCKET, Key="copy-small.bin", CopySource={"Bucket": BUCKET, "Key": "small-1000"})
+    expect_eq("copy_object ETag", '"%s"' % md5_hex(rand_bytes(1000, 1000)), small["CopyObjectResult"]["ETag"])
+
+
+# A listing that does not answer within this many seconds is a hung server, not a slow one.
+LIST_TIMEOUT = 15
+s3_short = make_client(read_timeout=LIST_TIMEOUT)
+
+
+def bounded_listing(what, op, **params):
+    """Calls a listing operation with a short read timeout; a timeout is reported as a server bug."""
+    try:
+        return getattr(s3_short, op)(**params)
+    except botocore.exceptions.ReadTimeoutError:
+        server_bug(f"{what}: no answer within {LIST_TIMEOUT} s (the gateway loops on listings with a "
+                   f"delimiter whose last entries roll up into a CommonPrefix)")
+
+
+@step
+def delimiter_listings():
+    """Listings with Delimiter='/', as `aws s3 ls s3://b/`, rclone and s3cmd make them."""
+    b = BUCKET
+    keys = ["a.txt", "dir1/x", "dir1/y", "dir2/sub/z", "m.txt", "zdir/last"]
+    for k in keys:
+        s3.put_object(Bucket=b, Key="dl/" + k, Body=b"d")
+    expected_prefixes = ["dl/dir1/", "dl/dir2/", "dl/zdir/"]
+    expected_keys = ["dl/a.txt", "dl/m.txt"]
+    # the listing ends with a CommonPrefix (dl/zdir/): the case that used to hang
+    r = bounded_listing("list_objects_v2 Prefix='dl/' Delimiter='/'", "list_objects_v2",
+                        Bucket=b, Prefix="dl/", Delimiter="/")
+    expect_eq("list_objects_v2 Delimiter: CommonPrefixes", expected_prefixes,
+              [p["Prefix"] for p in r.get("CommonPrefixes", [])])
+    expect_eq("list_objects_v2 Delimiter: Contents", expected_keys, [o["Key"] for o in r.get("Contents", [])])
+    expect_eq("list_objects_v2 Delimiter: KeyCount", 5, r.get("KeyCount"))
+    r = bounded_listing("list_objects Prefix='dl/' Delimiter='/'", "list_objects",
+                        Bucket=b, Prefix="dl/", Delimiter="/")
+    expect_eq("list_objects (v1) Delimiter: CommonPrefixes", expected_prefixes,
+              [p["Prefix"] for p in r.get("CommonPrefixes", [])])
+    # one entry per page: keys and prefixes interleaved, in order
+    entries, token, pages = [], None, 0
+    while True:
+        kw = {"ContinuationToken": token} if token else {}
+        r = bounded_listing(f"list_objects_v2 Delimiter='/' MaxKeys=1 page {pages + 1}", "list_objects_v2",
+                            Bucket=b, Prefix="dl/", Delimiter="/", MaxKeys=1, **kw)
+        pages += 1
+        entries += [o["Key"] for o in r.get("Contents", [])] + [p["Prefix"] for p in r.get("CommonPrefixes", [])]
+        if not r.get("IsTruncated"):
+            break
+        token = r["NextContinuationToken"]
+        expect_true("list_objects_v2 MaxKeys=1 paging ends", pages < 20)
+    expect_eq("list_objects_v2 Delimiter MaxKeys=1: entries over all pages",
+              ["dl/a.txt", "dl/dir1/", "dl/dir2/", "dl/m.txt", "dl/zdir/"], entries)
+    entries = []
+    for page in s3_short.get_paginator("list_objects").paginate(Bucket=b, Prefix="dl/", Delimiter="/",
+                                                                PaginationConfig={"PageSize": 1}):
+        entries += [o["Key"] for o in page.get("Contents", [])] + [p["Prefix"] for p in page.get("CommonPrefixes", [])]
+    expect_eq("list_objects (v1) Delimiter MaxKeys=1: entries over all pages",
+              ["dl/a.txt", "dl/dir1/", "dl/dir2/", "dl/m.txt", "dl/zdir/"], entries)
+    # the same for open uploads
+    ids = [s3.create_multipart_upload(Bucket=b, Key="ul/" + k)["UploadId"] for k in ("a", "d/1", "d/2", "e/1")]
+    ids.append(s3.create_multipart_upload(Bucket=b, Key="ul/a")["UploadId"])  # two uploads of one key
+    listed = [(u["Key"], u["UploadId"]) for page in s3_short.get_paginator("list_multipart_uploads").paginate(
+        Bucket=b, Prefix="ul/", PaginationConfig={"PageSize": 1}) for u in page.get("Uploads", [])]
+    expect_eq("list_multipart_uploads MaxUploads=1: keys over all pages", ["ul/a", "ul/a", "ul/d/1", "ul/d/2", "ul/e/1"],
+              [k for k, _ in listed])
+    expect_eq("list_multipart_uploads MaxUploads=1: upload ids over all pages", sorted(ids), sorted(u for _, u in listed))
+    r = bounded_listing("list_multipart_uploads Prefix='ul/' Delimiter='/'", "list_multipart_uploads",
+                        Bucket=b, Prefix="ul/", Delimiter="/")
+    expect_eq("list_multipart_uploads Delimiter: CommonPrefixes", ["ul/d/", "ul/e/"],
+              [p["Prefix"] for p in r.get("CommonPrefixes", [])])
+    expect_eq("list_multipart_uploads Delimiter: Uploads", ["ul/a", "ul/a"], [u["Key"] for u in r.get("Uploads", [])])
+    for k, uid in zip(("a", "d/1", "d/2", "e/1", "a"), ids):
+        s3.abort_multipart_upload(Bucket=b, Key="ul/" + k, UploadId=uid)
+
+
+@step
+def awkward_keys():
+    """Keys that need URL encoding (botocore asks for encoding-type=url in listings)."""
+    keys = ["dir one/with space.txt", "plus+sign&amp=eq.txt", "unicodé/ключ/鍵.bin", "tilde~!$'()*,;@.txt",
+            "percent%20literal.txt", "question?hash#.txt"]
+    for i, key in enumerate(keys):
+        data = rand_bytes(100 + i, key)
+        s3.put_object(Bucket=BUCKET, Key="awk/" + key, Body=data)
+        expect_eq(f"get_object {key!r}", data, s3.get_object(Bucket=BUCKET, Key="awk/" + key)["Body"].read())
+    listed = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="awk/").get("Contents", []))
+    expect_eq("list_objects_v2 of the awkward keys", sorted("awk/" + k for k in keys), listed)
+    listed = sorted(o["Key"] for o in s3.list_objects(Bucket=BUCKET, Prefix="awk/").get("Contents", []))
+    expect_eq("list_objects (v1) of the awkward keys", sorted("awk/" + k for k in keys), listed)
+    top = bounded_listing("list_objects_v2 Prefix='awk/' Delimiter='/'", "list_objects_v2",
+                          Bucket=BUCKET, Prefix="awk/", Delimiter="/")
+    expect_eq("common prefixes of the awkward keys", ["awk/dir one/", "awk/unicodé/"],
+              sorted(p["Prefix"] for p in top.get("CommonPrefixes", [])))
+    key = "awk/multipart ü+&.bin"
+    uid = s3.create_multipart_upload(Bucket=BUCKET, Key=key)["UploadId"]
+    uploads = s3.list_multipart_uploads(Bucket=BUCKET, Prefix="awk/").get("Uploads", [])
+    expect_eq("list_multipart_uploads key", [key], [u["Key"] for u in uploads])
+    e1 = s3.upload_part(Bucket=BUCKET, Key=key, UploadId=uid, PartNumber=1, Body=b"z" * 777)["ETag"]
+    done = s3.complete_multipart_upload(Bucket=BUCKET, Key=key, UploadId=uid,
+                                        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e1}]})
+    expect_eq("complete on an awkward key: Key", key, done.get("Key"))
+    expect_eq("get_object of the awkward multipart key", b"z" * 777,
+              s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+
+
+def checksum_put_object(alg):
+    key = f"ck-put-{alg}"
+    data = rand_bytes(300 * 1024 + 7, alg)
+    expected = checksum_b64(alg, data)
+    resp = s3.put_object(Bucket=BUCKET, Key=key, Body=data, ChecksumAlgorithm=alg)
+    expect_eq(f"put_object {alg}: ETag", '"%s"' % md5_hex(data), resp["ETag"])
+    expect_eq(f"put_object {alg}: Checksum{alg} echo", expected, resp.get(f"Checksum{alg}"))
+    head = s3.head_object(Bucket=BUCKET, Key=key, ChecksumMode="ENABLED")
+    expect_eq(f"head_object {alg}: Checksum{alg}", expected, head.get(f"Checksum{alg}"))
+    got = s3.get_object(Bucket=BUCKET, Key=key, ChecksumMode="ENABLED")
+    expect_eq(f"get_object {alg}: Checksum{alg}", expected, got.get(f"Checksum{alg}"))
+    expect_true(f"get_object {alg}: body", got["Body"].read() == data)  # botocore validated it too
+    plain = s3.head_object(Bucket=BUCKET, Key=key)
+    expect_eq(f"head_object {alg} without ChecksumMode: no checksum", None, plain.get(f"Checksum{alg}"))
+
+
+def checksum_multipart(alg, want_type=None):
+    """want_type: ChecksumType for Create (None: the default, not sent)."""
+    key = f"ck-mpu-{alg}-{want_type}"
+    parts = [rand_bytes(5 * MiB, alg + "1"), rand_bytes(1024 * 1024 + 3, alg + "2")]
+    extra = {"ChecksumType": want_type} if want_type else {}
+    create = s3.create_multipart_upload(Bucket=BUCKET, Key=key, ChecksumAlgorithm=alg, **extra)
+    uid = create["UploadId"]
+    expect_eq(f"create_multipart_upload {alg}: ChecksumAlgorithm", alg, create.get("ChecksumAlgorithm"))
+    if want_type:
+        expect_eq(f"create_multipart_upload {alg}: ChecksumType", want_type, create.get("ChecksumType"))
+    listed = []
+    for n, data in enumerate(parts, 1):
+        resp = s3.upload_part(Bucket=BUCKET, Key=key, UploadId=uid, PartNumber=n, Body=data,
+                              ChecksumAlgorithm=alg)
+        expect_eq(f"upload_part {n} {alg}: Checksum{alg} echo", checksum_b64(alg, data),
+                  resp.get(f"Checksum{alg}"))
+        listed.append({"PartNumber": n, "ETag": resp["ETag"], f"Checksum{alg}": resp[f"Checksum{alg}"]})
+    lp = s3.list_parts(Bucket=BUCKET, Key=key, UploadId=uid)
+    expect_eq(f"list_parts {alg}: part checksums", [p[f"Checksum{alg}"] for p in listed],
+              [p.get(f"Checksum{alg}") for p in lp.get("Parts", [])])
+    done = s3.complete_multipart_upload(Bucket=BUCKET, Key=key, UploadId=uid,
+                                        MultipartUpload={"Parts": listed})
+    ctype = done.get("ChecksumType")
+    # spec 4.4: no x-amz-checksum-type at Create means COMPOSITE, but CRC64NVME is FULL_OBJECT only
+    default_type = "FULL_OBJECT" if alg == "CRC64NVME" else "COMPOSITE"
+    expect_eq(f"complete {alg}: ChecksumType", want_type or default_type, ctype)
+    if ctype == "FULL_OBJECT":
+        expected = checksum_b64(alg, b"".join(parts))
+    else:
+        expected = composite_checksum(alg, parts)
+    expect_eq(f"complete {alg}: Checksum{alg}", expected, done.get(f"Checksum{alg}"))
+    expect_eq(f"complete {alg}: ETag", multipart_etag(parts), done["ETag"])
+    head = s3.head_object(Bucket=BUCKET, Key=key, ChecksumMode="ENABLED")
+    expect_eq(f"head_object {alg}: Checksum{alg}", expected, head.get(f"Checksum{alg}"))
+    expect_eq(f"head_object {alg}: ChecksumType", ctype, head.get("ChecksumType"))
+    got = s3.get_object(Bucket=BUCKET, Key=key, ChecksumMode="ENABLED")
+    expect_true(f"get_object {alg}: body", got["Body"].read() == b"".join(parts))
+
+
+@step
+def checksums():
+    for alg in supported_algorithms():
+        log(f"  {alg}: put_object, then create/upload_part x2/complete")
+        checksum_put_object(alg)
+        checksum_multipart(alg)
+        if alg in ("CRC32", "CRC32C"):
+            log(f"  {alg}: the same multipart upload with ChecksumType=FULL_OBJECT")
+            checksum_multipart(alg, "FULL_OBJECT")
+    data = b"checksum mismatch"
+    expect_client_error("put_object with a wrong ChecksumCRC32 value", "BadDigest", 400, s3.put_object,
+                        Bucket=BUCKET, Key="ck-bad", Body=data, ChecksumCRC32=checksum_b64("CRC32", b"other"))
+    expect_client_error("put_object with a wrong ChecksumSHA256 value", "BadDigest", 400, s3.put_object,
+                        Bucket=BUCKET, Key="ck-bad", Body=data, ChecksumSHA256=checksum_b64("SHA256", b"other"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Presigned URLs, used by plain http.client (urllib would add a Content-Type to PUTs, which
+# SigV2 signs).
+
+def http_request(method, url, body=None):
+    u = urllib.parse.urlsplit(url)
+    if u.scheme == "https":
+        ctx = ssl.create_default_context(cafile=CA_BUNDLE)
+        conn = http.client.HTTPSConnection(u.hostname, u.port, context=ctx, timeout=60)
+    else:
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+    try:
+        conn.request(method, u.path + ("?" + u.query if u.query else ""), body=body)
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+def presigned_round_trip(label, client, expect_style):
+    key = f"presigned-{label}"
+    data = rand_bytes(70000, label)
+    put_url = client.generate_presigned_url("put_object", Params={"Bucket": BUCKET, "Key": key}, ExpiresIn=600)
+    get_url = client.generate_presigned_url("get_object", Params={"Bucket": BUCKET, "Key": key}, ExpiresIn=600)
+    q = urllib.parse.parse_qs(urllib.parse.urlsplit(put_url).query)
+    style = "SigV2" if "AWSAccessKeyId" in q else "SigV4" if "X-Amz-Signature" in q else "?"
+    log(f"  {label}: presigned URLs are {style}")
+    expect_eq(f"{label}: signature style of the presigned URL", expect_style, style)
+
+    status, headers, body = http_request("PUT", put_url, data)
+    expect_eq(f"{label}: presigned PUT status (body {body[:300]!r})", 200, status)
+    expect_eq(f"{label}: presigned PUT ETag", '"%s"' % md5_hex(data), headers.get("etag"))
+    status, headers, body = http_request("GET", get_url)
+    expect_eq(f"{label}: presigned GET status", 200, status)
+    expect_true(f"{label}: presigned GET body", body == data, f"{len(body)} B")
+
+    # a tampered signature must be refused
+    sig = "Signature" if style == "SigV2" else "X-Amz-Signature"
+    bad = get_url.replace(f"{sig}=", f"{sig}=AAAA", 1)
+    status, _, body = http_request("GET", bad)
+    expect_eq(f"{label}: GET with a tampered signature (body {body[:300]!r})", 403, status)
+    expect_true(f"{label}: tampered signature error code", b"<Code>SignatureDoesNotMatch</Code>" in body,
+                repr(body[:300]))
+
+    # an expired URL must be refused
+    expired = client.generate_presigned_url("get_object", Params={"Bucket": BUCKET, "Key": key}, ExpiresIn=1)
+    time.sleep(2.1)
+    status, _, body = http_request("GET", expired)
+    expect_eq(f"{label}: GET with an expired presigned URL (body {body[:300]!r})", 403, status)
+    expect_true(f"{label}: expired presigned URL error code", b"<Code>AccessDenied</Code>" in body, repr(body[:300]))
+
+    # presigned UploadPart: the upload is created and completed by the client
+    mkey = f"presigned-mpu-{label}"
+    uid = client.create_multipart_upload(Bucket=BUCKET, Key=mkey)["UploadId"]
+    parts = [rand_bytes(5 * MiB, label + "p1"), rand_bytes(4000, label + "p2")]
+    listed = []
+    for n, part in enumerate(parts, 1):
+        url = client.generate_presigned_url(
+            "upload_part", Params={"Bucket": BUCKET, "Key": mkey, "UploadId": uid, "PartNumber": n},
+            ExpiresIn=600)
+        status, headers, body = http_request("PUT", url, part)
+        expect_eq(f"{label}: presigned UploadPart {n} status (body {body[:300]!r})", 200, status)
+        expect_eq(f"{label}: presigned UploadPart {n} ETag", '"%s"' % md5_hex(part), headers.get("etag"))
+        listed.append({"PartNumber": n, "ETag": headers["etag"]})
+    done = client.complete_multipart_upload(Bucket=BUCKET, Key=mkey, UploadId=uid,
+                                            MultipartUpload={"Parts": listed})
+    expect_eq(f"{label}: complete after presigned parts: ETag", multipart_etag(parts), done["ETag"])
+    got = client.get_object(Bucket=BUCKET, Key=mkey)["Body"].read()
+    expect_true(f"{label}: object made of presigned parts", got == b"".join(parts))
+
+
+@step
+def presigned_urls():
+    default_client = s3
+    url = default_client.generate_presigned_url("get_object", Params={"Bucket": BUCKET, "Key": "x"})
+    default_style = "SigV2" if "AWSAccessKeyId=" in url else "SigV4"
+    presigned_round_trip("default", default_client, default_style)
+    presigned_round_trip("s3v4", make_client(signature_version="s3v4"), "SigV4")
+    if default_style != "SigV2":
+        log(f"  botocore {botocore.__version__} presigns with SigV4 by default: SigV2 asked for explicitly")
+        presigned_round_trip("sigv2", make_client(signature_version="s3"), "SigV2")
+
+
+# ---------------------------------------------------------------------------------------------
+@step
+def error_codes():
+    missing = BUCKET + "-missing"
+    expect_client_error("list_objects_v2 on a missing bucket", "NoSuchBucket", 404, s3.list_objects_v2,
+                        Bucket=missing)
+    expect_client_error("get_object in a missing bucket", "NoSuchBucket", 404, s3.get_object,
+                        Bucket=missing, Key="k")
+    expect_client_error("create_multipart_upload in a missing bucket", "NoSuchBucket", 404,
+                        s3.create_multipart_upload, Bucket=missing, Key="k")
+    expect_client_error("get_object of a missing key", "NoSuchKey", 404, s3.get_object,
+                        Bucket=BUCKET, Key="no/such/key")
+
+    five = rand_bytes(5 * MiB, "five")
+    small = b"tail" * 100
+    uid = s3.create_multipart_upload(Bucket=BUCKET, Key="errors.bin")["UploadId"]
+    e1 = s3.upload_part(Bucket=BUCKET, Key="errors.bin", UploadId=uid, PartNumber=1, Body=five)["ETag"]
+    e2 = s3.upload_part(Bucket=BUCKET, Key="errors.bin", UploadId=uid, PartNumber=2, Body=small)["ETag"]
+    wrong = '"%s"' % md5_hex(b"not this part")
+    expect_client_error("complete with a wrong ETag", "InvalidPart", 400, s3.complete_multipart_upload,
+                        Bucket=BUCKET, Key="errors.bin", UploadId=uid,
+                        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e1}, {"PartNumber": 2, "ETag": wrong}]})
+    expect_client_error("complete with a part never uploaded", "InvalidPart", 400,
+                        s3.complete_multipart_upload, Bucket=BUCKET, Key="errors.bin", UploadId=uid,
+                        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e1}, {"PartNumber": 3, "ETag": e2}]})
+    expect_client_error("complete with parts out of order", "InvalidPartOrder", 400,
+                        s3.complete_multipart_upload, Bucket=BUCKET, Key="errors.bin", UploadId=uid,
+                        MultipartUpload={"Parts": [{"PartNumber": 2, "ETag": e2}, {"PartNumber": 1, "ETag": e1}]})
+    # the failed Completes leave the upload usable
+    done = s3.complete_multipart_upload(Bucket=BUCKET, Key="errors.bin", UploadId=uid,
+                                        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e1},
+                                                                   {"PartNumber": 2, "ETag": e2}]})
+    expect_eq("complete after the failed ones: ETag", multipart_etag([five, small]), done["ETag"])
+
+    uid = s3.create_multipart_upload(Bucket=BUCKET, Key="too-small.bin")["UploadId"]
+    s1 = s3.upload_part(Bucket=BUCKET, Key="too-small.bin", UploadId=uid, PartNumber=1, Body=small)["ETag"]
+    s2 = s3.upload_part(Bucket=BUCKET, Key="too-small.bin", UploadId=uid, PartNumber=2, Body=small)["ETag"]
+    expect_client_error("complete with a 400 B first part", "EntityTooSmall", 400,
+                        s3.complete_multipart_upload, Bucket=BUCKET, Key="too-small.bin", UploadId=uid,
+                        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": s1}, {"PartNumber": 2, "ETag": s2}]})
+    s3.abort_multipart_upload(Bucket=BUCKET, Key="too-small.bin", UploadId=uid)
+
+    wrong_md5 = base64.b64encode(hashlib.md5(b"something else").digest()).decode()
+    expect_client_error("put_object with a wrong ContentMD5", "BadDigest", 400, s3.put_object,
+                        Bucket=BUCKET, Key="bad-md5", Body=b"hello world", ContentMD5=wrong_md5)
+    expect_client_error("head_object of the refused put", "404", 404, s3.head_object,
+                        Bucket=BUCKET, Key="bad-md5")
+    uid = s3.create_multipart_upload(Bucket=BUCKET, Key="bad-md5-part")["UploadId"]
+    expect_client_error("upload_part with a wrong ContentMD5", "BadDigest", 400, s3.upload_part,
+                        Bucket=BUCKET, Key="bad-md5-part", UploadId=uid, PartNumber=1, Body=b"hello world",
+                        ContentMD5=wrong_md5)
+    expect_eq("list_parts after the refused part", [],
+              s3.list_parts(Bucket=BUCKET, Key="bad-md5-part", UploadId=uid).get("Parts", []))
+    s3.abort_multipart_upload(Bucket=BUCKET, Key="bad-md5-part", UploadId=uid)
+    ok = s3.put_object(Bucket=BUCKET, Key="good-md5", Body=b"hello world",
+                       ContentMD5=base64.b64encode(hashlib.md5(b"hello world").digest()).decode())
+    expect_eq("put_object with the right ContentMD5: ETag", '"%s"' % md5_hex(b"hello world"), ok["ETag"])
+
+    s3.put_object(Bucket=BUCKET, Key="hundred", Body=b"h" * 100)
+    expect_client_error("get_object Range beyond the end", "InvalidRange", 416, s3.get_object,
+                        Bucket=BUCKET, Key="hundred", Range="bytes=1000-2000")
+
+    expect_client_error("put_object with a ContentMD5 that is not 16 bytes", "InvalidDigest", 400, s3.put_object,
+                        Bucket=BUCKET, Key="bad-md5", Body=b"hello world", ContentMD5="YWJyYWNhZGFicmE=")
+    expect_client_error("create_bucket of an existing bucket", "BucketAlreadyOwnedByYou", 409, s3.create_bucket,
+                        Bucket=BUCKET)
+    expect_client_error("delete_bucket of a non-empty bucket", "BucketNotEmpty", 409, s3.delete_bucket,
+                        Bucket=BUCKET)
+    uid = s3.create_multipart_upload(Bucket=BUCKET, Key="bad-part-number")["UploadId"]
+    expect_client_error("upload_part PartNumber=10001", "InvalidArgument", 400, s3.upload_part,
+                        Bucket=BUCKET, Key="bad-part-number", UploadId=uid, PartNumber=10001, Body=b"x")
+    s3.abort_multipart_upload(Bucket=BUCKET, Key="bad-part-number", UploadId=uid)
+    etag = s3.head_object(Bucket=BUCKET, Key="hundred")["ETag"]
+    expect_client_error("get_object IfMatch a wrong ETag", "PreconditionFailed", 412, s3.get_object,
+                        Bucket=BUCKET, Key="hundred", IfMatch='"%s"' % md5_hex(b"other"))
+    expect_client_error("get_object IfNoneMatch the ETag", "304", 304, s3.get_object,
+                        Bucket=BUCKET, Key="hundred", IfNoneMatch=etag)
+    got = s3.get_object(Bucket=BUCKET, Key="hundred", IfMatch=etag)
+    expect_eq("get_object IfMatch the ETag", b"h" * 100, got["Body"].read())
+
+    wrong_key = boto3.client("s3", endpoint_url=ENDPOINT, verify=CA_BUNDLE if CA_BUNDLE else None,
+                             aws_access_key_id="AKIDNOSUCHKEY0000000", aws_secret_access_key="x" * 40,
+                             config=Config(s3={"addressing_style": "path"}, retries={"total_max_attempts": 1}))
+    expect_client_error("an unknown access key", "InvalidAccessKeyId", 403, wrong_key.list_objects_v2,
+                        Bucket=BUCKET)
+    creds = s3._request_signer._credentials
+    wrong_secret = boto3.client("s3", endpoint_url=ENDPOINT, verify=CA_BUNDLE if CA_BUNDLE else None,
+                                aws_access_key_id=creds.access_key, aws_secret_access_key=creds.secret_key + "x",
+                                aws_session_token=creds.token,
+                                config=Config(s3={"addressing_style": "path"}, retries={"total_max_attempts": 1}))
+    expect_client_error("a wrong secret key", "SignatureDoesNotMatch", 403, wrong_secret.list_objects_v2,
+                        Bucket=BUCKET)
+
+
+@step
+def list_and_delete_objects():
+    keys = sorted(o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(
+        Bucket=BUCKET, PaginationConfig={"PageSize": 7}) for o in page.get("Contents", []))
+    expect_true("list_objects_v2 (pages of 7) lists the objects", len(keys) > 10, repr(keys))
+    expect_eq("list_objects_v2 keys are unique", len(set(keys)), len(keys))
+    for k in ("lowlevel.bin", "tm.bin", "errors.bin", "small-0", "copy-dst.bin", "awk/dir one/with space.txt",
+              "dl/zdir/last"):
+        expect_true(f"list_objects_v2 lists {k}", k in keys, repr(keys))
+    # delete_objects: botocore sends a CRC32 (or MD5) and no Content-MD5 by default
+    resp = s3.delete_objects(Bucket=BUCKET, Delete={"Objects": [{"Key": k} for k in keys]})
+    expect_eq("delete_objects errors", [], resp.get("Errors", []))
+    expect_eq("delete_objects deleted keys", keys, sorted(d["Key"] for d in resp.get("Deleted", [])))
+    left = s3.list_objects_v2(Bucket=BUCKET).get("KeyCount")
+    expect_eq("objects left after delete_objects", 0, left)
+
+
+def cleanup():
+    """Best effort: objects, uploads, bucket."""
+    try:
+        for page in s3.get_paginator("list_multipart_uploads").paginate(Bucket=BUCKET):
+            for u in page.get("Uploads", []):
+                s3.abort_multipart_upload(Bucket=BUCKET, Key=u["Key"], UploadId=u["UploadId"])
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
+            for o in page.get("Contents", []):
+                s3.delete_object(Bucket=BUCKET, Key=o["Key"])
+        s3.delete_bucket(Bucket=BUCKET)
+        expect_client_error("head_bucket after delete_bucket", "404", 404, s3.head_bucket, Bucket=BUCKET)
+        return True
+    except Exception as e:  # noqa: BLE001
+        log(f"cleanup of {BUCKET} failed: {e!r}")
+        return False
+
+
+def main():
+    global current_step
+    log(f"boto3 {boto3.__version__}, botocore {botocore.__version__}, endpoint {ENDPOINT}, "
+        f"request_checksum_calculation={CHECKSUM_MODE}, bucket {BUCKET}")
+    t_all = time.monotonic()
+    for fn in STEPS:
+        current_step = fn.__name__
+        log(f"\n--- [boto3/{LABEL}] {current_step} ({CHECKSUM_MODE})")
+        t0 = time.monotonic()
+        try:
+            fn()
+        except StepFailed as e:
+            failures.append((current_step, str(e)))
+            log(f"FAIL [boto3/{LABEL}] {current_step} ({CHECKSUM_MODE}): {e}")
+        except Exception as e:  # noqa: BLE001
+            failures.append((current_step, repr(e)))
+            traceback.print_exc()
+            log(f"FAIL [boto3/{LABEL}] {current_step} ({CHECKSUM_MODE}): unexpected {e!r}")
+        else:
+            log(f"  ok ({time.monotonic() - t0:.1f} s)")
+        if fn is create_bucket and failures:
+            break
+    current_step = "cleanup"
+    cleaned = cleanup()
+    if failures:
+        log(f"\n{len(failures)} boto3 step(s) failed ({CHECKSUM_MODE}):")
+        for name, msg in failures:
+            log(f"  FAIL [boto3/{LABEL}] {name}: {msg}")
+        return 1
+    if not cleaned:
+        log(f"FAIL [boto3/{LABEL}] cleanup: could not remove bucket {BUCKET}")
+        return 1
+    log(f"\nboto3 suite passed ({CHECKSUM_MODE}, {time.monotonic() - t_all:.1f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

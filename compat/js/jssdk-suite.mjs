@@ -1,0 +1,274 @@
+// AWS SDK for JavaScript v3 against an S3 endpoint (run by compat/jssdk.sh).
+//
+//   node compat/js/jssdk-suite.mjs WORK_DIR LABEL
+//
+// Endpoint and credentials come from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY
+// (AWS_SESSION_TOKEN), AWS_DEFAULT_REGION; for https the certificate is given to node with
+// NODE_EXTRA_CA_CERTS. Stream bodies go out as aws-chunked STREAMING-UNSIGNED-PAYLOAD-TRAILER
+// with a CRC32 trailer even over plain http: that is the interesting case here.
+//
+// Steps run in order and the first mismatch ends the run with
+// `FAIL [jssdk/LABEL] <step>: <what>` and exit status 1.
+
+import { createHash, randomBytes } from "node:crypto";
+import { createReadStream, createWriteStream, mkdirSync, rmSync } from "node:fs";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { crc32 } from "node:zlib";
+
+import {
+  CreateBucketCommand,
+  DeleteBucketCommand,
+  DeleteObjectsCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+} from "@aws-sdk/client-s3";
+import { Upload } from "@aws-sdk/lib-storage";
+
+const MiB = 1024 * 1024;
+const [WORK, LABEL = "?"] = process.argv.slice(2);
+if (!WORK) {
+  console.error("usage: node jssdk-suite.mjs WORK_DIR LABEL");
+  process.exit(2);
+}
+const ENDPOINT = process.env.AWS_ENDPOINT_URL;
+const REGION = process.env.AWS_DEFAULT_REGION || process.env.AWS_REGION || "us-east-1";
+const BUCKET = `compat-${Math.floor(Date.now() / 1000)}-${Math.floor(Math.random() * 1e9)}`;
+
+// A listing that does not answer within this time is a hung server, not a slow one.
+const LIST_TIMEOUT_MS = 15000;
+let currentStep = "(setup)";
+
+class StepFailed extends Error {}
+
+function log(msg) {
+  process.stderr.write(`${msg}\n`);
+}
+function step(name) {
+  currentStep = name;
+  log(`\n--- [jssdk/${LABEL}] ${name}`);
+}
+function fail(msg) {
+  throw new StepFailed(msg);
+}
+function expectEq(what, expected, actual) {
+  const e = JSON.stringify(expected);
+  const a = JSON.stringify(actual);
+  if (e !== a) fail(`${what}: expected ${e}, got ${a}`);
+}
+
+function makeClient(extra = {}) {
+  return new S3Client({
+    endpoint: ENDPOINT,
+    region: REGION,
+    forcePathStyle: true,
+    maxAttempts: 1, // a server error must not be retried away
+    credentials: {
+      accessKeyId: process.env.AWS_ACCESS_KEY_ID,
+      secretAccessKey: process.env.AWS_SECRET_ACCESS_KEY,
+      ...(process.env.AWS_SESSION_TOKEN ? { sessionToken: process.env.AWS_SESSION_TOKEN } : {}),
+    },
+    ...extra,
+  });
+}
+
+const md5 = (buf) => createHash("md5").update(buf).digest();
+const b64crc32 = (buf) => {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(crc32(buf) >>> 0);
+  return b.toString("base64");
+};
+function multipartEtag(buf, partSize) {
+  const digests = [];
+  for (let off = 0; off < buf.length; off += partSize) digests.push(md5(buf.subarray(off, off + partSize)));
+  return `"${createHash("md5").update(Buffer.concat(digests)).digest("hex")}-${digests.length}"`;
+}
+const sha256 = (buf) => createHash("sha256").update(buf).digest("hex");
+
+async function getObjectSha256(client, key) {
+  const resp = await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }));
+  const h = createHash("sha256");
+  let n = 0;
+  for await (const chunk of resp.Body) {
+    h.update(chunk);
+    n += chunk.length;
+  }
+  return { sha256: h.digest("hex"), length: n, etag: resp.ETag };
+}
+
+async function writeFile(path, buf) {
+  await pipeline(Readable.from([buf]), createWriteStream(path));
+}
+
+async function main() {
+  const client = makeClient();
+  log(`@aws-sdk/client-s3 against ${ENDPOINT}, bucket ${BUCKET}`);
+  mkdirSync(WORK, { recursive: true });
+  const keys = [];
+
+  step("CreateBucket, HeadBucket");
+  await client.send(new CreateBucketCommand({ Bucket: BUCKET }));
+  await client.send(new HeadBucketCommand({ Bucket: BUCKET }));
+
+  const bigSize = 20 * MiB + 1234;
+  const big = randomBytes(bigSize);
+  const bigPath = `${WORK}/big.bin`;
+  await writeFile(bigPath, big);
+
+  for (const mode of ["WHEN_SUPPORTED", "WHEN_REQUIRED"]) {
+    const c = makeClient({ requestChecksumCalculation: mode });
+    const key = `upload-${mode}.bin`;
+    step(`lib-storage Upload of ${bigSize} B from fs.createReadStream (partSize 5 MiB, queueSize 4, requestChecksumCalculation ${mode})`);
+    const parts = [];
+    const upload = new Upload({
+      client: c,
+      params: { Bucket: BUCKET, Key: key, Body: createReadStream(bigPath) },
+      partSize: 5 * MiB,
+      queueSize: 4,
+    });
+    upload.on("httpUploadProgress", (p) => parts.push(p.part));
+    const done = await upload.done();
+    keys.push(key);
+    expectEq("Upload result ETag (MD5 of the part MD5s, -5)", multipartEtag(big, 5 * MiB), done.ETag);
+    expectEq("Upload: parts reported", 5, new Set(parts).size);
+
+    step(`GetObject ${key}, SHA-256`);
+    const got = await getObjectSha256(c, key);
+    expectEq("GetObject length", bigSize, got.length);
+    expectEq("GetObject SHA-256", sha256(big), got.sha256);
+    const head = await c.send(new HeadObjectCommand({ Bucket: BUCKET, Key: key }));
+    expectEq("HeadObject ContentLength", bigSize, head.ContentLength);
+    expectEq("HeadObject ETag", done.ETag, head.ETag);
+  }
+
+  step("lib-storage Upload of a Readable of unknown length (12 MiB in 64 KiB chunks): multipart");
+  {
+    const chunks = [];
+    for (let i = 0; i < 192; i++) chunks.push(big.subarray(i * 65536, (i + 1) * 65536));
+    const data = Buffer.concat(chunks);
+    const done = await new Upload({
+      client,
+      params: { Bucket: BUCKET, Key: "unknown-length.bin", Body: Readable.from(chunks) },
+      partSize: 5 * MiB,
+      queueSize: 4,
+    }).done();
+    keys.push("unknown-length.bin");
+    expectEq("Upload (unknown length) ETag", multipartEtag(data, 5 * MiB), done.ETag);
+    const got = await getObjectSha256(client, "unknown-length.bin");
+    expectEq("GetObject SHA-256", sha256(data), got.sha256);
+  }
+
+  step("PutObject with a Buffer body (CRC32 header, signed payload)");
+  {
+    const data = big.subarray(0, 100 * 1024 + 5);
+    const resp = await client.send(new PutObjectCommand({ Bucket: BUCKET, Key: "buffer.bin", Body: data }));
+    keys.push("buffer.bin");
+    expectEq("PutObject ETag", `"${md5(data).toString("hex")}"`, resp.ETag);
+    expectEq("PutObject ChecksumCRC32 echo", b64crc32(data), resp.ChecksumCRC32);
+    const got = await getObjectSha256(client, "buffer.bin");
+    expectEq("GetObject SHA-256", sha256(data), got.sha256);
+  }
+
+  step("PutObject with an empty Buffer body");
+  {
+    const resp = await client.send(new PutObjectCommand({ Bucket: BUCKET, Key: "empty.bin", Body: Buffer.alloc(0) }));
+    keys.push("empty.bin");
+    expectEq("PutObject ETag of 0 B", `"${md5(Buffer.alloc(0)).toString("hex")}"`, resp.ETag);
+    const head = await client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: "empty.bin" }));
+    expectEq("HeadObject ContentLength of 0 B", 0, head.ContentLength);
+  }
+
+  step("PutObject with a stream body (fs.createReadStream, 3 MiB + 7 B: aws-chunked with a CRC32 trailer)");
+  {
+    const data = big.subarray(0, 3 * MiB + 7);
+    const path = `${WORK}/stream.bin`;
+    await writeFile(path, data);
+    const resp = await client.send(
+      new PutObjectCommand({ Bucket: BUCKET, Key: "stream.bin", Body: createReadStream(path) }),
+    );
+    keys.push("stream.bin");
+    expectEq("PutObject ETag", `"${md5(data).toString("hex")}"`, resp.ETag);
+    expectEq("PutObject ChecksumCRC32 echo", b64crc32(data), resp.ChecksumCRC32);
+    const got = await getObjectSha256(client, "stream.bin");
+    expectEq("GetObject SHA-256", sha256(data), got.sha256);
+    const ranged = await client.send(
+      new GetObjectCommand({ Bucket: BUCKET, Key: "stream.bin", Range: "bytes=100-199" }),
+    );
+    expectEq("ranged GetObject body", data.subarray(100, 200).toString("hex"),
+      Buffer.from(await ranged.Body.transformToByteArray()).toString("hex"));
+    rmSync(path);
+  }
+
+  step("ListObjectsV2 (pages of 2)");
+  {
+    const listed = [];
+    let token;
+    let pages = 0;
+    do {
+      const page = await client.send(
+        new ListObjectsV2Command({ Bucket: BUCKET, MaxKeys: 2, ContinuationToken: token }),
+      );
+      pages++;
+      for (const o of page.Contents || []) listed.push(o.Key);
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+      if (pages > 20) fail("ListObjectsV2 paging does not end");
+    } while (token);
+    expectEq("listed keys", [...keys].sort(), listed);
+    expectEq("ListObjectsV2 pages", Math.ceil(keys.length / 2), pages);
+  }
+
+  step("ListObjectsV2 with Delimiter '/' ending with a common prefix");
+  {
+    await client.send(new PutObjectCommand({ Bucket: BUCKET, Key: "zz/last.bin", Body: Buffer.from("z") }));
+    keys.push("zz/last.bin");
+    let page;
+    try {
+      page = await client.send(new ListObjectsV2Command({ Bucket: BUCKET, Delimiter: "/" }), {
+        abortSignal: AbortSignal.timeout(LIST_TIMEOUT_MS),
+      });
+    } catch (e) {
+      if (e.name === "AbortError" || e.name === "TimeoutError") {
+        fail(`SERVER BUG: ListObjectsV2 Delimiter='/' got no answer within ${LIST_TIMEOUT_MS / 1000} s ` +
+          "(the gateway loops when the last entries of a delimiter listing roll up into a CommonPrefix)");
+      }
+      throw e;
+    }
+    expectEq("CommonPrefixes", ["zz/"], (page.CommonPrefixes || []).map((p) => p.Prefix));
+    expectEq("Contents", keys.filter((k) => !k.includes("/")).sort(), (page.Contents || []).map((o) => o.Key));
+  }
+
+  step("DeleteObjects (CRC32, no Content-MD5), DeleteBucket");
+  {
+    const resp = await client.send(
+      new DeleteObjectsCommand({ Bucket: BUCKET, Delete: { Objects: keys.map((Key) => ({ Key })) } }),
+    );
+    expectEq("DeleteObjects errors", [], resp.Errors || []);
+    expectEq("DeleteObjects deleted", [...keys].sort(), (resp.Deleted || []).map((d) => d.Key).sort());
+    const left = await client.send(new ListObjectsV2Command({ Bucket: BUCKET }));
+    expectEq("objects left", 0, left.KeyCount);
+    await client.send(new DeleteBucketCommand({ Bucket: BUCKET }));
+    try {
+      await client.send(new HeadBucketCommand({ Bucket: BUCKET }));
+      fail("HeadBucket succeeds after DeleteBucket");
+    } catch (e) {
+      if (e instanceof StepFailed) throw e;
+      expectEq("HeadBucket after DeleteBucket: status", 404, e.$metadata?.httpStatusCode);
+    }
+  }
+  rmSync(bigPath);
+  log(`\njssdk suite passed`);
+}
+
+try {
+  await main();
+} catch (e) {
+  const what = e instanceof StepFailed ? e.message
+    : `unexpected ${e.name}: ${e.message} (HTTP ${e.$metadata?.httpStatusCode ?? "-"}, code ${e.Code ?? e.name})`;
+  if (!(e instanceof StepFailed)) log(e.stack);
+  log(`FAIL [jssdk/${LABEL}] ${currentStep}: ${what}`);
+  process.exit(1);
+}
