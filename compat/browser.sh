@@ -17,18 +17,9 @@
 # instant-upload step runs only when COMPAT_BROWSER_USER2 / COMPAT_BROWSER_TOKEN2 are set.
 set -euo pipefail
 
-if [[ $# -eq 0 ]]; then
-    if [[ -n "${COMPAT_ENDPOINT:-}" ]]; then
-        exec bash "$0" external
-    fi
-    for store in embedded redis; do
-        bash "$0" "$store"
-    done
-    exit 0
-fi
-
 # shellcheck source=compat/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+each_store "$@"
 
 BROWSER_DIR="$COMPAT_DIR/browser"
 : "${CHROMIUM:=/usr/bin/chromium}"

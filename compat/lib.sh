@@ -83,6 +83,20 @@ expect_eq() {
 }
 
 # Installs Debian packages (apt-get update once per process; sudo only when not root).
+# With no store argument, runs the calling script once per store (or once against
+# COMPAT_ENDPOINT) and exits; with one, returns and the script runs for that store.
+each_store() {
+    [[ $# -gt 0 ]] && return 0
+    if [[ -n "$COMPAT_ENDPOINT" ]]; then
+        exec bash "$0" external
+    fi
+    local store
+    for store in embedded redis; do
+        bash "$0" "$store"
+    done
+    exit 0
+}
+
 _apt_updated=0
 apt_install() {
     command -v apt-get >/dev/null || fail "cannot install $* here (no apt-get); please install it"

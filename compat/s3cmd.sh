@@ -11,18 +11,9 @@
 # compat-https: yes   (run-all.sh also runs this script with COMPAT_TLS=1)
 set -euo pipefail
 
-if [[ $# -eq 0 ]]; then
-    if [[ -n "${COMPAT_ENDPOINT:-}" ]]; then
-        exec bash "$0" external
-    fi
-    for store in embedded redis; do
-        bash "$0" "$store"
-    done
-    exit 0
-fi
-
 # shellcheck source=compat/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+each_store "$@"
 
 MiB=1048576
 
