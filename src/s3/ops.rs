@@ -738,18 +738,11 @@ async fn list_objects(app: &App, b: &str, q: &Query, v2: bool) -> Res {
         }
         x.elem("StorageClass", "STANDARD");
         if fetch_owner {
-            x.open("Owner")
-                .elem("ID", &rec.owner)
-                .elem("DisplayName", &rec.owner)
-                .close("Owner");
+            owner(&mut x, "Owner", &rec.owner);
         }
         x.close("Contents");
     }
-    for p in &page.prefixes {
-        x.open("CommonPrefixes")
-            .elem("Prefix", enc(p))
-            .close("CommonPrefixes");
-    }
+    common_prefixes(&mut x, &page.prefixes, &enc);
     Ok(xml_response(x.finish("ListBucketResult")))
 }
 
@@ -792,17 +785,10 @@ async fn list_object_versions(app: &App, b: &str, q: &Query) -> Res {
             .elem("ETag", quoted(&rec.etag))
             .elem("Size", rec.size.to_string())
             .elem("StorageClass", "STANDARD");
-        x.open("Owner")
-            .elem("ID", &rec.owner)
-            .elem("DisplayName", &rec.owner)
-            .close("Owner");
+        owner(&mut x, "Owner", &rec.owner);
         x.close("Version");
     }
-    for p in &page.prefixes {
-        x.open("CommonPrefixes")
-            .elem("Prefix", enc(p))
-            .close("CommonPrefixes");
-    }
+    common_prefixes(&mut x, &page.prefixes, &enc);
     Ok(xml_response(x.finish("ListVersionsResult")))
 }
 
@@ -1076,14 +1062,8 @@ async fn list_parts(app: &App, q: &Query, b: &str, k: &str, id: &UploadId) -> Re
     x.elem("Bucket", b)
         .elem("Key", k)
         .elem("UploadId", id.as_str());
-    x.open("Initiator")
-        .elem("ID", &up.owner)
-        .elem("DisplayName", &up.owner)
-        .close("Initiator");
-    x.open("Owner")
-        .elem("ID", &up.owner)
-        .elem("DisplayName", &up.owner)
-        .close("Owner");
+    owner(&mut x, "Initiator", &up.owner);
+    owner(&mut x, "Owner", &up.owner);
     x.elem("StorageClass", "STANDARD");
     x.elem(
         "PartNumberMarker",
@@ -1170,14 +1150,8 @@ async fn list_uploads(app: &App, b: &str, q: &Query) -> Res {
         x.open("Upload")
             .elem("Key", enc(&up.key))
             .elem("UploadId", up.id.as_str());
-        x.open("Initiator")
-            .elem("ID", &up.owner)
-            .elem("DisplayName", &up.owner)
-            .close("Initiator");
-        x.open("Owner")
-            .elem("ID", &up.owner)
-            .elem("DisplayName", &up.owner)
-            .close("Owner");
+        owner(&mut x, "Initiator", &up.owner);
+        owner(&mut x, "Owner", &up.owner);
         x.elem("StorageClass", "STANDARD")
             .elem("Initiated", iso8601(up.created));
         if let Some(a) = up.checksum_algorithm {
@@ -1186,15 +1160,27 @@ async fn list_uploads(app: &App, b: &str, q: &Query) -> Res {
         }
         x.close("Upload");
     }
-    for p in &page.prefixes {
-        x.open("CommonPrefixes")
-            .elem("Prefix", enc(p))
-            .close("CommonPrefixes");
-    }
+    common_prefixes(&mut x, &page.prefixes, &enc);
     Ok(xml_response(x.finish("ListMultipartUploadsResult")))
 }
 
 // ---------------- helpers ----------------
+
+/// `<Owner>` / `<Initiator>`: the access key stands for both ID and display name.
+fn owner(x: &mut Xml, tag: &str, id: &str) {
+    x.open(tag)
+        .elem("ID", id)
+        .elem("DisplayName", id)
+        .close(tag);
+}
+
+fn common_prefixes(x: &mut Xml, prefixes: &[String], enc: &impl Fn(&str) -> String) {
+    for p in prefixes {
+        x.open("CommonPrefixes")
+            .elem("Prefix", enc(p))
+            .close("CommonPrefixes");
+    }
+}
 
 /// Most a refused request's body is read (and dropped) so the answer reaches the client on a
 /// connection it can keep using; beyond this the connection is closed instead.
