@@ -22,6 +22,10 @@ use super::{Error, Result};
 use crate::s3::xml::{self, Node, Xml};
 use crate::upload::checksum::normalize_etag;
 
+/// Calls for `mpgw bench` (bodies from memory, CreateBucket, DeleteObject).
+#[path = "s3_calls.rs"]
+mod calls;
+
 /// RFC 3986 unreserved characters stay, everything else is `%XX`, as SigV4 wants.
 const QUERY_SET: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
