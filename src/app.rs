@@ -4,16 +4,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::admin::Health;
-use crate::config::{Config, Credentials};
+use crate::config::{AdminCommand, Config, Credentials};
 use crate::legacy;
 use crate::metrics::{InstrumentedMeta, Metrics};
 use crate::store::meta_embedded::EmbeddedMetaStore;
 use crate::store::meta_redis::RedisMetaStore;
 use crate::store::{DiskStore, MetaStore};
-use crate::upload::model::{CorsRule, UploadState};
+use crate::upload::model::{CorsRule, UploadState, now_millis};
 use crate::upload::{Limits, Uploads};
 
-/// How often the orphan sweep runs (it also recounts open uploads for the metrics).
+/// How often the expiry janitor and the orphan sweep run (the sweep also recounts open uploads
+/// for the metrics).
 const SWEEP_EVERY: Duration = Duration::from_secs(600);
 
 #[derive(Clone)]
@@ -34,33 +35,13 @@ pub struct App {
 }
 
 impl App {
-    /// Opens the stores, settles Completes a crash interrupted, and starts the periodic sweep of
-    /// orphan files.
+    /// Opens the stores, settles Completes a crash interrupted, and starts the periodic expiry of
+    /// abandoned uploads and sweep of orphan files.
     pub async fn open(cfg: &Config, credentials: Credentials) -> Result<Self, String> {
         std::fs::create_dir_all(&cfg.data_dir)
             .map_err(|e| format!("{}: {e}", cfg.data_dir.display()))?;
         let metrics = Arc::new(Metrics::new());
-        let meta: Arc<dyn MetaStore> = match &cfg.redis_url {
-            Some(url) => Arc::new(
-                RedisMetaStore::connect(url, &cfg.redis_prefix)
-                    .await
-                    .map_err(|e| e.to_string())?,
-            ),
-            None => Arc::new(
-                EmbeddedMetaStore::open(&cfg.data_dir.join("state.redb"))
-                    .map_err(|e| e.to_string())?,
-            ),
-        };
-        let meta: Arc<dyn MetaStore> = Arc::new(InstrumentedMeta::new(meta, metrics.clone()));
-        let disk = DiskStore::open(&cfg.data_dir, cfg.fsync)
-            .map_err(|e| e.to_string())?
-            .with_metrics(metrics.clone());
-        let limits = Limits {
-            min_part_size: cfg.min_part_size,
-            max_part_size: cfg.max_part_size,
-            ..Limits::default()
-        };
-        let uploads = Uploads::new(meta, disk, limits);
+        let uploads = open_uploads(cfg, metrics.clone()).await?;
         let tls = match (&cfg.tls_cert, &cfg.tls_key) {
             (Some(cert), Some(key)) => Some(crate::server::tls_acceptor(cert, key)?),
             _ => None,
@@ -97,8 +78,13 @@ impl App {
         let sweeper = (uploads.clone(), metrics.clone());
         tokio::spawn(async move {
             let (uploads, metrics) = sweeper;
+            // Recovery has just counted the open uploads; recounting at once could race the first
+            // requests and overwrite their moves of the gauge, so the first sweep does not.
+            let mut recount = false;
             loop {
-                sweep(&uploads, &metrics).await;
+                sweep(&uploads, &metrics, recount).await;
+                expire(&uploads, &metrics).await;
+                recount = true;
                 tokio::time::sleep(SWEEP_EVERY).await;
             }
         });
@@ -120,13 +106,72 @@ impl App {
     }
 }
 
-async fn sweep(uploads: &Uploads, metrics: &Metrics) {
+/// Opens the state store and the disk store `cfg` names (what `serve` and `mpgw admin` use).
+pub async fn open_uploads(cfg: &Config, metrics: Arc<Metrics>) -> Result<Uploads, String> {
+    let meta: Arc<dyn MetaStore> = match &cfg.redis_url {
+        Some(url) => Arc::new(
+            RedisMetaStore::connect(url, &cfg.redis_prefix)
+                .await
+                .map_err(|e| e.to_string())?,
+        ),
+        None => {
+            let path = cfg.data_dir.join("state.redb");
+            Arc::new(EmbeddedMetaStore::open(&path).map_err(|e| {
+                format!(
+                    "{}: {e} (the embedded state store can be open in only one process: \
+                     is a gateway running on this data dir?)",
+                    path.display()
+                )
+            })?)
+        }
+    };
+    let meta: Arc<dyn MetaStore> = Arc::new(InstrumentedMeta::new(meta, metrics.clone()));
+    let disk = DiskStore::open(&cfg.data_dir, cfg.fsync)
+        .map_err(|e| e.to_string())?
+        .with_metrics(metrics);
+    let limits = Limits {
+        min_part_size: cfg.min_part_size,
+        max_part_size: cfg.max_part_size,
+        upload_expiry: cfg.upload_expiry,
+        ..Limits::default()
+    };
+    Ok(Uploads::new(meta, disk, limits))
+}
+
+/// The expiry janitor: aborts abandoned uploads (bucket lifecycle rules, else --upload-expiry).
+pub async fn expire(uploads: &Uploads, metrics: &Metrics) {
+    let started = Instant::now();
+    tracing::info!("upload expiry started");
+    match uploads.expire(now_millis()).await {
+        Ok(r) => {
+            metrics.uploads_expired(r.expired.len());
+            for (bucket, key, id) in &r.expired {
+                tracing::info!(%bucket, %key, upload_id = %id, "expired abandoned upload");
+            }
+            tracing::info!(
+                checked = r.checked,
+                expired = r.expired.len(),
+                skipped = r.skipped,
+                duration_ms = millis(started),
+                "upload expiry done"
+            );
+        }
+        Err(error) => tracing::warn!(%error, duration_ms = millis(started), "upload expiry failed"),
+    }
+}
+
+async fn sweep(uploads: &Uploads, metrics: &Metrics, recount: bool) {
     let started = Instant::now();
     tracing::info!("orphan sweep started");
     let swept = uploads.sweep().await.map_err(|e| e.to_string());
-    let open = count_open(uploads, metrics)
-        .await
-        .map_err(|e| e.to_string());
+    let open = if recount {
+        count_open(uploads, metrics)
+            .await
+            .map(Some)
+            .map_err(|e| e.to_string())
+    } else {
+        Ok(None)
+    };
     match swept.and_then(|report| Ok((report, open?))) {
         Ok((r, open)) => tracing::info!(
             removed_blobs = r.blobs,
@@ -156,4 +201,87 @@ async fn count_open(uploads: &Uploads, metrics: &Metrics) -> crate::store::Store
 
 fn millis(since: Instant) -> u64 {
     u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// `mpgw admin …`: lists or purges open uploads directly on the state store and data dir.
+/// `matches` are those of the `uploads` / `purge` subcommand (for config-file precedence).
+pub fn run_admin(cmd: AdminCommand, matches: &clap::ArgMatches) -> Result<(), String> {
+    let (store, prefix, older_than) = match cmd {
+        AdminCommand::Uploads(a) => (a.store, a.prefix, None),
+        AdminCommand::Purge(a) => (a.store, a.prefix, Some(a.older_than)),
+    };
+    let cfg = store.resolve(matches)?;
+    if !cfg.data_dir.is_dir() {
+        return Err(format!(
+            "data dir {} does not exist (give --data-dir or --config as for serve)",
+            cfg.data_dir.display()
+        ));
+    }
+    let (bucket, key_prefix) = match prefix.as_deref() {
+        None | Some("") => (None, String::new()),
+        Some(p) => match p.split_once('/') {
+            Some((b, k)) => (Some(b.to_owned()), k.to_owned()),
+            None => (Some(p.to_owned()), String::new()),
+        },
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start runtime: {e}"))?;
+    runtime.block_on(async {
+        let uploads = open_uploads(&cfg, Arc::new(Metrics::new())).await?;
+        let now = now_millis();
+        match older_than {
+            None => {
+                let open = uploads
+                    .open_uploads(bucket.as_deref(), &key_prefix)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                println!("BUCKET\tKEY\tUPLOAD_ID\tAGE\tPARTS\tSIZE");
+                for u in &open {
+                    let r = &u.record;
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}\t{}",
+                        r.bucket,
+                        r.key,
+                        r.id,
+                        format_age(now - r.created),
+                        u.parts,
+                        u.size
+                    );
+                }
+                eprintln!("{} open upload(s)", open.len());
+            }
+            Some(age) => {
+                let before = now.saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX));
+                let purged = uploads
+                    .purge(before, bucket.as_deref(), &key_prefix)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                for r in &purged {
+                    println!(
+                        "aborted\t{}\t{}\t{}\t{}",
+                        r.bucket,
+                        r.key,
+                        r.id,
+                        format_age(now - r.created)
+                    );
+                }
+                eprintln!("{} upload(s) purged", purged.len());
+            }
+        }
+        Ok(())
+    })
+}
+
+/// `3d4h`, `5h12m`, `42s`.
+fn format_age(ms: i64) -> String {
+    let s = ms.max(0) / 1000;
+    let (d, h, m) = (s / 86_400, s / 3600 % 24, s / 60 % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m{}s", s % 60),
+        (0, _, _) => format!("{h}h{m}m"),
+        _ => format!("{d}d{h}h"),
+    }
 }

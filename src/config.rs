@@ -34,10 +34,18 @@ pub enum Command {
     /// Check or print a config file.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// List or purge open (abandoned) multipart uploads, working directly on the state store and
+    /// data dir (same settings as `serve`). The embedded store cannot be opened while a gateway
+    /// runs on that data dir: stop it first (a Redis store can be shared with running gateways).
+    #[command(subcommand)]
+    Admin(AdminCommand),
     /// Upload a file to S3 in parallel parts; run it again after an interruption to resume.
     Upload(UploadArgs),
     /// Download an object in parallel ranges; run it again after an interruption to resume.
     Download(DownloadArgs),
+    /// Measure a running gateway (uploads, Complete, ListParts, GETs, small objects) beside
+    /// this machine's own limits (disk, MD5, loopback); prints a table, optionally writes JSON.
+    Bench(Box<crate::bench::BenchArgs>),
 }
 
 /// How `upload` and `download` reach S3 and split the transfer. Endpoint, region and
@@ -107,6 +115,40 @@ pub enum ConfigCommand {
     Check { file: PathBuf },
     /// Print an example config file with every key and its default.
     Example,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdminCommand {
+    /// List open multipart uploads: bucket, key, upload id, age, parts and size (sum of parts).
+    /// With the embedded store, stop the gateway on that data dir first.
+    Uploads(Box<AdminUploads>),
+    /// Abort open multipart uploads older than --older-than (optionally under --prefix) and
+    /// remove their part files. Uploads being completed are left alone. With the embedded store,
+    /// stop the gateway on that data dir first.
+    Purge(Box<AdminPurge>),
+}
+
+#[derive(Args, Debug)]
+pub struct AdminUploads {
+    /// Only uploads under BUCKET or BUCKET/KEY_PREFIX.
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// The state store and data dir, as for `serve`.
+    #[command(flatten)]
+    pub store: Serve,
+}
+
+#[derive(Args, Debug)]
+pub struct AdminPurge {
+    /// Minimum age of the uploads to abort (`2d`, `12h`, `30m`; `0` = all).
+    #[arg(long, value_parser = parse_duration)]
+    pub older_than: Duration,
+    /// Only uploads under BUCKET or BUCKET/KEY_PREFIX.
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// The state store and data dir, as for `serve`.
+    #[command(flatten)]
+    pub store: Serve,
 }
 
 #[derive(Args, Debug)]
@@ -255,6 +297,11 @@ pub struct Config {
     #[arg(long, env = "MPGW_LEGACY_CHUNK_SIZE", default_value = "5MiB", value_parser = parse_size)]
     #[serde(deserialize_with = "size")]
     pub legacy_chunk_size: u64,
+    /// Age at which an open multipart upload counts as abandoned and is aborted (`7d`, `12h`,
+    /// `30m`, `0` = never). Bucket lifecycle rules (AbortIncompleteMultipartUpload) override it.
+    #[arg(long, env = "MPGW_UPLOAD_EXPIRY", default_value = "7d", value_parser = parse_duration)]
+    #[serde(deserialize_with = "duration")]
+    pub upload_expiry: Duration,
 }
 
 impl Default for Config {
@@ -282,6 +329,7 @@ impl Default for Config {
             legacy_bucket: "files".into(),
             legacy_users: None,
             legacy_chunk_size: 5 << 20,
+            upload_expiry: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -299,6 +347,22 @@ fn size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     {
         Size::Bytes(n) => Ok(n),
         Size::Text(s) => parse_size(&s).map_err(serde::de::Error::custom),
+    }
+}
+
+/// A duration in the config file: a number of seconds or a string with a unit (`"7d"`).
+fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Dur {
+        Secs(u64),
+        Text(String),
+    }
+    match Dur::deserialize(d)
+        .map_err(|_| serde::de::Error::custom("expected a duration such as 7d, 12h or 30m"))?
+    {
+        Dur::Secs(n) => Ok(Duration::from_secs(n)),
+        Dur::Text(s) => parse_duration(&s).map_err(serde::de::Error::custom),
     }
 }
 
@@ -400,6 +464,7 @@ impl Config {
             legacy_bucket,
             legacy_users,
             legacy_chunk_size,
+            upload_expiry,
         )
     }
 
@@ -534,9 +599,91 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("size {s:?} too large"))
 }
 
+/// Parses a duration such as `7d`, `12h`, `30m`, `45s`, `1w` or a combination (`1d12h`); a bare
+/// number is seconds, so `0` is zero (which settings read as "never").
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let text = s.trim();
+    if text.is_empty() {
+        return Err("empty duration".into());
+    }
+    let mut rest = text;
+    let mut secs: u64 = 0;
+    while !rest.is_empty() {
+        let split = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let (num, tail) = rest.split_at(split);
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("invalid duration {text:?}"))?;
+        let unit_end = tail
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(tail.len());
+        let (unit, next) = tail.split_at(unit_end);
+        let mult: u64 = match unit.trim() {
+            "" if next.is_empty() => 1,
+            "s" | "sec" | "secs" => 1,
+            "m" | "min" | "mins" => 60,
+            "h" | "hour" | "hours" => 3600,
+            "d" | "day" | "days" => 86_400,
+            "w" | "week" | "weeks" => 7 * 86_400,
+            _ => {
+                return Err(format!(
+                    "invalid duration unit in {text:?} (use s, m, h, d or w)"
+                ));
+            }
+        };
+        secs = n
+            .checked_mul(mult)
+            .and_then(|v| secs.checked_add(v))
+            .ok_or_else(|| format!("duration {text:?} too large"))?;
+        rest = next;
+    }
+    Ok(Duration::from_secs(secs))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations() {
+        let d = |s: &str| parse_duration(s).map(|d| d.as_secs());
+        assert_eq!(d("7d"), Ok(7 * 86_400));
+        assert_eq!(d("12h"), Ok(12 * 3600));
+        assert_eq!(d("30m"), Ok(1800));
+        assert_eq!(d("45s"), Ok(45));
+        assert_eq!(d("90"), Ok(90));
+        assert_eq!(d("0"), Ok(0));
+        assert_eq!(d("1w"), Ok(7 * 86_400));
+        assert_eq!(d("1d12h"), Ok(86_400 + 12 * 3600));
+        assert_eq!(d(" 2d "), Ok(2 * 86_400));
+        for bad in [
+            "",
+            "d",
+            "7x",
+            "1.5h",
+            "-1d",
+            "12 parsecs",
+            "99999999999999999999w",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            Config::from_toml("upload-expiry = \"12h\"\n")
+                .unwrap()
+                .upload_expiry,
+            Duration::from_secs(12 * 3600)
+        );
+        assert_eq!(
+            Config::from_toml("upload-expiry = 0\n")
+                .unwrap()
+                .upload_expiry,
+            Duration::ZERO
+        );
+        let e = Config::from_toml("upload-expiry = \"soon\"\n").unwrap_err();
+        assert!(e.contains("`upload-expiry`"), "{e}");
+    }
 
     #[test]
     fn sizes() {

@@ -26,6 +26,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod bench;
 pub mod client;
 pub mod config;
 pub mod http;

@@ -23,8 +23,20 @@ fn main() -> ExitCode {
             }
             Err(e) => fail(&e),
         },
+        Command::Admin(cmd) => {
+            let sub = matches
+                .subcommand_matches("admin")
+                .and_then(|m| m.subcommand())
+                .map(|(_, m)| m)
+                .expect("an admin subcommand matched");
+            match mpgw::app::run_admin(cmd, sub) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(&e),
+            }
+        }
         Command::Upload(args) => mpgw::client::run_upload(&args),
         Command::Download(args) => mpgw::client::run_download(&args),
+        Command::Bench(args) => mpgw::bench::run(&args),
         Command::Serve(serve) => {
             let sub = matches
                 .subcommand_matches("serve")

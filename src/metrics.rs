@@ -65,7 +65,7 @@ pub enum UploadEvent {
     Created,
     Completed,
     Aborted,
-    /// Removed by the expiry janitor (not written yet: the series exists so dashboards can use it).
+    /// Aborted by the expiry janitor (also counted as `aborted`: see `Metrics::uploads_expired`).
     Expired,
 }
 
@@ -256,6 +256,16 @@ impl Metrics {
                 self.uploads_open.dec()
             }
         };
+    }
+
+    /// Counts `n` uploads the expiry janitor aborted. Their abort already went through the state
+    /// store (counted as `aborted`, open gauge decremented), so only the `expired` series moves.
+    pub fn uploads_expired(&self, n: usize) {
+        self.uploads
+            .get_or_create(&EventLabels {
+                event: UploadEvent::Expired.as_str(),
+            })
+            .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
     }
 
     pub fn part_write(&self, elapsed: Duration) {

@@ -398,7 +398,27 @@ impl Ctx<'_> {
         }
     }
 
-    async fn uppart(&self, body: crate::upload::BodyStream) -> Result<Response<Body>, LegacyError> {
+    async fn uppart(
+        &self,
+        mut body: crate::upload::BodyStream,
+    ) -> Result<Response<Body>, LegacyError> {
+        match self.part_checks().await {
+            Ok((up, n, expected, checks)) => self.store_part(&up, n, expected, checks, body).await,
+            Err(e) => {
+                // Read (and drop) the refused chunk so the client gets this answer, not a reset.
+                let drain = async {
+                    while let Some(Ok(_)) = futures_util::StreamExt::next(&mut body).await {}
+                };
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(10), drain).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Everything `uppart` can refuse before reading the chunk.
+    async fn part_checks(
+        &self,
+    ) -> Result<(UploadRecord, PartNumber, u64, BodyChecks), LegacyError> {
         let (up, g) = self.upload().await?;
         let raw_index = self.form.required("index")?;
         let index = raw_index
@@ -437,12 +457,19 @@ impl Ctx<'_> {
                 }
             }
         }
-        let part = match self
-            .app
-            .uploads
-            .put_part(&up.id, &up.bucket, &up.key, n, body, checks)
-            .await
-        {
+        Ok((up, n, expected, checks))
+    }
+
+    async fn store_part(
+        &self,
+        up: &UploadRecord,
+        n: PartNumber,
+        expected: u64,
+        checks: BodyChecks,
+        body: crate::upload::BodyStream,
+    ) -> Result<Response<Body>, LegacyError> {
+        let index = n.get();
+        let part = match self.app.uploads.put_part(up, n, body, checks).await {
             Err(crate::upload::Error::IncompleteBody | crate::upload::Error::EntityTooLarge) => {
                 return Err(LegacyError::size_mismatch(expected));
             }

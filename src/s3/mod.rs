@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod cors;
 pub mod error;
+pub mod lifecycle;
 pub mod ops;
 pub mod payload;
 pub mod route;

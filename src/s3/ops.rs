@@ -110,6 +110,25 @@ pub async fn dispatch(app: &App, req: &Parts, body: Incoming, route: Route, auth
             app.uploads.set_bucket_cors(b, None).await?;
             Ok(status(StatusCode::NO_CONTENT))
         }
+        S3Op::PutBucketLifecycle => {
+            let body = collect(req, body, &auth, MAX_XML).await?;
+            app.uploads
+                .set_bucket_lifecycle(b, Some(super::lifecycle::parse(&body)?))
+                .await?;
+            Ok(Response::new(empty()))
+        }
+        S3Op::GetBucketLifecycle => match app.uploads.bucket(b).await?.lifecycle {
+            Some(rules) => Ok(xml_response(super::lifecycle::to_xml(&rules))),
+            None => Err(S3Error::new(
+                "NoSuchLifecycleConfiguration",
+                StatusCode::NOT_FOUND,
+                "The lifecycle configuration does not exist",
+            )),
+        },
+        S3Op::DeleteBucketLifecycle => {
+            app.uploads.set_bucket_lifecycle(b, None).await?;
+            Ok(status(StatusCode::NO_CONTENT))
+        }
         S3Op::ListObjects { v2 } => list_objects(app, b, &query, v2).await,
         S3Op::ListMultipartUploads => list_uploads(app, b, &query).await,
         S3Op::DeleteObjects => delete_objects(app, req, body, &auth, b).await,
@@ -281,7 +300,7 @@ async fn put_object(
     b: &str,
     k: &str,
 ) -> Res {
-    let body = precheck(req, body, async {
+    let (body, ()) = precheck(req, body, async {
         app.uploads.bucket(b).await?;
         check_declared_size(req, app.uploads.limits().max_part_size)
     })
@@ -871,10 +890,10 @@ async fn upload_part(
     n: PartNumber,
 ) -> Res {
     // Refuse before reading the body when we can (the client may be waiting for 100-continue).
-    let body = precheck(req, body, async {
-        app.uploads.bucket(b).await?;
-        app.uploads.upload(id, b, k).await?;
-        check_declared_size(req, app.uploads.limits().max_part_size)
+    let (body, up) = precheck(req, body, async {
+        let up = app.uploads.upload_in(id, b, k).await?;
+        check_declared_size(req, app.uploads.limits().max_part_size)?;
+        Ok(up)
     })
     .await?;
     let (stream, checks) = stream_body(req, body, auth)?;
@@ -884,7 +903,7 @@ async fn upload_part(
     {
         return Err(UploadError::EntityTooLarge.into());
     }
-    let part = app.uploads.put_part(id, b, k, n, stream, checks).await?;
+    let part = app.uploads.put_part(&up, n, stream, checks).await?;
     let mut resp = Response::new(empty());
     set(
         resp.headers_mut(),
@@ -911,8 +930,7 @@ async fn upload_part_copy(
     id: &UploadId,
     n: PartNumber,
 ) -> Res {
-    app.uploads.bucket(b).await?;
-    app.uploads.upload(id, b, k).await?;
+    let up = app.uploads.upload_in(id, b, k).await?;
     let (sb, sk) = copy_source(&req.headers)?;
     let src = app.uploads.object(&sb, &sk).await?;
     check_conditions(&req.headers, &src, "x-amz-copy-source-")?;
@@ -943,7 +961,7 @@ async fn upload_part_copy(
     };
     let part = app
         .uploads
-        .put_part(id, b, k, n, Box::pin(source), checks)
+        .put_part(&up, n, Box::pin(source), checks)
         .await?;
     let mut x = Xml::new("CopyPartResult");
     x.elem("ETag", quoted(&hex::encode(part.md5)))
@@ -1230,13 +1248,13 @@ fn check_declared_size(req: &Parts, max: u64) -> Result<(), UploadError> {
 
 /// Runs the checks that can refuse a body-carrying request before its body is read; on refusal
 /// the body is drained first.
-async fn precheck<F: std::future::Future<Output = Result<(), UploadError>>>(
+async fn precheck<T, F: std::future::Future<Output = Result<T, UploadError>>>(
     req: &Parts,
     body: Incoming,
     checks: F,
-) -> Result<Incoming, S3Error> {
+) -> Result<(Incoming, T), S3Error> {
     match checks.await {
-        Ok(()) => Ok(body),
+        Ok(v) => Ok((body, v)),
         Err(e) => {
             drain(req, body).await;
             Err(e.into())

@@ -37,6 +37,9 @@ pub enum S3Op {
     PutBucketCors,
     GetBucketCors,
     DeleteBucketCors,
+    PutBucketLifecycle,
+    GetBucketLifecycle,
+    DeleteBucketLifecycle,
     ListObjectVersions,
     CompleteMultipartUpload {
         upload_id: UploadId,
@@ -73,6 +76,9 @@ impl S3Op {
             Self::PutBucketCors => "PutBucketCors",
             Self::GetBucketCors => "GetBucketCors",
             Self::DeleteBucketCors => "DeleteBucketCors",
+            Self::PutBucketLifecycle => "PutBucketLifecycleConfiguration",
+            Self::GetBucketLifecycle => "GetBucketLifecycleConfiguration",
+            Self::DeleteBucketLifecycle => "DeleteBucketLifecycle",
             Self::ListObjectVersions => "ListObjectVersions",
             Self::CompleteMultipartUpload { .. } => "CompleteMultipartUpload",
             Self::AbortMultipartUpload { .. } => "AbortMultipartUpload",
@@ -132,7 +138,6 @@ const UNSUPPORTED: &[&str] = &[
     "intelligent-tiering",
     "inventory",
     "legal-hold",
-    "lifecycle",
     "logging",
     "metrics",
     "notification",
@@ -210,6 +215,13 @@ pub fn route(
             Method::PUT => S3Op::PutBucketCors,
             Method::GET => S3Op::GetBucketCors,
             Method::DELETE => S3Op::DeleteBucketCors,
+            _ => return Err(method_not_allowed()),
+        }
+    } else if key.is_empty() && query.has("lifecycle") {
+        match *method {
+            Method::PUT => S3Op::PutBucketLifecycle,
+            Method::GET => S3Op::GetBucketLifecycle,
+            Method::DELETE => S3Op::DeleteBucketLifecycle,
             _ => return Err(method_not_allowed()),
         }
     } else if key.is_empty() {
@@ -388,6 +400,12 @@ mod tests {
         assert_eq!(op(Method::PUT, "/b?cors"), S3Op::PutBucketCors);
         assert_eq!(op(Method::GET, "/b?cors"), S3Op::GetBucketCors);
         assert_eq!(op(Method::DELETE, "/b?cors"), S3Op::DeleteBucketCors);
+        assert_eq!(op(Method::PUT, "/b?lifecycle"), S3Op::PutBucketLifecycle);
+        assert_eq!(op(Method::GET, "/b?lifecycle"), S3Op::GetBucketLifecycle);
+        assert_eq!(
+            op(Method::DELETE, "/b?lifecycle"),
+            S3Op::DeleteBucketLifecycle
+        );
         assert_eq!(
             op(Method::GET, "/b?versions&prefix=a"),
             S3Op::ListObjectVersions

@@ -6,6 +6,7 @@
 
 pub mod checksum;
 pub mod error;
+pub mod expiry;
 pub mod model;
 
 use std::pin::Pin;
@@ -52,6 +53,9 @@ pub struct Limits {
     /// Temp and unreferenced files younger than this are left alone by the sweep (they may
     /// belong to a request still running, here or on another gateway sharing the data dir).
     pub sweep_grace: Duration,
+    /// Server-wide age at which an open upload is abandoned and expired (unless a bucket
+    /// lifecycle rule says otherwise). Zero: never.
+    pub upload_expiry: Duration,
 }
 
 impl Default for Limits {
@@ -60,6 +64,7 @@ impl Default for Limits {
             min_part_size: 5 << 20,
             max_part_size: 5 << 30,
             sweep_grace: Duration::from_secs(900),
+            upload_expiry: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -186,6 +191,7 @@ impl Uploads {
             created: now_millis(),
             owner: owner.to_owned(),
             cors: None,
+            lifecycle: None,
         };
         match self.meta.create_bucket(&rec).await? {
             None => Ok(()),
@@ -200,8 +206,17 @@ impl Uploads {
 
     /// Sets (Some) or removes (None) a bucket's CORS rules.
     pub async fn set_bucket_cors(&self, name: &str, rules: Option<Vec<CorsRule>>) -> Result<()> {
+        self.modify_bucket(name, |rec| rec.cors = rules).await
+    }
+
+    /// Changes a bucket's settings (its record) in place.
+    pub(crate) async fn modify_bucket(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut BucketRecord),
+    ) -> Result<()> {
         let mut rec = self.bucket(name).await?;
-        rec.cors = rules;
+        change(&mut rec);
         if self.meta.update_bucket(&rec).await? {
             Ok(())
         } else {
@@ -430,6 +445,17 @@ impl Uploads {
         Ok(rec)
     }
 
+    /// `upload`, answering NoSuchBucket rather than NoSuchUpload when the bucket is missing too.
+    pub async fn upload_in(&self, id: &UploadId, bucket: &str, key: &str) -> Result<UploadRecord> {
+        match self.upload(id, bucket, key).await {
+            Err(Error::NoSuchUpload) => {
+                self.bucket(bucket).await?;
+                Err(Error::NoSuchUpload)
+            }
+            r => r,
+        }
+    }
+
     /// The open upload `id`, which must belong to bucket/key.
     pub async fn upload(&self, id: &UploadId, bucket: &str, key: &str) -> Result<UploadRecord> {
         match self.meta.get_upload(id).await? {
@@ -442,16 +468,16 @@ impl Uploads {
 
     /// Stores one part: streamed to disk while hashed, verified, renamed, then recorded only if
     /// the upload is still open. Re-sending a number replaces the old part atomically.
+    /// `up` is the record the caller just fetched (`upload_in`), so a part costs one state-store
+    /// read before its bytes and one atomic write after them.
     pub async fn put_part(
         &self,
-        id: &UploadId,
-        bucket: &str,
-        key: &str,
+        up: &UploadRecord,
         n: PartNumber,
         body: BodyStream,
         checks: BodyChecks,
     ) -> Result<PartRecord> {
-        let up = self.upload(id, bucket, key).await?;
+        let id = &up.id;
         if up.state != UploadState::Open {
             return Err(Error::NoSuchUpload);
         }

@@ -202,6 +202,21 @@ pub struct BucketRecord {
     /// PutBucketCors configuration; None when the bucket has none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cors: Option<Vec<CorsRule>>,
+    /// PutBucketLifecycleConfiguration rules (only AbortIncompleteMultipartUpload is supported);
+    /// None when the bucket has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifecycle: Option<Vec<LifecycleRule>>,
+}
+
+/// One lifecycle `<Rule>` with an `<AbortIncompleteMultipartUpload>` action: open uploads whose
+/// key starts with `prefix` are aborted `days` days after initiation (when enabled).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LifecycleRule {
+    pub id: Option<String>,
+    pub enabled: bool,
+    pub prefix: String,
+    /// `DaysAfterInitiation`, at least 1.
+    pub days: u32,
 }
 
 /// One `<CORSRule>`: who may call from a browser, with which methods and headers.

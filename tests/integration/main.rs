@@ -2,8 +2,10 @@
 
 mod harness;
 
+mod bench;
 mod client;
 mod durability;
+mod expiry;
 mod legacy;
 mod meta_conformance;
 mod ops;

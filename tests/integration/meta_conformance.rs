@@ -143,6 +143,7 @@ fn bucket(name: &str, owner: &str) -> BucketRecord {
         created: 1_700_000_000_000,
         owner: owner.into(),
         cors: None,
+        lifecycle: None,
     }
 }
 

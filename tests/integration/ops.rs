@@ -104,7 +104,15 @@ async fn metrics_follow_a_multipart_upload(store: Store) {
     let got = get_bytes(&c, B, "big").await;
     assert_eq!(got.len(), parts.iter().map(Vec::len).sum::<usize>());
 
-    let after = scrape_until(&ep, |t| requests(t, "GetObject", 200) >= 1.0).await;
+    // Byte counters move right after each socket write, so a scrape may come a moment early:
+    // wait for them (bounded) rather than assume.
+    let sizes: usize = parts.iter().map(Vec::len).sum();
+    let sent_before = value(&before, "mpgw_sent_bytes_total");
+    let after = scrape_until(&ep, |t| {
+        requests(t, "GetObject", 200) >= 1.0
+            && value(t, "mpgw_sent_bytes_total") - sent_before >= sizes as f64
+    })
+    .await;
     let delta = |series: &str| value(&after, series) - value(&before, series);
     assert_eq!(requests(&after, "CreateMultipartUpload", 200), 1.0);
     assert_eq!(requests(&after, "UploadPart", 200), 3.0);
@@ -116,7 +124,6 @@ async fn metrics_follow_a_multipart_upload(store: Store) {
     assert_eq!(delta("mpgw_parts_written_total"), 3.0);
     assert_eq!(delta("mpgw_uploads_total{event=\"completed\"}"), 1.0);
     assert_eq!(delta("mpgw_uploads_open"), 0.0);
-    let sizes: usize = parts.iter().map(Vec::len).sum();
     assert!(
         delta("mpgw_received_bytes_total") >= sizes as f64,
         "bytes received"
@@ -319,6 +326,7 @@ cors-allow-origins = ["https://app.example.com", "http://localhost:3000"]
 legacy-bucket = "uploads"
 legacy-users = "/etc/mpgw/users"
 legacy-chunk-size = "8MiB"
+upload-expiry = "36h"
 "#;
 
 fn write_config(dir: &Path, name: &str, text: &str) -> String {
@@ -358,6 +366,7 @@ fn config_file_round_trip() {
         legacy_bucket: "uploads".into(),
         legacy_users: Some("/etc/mpgw/users".into()),
         legacy_chunk_size: 8 << 20,
+        upload_expiry: std::time::Duration::from_secs(36 * 3600),
     };
     assert_eq!(got, want);
     // EVERY_KEY must stay complete: it sets every key of the example file (which a unit test
