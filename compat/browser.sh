@@ -97,4 +97,9 @@ fi
 [[ -s "$shot.png" ]] || fail "no screenshot $shot.png"
 log "screenshots: $shot.png $shot-instant.png"
 
+step "presigned UploadPart from a page of another origin (CORS in Chromium)"
+ensure_venv
+timeout -k 10 "$COMPAT_CMD_TIMEOUT" "$COMPAT_VENV/bin/python" "$BROWSER_DIR/presigned_cors.py" \
+    || fail "presigned UploadPart from another origin failed"
+
 step "passed"
