@@ -96,6 +96,19 @@ impl EmbeddedMetaStore {
     }
 }
 
+/// Every record of a table, decoded.
+fn decode_all<K: redb::Key + 'static, T: DeserializeOwned>(
+    tx: &redb::ReadTransaction,
+    table: TableDefinition<K, &'static [u8]>,
+) -> StoreResult<Vec<T>> {
+    let t = tx.open_table(table).map_err(be)?;
+    let mut out = Vec::new();
+    for item in t.iter().map_err(be)? {
+        out.push(dec(item.map_err(be)?.1.value())?);
+    }
+    Ok(out)
+}
+
 fn get_upload_in(tx: &WriteTransaction, id: &str) -> StoreResult<Option<UploadRecord>> {
     let t = tx.open_table(UPLOADS).map_err(be)?;
     let v = t.get(id).map_err(be)?;
@@ -185,15 +198,7 @@ impl MetaStore for EmbeddedMetaStore {
     }
 
     async fn list_buckets(&self) -> StoreResult<Vec<BucketRecord>> {
-        self.read(|tx| {
-            let t = tx.open_table(BUCKETS).map_err(be)?;
-            let mut out = Vec::new();
-            for item in t.iter().map_err(be)? {
-                out.push(dec(item.map_err(be)?.1.value())?);
-            }
-            Ok(out)
-        })
-        .await
+        self.read(|tx| decode_all(tx, BUCKETS)).await
     }
 
     async fn delete_bucket(&self, name: &str) -> StoreResult<DeleteBucket> {
@@ -303,16 +308,8 @@ impl MetaStore for EmbeddedMetaStore {
     }
 
     async fn object_blobs(&self) -> StoreResult<Vec<UploadId>> {
-        self.read(|tx| {
-            let t = tx.open_table(OBJECTS).map_err(be)?;
-            let mut out = Vec::new();
-            for item in t.iter().map_err(be)? {
-                let rec: ObjectRecord = dec(item.map_err(be)?.1.value())?;
-                out.push(rec.blob);
-            }
-            Ok(out)
-        })
-        .await
+        let objects: Vec<ObjectRecord> = self.read(|tx| decode_all(tx, OBJECTS)).await?;
+        Ok(objects.into_iter().map(|o| o.blob).collect())
     }
 
     async fn create_upload(&self, rec: &UploadRecord) -> StoreResult<()> {
@@ -523,15 +520,7 @@ impl MetaStore for EmbeddedMetaStore {
     }
 
     async fn all_uploads(&self) -> StoreResult<Vec<UploadRecord>> {
-        self.read(|tx| {
-            let t = tx.open_table(UPLOADS).map_err(be)?;
-            let mut out = Vec::new();
-            for item in t.iter().map_err(be)? {
-                out.push(dec(item.map_err(be)?.1.value())?);
-            }
-            Ok(out)
-        })
-        .await
+        self.read(|tx| decode_all(tx, UPLOADS)).await
     }
 
     async fn purge_completed(&self, before: Millis) -> StoreResult<usize> {
