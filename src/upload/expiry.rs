@@ -146,7 +146,7 @@ impl Uploads {
     async fn abort_if_open(&self, id: &UploadId) -> Result<bool> {
         match self.meta.abort_upload(id).await? {
             AbortUpload::Aborted(..) => {
-                self.disk.remove_blob(id).await?;
+                self.discard_aborted(id).await;
                 Ok(true)
             }
             AbortUpload::Busy | AbortUpload::NotFound => Ok(false),

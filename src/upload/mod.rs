@@ -793,8 +793,23 @@ impl Uploads {
                 AbortUpload::Busy => return Err(Error::OperationAborted),
             }
         }
-        self.disk.remove_blob(id).await?;
+        self.discard_aborted(id).await;
         Ok(())
+    }
+
+    /// Removes an aborted upload's files. The abort has happened (the state store says so), so a
+    /// failure here must not fail it: a part still arriving may be re-creating the directory
+    /// (it removes its own file once refused), and what remains is left to the orphan sweep.
+    pub(crate) async fn discard_aborted(&self, id: &UploadId) {
+        for attempt in 1..=3 {
+            match self.disk.remove_blob(id).await {
+                Ok(()) => return,
+                Err(e) if attempt == 3 => {
+                    tracing::warn!(upload = %id, error = %e, "aborted upload's files left for the sweep");
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
     }
 
     /// Open uploads of a bucket in (key, initiated) order, keys rolled up to `delimiter`.
