@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt as _};
 use md5::{Digest as _, Md5};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::metrics::{Fsync, Metrics};
 use crate::upload::checksum::{ChecksumAlgorithm, Hasher};
@@ -91,11 +91,23 @@ impl Drop for Staged {
     }
 }
 
-/// What the writer thread hands back: size, MD5, optional flexible checksum.
-type Digests = (u64, [u8; 16], Option<Vec<u8>>);
+/// What the writer thread hands back: size and the optional flexible checksum.
+type Written = (u64, Option<Vec<u8>>);
+
+/// Bytes of one request in flight between the socket task and its hashing and writing threads:
+/// enough to keep both busy, small enough that 64 parts arriving at once cost tens of MiB.
+const IN_FLIGHT: usize = 512 << 10;
+const PERMIT_BYTES: usize = 4096;
+
+/// A body chunk shared by the hashing and the writing thread (no copy); its budget returns to
+/// the request when both are done with it.
+struct Chunk {
+    bytes: Bytes,
+    _budget: OwnedSemaphorePermit,
+}
 
 enum Msg {
-    Data(Bytes),
+    Data(Arc<Chunk>),
     Finish,
 }
 
@@ -121,8 +133,9 @@ impl DiskStore {
         self.blobs.join(id.as_str())
     }
 
-    /// Streams `body` into a temp file in blob `id`, computing MD5 (and `checksum` when asked)
-    /// on the writer thread. Fails with `TooLarge` as soon as more than `max` bytes arrive.
+    /// Streams `body` into a temp file in blob `id`. MD5 runs on one blocking thread, the write
+    /// (and `checksum`, when asked) on another, so hashing, the disk and the socket each get a
+    /// core. Fails with `TooLarge` as soon as more than `max` bytes arrive.
     pub async fn write<S>(
         &self,
         id: &BlobId,
@@ -138,18 +151,24 @@ impl DiskStore {
         let fsync = self.fsync;
         let metrics = self.metrics.clone();
         let writer_metrics = metrics.clone();
-        // A few chunks in flight: enough to overlap socket reads with hashing and writing,
-        // small enough that memory per request stays bounded.
-        let (tx, mut rx) = mpsc::channel::<Msg>(16);
+        let budget = Arc::new(Semaphore::new(IN_FLIGHT / PERMIT_BYTES));
+        let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
+        let (md5_tx, mut md5_rx) = mpsc::unbounded_channel::<Arc<Chunk>>();
+        let hasher = tokio::task::spawn_blocking(move || {
+            let mut md5 = Md5::new();
+            while let Some(c) = md5_rx.blocking_recv() {
+                md5.update(&c.bytes);
+            }
+            <[u8; 16]>::from(md5.finalize())
+        });
         let writer_tmp = tmp.clone();
         let writer_dir = dir.clone();
-        let writer = tokio::task::spawn_blocking(move || -> std::io::Result<Option<Digests>> {
+        let writer = tokio::task::spawn_blocking(move || -> std::io::Result<Option<Written>> {
             std::fs::create_dir_all(&writer_dir)?;
             let mut file = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .open(&writer_tmp)?;
-            let mut md5 = Md5::new();
             let mut sum = checksum.map(Hasher::new);
             let mut size = 0u64;
             // Disk time only: waits for the client's next chunk are not the disk's fault.
@@ -157,15 +176,14 @@ impl DiskStore {
             let result = (|| {
                 while let Some(msg) = rx.blocking_recv() {
                     match msg {
-                        Msg::Data(b) => {
-                            md5.update(&b);
+                        Msg::Data(c) => {
                             if let Some(h) = sum.as_mut() {
-                                h.update(&b);
+                                h.update(&c.bytes);
                             }
                             let started = Instant::now();
-                            file.write_all(&b)?;
+                            file.write_all(&c.bytes)?;
                             writing += started.elapsed();
-                            size += b.len() as u64;
+                            size += c.bytes.len() as u64;
                         }
                         Msg::Finish => {
                             if let Some(m) = &writer_metrics {
@@ -174,11 +192,7 @@ impl DiskStore {
                             if fsync {
                                 timed(writer_metrics.as_deref(), Fsync::File, || file.sync_all())?;
                             }
-                            return Ok(Some((
-                                size,
-                                md5.finalize().into(),
-                                sum.map(Hasher::finish),
-                            )));
+                            return Ok(Some((size, sum.map(Hasher::finish))));
                         }
                     }
                 }
@@ -211,7 +225,18 @@ impl DiskStore {
                 if chunk.is_empty() {
                     continue;
                 }
-                if tx.send(Msg::Data(chunk)).await.is_err() {
+                let permits = chunk
+                    .len()
+                    .div_ceil(PERMIT_BYTES)
+                    .min(IN_FLIGHT / PERMIT_BYTES);
+                let Ok(held) = budget.clone().acquire_many_owned(permits as u32).await else {
+                    break; // never closed
+                };
+                let c = Arc::new(Chunk {
+                    bytes: chunk,
+                    _budget: held,
+                });
+                if md5_tx.send(c.clone()).is_err() || tx.send(Msg::Data(c)).is_err() {
                     break; // writer failed; its error is reported below
                 }
             }
@@ -219,13 +244,14 @@ impl DiskStore {
         }
         .await;
         if feed.is_ok() {
-            let _ = tx.send(Msg::Finish).await;
+            let _ = tx.send(Msg::Finish);
         }
-        drop(tx);
+        drop((tx, md5_tx));
         let written = writer.await.map_err(std::io::Error::other)?;
+        let md5 = hasher.await.map_err(std::io::Error::other)?;
         feed?;
         match written? {
-            Some((size, md5, checksum)) => {
+            Some((size, checksum)) => {
                 guard.size = size;
                 guard.md5 = md5;
                 guard.checksum = checksum;
