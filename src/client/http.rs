@@ -17,6 +17,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use md5::{Digest as _, Md5};
+use sha2::Digest as _;
 use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
 
 use super::{Error, Result};

@@ -8,6 +8,7 @@
 use base64::Engine as _;
 use md5::{Digest as _, Md5};
 use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ChecksumAlgorithm {

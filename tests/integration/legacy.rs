@@ -9,7 +9,7 @@ use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
 use crate::harness::{
-    ACCESS_KEY, MIB, SECRET_KEY, Store, TestGateway, both, get_bytes, random_bytes,
+    ACCESS_KEY, MIB, SECRET_KEY, Store, TestGateway, both, get_bytes, md5_hex, random_bytes,
 };
 
 const CHUNK: usize = 5 * MIB;
@@ -212,7 +212,7 @@ async fn chunked_upload_roundtrip(store: Store) {
     let id = init.data["UploadID"].as_str().unwrap().to_owned();
     // Chunks in parallel and out of order; the middle one with an MD5 and a SHA-256 chunk hash.
     let chunks: Vec<&[u8]> = data.chunks(CHUNK).collect();
-    let md5 = format!("md5:{}", hex::encode(md5::Md5::digest(chunks[1])));
+    let md5 = format!("md5:{}", md5_hex(chunks[1]));
     let extra = [("chunkhash", md5)];
     let (a, b) = tokio::join!(
         alice.uppart(&id, 3, chunks[2], &[]),
