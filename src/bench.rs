@@ -78,6 +78,12 @@ pub struct BenchArgs {
     /// PutObjects.
     #[arg(long, default_value_t = 4096)]
     pub puts: u64,
+    /// Parts uploaded all at once for the memory measurement (0: skip it).
+    #[arg(long, default_value_t = 64)]
+    pub wide_parts: u32,
+    /// Part size of the memory measurement.
+    #[arg(long, default_value = "64MiB", value_parser = parse_size)]
+    pub wide_part_size: u64,
     /// Small requests in flight at once (cycles, PutObjects, ranges).
     #[arg(long, default_value_t = 16)]
     pub small_jobs: usize,
@@ -212,7 +218,13 @@ async fn bench(args: &BenchArgs) -> Result<Report, String> {
     let started = Instant::now();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let max_c = args.concurrency.iter().copied().max().unwrap_or(1);
-    let c = client(args, max_c.max(args.small_jobs).max(16))?;
+    let c = client(
+        args,
+        max_c
+            .max(args.small_jobs)
+            .max(args.wide_parts as usize)
+            .max(16),
+    )?;
     let bucket = args.bucket.as_str();
     c.create_bucket(bucket).await.map_err(err)?;
 
@@ -360,7 +372,12 @@ async fn bench(args: &BenchArgs) -> Result<Report, String> {
     if got != size {
         return Err(format!("GET returned {got} of {size} bytes"));
     }
-    let get_bound = ("loopback".to_owned(), limits.loopback);
+    // A GET is bounded by reading the data dir or by the socket, whichever is slower.
+    let get_bound = if limits.disk_read < limits.loopback {
+        ("disk read".to_owned(), limits.disk_read)
+    } else {
+        ("loopback".to_owned(), limits.loopback)
+    };
     m.push(throughput(
         "get",
         &format!("GetObject, {}", human(size)),
@@ -401,6 +418,66 @@ async fn bench(args: &BenchArgs) -> Result<Report, String> {
         "ops/s",
     ));
     c.delete_object(bucket, key).await.map_err(err)?;
+
+    // Memory under many large parts at once: the server's peak RSS during just this upload
+    // (writing 5 to /proc/PID/clear_refs resets VmHWM; the server must be ours to do that).
+    let mut peak_before_wide = None;
+    if args.wide_parts > 0 {
+        let ps = args.scaled(args.wide_part_size, 1 << 10);
+        let total = ps * u64::from(args.wide_parts);
+        eprintln!(
+            "mpgw bench: {} parts of {} at once",
+            args.wide_parts,
+            human(ps)
+        );
+        peak_before_wide = read_status_kib(args.server_pid, "VmHWM:");
+        let reset = args
+            .server_pid
+            .is_some_and(|pid| std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok());
+        let b = random(ps as usize);
+        let r = multipart(
+            &c,
+            args,
+            bucket,
+            "bench/wide",
+            total,
+            &b,
+            args.wide_parts as usize,
+        )
+        .await?;
+        drop(b);
+        let (bn, bv) = upload_bound(args.wide_parts as usize);
+        m.push(throughput(
+            "upload_wide",
+            &format!(
+                "multipart upload, {} parts of {} at once",
+                r.parts,
+                human(ps)
+            ),
+            total,
+            r.upload,
+            Some((bn, bv)),
+        ));
+        let peak = if reset {
+            read_status_kib(args.server_pid, "VmHWM:").map(|k| k / 1024.0)
+        } else {
+            None
+        };
+        m.push(Metric {
+            name: "server_peak_rss_wide".into(),
+            what: format!(
+                "server peak RSS during {} parts of {} at once",
+                args.wide_parts,
+                human(ps)
+            ),
+            value: peak,
+            unit: "MiB",
+            bound: None,
+            bound_value: None,
+            fraction: None,
+        });
+        c.delete_object(bucket, "bench/wide").await.map_err(err)?;
+    }
 
     // Small uploads.
     eprintln!("mpgw bench: small uploads");
@@ -478,25 +555,22 @@ async fn bench(args: &BenchArgs) -> Result<Report, String> {
         .await
         .map_err(err)?;
 
-    // The server's memory (read after the cleanup: VmHWM is the peak of the whole run).
-    let status = args
-        .server_pid
-        .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok());
-    let kib = |field: &str| {
-        status.as_deref().and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix(field))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        })
-    };
-    for (name, field, what) in [
-        ("server_peak_rss", "VmHWM:", "server peak RSS (VmHWM)"),
-        ("server_rss", "VmRSS:", "server RSS at the end"),
+    // The server's memory, read after the cleanup. VmHWM restarted at the memory measurement,
+    // so the run's peak is the larger of the peak before it and the one since.
+    let peak = read_status_kib(args.server_pid, "VmHWM:")
+        .map(|now| peak_before_wide.map_or(now, |before: f64| before.max(now)));
+    for (name, value, what) in [
+        ("server_peak_rss", peak, "server peak RSS (VmHWM)"),
+        (
+            "server_rss",
+            read_status_kib(args.server_pid, "VmRSS:"),
+            "server RSS at the end",
+        ),
     ] {
         m.push(Metric {
             name: name.into(),
             what: what.into(),
-            value: kib(field).map(|k| k / 1024.0),
+            value: value.map(|k| k / 1024.0),
             unit: "MiB",
             bound: None,
             bound_value: None,
@@ -622,6 +696,15 @@ async fn get(
         }
     }
     Ok(n)
+}
+
+/// A `kB` field of /proc/PID/status.
+fn read_status_kib(pid: Option<u32>, field: &str) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pid?)).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 fn random(len: usize) -> Bytes {
