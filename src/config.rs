@@ -237,6 +237,9 @@ pub struct Config {
     /// Key namespace in Redis, so several gateways or test runs can share one server.
     #[arg(long, env = "MPGW_REDIS_PREFIX", default_value = "mpgw")]
     pub redis_prefix: String,
+    /// --redis-url names a Redis Cluster: one or more comma-separated seed nodes.
+    #[arg(long, env = "MPGW_REDIS_CLUSTER", action = ArgAction::SetTrue)]
+    pub redis_cluster: bool,
     /// Region reported to clients (any region in a request's signature scope is accepted).
     #[arg(long, env = "MPGW_REGION", default_value = "us-east-1")]
     pub region: String,
@@ -313,6 +316,7 @@ impl Default for Config {
             min_free_space: 256 << 20,
             redis_url: None,
             redis_prefix: "mpgw".into(),
+            redis_cluster: false,
             region: "us-east-1".into(),
             access_keys: Vec::new(),
             secret_keys: Vec::new(),
@@ -410,6 +414,9 @@ impl Config {
         if self.min_part_size > self.max_part_size {
             return Err("min-part-size must not exceed max-part-size".into());
         }
+        if self.redis_cluster && self.redis_url.is_none() {
+            return Err("redis-cluster needs redis-url (the cluster's seed nodes)".into());
+        }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err("tls-cert and tls-key must be given together".into());
         }
@@ -448,6 +455,7 @@ impl Config {
             min_free_space,
             redis_url,
             redis_prefix,
+            redis_cluster,
             region,
             access_keys,
             secret_keys,
