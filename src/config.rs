@@ -510,10 +510,35 @@ impl Config {
         let secret = crate::upload::model::random_hex(20);
         std::fs::create_dir_all(&self.data_dir)
             .map_err(|e| format!("{}: {e}", self.data_dir.display()))?;
-        write_private(&path, format!("{access} {secret}\n").as_bytes())
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        match write_private(&path, format!("{access} {secret}\n").as_bytes()) {
+            Ok(()) => {}
+            // Another gateway sharing the data dir got there first: use its pair.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Self::read_generated(&path).map(|c| (c, false));
+            }
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        }
         creds.insert(&access, &secret)?;
         Ok((creds, true))
+    }
+
+    /// Reads a credentials file another process is writing right now (for up to 5 s).
+    fn read_generated(path: &Path) -> Result<Credentials, String> {
+        let mut last = String::new();
+        for _ in 0..50 {
+            let mut creds = Credentials::default();
+            match creds.read_file(path) {
+                Ok(()) if !creds.is_empty() => return Ok(creds),
+                Ok(()) => {}
+                Err(e) => last = e,
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(if last.is_empty() {
+            format!("{}: still empty after 5 s", path.display())
+        } else {
+            last
+        })
     }
 }
 

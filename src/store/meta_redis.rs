@@ -1045,7 +1045,8 @@ fn parse_cluster_slots(reply: Value) -> StoreResult<BTreeMap<String, Vec<(u16, u
         else {
             return Err(bad());
         };
-        let (Some(Value::BulkString(host)), Some(Value::Int(port))) = (master.first(), master.get(1))
+        let (Some(Value::BulkString(host)), Some(Value::Int(port))) =
+            (master.first(), master.get(1))
         else {
             return Err(bad());
         };

@@ -18,8 +18,8 @@ use mpgw::store::meta_redis::RedisMetaStore;
 use mpgw::upload::model::random_hex;
 
 use crate::harness::{
-    ACCESS_KEY, SECRET_KEY, all_parts, assert_same_bytes, complete, create_upload, get_bytes,
-    multipart_etag, quoted_md5, random_bytes, upload_part,
+    all_parts, assert_same_bytes, complete, create_upload, get_bytes, multipart_etag, quoted_md5,
+    random_bytes, upload_part,
 };
 
 const BUCKET: &str = "scale";
@@ -66,9 +66,11 @@ impl RedisCluster {
             cluster.ports.push(port);
         }
         for &port in &cluster.ports {
-            wait_until(Duration::from_secs(10), &format!("redis-server on {port}"), || {
-                node_cmd(port, &["PING"]).is_some_and(|r| r == "PONG")
-            });
+            wait_until(
+                Duration::from_secs(10),
+                &format!("redis-server on {port}"),
+                || node_cmd(port, &["PING"]).is_some_and(|r| r == "PONG"),
+            );
         }
         let addrs: Vec<String> = cluster
             .ports
@@ -173,8 +175,13 @@ impl Gateway {
             .arg("serve")
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data)
-            .args(["--redis-url", seeds, "--redis-cluster", "--redis-prefix", prefix])
-            .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
+            .args([
+                "--redis-url",
+                seeds,
+                "--redis-cluster",
+                "--redis-prefix",
+                prefix,
+            ])
             .args(["--fsync", "false", "--min-part-size", "64KiB"])
             .args(["--log-format", "json"])
             .args(extra)
@@ -203,22 +210,22 @@ impl Gateway {
             }
         }
         let rest = &line[prefix.len()..];
-        let addr = rest[..rest.find(' ').expect("address")].parse().expect("addr");
+        let addr = rest[..rest.find(' ').expect("address")]
+            .parse()
+            .expect("addr");
         assert!(line.contains("redis cluster"), "not on the cluster: {line}");
         // Keep draining stdout so the process never blocks on a full pipe.
         std::thread::spawn(move || for _ in stdout.lines().map_while(Result::ok) {});
         Self { child, addr, log }
     }
 
-    fn client(&self) -> aws_sdk_s3::Client {
+    fn client(&self, (access, secret): &(String, String)) -> aws_sdk_s3::Client {
         let conf = aws_sdk_s3::config::Builder::new()
             .behavior_version(BehaviorVersion::latest())
             .endpoint_url(format!("http://{}", self.addr))
             .force_path_style(true)
             .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new(
-                ACCESS_KEY, SECRET_KEY, None, None, "cluster",
-            ))
+            .credentials_provider(Credentials::new(access, secret, None, None, "cluster"))
             .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
             .timeout_config(
                 aws_sdk_s3::config::timeout::TimeoutConfig::builder()
@@ -335,6 +342,15 @@ async fn object_keys(c: &aws_sdk_s3::Client) -> Vec<(String, i64)> {
         .collect()
 }
 
+fn generated_credentials(data: &Path) -> (String, String) {
+    let text = std::fs::read_to_string(data.join("credentials")).expect("generated credentials");
+    let mut words = text.split_whitespace();
+    match (words.next(), words.next(), words.next()) {
+        (Some(a), Some(s), None) => (a.to_owned(), s.to_owned()),
+        _ => panic!("credentials file: {text:?}"),
+    }
+}
+
 fn blob_dirs(data: &Path) -> Vec<String> {
     let Ok(rd) = std::fs::read_dir(data.join("blobs")) else {
         return Vec::new();
@@ -356,8 +372,11 @@ async fn three_gateways_share_one_cluster_and_data_dir() {
     let dir = tempfile::tempdir().expect("temp dir");
     let data: PathBuf = dir.path().join("data");
     let expiry = ["--upload-expiry", "4s"];
+    // No credentials given: the three generate a pair in the shared data dir at the same time,
+    // and must all end up with the one that won.
     let mut gws = start_three(&seeds, &prefix, &data, &expiry);
-    let clients: Vec<_> = gws.iter().map(Gateway::client).collect();
+    let creds = generated_credentials(&data);
+    let clients: Vec<_> = gws.iter().map(|g| g.client(&creds)).collect();
     clients[0]
         .create_bucket()
         .bucket(BUCKET)
@@ -384,7 +403,11 @@ async fn three_gateways_share_one_cluster_and_data_dir() {
     let chunks: Vec<&[u8]> = data1.chunks(PART).collect();
     assert_eq!(etag, multipart_etag(&chunks));
     for c in &clients {
-        assert_same_bytes(&get_bytes(c, BUCKET, "spread.bin").await, &data1, "spread.bin");
+        assert_same_bytes(
+            &get_bytes(c, BUCKET, "spread.bin").await,
+            &data1,
+            "spread.bin",
+        );
         assert!(open_uploads(c).await.is_empty());
         assert_eq!(
             object_keys(c).await,
@@ -397,7 +420,11 @@ async fn three_gateways_share_one_cluster_and_data_dir() {
     let id2 = create_upload(&clients[0], BUCKET, "survivor.bin").await;
     let first = upload_spread(&clients, "survivor.bin", &id2, &data2, &[1, 2, 3, 4, 5, 6]).await;
     let in_flight = {
-        let (c, chunk, id2) = (clients[1].clone(), data2[6 * PART..7 * PART].to_vec(), id2.clone());
+        let (c, chunk, id2) = (
+            clients[1].clone(),
+            data2[6 * PART..7 * PART].to_vec(),
+            id2.clone(),
+        );
         tokio::spawn(async move {
             c.upload_part()
                 .bucket(BUCKET)
@@ -420,7 +447,10 @@ async fn three_gateways_share_one_cluster_and_data_dir() {
     all.sort();
     let listed = all_parts(&survivors[1], BUCKET, "survivor.bin", &id2).await;
     assert_eq!(
-        listed.iter().map(|(n, e, _)| (*n, e.clone())).collect::<Vec<_>>(),
+        listed
+            .iter()
+            .map(|(n, e, _)| (*n, e.clone()))
+            .collect::<Vec<_>>(),
         all
     );
     let parts: Vec<(i32, &str)> = all.iter().map(|(n, e)| (*n, e.as_str())).collect();
@@ -449,19 +479,32 @@ async fn three_gateways_share_one_cluster_and_data_dir() {
     tokio::time::sleep(Duration::from_secs(4)).await;
     let gws = start_three(&seeds, &prefix, &data, &expiry);
     let deadline = Instant::now() + Duration::from_secs(15);
-    while gws.iter().any(|g| g.logged("upload expiry done").is_empty()) {
+    while gws
+        .iter()
+        .any(|g| g.logged("upload expiry done").is_empty())
+    {
         assert!(
             Instant::now() < deadline,
             "a gateway's start-up janitor did not finish: {}",
-            gws.iter().map(Gateway::all_log).collect::<Vec<_>>().join("\n---\n")
+            gws.iter()
+                .map(Gateway::all_log)
+                .collect::<Vec<_>>()
+                .join("\n---\n")
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let expired: u64 = gws
         .iter()
-        .map(|g| g.logged("upload expiry done")[0]["fields"]["expired"].as_u64().unwrap())
+        .map(|g| {
+            g.logged("upload expiry done")[0]["fields"]["expired"]
+                .as_u64()
+                .unwrap()
+        })
         .sum();
-    assert_eq!(expired, 6, "each abandoned upload must be expired exactly once");
+    assert_eq!(
+        expired, 6,
+        "each abandoned upload must be expired exactly once"
+    );
     for g in &gws {
         let log = g.all_log();
         assert!(
@@ -469,11 +512,19 @@ async fn three_gateways_share_one_cluster_and_data_dir() {
             "janitor failed: {log}"
         );
     }
-    let clients: Vec<_> = gws.iter().map(Gateway::client).collect();
+    let clients: Vec<_> = gws.iter().map(|g| g.client(&creds)).collect();
     for c in &clients {
         assert!(open_uploads(c).await.is_empty());
-        assert_same_bytes(&get_bytes(c, BUCKET, "spread.bin").await, &data1, "spread.bin");
-        assert_same_bytes(&get_bytes(c, BUCKET, "survivor.bin").await, &data2, "survivor.bin");
+        assert_same_bytes(
+            &get_bytes(c, BUCKET, "spread.bin").await,
+            &data1,
+            "spread.bin",
+        );
+        assert_same_bytes(
+            &get_bytes(c, BUCKET, "survivor.bin").await,
+            &data2,
+            "survivor.bin",
+        );
     }
     let left = blob_dirs(&data);
     assert!(
