@@ -555,4 +555,40 @@ async fn meta_conformance_on_redis_cluster() {
         .await
         .expect("connect through one seed");
     store.ping().await.expect("ping");
+
+    // A master that stops answering: calls that need it fail as Unavailable (503 with
+    // Retry-After at the S3 layer) within seconds, and work again once it is back.
+    store.all_uploads().await.expect("scan every master");
+    let pid = cluster.nodes[0].id().to_string();
+    let signal = |sig: &str| {
+        let ok = Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .expect("kill");
+        assert!(ok.success(), "kill {sig} {pid}");
+    };
+    signal("-STOP");
+    let t = Instant::now();
+    let err = store
+        .all_uploads()
+        .await
+        .expect_err("a stopped master answered");
+    signal("-CONT");
+    assert!(
+        matches!(err, mpgw::store::StoreError::Unavailable(_)),
+        "not Unavailable: {err:?}"
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(12),
+        "took {:?}",
+        t.elapsed()
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while let Err(e) = store.all_uploads().await {
+        assert!(
+            Instant::now() < deadline,
+            "no recovery after the master came back: {e}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
