@@ -810,6 +810,20 @@ mod tests {
     }
 
     #[test]
+    fn redis_cluster_needs_a_url() {
+        let cfg = Config {
+            redis_cluster: true,
+            ..Config::default()
+        };
+        assert!(cfg.validate().unwrap_err().contains("redis-url"));
+        let cfg = Config {
+            redis_url: Some("redis://127.0.0.1:7000".into()),
+            ..cfg
+        };
+        assert_eq!(cfg.validate(), Ok(()));
+    }
+
+    #[test]
     fn generates_and_keeps_credentials() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = Config {
