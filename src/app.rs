@@ -75,6 +75,17 @@ impl App {
             "recovery done"
         );
 
+        // Completes younger than STALE_COMPLETE were left alone (another gateway may be running
+        // them); settle those this gateway's own crash interrupted once they are stale.
+        let late = uploads.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(crate::upload::STALE_COMPLETE + Duration::from_secs(1)).await;
+            match late.recover().await {
+                Ok(settled) => tracing::info!(settled, "late recovery done"),
+                Err(error) => tracing::warn!(%error, "late recovery failed"),
+            }
+        });
+
         let sweeper = (uploads.clone(), metrics.clone());
         tokio::spawn(async move {
             let (uploads, metrics) = sweeper;
@@ -110,9 +121,12 @@ impl App {
 pub async fn open_uploads(cfg: &Config, metrics: Arc<Metrics>) -> Result<Uploads, String> {
     let meta: Arc<dyn MetaStore> = match &cfg.redis_url {
         Some(url) => Arc::new(
-            RedisMetaStore::connect(url, &cfg.redis_prefix)
-                .await
-                .map_err(|e| e.to_string())?,
+            if cfg.redis_cluster {
+                RedisMetaStore::connect_cluster(url, &cfg.redis_prefix).await
+            } else {
+                RedisMetaStore::connect(url, &cfg.redis_prefix).await
+            }
+            .map_err(|e| e.to_string())?,
         ),
         None => {
             let path = cfg.data_dir.join("state.redb");

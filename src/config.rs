@@ -237,6 +237,9 @@ pub struct Config {
     /// Key namespace in Redis, so several gateways or test runs can share one server.
     #[arg(long, env = "MPGW_REDIS_PREFIX", default_value = "mpgw")]
     pub redis_prefix: String,
+    /// --redis-url names a Redis Cluster: one or more comma-separated seed nodes.
+    #[arg(long, env = "MPGW_REDIS_CLUSTER", action = ArgAction::SetTrue)]
+    pub redis_cluster: bool,
     /// Region reported to clients (any region in a request's signature scope is accepted).
     #[arg(long, env = "MPGW_REGION", default_value = "us-east-1")]
     pub region: String,
@@ -313,6 +316,7 @@ impl Default for Config {
             min_free_space: 256 << 20,
             redis_url: None,
             redis_prefix: "mpgw".into(),
+            redis_cluster: false,
             region: "us-east-1".into(),
             access_keys: Vec::new(),
             secret_keys: Vec::new(),
@@ -410,6 +414,9 @@ impl Config {
         if self.min_part_size > self.max_part_size {
             return Err("min-part-size must not exceed max-part-size".into());
         }
+        if self.redis_cluster && self.redis_url.is_none() {
+            return Err("redis-cluster needs redis-url (the cluster's seed nodes)".into());
+        }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err("tls-cert and tls-key must be given together".into());
         }
@@ -448,6 +455,7 @@ impl Config {
             min_free_space,
             redis_url,
             redis_prefix,
+            redis_cluster,
             region,
             access_keys,
             secret_keys,
@@ -502,10 +510,35 @@ impl Config {
         let secret = crate::upload::model::random_hex(20);
         std::fs::create_dir_all(&self.data_dir)
             .map_err(|e| format!("{}: {e}", self.data_dir.display()))?;
-        write_private(&path, format!("{access} {secret}\n").as_bytes())
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        match write_private(&path, format!("{access} {secret}\n").as_bytes()) {
+            Ok(()) => {}
+            // Another gateway sharing the data dir got there first: use its pair.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Self::read_generated(&path).map(|c| (c, false));
+            }
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        }
         creds.insert(&access, &secret)?;
         Ok((creds, true))
+    }
+
+    /// Reads a credentials file another process is writing right now (for up to 5 s).
+    fn read_generated(path: &Path) -> Result<Credentials, String> {
+        let mut last = String::new();
+        for _ in 0..50 {
+            let mut creds = Credentials::default();
+            match creds.read_file(path) {
+                Ok(()) if !creds.is_empty() => return Ok(creds),
+                Ok(()) => {}
+                Err(e) => last = e,
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(if last.is_empty() {
+            format!("{}: still empty after 5 s", path.display())
+        } else {
+            last
+        })
     }
 }
 
@@ -774,6 +807,20 @@ mod tests {
         assert!(e.contains("`fsync`"), "{e}");
         let e = Config::from_toml("log-format = \"xml\"\n").unwrap_err();
         assert!(e.contains("`log-format`"), "{e}");
+    }
+
+    #[test]
+    fn redis_cluster_needs_a_url() {
+        let cfg = Config {
+            redis_cluster: true,
+            ..Config::default()
+        };
+        assert!(cfg.validate().unwrap_err().contains("redis-url"));
+        let cfg = Config {
+            redis_url: Some("redis://127.0.0.1:7000".into()),
+            ..cfg
+        };
+        assert_eq!(cfg.validate(), Ok(()));
     }
 
     #[test]

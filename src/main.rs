@@ -91,10 +91,10 @@ async fn serve_until_signal(cfg: Config) -> Result<(), String> {
         Some(a) => Some(bind(a).await?),
         None => None,
     };
-    let store = if cfg.redis_url.is_some() {
-        "redis"
-    } else {
-        "embedded"
+    let store = match (&cfg.redis_url, cfg.redis_cluster) {
+        (Some(_), true) => "redis cluster",
+        (Some(_), false) => "redis",
+        (None, _) => "embedded",
     };
     let admin_addr = admin.as_ref().map_or(addr, |(_, a)| *a);
     tracing::info!(%addr, admin = %admin_addr, store, data_dir = %cfg.data_dir.display(), "mpgw listening");

@@ -379,7 +379,10 @@ impl DiskStore {
                 let Some(id) = name.to_str().and_then(BlobId::parse) else {
                     continue;
                 };
-                let modified = entry.metadata()?.modified()?;
+                // Another gateway sharing the data dir (or an abort here) may remove it meanwhile.
+                let Some(modified) = modified_if_present(&entry)? else {
+                    continue;
+                };
                 out.push((id, modified));
             }
             Ok(out)
@@ -399,8 +402,10 @@ impl DiskStore {
             };
             for entry in rd {
                 let entry = entry?;
-                if let Some(name) = entry.file_name().to_str() {
-                    out.push((name.to_owned(), entry.metadata()?.modified()?));
+                if let Some(name) = entry.file_name().to_str()
+                    && let Some(modified) = modified_if_present(&entry)?
+                {
+                    out.push((name.to_owned(), modified));
                 }
             }
             Ok(out)
@@ -432,6 +437,16 @@ fn tokio_stream_from<T: Send + 'static>(
     mut rx: mpsc::Receiver<T>,
 ) -> impl Stream<Item = T> + Send + 'static {
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// An entry's modification time; None if it vanished since the directory was read (a temp
+/// file renamed, a blob removed by a concurrent abort or by another gateway's sweep).
+fn modified_if_present(entry: &std::fs::DirEntry) -> std::io::Result<Option<SystemTime>> {
+    match entry.metadata().and_then(|m| m.modified()) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]

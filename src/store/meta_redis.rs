@@ -38,15 +38,27 @@
 //!
 //! Completed uploads get a TTL (default 24h) so Redis forgets them even if no janitor runs
 //! `purge_completed`.
+//!
+//! # Redis Cluster
+//!
+//! With `--redis-cluster` the same schema runs on a cluster: every script, `MULTI` and multi-key
+//! command names keys of one hash tag only, and reads of many records (one per upload or bucket)
+//! are sent as separate commands, never as one cross-slot pipeline. `SCAN` sees one node's keys,
+//! so keyspace scans walk every master and fail (retryably) if the slot layout changed meanwhile.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::LazyLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use futures_util::{StreamExt as _, TryStreamExt as _};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{
-    Cmd, ErrorKind, FromRedisValue, RedisError, Script, ScriptInvocation, ServerErrorKind,
+    Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError, RedisFuture, Script, ScriptInvocation,
+    ServerErrorKind, Value,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -62,8 +74,55 @@ use crate::upload::model::{
 /// (single-threaded) server for long.
 const PAGE: usize = 1000;
 
+/// Commands in flight at once when records are read one command each.
+const FAN_OUT: usize = 64;
+
+/// Timeouts and retries shared by both connection kinds: a request waiting on a dead Redis should
+/// fail (503) in seconds, not queue behind the default backoff; the connection keeps reconnecting
+/// in the background.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+const RETRIES: u32 = 2;
+const MIN_RETRY_DELAY: Duration = Duration::from_millis(100);
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(1);
+
+/// One Redis server, or a Redis Cluster; both reconnect by themselves.
+#[derive(Clone)]
+enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
 pub struct RedisMetaStore {
-    con: ConnectionManager,
+    con: Connection,
     /// `{prefix}:v1`
     root: String,
     completed_ttl: Duration,
@@ -76,20 +135,51 @@ impl RedisMetaStore {
     /// `Unavailable` within a few seconds if Redis cannot be reached; `Backend` for a bad URL or
     /// a server that rejects the connection (e.g. authentication).
     pub async fn connect(url: &str, prefix: &str) -> StoreResult<Self> {
+        if url.contains(',') {
+            return Err(StoreError::Backend(
+                "redis url: several comma-separated nodes name a Redis Cluster: add --redis-cluster"
+                    .into(),
+            ));
+        }
         let client =
             redis::Client::open(url).map_err(|e| StoreError::Backend(format!("redis url: {e}")))?;
-        // Few, quick reconnect attempts: a request waiting on a dead Redis should fail (503) in
-        // seconds, not queue behind the default backoff; the manager keeps reconnecting later.
         let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(5)))
-            .set_number_of_retries(2)
-            .set_min_delay(Duration::from_millis(100))
-            .set_max_delay(Duration::from_secs(1));
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_number_of_retries(RETRIES.try_into().unwrap_or(usize::MAX))
+            .set_min_delay(MIN_RETRY_DELAY)
+            .set_max_delay(MAX_RETRY_DELAY);
         let con = client
             .get_connection_manager_with_config(config)
             .await
             .map_err(redis_error)?;
+        Self::with_connection(Connection::Single(con), prefix).await
+    }
+
+    /// Connects to a Redis Cluster through `seeds` (comma-separated `redis://` URLs of one or more
+    /// of its nodes; the rest are discovered), with the same key schema as [`Self::connect`].
+    ///
+    /// # Errors
+    /// As [`Self::connect`].
+    pub async fn connect_cluster(seeds: &str, prefix: &str) -> StoreResult<Self> {
+        let seeds: Vec<&str> = seeds
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
+        let client = ClusterClientBuilder::new(seeds)
+            .connection_timeout(CONNECT_TIMEOUT)
+            .response_timeout(RESPONSE_TIMEOUT)
+            .retries(RETRIES)
+            .min_retry_wait(millis_u64(MIN_RETRY_DELAY))
+            .max_retry_wait(millis_u64(MAX_RETRY_DELAY))
+            .build()
+            .map_err(|e| StoreError::Backend(format!("redis cluster seeds: {e}")))?;
+        let con = client.get_async_connection().await.map_err(redis_error)?;
+        Self::with_connection(Connection::Cluster(con), prefix).await
+    }
+
+    async fn with_connection(con: Connection, prefix: &str) -> StoreResult<Self> {
         let store = Self {
             con,
             root: format!("{prefix}:v1"),
@@ -155,9 +245,50 @@ impl RedisMetaStore {
             .map_err(redis_error)
     }
 
+    /// The replies to `cmds`, in order. Each names keys of its own slot, so they go as separate
+    /// commands (a pipeline must stay in one slot on a cluster); a bounded number is in flight at
+    /// once, which the multiplexed connections pipeline on the wire anyway.
+    async fn query_each<T: FromRedisValue + Send>(&self, cmds: Vec<Cmd>) -> StoreResult<Vec<T>> {
+        futures_util::stream::iter(cmds)
+            .map(|cmd| async move { self.query::<T>(&cmd).await })
+            .buffered(FAN_OUT)
+            .try_collect()
+            .await
+    }
+
     /// Every key matching `pattern` (SCAN, so the server is never blocked); duplicates removed.
+    /// On a cluster every master is scanned; if the slot layout changed during the walk (a
+    /// failover, or keys migrating) some keys may have been missed, and the scan fails as
+    /// Unavailable instead: the orphan sweep must never mistake a live blob for an orphan.
     async fn scan(&self, pattern: &str) -> StoreResult<Vec<String>> {
-        let (mut cursor, mut seen, mut keys) = (0u64, HashSet::new(), Vec::new());
+        let (mut seen, mut keys) = (HashSet::new(), Vec::new());
+        match &self.con {
+            Connection::Single(_) => self.scan_node(None, pattern, &mut seen, &mut keys).await?,
+            Connection::Cluster(con) => {
+                let before = masters(con).await?;
+                for slot in before.values().map(|ranges| ranges[0].0) {
+                    self.scan_node(Some(slot), pattern, &mut seen, &mut keys)
+                        .await?;
+                }
+                if masters(con).await? != before {
+                    return Err(StoreError::Unavailable(
+                        "redis cluster slots moved during a key scan; try again".into(),
+                    ));
+                }
+            }
+        }
+        Ok(keys)
+    }
+
+    /// SCANs one node: the server, or on a cluster the master serving `slot`.
+    async fn scan_node(
+        &self,
+        slot: Option<u16>,
+        pattern: &str,
+        seen: &mut HashSet<String>,
+        keys: &mut Vec<String>,
+    ) -> StoreResult<()> {
+        let mut cursor = 0u64;
         loop {
             let mut cmd = redis::cmd("SCAN");
             cmd.arg(cursor)
@@ -165,30 +296,37 @@ impl RedisMetaStore {
                 .arg(pattern)
                 .arg("COUNT")
                 .arg(PAGE);
-            let (next, batch): (u64, Vec<String>) = self.query(&cmd).await?;
+            let (next, batch): (u64, Vec<String>) = match (slot, &self.con) {
+                (Some(slot), Connection::Cluster(con)) => {
+                    let value = con
+                        .clone()
+                        .route_command(cmd, at_master(slot))
+                        .await
+                        .map_err(redis_error)?;
+                    redis::from_redis_value(value).map_err(|e| corrupt(e.to_string()))?
+                }
+                _ => self.query(&cmd).await?,
+            };
             keys.extend(batch.into_iter().filter(|k| seen.insert(k.clone())));
             if next == 0 {
-                return Ok(keys);
+                return Ok(());
             }
             cursor = next;
         }
     }
 
-    /// Upload records for `ids` (one pipelined round trip); None where the record is gone.
+    /// Upload records for `ids`; None where the record is gone.
     async fn uploads(&self, ids: &[UploadId]) -> StoreResult<Vec<Option<UploadRecord>>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut pipe = redis::pipe();
-        for id in ids {
-            pipe.cmd("HMGET")
-                .arg(self.upload(id))
-                .arg(&["rec", "state", "since", "done"]);
-        }
-        let rows: Vec<Vec<Option<String>>> = pipe
-            .query_async(&mut self.con.clone())
-            .await
-            .map_err(redis_error)?;
+        let cmds = ids
+            .iter()
+            .map(|id| {
+                let mut cmd = redis::cmd("HMGET");
+                cmd.arg(self.upload(id))
+                    .arg(&["rec", "state", "since", "done"]);
+                cmd
+            })
+            .collect();
+        let rows: Vec<Vec<Option<String>>> = self.query_each(cmds).await?;
         rows.into_iter().map(upload_record).collect()
     }
 
@@ -472,14 +610,15 @@ impl MetaStore for RedisMetaStore {
         if names.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        for name in &names {
-            pipe.cmd("GET").arg(self.bucket(name));
-        }
-        let recs: Vec<Option<String>> = pipe
-            .query_async(&mut self.con.clone())
-            .await
-            .map_err(redis_error)?;
+        let cmds = names
+            .iter()
+            .map(|name| {
+                let mut cmd = redis::cmd("GET");
+                cmd.arg(self.bucket(name));
+                cmd
+            })
+            .collect();
+        let recs: Vec<Option<String>> = self.query_each(cmds).await?;
         let mut out = Vec::with_capacity(names.len());
         for (name, rec) in names.iter().zip(recs) {
             match rec {
@@ -830,6 +969,7 @@ fn redis_error(e: RedisError) -> StoreError {
         || e.is_connection_dropped()
         || e.is_connection_refusal()
         || e.is_cluster_error()
+        || e.kind() == ErrorKind::ClusterConnectionNotFound
         || matches!(
             e.kind(),
             ErrorKind::Server(
@@ -843,6 +983,91 @@ fn redis_error(e: RedisError) -> StoreError {
     } else {
         StoreError::Backend(e.to_string())
     }
+}
+
+/// Routes a command to the master serving `slot`.
+fn at_master(slot: u16) -> RoutingInfo {
+    RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::new(
+        slot,
+        SlotAddr::Master,
+    )))
+}
+
+/// The cluster's masters (address → the slot ranges it serves, from `CLUSTER SLOTS`), after
+/// checking on each that none of its slots is migrating or importing (which `CLUSTER NODES`
+/// shows only on the nodes involved, as `[slot->-id]` / `[slot-<-id]`).
+async fn masters(con: &ClusterConnection) -> StoreResult<BTreeMap<String, Vec<(u16, u16)>>> {
+    let any = RoutingInfo::SingleNode(SingleNodeRoutingInfo::RandomPrimary);
+    let reply = con
+        .clone()
+        .route_command(redis::cmd("CLUSTER").arg("SLOTS").clone(), any)
+        .await
+        .map_err(redis_error)?;
+    let mut masters = parse_cluster_slots(reply)?;
+    for (addr, ranges) in &mut masters {
+        ranges.sort_unstable();
+        let nodes = con
+            .clone()
+            .route_command(
+                redis::cmd("CLUSTER").arg("NODES").clone(),
+                at_master(ranges[0].0),
+            )
+            .await
+            .map_err(redis_error)?;
+        let nodes: String = redis::from_redis_value(nodes).map_err(|e| corrupt(e.to_string()))?;
+        let migrating = nodes
+            .lines()
+            .filter(|l| l.contains("myself"))
+            .any(|l| l.contains('['));
+        if migrating {
+            return Err(StoreError::Unavailable(format!(
+                "redis cluster: slots of {addr} are migrating; try again"
+            )));
+        }
+    }
+    Ok(masters)
+}
+
+/// `CLUSTER SLOTS` → master `host:port` → slot ranges. Each entry is
+/// `[start, end, [host, port, id, …], replicas…]`.
+fn parse_cluster_slots(reply: Value) -> StoreResult<BTreeMap<String, Vec<(u16, u16)>>> {
+    let bad = || corrupt("unexpected CLUSTER SLOTS reply");
+    let Value::Array(entries) = reply else {
+        return Err(bad());
+    };
+    let mut out: BTreeMap<String, Vec<(u16, u16)>> = BTreeMap::new();
+    for entry in entries {
+        let Value::Array(entry) = entry else {
+            return Err(bad());
+        };
+        let (Some(Value::Int(start)), Some(Value::Int(end)), Some(Value::Array(master))) =
+            (entry.first(), entry.get(1), entry.get(2))
+        else {
+            return Err(bad());
+        };
+        let (Some(Value::BulkString(host)), Some(Value::Int(port))) =
+            (master.first(), master.get(1))
+        else {
+            return Err(bad());
+        };
+        let range = (
+            u16::try_from(*start).map_err(|_| bad())?,
+            u16::try_from(*end).map_err(|_| bad())?,
+        );
+        out.entry(format!("{}:{port}", String::from_utf8_lossy(host)))
+            .or_default()
+            .push(range);
+    }
+    if out.is_empty() {
+        return Err(StoreError::Unavailable(
+            "redis cluster: no slots assigned".into(),
+        ));
+    }
+    Ok(out)
+}
+
+fn millis_u64(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn corrupt(msg: impl Into<String>) -> StoreError {
@@ -989,6 +1214,41 @@ mod tests {
             (b"[a\xff\xff".to_vec(), b"(b".to_vec())
         );
         assert_eq!(prefix_range(b"\xff").1, b"+".to_vec());
+    }
+
+    #[test]
+    fn cluster_slots_group_by_master() {
+        let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        let entry = |start, end, host: &str, port| {
+            Value::Array(vec![
+                Value::Int(start),
+                Value::Int(end),
+                Value::Array(vec![bulk(host), Value::Int(port), bulk("id")]),
+                Value::Array(vec![bulk("10.0.0.9"), Value::Int(7000), bulk("replica")]),
+            ])
+        };
+        let reply = Value::Array(vec![
+            entry(0, 99, "10.0.0.1", 6379),
+            entry(100, 16383, "10.0.0.2", 6379),
+            entry(200, 300, "10.0.0.1", 6379),
+        ]);
+        let masters = parse_cluster_slots(reply).unwrap();
+        assert_eq!(masters["10.0.0.1:6379"], [(0, 99), (200, 300)]);
+        assert_eq!(masters["10.0.0.2:6379"], [(100, 16383)]);
+        assert_eq!(masters.len(), 2, "replicas are not scanned");
+        assert!(matches!(
+            parse_cluster_slots(Value::Array(Vec::new())),
+            Err(StoreError::Unavailable(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn several_nodes_without_the_cluster_flag_are_refused() {
+        let err = RedisMetaStore::connect("redis://a:1,redis://b:2", "p")
+            .await
+            .err()
+            .expect("accepted");
+        assert!(err.to_string().contains("--redis-cluster"), "{err}");
     }
 
     #[test]

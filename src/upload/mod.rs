@@ -36,7 +36,7 @@ use crate::store::{
 pub type BodyStream = Pin<Box<dyn Stream<Item = std::result::Result<Bytes, BodyError>> + Send>>;
 
 /// A Complete that has been "completing" this long is considered crashed and may be taken over.
-const STALE_COMPLETE: Duration = Duration::from_secs(60);
+pub const STALE_COMPLETE: Duration = Duration::from_secs(60);
 /// How long a second Complete or an Abort waits for a running Complete before giving up.
 const BUSY_WAIT: Duration = Duration::from_secs(30);
 /// Completed-upload records are kept this long so that a repeated Complete replays its result.
@@ -880,11 +880,15 @@ impl Uploads {
     // ---------------- recovery and housekeeping ----------------
 
     /// Settles Completes that a crash interrupted: published ones are marked completed, the
-    /// others reopened, so every upload ends up either resumable or complete.
+    /// others reopened, so every upload ends up either resumable or complete. Only Completes
+    /// older than [`STALE_COMPLETE`] count as interrupted: a younger one may be running on
+    /// another gateway that shares the state store.
     pub async fn recover(&self) -> Result<usize> {
         let mut settled = 0;
+        let stale_before = now_millis() - millis(STALE_COMPLETE);
         for up in self.meta.all_uploads().await? {
-            if up.state != UploadState::Completing {
+            let stale = up.completing_since.is_none_or(|t| t < stale_before);
+            if up.state != UploadState::Completing || !stale {
                 continue;
             }
             let published = self

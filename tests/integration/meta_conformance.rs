@@ -39,6 +39,19 @@ macro_rules! conformance {
                 }
             )+
         }
+
+        /// Runs every case in turn, each on a fresh store from `open` (how the Redis Cluster
+        /// test, which starts its cluster once, runs the suite).
+        pub(crate) async fn all_cases<F, Fut>(open: F)
+        where
+            F: Fn() -> Fut,
+            Fut: std::future::Future<Output = Arc<dyn MetaStore>>,
+        {
+            $(
+                eprintln!("conformance case {}", stringify!($case));
+                $case(open().await).await;
+            )+
+        }
     };
 }
 

@@ -310,6 +310,7 @@ data-dir = "/var/lib/mpgw"
 min-free-space = "2GiB"
 redis-url = "redis://10.0.0.1:6380/2"
 redis-prefix = "gw7"
+redis-cluster = true
 region = "eu-central-1"
 access-key = ["ak1", "ak2"]
 secret-key = ["sk1", "sk2"]
@@ -347,6 +348,7 @@ fn config_file_round_trip() {
         min_free_space: 2 << 30,
         redis_url: Some("redis://10.0.0.1:6380/2".into()),
         redis_prefix: "gw7".into(),
+        redis_cluster: true,
         region: "eu-central-1".into(),
         access_keys: vec!["ak1".into(), "ak2".into()],
         secret_keys: vec!["sk1".into(), "sk2".into()],
