@@ -180,6 +180,16 @@ impl Uploads {
         &self.limits
     }
 
+    pub fn disk(&self) -> &DiskStore {
+        &self.disk
+    }
+
+    /// Refuses (InsufficientStorage) a write of `len` bytes that would take the data disk below
+    /// its free-space reserve. Front ends call it before reading a body; the core calls it again.
+    pub fn check_space(&self, len: Option<u64>) -> Result<()> {
+        Ok(self.disk.check_space(len.unwrap_or(0))?)
+    }
+
     // ---------------- buckets ----------------
 
     pub async fn create_bucket(&self, owner: &str, name: &str) -> Result<()> {
@@ -258,6 +268,7 @@ impl Uploads {
         if checks.length.is_some_and(|l| l > self.limits.max_part_size) {
             return Err(Error::EntityTooLarge);
         }
+        self.check_space(checks.length)?;
         let blob = BlobId::generate();
         let alg = checks.checksum.as_ref().map(|(a, _)| *a);
         let staged = self.write(&blob, body, alg).await?;
@@ -352,9 +363,14 @@ impl Uploads {
         check_key(dst.1)?;
         let source = self.object(src.0, src.1).await?;
         self.bucket(dst.0).await?;
+        // Hard links take no data space, but a disk below its reserve takes no new writes.
+        self.check_space(None)?;
         let blob = BlobId::generate();
         let files: Vec<String> = source.parts.iter().map(|p| p.file.clone()).collect();
-        self.disk.link(&source.blob, &files, &blob).await?;
+        if let Err(e) = self.disk.link(&source.blob, &files, &blob).await {
+            self.disk.remove_blob_later(blob, Duration::ZERO);
+            return Err(e.into());
+        }
         let rec = ObjectRecord {
             blob: blob.clone(),
             modified: now_millis(),
@@ -484,6 +500,7 @@ impl Uploads {
         if checks.length.is_some_and(|l| l > self.limits.max_part_size) {
             return Err(Error::EntityTooLarge);
         }
+        self.check_space(checks.length)?;
         let alg = match (checks.checksum.as_ref().map(|c| c.0), up.checksum_algorithm) {
             (Some(a), Some(b)) if a != b => {
                 return Err(Error::InvalidRequest(format!(
@@ -510,17 +527,21 @@ impl Uploads {
                 .map(|(algorithm, value)| Checksum { algorithm, value }),
         };
         if let Err(e) = staged.commit(&file).await {
-            return Err(self.gone_or(id, Error::Io(e)).await);
+            return Err(self.gone_or(id, e.into()).await);
         }
         match self.meta.put_part(id, n, &part).await {
             Ok(PutPart::Recorded(old)) => {
-                if let Some(old) = old {
-                    self.disk.remove_file(id, &old.file).await?;
+                // The part is recorded: a replaced file that cannot be removed now is the
+                // sweep's to remove, not a reason to report the part as failed.
+                if let Some(old) = old
+                    && let Err(e) = self.disk.remove_file(id, &old.file).await
+                {
+                    tracing::warn!(upload = %id, file = %old.file, error = %e, "replaced part file left for the sweep");
                 }
                 Ok(part)
             }
             Ok(PutPart::NotOpen) => {
-                self.disk.remove_file(id, &file).await?;
+                let _ = self.disk.remove_file(id, &file).await;
                 Err(Error::NoSuchUpload)
             }
             Err(e) => {
@@ -552,7 +573,7 @@ impl Uploads {
             .map_err(|e| match e {
                 WriteError::Body(b) => Error::Body(b),
                 WriteError::TooLarge(_) => Error::EntityTooLarge,
-                WriteError::Io(io) => Error::Io(io),
+                WriteError::Io(io) => io.into(),
             })
     }
 
