@@ -128,10 +128,16 @@ impl Staged {
                     let _ = std::fs::remove_file(&tmp);
                 })?;
             if fsync {
-                step(faults.as_ref(), DiskStep::FsyncDir)?;
-                timed(metrics.as_deref(), Fsync::Dir, || {
-                    std::fs::File::open(&dir)?.sync_all()
-                })?;
+                // Not durable, so not committed: the caller records nothing, nothing may stay.
+                step(faults.as_ref(), DiskStep::FsyncDir)
+                    .and_then(|()| {
+                        timed(metrics.as_deref(), Fsync::Dir, || {
+                            std::fs::File::open(&dir)?.sync_all()
+                        })
+                    })
+                    .inspect_err(|_| {
+                        let _ = std::fs::remove_file(&target);
+                    })?;
             }
             Ok(())
         })

@@ -654,6 +654,8 @@ impl Uploads {
                 BeginComplete::Started(up, parts) => break (up, parts),
                 BeginComplete::NotFound => return Err(Error::NoSuchUpload),
                 BeginComplete::Completed(up) => return replay(&up, bucket, key, &digest),
+                // A Complete that published but failed to record it: settle, then replay.
+                BeginComplete::Busy(up) if self.settle_published(&up).await? => {}
                 BeginComplete::Busy(_) if tokio::time::Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
@@ -664,25 +666,44 @@ impl Uploads {
             self.meta.reopen(id).await?;
             return Err(Error::NoSuchUpload);
         }
-        let result = async {
+        let checked = async {
             let (rec, done) = self.assemble(&up, &parts, &listed, digest)?;
             if let Some(want) = content {
                 self.check_content(&rec, want).await?;
             }
             self.check_condition(bucket, key, cond).await?;
-            self.publish(bucket, key, &rec).await?;
-            self.meta.finish_complete(id, &done).await?;
             Ok::<_, Error>((rec, done))
         }
         .await;
-        let (rec, done) = match result {
+        let (rec, done) = match checked {
             Ok(v) => v,
             Err(e) => {
-                // Validation failed or the commit did not happen: the upload stays resumable.
+                // Validation failed: the upload stays resumable.
                 let _ = self.meta.reopen(id).await;
                 return Err(e);
             }
         };
+        let committed = async {
+            self.publish(bucket, key, &rec).await?;
+            self.meta.finish_complete(id, &done).await?;
+            Ok::<_, Error>(())
+        }
+        .await;
+        if let Err(e) = committed {
+            // Once the object is visible its parts are its files: reopening would let a re-sent
+            // part or an Abort delete them. So reopen only when the object is certainly not ours
+            // (the store may also have applied a publish whose answer was lost); otherwise the
+            // upload stays Completing, and a retried Complete or Abort, or recovery, settles it.
+            let ours = self
+                .meta
+                .get_object(bucket, key)
+                .await
+                .map(|o| o.is_some_and(|o| o.blob == *id));
+            if matches!(ours, Ok(false)) {
+                let _ = self.meta.reopen(id).await;
+            }
+            return Err(e);
+        }
         // Parts uploaded but not listed are no longer needed.
         for (_, p) in &parts {
             if !rec.parts.iter().any(|o| o.file == p.file) {
@@ -802,12 +823,14 @@ impl Uploads {
 
     /// Aborts an open upload and removes its files. Waits for a running Complete to settle.
     pub async fn abort(&self, id: &UploadId, bucket: &str, key: &str) -> Result<()> {
-        self.upload(id, bucket, key).await?;
+        let up = self.upload(id, bucket, key).await?;
         let deadline = tokio::time::Instant::now() + BUSY_WAIT;
         loop {
             match self.meta.abort_upload(id).await? {
                 AbortUpload::Aborted(..) => break,
                 AbortUpload::NotFound => return Err(Error::NoSuchUpload),
+                // Its Complete published but failed to record it: the upload is complete.
+                AbortUpload::Busy if self.settle_published(&up).await? => {}
                 AbortUpload::Busy if tokio::time::Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
@@ -905,28 +928,35 @@ impl Uploads {
             if up.state != UploadState::Completing {
                 continue;
             }
-            let published = self
-                .meta
-                .get_object(&up.bucket, &up.key)
-                .await?
-                .filter(|o| o.blob == up.id);
-            match published {
-                Some(obj) => {
-                    let digest = listed_digest(obj.parts.iter().map(|p| (p.number, p.md5.clone())));
-                    let done = CompletedResult {
-                        etag: obj.etag,
-                        parts_digest: digest,
-                        checksum: obj.checksum,
-                        checksum_type: obj.checksum_type,
-                        at: now_millis(),
-                    };
-                    self.meta.finish_complete(&up.id, &done).await?;
-                }
-                None => self.meta.reopen(&up.id).await?,
+            if !self.settle_published(&up).await? {
+                self.meta.reopen(&up.id).await?;
             }
             settled += 1;
         }
         Ok(settled)
+    }
+
+    /// A Completing upload whose object is already published (its Complete stopped between
+    /// the two) is complete: records it so and returns true.
+    async fn settle_published(&self, up: &UploadRecord) -> Result<bool> {
+        let Some(obj) = self
+            .meta
+            .get_object(&up.bucket, &up.key)
+            .await?
+            .filter(|o| o.blob == up.id)
+        else {
+            return Ok(false);
+        };
+        let digest = listed_digest(obj.parts.iter().map(|p| (p.number, p.md5.clone())));
+        let done = CompletedResult {
+            etag: obj.etag,
+            parts_digest: digest,
+            checksum: obj.checksum,
+            checksum_type: obj.checksum_type,
+            at: now_millis(),
+        };
+        self.meta.finish_complete(&up.id, &done).await?;
+        Ok(true)
     }
 
     /// Removes what a crash or a failed request left behind: temp files, part files no record
