@@ -44,8 +44,8 @@ pub enum WriteError {
     Io(#[from] std::io::Error),
 }
 
-/// How long one free-space reading is trusted: a statvfs per write is cheap, but once a second
-/// is cheaper still, and the reserve is far larger than what arrives in a second.
+/// How long one free-space reading may let writes through: a statvfs per write is cheap, but
+/// once a second is cheaper still, and the reserve is far larger than what arrives in a second.
 const SPACE_READING_TTL: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Debug)]
@@ -193,30 +193,30 @@ impl DiskStore {
     }
 
     /// Fails with `StorageFull` when writing `len` more bytes would leave less free space than
-    /// the reserve. The reading is at most `SPACE_READING_TTL` old; if the disk cannot be
+    /// the reserve. A reading up to `SPACE_READING_TTL` old may let a write through; a refusal
+    /// always rests on a fresh one, so freed space is usable at once. If the disk cannot be
     /// measured the write is let through (it will meet the real error, if any).
     pub fn check_space(&self, len: u64) -> std::io::Result<()> {
         let Some(reserve) = &self.reserve else {
             return Ok(());
         };
-        let free = {
-            let mut last = reserve.last.lock().unwrap_or_else(|p| p.into_inner());
-            match *last {
-                Some((at, free)) if at.elapsed() < SPACE_READING_TTL => free,
-                _ => match rustix::fs::statvfs(&self.blobs) {
-                    Ok(st) => {
-                        let free = st.f_bavail.saturating_mul(st.f_frsize);
-                        *last = Some((Instant::now(), free));
-                        free
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "statvfs of the data dir failed");
-                        return Ok(());
-                    }
-                },
+        let need = len.saturating_add(reserve.bytes);
+        let mut last = reserve.last.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, free)) = *last
+            && at.elapsed() < SPACE_READING_TTL
+            && free >= need
+        {
+            return Ok(());
+        }
+        let free = match rustix::fs::statvfs(&self.blobs) {
+            Ok(st) => st.f_bavail.saturating_mul(st.f_frsize),
+            Err(e) => {
+                tracing::warn!(error = %e, "statvfs of the data dir failed");
+                return Ok(());
             }
         };
-        if free.saturating_sub(len) < reserve.bytes {
+        *last = Some((Instant::now(), free));
+        if free < need {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::StorageFull,
                 format!(
@@ -579,6 +579,31 @@ mod tests {
         assert_eq!(got.concat(), b"lo wo");
         let files = store.list_files(&id).await.unwrap();
         assert_eq!(files.len(), 1);
+    }
+
+    #[test]
+    fn reserve() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskStore::open(dir.path(), false).unwrap();
+        assert!(
+            store.check_space(u64::MAX).is_ok(),
+            "no reserve, no refusal"
+        );
+        let store = store.with_reserve(0);
+        assert!(store.check_space(0).is_ok());
+        let e = store.check_space(u64::MAX).unwrap_err();
+        assert_eq!(
+            e.kind(),
+            std::io::ErrorKind::StorageFull,
+            "more than the disk has"
+        );
+        let full = DiskStore::open(dir.path(), false)
+            .unwrap()
+            .with_reserve(u64::MAX);
+        assert_eq!(
+            full.check_space(0).unwrap_err().kind(),
+            std::io::ErrorKind::StorageFull
+        );
     }
 
     #[tokio::test]

@@ -917,9 +917,17 @@ impl Drop for Tmpfs {
     }
 }
 
-/// Part data on a 16 MiB tmpfs (the state store stays off it), no reserve: the part that meets
-/// ENOSPC fails with 507 and leaves no temp file, earlier parts and objects stay readable, and
-/// once space is freed the same part is re-sent and the upload completes.
+/// Free bytes on the file system holding `dir`, as the gateway measures them.
+fn free_bytes(dir: &Path) -> u64 {
+    let st = rustix::fs::statvfs(dir).unwrap();
+    st.f_bavail * st.f_frsize
+}
+
+/// Part data on a 16 MiB tmpfs (the state store stays off it), no reserve. Two parts that each
+/// fit the free space but not together are sent at once, so both pass the space check and at
+/// least one meets ENOSPC while writing: it fails with 507 and leaves no temp file, earlier
+/// parts and objects stay readable, and once space is freed it is re-sent and the upload
+/// completes.
 async fn full_disk(store: Store) {
     let mut mounted = None;
     let gw = TestGateway::start_with(store, |c| {
@@ -938,35 +946,54 @@ async fn full_disk(store: Store) {
     let c = gw.bucket(B).await;
     let kept = random_bytes(100_000);
     put(&c, B, "kept", &kept).await;
-    // Someone else's file takes most of the disk: two 3 MiB parts fit, a third does not.
+    // Someone else's file takes part of the disk.
     let filler = mounted.0.join("filler");
-    std::fs::write(&filler, vec![7u8; 9 << 20]).unwrap();
+    std::fs::write(&filler, vec![7u8; 6 << 20]).unwrap();
     let id = create_upload(&c, B, "mp").await;
-    let parts: Vec<Vec<u8>> = (0..3).map(|_| random_bytes(3 * MIB)).collect();
-    let mut etags = Vec::new();
-    for (i, p) in parts.iter().take(2).enumerate() {
-        etags.push(upload_part(&c, B, "mp", &id, i as i32 + 1, p).await);
-    }
-    let send_third = || {
+    let first = random_bytes(3 * MIB);
+    let mut etags = BTreeMap::from([(1, upload_part(&c, B, "mp", &id, 1, &first).await)]);
+    let each = usize::try_from(free_bytes(&mounted.0) * 6 / 10).unwrap();
+    let parts: BTreeMap<i32, Vec<u8>> = (2..=3).map(|n| (n, random_bytes(each))).collect();
+    let send = |n: i32| {
         c.upload_part()
             .bucket(B)
             .key("mp")
             .upload_id(&id)
-            .part_number(3)
-            .body(parts[2].clone().into())
+            .part_number(n)
+            .body(parts[&n].clone().into())
             .send()
     };
-    assert_eq!(
-        err(send_third().await),
-        (507, "InsufficientStorage".into()),
-        "the part that meets a full disk"
+    let (r2, r3) = tokio::join!(send(2), send(3));
+    let mut failed = Vec::new();
+    for (n, r) in [(2, r2), (3, r3)] {
+        match r {
+            Ok(out) => {
+                etags.insert(n, out.e_tag().unwrap().to_owned());
+            }
+            Err(e) => {
+                assert_eq!(
+                    failure(&e),
+                    (507, "InsufficientStorage".into()),
+                    "part {n} on a full disk"
+                );
+                failed.push(n);
+            }
+        }
+    }
+    assert!(
+        !failed.is_empty(),
+        "two parts larger than the disk both stored"
     );
     assert_no_temp_files(gw.data_dir());
-    assert_eq!(blob_files(gw.data_dir(), &id).len(), 2, "part files");
+    assert_eq!(
+        blob_files(gw.data_dir(), &id).len(),
+        etags.len(),
+        "part files"
+    );
+    let sizes = BTreeMap::from([(1, first.len()), (2, each), (3, each)]);
     let want: Vec<(i32, String, i64)> = etags
         .iter()
-        .enumerate()
-        .map(|(i, e)| (i as i32 + 1, e.clone(), (3 * MIB) as i64))
+        .map(|(n, e)| (*n, e.clone(), sizes[n] as i64))
         .collect();
     assert_eq!(all_parts(&c, B, "mp", &id).await, want);
     assert_same_bytes(
@@ -978,7 +1005,7 @@ async fn full_disk(store: Store) {
         .put_object()
         .bucket(B)
         .key("late")
-        .body(random_bytes(3 * MIB).into())
+        .body(random_bytes(2 * each).into())
         .send()
         .await;
     assert_eq!(err(r), (507, "InsufficientStorage".into()), "PutObject");
@@ -989,19 +1016,14 @@ async fn full_disk(store: Store) {
     assert_no_temp_files(gw.data_dir());
 
     std::fs::remove_file(&filler).unwrap();
-    let out = send_third().await.expect("part 3 once space is free");
-    etags.push(out.e_tag().unwrap().to_owned());
-    let listed: Vec<(i32, &str)> = etags
-        .iter()
-        .enumerate()
-        .map(|(i, e)| (i as i32 + 1, e.as_str()))
-        .collect();
+    for n in failed {
+        let out = send(n).await.expect("the part once space is free");
+        etags.insert(n, out.e_tag().unwrap().to_owned());
+    }
+    let listed: Vec<(i32, &str)> = etags.iter().map(|(n, e)| (*n, e.as_str())).collect();
     complete(&c, B, "mp", &id, &listed).await;
-    assert_same_bytes(
-        &get_bytes(&c, B, "mp").await,
-        &parts.concat(),
-        "resumed upload",
-    );
+    let whole = [&first[..], &parts[&2], &parts[&3]].concat();
+    assert_same_bytes(&get_bytes(&c, B, "mp").await, &whole, "resumed upload");
     drop(c);
     drop(mounted);
 }
