@@ -227,7 +227,8 @@ pub struct Config {
     /// Directory for part data, objects and (without Redis) the embedded state store.
     #[arg(long, env = "MPGW_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
-    /// Free space the data dir must keep; below it /health/ready answers 503.
+    /// Free space the data dir must keep: writes that would go below are refused (507) and
+    /// /health/ready answers 503.
     #[arg(long, env = "MPGW_MIN_FREE_SPACE", default_value = "256MiB", value_parser = parse_size)]
     #[serde(deserialize_with = "size")]
     pub min_free_space: u64,

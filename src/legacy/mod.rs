@@ -429,6 +429,7 @@ impl Ctx<'_> {
             .ok_or_else(|| LegacyError::bad_index(raw_index, g.count))?;
         let n = PartNumber::new(index).ok_or_else(|| LegacyError::bad_index(raw_index, g.count))?;
         let expected = g.expected(index);
+        self.app.uploads.check_space(Some(expected))?;
         let mut checks = BodyChecks {
             length: Some(expected),
             ..BodyChecks::default()

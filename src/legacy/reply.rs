@@ -165,10 +165,21 @@ impl From<UploadError> for LegacyError {
             | UploadError::PreconditionFailed
             | UploadError::NotModified
             | UploadError::AccessDenied => Self::new(S::BAD_REQUEST, 10002, msg),
+            UploadError::InsufficientStorage(cause) => {
+                tracing::warn!(%cause, "data disk full or below its reserve");
+                Self::new(
+                    S::INSUFFICIENT_STORAGE,
+                    10018,
+                    "not enough free space on the gateway's disk for this chunk",
+                )
+            }
             UploadError::Store(
                 StoreError::Corrupt(_) | StoreError::Backend(_) | StoreError::Io(_),
             )
-            | UploadError::Io(_) => Self::new(S::INTERNAL_SERVER_ERROR, 10017, "internal error"),
+            | UploadError::Io(_) => {
+                tracing::warn!(error = %msg, "internal error");
+                Self::new(S::INTERNAL_SERVER_ERROR, 10017, "internal error")
+            }
         }
     }
 }

@@ -100,10 +100,18 @@ impl From<UploadError> for S3Error {
             UploadError::OperationAborted => ("OperationAborted", S::CONFLICT),
             UploadError::Body(b) => return body_error(&b),
             UploadError::Store(StoreError::Unavailable(_)) => return Self::unavailable(),
+            // The client sees the code only: the cause goes to the log, here, once.
+            UploadError::InsufficientStorage(ref cause) => {
+                tracing::warn!(%cause, "data disk full or below its reserve");
+                ("InsufficientStorage", S::INSUFFICIENT_STORAGE)
+            }
             UploadError::Store(
                 StoreError::Corrupt(_) | StoreError::Backend(_) | StoreError::Io(_),
             )
-            | UploadError::Io(_) => return Self::internal(),
+            | UploadError::Io(_) => {
+                tracing::warn!(error = %msg, "internal error");
+                return Self::internal();
+            }
         };
         Self::new(code, status, msg)
     }
@@ -180,6 +188,21 @@ mod tests {
             ),
             (
                 UploadError::Io(std::io::Error::other("x")),
+                "InternalError",
+                500,
+            ),
+            (
+                std::io::Error::from(std::io::ErrorKind::StorageFull).into(),
+                "InsufficientStorage",
+                507,
+            ),
+            (
+                std::io::Error::from(std::io::ErrorKind::QuotaExceeded).into(),
+                "InsufficientStorage",
+                507,
+            ),
+            (
+                std::io::Error::from_raw_os_error(5).into(), // EIO
                 "InternalError",
                 500,
             ),

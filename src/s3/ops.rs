@@ -302,7 +302,8 @@ async fn put_object(
 ) -> Res {
     let (body, ()) = precheck(req, body, async {
         app.uploads.bucket(b).await?;
-        check_declared_size(req, app.uploads.limits().max_part_size)
+        check_declared_size(req, app.uploads.limits().max_part_size)?;
+        app.uploads.check_space(declared_length(req))
     })
     .await?;
     let headers = object_headers(&req.headers);
@@ -893,6 +894,7 @@ async fn upload_part(
     let (body, up) = precheck(req, body, async {
         let up = app.uploads.upload_in(id, b, k).await?;
         check_declared_size(req, app.uploads.limits().max_part_size)?;
+        app.uploads.check_space(declared_length(req))?;
         Ok(up)
     })
     .await?;
@@ -1232,14 +1234,17 @@ pub async fn drain(req: &Parts, body: Incoming) {
     let _ = tokio::time::timeout(Duration::from_secs(10), reading).await;
 }
 
+/// The body length a request announces (decoded length for aws-chunked bodies).
+fn declared_length(req: &Parts) -> Option<u64> {
+    let h = &req.headers;
+    h.get("x-amz-decoded-content-length")
+        .or_else(|| h.get(header::CONTENT_LENGTH))
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+}
+
 /// A body announced larger than `max` is refused before it is read.
 fn check_declared_size(req: &Parts, max: u64) -> Result<(), UploadError> {
-    let h = &req.headers;
-    let declared = h
-        .get("x-amz-decoded-content-length")
-        .or_else(|| h.get(header::CONTENT_LENGTH))
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max) {
+    if declared_length(req).is_some_and(|n| n > max) {
         Err(UploadError::EntityTooLarge)
     } else {
         Ok(())

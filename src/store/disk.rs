@@ -9,10 +9,15 @@
 //! and renamed into place only when the caller commits. A `Staged` file that is dropped
 //! uncommitted is removed, so a failed or cancelled request leaves nothing behind; a crash leaves
 //! at worst `.tmp-*` or unreferenced files, which `sweep` removes.
+//!
+//! The store also keeps the free-space reserve (`--min-free-space`): `check_space` refuses a new
+//! write that would leave less than that free, so a full disk is met with a clean refusal before
+//! any byte is read rather than with ENOSPC halfway through a part (which is still handled: the
+//! temp file goes and the caller maps `StorageFull` to "insufficient storage").
 
 use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
@@ -39,11 +44,58 @@ pub enum WriteError {
     Io(#[from] std::io::Error),
 }
 
+/// How long one free-space reading may let writes through: a statvfs per write is cheap, but
+/// once a second is cheaper still, and the reserve is far larger than what arrives in a second.
+const SPACE_READING_TTL: Duration = Duration::from_secs(1);
+
 #[derive(Clone, Debug)]
 pub struct DiskStore {
     blobs: PathBuf,
     fsync: bool,
     metrics: Option<Arc<Metrics>>,
+    reserve: Option<Arc<Reserve>>,
+    faults: Option<Faults>,
+}
+
+/// The free-space reserve and the last reading of the data disk's free space.
+#[derive(Debug)]
+struct Reserve {
+    bytes: u64,
+    last: Mutex<Option<(Instant, u64)>>,
+}
+
+/// Each step of a disk operation that can fail; a fault hook sees them in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DiskStep {
+    /// Creating the blob directory and the temp file.
+    CreateTemp,
+    /// Writing one chunk of a body.
+    WriteChunk,
+    FsyncFile,
+    /// Renaming a temp file to its final name.
+    Rename,
+    FsyncDir,
+    /// Hard-linking one file into another blob (CopyObject).
+    Link,
+    /// Removing a committed file or a blob directory.
+    Remove,
+}
+
+/// Test-only fault injection: called before each `DiskStep`; an `Err` is returned as that
+/// step's I/O error. None in production, where each step costs one branch.
+pub type FaultHook = Arc<dyn Fn(DiskStep) -> std::io::Result<()> + Send + Sync>;
+
+#[derive(Clone)]
+struct Faults(FaultHook);
+
+impl std::fmt::Debug for Faults {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Faults")
+    }
+}
+
+fn step(faults: Option<&Faults>, s: DiskStep) -> std::io::Result<()> {
+    faults.map_or(Ok(()), |f| (f.0)(s))
 }
 
 /// A fully written, fsynced temp file with its digests, not yet visible under its final name.
@@ -53,6 +105,7 @@ pub struct Staged {
     dir: PathBuf,
     fsync: bool,
     metrics: Option<Arc<Metrics>>,
+    faults: Option<Faults>,
     pub size: u64,
     pub md5: [u8; 16],
     pub checksum: Option<Vec<u8>>,
@@ -66,15 +119,25 @@ impl Staged {
         let dir = self.dir.clone();
         let fsync = self.fsync;
         let metrics = self.metrics.clone();
+        let faults = self.faults.clone();
         let target = dir.join(name);
         let res = tokio::task::spawn_blocking(move || {
-            std::fs::rename(&tmp, &target).inspect_err(|_| {
-                let _ = std::fs::remove_file(&tmp);
-            })?;
-            if fsync {
-                timed(metrics.as_deref(), Fsync::Dir, || {
-                    std::fs::File::open(&dir)?.sync_all()
+            step(faults.as_ref(), DiskStep::Rename)
+                .and_then(|()| std::fs::rename(&tmp, &target))
+                .inspect_err(|_| {
+                    let _ = std::fs::remove_file(&tmp);
                 })?;
+            if fsync {
+                // Not durable, so not committed: the caller records nothing, nothing may stay.
+                step(faults.as_ref(), DiskStep::FsyncDir)
+                    .and_then(|()| {
+                        timed(metrics.as_deref(), Fsync::Dir, || {
+                            std::fs::File::open(&dir)?.sync_all()
+                        })
+                    })
+                    .inspect_err(|_| {
+                        let _ = std::fs::remove_file(&target);
+                    })?;
             }
             Ok(())
         })
@@ -119,7 +182,62 @@ impl DiskStore {
             blobs,
             fsync,
             metrics: None,
+            reserve: None,
+            faults: None,
         })
+    }
+
+    /// Keeps `bytes` free on the data disk: `check_space` refuses writes that would go below.
+    #[must_use]
+    pub fn with_reserve(mut self, bytes: u64) -> Self {
+        self.reserve = Some(Arc::new(Reserve {
+            bytes,
+            last: Mutex::new(None),
+        }));
+        self
+    }
+
+    /// Installs a fault hook (tests only: see `FaultHook`).
+    #[must_use]
+    pub fn with_faults(mut self, hook: FaultHook) -> Self {
+        self.faults = Some(Faults(hook));
+        self
+    }
+
+    /// Fails with `StorageFull` when writing `len` more bytes would leave less free space than
+    /// the reserve. A reading up to `SPACE_READING_TTL` old may let a write through; a refusal
+    /// always rests on a fresh one, so freed space is usable at once. If the disk cannot be
+    /// measured the write is let through (it will meet the real error, if any).
+    pub fn check_space(&self, len: u64) -> std::io::Result<()> {
+        let Some(reserve) = &self.reserve else {
+            return Ok(());
+        };
+        let need = len.saturating_add(reserve.bytes);
+        let mut last = reserve.last.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, free)) = *last
+            && at.elapsed() < SPACE_READING_TTL
+            && free >= need
+        {
+            return Ok(());
+        }
+        let free = match rustix::fs::statvfs(&self.blobs) {
+            Ok(st) => st.f_bavail.saturating_mul(st.f_frsize),
+            Err(e) => {
+                tracing::warn!(error = %e, "statvfs of the data dir failed");
+                return Ok(());
+            }
+        };
+        *last = Some((Instant::now(), free));
+        if free < need {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                format!(
+                    "{free} bytes free, {len} to write, reserve {} bytes",
+                    reserve.bytes
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Reports write and fsync latency to `metrics`.
@@ -163,7 +281,11 @@ impl DiskStore {
         });
         let writer_tmp = tmp.clone();
         let writer_dir = dir.clone();
+        let faults = self.faults.clone();
+        let writer_faults = faults.clone();
         let writer = tokio::task::spawn_blocking(move || -> std::io::Result<Option<Written>> {
+            let faults = writer_faults.as_ref();
+            step(faults, DiskStep::CreateTemp)?;
             std::fs::create_dir_all(&writer_dir)?;
             let mut file = std::fs::OpenOptions::new()
                 .write(true)
@@ -181,6 +303,7 @@ impl DiskStore {
                                 h.update(&c.bytes);
                             }
                             let started = Instant::now();
+                            step(faults, DiskStep::WriteChunk)?;
                             file.write_all(&c.bytes)?;
                             writing += started.elapsed();
                             size += c.bytes.len() as u64;
@@ -190,6 +313,7 @@ impl DiskStore {
                                 m.part_write(writing);
                             }
                             if fsync {
+                                step(faults, DiskStep::FsyncFile)?;
                                 timed(writer_metrics.as_deref(), Fsync::File, || file.sync_all())?;
                             }
                             return Ok(Some((size, sum.map(Hasher::finish))));
@@ -209,6 +333,7 @@ impl DiskStore {
             dir,
             fsync,
             metrics,
+            faults,
             size: 0,
             md5: [0; 16],
             checksum: None,
@@ -266,6 +391,7 @@ impl DiskStore {
     /// Removes one committed file (a replaced or unlisted part). Missing files are fine.
     pub async fn remove_file(&self, id: &BlobId, name: &str) -> std::io::Result<()> {
         let path = self.blob_dir(id).join(name);
+        step(self.faults.as_ref(), DiskStep::Remove)?;
         match tokio::fs::remove_file(path).await {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
@@ -274,6 +400,7 @@ impl DiskStore {
 
     /// Removes a whole blob directory. Missing is fine.
     pub async fn remove_blob(&self, id: &BlobId) -> std::io::Result<()> {
+        step(self.faults.as_ref(), DiskStep::Remove)?;
         match tokio::fs::remove_dir_all(self.blob_dir(id)).await {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
@@ -297,12 +424,15 @@ impl DiskStore {
         let (s, d) = (self.blob_dir(src), self.blob_dir(dst));
         let files = files.to_vec();
         let fsync = self.fsync;
+        let faults = self.faults.clone();
         tokio::task::spawn_blocking(move || {
             std::fs::create_dir_all(&d)?;
             for f in &files {
+                step(faults.as_ref(), DiskStep::Link)?;
                 std::fs::hard_link(s.join(f), d.join(f))?;
             }
             if fsync {
+                step(faults.as_ref(), DiskStep::FsyncDir)?;
                 std::fs::File::open(&d)?.sync_all()?;
             }
             Ok(())
@@ -490,6 +620,31 @@ mod tests {
         assert_eq!(got.concat(), b"lo wo");
         let files = store.list_files(&id).await.unwrap();
         assert_eq!(files.len(), 1);
+    }
+
+    #[test]
+    fn reserve() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskStore::open(dir.path(), false).unwrap();
+        assert!(
+            store.check_space(u64::MAX).is_ok(),
+            "no reserve, no refusal"
+        );
+        let store = store.with_reserve(0);
+        assert!(store.check_space(0).is_ok());
+        let e = store.check_space(u64::MAX).unwrap_err();
+        assert_eq!(
+            e.kind(),
+            std::io::ErrorKind::StorageFull,
+            "more than the disk has"
+        );
+        let full = DiskStore::open(dir.path(), false)
+            .unwrap()
+            .with_reserve(u64::MAX);
+        assert_eq!(
+            full.check_space(0).unwrap_err().kind(),
+            std::io::ErrorKind::StorageFull
+        );
     }
 
     #[tokio::test]

@@ -70,12 +70,27 @@ pub enum Error {
         "A conflicting conditional operation is currently in progress against this resource. Please try again."
     )]
     OperationAborted,
+    /// The data disk is full, over quota, or below the free-space reserve. Not retried by SDKs
+    /// (a 5xx they would retry at once cannot help); S3 has no such code, MinIO uses the same.
+    #[error("Not enough free space on the gateway's data disk to store this part or object.")]
+    InsufficientStorage(#[source] std::io::Error),
     #[error("request body: {0}")]
     Body(#[from] BodyError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Any other disk failure (EIO, …). Build it with `.into()`, which sorts out "disk full".
     #[error("disk: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        use std::io::ErrorKind as K;
+        match e.kind() {
+            K::StorageFull | K::QuotaExceeded => Self::InsufficientStorage(e),
+            _ => Self::Io(e),
+        }
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

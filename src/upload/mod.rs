@@ -180,6 +180,16 @@ impl Uploads {
         &self.limits
     }
 
+    pub fn disk(&self) -> &DiskStore {
+        &self.disk
+    }
+
+    /// Refuses (InsufficientStorage) a write of `len` bytes that would take the data disk below
+    /// its free-space reserve. Front ends call it before reading a body; the core calls it again.
+    pub fn check_space(&self, len: Option<u64>) -> Result<()> {
+        Ok(self.disk.check_space(len.unwrap_or(0))?)
+    }
+
     // ---------------- buckets ----------------
 
     pub async fn create_bucket(&self, owner: &str, name: &str) -> Result<()> {
@@ -258,6 +268,7 @@ impl Uploads {
         if checks.length.is_some_and(|l| l > self.limits.max_part_size) {
             return Err(Error::EntityTooLarge);
         }
+        self.check_space(checks.length)?;
         let blob = BlobId::generate();
         let alg = checks.checksum.as_ref().map(|(a, _)| *a);
         let staged = self.write(&blob, body, alg).await?;
@@ -352,9 +363,14 @@ impl Uploads {
         check_key(dst.1)?;
         let source = self.object(src.0, src.1).await?;
         self.bucket(dst.0).await?;
+        // Hard links take no data space, but a disk below its reserve takes no new writes.
+        self.check_space(None)?;
         let blob = BlobId::generate();
         let files: Vec<String> = source.parts.iter().map(|p| p.file.clone()).collect();
-        self.disk.link(&source.blob, &files, &blob).await?;
+        if let Err(e) = self.disk.link(&source.blob, &files, &blob).await {
+            self.disk.remove_blob_later(blob, Duration::ZERO);
+            return Err(e.into());
+        }
         let rec = ObjectRecord {
             blob: blob.clone(),
             modified: now_millis(),
@@ -484,6 +500,7 @@ impl Uploads {
         if checks.length.is_some_and(|l| l > self.limits.max_part_size) {
             return Err(Error::EntityTooLarge);
         }
+        self.check_space(checks.length)?;
         let alg = match (checks.checksum.as_ref().map(|c| c.0), up.checksum_algorithm) {
             (Some(a), Some(b)) if a != b => {
                 return Err(Error::InvalidRequest(format!(
@@ -510,17 +527,21 @@ impl Uploads {
                 .map(|(algorithm, value)| Checksum { algorithm, value }),
         };
         if let Err(e) = staged.commit(&file).await {
-            return Err(self.gone_or(id, Error::Io(e)).await);
+            return Err(self.gone_or(id, e.into()).await);
         }
         match self.meta.put_part(id, n, &part).await {
             Ok(PutPart::Recorded(old)) => {
-                if let Some(old) = old {
-                    self.disk.remove_file(id, &old.file).await?;
+                // The part is recorded: a replaced file that cannot be removed now is the
+                // sweep's to remove, not a reason to report the part as failed.
+                if let Some(old) = old
+                    && let Err(e) = self.disk.remove_file(id, &old.file).await
+                {
+                    tracing::warn!(upload = %id, file = %old.file, error = %e, "replaced part file left for the sweep");
                 }
                 Ok(part)
             }
             Ok(PutPart::NotOpen) => {
-                self.disk.remove_file(id, &file).await?;
+                let _ = self.disk.remove_file(id, &file).await;
                 Err(Error::NoSuchUpload)
             }
             Err(e) => {
@@ -552,7 +573,7 @@ impl Uploads {
             .map_err(|e| match e {
                 WriteError::Body(b) => Error::Body(b),
                 WriteError::TooLarge(_) => Error::EntityTooLarge,
-                WriteError::Io(io) => Error::Io(io),
+                WriteError::Io(io) => io.into(),
             })
     }
 
@@ -633,6 +654,8 @@ impl Uploads {
                 BeginComplete::Started(up, parts) => break (up, parts),
                 BeginComplete::NotFound => return Err(Error::NoSuchUpload),
                 BeginComplete::Completed(up) => return replay(&up, bucket, key, &digest),
+                // A Complete that published but failed to record it: settle, then replay.
+                BeginComplete::Busy(up) if self.settle_published(&up).await? => {}
                 BeginComplete::Busy(_) if tokio::time::Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
@@ -643,25 +666,44 @@ impl Uploads {
             self.meta.reopen(id).await?;
             return Err(Error::NoSuchUpload);
         }
-        let result = async {
+        let checked = async {
             let (rec, done) = self.assemble(&up, &parts, &listed, digest)?;
             if let Some(want) = content {
                 self.check_content(&rec, want).await?;
             }
             self.check_condition(bucket, key, cond).await?;
-            self.publish(bucket, key, &rec).await?;
-            self.meta.finish_complete(id, &done).await?;
             Ok::<_, Error>((rec, done))
         }
         .await;
-        let (rec, done) = match result {
+        let (rec, done) = match checked {
             Ok(v) => v,
             Err(e) => {
-                // Validation failed or the commit did not happen: the upload stays resumable.
+                // Validation failed: the upload stays resumable.
                 let _ = self.meta.reopen(id).await;
                 return Err(e);
             }
         };
+        let committed = async {
+            self.publish(bucket, key, &rec).await?;
+            self.meta.finish_complete(id, &done).await?;
+            Ok::<_, Error>(())
+        }
+        .await;
+        if let Err(e) = committed {
+            // Once the object is visible its parts are its files: reopening would let a re-sent
+            // part or an Abort delete them. So reopen only when the object is certainly not ours
+            // (the store may also have applied a publish whose answer was lost); otherwise the
+            // upload stays Completing, and a retried Complete or Abort, or recovery, settles it.
+            let ours = self
+                .meta
+                .get_object(bucket, key)
+                .await
+                .map(|o| o.is_some_and(|o| o.blob == *id));
+            if matches!(ours, Ok(false)) {
+                let _ = self.meta.reopen(id).await;
+            }
+            return Err(e);
+        }
         // Parts uploaded but not listed are no longer needed. (A set: a scan per part would be
         // quadratic, 10^8 comparisons for 10,000 parts.)
         let kept: std::collections::HashSet<&str> =
@@ -784,12 +826,14 @@ impl Uploads {
 
     /// Aborts an open upload and removes its files. Waits for a running Complete to settle.
     pub async fn abort(&self, id: &UploadId, bucket: &str, key: &str) -> Result<()> {
-        self.upload(id, bucket, key).await?;
+        let up = self.upload(id, bucket, key).await?;
         let deadline = tokio::time::Instant::now() + BUSY_WAIT;
         loop {
             match self.meta.abort_upload(id).await? {
                 AbortUpload::Aborted(..) => break,
                 AbortUpload::NotFound => return Err(Error::NoSuchUpload),
+                // Its Complete published but failed to record it: the upload is complete.
+                AbortUpload::Busy if self.settle_published(&up).await? => {}
                 AbortUpload::Busy if tokio::time::Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
@@ -891,28 +935,35 @@ impl Uploads {
             if up.state != UploadState::Completing || !stale {
                 continue;
             }
-            let published = self
-                .meta
-                .get_object(&up.bucket, &up.key)
-                .await?
-                .filter(|o| o.blob == up.id);
-            match published {
-                Some(obj) => {
-                    let digest = listed_digest(obj.parts.iter().map(|p| (p.number, p.md5.clone())));
-                    let done = CompletedResult {
-                        etag: obj.etag,
-                        parts_digest: digest,
-                        checksum: obj.checksum,
-                        checksum_type: obj.checksum_type,
-                        at: now_millis(),
-                    };
-                    self.meta.finish_complete(&up.id, &done).await?;
-                }
-                None => self.meta.reopen(&up.id).await?,
+            if !self.settle_published(&up).await? {
+                self.meta.reopen(&up.id).await?;
             }
             settled += 1;
         }
         Ok(settled)
+    }
+
+    /// A Completing upload whose object is already published (its Complete stopped between
+    /// the two) is complete: records it so and returns true.
+    async fn settle_published(&self, up: &UploadRecord) -> Result<bool> {
+        let Some(obj) = self
+            .meta
+            .get_object(&up.bucket, &up.key)
+            .await?
+            .filter(|o| o.blob == up.id)
+        else {
+            return Ok(false);
+        };
+        let digest = listed_digest(obj.parts.iter().map(|p| (p.number, p.md5.clone())));
+        let done = CompletedResult {
+            etag: obj.etag,
+            parts_digest: digest,
+            checksum: obj.checksum,
+            checksum_type: obj.checksum_type,
+            at: now_millis(),
+        };
+        self.meta.finish_complete(&up.id, &done).await?;
+        Ok(true)
     }
 
     /// Removes what a crash or a failed request left behind: temp files, part files no record

@@ -57,9 +57,14 @@ struct Running {
     thread: std::thread::JoinHandle<()>,
 }
 
+/// Replaces the gateway's upload service once it is open (e.g. to wrap its stores with faults).
+pub type WrapUploads =
+    std::sync::Arc<dyn Fn(mpgw::upload::Uploads) -> mpgw::upload::Uploads + Send + Sync>;
+
 pub struct TestGateway {
     pub store: Store,
     pub cfg: Config,
+    wrap: Option<WrapUploads>,
     running: Option<Running>,
     // Last field: removed after the server stopped.
     _dir: tempfile::TempDir,
@@ -72,6 +77,15 @@ impl TestGateway {
 
     /// Starts a gateway after `tweak` adjusted its config (part size limits, fsync…).
     pub async fn start_with(store: Store, tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::start_wrapped(store, tweak, None).await
+    }
+
+    /// `start_with`, and the requests are served by `wrap(uploads)` (on every launch).
+    pub async fn start_wrapped(
+        store: Store,
+        tweak: impl FnOnce(&mut Config),
+        wrap: Option<WrapUploads>,
+    ) -> Self {
         static SEQ: AtomicU64 = AtomicU64::new(0);
         let dir = tempfile::Builder::new()
             .prefix("mpgw-it-")
@@ -102,6 +116,7 @@ impl TestGateway {
         let mut gw = Self {
             store,
             cfg,
+            wrap,
             running: None,
             _dir: dir,
         };
@@ -111,6 +126,7 @@ impl TestGateway {
 
     async fn launch(&mut self) {
         let cfg = self.cfg.clone();
+        let wrap = self.wrap.clone();
         let (ready_tx, ready_rx) = oneshot::channel::<Result<SocketAddr, String>>();
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
         let (stopped_tx, stopped_rx) = oneshot::channel::<()>();
@@ -125,7 +141,10 @@ impl TestGateway {
                 rt.block_on(async move {
                     let started = async {
                         let (creds, _) = cfg.load_credentials()?;
-                        let app = mpgw::App::open(&cfg, creds).await?;
+                        let mut app = mpgw::App::open(&cfg, creds).await?;
+                        if let Some(wrap) = &wrap {
+                            app.uploads = wrap(app.uploads.clone());
+                        }
                         let listener = tokio::net::TcpListener::bind(cfg.listen)
                             .await
                             .map_err(|e| e.to_string())?;

@@ -512,3 +512,25 @@ async fn gw_post(gw: &TestGateway, path: &str) -> reqwest::Response {
         .await
         .unwrap()
 }
+
+/// Below the free-space reserve a chunk is refused (507, code 10018) without being stored, and
+/// the upload's state is unchanged.
+async fn chunk_below_reserve(store: Store) {
+    let gw = TestGateway::start_with(store, |cfg| {
+        cfg.access_keys.push(BOB.into());
+        cfg.secret_keys.push(BOB_TOKEN.into());
+        cfg.min_free_space = 1000 << 40;
+    })
+    .await;
+    let bob = Client::new(&gw, BOB, BOB_TOKEN);
+    let data = random_bytes(1000);
+    let init = bob.init(&data, "full.bin").await;
+    let id = init.data["UploadID"].as_str().unwrap().to_owned();
+    let r = bob.uppart(&id, 1, &data, &[]).await;
+    assert_eq!((r.status, r.code), (507, 10018), "{r:?}");
+    let r = bob.post("status", &[("uploadid", id.clone())]).await;
+    assert_eq!((r.status, r.code), (200, 0), "{r:?}");
+    assert_eq!(r.data["ChunksPresent"], serde_json::json!([]), "{r:?}");
+    assert_eq!(r.data["BytesReceived"], 0, "{r:?}");
+}
+both!(chunk_below_reserve_is_refused, chunk_below_reserve);

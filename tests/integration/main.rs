@@ -7,6 +7,7 @@ mod client;
 mod cluster;
 mod durability;
 mod expiry;
+mod faults;
 mod legacy;
 mod meta_conformance;
 mod ops;
