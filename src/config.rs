@@ -556,6 +556,10 @@ impl Credentials {
         self.0.is_empty()
     }
 
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
     pub fn access_keys(&self) -> impl Iterator<Item = &str> {
         self.0.keys().map(String::as_str)
     }
