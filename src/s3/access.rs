@@ -80,7 +80,13 @@ pub async fn authorize(
     if !enforced {
         return Ok(Granted::default());
     }
-    if let Some(bucket) = app.uploads.meta().get_bucket(b).await.map_err(UploadError::from)? {
+    if let Some(bucket) = app
+        .uploads
+        .meta()
+        .get_bucket(b)
+        .await
+        .map_err(UploadError::from)?
+    {
         check(app, &bucket, caller, legacy_read(&route.op, route, caller))?;
     }
     if matches!(route.op, S3Op::CopyObject | S3Op::UploadPartCopy { .. })

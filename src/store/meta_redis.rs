@@ -827,7 +827,10 @@ impl MetaStore for RedisMetaStore {
         limit: usize,
     ) -> StoreResult<bool> {
         let mut inv = RESERVE_UPLOAD.prepare_invoke();
-        inv.key(self.owned(owner)).arg(id.as_str()).arg(at).arg(limit);
+        inv.key(self.owned(owner))
+            .arg(id.as_str())
+            .arg(at)
+            .arg(limit);
         self.eval(&inv).await
     }
 
@@ -845,7 +848,13 @@ impl MetaStore for RedisMetaStore {
                 continue;
             };
             let members: Vec<(String, Millis)> = self
-                .query(redis::cmd("ZRANGE").arg(&key).arg(0).arg(-1).arg("WITHSCORES"))
+                .query(
+                    redis::cmd("ZRANGE")
+                        .arg(&key)
+                        .arg(0)
+                        .arg(-1)
+                        .arg("WITHSCORES"),
+                )
                 .await?;
             for (id, at) in members {
                 let id = UploadId::parse(&id)

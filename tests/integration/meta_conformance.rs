@@ -814,7 +814,11 @@ async fn object_blobs(s: Arc<dyn MetaStore>) {
 }
 
 async fn owner_reservations(s: Arc<dyn MetaStore>) {
-    let (a, b, c) = (UploadId::generate(), UploadId::generate(), UploadId::generate());
+    let (a, b, c) = (
+        UploadId::generate(),
+        UploadId::generate(),
+        UploadId::generate(),
+    );
     assert!(s.reserve_upload("alice", &a, 10, 2).await.unwrap());
     // Counting an id already counted succeeds and changes nothing, even at the limit.
     assert!(s.reserve_upload("alice", &a, 99, 1).await.unwrap());

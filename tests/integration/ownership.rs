@@ -114,7 +114,10 @@ async fn other_key_is_denied(store: Store) {
 
     // Each key lists only its own buckets; creating the other's stays BucketAlreadyExists.
     assert_eq!(bucket_names(&owner).await, BTreeSet::from(["mine".into()]));
-    assert_eq!(bucket_names(&other).await, BTreeSet::from(["theirs".into()]));
+    assert_eq!(
+        bucket_names(&other).await,
+        BTreeSet::from(["theirs".into()])
+    );
     assert_eq!(
         err(other.create_bucket().bucket("mine").send().await),
         (409, "BucketAlreadyExists".into())
@@ -405,36 +408,27 @@ async fn upload_id_is_bound_to_bucket_and_key(store: Store) {
         (&owner, "two", "k"),
         (&other, "theirs", "k"),
     ] {
-        let got = err(
-            c.upload_part()
-                .bucket(b)
-                .key(k)
-                .upload_id(&id)
-                .part_number(2)
-                .body(b"x".to_vec().into())
-                .send()
-                .await,
-        );
+        let got = err(c
+            .upload_part()
+            .bucket(b)
+            .key(k)
+            .upload_id(&id)
+            .part_number(2)
+            .body(b"x".to_vec().into())
+            .send()
+            .await);
         assert_eq!(got, (no_such, "NoSuchUpload".into()), "UploadPart {b}/{k}");
-        let got = err(
-            c.list_parts()
-                .bucket(b)
-                .key(k)
-                .upload_id(&id)
-                .send()
-                .await,
-        );
+        let got = err(c.list_parts().bucket(b).key(k).upload_id(&id).send().await);
         assert_eq!(got, (no_such, "NoSuchUpload".into()), "ListParts {b}/{k}");
         let got = err(crate::harness::try_complete(c, b, k, &id, &[(1, &etag)]).await);
         assert_eq!(got, (no_such, "NoSuchUpload".into()), "Complete {b}/{k}");
-        let got = err(
-            c.abort_multipart_upload()
-                .bucket(b)
-                .key(k)
-                .upload_id(&id)
-                .send()
-                .await,
-        );
+        let got = err(c
+            .abort_multipart_upload()
+            .bucket(b)
+            .key(k)
+            .upload_id(&id)
+            .send()
+            .await);
         assert_eq!(got, (no_such, "NoSuchUpload".into()), "Abort {b}/{k}");
     }
     // Untouched by all that.
@@ -461,7 +455,10 @@ async fn single_key_is_unchanged(store: Store) {
     gw.cfg.secret_keys = vec![OTHER_SECRET.into()];
     gw.restart().await;
     let rotated = gw.client_with(OTHER, OTHER_SECRET);
-    assert_eq!(bucket_names(&rotated).await, BTreeSet::from(["solo".into()]));
+    assert_eq!(
+        bucket_names(&rotated).await,
+        BTreeSet::from(["solo".into()])
+    );
     assert_eq!(get_bytes(&rotated, "solo", "k").await, b"v");
     let etag = upload_part(&rotated, "solo", "up", &id, 1, b"part").await;
     complete(&rotated, "solo", "up", &id, &[(1, &etag)]).await;
@@ -607,10 +604,8 @@ both!(restart_reconciles_counts, restart_reconciles_counts);
 async fn open_meta(gw: &TestGateway) -> Box<dyn MetaStore> {
     match gw.store {
         Store::Embedded => Box::new(
-            mpgw::store::meta_embedded::EmbeddedMetaStore::open(
-                &gw.data_dir().join("state.redb"),
-            )
-            .unwrap(),
+            mpgw::store::meta_embedded::EmbeddedMetaStore::open(&gw.data_dir().join("state.redb"))
+                .unwrap(),
         ),
         Store::Redis => Box::new(
             mpgw::store::meta_redis::RedisMetaStore::connect(
@@ -645,7 +640,14 @@ async fn legacy_bucket_from_s3(store: Store) {
         .unwrap();
     assert_eq!(listed.contents().len(), 1);
     // Another user's files, the whole bucket, and every write are refused.
-    denied(other.get_object().bucket("files").key(&own_key).send().await);
+    denied(
+        other
+            .get_object()
+            .bucket("files")
+            .key(&own_key)
+            .send()
+            .await,
+    );
     denied(
         other
             .list_objects_v2()
@@ -664,7 +666,14 @@ async fn legacy_bucket_from_s3(store: Store) {
             .send()
             .await,
     );
-    denied(owner.delete_object().bucket("files").key(&own_key).send().await);
+    denied(
+        owner
+            .delete_object()
+            .bucket("files")
+            .key(&own_key)
+            .send()
+            .await,
+    );
     denied(
         owner
             .create_multipart_upload()
@@ -687,4 +696,7 @@ async fn legacy_bucket_name_is_reserved(store: Store) {
         (409, "BucketAlreadyExists".into())
     );
 }
-both!(legacy_bucket_name_is_reserved, legacy_bucket_name_is_reserved);
+both!(
+    legacy_bucket_name_is_reserved,
+    legacy_bucket_name_is_reserved
+);
