@@ -563,6 +563,26 @@ async fn cap_on_open_uploads(store: Store) {
     }
     assert_eq!((ok, refused), (2, 10));
     assert_eq!(open_count(&other, "spare").await, 3);
+    // The legacy API's init counts against the same cap (its users are the keys by default).
+    let body = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("username", OTHER),
+            ("token", OTHER_SECRET),
+            ("filehash", &"ab".repeat(32)),
+            ("filesize", "10"),
+            ("filename", "f.bin"),
+        ])
+        .finish();
+    let refused = reqwest::Client::new()
+        .post(format!("{}/file/mpupload/init", gw.endpoint()))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    let reply: serde_json::Value = serde_json::from_slice(&refused.bytes().await.unwrap()).unwrap();
+    assert_eq!(reply["code"], 10018);
 }
 both!(cap_on_open_uploads, cap_on_open_uploads);
 
@@ -700,3 +720,35 @@ both!(
     legacy_bucket_name_is_reserved,
     legacy_bucket_name_is_reserved
 );
+
+/// UploadPart's ownership check rides on the upload record it loads anyway: no bucket read.
+async fn upload_part_reads_no_bucket(store: Store) {
+    let gw = two_keys(store, |_| {}).await;
+    let c = gw.client();
+    c.create_bucket().bucket("hot").send().await.unwrap();
+    let id = create_upload(&c, "hot", "k").await;
+    let calls = |text: &str, method: &str| -> f64 {
+        let series = format!("mpgw_store_duration_seconds_count{{method=\"{method}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .map_or(0.0, |v| v.trim().parse().unwrap())
+    };
+    let scrape = || async {
+        reqwest::get(format!("{}/metrics", gw.endpoint()))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let before = scrape().await;
+    for n in 1..=3 {
+        upload_part(&c, "hot", "k", &id, n, b"part").await;
+    }
+    let after = scrape().await;
+    let delta = |m: &str| calls(&after, m) - calls(&before, m);
+    assert_eq!(delta("get_bucket"), 0.0);
+    assert_eq!(delta("get_upload"), 3.0);
+    assert_eq!(delta("put_part"), 3.0);
+}
+both!(upload_part_reads_no_bucket, upload_part_reads_no_bucket);
