@@ -65,12 +65,18 @@ impl App {
             .recover()
             .await
             .map_err(|e| format!("recovery: {e}"))?;
+        let (dropped, added) = uploads
+            .reconcile_counts(now_millis())
+            .await
+            .map_err(|e| format!("recovery: {e}"))?;
         let open = count_open(&uploads, &metrics)
             .await
             .map_err(|e| format!("recovery: {e}"))?;
         tracing::info!(
             settled,
             open_uploads = open,
+            counts_dropped = dropped,
+            counts_added = added,
             duration_ms = millis(started),
             "recovery done"
         );
@@ -148,6 +154,7 @@ pub async fn open_uploads(cfg: &Config, metrics: Arc<Metrics>) -> Result<Uploads
         min_part_size: cfg.min_part_size,
         max_part_size: cfg.max_part_size,
         upload_expiry: cfg.upload_expiry,
+        max_uploads_per_key: usize::try_from(cfg.max_uploads_per_key).unwrap_or(usize::MAX),
         ..Limits::default()
     };
     Ok(Uploads::new(meta, disk, limits))
@@ -179,6 +186,12 @@ async fn sweep(uploads: &Uploads, metrics: &Metrics, recount: bool) {
     let started = Instant::now();
     tracing::info!("orphan sweep started");
     let swept = uploads.sweep().await.map_err(|e| e.to_string());
+    // Repairs per-owner upload counts that a crash (here or on another gateway) left off.
+    match uploads.reconcile_counts(now_millis()).await {
+        Ok((0, 0)) => {}
+        Ok((dropped, added)) => tracing::info!(dropped, added, "upload counts reconciled"),
+        Err(error) => tracing::warn!(%error, "upload count reconciliation failed"),
+    }
     let open = if recount {
         count_open(uploads, metrics)
             .await

@@ -306,6 +306,10 @@ pub struct Config {
     #[arg(long, env = "MPGW_UPLOAD_EXPIRY", default_value = "7d", value_parser = parse_duration)]
     #[serde(deserialize_with = "duration")]
     pub upload_expiry: Duration,
+    /// Most open multipart uploads one access key (or legacy user) may have at a time; further
+    /// CreateMultipartUpload calls are refused until one completes or is aborted. 0 = no limit.
+    #[arg(long, env = "MPGW_MAX_UPLOADS_PER_KEY", default_value_t = 10_000)]
+    pub max_uploads_per_key: u64,
 }
 
 impl Default for Config {
@@ -335,6 +339,7 @@ impl Default for Config {
             legacy_users: None,
             legacy_chunk_size: 5 << 20,
             upload_expiry: Duration::from_secs(7 * 24 * 3600),
+            max_uploads_per_key: 10_000,
         }
     }
 }
@@ -474,6 +479,7 @@ impl Config {
             legacy_users,
             legacy_chunk_size,
             upload_expiry,
+            max_uploads_per_key,
         )
     }
 
@@ -582,6 +588,10 @@ impl Credentials {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
     }
 
     pub fn access_keys(&self) -> impl Iterator<Item = &str> {

@@ -7,6 +7,7 @@
 //! server (accept, graceful shutdown)
 //!   → http (request id, span, front-end choice)
 //!     → s3::route (S3Op) → s3::auth (SigV4 → Verified) → s3::payload (verified byte stream)
+//!       → s3::access::authorize (the caller's own upload: ownership, no extra store read)
 //!       → s3::ops::upload_part
 //!         → upload::Uploads::put_part
 //!            → store::DiskStore (tmp file, md5 while writing, fsync, rename)

@@ -503,6 +503,30 @@ impl MetaStore for InstrumentedMeta {
             .await
     }
 
+    async fn reserve_upload(
+        &self,
+        owner: &str,
+        id: &UploadId,
+        at: Millis,
+        limit: usize,
+    ) -> StoreResult<bool> {
+        self.call(
+            "reserve_upload",
+            self.inner.reserve_upload(owner, id, at, limit),
+        )
+        .await
+    }
+
+    async fn release_upload(&self, owner: &str, id: &UploadId) -> StoreResult<()> {
+        self.call("release_upload", self.inner.release_upload(owner, id))
+            .await
+    }
+
+    async fn reserved_uploads(&self) -> StoreResult<Vec<(String, UploadId, Millis)>> {
+        self.call("reserved_uploads", self.inner.reserved_uploads())
+            .await
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         self.call("ping", self.inner.ping()).await
     }

@@ -142,6 +142,7 @@ impl From<UploadError> for LegacyError {
             ),
             UploadError::EntityTooLarge => Self::too_large(msg),
             UploadError::InvalidRange { size } => Self::range(size),
+            UploadError::TooManyUploads(_) => Self::new(S::FORBIDDEN, 10019, msg),
             UploadError::OperationAborted => {
                 Self::new(S::CONFLICT, 10015, "the upload is being completed; retry")
             }

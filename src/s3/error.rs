@@ -97,6 +97,10 @@ impl From<UploadError> for S3Error {
             UploadError::PreconditionFailed => ("PreconditionFailed", S::PRECONDITION_FAILED),
             UploadError::NotModified => ("NotModified", S::NOT_MODIFIED),
             UploadError::AccessDenied => ("AccessDenied", S::FORBIDDEN),
+            // AWS has no per-key upload cap. Ceph RGW answers quota breaches with 403
+            // QuotaExceeded, which SDKs do not retry: right for a limit that lasts until the
+            // caller completes or aborts an upload (503 SlowDown would be retried in vain).
+            UploadError::TooManyUploads(_) => ("QuotaExceeded", S::FORBIDDEN),
             UploadError::OperationAborted => ("OperationAborted", S::CONFLICT),
             UploadError::Body(b) => return body_error(&b),
             UploadError::Store(StoreError::Unavailable(_)) => return Self::unavailable(),
@@ -180,6 +184,8 @@ mod tests {
             (UploadError::EntityTooSmall, "EntityTooSmall", 400),
             (UploadError::KeyTooLong, "KeyTooLongError", 400),
             (UploadError::BucketNotEmpty, "BucketNotEmpty", 409),
+            (UploadError::AccessDenied, "AccessDenied", 403),
+            (UploadError::TooManyUploads(3), "QuotaExceeded", 403),
             (UploadError::InvalidRange { size: 3 }, "InvalidRange", 416),
             (
                 UploadError::Store(StoreError::Unavailable("x".into())),

@@ -1,6 +1,7 @@
 //! The S3 front-end: route → auth → payload → ops → response. Every error of this front-end is
 //! rendered here, once.
 
+pub mod access;
 pub mod auth;
 pub mod cors;
 pub mod error;

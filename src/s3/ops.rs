@@ -20,7 +20,9 @@ use crate::app::App;
 use crate::http::{Body, empty, full};
 use crate::store::UploadCursor;
 use crate::upload::checksum::{ChecksumAlgorithm, ChecksumType, b64};
-use crate::upload::model::{Millis, ObjectHeaders, ObjectRecord, PartNumber, UploadId};
+use crate::upload::model::{
+    Millis, ObjectHeaders, ObjectRecord, PartNumber, UploadId, UploadRecord,
+};
 use crate::upload::{
     BodyChecks, BodyStream, Error as UploadError, Expected, ListedPart, MAX_KEYS, WriteCondition,
 };
@@ -33,6 +35,14 @@ const MAX_COMPLETE_XML: usize = 10_000 * 320;
 const MAX_XML: usize = 2 << 20;
 
 pub async fn dispatch(app: &App, req: &Parts, body: Incoming, route: Route, auth: Verified) -> Res {
+    let owner = auth.access_key.clone();
+    let granted = match super::access::authorize(app, req, &route, &owner).await {
+        Ok(g) => g,
+        Err(e) => {
+            drain(req, body).await;
+            return Err(e);
+        }
+    };
     let Route {
         op,
         bucket,
@@ -40,7 +50,6 @@ pub async fn dispatch(app: &App, req: &Parts, body: Incoming, route: Route, auth
         query,
     } = route;
     let (b, k) = (bucket.as_str(), key.as_str());
-    let owner = auth.access_key.clone();
     match op {
         S3Op::ListBuckets => list_buckets(app, &owner).await,
         S3Op::CreateBucket => {
@@ -141,10 +150,9 @@ pub async fn dispatch(app: &App, req: &Parts, body: Incoming, route: Route, auth
             Ok(status(StatusCode::NO_CONTENT))
         }
         S3Op::CreateMultipartUpload => create_multipart_upload(app, req, &owner, b, k).await,
-        S3Op::UploadPart {
-            upload_id,
-            part_number,
-        } => upload_part(app, req, body, &auth, b, k, &upload_id, part_number).await,
+        S3Op::UploadPart { part_number, .. } => {
+            upload_part(app, req, body, &auth, granted.upload()?, part_number).await
+        }
         S3Op::UploadPartCopy {
             upload_id,
             part_number,
@@ -369,7 +377,7 @@ async fn copy_object(app: &App, req: &Parts, owner: &str, b: &str, k: &str) -> R
 
 /// `x-amz-copy-source: [/]bucket/key[?versionId=v]`; the key is percent-decoded exactly once,
 /// after splitting off a literal `?versionId=`.
-fn copy_source(h: &HeaderMap) -> Result<(String, String), S3Error> {
+pub(super) fn copy_source(h: &HeaderMap) -> Result<(String, String), S3Error> {
     let raw = h
         .get("x-amz-copy-source")
         .and_then(|v| v.to_str().ok())
@@ -667,7 +675,8 @@ async fn delete_objects(app: &App, req: &Parts, body: Incoming, auth: &Verified,
 }
 
 async fn list_buckets(app: &App, owner: &str) -> Res {
-    let buckets = app.uploads.list_buckets().await?;
+    let mut buckets = app.uploads.list_buckets().await?;
+    buckets.retain(|bkt| super::access::lists(app, bkt, owner));
     let mut x = Xml::new("ListAllMyBucketsResult");
     x.open("Owner")
         .elem("ID", owner)
@@ -879,23 +888,20 @@ async fn create_multipart_upload(app: &App, req: &Parts, owner: &str, b: &str, k
     Ok(resp)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// `up` is the caller's open upload, which `access::authorize` loaded.
 async fn upload_part(
     app: &App,
     req: &Parts,
     body: Incoming,
     auth: &Verified,
-    b: &str,
-    k: &str,
-    id: &UploadId,
+    up: UploadRecord,
     n: PartNumber,
 ) -> Res {
     // Refuse before reading the body when we can (the client may be waiting for 100-continue).
-    let (body, up) = precheck(req, body, async {
-        let up = app.uploads.upload_in(id, b, k).await?;
+    let (body, ()) = precheck(req, body, async {
         check_declared_size(req, app.uploads.limits().max_part_size)?;
         app.uploads.check_space(declared_length(req))?;
-        Ok(up)
+        Ok(())
     })
     .await?;
     let (stream, checks) = stream_body(req, body, auth)?;

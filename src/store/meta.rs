@@ -149,6 +149,29 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn all_uploads(&self) -> StoreResult<Vec<UploadRecord>>;
     /// Deletes Completed records whose `completed.at` is before `before`; returns how many.
     async fn purge_completed(&self, before: Millis) -> StoreResult<usize>;
+    // ---- open uploads per owner (the `--max-uploads-per-key` cap) ----
+    //
+    // A count kept beside the upload records, not derived from them: it must be checked and
+    // bumped in one step, and in Redis the records live in one slot per upload. The upload
+    // service reserves before it creates and releases after an abort or completion; what a crash
+    // leaves between the two steps is repaired by its reconciliation (start-up and sweep).
+
+    /// Counts upload `id` (reserved at time `at`) among `owner`'s open uploads if fewer than
+    /// `limit` are counted (0: no limit) and returns true; returns false, counting nothing, when
+    /// `limit` already are. An id already counted for `owner` succeeds without change. Atomic:
+    /// concurrent reservations for one owner never take the count above `limit`.
+    async fn reserve_upload(
+        &self,
+        owner: &str,
+        id: &UploadId,
+        at: Millis,
+        limit: usize,
+    ) -> StoreResult<bool>;
+    /// Stops counting `id` among `owner`'s open uploads. Idempotent.
+    async fn release_upload(&self, owner: &str, id: &UploadId) -> StoreResult<()>;
+    /// Every counted upload as (owner, id, reserved at), for the reconciliation.
+    async fn reserved_uploads(&self) -> StoreResult<Vec<(String, UploadId, Millis)>>;
+
     // ---- unique file table (the legacy API's instant upload) ----
 
     /// The file recorded for content `hash` (`<algorithm>:<hex>`).

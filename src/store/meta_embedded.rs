@@ -30,6 +30,8 @@ const UPLOAD_INDEX: TableDefinition<(&str, &str, i64, &str), ()> =
     TableDefinition::new("upload_index_v1");
 /// content hash → FileRecord (the unique file table)
 const FILES: TableDefinition<&str, &[u8]> = TableDefinition::new("files_v1");
+/// (owner, upload id) → reserved at: the uploads counted against each owner's cap.
+const OWNER_UPLOADS: TableDefinition<(&str, &str), i64> = TableDefinition::new("owner_uploads_v1");
 
 pub struct EmbeddedMetaStore {
     db: Arc<Database>,
@@ -59,6 +61,7 @@ impl EmbeddedMetaStore {
             tx.open_table(PARTS).map_err(be)?;
             tx.open_table(UPLOAD_INDEX).map_err(be)?;
             tx.open_table(FILES).map_err(be)?;
+            tx.open_table(OWNER_UPLOADS).map_err(be)?;
         }
         tx.commit().map_err(be)?;
         Ok(Self { db: Arc::new(db) })
@@ -537,6 +540,63 @@ impl MetaStore for EmbeddedMetaStore {
             })
             .map_err(be)?;
             Ok(n)
+        })
+        .await
+    }
+
+    async fn reserve_upload(
+        &self,
+        owner: &str,
+        id: &UploadId,
+        at: Millis,
+        limit: usize,
+    ) -> StoreResult<bool> {
+        let (owner, id) = (owner.to_owned(), id.clone());
+        // One write transaction: count and insert are serialized with every other reservation.
+        self.write(move |tx| {
+            let mut t = tx.open_table(OWNER_UPLOADS).map_err(be)?;
+            if t.get((owner.as_str(), id.as_str())).map_err(be)?.is_some() {
+                return Ok(true);
+            }
+            if limit > 0 {
+                // Upload ids are lowercase hex, so every id of `owner` sorts below "g".
+                let counted = t
+                    .range((owner.as_str(), "")..(owner.as_str(), "g"))
+                    .map_err(be)?
+                    .take(limit)
+                    .count();
+                if counted >= limit {
+                    return Ok(false);
+                }
+            }
+            t.insert((owner.as_str(), id.as_str()), at).map_err(be)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn release_upload(&self, owner: &str, id: &UploadId) -> StoreResult<()> {
+        let (owner, id) = (owner.to_owned(), id.clone());
+        self.write(move |tx| {
+            let mut t = tx.open_table(OWNER_UPLOADS).map_err(be)?;
+            t.remove((owner.as_str(), id.as_str())).map_err(be)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn reserved_uploads(&self) -> StoreResult<Vec<(String, UploadId, Millis)>> {
+        self.read(|tx| {
+            let t = tx.open_table(OWNER_UPLOADS).map_err(be)?;
+            let mut out = Vec::new();
+            for item in t.iter().map_err(be)? {
+                let (k, v) = item.map_err(be)?;
+                let (owner, id) = k.value();
+                let id = UploadId::parse(id)
+                    .ok_or_else(|| StoreError::Corrupt(format!("counted upload id {id:?}")))?;
+                out.push((owner.to_owned(), id, v.value()));
+            }
+            Ok(out)
         })
         .await
     }

@@ -15,6 +15,7 @@
 //! | `P:v1:bkt:{b:<bucket>}:uploads` | zset, scores 0 | `key \0 created \0 uploadId` of listed uploads |
 //! | `P:v1:upl:{u:<uploadId>}` | hash | `rec`, `state`, `since`, `done` (below) |
 //! | `P:v1:upl:{u:<uploadId>}:parts` | hash | decimal part number → `PartRecord` JSON |
+//! | `P:v1:own:{o:<owner>}` | zset, score = reserved at (millis) | upload ids counted against the owner's cap |
 //!
 //! The upload hash keeps the record JSON as created in `rec`, and the mutable fields beside it:
 //! `state` (`open`/`completing`/`completed`), `since` (`completing_since`, millis, only while
@@ -229,6 +230,11 @@ impl RedisMetaStore {
 
     fn parts(&self, id: &UploadId) -> String {
         format!("{}:parts", self.upload(id))
+    }
+
+    /// The uploads counted against `owner`'s cap (its own slot: one key per owner).
+    fn owned(&self, owner: &str) -> String {
+        format!("{}:own:{{o:{owner}}}", self.root)
     }
 
     // ---- plumbing ----
@@ -553,6 +559,18 @@ static ABORT_UPLOAD: LazyLock<Script> = LazyLock::new(|| {
         for _, v in ipairs(redis.call('HGETALL', KEYS[2])) do out[#out + 1] = v end
         redis.call('DEL', KEYS[1], KEYS[2])
         return out",
+    )
+});
+
+/// KEYS: owner's counted uploads. ARGV: upload id, reserved at, limit (0: none). Returns 1 when
+/// the id is (now) counted, 0 when the owner is at its limit.
+static RESERVE_UPLOAD: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 1 end
+        local limit = tonumber(ARGV[3])
+        if limit > 0 and redis.call('ZCARD', KEYS[1]) >= limit then return 0 end
+        redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+        return 1",
     )
 });
 
@@ -938,6 +956,52 @@ impl MetaStore for RedisMetaStore {
             }
         }
         Ok(purged)
+    }
+
+    async fn reserve_upload(
+        &self,
+        owner: &str,
+        id: &UploadId,
+        at: Millis,
+        limit: usize,
+    ) -> StoreResult<bool> {
+        let mut inv = RESERVE_UPLOAD.prepare_invoke();
+        inv.key(self.owned(owner))
+            .arg(id.as_str())
+            .arg(at)
+            .arg(limit);
+        self.eval(&inv).await
+    }
+
+    async fn release_upload(&self, owner: &str, id: &UploadId) -> StoreResult<()> {
+        self.query(redis::cmd("ZREM").arg(self.owned(owner)).arg(id.as_str()))
+            .await
+    }
+
+    async fn reserved_uploads(&self) -> StoreResult<Vec<(String, UploadId, Millis)>> {
+        let pattern = format!("{}:own:{{o:*}}", glob_escape(&self.root));
+        let tag = format!("{}:own:{{o:", self.root);
+        let mut out = Vec::new();
+        for key in self.scan(&pattern).await? {
+            let Some(owner) = key.strip_prefix(&tag).and_then(|k| k.strip_suffix('}')) else {
+                continue;
+            };
+            let members: Vec<(String, Millis)> = self
+                .query(
+                    redis::cmd("ZRANGE")
+                        .arg(&key)
+                        .arg(0)
+                        .arg(-1)
+                        .arg("WITHSCORES"),
+                )
+                .await?;
+            for (id, at) in members {
+                let id = UploadId::parse(&id)
+                    .ok_or_else(|| corrupt(format!("counted upload id {id:?}")))?;
+                out.push((owner.to_owned(), id, at));
+            }
+        }
+        Ok(out)
     }
 
     async fn get_file(&self, hash: &str) -> StoreResult<Option<FileRecord>> {

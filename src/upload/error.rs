@@ -65,6 +65,11 @@ pub enum Error {
     NotModified,
     #[error("Access Denied")]
     AccessDenied,
+    /// The caller already has this many open uploads (`--max-uploads-per-key`).
+    #[error(
+        "You have {0} open multipart uploads, the most this server allows per access key. Complete or abort some first."
+    )]
+    TooManyUploads(usize),
     /// Another Complete or Abort of the same upload is still running.
     #[error(
         "A conflicting conditional operation is currently in progress against this resource. Please try again."

@@ -145,7 +145,8 @@ impl Uploads {
     /// false when it is completing, completed or already gone (nothing touched).
     async fn abort_if_open(&self, id: &UploadId) -> Result<bool> {
         match self.meta.abort_upload(id).await? {
-            AbortUpload::Aborted(..) => {
+            AbortUpload::Aborted(up, _) => {
+                self.release(&up).await;
                 self.discard_aborted(id).await;
                 Ok(true)
             }

@@ -43,6 +43,9 @@ const BUSY_WAIT: Duration = Duration::from_secs(30);
 const KEEP_COMPLETED: Duration = Duration::from_secs(24 * 3600);
 /// Replaced or deleted object data stays this long for readers that already hold its manifest.
 const REPLACED_GRACE: Duration = Duration::from_secs(120);
+/// A reservation against an owner's upload cap whose upload record has not appeared this long
+/// after it was made belongs to an init that died between the two steps.
+const RESERVATION_GRACE: Duration = Duration::from_secs(60);
 /// Most keys S3 returns in one listing page.
 pub const MAX_KEYS: usize = 1000;
 
@@ -56,6 +59,9 @@ pub struct Limits {
     /// Server-wide age at which an open upload is abandoned and expired (unless a bucket
     /// lifecycle rule says otherwise). Zero: never.
     pub upload_expiry: Duration,
+    /// Most open (or completing) uploads one owner (access key or legacy user) may have; zero:
+    /// no limit.
+    pub max_uploads_per_key: usize,
 }
 
 impl Default for Limits {
@@ -65,6 +71,7 @@ impl Default for Limits {
             max_part_size: 5 << 30,
             sweep_grace: Duration::from_secs(900),
             upload_expiry: Duration::from_secs(7 * 24 * 3600),
+            max_uploads_per_key: 10_000,
         }
     }
 }
@@ -457,8 +464,69 @@ impl Uploads {
             completing_since: None,
             completed: None,
         };
-        self.meta.create_upload(&rec).await?;
+        // Counted first, created second: the count can only run ahead of the records (a crash in
+        // between leaves a reservation that the reconciliation drops), never behind them.
+        let limit = self.limits.max_uploads_per_key;
+        if !self
+            .meta
+            .reserve_upload(owner, &rec.id, rec.created, limit)
+            .await?
+        {
+            return Err(Error::TooManyUploads(limit));
+        }
+        if let Err(e) = self.meta.create_upload(&rec).await {
+            let _ = self.meta.release_upload(owner, &rec.id).await;
+            return Err(e.into());
+        }
         Ok(rec)
+    }
+
+    /// Stops counting an upload that ended (aborted, completed) against its owner's cap. The end
+    /// has happened, so a failure here only leaves a reservation for the reconciliation.
+    pub(crate) async fn release(&self, up: &UploadRecord) {
+        if let Err(e) = self.meta.release_upload(&up.owner, &up.id).await {
+            tracing::warn!(upload = %up.id, error = %e, "upload count left for the reconciliation");
+        }
+    }
+
+    /// Makes the per-owner upload counts match the upload records: drops reservations whose
+    /// upload is gone or Completed (older than the grace, so an init between its two steps is
+    /// left alone) and counts live uploads that are not (made before counting existed, or by an
+    /// init whose reservation was dropped). Returns (dropped, added).
+    ///
+    /// Reservations are read before the records, so an upload created meanwhile is either among
+    /// the records (and counted already: adding is a no-op) or young. An abort racing this can
+    /// leave its upload counted again until the next run: the count errs high, never low.
+    pub async fn reconcile_counts(&self, now: Millis) -> Result<(usize, usize)> {
+        let reserved = self.meta.reserved_uploads().await?;
+        let uploads = self.meta.all_uploads().await?;
+        let live: std::collections::HashMap<&UploadId, &UploadRecord> = uploads
+            .iter()
+            .filter(|u| u.state != UploadState::Completed)
+            .map(|u| (&u.id, u))
+            .collect();
+        let stale_before = now - millis(RESERVATION_GRACE);
+        let (mut dropped, mut added) = (0, 0);
+        for (owner, id, at) in &reserved {
+            let alive = live.get(id).is_some_and(|u| &u.owner == owner);
+            if !alive && *at < stale_before {
+                self.meta.release_upload(owner, id).await?;
+                dropped += 1;
+            }
+        }
+        let counted: std::collections::HashSet<(&str, &UploadId)> = reserved
+            .iter()
+            .map(|(owner, id, _)| (owner.as_str(), id))
+            .collect();
+        for up in live.values() {
+            if !counted.contains(&(up.owner.as_str(), &up.id)) {
+                self.meta
+                    .reserve_upload(&up.owner, &up.id, up.created, 0)
+                    .await?;
+                added += 1;
+            }
+        }
+        Ok((dropped, added))
     }
 
     /// `upload`, answering NoSuchBucket rather than NoSuchUpload when the bucket is missing too.
@@ -704,6 +772,7 @@ impl Uploads {
             }
             return Err(e);
         }
+        self.release(&up).await;
         // Parts uploaded but not listed are no longer needed. (A set: a scan per part would be
         // quadratic, 10^8 comparisons for 10,000 parts.)
         let kept: std::collections::HashSet<&str> =
@@ -830,7 +899,10 @@ impl Uploads {
         let deadline = tokio::time::Instant::now() + BUSY_WAIT;
         loop {
             match self.meta.abort_upload(id).await? {
-                AbortUpload::Aborted(..) => break,
+                AbortUpload::Aborted(up, _) => {
+                    self.release(&up).await;
+                    break;
+                }
                 AbortUpload::NotFound => return Err(Error::NoSuchUpload),
                 // Its Complete published but failed to record it: the upload is complete.
                 AbortUpload::Busy if self.settle_published(&up).await? => {}
@@ -963,6 +1035,7 @@ impl Uploads {
             at: now_millis(),
         };
         self.meta.finish_complete(&up.id, &done).await?;
+        self.release(up).await;
         Ok(true)
     }
 

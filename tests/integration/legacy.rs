@@ -29,7 +29,7 @@ async fn gateway(store: Store) -> TestGateway {
     .await
 }
 
-struct Client {
+pub(crate) struct Client {
     base: String,
     user: String,
     token: String,
@@ -44,7 +44,7 @@ struct Reply {
 }
 
 impl Client {
-    fn new(gw: &TestGateway, user: &str, token: &str) -> Self {
+    pub(crate) fn new(gw: &TestGateway, user: &str, token: &str) -> Self {
         Self {
             base: gw.endpoint(),
             user: user.into(),
@@ -167,7 +167,7 @@ impl Client {
     }
 
     /// init + every chunk (last first, to show any order works) + complete.
-    async fn upload(&self, data: &[u8], name: &str) -> String {
+    pub(crate) async fn upload(&self, data: &[u8], name: &str) -> String {
         let init = self.init(data, name).await;
         if init.data["Instant"] == true {
             return String::new();

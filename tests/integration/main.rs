@@ -11,6 +11,7 @@ mod faults;
 mod legacy;
 mod meta_conformance;
 mod ops;
+mod ownership;
 mod s3_compat;
 mod s3_errors;
 mod s3_multipart;

@@ -68,6 +68,8 @@ conformance!(
     concurrent_put_part_same_number,
     concurrent_begin_complete,
     put_part_racing_complete,
+    owner_reservations,
+    concurrent_reservations_respect_limit,
 );
 
 // ---- backends ----
@@ -822,6 +824,71 @@ async fn object_blobs(s: Arc<dyn MetaStore>) {
     s.delete_object("b2", "z").await.unwrap();
     let got: BTreeSet<UploadId> = s.object_blobs().await.unwrap().into_iter().collect();
     assert_eq!(got, BTreeSet::from([a.blob, b.blob, c.blob]));
+}
+
+async fn owner_reservations(s: Arc<dyn MetaStore>) {
+    let (a, b, c) = (
+        UploadId::generate(),
+        UploadId::generate(),
+        UploadId::generate(),
+    );
+    assert!(s.reserve_upload("alice", &a, 10, 2).await.unwrap());
+    // Counting an id already counted succeeds and changes nothing, even at the limit.
+    assert!(s.reserve_upload("alice", &a, 99, 1).await.unwrap());
+    assert!(s.reserve_upload("alice", &b, 20, 2).await.unwrap());
+    assert!(!s.reserve_upload("alice", &c, 30, 2).await.unwrap());
+    // Limits are per owner; 0 is none.
+    assert!(s.reserve_upload("bob", &c, 30, 1).await.unwrap());
+    assert!(s.reserve_upload("alice", &c, 40, 0).await.unwrap());
+    let mut all = s.reserved_uploads().await.unwrap();
+    all.sort();
+    let mut want = vec![
+        ("alice".to_owned(), a.clone(), 10),
+        ("alice".to_owned(), b.clone(), 20),
+        ("alice".to_owned(), c.clone(), 40),
+        ("bob".to_owned(), c.clone(), 30),
+    ];
+    want.sort();
+    assert_eq!(all, want);
+    s.release_upload("alice", &a).await.unwrap();
+    s.release_upload("alice", &a).await.unwrap();
+    s.release_upload("alice", &c).await.unwrap();
+    assert!(s.reserve_upload("alice", &a, 50, 2).await.unwrap());
+    assert!(!s.reserve_upload("alice", &c, 60, 2).await.unwrap());
+    let left: BTreeSet<(String, UploadId)> = s
+        .reserved_uploads()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(o, id, _)| (o, id))
+        .collect();
+    assert_eq!(
+        left,
+        BTreeSet::from([
+            ("alice".to_owned(), a),
+            ("alice".to_owned(), b),
+            ("bob".to_owned(), c),
+        ])
+    );
+}
+
+async fn concurrent_reservations_respect_limit(s: Arc<dyn MetaStore>) {
+    let tasks: Vec<_> = (0..32)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                s.reserve_upload("burst", &UploadId::generate(), i, 5)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut granted = 0;
+    for t in tasks {
+        granted += usize::from(t.await.unwrap());
+    }
+    assert_eq!(granted, 5);
+    assert_eq!(s.reserved_uploads().await.unwrap().len(), 5);
 }
 
 async fn concurrent_create_bucket(s: Arc<dyn MetaStore>) {

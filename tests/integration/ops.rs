@@ -328,6 +328,7 @@ legacy-bucket = "uploads"
 legacy-users = "/etc/mpgw/users"
 legacy-chunk-size = "8MiB"
 upload-expiry = "36h"
+max-uploads-per-key = 250
 "#;
 
 fn write_config(dir: &Path, name: &str, text: &str) -> String {
@@ -369,6 +370,7 @@ fn config_file_round_trip() {
         legacy_users: Some("/etc/mpgw/users".into()),
         legacy_chunk_size: 8 << 20,
         upload_expiry: std::time::Duration::from_secs(36 * 3600),
+        max_uploads_per_key: 250,
     };
     assert_eq!(got, want);
     // EVERY_KEY must stay complete: it sets every key of the example file (which a unit test
