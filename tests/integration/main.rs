@@ -13,3 +13,4 @@ mod s3_compat;
 mod s3_errors;
 mod s3_multipart;
 mod s3_objects;
+mod soak;
