@@ -9,6 +9,7 @@ mod expiry;
 mod legacy;
 mod meta_conformance;
 mod ops;
+mod redis_aof;
 mod s3_compat;
 mod s3_errors;
 mod s3_multipart;

@@ -128,13 +128,16 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        let t = Instant::now();
         let _ = self.child.kill();
         let _ = self.child.wait();
+        eprintln!("TIMING kill {:?}", t.elapsed());
         if let Some(prefix) = &self.redis_prefix
             && let Err(e) = delete_prefix(&redis_url(), prefix)
         {
             eprintln!("warning: could not delete Redis keys {prefix}:*: {e}");
         }
+        eprintln!("TIMING cleanup {:?}", t.elapsed());
     }
 }
 
@@ -264,7 +267,9 @@ async fn multipart_cycles(store: Store) {
         std::process::id(),
         rand::random::<u32>()
     );
+    let t0 = Instant::now();
     let server = Server::start(dir.path(), store, &prefix);
+    eprintln!("TIMING start {:?}", t0.elapsed());
     let client = S3Client::new(
         S3Settings {
             endpoint: format!("http://{}", server.addr),
