@@ -164,12 +164,24 @@ async fn without_persistence_a_redis_crash_forgets_everything() {
 
     redis.kill();
     redis.resume();
+    // The bucket went with the rest, so that is what the gateway names first.
+    assert_eq!(
+        list_parts_after_outage(&c, &id).await,
+        Err((404, "NoSuchBucket".to_owned())),
+        "ListParts after Redis lost its data"
+    );
+    assert_err(
+        c.get_object().bucket(B).key("done").send().await,
+        404,
+        "NoSuchBucket",
+    );
+    // With the bucket created again: the upload and the object are unknown.
+    gw.bucket(B).await;
     assert_eq!(
         list_parts_after_outage(&c, &id).await,
         Err((404, "NoSuchUpload".to_owned())),
-        "ListParts after Redis lost its data"
+        "ListParts"
     );
-    // The bucket went with the rest, so a new part is refused for that reason first.
     assert_err(
         c.upload_part()
             .bucket(B)
@@ -180,7 +192,7 @@ async fn without_persistence_a_redis_crash_forgets_everything() {
             .send()
             .await,
         404,
-        "NoSuchBucket",
+        "NoSuchUpload",
     );
     assert_err(
         try_complete(&c, B, K, &id, &[(1, &etags[0]), (2, &etags[1])]).await,
@@ -190,7 +202,7 @@ async fn without_persistence_a_redis_crash_forgets_everything() {
     assert_err(
         c.get_object().bucket(B).key("done").send().await,
         404,
-        "NoSuchBucket",
+        "NoSuchKey",
     );
 
     // The files stay until the orphan sweep finds them past its grace period; it runs at

@@ -148,6 +148,21 @@ fn status_kib(pid: u32, field: &str) -> Option<u64> {
     line[field.len()..].trim().trim_end_matches("kB").trim().parse().ok()
 }
 
+/// User + system CPU time of a process (`self` or a pid), from `/proc/<pid>/stat`.
+fn cpu_time(pid: &str) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let ticks: u64 = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|t| t.parse::<u64>().ok())
+        .sum();
+    // USER_HZ is 100 on Linux.
+    Duration::from_millis(ticks * 10)
+}
+
 fn open_fds(pid: u32) -> Option<usize> {
     Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
 }
@@ -292,6 +307,7 @@ async fn multipart_cycles(store: Store) {
     let limit = time_limit(total);
     let deadline = tokio::time::Instant::now() + limit;
     let started = Instant::now();
+    let cpu_before = (cpu_time(&server.pid().to_string()), cpu_time("self"));
 
     let tasks: Vec<_> = (0..CLIENTS)
         .map(|_| {
@@ -330,6 +346,9 @@ async fn multipart_cycles(store: Store) {
         t.await.expect("client task panicked");
     }
     let elapsed = started.elapsed();
+    let server_cpu = cpu_time(&server.pid().to_string()) - cpu_before.0;
+    // The whole test process: other tests running beside this one count too.
+    let client_cpu = cpu_time("self") - cpu_before.1;
     stop.store(true, Ordering::Relaxed);
     let samples = samples.join().expect("sampler");
     let hwm = status_kib(server.pid(), "VmHWM:").unwrap_or(0) << 10;
@@ -379,7 +398,7 @@ async fn multipart_cycles(store: Store) {
         "soak {store:?}: {finished} cycles ({CLIENTS} clients) in {:.1} s = {rate:.0} cycles/s; \
          server RSS warm-up {:.1} MiB, peak {:.1} MiB (VmHWM {:.1} MiB), final {:.1} MiB, \
          2nd-quarter mean {:.1} MiB, last-quarter mean {:.1} MiB; open fds warm-up {warm_fds}, \
-         max {max_fds}; {} samples",
+         max {max_fds}; {} samples; CPU server {:.1} s, test process {:.1} s",
         elapsed.as_secs_f64(),
         mib(warm_rss),
         mib(peak),
@@ -387,7 +406,9 @@ async fn multipart_cycles(store: Store) {
         mib(last),
         mib(q2),
         mib(q4),
-        samples.len()
+        samples.len(),
+        server_cpu.as_secs_f64(),
+        client_cpu.as_secs_f64()
     );
     assert!(
         peak <= warm_rss + RSS_MARGIN,
@@ -405,5 +426,12 @@ async fn multipart_cycles(store: Store) {
         max_fds <= warm_fds + FD_MARGIN,
         "{store:?}: open descriptors grew from {warm_fds} (warm-up) to {max_fds}"
     );
+    let t = Instant::now();
+    drop(server);
+    eprintln!("TIMING server {:?}", t.elapsed());
+    drop(client);
+    eprintln!("TIMING client {:?}", t.elapsed());
+    drop(dir);
+    eprintln!("TIMING dir {:?}", t.elapsed());
 }
 both!(multipart_cycles, multipart_cycles);
