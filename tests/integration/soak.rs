@@ -392,10 +392,21 @@ async fn multipart_cycles(store: Store) {
     let peak = samples.iter().map(|s| s.rss).max().unwrap_or(0);
     let last = samples.last().map_or(0, |s| s.rss);
     let (q2, q4) = (mean_rss(&quarter(1)), mean_rss(&quarter(3)));
+    // Throughput of the first and last quarter (a state store slowing down as it fills shows here).
+    let quarter_rate = |q: u64| -> f64 {
+        let s = quarter(q);
+        match (s.first(), s.last()) {
+            (Some(a), Some(b)) if s.len() > 1 => {
+                (b.done - a.done) as f64 / ((s.len() - 1) as f64 * SAMPLE_EVERY.as_secs_f64())
+            }
+            _ => 0.0,
+        }
+    };
+    let (rate_q1, rate_q4) = (quarter_rate(0), quarter_rate(3));
     let warm_fds = warm.iter().map(|s| s.fds).max().unwrap_or(0);
     let max_fds = samples.iter().map(|s| s.fds).max().unwrap_or(0);
     eprintln!(
-        "soak {store:?}: {finished} cycles ({CLIENTS} clients) in {:.1} s = {rate:.0} cycles/s; \
+        "soak {store:?}: {finished} cycles ({CLIENTS} clients) in {:.1} s = {rate:.0} cycles/s (first quarter {rate_q1:.0}, last {rate_q4:.0}); \
          server RSS warm-up {:.1} MiB, peak {:.1} MiB (VmHWM {:.1} MiB), final {:.1} MiB, \
          2nd-quarter mean {:.1} MiB, last-quarter mean {:.1} MiB; open fds warm-up {warm_fds}, \
          max {max_fds}; {} samples; CPU server {:.1} s, test process {:.1} s",
