@@ -126,7 +126,11 @@ async fn upload_survives_a_redis_crash_with_aof() {
         }
     };
     assert_eq!(out.e_tag(), Some(etag.as_str()));
-    assert_same_bytes(&read_all(out).await, &parts.concat(), "object after a crash");
+    assert_same_bytes(
+        &read_all(out).await,
+        &parts.concat(),
+        "object after a crash",
+    );
     drop(gw); // deletes its keys while the private Redis still runs
 }
 
@@ -207,7 +211,10 @@ async fn without_persistence_a_redis_crash_forgets_everything() {
 
     // The files stay until the orphan sweep finds them past its grace period; it runs at
     // start-up, so age them and restart the gateway.
-    let blobs = [blob_dir(gw.data_dir(), &id), blob_dir(gw.data_dir(), &done_id)];
+    let blobs = [
+        blob_dir(gw.data_dir(), &id),
+        blob_dir(gw.data_dir(), &done_id),
+    ];
     for dir in &blobs {
         assert!(dir.is_dir(), "{} removed before the sweep", dir.display());
         age(dir);
