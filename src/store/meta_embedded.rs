@@ -49,9 +49,17 @@ fn dec<T: DeserializeOwned>(v: &[u8]) -> StoreResult<T> {
     serde_json::from_slice(v).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+/// redb's own page cache. Its default (1 GiB) lets the gateway's memory grow with its state up to
+/// that much; the file's pages stay in the OS page cache anyway, so a small cache of the hot
+/// pages (tree roots and branches) costs little speed and keeps the resident size flat.
+const CACHE_SIZE: usize = 16 << 20;
+
 impl EmbeddedMetaStore {
     pub fn open(path: &Path) -> StoreResult<Self> {
-        let db = Database::create(path).map_err(be)?;
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_SIZE)
+            .create(path)
+            .map_err(be)?;
         // Create every table up front so read transactions never meet a missing one.
         let tx = db.begin_write().map_err(be)?;
         {

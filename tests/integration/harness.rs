@@ -296,6 +296,95 @@ fn check_redis(url: &str) {
     }
 }
 
+/// How a [`PrivateRedis`] keeps its data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Persistence {
+    /// Memory only (`--appendonly no --save ""`): a restart starts empty.
+    None,
+    /// Append-only file, fsynced before each write is acknowledged (`--appendonly yes
+    /// --appendfsync always --save ""`): a restart, even after SIGKILL, replays every
+    /// acknowledged write.
+    AofAlways,
+}
+
+/// A private redis-server on a free port with its own data dir (tests must never stop the shared
+/// one), killed on drop.
+pub struct PrivateRedis {
+    port: u16,
+    persistence: Persistence,
+    dir: tempfile::TempDir,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateRedis {
+    pub fn start(persistence: Persistence) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("local addr")
+            .port();
+        let mut r = Self {
+            port,
+            persistence,
+            dir: tempfile::tempdir().expect("tempdir"),
+            child: None,
+        };
+        r.resume();
+        r
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// (Re)starts the server on its port and dir and waits until it answers (it answers only
+    /// once an append-only file has been replayed).
+    pub fn resume(&mut self) {
+        let aof = match self.persistence {
+            Persistence::None => ["--appendonly", "no"],
+            Persistence::AofAlways => ["--appendonly", "yes"],
+        };
+        let child = std::process::Command::new("/usr/bin/redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendfsync", "always"])
+            .args(aof)
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start /usr/bin/redis-server");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let url = self.url();
+        while redis::Client::open(url.as_str())
+            .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(200)))
+            .and_then(|mut con| redis::cmd("PING").query::<String>(&mut con))
+            .is_err()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "private redis-server did not start on port {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL: a crash, no chance to write anything on the way out.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// SCAN + DEL of every key under `prefix:` (the gateway namespaces all its keys there).
 pub fn delete_prefix(url: &str, prefix: &str) -> redis::RedisResult<usize> {
     let mut con = redis::Client::open(url)?.get_connection_with_timeout(Duration::from_secs(3))?;

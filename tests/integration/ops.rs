@@ -181,85 +181,9 @@ async fn wait_for(url: &str, status: u16, within: Duration) -> (u16, String) {
     }
 }
 
-/// A private redis-server (tests must never stop the shared one), stopped on drop.
-struct PrivateRedis {
-    port: u16,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-impl PrivateRedis {
-    fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut r = Self {
-            port,
-            dir: tempfile::tempdir().unwrap(),
-            child: None,
-        };
-        r.resume();
-        r
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// (Re)starts the server on its port and waits until it answers.
-    fn resume(&mut self) {
-        let child = Command::new("/usr/bin/redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start /usr/bin/redis-server");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let url = self.url();
-        while redis::Client::open(url.as_str())
-            .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(200)))
-            .and_then(|mut con| redis::cmd("PING").query::<String>(&mut con))
-            .is_err()
-        {
-            assert!(
-                Instant::now() < deadline,
-                "private redis-server did not start on port {}",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_follows_the_state_store() {
-    let mut redis = PrivateRedis::start();
+    let mut redis = PrivateRedis::start(Persistence::None);
     let url = redis.url();
     let gw = TestGateway::start_with(Store::Redis, |c| c.redis_url = Some(url)).await;
     let (live, ready) = (
@@ -268,7 +192,7 @@ async fn readiness_follows_the_state_store() {
     );
     assert_eq!(get(&ready).await, (200, "ready\n".into()));
 
-    redis.stop();
+    redis.kill();
     let (status, body) = wait_for(&ready, 503, Duration::from_secs(10)).await;
     assert_eq!(status, 503, "still ready with Redis stopped: {body}");
     assert!(body.contains("state store"), "{body}");
