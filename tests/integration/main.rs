@@ -6,6 +6,7 @@ mod bench;
 mod client;
 mod durability;
 mod expiry;
+mod hostile;
 mod legacy;
 mod meta_conformance;
 mod ops;
