@@ -352,8 +352,9 @@ fn verify_presigned(
     let secret = creds
         .secret(access_key)
         .ok_or(AuthError::InvalidAccessKeyId)?;
+    // A URL dated ahead of the clock is not skewed, just not valid yet (AWS's wording).
     if time > now + MAX_SKEW {
-        return Err(AuthError::RequestTimeTooSkewed);
+        return Err(AuthError::AccessDenied("Request is not yet valid".into()));
     }
     if now > time + Duration::from_secs(expires) {
         return Err(AuthError::AccessDenied("Request has expired".into()));
@@ -982,11 +983,14 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn presigned_expired_and_skewed() {
+    fn presigned_expired_and_not_yet_valid() {
         let err = presigned(PRESIGNED, t0() + Duration::from_secs(86401)).unwrap_err();
         assert_eq!(err, AuthError::AccessDenied("Request has expired".into()));
         let err = presigned(PRESIGNED, t0() - Duration::from_secs(16 * 60)).unwrap_err();
-        assert_eq!(err, AuthError::RequestTimeTooSkewed);
+        assert_eq!(
+            err,
+            AuthError::AccessDenied("Request is not yet valid".into())
+        );
     }
 
     #[test]

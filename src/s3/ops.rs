@@ -190,18 +190,7 @@ fn stream_body(
         return Err(payload::PayloadError::MissingContentLength.into());
     }
     let decoded = payload::decode(body, h, auth.payload.clone())?;
-    let content_md5 = match h.get("content-md5") {
-        None => None,
-        Some(v) => {
-            let raw = base64::engine::general_purpose::STANDARD
-                .decode(v.as_bytes())
-                .ok();
-            Some(
-                raw.and_then(|r| <[u8; 16]>::try_from(r).ok())
-                    .ok_or(UploadError::InvalidDigest)?,
-            )
-        }
-    };
+    let content_md5 = content_md5(h)?;
     let mut checksum = None;
     for (name, value) in h {
         let Some(alg_name) = name.as_str().strip_prefix("x-amz-checksum-") else {
@@ -221,10 +210,7 @@ fn stream_body(
         let value = alg
             .decode(value.to_str().unwrap_or_default())
             .ok_or_else(|| {
-                UploadError::BadDigest(format!(
-                    "The {} you specified did not match the calculated checksum.",
-                    alg.as_str()
-                ))
+                S3Error::invalid_request(format!("Value for {name} header is invalid."))
             })?;
         checksum = Some((alg, Expected::Given(value)));
     }
@@ -263,7 +249,21 @@ fn stream_body(
     ))
 }
 
-/// Reads a small body (XML) whole, verified, refusing more than `limit` bytes.
+/// The `Content-MD5` header's digest, if one was sent.
+fn content_md5(h: &HeaderMap) -> Result<Option<[u8; 16]>, UploadError> {
+    let Some(v) = h.get("content-md5") else {
+        return Ok(None);
+    };
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(v.as_bytes())
+        .ok();
+    raw.and_then(|r| <[u8; 16]>::try_from(r).ok())
+        .map(Some)
+        .ok_or(UploadError::InvalidDigest)
+}
+
+/// Reads a small body (XML) whole, verified (payload hash, Content-MD5), refusing more than
+/// `limit` bytes.
 async fn collect(
     req: &Parts,
     body: Incoming,
@@ -282,6 +282,7 @@ async fn collect(
             "Your request was too big.",
         ));
     }
+    let md5_header = content_md5(&req.headers)?;
     let mut stream = payload::decode(body, &req.headers, auth.payload.clone())?.stream;
     let mut buf = Vec::new();
     while let Some(chunk) = stream.next().await {
@@ -294,6 +295,15 @@ async fn collect(
             ));
         }
         buf.extend_from_slice(&chunk);
+    }
+    // A Complete or DeleteObjects acts on what its body says: a damaged one must not run.
+    if let Some(want) = md5_header
+        && crate::upload::checksum::md5_of(&buf) != want
+    {
+        return Err(UploadError::BadDigest(
+            "The Content-MD5 you specified did not match what we received.".into(),
+        )
+        .into());
     }
     Ok(buf.into())
 }
@@ -552,10 +562,10 @@ fn parse_range(r: &str, size: u64) -> RangeSpec {
     if spec.contains(',') {
         return RangeSpec::All;
     }
+    // A run of digits too long for u64 is still a position, past any object's end.
     let num = |s: &str| {
         (!s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()))
-            .then(|| s.parse::<u64>().ok())
-            .flatten()
+            .then(|| s.parse::<u64>().unwrap_or(u64::MAX))
     };
     match (a.trim(), b.trim()) {
         ("", n) => match num(n) {
@@ -1467,7 +1477,15 @@ mod tests {
         assert_eq!(range("bytes=a-b", 100), None);
         assert_eq!(range("bytes=0-1,3-4", 100), None);
         assert_eq!(range("items=0-1", 100), None);
-        assert_eq!(range("bytes=99999999999999999999999-", 100), None);
+        // Huge positions are still positions (RFC 9110 `1*DIGIT`): past the end, or clamped.
+        assert_eq!(
+            range("bytes=99999999999999999999999-", 100),
+            Some((u64::MAX, u64::MAX))
+        );
+        assert_eq!(
+            range("bytes=10-99999999999999999999999", 100),
+            Some((10, 100))
+        );
     }
 
     #[test]

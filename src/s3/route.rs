@@ -241,12 +241,22 @@ pub fn route(
         }
     } else {
         let copy = headers.contains_key("x-amz-copy-source");
+        if query.has("uploads") && query.has("uploadId") {
+            return Err(S3Error::invalid_argument(
+                "Conflicting query string parameters: uploadId, uploads",
+            ));
+        }
         match *method {
             Method::POST if query.has("uploads") => S3Op::CreateMultipartUpload,
             Method::POST if query.has("uploadId") => S3Op::CompleteMultipartUpload {
                 upload_id: upload_id()?,
             },
             Method::PUT if query.has("uploadId") || query.has("partNumber") => {
+                if !query.has("uploadId") {
+                    return Err(S3Error::invalid_argument(
+                        "This operation does not accept partNumber without uploadId",
+                    ));
+                }
                 let part_number = query
                     .get("partNumber")
                     .and_then(PartNumber::parse)
@@ -473,6 +483,10 @@ mod tests {
         }
         let e = r(Method::PUT, "/b/k?partNumber=1&uploadId=../../x", false).unwrap_err();
         assert_eq!(e.code, "NoSuchUpload");
+        let e = r(Method::PUT, "/b/k?partNumber=1", false).unwrap_err();
+        assert_eq!(e.code, "InvalidArgument");
+        let e = r(Method::POST, &format!("/b/k?uploads&uploadId={ID}"), false).unwrap_err();
+        assert_eq!(e.code, "InvalidArgument");
         assert_eq!(
             r(Method::GET, "/b?acl", false).unwrap_err().code,
             "NotImplemented"

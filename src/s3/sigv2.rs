@@ -63,7 +63,9 @@ pub fn verify_header(
     now: SystemTime,
 ) -> Result<Verified, AuthError> {
     let (access_key, signature) = fields.trim().split_once(':').ok_or_else(|| {
-        AuthError::AuthorizationHeaderMalformed("The authorization header is malformed".into())
+        AuthError::InvalidArgument(
+            "AWS authorization header is invalid.  Expected AwsAccessKeyId:signature".into(),
+        )
     })?;
     let secret = creds
         .secret(access_key)

@@ -264,6 +264,7 @@ impl TestGateway {
                 time: None,
             },
             unsigned_payload: false,
+            payload_hash: None,
         }
     }
 }
@@ -597,6 +598,8 @@ pub struct Raw {
     body: Vec<u8>,
     auth: Auth,
     unsigned_payload: bool,
+    /// Signed as `x-amz-content-sha256` instead of the body's hash (streaming modes, lies).
+    payload_hash: Option<String>,
 }
 
 #[derive(Debug)]
@@ -665,8 +668,15 @@ impl Raw {
         self
     }
 
+    /// Sign this `x-amz-content-sha256` value (e.g. `STREAMING-AWS4-HMAC-SHA256-PAYLOAD`, or a
+    /// hash the body does not have) instead of the body's hash.
+    pub fn content_sha256(mut self, value: &str) -> Self {
+        self.payload_hash = Some(value.to_owned());
+        self
+    }
+
     /// The final header list (host, x-amz-date, x-amz-content-sha256, authorization included).
-    fn signed_headers(&self) -> Vec<(String, String)> {
+    pub fn signed_headers(&self) -> Vec<(String, String)> {
         use aws_sigv4::http_request::{
             PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest,
             SigningSettings, UriPathNormalizationMode, sign,
@@ -706,7 +716,9 @@ impl Raw {
             .build()
             .expect("signing params")
             .into();
-        let body = if self.unsigned_payload {
+        let body = if let Some(hash) = &self.payload_hash {
+            SignableBody::Precomputed(hash.clone())
+        } else if self.unsigned_payload {
             SignableBody::UnsignedPayload
         } else {
             SignableBody::Bytes(&self.body)

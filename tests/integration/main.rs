@@ -8,6 +8,7 @@ mod cluster;
 mod durability;
 mod expiry;
 mod faults;
+mod hostile;
 mod legacy;
 mod meta_conformance;
 mod ops;
