@@ -285,8 +285,10 @@ where
 struct Watch {
     /// Requests whose response is not done yet.
     in_flight: AtomicUsize,
-    /// When the last request in progress ended, in ms after `epoch` (0: since the start).
+    /// When the last request in progress ended, in µs after `epoch` (0: since the start).
     idle_since: AtomicU64,
+    /// Requests done so far: tells a head begun since the last one from older bytes.
+    done: AtomicU64,
     /// Serving HTTP/2 (from ALPN, or the prior-knowledge preface).
     h2: AtomicBool,
     epoch: Instant,
@@ -297,13 +299,14 @@ impl Watch {
         Self {
             in_flight: AtomicUsize::new(0),
             idle_since: AtomicU64::new(0),
+            done: AtomicU64::new(0),
             h2: AtomicBool::new(false),
             epoch: Instant::now(),
         }
     }
 
     fn idle_since(&self) -> Instant {
-        self.epoch + Duration::from_millis(self.idle_since.load(Ordering::Acquire))
+        self.epoch + Duration::from_micros(self.idle_since.load(Ordering::Acquire))
     }
 }
 
@@ -320,9 +323,10 @@ impl Busy {
 impl Drop for Busy {
     fn drop(&mut self) {
         let w = &self.0;
-        let ms = u64::try_from(w.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-        // Before the count drops, so a reader that sees 0 also sees the new time.
-        w.idle_since.fetch_max(ms, Ordering::AcqRel);
+        let us = u64::try_from(w.epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
+        // Before the count drops, so a reader that sees 0 also sees the new state.
+        w.idle_since.fetch_max(us, Ordering::AcqRel);
+        w.done.fetch_add(1, Ordering::AcqRel);
         w.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
@@ -363,6 +367,8 @@ struct Watched {
     /// When the client started its current request head: set at accept (a client connects to
     /// send one), then by the first byte read while the connection is idle.
     head_started: Instant,
+    /// `Watch::done` when `head_started` was set: a head is in progress while they are equal.
+    head_of: u64,
     /// Still to look for the HTTP/2 preface (plain connections' first read).
     sniff: bool,
     read_timer: Option<Pin<Box<Sleep>>>,
@@ -391,6 +397,7 @@ impl Watched {
             stream,
             conns,
             head_started: watch.epoch,
+            head_of: 0,
             watch,
             limits,
             sniff: !tls,
@@ -417,7 +424,8 @@ impl Watched {
         }
         let idle_since = self.watch.idle_since();
         let h2 = self.watch.h2.load(Ordering::Relaxed);
-        let due = if self.head_started >= idle_since && !h2 {
+        let head_in_progress = self.head_of == self.watch.done.load(Ordering::Acquire);
+        let due = if head_in_progress && !h2 {
             header_timeout.map(|t| (self.head_started + t, Timeout::Header))
         } else {
             idle_timeout.map(|t| (idle_since + t, Timeout::Idle))
@@ -432,9 +440,9 @@ impl Watched {
         if std::mem::take(&mut self.sniff) && bytes.starts_with(b"PRI * HTTP/2") {
             self.watch.h2.store(true, Ordering::Relaxed);
         }
-        if self.watch.in_flight.load(Ordering::Acquire) == 0
-            && self.head_started < self.watch.idle_since()
-        {
+        let done = self.watch.done.load(Ordering::Acquire);
+        if self.watch.in_flight.load(Ordering::Acquire) == 0 && self.head_of != done {
+            self.head_of = done;
             self.head_started = Instant::now();
         }
     }

@@ -7,6 +7,7 @@ mod client;
 mod durability;
 mod expiry;
 mod legacy;
+mod limits;
 mod meta_conformance;
 mod ops;
 mod s3_compat;
