@@ -910,6 +910,7 @@ mod tests {
                 f.write_str("connection reset")
             }
         }
+        impl std::error::Error for Reset {}
         let failing = || {
             StreamBody::new(futures_util::stream::iter(vec![
                 Ok(Frame::data(Bytes::from("5\r\nhe"))),
