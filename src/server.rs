@@ -33,8 +33,8 @@ use tokio::time::{Instant, Sleep};
 use tokio_rustls::TlsAcceptor;
 
 use crate::app::App;
-use crate::http::Body;
 use crate::config::Config;
+use crate::http::Body;
 use crate::metrics::{ConnectionMetrics, Timeout};
 
 /// Hyper's own HTTP/1 read-buffer limit (its default), kept unless `max_header_size` needs more:
@@ -159,13 +159,17 @@ async fn accept_loop<H, F>(
         .max_buf_size(HYPER_MAX_BUF.max(limits.max_header_size.saturating_mul(2)));
     builder
         .http2()
-        .max_header_list_size(u32::try_from(limits.max_header_size.saturating_mul(2)).unwrap_or(u32::MAX))
+        .max_header_list_size(
+            u32::try_from(limits.max_header_size.saturating_mul(2)).unwrap_or(u32::MAX),
+        )
         .max_concurrent_streams(limits.http2_max_streams);
     let graceful = GracefulShutdown::new();
     // Past the cap, connections wait in the kernel's listen backlog instead of being accepted
     // and refused: they are served (late) once a slot frees, hold no file descriptor of ours
     // meanwhile, and nobody has to read and discard a request body to answer 503 on it.
-    let slots = limits.max_connections.map(|n| Arc::new(Semaphore::new(n.min(Semaphore::MAX_PERMITS))));
+    let slots = limits
+        .max_connections
+        .map(|n| Arc::new(Semaphore::new(n.min(Semaphore::MAX_PERMITS))));
     tokio::pin!(shutdown);
     loop {
         let permit = match &slots {
@@ -257,16 +261,15 @@ async fn accept_loop<H, F>(
     }
 }
 
+/// A response on its way, boxed: what the service wrapper `busy` returns.
+type Responding = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
 /// Wraps `handler` so that the connection counts each request as in progress until its response
 /// body is done (or dropped): only then can the connection fall idle.
 fn busy<H, F>(
     watch: Arc<Watch>,
     handler: H,
-) -> impl Fn(Request<Incoming>) -> std::pin::Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>
-+ Clone
-+ Send
-+ Sync
-+ 'static
+) -> impl Fn(Request<Incoming>) -> Responding + Clone + Send + Sync + 'static
 where
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
@@ -494,7 +497,11 @@ impl Watched {
         }
     }
 
-    fn wrote(&mut self, polled: Poll<std::io::Result<usize>>, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+    fn wrote(
+        &mut self,
+        polled: Poll<std::io::Result<usize>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<usize>> {
         match polled {
             Poll::Ready(Ok(n)) => {
                 self.conns.sent_bytes.inc_by(n as u64);

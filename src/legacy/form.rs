@@ -5,10 +5,10 @@
 
 use std::collections::BTreeMap;
 
+use crate::http::RequestBody;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt as _, TryStreamExt as _};
 use http_body_util::BodyExt as _;
-use crate::http::RequestBody;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE};
 
 use super::reply::LegacyError;
@@ -46,7 +46,9 @@ impl Form {
     }
 }
 
-fn body_stream(body: RequestBody) -> impl Stream<Item = Result<Bytes, crate::http::BodyReadError>> + Send + 'static {
+fn body_stream(
+    body: RequestBody,
+) -> impl Stream<Item = Result<Bytes, crate::http::BodyReadError>> + Send + 'static {
     body.into_data_stream()
 }
 

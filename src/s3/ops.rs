@@ -3,11 +3,11 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::http::RequestBody;
 use base64::Engine as _;
 use bytes::Bytes;
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use http::request::Parts;
-use crate::http::RequestBody;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Response, StatusCode};
 
@@ -32,7 +32,13 @@ const MAX_COMPLETE_XML: usize = 10_000 * 320;
 /// Other XML bodies (DeleteObjects with 1,000 long keys, CreateBucketConfiguration).
 const MAX_XML: usize = 2 << 20;
 
-pub async fn dispatch(app: &App, req: &Parts, body: RequestBody, route: Route, auth: Verified) -> Res {
+pub async fn dispatch(
+    app: &App,
+    req: &Parts,
+    body: RequestBody,
+    route: Route,
+    auth: Verified,
+) -> Res {
     let Route {
         op,
         bucket,
@@ -615,7 +621,13 @@ fn check_conditions(h: &HeaderMap, rec: &ObjectRecord, prefix: &str) -> Result<(
     Ok(())
 }
 
-async fn delete_objects(app: &App, req: &Parts, body: RequestBody, auth: &Verified, b: &str) -> Res {
+async fn delete_objects(
+    app: &App,
+    req: &Parts,
+    body: RequestBody,
+    auth: &Verified,
+    b: &str,
+) -> Res {
     let body = collect(req, body, auth, MAX_XML).await?;
     let root = xml::parse(&body).map_err(|_| S3Error::malformed_xml())?;
     if root.name != "Delete" {

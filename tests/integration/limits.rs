@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-use crate::harness::{Store, TestGateway, both, blob_files, create_upload, read_response};
+use crate::harness::{Store, TestGateway, blob_files, both, create_upload, read_response};
 
 const SHORT: Duration = Duration::from_secs(1);
 const LONG: Duration = Duration::from_secs(60);
@@ -108,7 +108,11 @@ async fn slow_loris_head_is_cut_off() {
     let c = gw.client();
     let t = Instant::now();
     c.list_buckets().send().await.expect("ListBuckets");
-    assert!(t.elapsed() < NOT_BEFORE, "a normal client waited {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < NOT_BEFORE,
+        "a normal client waited {:?}",
+        t.elapsed()
+    );
 
     let mut buf = [0u8; 1024];
     let ended = tokio::time::timeout(WITHIN, async {
@@ -122,7 +126,10 @@ async fn slow_loris_head_is_cut_off() {
     .await
     .expect("slow-loris connection still open");
     trickle.abort();
-    assert!(ended >= NOT_BEFORE, "cut off after {ended:?}, before the timeout");
+    assert!(
+        ended >= NOT_BEFORE,
+        "cut off after {ended:?}, before the timeout"
+    );
     assert!(metric(&gw, "mpgw_timeouts_total{kind=\"header\"}").await >= 1.0);
 
     // A head sent in time is fine, on a connection older than the timeout too.
@@ -149,7 +156,9 @@ async fn slow_loris_swarm_delays_others_only_until_the_timeout() {
     let mut swarm = Vec::new();
     for _ in 0..8 {
         let mut s = TcpStream::connect(gw.addr()).await.unwrap();
-        s.write_all(b"PUT /b/k HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        s.write_all(b"PUT /b/k HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
         swarm.push(s);
     }
     let mut s = TcpStream::connect(gw.addr()).await.unwrap();
@@ -183,7 +192,10 @@ async fn idle_keep_alive_connection_is_closed() {
     assert_eq!(read_one(&mut s).await.0, 200);
     let idle = Instant::now();
     let after = closed(&mut s, idle, WITHIN).await;
-    assert!(after >= NOT_BEFORE, "closed after {after:?}, before the idle timeout");
+    assert!(
+        after >= NOT_BEFORE,
+        "closed after {after:?}, before the idle timeout"
+    );
     assert!(metric(&gw, "mpgw_timeouts_total{kind=\"idle\"}").await >= 1.0);
 
     // 2.5 s of upload at one chunk per 250 ms: longer than the idle timeout, never stalled for
@@ -292,7 +304,12 @@ async fn oversized_head_is_refused() {
         .header("x-pad", &"a".repeat(6 << 10))
         .send()
         .await;
-    assert_eq!(legacy.status, 413, "{}", String::from_utf8_lossy(&legacy.body));
+    assert_eq!(
+        legacy.status,
+        413,
+        "{}",
+        String::from_utf8_lossy(&legacy.body)
+    );
     assert!(String::from_utf8_lossy(&legacy.body).contains("\"code\":10009"));
 
     // Beyond hyper's 400 KiB read buffer: no head is parsed at all.
@@ -353,14 +370,20 @@ async fn tls_handshake_times_out() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     let made = std::process::Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"])
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
         .args(["-subj", "/CN=localhost", "-keyout"])
         .arg(&key)
         .arg("-out")
         .arg(&cert)
         .output()
         .expect("openssl is needed to make a test certificate");
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
     let gw = TestGateway::start_with(Store::Embedded, move |c| {
         c.tls_cert = Some(cert);
         c.tls_key = Some(key);
@@ -375,6 +398,49 @@ async fn tls_handshake_times_out() {
     partial.write_all(&[0x16, 0x03, 0x01, 0x02]).await.unwrap();
     for s in [&mut silent, &mut partial] {
         let after = closed(s, started, WITHIN).await;
-        assert!(after >= NOT_BEFORE, "closed after {after:?}, before the timeout");
+        assert!(
+            after >= NOT_BEFORE,
+            "closed after {after:?}, before the timeout"
+        );
     }
+}
+
+/// An HTTP/2 (prior knowledge) connection falls idle once its streams are done and is closed after
+/// --idle-timeout; the header timeout, shorter here, does not apply between its requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_idle_connection_is_closed() {
+    use http_body_util::{BodyExt as _, Empty};
+    let gw = TestGateway::start_with(Store::Embedded, |c| {
+        c.header_timeout = Duration::from_millis(500);
+        c.idle_timeout = Duration::from_secs(2);
+    })
+    .await;
+    let tcp = TcpStream::connect(gw.addr()).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .expect("h2 handshake");
+    let conn = tokio::spawn(conn);
+    let uri = format!("http://{}/health/live", gw.addr());
+    for _ in 0..2 {
+        let req = http::Request::get(&uri)
+            .body(Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let resp = send.send_request(req).await.expect("h2 request");
+        assert_eq!(resp.status(), 200);
+        resp.into_body().collect().await.expect("h2 body");
+        // Longer than the header timeout: still open for the second request.
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+    }
+    let idle = Instant::now() - Duration::from_millis(1000);
+    let _ = tokio::time::timeout(WITHIN, conn)
+        .await
+        .expect("h2 connection still open");
+    let after = idle.elapsed();
+    assert!(
+        after >= Duration::from_millis(1600),
+        "closed after {after:?}, before the idle timeout"
+    );
 }
