@@ -213,13 +213,7 @@ impl http_body::Body for RequestBody {
             return Poll::Pending;
         };
         let at = *this.stalled.get_or_insert_with(tokio::time::Instant::now) + limit;
-        let timer = this
-            .timer
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
-        if timer.deadline() != at {
-            timer.as_mut().reset(at);
-        }
-        if timer.as_mut().poll(cx).is_pending() {
+        if !crate::server::wake_at(&mut this.timer, at, cx) {
             return Poll::Pending;
         }
         this.metrics.connections.timeout(Timeout::Body);

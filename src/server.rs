@@ -153,7 +153,8 @@ async fn accept_loop<H, F>(
 {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // Heads between max_header_size and these limits get the S3 answer from `http`; beyond
-    // them hyper refuses the head itself (HTTP/1: 431 without a body; HTTP/2: stream reset).
+    // them hyper refuses the head itself (HTTP/1: 431 without a body, checked between reads so
+    // up to about twice the buffer; HTTP/2: stream reset).
     builder
         .http1()
         .max_buf_size(HYPER_MAX_BUF.max(limits.max_header_size.saturating_mul(2)));
@@ -458,9 +459,11 @@ impl Watched {
                 Some(Deadline::Fire(at, kind)) => (at, Some(kind)),
                 Some(Deadline::Recheck(at)) => (at, None),
             };
-            if let Some(kind) = fire
-                && Instant::now() >= at
-            {
+            if !wake_at(&mut self.read_timer, at, cx) {
+                return Poll::Pending;
+            }
+            // Due: a timeout, or a recheck (then look again).
+            if let Some(kind) = fire {
                 self.conns.timeout(kind);
                 let what = match kind {
                     Timeout::Idle => "idle connection",
@@ -471,9 +474,6 @@ impl Watched {
                     format!("{what}: timed out"),
                 )));
             }
-            if !arm(&mut self.read_timer, at, cx) {
-                return Poll::Pending;
-            }
         }
     }
 
@@ -483,18 +483,14 @@ impl Watched {
             return Poll::Pending;
         };
         let at = *self.write_stalled.get_or_insert_with(Instant::now) + limit;
-        loop {
-            if Instant::now() >= at {
-                self.conns.timeout(Timeout::Send);
-                return Poll::Ready(Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "client does not read the response: timed out",
-                )));
-            }
-            if !arm(&mut self.write_timer, at, cx) {
-                return Poll::Pending;
-            }
+        if !wake_at(&mut self.write_timer, at, cx) {
+            return Poll::Pending;
         }
+        self.conns.timeout(Timeout::Send);
+        Poll::Ready(Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "client does not read the response: timed out",
+        )))
     }
 
     fn wrote(
@@ -514,13 +510,27 @@ impl Watched {
     }
 }
 
-/// Sets `timer` to `at` and polls it: true when it has already expired.
-fn arm(timer: &mut Option<Pin<Box<Sleep>>>, at: Instant, cx: &mut Context<'_>) -> bool {
-    let t = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
-    if t.deadline() != at {
-        t.as_mut().reset(at);
+/// Makes sure the task is woken by `at` at the latest; true once `at` has passed. The timer moves
+/// only when it has fired or would be late, not on every poll (a reset takes the timer driver's
+/// lock, and reads pend thousands of times a second during an upload): waking early just means
+/// the caller looks again.
+pub(crate) fn wake_at(
+    timer: &mut Option<Pin<Box<Sleep>>>,
+    at: Instant,
+    cx: &mut Context<'_>,
+) -> bool {
+    loop {
+        if Instant::now() >= at {
+            return true;
+        }
+        let t = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+        if t.deadline() > at || t.is_elapsed() {
+            t.as_mut().reset(at);
+        }
+        if t.as_mut().poll(cx).is_pending() {
+            return false;
+        }
     }
-    t.as_mut().poll(cx).is_ready()
 }
 
 impl AsyncRead for Watched {

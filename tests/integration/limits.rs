@@ -282,7 +282,7 @@ async fn stalled_body_times_out(store: Store) {
 both!(stalled_body, stalled_body_times_out);
 
 /// A head over --max-header-size gets AWS's 400 RequestHeaderSectionTooLarge; one under it is
-/// served; one beyond hyper's own buffer is refused by hyper (431, or a reset while sending).
+/// served; a huge one is refused too, by hyper or by us.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_head_is_refused() {
     let gw = TestGateway::start_with(Store::Embedded, |c| c.max_header_size = 4 << 10).await;
@@ -324,9 +324,17 @@ async fn oversized_head_is_refused() {
     let read = tokio::time::timeout(WITHIN, s.read_to_end(&mut answer))
         .await
         .expect("connection not closed");
+    // Hyper checks its buffer between reads, so a head a little over the buffer may still be
+    // parsed whole (and get the S3 answer); and the answer may be lost to a reset when the
+    // gateway closes with part of the head unread.
     if read.is_ok() {
         let text = String::from_utf8_lossy(&answer);
-        assert!(text.starts_with("HTTP/1.1 431"), "{text}");
+        assert!(
+            text.starts_with("HTTP/1.1 431")
+                || (text.starts_with("HTTP/1.1 400")
+                    && text.contains("<Code>RequestHeaderSectionTooLarge</Code>")),
+            "{text}"
+        );
     }
     // And the server is fine.
     assert_eq!(gw.raw("GET", "/").send().await.status, 200);
