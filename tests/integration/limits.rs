@@ -452,3 +452,34 @@ async fn http2_idle_connection_is_closed() {
         "closed after {after:?}, before the idle timeout"
     );
 }
+
+/// A client that stops reading a large GetObject is cut off after --body-timeout rather than
+/// holding the connection (and the open file) forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unread_response_is_cut_off() {
+    let gw = TestGateway::start_with(Store::Embedded, |c| {
+        c.body_timeout = SHORT;
+        c.idle_timeout = LONG;
+    })
+    .await;
+    let c = gw.bucket("unread").await;
+    // Larger than what the socket buffers of both ends can hold on loopback.
+    let data = vec![5u8; 48 << 20];
+    crate::harness::put(&c, "unread", "big", &data).await;
+    let (addr, head, _) = gw.raw("GET", "/unread/big").into_wire();
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(&head).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while metric(&gw, "mpgw_timeouts_total{kind=\"send\"}").await < 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the stalled response was not cut off"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(WITHIN, s.read_to_end(&mut got))
+        .await
+        .expect("connection not closed");
+    assert!(got.len() < data.len(), "the whole object arrived");
+}
