@@ -32,6 +32,8 @@ pub struct App {
     pub cors_default: Option<Arc<CorsRule>>,
     /// The design note's `/file/*` API.
     pub legacy: Option<Arc<legacy::Settings>>,
+    /// Sizes and timeouts the listeners enforce.
+    pub limits: crate::server::ConnLimits,
 }
 
 impl App {
@@ -119,6 +121,7 @@ impl App {
             domain: cfg.domain.as_deref().map(Into::into),
             cors_default: crate::s3::cors::default_rule(&cfg.cors_allow_origins).map(Arc::new),
             legacy: Some(Arc::new(legacy)),
+            limits: crate::server::ConnLimits::from_config(cfg),
         })
     }
 }

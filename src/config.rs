@@ -277,6 +277,33 @@ pub struct Config {
     /// How long in-flight requests may run after SIGINT/SIGTERM, in seconds.
     #[arg(long, env = "MPGW_SHUTDOWN_TIMEOUT", default_value_t = 30)]
     pub shutdown_timeout: u64,
+    /// Largest request head (request line and header fields). A bigger one is answered 400
+    /// RequestHeaderSectionTooLarge; one over twice this is cut off by the HTTP layer (431).
+    #[arg(long, env = "MPGW_MAX_HEADER_SIZE", default_value = "16KiB", value_parser = parse_size)]
+    #[serde(deserialize_with = "size")]
+    pub max_header_size: u64,
+    /// Time a client has to send a whole request head (and a TLS handshake) once it started
+    /// one or connected: slow-loris clients are disconnected (`0` = no limit).
+    #[arg(long, env = "MPGW_HEADER_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    #[serde(deserialize_with = "duration")]
+    pub header_timeout: Duration,
+    /// A keep-alive connection with no request in progress is closed after this long (`0` =
+    /// never).
+    #[arg(long, env = "MPGW_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    #[serde(deserialize_with = "duration")]
+    pub idle_timeout: Duration,
+    /// A request body that sends no data (or a response the client does not read) for this long
+    /// fails: 400 RequestTimeout, nothing stored (`0` = no limit).
+    #[arg(long, env = "MPGW_BODY_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    #[serde(deserialize_with = "duration")]
+    pub body_timeout: Duration,
+    /// Most client connections open at once; beyond it new ones wait in the listen backlog until
+    /// one closes (`0` = no limit).
+    #[arg(long, env = "MPGW_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
+    /// Most concurrent requests (streams) on one HTTP/2 connection.
+    #[arg(long, env = "MPGW_HTTP2_MAX_STREAMS", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..))]
+    pub http2_max_streams: u32,
     /// PEM certificate chain: serve HTTPS (with --tls-key).
     #[arg(long, env = "MPGW_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -331,6 +358,12 @@ impl Default for Config {
             max_part_size: 5 << 30,
             log_format: LogFormat::Text,
             shutdown_timeout: 30,
+            max_header_size: 16 << 10,
+            header_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            body_timeout: Duration::from_secs(60),
+            max_connections: 4096,
+            http2_max_streams: 128,
             tls_cert: None,
             tls_key: None,
             domain: None,
@@ -439,6 +472,12 @@ impl Config {
                 "legacy-chunk-size must lie between min-part-size and max-part-size".into(),
             );
         }
+        if !(1 << 10..=1 << 20).contains(&self.max_header_size) {
+            return Err("max-header-size must lie between 1KiB and 1MiB".into());
+        }
+        if self.http2_max_streams == 0 {
+            return Err("http2-max-streams must be at least 1".into());
+        }
         if self.admin_listen == Some(self.listen) && self.listen.port() != 0 {
             return Err("admin-listen must differ from listen".into());
         }
@@ -471,6 +510,12 @@ impl Config {
             max_part_size,
             log_format,
             shutdown_timeout,
+            max_header_size,
+            header_timeout,
+            idle_timeout,
+            body_timeout,
+            max_connections,
+            http2_max_streams,
             tls_cert,
             tls_key,
             domain,

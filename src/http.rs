@@ -1,12 +1,13 @@
-//! The single service function: request id, tracing span, then the front-end that owns the
-//! path; the access log line and request metrics once the response body is done. Also the
-//! response body type shared by the front-ends.
+//! The single service function: request id, tracing span, the request-head size limit, then the
+//! front-end that owns the path; the access log line and request metrics once the response body
+//! is done. Also the body types shared by the front-ends: `Body` for responses and
+//! `RequestBody`, which fails a request body that stalls (`--body-timeout`).
 
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::{Stream, TryStreamExt as _};
@@ -14,10 +15,11 @@ use http_body::SizeHint;
 use http_body_util::{BodyExt as _, Full, StreamBody, combinators::BoxBody};
 use hyper::body::{Frame, Incoming};
 use hyper::{Request, Response};
+use tokio::time::Sleep;
 use tracing::Instrument as _;
 
 use crate::app::App;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Timeout};
 use crate::upload::model::random_hex;
 
 pub type Body = BoxBody<Bytes, std::io::Error>;
@@ -82,8 +84,18 @@ pub async fn handle(app: App, req: Request<Incoming>) -> Result<Response<Body>, 
         bytes_out: 0,
         metrics: app.metrics.clone(),
     };
+    let head = head_size(&req);
+    let req = req.map(|inner| RequestBody {
+        inner,
+        timeout: app.limits.body_timeout,
+        stalled: None,
+        timer: None,
+        metrics: app.metrics.clone(),
+    });
     let path = req.uri().path();
-    let mut resp = if path == crate::ui::PREFIX || path.starts_with("/ui/") {
+    let mut resp = if head > app.limits.max_header_size {
+        header_too_large(&app, req, &request_id, &mut access.info)
+    } else if path == crate::ui::PREFIX || path.starts_with("/ui/") {
         access.info.op = "UiPage";
         crate::ui::handle(path)
     } else if path.starts_with(crate::legacy::PREFIX) {
@@ -107,6 +119,114 @@ pub async fn handle(app: App, req: Request<Incoming>) -> Result<Response<Body>, 
     );
     access.status = resp.status().as_u16();
     Ok(resp.map(|body| BoxBody::new(Logged { body, access })))
+}
+
+/// The size of the request head as an HTTP/1.1 client would send it (request line, header
+/// fields, blank line), whichever protocol carried it.
+fn head_size<B>(req: &Request<B>) -> usize {
+    let uri = req.uri();
+    let target = uri.path_and_query().map_or(1, |p| p.as_str().len());
+    let authority = uri.authority().map_or(0, |a| a.as_str().len() + 8);
+    let fields: usize = req
+        .headers()
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 4)
+        .sum();
+    req.method().as_str().len() + target + authority + " HTTP/1.1\r\n".len() + fields + 2
+}
+
+/// AWS answers a too large request head with 400 RequestHeaderSectionTooLarge; the legacy API
+/// gets its own envelope. The body is left unread: hyper closes the connection after the answer.
+fn header_too_large(
+    app: &App,
+    req: Request<RequestBody>,
+    request_id: &str,
+    info: &mut RequestInfo,
+) -> Response<Body> {
+    let max = app.limits.max_header_size;
+    let (parts, _body) = req.into_parts();
+    let mut resp = if parts.uri.path().starts_with(crate::legacy::PREFIX) {
+        info.op = "LegacyApi";
+        crate::legacy::reply::error(&crate::legacy::reply::LegacyError::too_large(format!(
+            "request header section exceeds {max} bytes"
+        )))
+    } else {
+        let e = crate::s3::error::S3Error::new(
+            "RequestHeaderSectionTooLarge",
+            hyper::StatusCode::BAD_REQUEST,
+            format!("Your request header section exceeds the maximum allowed size ({max} bytes)."),
+        );
+        info.error_code = Some(e.code);
+        crate::s3::render(&e, parts.uri.path(), request_id, &parts)
+    };
+    if parts.version < hyper::Version::HTTP_2 {
+        resp.headers_mut().insert(
+            hyper::header::CONNECTION,
+            hyper::header::HeaderValue::from_static("close"),
+        );
+    }
+    resp
+}
+
+/// A request body that fails with `BodyReadError::Timeout` once the client has sent nothing for
+/// the body timeout while the gateway waits for data (a stalled or trickling upload). The clock
+/// runs only while a read is pending, so a slow disk never counts against the client.
+pub struct RequestBody {
+    inner: Incoming,
+    timeout: Option<Duration>,
+    /// Since when the reader has been waiting for data.
+    stalled: Option<tokio::time::Instant>,
+    timer: Option<Pin<Box<Sleep>>>,
+    metrics: Arc<Metrics>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BodyReadError {
+    #[error("request body: no data for {0:?}")]
+    Timeout(Duration),
+    #[error(transparent)]
+    Transport(#[from] hyper::Error),
+}
+
+/// Whether a body stream failed because the client stalled (S3: RequestTimeout).
+pub fn is_body_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    matches!(
+        e.downcast_ref::<BodyReadError>(),
+        Some(BodyReadError::Timeout(_))
+    )
+}
+
+impl http_body::Body for RequestBody {
+    type Data = Bytes;
+    type Error = BodyReadError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            this.stalled = None;
+            return Poll::Ready(frame.map(|r| r.map_err(BodyReadError::Transport)));
+        }
+        let Some(limit) = this.timeout else {
+            return Poll::Pending;
+        };
+        let at = *this.stalled.get_or_insert_with(tokio::time::Instant::now) + limit;
+        if !crate::server::wake_at(&mut this.timer, at, cx) {
+            return Poll::Pending;
+        }
+        this.metrics.connections.timeout(Timeout::Body);
+        Poll::Ready(Some(Err(BodyReadError::Timeout(limit))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// The request body size the client announced: the wire size (aws-chunked framing included).

@@ -91,6 +91,40 @@ pub enum Fsync {
     Dir,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
+}
+
+/// Why the gateway gave up on a client (see `server` and `http`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Timeout {
+    /// TLS handshake not done within --header-timeout.
+    Tls,
+    /// Request head not complete within --header-timeout.
+    Header,
+    /// No request for --idle-timeout.
+    Idle,
+    /// Request body stalled for --body-timeout.
+    Body,
+    /// Response not read by the client for --body-timeout.
+    Send,
+}
+
+impl Timeout {
+    const ALL: [Self; 5] = [Self::Tls, Self::Header, Self::Idle, Self::Body, Self::Send];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Tls => "tls",
+            Self::Header => "header",
+            Self::Idle => "idle",
+            Self::Body => "body",
+            Self::Send => "send",
+        }
+    }
+}
+
 /// Per-listener connection counters. `Default` gives detached ones, counted nowhere (the admin
 /// listener, so that scrapes do not show up as traffic).
 #[derive(Clone, Debug, Default)]
@@ -100,6 +134,19 @@ pub struct ConnectionMetrics {
     /// On the wire, request and response heads included.
     pub received_bytes: Counter,
     pub sent_bytes: Counter,
+    /// Times the accept loop reached --max-connections and paused.
+    pub limited: Counter,
+    timeouts: Family<KindLabels, Counter>,
+}
+
+impl ConnectionMetrics {
+    pub fn timeout(&self, kind: Timeout) {
+        self.timeouts
+            .get_or_create(&KindLabels {
+                kind: kind.as_str(),
+            })
+            .inc();
+    }
 }
 
 #[derive(Debug)]
@@ -152,6 +199,13 @@ impl Metrics {
         for e in UploadEvent::ALL {
             drop(m.uploads.get_or_create(&EventLabels { event: e.as_str() }));
         }
+        for t in Timeout::ALL {
+            drop(
+                m.connections
+                    .timeouts
+                    .get_or_create(&KindLabels { kind: t.as_str() }),
+            );
+        }
         let r = &mut m.registry;
         r.register(
             "requests",
@@ -173,6 +227,16 @@ impl Metrics {
             "connections",
             "Accepted client connections",
             m.connections.accepted.clone(),
+        );
+        r.register(
+            "connections_limited",
+            "Times --max-connections was reached and accepting paused",
+            m.connections.limited.clone(),
+        );
+        r.register(
+            "timeouts",
+            "Connections or requests ended by a timeout, by kind (tls, header, idle, body, send)",
+            m.connections.timeouts.clone(),
         );
         r.register_with_unit(
             "received",

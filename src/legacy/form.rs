@@ -5,10 +5,10 @@
 
 use std::collections::BTreeMap;
 
+use crate::http::RequestBody;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt as _, TryStreamExt as _};
 use http_body_util::BodyExt as _;
-use hyper::body::Incoming;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE};
 
 use super::reply::LegacyError;
@@ -46,14 +46,16 @@ impl Form {
     }
 }
 
-fn body_stream(body: Incoming) -> impl Stream<Item = Result<Bytes, hyper::Error>> + Send + 'static {
+fn body_stream(
+    body: RequestBody,
+) -> impl Stream<Item = Result<Bytes, crate::http::BodyReadError>> + Send + 'static {
     body.into_data_stream()
 }
 
 /// Reads the fields of `req`; with `want_file`, also returns the chunk body as a stream.
 pub async fn read(
     parts: &http::request::Parts,
-    body: Incoming,
+    body: RequestBody,
     want_file: bool,
 ) -> Result<(Form, Option<BodyStream>), LegacyError> {
     let mut form = Form::default();

@@ -14,7 +14,7 @@ pub mod reply;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use hyper::body::Incoming;
+use crate::http::RequestBody;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 use subtle::ConstantTimeEq as _;
@@ -100,7 +100,7 @@ impl Users {
     }
 }
 
-pub async fn handle(app: &App, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(app: &App, req: Request<RequestBody>) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().trim_end_matches('/').to_owned();
     let result = async {

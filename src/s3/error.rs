@@ -140,6 +140,7 @@ impl From<PayloadError> for S3Error {
             PayloadError::IncompleteBody | PayloadError::Transport(_) => {
                 ("IncompleteBody", S::BAD_REQUEST)
             }
+            PayloadError::RequestTimeout => ("RequestTimeout", S::BAD_REQUEST),
             PayloadError::Malformed(_) => ("IncompleteBody", S::BAD_REQUEST),
             PayloadError::InvalidArgument(_) => ("InvalidArgument", S::BAD_REQUEST),
             PayloadError::InvalidRequest(_) => ("InvalidRequest", S::BAD_REQUEST),

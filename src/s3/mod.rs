@@ -12,7 +12,7 @@ pub mod route;
 pub mod sigv2;
 pub mod xml;
 
-use hyper::body::Incoming;
+use crate::http::RequestBody;
 use hyper::{Method, Request, Response};
 
 use self::error::S3Error;
@@ -23,7 +23,7 @@ use crate::http::{Body, RequestInfo, empty, full};
 /// the access log and the metrics as it learns them, so a cancelled request still has them.
 pub async fn handle(
     app: &App,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     request_id: &str,
     info: &mut RequestInfo,
 ) -> Response<Body> {

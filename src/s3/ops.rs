@@ -3,11 +3,11 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::http::RequestBody;
 use base64::Engine as _;
 use bytes::Bytes;
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use http::request::Parts;
-use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Response, StatusCode};
 
@@ -34,7 +34,13 @@ const MAX_COMPLETE_XML: usize = 10_000 * 320;
 /// Other XML bodies (DeleteObjects with 1,000 long keys, CreateBucketConfiguration).
 const MAX_XML: usize = 2 << 20;
 
-pub async fn dispatch(app: &App, req: &Parts, body: Incoming, route: Route, auth: Verified) -> Res {
+pub async fn dispatch(
+    app: &App,
+    req: &Parts,
+    body: RequestBody,
+    route: Route,
+    auth: Verified,
+) -> Res {
     let owner = auth.access_key.clone();
     let granted = match super::access::authorize(app, req, &route, &owner).await {
         Ok(g) => g,
@@ -173,7 +179,7 @@ pub async fn dispatch(app: &App, req: &Parts, body: Incoming, route: Route, auth
 /// The verified body stream of a PutObject / UploadPart, with the checks its headers announce.
 fn stream_body(
     req: &Parts,
-    body: Incoming,
+    body: RequestBody,
     auth: &Verified,
 ) -> Result<(BodyStream, BodyChecks), S3Error> {
     let h = &req.headers;
@@ -266,7 +272,7 @@ fn content_md5(h: &HeaderMap) -> Result<Option<[u8; 16]>, UploadError> {
 /// `limit` bytes.
 async fn collect(
     req: &Parts,
-    body: Incoming,
+    body: RequestBody,
     auth: &Verified,
     limit: usize,
 ) -> Result<Bytes, S3Error> {
@@ -313,7 +319,7 @@ async fn collect(
 async fn put_object(
     app: &App,
     req: &Parts,
-    body: Incoming,
+    body: RequestBody,
     auth: &Verified,
     b: &str,
     k: &str,
@@ -634,7 +640,13 @@ fn check_conditions(h: &HeaderMap, rec: &ObjectRecord, prefix: &str) -> Result<(
     Ok(())
 }
 
-async fn delete_objects(app: &App, req: &Parts, body: Incoming, auth: &Verified, b: &str) -> Res {
+async fn delete_objects(
+    app: &App,
+    req: &Parts,
+    body: RequestBody,
+    auth: &Verified,
+    b: &str,
+) -> Res {
     let body = collect(req, body, auth, MAX_XML).await?;
     let root = xml::parse(&body).map_err(|_| S3Error::malformed_xml())?;
     if root.name != "Delete" {
@@ -902,7 +914,7 @@ async fn create_multipart_upload(app: &App, req: &Parts, owner: &str, b: &str, k
 async fn upload_part(
     app: &App,
     req: &Parts,
-    body: Incoming,
+    body: RequestBody,
     auth: &Verified,
     up: UploadRecord,
     n: PartNumber,
@@ -1009,7 +1021,7 @@ fn parse_copy_range(v: &str) -> Option<(u64, u64)> {
 async fn complete(
     app: &App,
     req: &Parts,
-    body: Incoming,
+    body: RequestBody,
     auth: &Verified,
     b: &str,
     k: &str,
@@ -1224,7 +1236,7 @@ const DRAIN_LIMIT: u64 = 16 << 20;
 
 /// Reads and drops an unread request body before an early error answer. A client that sent
 /// `Expect: 100-continue` has not sent its body: nothing to drain (the answer closes instead).
-pub async fn drain(req: &Parts, body: Incoming) {
+pub async fn drain(req: &Parts, body: RequestBody) {
     use http_body_util::BodyExt as _;
     let expects = req
         .headers
@@ -1271,9 +1283,9 @@ fn check_declared_size(req: &Parts, max: u64) -> Result<(), UploadError> {
 /// the body is drained first.
 async fn precheck<T, F: std::future::Future<Output = Result<T, UploadError>>>(
     req: &Parts,
-    body: Incoming,
+    body: RequestBody,
     checks: F,
-) -> Result<(Incoming, T), S3Error> {
+) -> Result<(RequestBody, T), S3Error> {
     match checks.await {
         Ok(v) => Ok((body, v)),
         Err(e) => {

@@ -42,6 +42,10 @@ pub enum PayloadError {
     MissingContentLength,
     #[error("connection: {0}")]
     Transport(String),
+    #[error(
+        "Your socket connection to the server was not read from or written to within the timeout period. Idle connections will be closed."
+    )]
+    RequestTimeout,
 }
 
 pub struct Decoded {
@@ -65,7 +69,7 @@ pub fn decode<B>(
 ) -> Result<Decoded, PayloadError>
 where
     B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
-    B::Error: std::fmt::Display,
+    B::Error: std::error::Error + 'static,
 {
     let (signing, trailer_variant) = match mode {
         PayloadMode::Sha256(hash) => return plain(body, headers, Some(hash)),
@@ -131,7 +135,7 @@ fn plain<B>(
 ) -> Result<Decoded, PayloadError>
 where
     B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
-    B::Error: std::fmt::Display,
+    B::Error: std::error::Error + 'static,
 {
     let length = header_u64(headers, CONTENT_LENGTH.as_str())?;
     let codec = Plain {
@@ -176,7 +180,7 @@ trait Codec: Send + 'static {
 fn into_stream<B, C>(body: B, codec: C) -> BodyStream
 where
     B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
-    B::Error: std::fmt::Display,
+    B::Error: std::error::Error + 'static,
     C: Codec,
 {
     let state = (body, codec, Bytes::new());
@@ -194,6 +198,9 @@ where
                     }
                     // HTTP trailers carry nothing S3 reads: checksum trailers live in aws-chunked.
                     Some(Ok(frame)) => input = frame.into_data().unwrap_or_default(),
+                    Some(Err(e)) if crate::http::is_body_timeout(&e) => {
+                        return Err(PayloadError::RequestTimeout);
+                    }
                     Some(Err(e)) => return Err(codec.body_error(e.to_string())),
                 }
             }
@@ -903,6 +910,7 @@ mod tests {
                 f.write_str("connection reset")
             }
         }
+        impl std::error::Error for Reset {}
         let failing = || {
             StreamBody::new(futures_util::stream::iter(vec![
                 Ok(Frame::data(Bytes::from("5\r\nhe"))),

@@ -10,6 +10,7 @@ mod expiry;
 mod faults;
 mod hostile;
 mod legacy;
+mod limits;
 mod meta_conformance;
 mod ops;
 mod ownership;

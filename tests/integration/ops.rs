@@ -244,6 +244,12 @@ min-part-size = "1MiB"
 max-part-size = 104857600
 log-format = "json"
 shutdown-timeout = 5
+max-header-size = "32KiB"
+header-timeout = "10s"
+idle-timeout = "2m"
+body-timeout = 45
+max-connections = 100
+http2-max-streams = 16
 tls-cert = "/etc/mpgw/cert.pem"
 tls-key = "/etc/mpgw/key.pem"
 domain = "s3.example.com"
@@ -283,6 +289,12 @@ fn config_file_round_trip() {
         max_part_size: 100 << 20,
         log_format: LogFormat::Json,
         shutdown_timeout: 5,
+        max_header_size: 32 << 10,
+        header_timeout: std::time::Duration::from_secs(10),
+        idle_timeout: std::time::Duration::from_secs(120),
+        body_timeout: std::time::Duration::from_secs(45),
+        max_connections: 100,
+        http2_max_streams: 16,
         tls_cert: Some("/etc/mpgw/cert.pem".into()),
         tls_key: Some("/etc/mpgw/key.pem".into()),
         domain: Some("s3.example.com".into()),
