@@ -4,6 +4,7 @@ mod harness;
 
 mod bench;
 mod client;
+mod crash;
 mod durability;
 mod expiry;
 mod legacy;
