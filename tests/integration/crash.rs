@@ -142,7 +142,12 @@ impl Site {
             // does not simulate, and would only slow the rounds down.
             .args(["--fsync", "false", "--log-format", "text"]);
         if self.store == Store::Redis {
-            cmd.args(["--redis-url", &redis_url(), "--redis-prefix", &self.redis_prefix]);
+            cmd.args([
+                "--redis-url",
+                &redis_url(),
+                "--redis-prefix",
+                &self.redis_prefix,
+            ]);
         }
         let mut child = cmd
             .stdin(Stdio::null())
@@ -158,7 +163,10 @@ impl Site {
                 break rest[..end].parse::<SocketAddr>().expect("listen address");
             }
             if let Some(status) = child.try_wait().expect("try_wait") {
-                panic!("mpgw exited ({status}) during start-up; log:\n{}", tail(&log));
+                panic!(
+                    "mpgw exited ({status}) during start-up; log:\n{}",
+                    tail(&log)
+                );
             }
             assert!(
                 Instant::now() < deadline,
@@ -232,7 +240,9 @@ impl Gateway {
             .endpoint_url(format!("http://{}", self.addr))
             .force_path_style(true)
             .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "crash"))
+            .credentials_provider(Credentials::new(
+                ACCESS_KEY, SECRET_KEY, None, None, "crash",
+            ))
             // Every failure is seen (a retry would blur what was acknowledged).
             .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
             .timeout_config(
@@ -570,7 +580,11 @@ async fn send_part(r: &Round, idx: usize, n: i32, size: usize, rng: &mut Rng) ->
             out.e_tag()
         ));
     }
-    r.ledger.lock().unwrap().uploads[idx].parts.get_mut(&n).unwrap().acked = Some(v);
+    r.ledger.lock().unwrap().uploads[idx]
+        .parts
+        .get_mut(&n)
+        .unwrap()
+        .acked = Some(v);
     Ok(())
 }
 
@@ -730,7 +744,9 @@ async fn resume(c: &aws_sdk_s3::Client, up: &UploadLog, rng: &mut Rng, stats: &m
             .iter()
             .position(|v| v.etag() == etag)
             .unwrap_or_else(|| {
-                panic!("{key}: part {n} listed with {etag}, a body never sent (torn?); sent {log:?}")
+                panic!(
+                    "{key}: part {n} listed with {etag}, a body never sent (torn?); sent {log:?}"
+                )
             });
         let from = log.acked.unwrap_or(0);
         assert!(
@@ -887,7 +903,10 @@ async fn check_round(
         .await
         .expect("list uploads");
     let left: Vec<_> = open.uploads().iter().filter_map(|u| u.key()).collect();
-    assert!(left.is_empty(), "round {round}: uploads left open: {left:?}");
+    assert!(
+        left.is_empty(),
+        "round {round}: uploads left open: {left:?}"
+    );
 }
 
 /// Kept objects from earlier rounds: `heads` sampled by HEAD, `gets` read back in full.
@@ -947,6 +966,7 @@ async fn crash_loop(store: Store) {
             completes_in_flight: AtomicUsize::new(0),
             ready: AtomicUsize::new(0),
         });
+        let temp_before = temp_files(&site.data_dir());
         let workers: Vec<_> = (0..WORKERS)
             .map(|w| tokio::spawn(worker(r.clone(), w, Rng(rng.next()))))
             .collect();
@@ -967,7 +987,8 @@ async fn crash_loop(store: Store) {
         stats.kills_in_complete += usize::from(completes > 0);
         stats.kills_in_part += usize::from(parts > 0);
         stats.kills_in_big_part += usize::from(big > 0);
-        stats.temp_files += temp_files(&site.data_dir());
+        // Temp files are swept only after a grace period: count the ones this kill left.
+        stats.temp_files += temp_files(&site.data_dir()).saturating_sub(temp_before);
 
         gw = site.start().await;
         stats.settled += gw.settled();
