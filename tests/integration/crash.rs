@@ -1027,3 +1027,48 @@ async fn crash_loop(store: Store) {
 }
 
 both!(crash_recovery, crash_loop);
+
+/// A crash between a Complete's commit and its removal of the parts it left out leaves their
+/// files in the object's directory, where no record names them: the sweep removes them (and
+/// only them), and the object still reads back.
+async fn complete_leftovers_are_swept(store: Store) {
+    const LB: &str = "leftovers";
+    let mut gw = TestGateway::start_with(store, |cfg| cfg.min_part_size = 1).await;
+    let c = gw.bucket(LB).await;
+    let (kept, left_out) = (random_bytes(3000), random_bytes(2000));
+    let id = create_upload(&c, LB, "k").await;
+    let e1 = upload_part(&c, LB, "k", &id, 1, &kept).await;
+    upload_part(&c, LB, "k", &id, 2, &left_out).await;
+    let before = blob_files(gw.data_dir(), &id);
+    complete(&c, LB, "k", &id, &[(1, &e1)]).await;
+    let after = blob_files(gw.data_dir(), &id);
+    let removed: Vec<&String> = before.iter().filter(|f| !after.contains(f)).collect();
+    assert_eq!(removed.len(), 1, "Complete removes the part it left out");
+    // Put back what the crash would have left, and age everything past the sweep's grace.
+    let dir = blob_dir(gw.data_dir(), &id);
+    std::fs::write(dir.join(removed[0]), &left_out).unwrap();
+    let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    for f in blob_files(gw.data_dir(), &id) {
+        std::fs::File::options()
+            .write(true)
+            .open(dir.join(f))
+            .and_then(|f| f.set_modified(hour_ago))
+            .unwrap();
+    }
+    gw.stop().await;
+    let uploads = mpgw::app::open_uploads(&gw.cfg, Arc::new(mpgw::metrics::Metrics::new()))
+        .await
+        .expect("open the stores");
+    let report = uploads.sweep().await.expect("sweep");
+    drop(uploads);
+    assert_eq!(report.files, 1, "{report:?}");
+    assert_eq!(blob_files(gw.data_dir(), &id), after);
+    gw.restart().await;
+    assert_same_bytes(
+        &get_bytes(&gw.client(), LB, "k").await,
+        &kept,
+        "object after the sweep",
+    );
+}
+
+both!(complete_leftovers, complete_leftovers_are_swept);
