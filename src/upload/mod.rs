@@ -1040,8 +1040,9 @@ impl Uploads {
     }
 
     /// Removes what a crash or a failed request left behind: temp files, part files no record
-    /// names, and blob directories that belong to no upload and no object. Anything younger than
-    /// the grace period is left alone. Also forgets completed-upload records past replay age.
+    /// names (neither the part table nor the object a completed upload became), and blob
+    /// directories that belong to no upload and no object. Anything younger than the grace
+    /// period is left alone. Also forgets completed-upload records past replay age.
     pub async fn sweep(&self) -> Result<SweepReport> {
         let mut report = SweepReport::default();
         let grace = self.limits.sweep_grace;
@@ -1070,10 +1071,29 @@ impl Uploads {
                     .collect(),
                 None => Vec::new(),
             };
+            // The object a completed upload became names the files it reads: the parts its
+            // Complete left out are strays that a crash kept it from removing.
+            let completed = uploads
+                .iter()
+                .find(|u| u.id == blob && u.state == UploadState::Completed);
+            let manifest: Option<Vec<String>> = match completed {
+                Some(done) if object => self
+                    .meta
+                    .get_object(&done.bucket, &done.key)
+                    .await?
+                    .filter(|o| o.blob == blob)
+                    .map(|o| o.parts.into_iter().map(|p| p.file).collect()),
+                _ => None,
+            };
             for (file, modified) in self.disk.list_files(&blob).await? {
+                let left_out = manifest.as_ref().is_some_and(|m| !m.contains(&file));
                 let stray = DiskStore::is_temp(&file)
-                    || (upload.is_some() && !object && !keep.contains(&file));
+                    || (upload.is_some() && !object && !keep.contains(&file))
+                    || left_out;
                 if stray && old(modified) {
+                    if left_out {
+                        tracing::debug!(%blob, file, "removing a part left out of its Complete");
+                    }
                     self.disk.remove_file(&blob, &file).await?;
                     report.files += 1;
                 }

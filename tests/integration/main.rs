@@ -5,6 +5,7 @@ mod harness;
 mod bench;
 mod client;
 mod cluster;
+mod crash;
 mod durability;
 mod expiry;
 mod faults;
