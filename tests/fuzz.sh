@@ -33,6 +33,10 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
 fi
 
+# fuzz/ is its own workspace, which the main `cargo fmt --all` does not see.
+step "cargo fmt --manifest-path fuzz/Cargo.toml -- --check"
+cargo fmt --manifest-path fuzz/Cargo.toml -- --check
+
 step "cargo +nightly fuzz build ${FUZZ_FLAGS[*]}"
 cargo +nightly fuzz build "${FUZZ_FLAGS[@]}"
 

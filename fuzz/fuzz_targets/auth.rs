@@ -14,7 +14,11 @@ use mpgw::s3::{auth, sigv2};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 /// What SDKs percent-encode: all but the RFC 3986 unreserved characters (and `/` in paths).
-const QUERY_SET: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+const QUERY_SET: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 const PATH_SET: &AsciiSet = &QUERY_SET.remove(b'/');
 
 const AK: &str = "AKIAIOSFODNN7EXAMPLE";
@@ -108,10 +112,9 @@ fuzz_target!(|data: &[u8]| {
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("AWS "))
+            && sigv2::verify_header(&p, fields, &creds(), now).is_ok()
         {
-            if sigv2::verify_header(&p, fields, &creds(), now).is_ok() {
-                assert!(sigv2::verify_header(&tampered(&p), fields, &creds(), now).is_err());
-            }
+            assert!(sigv2::verify_header(&tampered(&p), fields, &creds(), now).is_err());
         }
         if sigv2::verify_query(&p, &creds(), now).is_ok() {
             assert!(sigv2::verify_query(&tampered(&p), &creds(), now).is_err());

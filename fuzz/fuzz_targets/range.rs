@@ -11,7 +11,7 @@ use mpgw::s3::ops::byte_range;
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     let (size, header) = text.split_once(' ').unwrap_or(("0", &text));
-    let size = size.parse::<u64>().unwrap_or_else(|_| size.len() as u64);
+    let size = size.parse::<u64>().unwrap_or(size.len() as u64);
     if let Some(Ok((start, end))) = byte_range(header, size) {
         assert!(
             start < end && end <= size,
