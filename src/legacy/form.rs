@@ -259,6 +259,29 @@ mod tests {
         assert_eq!(form.get("index"), None);
     }
 
+    #[test]
+    fn oversized_or_missing_parts_are_refused() {
+        let big = format!("username={}", "a".repeat(MAX_FIELDS));
+        let urlencoded = "application/x-www-form-urlencoded";
+        let err = read_now("/u", urlencoded, vec![big.into_bytes()], false).unwrap_err();
+        assert_eq!(err.code, 10014);
+        let mut fields = BTreeMap::new();
+        fields.insert("username".to_owned(), "a".repeat(MAX_FIELDS + 1));
+        let ct = format!("multipart/form-data; boundary={BOUNDARY}");
+        let err = read_now("/u", &ct, vec![multipart(&fields, None)], false).unwrap_err();
+        assert_eq!(err.code, 10014);
+        // An upload without its chunk, and a chunk where none belongs.
+        let err = read_now("/u", urlencoded, vec![b"index=1".to_vec()], true).unwrap_err();
+        assert_eq!(err.code, 10001);
+        let err = read_now(
+            "/u",
+            &ct,
+            vec![multipart(&BTreeMap::new(), Some(b"x"))],
+            false,
+        );
+        assert_eq!(err.unwrap_err().code, 10014);
+    }
+
     proptest! {
         /// Multipart fields and the file part, framed at random, read back as sent.
         #[test]

@@ -654,8 +654,11 @@ async fn delete_objects(app: &App, req: &Parts, body: Incoming, auth: &Verified,
     Ok(xml_response(x.finish("DeleteResult")))
 }
 
-/// Parses a DeleteObjects body: the Quiet flag and each object's key and version id, in order.
-pub fn delete_request(body: &[u8]) -> Result<(bool, Vec<(String, Option<String>)>), S3Error> {
+/// A DeleteObjects request: the Quiet flag and each object's key and version id, in order.
+pub type DeleteRequest = (bool, Vec<(String, Option<String>)>);
+
+/// Parses a DeleteObjects body.
+pub fn delete_request(body: &[u8]) -> Result<DeleteRequest, S3Error> {
     let root = xml::parse(body).map_err(|_| S3Error::malformed_xml())?;
     if root.name != "Delete" {
         return Err(S3Error::malformed_xml());
@@ -1509,8 +1512,11 @@ mod tests {
         );
     }
 
-    /// A Complete body as SDKs write it, from (part number, ETag, checksum) triples.
-    fn complete_body(parts: &[(u16, String, Option<(usize, String)>)]) -> String {
+    /// Part number, ETag, and a checksum (index into `ChecksumAlgorithm::ALL`, value).
+    type PartSpec = (u16, String, Option<(usize, String)>);
+
+    /// A Complete body as SDKs write it.
+    fn complete_body(parts: &[PartSpec]) -> String {
         let mut x = Xml::new("CompleteMultipartUpload");
         for (n, etag, checksum) in parts {
             x.open("Part")
