@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Runs every test: format + lint, build, unit and integration tests, client compatibility.
+# Runs every test: format + lint, build, unit and integration tests, a short fuzz run, client
+# compatibility.
 #
 #   bash tests/run-all.sh
 #
 # Installs/starts what it needs when missing: redis-server (apt-get) — a private one on a free
-# port when nothing answers at 127.0.0.1:6379 — and the Python clients (compat/.venv).
+# port when nothing answers at 127.0.0.1:6379 — the Python clients (compat/.venv), and for the
+# fuzz run the nightly toolchain and cargo-fuzz (see tests/fuzz.sh).
 #
-# Switches: SKIP_LINT=1 (no fmt/clippy), SKIP_COMPAT=1 (no compat/ scripts).
+# Switches: SKIP_LINT=1 (no fmt/clippy), SKIP_FUZZ=1 (no fuzz run; FUZZ_SECONDS sets the time per
+# target, default 20), SKIP_COMPAT=1 (no compat/ scripts).
 # REDIS_URL, when set, is used as is. STEP_TIMEOUT bounds each step (seconds, default 2400).
 set -euo pipefail
 
@@ -14,6 +17,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT="$PWD"
 
 : "${SKIP_LINT:=0}"
+: "${SKIP_FUZZ:=0}"
 : "${SKIP_COMPAT:=0}"
 : "${STEP_TIMEOUT:=2400}"
 START=$SECONDS
@@ -150,6 +154,13 @@ run_bounded cargo build --locked --all-targets
 
 section "cargo test --locked"
 run_bounded cargo test --locked
+
+if [[ "$SKIP_FUZZ" != 1 ]]; then
+    section "fuzz: bash tests/fuzz.sh (${FUZZ_SECONDS:-20}s per target)"
+    run_bounded bash tests/fuzz.sh
+else
+    section "fuzz skipped (SKIP_FUZZ=1)"
+fi
 
 if [[ "$SKIP_COMPAT" != 1 ]]; then
     section "compat: bash compat/run-all.sh"

@@ -216,6 +216,8 @@ pub fn decorate(rules: &[CorsRule], origin: &str, method: &str, resp: &mut Heade
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     const UPPY: &str = r#"<CORSConfiguration><CORSRule>
@@ -302,5 +304,46 @@ mod tests {
                 .starts_with("ETag")
         );
         assert!(default_rule(&[]).is_none());
+    }
+
+    fn trimmed() -> impl Strategy<Value = String> {
+        any::<String>().prop_map(|s| s.trim().to_owned())
+    }
+
+    fn rule() -> impl Strategy<Value = CorsRule> {
+        (
+            prop::collection::vec(trimmed(), 1..4),
+            prop::collection::vec(prop::sample::select(&METHODS[..]), 1..4),
+            prop::collection::vec(trimmed(), 0..4),
+            prop::collection::vec(trimmed(), 0..4),
+            any::<Option<u32>>(),
+        )
+            .prop_map(|(origins, methods, headers, expose, max_age)| CorsRule {
+                allowed_origins: origins,
+                allowed_methods: methods.into_iter().map(str::to_owned).collect(),
+                allowed_headers: headers,
+                expose_headers: expose,
+                max_age_seconds: max_age,
+            })
+    }
+
+    proptest! {
+        /// GetBucketCors answers what PutBucketCors stored, whatever the values.
+        #[test]
+        fn rules_round_trip(rules in prop::collection::vec(rule(), 1..4)) {
+            prop_assert_eq!(parse(to_xml(&rules).as_bytes()).unwrap(), rules);
+        }
+
+        /// Hostile bodies get an S3 error, never a panic; what parses is within the limits.
+        #[test]
+        fn arbitrary_bodies(body in "(<CORSConfiguration>(<CORSRule>(<Allowed(Origin|Method|Header)>[ -~]{0,8}</Allowed(Origin|Method|Header)>|<MaxAgeSeconds>[0-9-]{0,12}</MaxAgeSeconds>)*</CORSRule>)*</CORSConfiguration>|[ -~]{0,100})") {
+            if let Ok(rules) = parse(body.as_bytes()) {
+                prop_assert!((1..=MAX_RULES).contains(&rules.len()));
+                for r in &rules {
+                    prop_assert!(!r.allowed_origins.is_empty());
+                    prop_assert!(r.allowed_methods.iter().all(|m| METHODS.contains(&m.as_str())));
+                }
+            }
+        }
     }
 }

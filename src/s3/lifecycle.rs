@@ -125,6 +125,8 @@ pub fn to_xml(rules: &[LifecycleRule]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     fn rule(body: &str) -> String {
@@ -191,5 +193,46 @@ mod tests {
             )),
             "InvalidArgument"
         );
+    }
+
+    fn rules() -> impl Strategy<Value = Vec<LifecycleRule>> {
+        let rule = (
+            prop::option::of("[ -~]{0,20}".prop_map(|s| s.trim().to_owned())),
+            any::<bool>(),
+            any::<String>(),
+            1..=u32::MAX,
+        )
+            .prop_map(|(id, enabled, prefix, days)| LifecycleRule {
+                id: id.filter(|id| !id.is_empty()),
+                enabled,
+                prefix,
+                days,
+            });
+        prop::collection::vec(rule, 1..5).prop_map(|mut rules| {
+            // IDs are unique within a configuration.
+            let mut seen = std::collections::HashSet::new();
+            for r in &mut rules {
+                if r.id.as_ref().is_some_and(|id| !seen.insert(id.clone())) {
+                    r.id = None;
+                }
+            }
+            rules
+        })
+    }
+
+    proptest! {
+        /// GetBucketLifecycleConfiguration answers what was stored, prefixes byte for byte.
+        #[test]
+        fn rules_round_trip(rules in rules()) {
+            prop_assert_eq!(parse(to_xml(&rules).as_bytes()).unwrap(), rules);
+        }
+
+        #[test]
+        fn arbitrary_bodies(body in "(<LifecycleConfiguration>(<Rule>(<ID>[ -~]{0,4}</ID>|<Status>(Enabled|Disabled|x)</Status>|<Prefix>[ -~]{0,4}</Prefix>|<Filter>(<Prefix>a</Prefix>|<And><Tag/></And>)?</Filter>|<AbortIncompleteMultipartUpload><DaysAfterInitiation>[0-9-]{0,11}</DaysAfterInitiation></AbortIncompleteMultipartUpload>)*</Rule>)*</LifecycleConfiguration>|[ -~]{0,100})") {
+            if let Ok(rules) = parse(body.as_bytes()) {
+                prop_assert!((1..=MAX_RULES).contains(&rules.len()));
+                prop_assert!(rules.iter().all(|r| r.days >= 1));
+            }
+        }
     }
 }

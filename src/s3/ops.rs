@@ -648,22 +648,11 @@ async fn delete_objects(
     b: &str,
 ) -> Res {
     let body = collect(req, body, auth, MAX_XML).await?;
-    let root = xml::parse(&body).map_err(|_| S3Error::malformed_xml())?;
-    if root.name != "Delete" {
-        return Err(S3Error::malformed_xml());
-    }
-    let quiet = root
-        .child_text("Quiet")
-        .is_some_and(|q| q.trim().eq_ignore_ascii_case("true"));
-    let objects: Vec<_> = root.children_named("Object").collect();
-    if objects.is_empty() || objects.len() > 1000 {
-        return Err(S3Error::malformed_xml());
-    }
+    let (quiet, objects) = delete_request(&body)?;
     app.uploads.bucket(b).await?;
     let mut x = Xml::new("DeleteResult");
-    for o in objects {
-        let key = o.child_text("Key").unwrap_or_default();
-        let version = o.child_text("VersionId");
+    for (key, version) in &objects {
+        let (key, version) = (key.as_str(), version.as_deref());
         let result = if version.is_some_and(|v| v != "null") {
             Err(S3Error::not_implemented(
                 "Object versions are not supported",
@@ -694,6 +683,31 @@ async fn delete_objects(
         }
     }
     Ok(xml_response(x.finish("DeleteResult")))
+}
+
+/// A DeleteObjects request: the Quiet flag and each object's key and version id, in order.
+pub type DeleteRequest = (bool, Vec<(String, Option<String>)>);
+
+/// Parses a DeleteObjects body.
+pub fn delete_request(body: &[u8]) -> Result<DeleteRequest, S3Error> {
+    let root = xml::parse(body).map_err(|_| S3Error::malformed_xml())?;
+    if root.name != "Delete" {
+        return Err(S3Error::malformed_xml());
+    }
+    let quiet = root
+        .child_text("Quiet")
+        .is_some_and(|q| q.trim().eq_ignore_ascii_case("true"));
+    let objects: Vec<_> = root
+        .children_named("Object")
+        .map(|o| {
+            let key = o.child_text("Key").unwrap_or_default().to_owned();
+            (key, o.child_text("VersionId").map(str::to_owned))
+        })
+        .collect();
+    if objects.is_empty() || objects.len() > 1000 {
+        return Err(S3Error::malformed_xml());
+    }
+    Ok((quiet, objects))
 }
 
 async fn list_buckets(app: &App, owner: &str) -> Res {
@@ -1029,7 +1043,36 @@ async fn complete(
 ) -> Res {
     app.uploads.bucket(b).await?;
     let body = collect(req, body, auth, MAX_COMPLETE_XML).await?;
-    let root = xml::parse(&body).map_err(|_| S3Error::malformed_xml())?;
+    let listed = complete_parts(&body)?;
+    let done = app
+        .uploads
+        .complete_verified(id, b, k, listed, None, &write_condition(&req.headers))
+        .await?;
+    let host = req
+        .headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("localhost");
+    let mut x = Xml::new("CompleteMultipartUploadResult");
+    x.elem("Location", format!("http://{host}/{b}/{}", url_encode(k)))
+        .elem("Bucket", b)
+        .elem("Key", k)
+        .elem("ETag", quoted(&done.etag));
+    if let Some(c) = &done.checksum {
+        let mut v = b64(&c.value);
+        if done.checksum_type == Some(ChecksumType::Composite) {
+            v = format!("{v}-{}", done_parts(&body));
+        }
+        x.elem(c.algorithm.xml_name(), v);
+        x.opt("ChecksumType", done.checksum_type.map(ChecksumType::as_str));
+    }
+    Ok(xml_response(x.finish("CompleteMultipartUploadResult")))
+}
+
+/// Parses a CompleteMultipartUpload body into the parts it lists, in the order listed (the
+/// order and the ETags are checked against the upload later).
+pub fn complete_parts(body: &[u8]) -> Result<Vec<ListedPart>, S3Error> {
+    let root = xml::parse(body).map_err(|_| S3Error::malformed_xml())?;
     if root.name != "CompleteMultipartUpload" {
         return Err(S3Error::malformed_xml());
     }
@@ -1057,29 +1100,7 @@ async fn complete(
             checksum,
         });
     }
-    let done = app
-        .uploads
-        .complete_verified(id, b, k, listed, None, &write_condition(&req.headers))
-        .await?;
-    let host = req
-        .headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("localhost");
-    let mut x = Xml::new("CompleteMultipartUploadResult");
-    x.elem("Location", format!("http://{host}/{b}/{}", url_encode(k)))
-        .elem("Bucket", b)
-        .elem("Key", k)
-        .elem("ETag", quoted(&done.etag));
-    if let Some(c) = &done.checksum {
-        let mut v = b64(&c.value);
-        if done.checksum_type == Some(ChecksumType::Composite) {
-            v = format!("{v}-{}", done_parts(&body));
-        }
-        x.elem(c.algorithm.xml_name(), v);
-        x.opt("ChecksumType", done.checksum_type.map(ChecksumType::as_str));
-    }
-    Ok(xml_response(x.finish("CompleteMultipartUploadResult")))
+    Ok(listed)
 }
 
 /// Number of distinct parts a Complete body named (for the composite checksum's `-N`).
@@ -1530,5 +1551,95 @@ mod tests {
             http_date(1_795_632_478_123),
             "Wed, 25 Nov 2026 18:47:58 GMT"
         );
+    }
+
+    /// Part number, ETag, and a checksum (index into `ChecksumAlgorithm::ALL`, value).
+    type PartSpec = (u16, String, Option<(usize, String)>);
+
+    /// A Complete body as SDKs write it.
+    fn complete_body(parts: &[PartSpec]) -> String {
+        let mut x = Xml::new("CompleteMultipartUpload");
+        for (n, etag, checksum) in parts {
+            x.open("Part")
+                .elem("PartNumber", n.to_string())
+                .elem("ETag", etag);
+            if let Some((alg, v)) = checksum {
+                x.elem(ChecksumAlgorithm::ALL[*alg].xml_name(), v);
+            }
+            x.close("Part");
+        }
+        x.finish("CompleteMultipartUpload")
+    }
+
+    proptest::proptest! {
+        /// Any Range value: no panic, and what is served lies inside the object and is not empty.
+        #[test]
+        fn ranges_stay_inside_the_object(r in "(bytes=)?[0-9 ]{0,21}-?[0-9 ,]{0,21}|[ -~]{0,30}", size in proptest::prelude::any::<u64>()) {
+            if let Some(Ok((s, e))) = byte_range(&r, size) {
+                proptest::prop_assert!(s < e && e <= size, "{r} {size}: {s}..{e}");
+            }
+        }
+
+        /// `bytes=a-b`, `bytes=a-` and `bytes=-n` mean what RFC 9110 says.
+        #[test]
+        fn range_forms(a in 0..1000u64, b in 0..1000u64, size in 0..1000u64) {
+            let (lo, hi) = (a.min(b), a.max(b));
+            let want = |r: (u64, u64)| Some(if lo < size { Ok(r) } else { Err(()) });
+            proptest::prop_assert_eq!(byte_range(&format!("bytes={lo}-{hi}"), size), want((lo, (hi + 1).min(size))));
+            proptest::prop_assert_eq!(byte_range(&format!("bytes={lo}-"), size), want((lo, size)));
+            let suffix = if a == 0 || size == 0 { Err(()) } else { Ok((size.saturating_sub(a), size)) };
+            proptest::prop_assert_eq!(byte_range(&format!("bytes=-{a}"), size), Some(suffix));
+            // Reversed ranges are ignored (the whole object), as on AWS.
+            if lo < hi {
+                proptest::prop_assert_eq!(byte_range(&format!("bytes={hi}-{lo}"), size), None);
+            }
+        }
+
+        /// The parts a Complete body lists come back in order, ETags and checksums verbatim.
+        #[test]
+        fn complete_bodies_round_trip(parts in proptest::collection::vec(
+            (1..=10000u16, "[ -~]{0,40}", proptest::option::of((0..5usize, "[A-Za-z0-9+/=]{0,12}"))),
+            0..20,
+        )) {
+            let listed = complete_parts(complete_body(&parts).as_bytes()).unwrap();
+            proptest::prop_assert_eq!(listed.len(), parts.len());
+            for (got, (n, etag, checksum)) in listed.iter().zip(&parts) {
+                proptest::prop_assert_eq!(got.number.get(), *n);
+                proptest::prop_assert_eq!(&got.etag, etag);
+                let want = checksum.as_ref().map(|(a, v)| (ChecksumAlgorithm::ALL[*a], v.clone()));
+                proptest::prop_assert_eq!(&got.checksum, &want);
+            }
+        }
+
+        /// Part numbers outside 1..=10000 (or not numbers) are refused as InvalidPart.
+        #[test]
+        fn complete_refuses_bad_part_numbers(n in "[0-9]{1,7}|-[0-9]{1,3}|[a-z]{1,3}") {
+            let body = format!("<CompleteMultipartUpload><Part><PartNumber>{n}</PartNumber><ETag>e</ETag></Part></CompleteMultipartUpload>");
+            let accepted = complete_parts(body.as_bytes()).is_ok();
+            // At most five digits (so "000001" is refused too), value 1..=10000.
+            let valid = n.len() <= 5 && n.parse::<u32>().is_ok_and(|n| (1..=10000).contains(&n));
+            proptest::prop_assert_eq!(accepted, valid);
+        }
+
+        /// DeleteObjects: keys (any text) and version ids come back in order; 1..=1000 objects.
+        #[test]
+        fn delete_bodies_round_trip(
+            objects in proptest::collection::vec((proptest::prelude::any::<String>(), proptest::option::of("[A-Za-z0-9.]{0,10}")), 0..12),
+            quiet in proptest::prelude::any::<bool>(),
+        ) {
+            let mut x = Xml::new("Delete");
+            if quiet {
+                x.elem("Quiet", "true");
+            }
+            for (key, version) in &objects {
+                x.open("Object").elem("Key", key).opt("VersionId", version.as_ref()).close("Object");
+            }
+            let parsed = delete_request(x.finish("Delete").as_bytes());
+            if objects.is_empty() {
+                proptest::prop_assert_eq!(parsed.unwrap_err().code, "MalformedXML");
+            } else {
+                proptest::prop_assert_eq!(parsed.unwrap(), (quiet, objects));
+            }
+        }
     }
 }

@@ -500,4 +500,65 @@ mod tests {
             "MethodNotAllowed"
         );
     }
+
+    proptest::proptest! {
+        /// Any method, path, query and Host: an operation or an S3 error, never a panic.
+        #[test]
+        fn arbitrary_requests_never_panic(
+            method in "(GET|PUT|POST|HEAD|DELETE|OPTIONS|PATCH)",
+            path in "/[ -~]{0,40}",
+            query in "((uploads|uploadId|partNumber|cors|lifecycle|versioning|delete|acl)(=[0-9a-f%]{0,34})?&?){0,4}|[ -~]{0,40}",
+            host in "[a-z0-9.:-]{0,30}",
+            copy in proptest::bool::ANY,
+        ) {
+            let mut h = HeaderMap::new();
+            if let Ok(v) = host.parse() {
+                h.insert("host", v);
+            }
+            if copy {
+                h.insert("x-amz-copy-source", "b/k".parse().unwrap());
+            }
+            let uri: http::Uri = "/".parse().unwrap();
+            let vhost = host_bucket(&h, &uri, Some("s3.example.com"));
+            let method = Method::from_bytes(method.as_bytes()).unwrap();
+            if let Ok(r) = route(&method, &path, Some(&query), &h, vhost) {
+                proptest::prop_assert!(!r.key.contains('\0'));
+            }
+        }
+
+        /// An UploadPart for any key, id and part number routes to exactly those, in path and
+        /// virtual-host style.
+        #[test]
+        fn upload_part_round_trip(
+            key in "[^\u{0}]{1,30}",
+            id in "[0-9a-f]{32}",
+            n in 1..=10000u16,
+            vhost in proptest::bool::ANY,
+        ) {
+            let enc = percent_encoding::utf8_percent_encode(&key, percent_encoding::NON_ALPHANUMERIC).to_string();
+            let mut h = HeaderMap::new();
+            h.insert("host", "bkt.s3.example.com:9000".parse().unwrap());
+            let (path, bucket) = if vhost {
+                (format!("/{enc}"), host_bucket(&h, &"/".parse().unwrap(), Some("s3.example.com")))
+            } else {
+                (format!("/bkt/{enc}"), None)
+            };
+            let query = format!("partNumber={n}&uploadId={id}");
+            let r = route(&Method::PUT, &path, Some(&query), &h, bucket).unwrap();
+            proptest::prop_assert_eq!((r.bucket.as_str(), r.key.as_str()), ("bkt", key.as_str()));
+            proptest::prop_assert_eq!(r.op, S3Op::UploadPart {
+                upload_id: UploadId::parse(&id).unwrap(),
+                part_number: PartNumber::new(n.into()).unwrap(),
+            });
+        }
+
+        /// Part numbers outside 1..=10000 are refused before anything else happens.
+        #[test]
+        fn bad_part_numbers_are_refused(n in "[0-9]{1,7}|-[0-9]{1,3}|\\+[0-9]{1,2}|[a-z]{0,3}") {
+            // At most five digits, value 1..=10000; no sign.
+            let ok = n.len() <= 5 && n.bytes().all(|b| b.is_ascii_digit()) && n.parse::<u32>().is_ok_and(|n| (1..=10000).contains(&n));
+            let routed = r(Method::PUT, &format!("/b/k?partNumber={n}&uploadId={ID}"), false);
+            proptest::prop_assert_eq!(routed.is_ok(), ok, "{:?}", routed);
+        }
+    }
 }

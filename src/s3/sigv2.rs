@@ -122,7 +122,11 @@ pub fn verify_query(
     let secret = creds
         .secret(access_key)
         .ok_or(AuthError::InvalidAccessKeyId)?;
-    if UNIX_EPOCH + Duration::from_secs(expires_at) < now {
+    // An `Expires` beyond what SystemTime holds never expires (adding it would panic).
+    if UNIX_EPOCH
+        .checked_add(Duration::from_secs(expires_at))
+        .is_some_and(|t| t < now)
+    {
         return Err(AuthError::AccessDenied("Request has expired".into()));
     }
     // x-amz-* values a presigner moved into the query are signed like headers.
@@ -236,6 +240,8 @@ fn parse_date(s: &str) -> Option<SystemTime> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::strategy::Strategy as _;
+
     use super::*;
 
     fn creds() -> Credentials {
@@ -313,6 +319,19 @@ mod tests {
     }
 
     #[test]
+    fn huge_expires_is_a_signature_error_not_a_panic() {
+        // Found by the property test below: `UNIX_EPOCH + u64::MAX s` overflows SystemTime.
+        for expires in [u64::MAX, 1 << 63] {
+            let uri =
+                format!("/b/k?AWSAccessKeyId=AKIAIOSFODNN7EXAMPLE&Signature=x&Expires={expires}");
+            assert_eq!(
+                verify_query(&parts("GET", &uri, &[]), &creds(), UNIX_EPOCH).unwrap_err(),
+                AuthError::SignatureDoesNotMatch
+            );
+        }
+    }
+
+    #[test]
     fn subresources_are_signed_sorted_and_decoded() {
         let p = parts(
             "PUT",
@@ -324,5 +343,35 @@ mod tests {
             sts.ends_with("/b/k?partNumber=3&response-content-type=a/b&uploadId=abc"),
             "{sts}"
         );
+    }
+
+    proptest::proptest! {
+        /// Hostile presigned queries and header fields get an error, never a panic, even with
+        /// a known access key.
+        #[test]
+        fn arbitrary_input_never_panics(
+            expires in proptest::prop_oneof![proptest::prelude::any::<u64>().prop_map(|n| n.to_string()), "[0-9]{0,25}|[A-Za-z0-9%+-]{0,10}"],
+            signature in "[A-Za-z0-9+/=%]{0,30}",
+            fields in "(AKIAIOSFODNN7EXAMPLE)?:?[ -~]{0,40}",
+            date in "[ -~]{0,40}",
+        ) {
+            let uri = format!("/b/k?AWSAccessKeyId=AKIAIOSFODNN7EXAMPLE&Signature={signature}&Expires={expires}");
+            let now = at("Tue, 27 Mar 2007 19:36:42 GMT");
+            proptest::prop_assert!(verify_query(&parts("GET", &uri, &[]), &creds(), now).is_err());
+            let h = http::HeaderValue::from_str(&date).map(|_| vec![("date", date.as_str())]).unwrap_or_default();
+            proptest::prop_assert!(verify_header(&parts("GET", "/b/k", &h), &fields, &creds(), now).is_err());
+        }
+
+        /// A signature stops matching when the path or a signed sub-resource changes.
+        #[test]
+        fn tampering_breaks_the_signature(key in "[a-z0-9]{1,10}".prop_filter("the signed id", |k| k != "abc")) {
+            let date = "Tue, 27 Mar 2007 19:36:42 GMT";
+            let auth = "AKIAIOSFODNN7EXAMPLE:nfAirJ//Mw/t2AGv4pSJRNKkKyY=";
+            let h = [("content-type", "text/plain"), ("x-amz-meta-x", " v "), ("date", date)];
+            for uri in [format!("/b/{key}?partNumber=3&uploadId=abc"), format!("/b/a%20b+c?partNumber=3&uploadId={key}")] {
+                let p = parts("PUT", &uri, &h);
+                proptest::prop_assert_eq!(verify_header(&p, auth, &creds(), at(date)).unwrap_err(), AuthError::SignatureDoesNotMatch);
+            }
+        }
     }
 }
