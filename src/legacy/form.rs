@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 
-use crate::http::RequestBody;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt as _, TryStreamExt as _};
 use http_body_util::BodyExt as _;

@@ -183,6 +183,24 @@ impl MetaStore for FaultyMeta {
         self.check("create_upload")?;
         self.inner.create_upload(rec).await
     }
+    async fn reserve_upload(
+        &self,
+        owner: &str,
+        id: &UploadId,
+        at: Millis,
+        limit: usize,
+    ) -> StoreResult<bool> {
+        self.check("reserve_upload")?;
+        self.inner.reserve_upload(owner, id, at, limit).await
+    }
+    async fn release_upload(&self, owner: &str, id: &UploadId) -> StoreResult<()> {
+        self.check("release_upload")?;
+        self.inner.release_upload(owner, id).await
+    }
+    async fn reserved_uploads(&self) -> StoreResult<Vec<(String, UploadId, Millis)>> {
+        self.check("reserved_uploads")?;
+        self.inner.reserved_uploads().await
+    }
     async fn get_upload(&self, id: &UploadId) -> StoreResult<Option<UploadRecord>> {
         self.check("get_upload")?;
         self.inner.get_upload(id).await
