@@ -34,6 +34,8 @@ pub struct App {
     pub legacy: Option<Arc<legacy::Settings>>,
     /// Sizes and timeouts the listeners enforce.
     pub limits: crate::server::ConnLimits,
+    /// This gateway's entry among the live gateways of the data dir, held while it runs.
+    _registration: Arc<crate::store::peers::Registration>,
 }
 
 impl App {
@@ -58,13 +60,16 @@ impl App {
             users,
         };
 
+        let (registration, peers) = crate::store::peers::register(&cfg.data_dir)
+            .map_err(|e| format!("{}: registering the gateway: {e}", cfg.data_dir.display()))?;
         let started = Instant::now();
         tracing::info!(
             store = uploads.meta().kind(),
+            live_peers = peers,
             "recovery started: settling interrupted completes"
         );
         let settled = uploads
-            .recover()
+            .recover(!peers)
             .await
             .map_err(|e| format!("recovery: {e}"))?;
         let (dropped, added) = uploads
@@ -83,12 +88,12 @@ impl App {
             "recovery done"
         );
 
-        // Completes younger than STALE_COMPLETE were left alone (another gateway may be running
-        // them); settle those this gateway's own crash interrupted once they are stale.
+        // With live peers, Completes younger than STALE_COMPLETE were left alone (a peer may be
+        // running them); settle those a dead gateway's crash interrupted once they are stale.
         let late = uploads.clone();
         tokio::spawn(async move {
             tokio::time::sleep(crate::upload::STALE_COMPLETE + Duration::from_secs(1)).await;
-            match late.recover().await {
+            match late.recover(false).await {
                 Ok(settled) => tracing::info!(settled, "late recovery done"),
                 Err(error) => tracing::warn!(%error, "late recovery failed"),
             }
@@ -122,6 +127,7 @@ impl App {
             cors_default: crate::s3::cors::default_rule(&cfg.cors_allow_origins).map(Arc::new),
             legacy: Some(Arc::new(legacy)),
             limits: crate::server::ConnLimits::from_config(cfg),
+            _registration: Arc::new(registration),
         })
     }
 }

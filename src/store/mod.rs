@@ -5,6 +5,7 @@ pub mod disk;
 pub mod meta;
 pub mod meta_embedded;
 pub mod meta_redis;
+pub mod peers;
 
 pub use disk::DiskStore;
 pub use meta::{AbortUpload, BeginComplete, DeleteBucket, MetaStore, PutPart, UploadCursor};

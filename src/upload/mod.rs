@@ -996,12 +996,17 @@ impl Uploads {
     // ---------------- recovery and housekeeping ----------------
 
     /// Settles Completes that a crash interrupted: published ones are marked completed, the
-    /// others reopened, so every upload ends up either resumable or complete. Only Completes
-    /// older than [`STALE_COMPLETE`] count as interrupted: a younger one may be running on
-    /// another gateway that shares the state store.
-    pub async fn recover(&self) -> Result<usize> {
+    /// others reopened, so every upload ends up either resumable or complete. When this gateway
+    /// is `alone` on its data dir every running Complete was a dead gateway's; otherwise only
+    /// those older than [`STALE_COMPLETE`] count as interrupted, since a younger one may be
+    /// running on a live peer that shares the state store.
+    pub async fn recover(&self, alone: bool) -> Result<usize> {
         let mut settled = 0;
-        let stale_before = now_millis() - millis(STALE_COMPLETE);
+        let stale_before = if alone {
+            Millis::MAX
+        } else {
+            now_millis() - millis(STALE_COMPLETE)
+        };
         for up in self.meta.all_uploads().await? {
             let stale = up.completing_since.is_none_or(|t| t < stale_before);
             if up.state != UploadState::Completing || !stale {

@@ -1196,6 +1196,112 @@ async fn abort_races_part_uploads(store: Store) {
 }
 both!(abort_races_part_uploads, abort_races_part_uploads);
 
+/// Complete, Abort and a re-sent part all at once, several rounds: exactly one of Complete and
+/// Abort wins; a completed object holds exactly the bytes its Complete listed (never a re-sent
+/// part's); an aborted upload leaves nothing; every loser gets a clean S3 error.
+async fn complete_races_abort_and_parts(store: Store) {
+    let gw = TestGateway::start(store).await;
+    let c = gw.bucket(B).await;
+    let (mut completed, mut aborted) = (0, 0);
+    for round in 0..8 {
+        let key = format!("race-{round}");
+        let id = create_upload(&c, B, &key).await;
+        let p1 = random_bytes(5 * MIB);
+        let p2 = random_bytes(256 * 1024);
+        let e1 = upload_part(&c, B, &key, &id, 1, &p1).await;
+        let e2 = upload_part(&c, B, &key, &id, 2, &p2).await;
+        let complete = {
+            let (c, key, id, e1, e2) = (c.clone(), key.clone(), id.clone(), e1.clone(), e2.clone());
+            tokio::spawn(async move { try_complete(&c, B, &key, &id, &[(1, &e1), (2, &e2)]).await })
+        };
+        let resend = {
+            let (c, key, id) = (c.clone(), key.clone(), id.clone());
+            // Odd rounds re-send part 2 with other bytes, even rounds add a part 3.
+            let n = if round % 2 == 1 { 2 } else { 3 };
+            tokio::spawn(async move {
+                c.upload_part()
+                    .bucket(B)
+                    .key(&key)
+                    .upload_id(&id)
+                    .part_number(n)
+                    .body(random_bytes(MIB).into())
+                    .send()
+                    .await
+            })
+        };
+        if round % 3 == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let abort = c
+            .abort_multipart_upload()
+            .bucket(B)
+            .key(&key)
+            .upload_id(&id)
+            .send()
+            .await;
+        let complete = complete.await.expect("task");
+        let resend = resend.await.expect("task");
+        match (&complete, &abort) {
+            (Ok(out), Err(_)) => {
+                completed += 1;
+                let answer = err_or_transport(abort).expect("an S3 answer");
+                assert_eq!(
+                    answer.0, 404,
+                    "round {round}: Abort after Complete: {answer:?}"
+                );
+                assert_eq!(
+                    out.e_tag(),
+                    Some(multipart_etag(&[&p1, &p2]).as_str()),
+                    "round {round}"
+                );
+                let got = get_bytes(&c, B, &key).await;
+                assert_same_bytes(&got, &[p1.clone(), p2.clone()].concat(), "completed object");
+            }
+            (Err(_), Ok(_)) => {
+                aborted += 1;
+                let answer = err_or_transport(complete).expect("an S3 answer");
+                assert!(
+                    [(404, "NoSuchUpload"), (400, "InvalidPart")]
+                        .contains(&(answer.0, answer.1.as_str())),
+                    "round {round}: Complete losing to Abort: {answer:?}"
+                );
+                assert_err(
+                    c.head_object().bucket(B).key(&key).send().await,
+                    404,
+                    "NotFound",
+                );
+                let left = blob_files(gw.data_dir(), &id);
+                assert!(
+                    left.is_empty(),
+                    "round {round}: files left after abort: {left:?}"
+                );
+            }
+            (Err(_), Err(_)) => {
+                // The re-sent part 2 landed first (Complete: InvalidPart), and the Abort came
+                // in while the Complete was still settling: allowed only as a clean 4xx pair.
+                let ca = err_or_transport(complete).expect("an S3 answer");
+                let aa = err_or_transport(abort).expect("an S3 answer");
+                panic!("round {round}: neither Complete ({ca:?}) nor Abort ({aa:?}) won");
+            }
+            (Ok(_), Ok(_)) => panic!("round {round}: both Complete and Abort succeeded"),
+        }
+        if let Err(e) = resend {
+            if let Ok(answer) = err_or_transport::<(), _>(Err(e)) {
+                assert_eq!(
+                    answer,
+                    (404, "NoSuchUpload".to_owned()),
+                    "round {round}: part"
+                );
+            }
+        }
+    }
+    eprintln!("complete/abort race: {completed} completed, {aborted} aborted");
+}
+both!(
+    complete_races_abort_and_parts,
+    complete_races_abort_and_parts
+);
+
 /// A copy of a multipart object keeps its parts (ETag, partNumber reads) and its bytes,
 /// independently of the source.
 async fn copy_multipart_object(store: Store) {
