@@ -16,7 +16,7 @@
 //! temp file goes and the caller maps `StorageFull` to "insufficient storage").
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap};
 use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -35,6 +35,8 @@ use crate::upload::model::{BlobId, ObjectPart, random_hex};
 const TMP_PREFIX: &str = ".tmp-";
 /// Read size for GetObject; large reads keep syscalls few.
 const READ_CHUNK: usize = 512 * 1024;
+/// How soon a blob whose removal came due while a GET read it is looked at again.
+const READ_RECHECK: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
@@ -66,10 +68,38 @@ pub struct DiskStore {
 #[derive(Debug, Default)]
 struct Graveyard {
     due: Mutex<BinaryHeap<Reverse<(Instant, BlobId)>>>,
+    /// GETs streaming each blob now. A blob that comes due while read is put back: a GET opens
+    /// its part files one after another, so a long download would otherwise end short.
+    readers: Mutex<HashMap<BlobId, usize>>,
     /// Wakes the task when an entry may have become the earliest.
     wake: tokio::sync::Notify,
     /// Started on the first removal, in the runtime that asked for it.
     started: OnceLock<()>,
+}
+
+/// Counts one GET of a blob in [`Graveyard::readers`] while it lives.
+struct ReadGuard {
+    graveyard: Arc<Graveyard>,
+    id: BlobId,
+}
+
+impl ReadGuard {
+    fn new(graveyard: Arc<Graveyard>, id: BlobId) -> Self {
+        *lock(&graveyard.readers).entry(id.clone()).or_default() += 1;
+        Self { graveyard, id }
+    }
+}
+
+impl Drop for ReadGuard {
+    fn drop(&mut self) {
+        let mut readers = lock(&self.graveyard.readers);
+        if let Some(n) = readers.get_mut(&self.id) {
+            *n -= 1;
+            if *n == 0 {
+                readers.remove(&self.id);
+            }
+        }
+    }
 }
 
 /// A poisoned lock still guards consistent data here: every critical section is one assignment
@@ -429,8 +459,9 @@ impl DiskStore {
         }
     }
 
-    /// Removes a blob after `delay`, so that readers that already hold its manifest can finish.
-    /// If the process stops first, the orphan sweep removes it.
+    /// Removes a blob after `delay`, so that readers that already hold its manifest can finish,
+    /// and not while a GET here is streaming it. If the process stops first, the orphan sweep
+    /// removes it.
     pub fn remove_blob_later(&self, id: BlobId, delay: Duration) {
         let graveyard = &self.graveyard;
         lock(&graveyard.due).push(Reverse((Instant::now() + delay, id)));
@@ -458,12 +489,21 @@ impl DiskStore {
                     let Some(Reverse((_, id))) = lock(&graveyard.due).pop() else {
                         continue;
                     };
+                    if lock(&graveyard.readers).contains_key(&id) {
+                        lock(&graveyard.due).push(Reverse((Instant::now() + READ_RECHECK, id)));
+                        continue;
+                    }
                     if let Err(e) = self.remove_blob(&id).await {
                         tracing::warn!(blob = %id, error = %e, "could not remove replaced object data");
                     }
                 }
             }
         }
+    }
+
+    /// Whether a GET in this process is streaming the blob now.
+    pub fn being_read(&self, id: &BlobId) -> bool {
+        lock(&self.graveyard.readers).contains_key(id)
     }
 
     /// Blobs queued for removal and not yet removed.
@@ -516,7 +556,10 @@ impl DiskStore {
             plan.push((dir.join(&p.file), from, to));
         }
         let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(4);
+        // Held until the thread stops: done, failed, or the client went away.
+        let guard = ReadGuard::new(self.graveyard.clone(), id.clone());
         tokio::task::spawn_blocking(move || {
+            let _guard = guard;
             for (path, from, to) in plan {
                 let res = (|| -> std::io::Result<()> {
                     let mut f = std::fs::File::open(&path)?;
@@ -712,6 +755,52 @@ mod tests {
         gone(&late).await;
         assert!(start.elapsed() >= Duration::from_secs(5));
         assert_eq!(store.pending_removals(), 0);
+    }
+
+    /// A blob that comes due while a GET streams it stays until the GET has read its last part
+    /// file (opened only after the first is done), and goes once the stream is dropped.
+    #[tokio::test]
+    async fn removal_waits_for_readers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskStore::open(dir.path(), false).unwrap();
+        let id = BlobId::generate();
+        std::fs::create_dir_all(store.blob_dir(&id)).unwrap();
+        // Far more than the reader thread runs ahead (the channel holds 4 chunks of 512 KiB).
+        let first: Vec<u8> = (0..8u32 << 20).map(|i| (i % 251) as u8).collect();
+        std::fs::write(store.blob_dir(&id).join("1.a"), &first).unwrap();
+        std::fs::write(store.blob_dir(&id).join("2.a"), b"tail").unwrap();
+        let part = |number, file: &str, size| ObjectPart {
+            number,
+            md5: String::new(),
+            file: file.into(),
+            size,
+            checksum: None,
+        };
+        let parts = [part(1, "1.a", first.len() as u64), part(2, "2.a", 4)];
+        let total = first.len() as u64 + 4;
+        let mut stream = Box::pin(store.read(&id, &parts, 0, total));
+        let mut got = stream.next().await.unwrap().unwrap().to_vec();
+        assert!(store.being_read(&id));
+        store.remove_blob_later(id.clone(), Duration::ZERO);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(store.blob_dir(&id).exists(), "removed under a reader");
+        while let Some(chunk) = stream.next().await {
+            got.extend_from_slice(&chunk.unwrap());
+        }
+        assert_eq!(got.len() as u64, total);
+        assert!(got[..first.len()] == first[..] && got.ends_with(b"tail"));
+        drop(stream);
+        for _ in 0..200 {
+            if !store.blob_dir(&id).exists() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            !store.blob_dir(&id).exists(),
+            "still there 10 s after the reader left"
+        );
+        assert!(!store.being_read(&id));
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod error;
 pub mod expiry;
 pub mod model;
 
+use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -1053,20 +1054,22 @@ impl Uploads {
         let grace = self.limits.sweep_grace;
         let old = |t: std::time::SystemTime| t.elapsed().is_ok_and(|age| age >= grace);
         let uploads = self.meta.all_uploads().await?;
+        // By id: a scan of the list per blob was quadratic in the number of uploads.
+        let by_id: HashMap<&UploadId, &UploadRecord> = uploads.iter().map(|u| (&u.id, u)).collect();
         let objects = self.meta.object_blobs().await?;
         for (blob, modified) in self.disk.list_blobs().await? {
-            let upload = uploads
-                .iter()
-                .find(|u| u.id == blob && u.state != UploadState::Completed);
+            let rec = by_id.get(&blob).copied();
+            let upload = rec.filter(|u| u.state != UploadState::Completed);
             let object = objects.contains(&blob);
             if upload.is_none() && !object {
-                if old(modified) {
+                // A GET here may still be streaming a deleted object's data.
+                if old(modified) && !self.disk.being_read(&blob) {
                     self.disk.remove_blob(&blob).await?;
                     report.blobs += 1;
                 }
                 continue;
             }
-            let keep: Vec<String> = match upload {
+            let keep: HashSet<String> = match upload {
                 Some(_) => self
                     .meta
                     .list_parts(&blob, None, usize::from(PartNumber::MAX))
@@ -1074,14 +1077,12 @@ impl Uploads {
                     .into_iter()
                     .map(|(_, p)| p.file)
                     .collect(),
-                None => Vec::new(),
+                None => HashSet::new(),
             };
             // The object a completed upload became names the files it reads: the parts its
             // Complete left out are strays that a crash kept it from removing.
-            let completed = uploads
-                .iter()
-                .find(|u| u.id == blob && u.state == UploadState::Completed);
-            let manifest: Option<Vec<String>> = match completed {
+            let completed = rec.filter(|u| u.state == UploadState::Completed);
+            let manifest: Option<HashSet<String>> = match completed {
                 Some(done) if object => self
                     .meta
                     .get_object(&done.bucket, &done.key)
