@@ -135,14 +135,24 @@ impl App {
 /// Opens the state store and the disk store `cfg` names (what `serve` and `mpgw admin` use).
 pub async fn open_uploads(cfg: &Config, metrics: Arc<Metrics>) -> Result<Uploads, String> {
     let meta: Arc<dyn MetaStore> = match &cfg.redis_url {
-        Some(url) => Arc::new(
-            if cfg.redis_cluster {
-                RedisMetaStore::connect_cluster(url, &cfg.redis_prefix).await
-            } else {
-                RedisMetaStore::connect(url, &cfg.redis_prefix).await
-            }
-            .map_err(|e| e.to_string())?,
-        ),
+        Some(url) => {
+            let ca = match &cfg.redis_ca_file {
+                Some(path) => Some(
+                    std::fs::read(path)
+                        .map_err(|e| format!("redis-ca-file {}: {e}", path.display()))?,
+                ),
+                None => None,
+            };
+            let ca = ca.as_deref();
+            Arc::new(
+                if cfg.redis_cluster {
+                    RedisMetaStore::connect_cluster(url, &cfg.redis_prefix, ca).await
+                } else {
+                    RedisMetaStore::connect(url, &cfg.redis_prefix, ca).await
+                }
+                .map_err(|e| e.to_string())?,
+            )
+        }
         None => {
             let path = cfg.data_dir.join("state.redb");
             Arc::new(EmbeddedMetaStore::open(&path).map_err(|e| {

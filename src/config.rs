@@ -241,6 +241,10 @@ pub struct Config {
     /// --redis-url names a Redis Cluster: one or more comma-separated seed nodes.
     #[arg(long, env = "MPGW_REDIS_CLUSTER", action = ArgAction::SetTrue)]
     pub redis_cluster: bool,
+    /// PEM CA certificates that a `rediss://` (TLS) Redis must be signed by, instead of the
+    /// system's roots.
+    #[arg(long, env = "MPGW_REDIS_CA_FILE")]
+    pub redis_ca_file: Option<PathBuf>,
     /// Region reported to clients (any region in a request's signature scope is accepted).
     #[arg(long, env = "MPGW_REGION", default_value = "us-east-1")]
     pub region: String,
@@ -349,6 +353,7 @@ impl Default for Config {
             redis_url: None,
             redis_prefix: "mpgw".into(),
             redis_cluster: false,
+            redis_ca_file: None,
             region: "us-east-1".into(),
             access_keys: Vec::new(),
             secret_keys: Vec::new(),
@@ -456,6 +461,14 @@ impl Config {
         if self.redis_cluster && self.redis_url.is_none() {
             return Err("redis-cluster needs redis-url (the cluster's seed nodes)".into());
         }
+        if self.redis_ca_file.is_some()
+            && !self.redis_url.as_deref().is_some_and(|u| {
+                u.split(',')
+                    .all(|node| node.trim().starts_with("rediss://"))
+            })
+        {
+            return Err("redis-ca-file needs a rediss:// (TLS) redis-url".into());
+        }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err("tls-cert and tls-key must be given together".into());
         }
@@ -501,6 +514,7 @@ impl Config {
             redis_url,
             redis_prefix,
             redis_cluster,
+            redis_ca_file,
             region,
             access_keys,
             secret_keys,
@@ -877,6 +891,31 @@ mod tests {
             ..cfg
         };
         assert_eq!(cfg.validate(), Ok(()));
+    }
+
+    /// A CA file only means something for TLS: every node of the URL must be `rediss://`.
+    #[test]
+    fn redis_ca_file_needs_tls_urls() {
+        let with = |url: Option<&str>| Config {
+            redis_url: url.map(str::to_owned),
+            redis_ca_file: Some("/etc/ca.pem".into()),
+            ..Config::default()
+        };
+        for bad in [
+            None,
+            Some("redis://127.0.0.1:6379"),
+            Some("rediss://10.0.0.1:7000,redis://10.0.0.2:7000"),
+        ] {
+            assert!(
+                with(bad).validate().unwrap_err().contains("rediss://"),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(with(Some("rediss://127.0.0.1:6380")).validate(), Ok(()));
+        assert_eq!(
+            with(Some("rediss://10.0.0.1:7000, rediss://10.0.0.2:7000")).validate(),
+            Ok(())
+        );
     }
 
     #[test]

@@ -122,6 +122,21 @@ impl ConnectionLike for Connection {
     }
 }
 
+/// The redis crate builds its TLS client from rustls's process-wide provider, which rustls can
+/// only pick by itself when exactly one is compiled in (the AWS SDK in the tests brings a
+/// second). Installing ours is idempotent: a provider already installed stays.
+fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// TLS trusting only the PEM certificates in `ca` (no client certificate).
+fn tls_roots(ca: &[u8]) -> redis::TlsCertificates {
+    redis::TlsCertificates {
+        client_tls: None,
+        root_cert: Some(ca.to_vec()),
+    }
+}
+
 pub struct RedisMetaStore {
     con: Connection,
     /// `{prefix}:v1`
@@ -131,19 +146,25 @@ pub struct RedisMetaStore {
 
 impl RedisMetaStore {
     /// Connects (with a reconnecting `ConnectionManager`) and namespaces every key under `prefix`.
+    /// A `rediss://` URL is TLS, verified against `ca` (PEM certificates) when given, else
+    /// against the system's roots.
     ///
     /// # Errors
     /// `Unavailable` within a few seconds if Redis cannot be reached; `Backend` for a bad URL or
-    /// a server that rejects the connection (e.g. authentication).
-    pub async fn connect(url: &str, prefix: &str) -> StoreResult<Self> {
+    /// a server that rejects the connection (e.g. authentication, an untrusted certificate).
+    pub async fn connect(url: &str, prefix: &str, ca: Option<&[u8]>) -> StoreResult<Self> {
         if url.contains(',') {
             return Err(StoreError::Backend(
                 "redis url: several comma-separated nodes name a Redis Cluster: add --redis-cluster"
                     .into(),
             ));
         }
-        let client =
-            redis::Client::open(url).map_err(|e| StoreError::Backend(format!("redis url: {e}")))?;
+        install_crypto_provider();
+        let client = match ca {
+            None => redis::Client::open(url),
+            Some(ca) => redis::Client::build_with_tls(url, tls_roots(ca)),
+        }
+        .map_err(|e| StoreError::Backend(format!("redis url: {e}")))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
@@ -157,23 +178,33 @@ impl RedisMetaStore {
         Self::with_connection(Connection::Single(con), prefix).await
     }
 
-    /// Connects to a Redis Cluster through `seeds` (comma-separated `redis://` URLs of one or more
-    /// of its nodes; the rest are discovered), with the same key schema as [`Self::connect`].
+    /// Connects to a Redis Cluster through `seeds` (comma-separated `redis://` or `rediss://` URLs
+    /// of one or more of its nodes; the rest are discovered), with the same key schema and TLS
+    /// roots as [`Self::connect`].
     ///
     /// # Errors
     /// As [`Self::connect`].
-    pub async fn connect_cluster(seeds: &str, prefix: &str) -> StoreResult<Self> {
+    pub async fn connect_cluster(
+        seeds: &str,
+        prefix: &str,
+        ca: Option<&[u8]>,
+    ) -> StoreResult<Self> {
         let seeds: Vec<&str> = seeds
             .split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .collect();
-        let client = ClusterClientBuilder::new(seeds)
+        install_crypto_provider();
+        let mut builder = ClusterClientBuilder::new(seeds)
             .connection_timeout(CONNECT_TIMEOUT)
             .response_timeout(RESPONSE_TIMEOUT)
             .retries(RETRIES)
             .min_retry_wait(millis_u64(MIN_RETRY_DELAY))
-            .max_retry_wait(millis_u64(MAX_RETRY_DELAY))
+            .max_retry_wait(millis_u64(MAX_RETRY_DELAY));
+        if let Some(ca) = ca {
+            builder = builder.certs(tls_roots(ca));
+        }
+        let client = builder
             .build()
             .map_err(|e| StoreError::Backend(format!("redis cluster seeds: {e}")))?;
         let con = client.get_async_connection().await.map_err(redis_error)?;
@@ -1329,7 +1360,7 @@ mod tests {
 
     #[tokio::test]
     async fn several_nodes_without_the_cluster_flag_are_refused() {
-        let err = RedisMetaStore::connect("redis://a:1,redis://b:2", "p")
+        let err = RedisMetaStore::connect("redis://a:1,redis://b:2", "p", None)
             .await
             .err()
             .expect("accepted");

@@ -28,25 +28,47 @@ const PART: usize = 256 << 10;
 // ---------------- a private Redis Cluster ----------------
 
 /// Three masters on free ports in a temp dir, no replicas, no persistence.
-struct RedisCluster {
+pub(crate) struct RedisCluster {
     nodes: Vec<Child>,
     ports: Vec<u16>,
     dir: tempfile::TempDir,
+    /// TLS only (clients and the cluster bus): the CA's PEM, which signed the nodes' certificate.
+    tls_ca: Option<Vec<u8>>,
 }
 
 impl RedisCluster {
     fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// With `tls`, a directory holding `ca.pem`, `server.pem` and `server.key` (as
+    /// `redis_tls::certificates` makes them), the nodes speak TLS only.
+    pub(crate) fn start_with(tls: Option<&Path>) -> Self {
         // Built up in place, so a failure half-way still kills the nodes started so far.
         let mut cluster = Self {
             nodes: Vec::new(),
             ports: Vec::new(),
             dir: tempfile::tempdir().expect("temp dir"),
+            tls_ca: tls.map(|d| std::fs::read(d.join("ca.pem")).expect("ca.pem")),
         };
         let dir = cluster.dir.path().to_owned();
         for _ in 0..3 {
             let port = free_cluster_port(&cluster.ports);
-            let child = Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            let mut cmd = Command::new("redis-server");
+            match tls {
+                None => cmd.args(["--port", &port.to_string()]),
+                Some(certs) => cmd
+                    .args(["--port", "0", "--tls-port", &port.to_string()])
+                    .args(["--tls-cluster", "yes", "--tls-auth-clients", "no"])
+                    .arg("--tls-cert-file")
+                    .arg(certs.join("server.pem"))
+                    .arg("--tls-key-file")
+                    .arg(certs.join("server.key"))
+                    .arg("--tls-ca-cert-file")
+                    .arg(certs.join("ca.pem")),
+            };
+            let child = cmd
+                .args(["--bind", "127.0.0.1"])
                 .args(["--cluster-enabled", "yes"])
                 .arg("--cluster-config-file")
                 .arg(dir.join(format!("nodes-{port}.conf")))
@@ -69,7 +91,7 @@ impl RedisCluster {
             wait_until(
                 Duration::from_secs(10),
                 &format!("redis-server on {port}"),
-                || node_cmd(port, &["PING"]).is_some_and(|r| r == "PONG"),
+                || cluster.cmd(port, &["PING"]).is_some_and(|r| r == "PONG"),
             );
         }
         let addrs: Vec<String> = cluster
@@ -77,13 +99,19 @@ impl RedisCluster {
             .iter()
             .map(|p| format!("127.0.0.1:{p}"))
             .collect();
-        let out = Command::new("redis-cli")
+        // Bounded: redis-cli waits for the nodes to join for as long as it takes.
+        let mut cli = Command::new("timeout");
+        cli.args(["60", "redis-cli"]);
+        if let Some(certs) = tls {
+            cli.arg("--tls").arg("--cacert").arg(certs.join("ca.pem"));
+        }
+        let out = cli
             .arg("--cluster")
             .arg("create")
             .args(&addrs)
             .args(["--cluster-replicas", "0", "--cluster-yes"])
             .output()
-            .expect("run redis-cli --cluster create");
+            .expect("run timeout redis-cli --cluster create");
         assert!(
             out.status.success(),
             "redis-cli --cluster create failed: {}{}",
@@ -92,17 +120,24 @@ impl RedisCluster {
         );
         for &port in &cluster.ports {
             wait_until(Duration::from_secs(20), "cluster_state:ok", || {
-                node_cmd(port, &["CLUSTER", "INFO"]).is_some_and(|i| i.contains("cluster_state:ok"))
+                cluster
+                    .cmd(port, &["CLUSTER", "INFO"])
+                    .is_some_and(|i| i.contains("cluster_state:ok"))
             });
         }
         cluster
     }
 
     /// The `--redis-url` value: every node as a seed.
-    fn seeds(&self) -> String {
+    pub(crate) fn seeds(&self) -> String {
+        let scheme = if self.tls_ca.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
         self.ports
             .iter()
-            .map(|p| format!("redis://127.0.0.1:{p}"))
+            .map(|p| format!("{scheme}://127.0.0.1:{p}"))
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -135,8 +170,29 @@ fn free_cluster_port(taken: &[u16]) -> u16 {
 }
 
 /// One command on one node (not cluster-aware), as a string; None if it fails.
-fn node_cmd(port: u16, args: &[&str]) -> Option<String> {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).ok()?;
+impl RedisCluster {
+    /// One command to one node, outside the cluster client; `None` if it fails.
+    fn cmd(&self, port: u16, args: &[&str]) -> Option<String> {
+        node_cmd(port, self.tls_ca.as_deref(), args)
+    }
+}
+
+fn node_cmd(port: u16, tls_ca: Option<&[u8]>, args: &[&str]) -> Option<String> {
+    let client = match tls_ca {
+        None => redis::Client::open(format!("redis://127.0.0.1:{port}")),
+        Some(ca) => {
+            // As the gateway does (see `meta_redis`): the tests link two rustls providers.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            redis::Client::build_with_tls(
+                format!("rediss://127.0.0.1:{port}"),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(ca.to_vec()),
+                },
+            )
+        }
+    }
+    .ok()?;
     let mut con = client
         .get_connection_with_timeout(Duration::from_secs(1))
         .ok()?;
@@ -542,7 +598,7 @@ async fn meta_conformance_on_redis_cluster() {
         let seeds = seeds.clone();
         async move {
             let prefix = format!("mpgwtest:{}", random_hex(8));
-            let store = RedisMetaStore::connect_cluster(&seeds, &prefix)
+            let store = RedisMetaStore::connect_cluster(&seeds, &prefix, None)
                 .await
                 .unwrap_or_else(|e| panic!("connect to the cluster at {seeds}: {e}"));
             Arc::new(store) as Arc<dyn MetaStore>
@@ -551,7 +607,7 @@ async fn meta_conformance_on_redis_cluster() {
     .await;
     // A single seed is enough: the other masters are discovered.
     let one = format!("redis://127.0.0.1:{}", cluster.ports[2]);
-    let store = RedisMetaStore::connect_cluster(&one, "mpgwtest:one")
+    let store = RedisMetaStore::connect_cluster(&one, "mpgwtest:one", None)
         .await
         .expect("connect through one seed");
     store.ping().await.expect("ping");

@@ -275,8 +275,10 @@ impl Drop for TestGateway {
             let _ = r.shutdown.send(());
             let _ = r.thread.join();
         }
-        // The temp dir goes with the struct, after the server stopped.
+        // The temp dir goes with the struct, after the server stopped. A TLS Redis is always a
+        // test's private server, and its keys go with it.
         if let Some(url) = &self.cfg.redis_url
+            && !url.starts_with("rediss://")
             && let Err(e) = delete_prefix(url, &self.cfg.redis_prefix)
         {
             eprintln!(

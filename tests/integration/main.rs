@@ -16,6 +16,7 @@ mod meta_conformance;
 mod ops;
 mod ownership;
 mod redis_aof;
+mod redis_tls;
 mod s3_compat;
 mod s3_errors;
 mod s3_multipart;

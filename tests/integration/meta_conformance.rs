@@ -94,7 +94,7 @@ async fn redis_store() -> Store {
         url: redis_url(),
         prefix: format!("mpgwtest:{}", random_hex(8)),
     };
-    let meta = RedisMetaStore::connect(&keys.url, &keys.prefix)
+    let meta = RedisMetaStore::connect(&keys.url, &keys.prefix, None)
         .await
         .unwrap_or_else(|e| {
             panic!(
@@ -1168,7 +1168,7 @@ async fn redis_stale_listing_entries_are_ignored() {
 #[tokio::test]
 async fn redis_unreachable_fails_fast() {
     let start = Instant::now();
-    let err = RedisMetaStore::connect("redis://127.0.0.1:1", "mpgwtest:unreachable")
+    let err = RedisMetaStore::connect("redis://127.0.0.1:1", "mpgwtest:unreachable", None)
         .await
         .err();
     assert!(matches!(err, Some(StoreError::Unavailable(_))), "{err:?}");
@@ -1246,7 +1246,7 @@ async fn redis_outage_is_unavailable_then_recovers() {
         same if same == keys.url => keys.url.replacen(&host, &proxy.addr.to_string(), 1),
         url => url,
     };
-    let s = RedisMetaStore::connect(&via_proxy, &keys.prefix)
+    let s = RedisMetaStore::connect(&via_proxy, &keys.prefix, None)
         .await
         .unwrap_or_else(|e| panic!("Redis at {} is unreachable ({e})", keys.url));
     let up = upload("b", "k", 1);

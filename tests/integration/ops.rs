@@ -232,9 +232,10 @@ listen = "127.0.0.1:9100"
 admin-listen = "127.0.0.1:9101"
 data-dir = "/var/lib/mpgw"
 min-free-space = "2GiB"
-redis-url = "redis://10.0.0.1:6380/2"
+redis-url = "rediss://10.0.0.1:6380/2"
 redis-prefix = "gw7"
 redis-cluster = true
+redis-ca-file = "/etc/mpgw/redis-ca.pem"
 region = "eu-central-1"
 access-key = ["ak1", "ak2"]
 secret-key = ["sk1", "sk2"]
@@ -277,9 +278,10 @@ fn config_file_round_trip() {
         admin_listen: Some("127.0.0.1:9101".parse().unwrap()),
         data_dir: "/var/lib/mpgw".into(),
         min_free_space: 2 << 30,
-        redis_url: Some("redis://10.0.0.1:6380/2".into()),
+        redis_url: Some("rediss://10.0.0.1:6380/2".into()),
         redis_prefix: "gw7".into(),
         redis_cluster: true,
+        redis_ca_file: Some("/etc/mpgw/redis-ca.pem".into()),
         region: "eu-central-1".into(),
         access_keys: vec!["ak1".into(), "ak2".into()],
         secret_keys: vec!["sk1".into(), "sk2".into()],

@@ -631,6 +631,7 @@ async fn open_meta(gw: &TestGateway) -> Box<dyn MetaStore> {
             mpgw::store::meta_redis::RedisMetaStore::connect(
                 gw.cfg.redis_url.as_deref().unwrap(),
                 &gw.cfg.redis_prefix,
+                None,
             )
             .await
             .unwrap(),
