@@ -127,15 +127,22 @@ start_private_redis() {
 }
 
 section "redis"
+# Whatever Redis the tests share, the persistence, cluster and TLS tests start private
+# redis-servers of their own, and the TLS tests make certificates with openssl.
+missing=()
+if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+    missing+=(redis-server)
+fi
+command -v openssl >/dev/null || missing+=(openssl)
+if ((${#missing[@]})); then
+    apt_install "${missing[@]}"
+fi
 if [[ -n "${REDIS_URL:-}" ]]; then
     echo "using REDIS_URL=$REDIS_URL (from the environment)" >&2
 elif command -v redis-cli >/dev/null && redis_ping 127.0.0.1 6379; then
     export REDIS_URL="redis://127.0.0.1:6379"
     echo "using the Redis server at $REDIS_URL" >&2
 else
-    if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
-        apt_install redis-server
-    fi
     start_private_redis
 fi
 
