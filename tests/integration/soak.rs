@@ -33,8 +33,8 @@ const WARM_UP: f64 = 0.2;
 /// page cache filling up to its 8 MiB as the state grows; deleted objects' data queued for two
 /// minutes (tens of bytes each); and allocator slack: glibc keeps pages freed in its per-thread
 /// arenas, ~10 MiB over the 16000 cycles after warm-up while heaptrack showed the live heap flat
-/// (8.0 to 8.8 MiB). A leak of 2 KiB per cycle (less than one part) over those 16000 cycles
-/// would exceed it.
+/// (8.0 to 8.8 MiB with a 4 MiB cache). A leak of 2 KiB per cycle (less than one part) over
+/// those 16000 cycles would exceed it.
 const RSS_MARGIN: u64 = 32 << 20;
 /// How far the last quarter's mean RSS may lie above the second quarter's: catches a steady
 /// growth that has not yet reached `RSS_MARGIN` (2 KiB per cycle over the 10000 cycles between
