@@ -1,5 +1,6 @@
 //! `App`: the cheap-to-clone handles every request uses, opened once at start-up.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -8,7 +9,7 @@ use crate::config::{AdminCommand, Config, Credentials};
 use crate::legacy;
 use crate::metrics::{InstrumentedMeta, Metrics};
 use crate::store::meta_embedded::EmbeddedMetaStore;
-use crate::store::meta_redis::RedisMetaStore;
+use crate::store::meta_redis::{RedisMetaStore, RedisTls};
 use crate::store::{DiskStore, MetaStore};
 use crate::upload::model::{CorsRule, UploadState, now_millis};
 use crate::upload::{Limits, Uploads};
@@ -136,19 +137,21 @@ impl App {
 pub async fn open_uploads(cfg: &Config, metrics: Arc<Metrics>) -> Result<Uploads, String> {
     let meta: Arc<dyn MetaStore> = match &cfg.redis_url {
         Some(url) => {
-            let ca = match &cfg.redis_ca_file {
-                Some(path) => Some(
-                    std::fs::read(path)
-                        .map_err(|e| format!("redis-ca-file {}: {e}", path.display()))?,
-                ),
-                None => None,
+            let read = |what: &str, path: &Option<PathBuf>| {
+                path.as_ref()
+                    .map(|p| std::fs::read(p).map_err(|e| format!("{what} {}: {e}", p.display())))
+                    .transpose()
             };
-            let ca = ca.as_deref();
+            let tls = RedisTls {
+                ca: read("redis-ca-file", &cfg.redis_ca_file)?,
+                client: read("redis-cert-file", &cfg.redis_cert_file)?
+                    .zip(read("redis-key-file", &cfg.redis_key_file)?),
+            };
             Arc::new(
                 if cfg.redis_cluster {
-                    RedisMetaStore::connect_cluster(url, &cfg.redis_prefix, ca).await
+                    RedisMetaStore::connect_cluster(url, &cfg.redis_prefix, Some(&tls)).await
                 } else {
-                    RedisMetaStore::connect(url, &cfg.redis_prefix, ca).await
+                    RedisMetaStore::connect(url, &cfg.redis_prefix, Some(&tls)).await
                 }
                 .map_err(|e| e.to_string())?,
             )

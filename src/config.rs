@@ -245,6 +245,13 @@ pub struct Config {
     /// system's roots.
     #[arg(long, env = "MPGW_REDIS_CA_FILE")]
     pub redis_ca_file: Option<PathBuf>,
+    /// PEM client certificate chain to present to a `rediss://` Redis that asks for one
+    /// (with --redis-key-file).
+    #[arg(long, env = "MPGW_REDIS_CERT_FILE", requires = "redis_key_file")]
+    pub redis_cert_file: Option<PathBuf>,
+    /// PEM private key for --redis-cert-file.
+    #[arg(long, env = "MPGW_REDIS_KEY_FILE", requires = "redis_cert_file")]
+    pub redis_key_file: Option<PathBuf>,
     /// Region reported to clients (any region in a request's signature scope is accepted).
     #[arg(long, env = "MPGW_REGION", default_value = "us-east-1")]
     pub region: String,
@@ -354,6 +361,8 @@ impl Default for Config {
             redis_prefix: "mpgw".into(),
             redis_cluster: false,
             redis_ca_file: None,
+            redis_cert_file: None,
+            redis_key_file: None,
             region: "us-east-1".into(),
             access_keys: Vec::new(),
             secret_keys: Vec::new(),
@@ -461,13 +470,18 @@ impl Config {
         if self.redis_cluster && self.redis_url.is_none() {
             return Err("redis-cluster needs redis-url (the cluster's seed nodes)".into());
         }
-        if self.redis_ca_file.is_some()
+        if self.redis_cert_file.is_some() != self.redis_key_file.is_some() {
+            return Err("redis-cert-file and redis-key-file must be given together".into());
+        }
+        if (self.redis_ca_file.is_some() || self.redis_cert_file.is_some())
             && !self.redis_url.as_deref().is_some_and(|u| {
                 u.split(',')
                     .all(|node| node.trim().starts_with("rediss://"))
             })
         {
-            return Err("redis-ca-file needs a rediss:// (TLS) redis-url".into());
+            return Err(
+                "redis-ca-file and redis-cert-file need a rediss:// (TLS) redis-url".into(),
+            );
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err("tls-cert and tls-key must be given together".into());
@@ -515,6 +529,8 @@ impl Config {
             redis_prefix,
             redis_cluster,
             redis_ca_file,
+            redis_cert_file,
+            redis_key_file,
             region,
             access_keys,
             secret_keys,
@@ -912,6 +928,25 @@ mod tests {
             );
         }
         assert_eq!(with(Some("rediss://127.0.0.1:6380")).validate(), Ok(()));
+        let client_cert = |url: &str, key: Option<&str>| Config {
+            redis_url: Some(url.into()),
+            redis_cert_file: Some("/etc/client.pem".into()),
+            redis_key_file: key.map(Into::into),
+            ..Config::default()
+        };
+        assert!(
+            client_cert("rediss://h:1", None)
+                .validate()
+                .unwrap_err()
+                .contains("together")
+        );
+        assert!(
+            client_cert("redis://h:1", Some("/k"))
+                .validate()
+                .unwrap_err()
+                .contains("rediss://")
+        );
+        assert_eq!(client_cert("rediss://h:1", Some("/k")).validate(), Ok(()));
         assert_eq!(
             with(Some("rediss://10.0.0.1:7000, rediss://10.0.0.2:7000")).validate(),
             Ok(())

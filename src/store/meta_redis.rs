@@ -129,11 +129,29 @@ fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// TLS trusting only the PEM certificates in `ca` (no client certificate).
-fn tls_roots(ca: &[u8]) -> redis::TlsCertificates {
-    redis::TlsCertificates {
-        client_tls: None,
-        root_cert: Some(ca.to_vec()),
+/// What a `rediss://` connection presents and trusts beyond the defaults (the system's roots, no
+/// client certificate). PEM bytes throughout.
+#[derive(Clone, Default)]
+pub struct RedisTls {
+    /// CA certificates the server's certificate must be signed by, instead of the system's.
+    pub ca: Option<Vec<u8>>,
+    /// Client certificate chain and its key, for servers that ask for one (`tls-auth-clients`).
+    pub client: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl RedisTls {
+    /// The redis crate's form; `None` when nothing differs from the defaults.
+    fn certificates(&self) -> Option<redis::TlsCertificates> {
+        (self.ca.is_some() || self.client.is_some()).then(|| redis::TlsCertificates {
+            client_tls: self
+                .client
+                .as_ref()
+                .map(|(cert, key)| redis::ClientTlsConfig {
+                    client_cert: cert.clone(),
+                    client_key: key.clone(),
+                }),
+            root_cert: self.ca.clone(),
+        })
     }
 }
 
@@ -146,13 +164,12 @@ pub struct RedisMetaStore {
 
 impl RedisMetaStore {
     /// Connects (with a reconnecting `ConnectionManager`) and namespaces every key under `prefix`.
-    /// A `rediss://` URL is TLS, verified against `ca` (PEM certificates) when given, else
-    /// against the system's roots.
+    /// A `rediss://` URL is TLS, with the roots and client certificate of `tls` when given.
     ///
     /// # Errors
     /// `Unavailable` within a few seconds if Redis cannot be reached; `Backend` for a bad URL or
     /// a server that rejects the connection (e.g. authentication, an untrusted certificate).
-    pub async fn connect(url: &str, prefix: &str, ca: Option<&[u8]>) -> StoreResult<Self> {
+    pub async fn connect(url: &str, prefix: &str, tls: Option<&RedisTls>) -> StoreResult<Self> {
         if url.contains(',') {
             return Err(StoreError::Backend(
                 "redis url: several comma-separated nodes name a Redis Cluster: add --redis-cluster"
@@ -160,9 +177,9 @@ impl RedisMetaStore {
             ));
         }
         install_crypto_provider();
-        let client = match ca {
+        let client = match tls.and_then(RedisTls::certificates) {
             None => redis::Client::open(url),
-            Some(ca) => redis::Client::build_with_tls(url, tls_roots(ca)),
+            Some(certs) => redis::Client::build_with_tls(url, certs),
         }
         .map_err(|e| StoreError::Backend(format!("redis url: {e}")))?;
         let config = ConnectionManagerConfig::new()
@@ -187,7 +204,7 @@ impl RedisMetaStore {
     pub async fn connect_cluster(
         seeds: &str,
         prefix: &str,
-        ca: Option<&[u8]>,
+        tls: Option<&RedisTls>,
     ) -> StoreResult<Self> {
         let seeds: Vec<&str> = seeds
             .split(',')
@@ -201,8 +218,8 @@ impl RedisMetaStore {
             .retries(RETRIES)
             .min_retry_wait(millis_u64(MIN_RETRY_DELAY))
             .max_retry_wait(millis_u64(MAX_RETRY_DELAY));
-        if let Some(ca) = ca {
-            builder = builder.certs(tls_roots(ca));
+        if let Some(certs) = tls.and_then(RedisTls::certificates) {
+            builder = builder.certs(certs);
         }
         let client = builder
             .build()

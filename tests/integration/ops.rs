@@ -236,6 +236,8 @@ redis-url = "rediss://10.0.0.1:6380/2"
 redis-prefix = "gw7"
 redis-cluster = true
 redis-ca-file = "/etc/mpgw/redis-ca.pem"
+redis-cert-file = "/etc/mpgw/redis-client.pem"
+redis-key-file = "/etc/mpgw/redis-client.key"
 region = "eu-central-1"
 access-key = ["ak1", "ak2"]
 secret-key = ["sk1", "sk2"]
@@ -282,6 +284,8 @@ fn config_file_round_trip() {
         redis_prefix: "gw7".into(),
         redis_cluster: true,
         redis_ca_file: Some("/etc/mpgw/redis-ca.pem".into()),
+        redis_cert_file: Some("/etc/mpgw/redis-client.pem".into()),
+        redis_key_file: Some("/etc/mpgw/redis-client.key".into()),
         region: "eu-central-1".into(),
         access_keys: vec!["ak1".into(), "ak2".into()],
         secret_keys: vec!["sk1".into(), "sk2".into()],

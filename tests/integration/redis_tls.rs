@@ -1,7 +1,9 @@
 //! The state store over TLS: a private redis-server serving only TLS, with a certificate from a
 //! CA made here by `openssl`. With `rediss://` and `--redis-ca-file` naming that CA a multipart
 //! upload goes through and its state is in that server; without the CA (system roots) or over
-//! plain `redis://` the gateway cannot connect. A Redis Cluster over TLS (client connections and
+//! plain `redis://` the gateway cannot connect. A server that asks for client certificates takes
+//! the gateway with `--redis-cert-file`/`--redis-key-file` and refuses it without. A Redis
+//! Cluster over TLS (client connections and
 //! the cluster bus) passes the whole state-store conformance suite.
 
 use std::path::{Path, PathBuf};
@@ -10,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mpgw::store::MetaStore;
-use mpgw::store::meta_redis::RedisMetaStore;
+use mpgw::store::meta_redis::{RedisMetaStore, RedisTls};
 use mpgw::upload::model::random_hex;
 
 use crate::cluster::RedisCluster;
@@ -107,7 +109,8 @@ struct TlsRedis {
 }
 
 impl TlsRedis {
-    fn start(dir: &Path) -> Self {
+    /// With `auth_clients`, a client must present a certificate the CA signed.
+    fn start(dir: &Path, auth_clients: bool) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -122,7 +125,8 @@ impl TlsRedis {
                 "--tls-key-file",
                 "server.key",
             ])
-            .args(["--tls-ca-cert-file", "ca.pem", "--tls-auth-clients", "no"])
+            .args(["--tls-ca-cert-file", "ca.pem", "--tls-auth-clients"])
+            .arg(if auth_clients { "yes" } else { "no" })
             .arg("--dir")
             .arg(dir)
             .current_dir(dir)
@@ -144,11 +148,18 @@ impl Drop for TlsRedis {
     }
 }
 
-/// The store over TLS with `ca`, once the server answers (at most 10 s).
-async fn connect(url: &str, prefix: &str, ca: &[u8]) -> RedisMetaStore {
+fn trusting(ca: &[u8]) -> RedisTls {
+    RedisTls {
+        ca: Some(ca.to_vec()),
+        client: None,
+    }
+}
+
+/// The store over TLS with `tls`, once the server answers (at most 10 s).
+async fn connect(url: &str, prefix: &str, tls: &RedisTls) -> RedisMetaStore {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        match RedisMetaStore::connect(url, prefix, Some(ca)).await {
+        match RedisMetaStore::connect(url, prefix, Some(tls)).await {
             Ok(store) => return store,
             Err(e) if Instant::now() > deadline => panic!("TLS redis-server not up: {e}"),
             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
@@ -160,11 +171,11 @@ async fn connect(url: &str, prefix: &str, ca: &[u8]) -> RedisMetaStore {
 async fn state_store_over_tls() {
     let dir = tempfile::tempdir().unwrap();
     certificates(dir.path());
-    let redis = TlsRedis::start(dir.path());
+    let redis = TlsRedis::start(dir.path(), false);
     let ca_file: PathBuf = dir.path().join("ca.pem");
     let ca = std::fs::read(&ca_file).unwrap();
     let prefix = format!("mpgw-tls-{:08x}", rand::random::<u32>());
-    let direct = connect(&redis.url("rediss"), &prefix, &ca).await;
+    let direct = connect(&redis.url("rediss"), &prefix, &trusting(&ca)).await;
 
     let url = redis.url("rediss");
     let (gw_prefix, gw_ca) = (prefix.clone(), ca_file.clone());
@@ -215,7 +226,8 @@ async fn state_store_over_tls() {
     let other = tempfile::tempdir().unwrap();
     certificates(other.path());
     let wrong = std::fs::read(other.path().join("ca.pem")).unwrap();
-    let refused = RedisMetaStore::connect(&redis.url("rediss"), &prefix, Some(&wrong)).await;
+    let refused =
+        RedisMetaStore::connect(&redis.url("rediss"), &prefix, Some(&trusting(&wrong))).await;
     assert!(
         refused.is_err(),
         "connected with a CA that signed nothing here"
@@ -234,7 +246,7 @@ async fn cluster_over_tls() {
         let (seeds, ca) = (seeds.clone(), ca.clone());
         async move {
             let prefix = format!("mpgwtest:{}", random_hex(8));
-            let store = RedisMetaStore::connect_cluster(&seeds, &prefix, Some(&ca))
+            let store = RedisMetaStore::connect_cluster(&seeds, &prefix, Some(&trusting(&ca)))
                 .await
                 .unwrap_or_else(|e| panic!("connect to the TLS cluster at {seeds}: {e}"));
             Arc::new(store) as Arc<dyn MetaStore>
@@ -246,4 +258,47 @@ async fn cluster_over_tls() {
         untrusted.is_err(),
         "connected to the cluster without trusting the CA"
     );
+}
+
+/// A server with `tls-auth-clients yes`: the gateway gets in with a certificate the CA signed
+/// (the one made for the server carries clientAuth too) and not without one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    certificates(dir.path());
+    let redis = TlsRedis::start(dir.path(), true);
+    let ca = std::fs::read(dir.path().join("ca.pem")).unwrap();
+    let with_cert = RedisTls {
+        ca: Some(ca.clone()),
+        client: Some((
+            std::fs::read(dir.path().join("server.pem")).unwrap(),
+            std::fs::read(dir.path().join("server.key")).unwrap(),
+        )),
+    };
+    let prefix = format!("mpgw-mtls-{:08x}", rand::random::<u32>());
+    let direct = connect(&redis.url("rediss"), &prefix, &with_cert).await;
+    let without =
+        RedisMetaStore::connect(&redis.url("rediss"), &prefix, Some(&trusting(&ca))).await;
+    assert!(without.is_err(), "connected without a client certificate");
+
+    let url = redis.url("rediss");
+    let (gw_prefix, certs) = (prefix.clone(), dir.path().to_owned());
+    let gw = TestGateway::start_with(Store::Embedded, move |c| {
+        c.redis_url = Some(url);
+        c.redis_prefix = gw_prefix;
+        c.redis_ca_file = Some(certs.join("ca.pem"));
+        c.redis_cert_file = Some(certs.join("server.pem"));
+        c.redis_key_file = Some(certs.join("server.key"));
+    })
+    .await;
+    let c = gw.bucket(B).await;
+    let data = random_bytes(100_000);
+    put(&c, B, K, &data).await;
+    assert_same_bytes(&get_bytes(&c, B, K).await, &data, "object over mutual TLS");
+    let object = direct
+        .get_object(B, K)
+        .await
+        .unwrap()
+        .expect("object record");
+    assert_eq!(object.size, data.len() as u64);
 }
