@@ -1012,3 +1012,17 @@ async fn harness_cleans_redis_keys() {
     drop(gw);
     assert_eq!(count_prefix(&url, &prefix), 0, "keys left under {prefix}:");
 }
+
+/// Runs `openssl` in `dir` (test certificates), failing the test with its stderr.
+pub fn openssl(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl is needed to make test certificates");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -22,19 +22,6 @@ use crate::harness::*;
 const B: &str = "tls";
 const K: &str = "big/object";
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl is needed to make test certificates");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// A CA, and a server certificate it signed for 127.0.0.1 and localhost: `ca.pem`, `server.pem`,
 /// `server.key` in `dir`.
 pub(crate) fn certificates(dir: &Path) {

@@ -9,7 +9,7 @@ use aws_sdk_s3::types::{
 use base64::Engine as _;
 use sha2::Digest as _;
 
-use crate::harness::{MIB, Store, TestGateway, assert_err, both, get_bytes, random_bytes};
+use crate::harness::{MIB, Store, TestGateway, assert_err, both, get_bytes, openssl, random_bytes};
 
 const B: &str = "compat";
 
@@ -472,8 +472,9 @@ both!(virtual_host_style, virtual_host_style);
 async fn https_serves_signed_requests() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    let made = std::process::Command::new("openssl")
-        .args([
+    openssl(
+        dir.path(),
+        &[
             "req",
             "-x509",
             "-newkey",
@@ -483,23 +484,15 @@ async fn https_serves_signed_requests() {
             "1",
             "-subj",
             "/CN=localhost",
-        ])
-        .args([
             "-addext",
             "subjectAltName=IP:127.0.0.1,DNS:localhost",
             "-addext",
             "basicConstraints=critical,CA:FALSE",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl is needed to make a test certificate");
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
+            "-keyout",
+            "key.pem",
+            "-out",
+            "cert.pem",
+        ],
     );
     let (c2, k2) = (cert.clone(), key.clone());
     let gw = TestGateway::start_with(Store::Embedded, move |cfg| {
