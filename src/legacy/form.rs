@@ -2,8 +2,17 @@
 //! of a multipart/form-data body, whose `file` field (the chunk) is handed on as a stream and
 //! never held in memory. Text fields must come before `file` (browsers send FormData in append
 //! order; the page and the CLI do so).
+//!
+//! Everything before the chunk is read before the token can be checked, so it is capped: at most
+//! `MAX_FIELDS` bytes of field values in all, `MAX_FIELD_COUNT` fields, and `MAX_HEAD` bytes of
+//! multipart framing (preamble, part headers, boundaries) plus values. A request over a cap is
+//! refused as soon as it passes it, without reading further.
 
 use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt as _, TryStreamExt as _};
@@ -13,8 +22,12 @@ use hyper::header::{AUTHORIZATION, CONTENT_TYPE};
 use super::reply::LegacyError;
 use crate::upload::{BodyError, BodyStream};
 
-/// Largest non-file part of a request (fields, urlencoded bodies).
+/// Most bytes of field values in one request (all fields together, or a urlencoded body).
 const MAX_FIELDS: usize = 64 * 1024;
+/// Most text fields in one multipart request (the API knows a dozen names).
+const MAX_FIELD_COUNT: usize = 64;
+/// Most bytes of a multipart body read before its `file` part starts (or in all, without one).
+const MAX_HEAD: u64 = 2 * MAX_FIELDS as u64;
 
 #[derive(Debug, Default)]
 pub struct Form(BTreeMap<String, String>);
@@ -50,6 +63,61 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
 {
     body.into_data_stream()
+}
+
+/// What the multipart parser and the field loop share about the body read so far.
+#[derive(Default)]
+struct Gate {
+    /// The `file` part has started: from here on the bytes are the chunk, capped elsewhere.
+    file: AtomicBool,
+    /// The head cap is reached and the parser was refused more bytes.
+    starved: AtomicBool,
+}
+
+/// The body as the multipart parser reads it: until the `file` part starts, it hands out at
+/// most `MAX_HEAD` bytes (plus the frame that crosses it), then no more. The parser reads ahead
+/// greedily, so the cap does not refuse by itself (the `file` part may already sit in the
+/// parser's buffer); the field loop refuses when the parser, starved, cannot go on.
+struct Gated<S> {
+    inner: S,
+    read: u64,
+    gate: Arc<Gate>,
+}
+
+impl<S, E> Stream for Gated<S>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+{
+    type Item = Result<Bytes, E>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let before_file = !self.gate.file.load(Ordering::Acquire);
+        if before_file && self.read >= MAX_HEAD {
+            self.gate.starved.store(true, Ordering::Release);
+            return Poll::Pending;
+        }
+        let next = Pin::new(&mut self.inner).poll_next(cx);
+        if let Poll::Ready(Some(Ok(data))) = &next
+            && before_file
+        {
+            self.read += data.len() as u64;
+        }
+        next
+    }
+}
+
+/// Runs one step of the multipart parser; a parser that waits for bytes the head cap withholds
+/// means the fields and their framing are too long.
+async fn step<F: Future>(gate: &Gate, fut: F) -> Result<F::Output, LegacyError> {
+    let mut fut = std::pin::pin!(fut);
+    std::future::poll_fn(|cx| match fut.as_mut().poll(cx) {
+        Poll::Ready(v) => Poll::Ready(Ok(v)),
+        Poll::Pending if gate.starved.load(Ordering::Acquire) => Poll::Ready(Err(
+            LegacyError::bad_form(format!("more than {MAX_HEAD} bytes before the file part")),
+        )),
+        Poll::Pending => Poll::Pending,
+    })
+    .await
 }
 
 /// Reads the fields of `req`; with `want_file`, also returns the chunk body as a stream.
@@ -90,23 +158,44 @@ where
     match mime.as_str() {
         "multipart/form-data" => {
             let boundary = multer::parse_boundary(&content_type).map_err(LegacyError::bad_form)?;
-            let mut mp = multer::Multipart::new(body_stream(body), boundary);
-            while let Some(field) = mp.next_field().await.map_err(LegacyError::bad_form)? {
+            let gate = Arc::new(Gate::default());
+            let gated = Gated {
+                inner: Box::pin(body_stream(body)),
+                read: 0,
+                gate: gate.clone(),
+            };
+            let mut mp = multer::Multipart::new(gated, boundary);
+            let (mut values, mut count) = (0usize, 0usize);
+            while let Some(field) = step(&gate, mp.next_field())
+                .await?
+                .map_err(LegacyError::bad_form)?
+            {
                 let name = field.name().unwrap_or_default().to_owned();
                 if name == "file" {
                     if !want_file {
                         return Err(LegacyError::bad_form("unexpected file field"));
                     }
+                    gate.file.store(true, Ordering::Release);
                     let stream: BodyStream = Box::pin(field.map_err(BodyError::new));
                     return Ok((form, Some(stream)));
                 }
+                count += 1;
+                if count > MAX_FIELD_COUNT {
+                    return Err(LegacyError::bad_form(format!(
+                        "more than {MAX_FIELD_COUNT} fields"
+                    )));
+                }
                 let mut text = Vec::new();
                 let mut field = field;
-                while let Some(chunk) = field.next().await {
-                    text.extend_from_slice(&chunk.map_err(LegacyError::bad_form)?);
-                    if text.len() > MAX_FIELDS {
-                        return Err(LegacyError::bad_form(format!("field {name} too long")));
+                while let Some(chunk) = step(&gate, field.next()).await? {
+                    let chunk = chunk.map_err(LegacyError::bad_form)?;
+                    values += chunk.len();
+                    if values > MAX_FIELDS {
+                        return Err(LegacyError::bad_form(format!(
+                            "fields longer than {MAX_FIELDS} bytes in all (at {name})"
+                        )));
                     }
+                    text.extend_from_slice(&chunk);
                 }
                 form.0
                     .insert(name, String::from_utf8_lossy(&text).into_owned());
@@ -280,6 +369,52 @@ mod tests {
             false,
         );
         assert_eq!(err.unwrap_err().code, 10014);
+    }
+
+    #[test]
+    fn fields_are_capped_in_all_before_the_token_is_known() {
+        let ct = format!("multipart/form-data; boundary={BOUNDARY}");
+        // Many small fields, each under the cap, together over it.
+        let many: BTreeMap<String, String> = (0..40)
+            .map(|i| (format!("f{i:02}"), "x".repeat(2000)))
+            .collect();
+        let err = read_now("/u", &ct, vec![multipart(&many, None)], false).unwrap_err();
+        assert_eq!(err.code, 10014, "{err:?}");
+        assert!(err.msg.contains("in all"), "{err:?}");
+        // More fields than any request needs.
+        let many: BTreeMap<String, String> = (0..=MAX_FIELD_COUNT)
+            .map(|i| (format!("f{i:03}"), String::new()))
+            .collect();
+        let err = read_now("/u", &ct, vec![multipart(&many, None)], true).unwrap_err();
+        assert!(err.msg.contains("fields"), "{err:?}");
+        // A preamble (or part headers) that never ends: refused once the head cap is read,
+        // whatever follows in later frames.
+        let frames = vec![vec![b'a'; 32 << 10]; 8];
+        let err = read_now("/u", &ct, frames, false).unwrap_err();
+        assert!(err.msg.contains("before the file part"), "{err:?}");
+        let mut head = format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"a\"\r\nX: ")
+            .into_bytes();
+        head.resize(200 << 10, b'x');
+        let err = read_now("/u", &ct, cut(&head, vec![1000, 70_000, 140_000]), false).unwrap_err();
+        assert!(err.msg.contains("before the file part"), "{err:?}");
+    }
+
+    #[test]
+    fn a_large_chunk_right_after_the_fields_is_not_the_fields() {
+        let ct = format!("multipart/form-data; boundary={BOUNDARY}");
+        let mut fields = BTreeMap::new();
+        fields.insert("username".to_owned(), "alice".to_owned());
+        let data: Vec<u8> = (0..(1 << 20)).map(|i| (i % 251) as u8).collect();
+        let body = multipart(&fields, Some(&data));
+        // In one frame, and in many frames that the parser reads ahead greedily.
+        for frames in [
+            vec![body.clone()],
+            body.chunks(16 << 10).map(<[u8]>::to_vec).collect(),
+        ] {
+            let (form, file) = read_now("/u", &ct, frames, true).unwrap();
+            assert_eq!(form.get("username"), Some("alice"));
+            assert!(file.as_deref() == Some(&data[..]));
+        }
     }
 
     proptest! {
