@@ -23,8 +23,8 @@ use crate::store::{
     UploadCursor,
 };
 use crate::upload::model::{
-    BucketRecord, CompletedResult, FileRecord, Millis, ObjectRecord, PartNumber, PartRecord,
-    UploadId, UploadRecord,
+    BucketRecord, ChallengeRecord, CompletedResult, FileRecord, Millis, ObjectRecord, PartNumber,
+    PartRecord, UploadId, UploadRecord,
 };
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -415,6 +415,39 @@ impl MetaStore for InstrumentedMeta {
 
     async fn delete_file(&self, hash: &str, rec: &FileRecord) -> StoreResult<()> {
         self.call("delete_file", self.inner.delete_file(hash, rec))
+            .await
+    }
+
+    async fn put_challenge(
+        &self,
+        owner: &str,
+        nonce: &str,
+        rec: &ChallengeRecord,
+        now: Millis,
+        limit: usize,
+    ) -> StoreResult<()> {
+        self.call(
+            "put_challenge",
+            self.inner.put_challenge(owner, nonce, rec, now, limit),
+        )
+        .await
+    }
+
+    async fn take_challenge(
+        &self,
+        owner: &str,
+        nonce: &str,
+        now: Millis,
+    ) -> StoreResult<Option<ChallengeRecord>> {
+        self.call(
+            "take_challenge",
+            self.inner.take_challenge(owner, nonce, now),
+        )
+        .await
+    }
+
+    async fn shared_secret(&self, name: &str, candidate: &str) -> StoreResult<String> {
+        self.call("shared_secret", self.inner.shared_secret(name, candidate))
             .await
     }
 

@@ -10,8 +10,8 @@ use async_trait::async_trait;
 
 use super::StoreResult;
 use crate::upload::model::{
-    BucketRecord, CompletedResult, FileRecord, Millis, ObjectRecord, PartNumber, PartRecord,
-    UploadId, UploadRecord,
+    BucketRecord, ChallengeRecord, CompletedResult, FileRecord, Millis, ObjectRecord, PartNumber,
+    PartRecord, UploadId, UploadRecord,
 };
 
 #[derive(Debug, PartialEq, Eq)]
@@ -180,6 +180,31 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn put_file(&self, hash: &str, rec: &FileRecord) -> StoreResult<()>;
     /// Removes the entry for `hash` only if it still equals `rec` (a newer entry stays).
     async fn delete_file(&self, hash: &str, rec: &FileRecord) -> StoreResult<()>;
+
+    // ---- instant-upload challenges (single use, expiring, at most `limit` per owner) ----
+
+    /// Stores `owner`'s challenge `nonce`. The owner's challenges expired at `now` are dropped;
+    /// when `limit` live ones remain, those expiring first are dropped to make room.
+    async fn put_challenge(
+        &self,
+        owner: &str,
+        nonce: &str,
+        rec: &ChallengeRecord,
+        now: Millis,
+        limit: usize,
+    ) -> StoreResult<()>;
+    /// Removes `owner`'s challenge `nonce` and returns it, unless it had expired at `now`. Of
+    /// concurrent takes of one nonce, one at most gets it.
+    async fn take_challenge(
+        &self,
+        owner: &str,
+        nonce: &str,
+        now: Millis,
+    ) -> StoreResult<Option<ChallengeRecord>>;
+
+    /// The secret kept under `name`, storing `candidate` first when there is none: every
+    /// gateway on this store gets the same value, for as long as the store keeps its data.
+    async fn shared_secret(&self, name: &str, candidate: &str) -> StoreResult<String>;
 
     /// Cheap liveness probe of the backend.
     async fn ping(&self) -> StoreResult<()>;

@@ -14,8 +14,8 @@ use serde::de::DeserializeOwned;
 use super::meta::{AbortUpload, BeginComplete, DeleteBucket, MetaStore, PutPart, UploadCursor};
 use super::{StoreError, StoreResult};
 use crate::upload::model::{
-    BucketRecord, CompletedResult, FileRecord, Millis, ObjectRecord, PartNumber, PartRecord,
-    UploadId, UploadRecord, UploadState,
+    BucketRecord, ChallengeRecord, CompletedResult, FileRecord, Millis, ObjectRecord, PartNumber,
+    PartRecord, UploadId, UploadRecord, UploadState,
 };
 
 const BUCKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("buckets_v1");
@@ -32,6 +32,10 @@ const UPLOAD_INDEX: TableDefinition<(&str, &str, i64, &str), ()> =
 const FILES: TableDefinition<&str, &[u8]> = TableDefinition::new("files_v1");
 /// (owner, upload id) → reserved at: the uploads counted against each owner's cap.
 const OWNER_UPLOADS: TableDefinition<(&str, &str), i64> = TableDefinition::new("owner_uploads_v1");
+/// (owner, nonce) → ChallengeRecord: open instant-upload challenges.
+const CHALLENGES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("challenges_v1");
+/// name → secret shared by every gateway on this store.
+const SECRETS: TableDefinition<&str, &str> = TableDefinition::new("secrets_v1");
 
 pub struct EmbeddedMetaStore {
     db: Arc<Database>,
@@ -73,6 +77,8 @@ impl EmbeddedMetaStore {
             tx.open_table(UPLOAD_INDEX).map_err(be)?;
             tx.open_table(FILES).map_err(be)?;
             tx.open_table(OWNER_UPLOADS).map_err(be)?;
+            tx.open_table(CHALLENGES).map_err(be)?;
+            tx.open_table(SECRETS).map_err(be)?;
         }
         tx.commit().map_err(be)?;
         Ok(Self { db: Arc::new(db) })
@@ -647,6 +653,78 @@ impl MetaStore for EmbeddedMetaStore {
                 t.remove(hash.as_str()).map_err(be)?;
             }
             Ok(())
+        })
+        .await
+    }
+
+    async fn put_challenge(
+        &self,
+        owner: &str,
+        nonce: &str,
+        rec: &ChallengeRecord,
+        now: Millis,
+        limit: usize,
+    ) -> StoreResult<()> {
+        let (owner, nonce, rec) = (owner.to_owned(), nonce.to_owned(), rec.clone());
+        self.write(move |tx| {
+            let mut t = tx.open_table(CHALLENGES).map_err(be)?;
+            // The owner's live challenges by expiry; expired ones go.
+            let mut live: Vec<(Millis, String)> = Vec::new();
+            let mut dead: Vec<String> = Vec::new();
+            for item in t.range((owner.as_str(), "")..).map_err(be)? {
+                let (k, v) = item.map_err(be)?;
+                let (o, n) = k.value();
+                if o != owner {
+                    break;
+                }
+                let c: ChallengeRecord = dec(v.value())?;
+                if c.expires <= now {
+                    dead.push(n.to_owned());
+                } else {
+                    live.push((c.expires, n.to_owned()));
+                }
+            }
+            live.sort();
+            let excess = (live.len() + 1).saturating_sub(limit.max(1));
+            dead.extend(live.into_iter().take(excess).map(|(_, n)| n));
+            for n in dead {
+                t.remove((owner.as_str(), n.as_str())).map_err(be)?;
+            }
+            t.insert((owner.as_str(), nonce.as_str()), enc(&rec)?.as_slice())
+                .map_err(be)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn take_challenge(
+        &self,
+        owner: &str,
+        nonce: &str,
+        now: Millis,
+    ) -> StoreResult<Option<ChallengeRecord>> {
+        let (owner, nonce) = (owner.to_owned(), nonce.to_owned());
+        self.write(move |tx| {
+            let mut t = tx.open_table(CHALLENGES).map_err(be)?;
+            let taken = t
+                .remove((owner.as_str(), nonce.as_str()))
+                .map_err(be)?
+                .map(|g| dec::<ChallengeRecord>(g.value()))
+                .transpose()?;
+            Ok(taken.filter(|c| c.expires > now))
+        })
+        .await
+    }
+
+    async fn shared_secret(&self, name: &str, candidate: &str) -> StoreResult<String> {
+        let (name, candidate) = (name.to_owned(), candidate.to_owned());
+        self.write(move |tx| {
+            let mut t = tx.open_table(SECRETS).map_err(be)?;
+            if let Some(v) = t.get(name.as_str()).map_err(be)? {
+                return Ok(v.value().to_owned());
+            }
+            t.insert(name.as_str(), candidate.as_str()).map_err(be)?;
+            Ok(candidate)
         })
         .await
     }

@@ -16,6 +16,10 @@
 //! | `P:v1:upl:{u:<uploadId>}` | hash | `rec`, `state`, `since`, `done` (below) |
 //! | `P:v1:upl:{u:<uploadId>}:parts` | hash | decimal part number → `PartRecord` JSON |
 //! | `P:v1:own:{o:<owner>}` | zset, score = reserved at (millis) | upload ids counted against the owner's cap |
+//! | `P:v1:file:{f:<hash>}` | string | `FileRecord` JSON: the unique file table (SHA-256 keys only) |
+//! | `P:v1:chal:{c:<owner>}` | hash, with a TTL | nonce → `ChallengeRecord` JSON: open instant-upload challenges |
+//! | `P:v1:chal:{c:<owner>}:exp` | zset, score = expires (millis), with a TTL | the same nonces by expiry (eviction order) |
+//! | `P:v1:secret:<name>` | string | a secret every gateway shares (the legacy download links' key) |
 //!
 //! The upload hash keeps the record JSON as created in `rec`, and the mutable fields beside it:
 //! `state` (`open`/`completing`/`completed`), `since` (`completing_since`, millis, only while
@@ -67,8 +71,8 @@ use serde::de::DeserializeOwned;
 use super::meta::{AbortUpload, BeginComplete, DeleteBucket, MetaStore, PutPart, UploadCursor};
 use super::{StoreError, StoreResult};
 use crate::upload::model::{
-    BucketRecord, CompletedResult, FileRecord, Millis, ObjectRecord, PartNumber, PartRecord,
-    UploadId, UploadRecord, UploadState,
+    BucketRecord, ChallengeRecord, CompletedResult, FileRecord, Millis, ObjectRecord, PartNumber,
+    PartRecord, UploadId, UploadRecord, UploadState,
 };
 
 /// Largest page fetched from Redis per round trip, so no single command or script blocks the
@@ -283,6 +287,17 @@ impl RedisMetaStore {
     /// The uploads counted against `owner`'s cap (its own slot: one key per owner).
     fn owned(&self, owner: &str) -> String {
         format!("{}:own:{{o:{owner}}}", self.root)
+    }
+
+    /// `owner`'s open challenges (their records, and the same nonces by expiry), one slot.
+    fn challenges(&self, owner: &str) -> (String, String) {
+        let key = format!("{}:chal:{{c:{owner}}}", self.root);
+        let by_expiry = format!("{key}:exp");
+        (key, by_expiry)
+    }
+
+    fn secret(&self, name: &str) -> String {
+        format!("{}:secret:{name}", self.root)
     }
 
     // ---- plumbing ----
@@ -639,6 +654,43 @@ static RESERVE_UPLOAD: LazyLock<Script> = LazyLock::new(|| {
         if limit > 0 and redis.call('ZCARD', KEYS[1]) >= limit then return 0 end
         redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
         return 1",
+    )
+});
+
+/// KEYS: challenge records, their expiry index. ARGV: nonce, record, expires, now, limit.
+/// Drops the expired, evicts the earliest-expiring beyond the limit, stores, and lets both keys
+/// expire with the last challenge.
+static PUT_CHALLENGE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"local dead = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[4])
+        for _, n in ipairs(dead) do redis.call('HDEL', KEYS[1], n) end
+        redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[4])
+        local excess = redis.call('ZCARD', KEYS[2]) + 1 - tonumber(ARGV[5])
+        if excess > 0 then
+            for _, n in ipairs(redis.call('ZRANGE', KEYS[2], 0, excess - 1)) do
+                redis.call('HDEL', KEYS[1], n)
+                redis.call('ZREM', KEYS[2], n)
+            end
+        end
+        redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+        redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+        local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')[2]
+        redis.call('PEXPIREAT', KEYS[1], last)
+        redis.call('PEXPIREAT', KEYS[2], last)
+        return 1",
+    )
+});
+
+/// KEYS: challenge records, their expiry index. ARGV: nonce, now. The record, removed, unless
+/// it had expired.
+static TAKE_CHALLENGE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"local expires = redis.call('ZSCORE', KEYS[2], ARGV[1])
+        local rec = redis.call('HGET', KEYS[1], ARGV[1])
+        redis.call('HDEL', KEYS[1], ARGV[1])
+        redis.call('ZREM', KEYS[2], ARGV[1])
+        if not expires or not rec or tonumber(expires) <= tonumber(ARGV[2]) then return false end
+        return rec",
     )
 });
 
@@ -1087,6 +1139,48 @@ impl MetaStore for RedisMetaStore {
         self.eval::<i64>(DELETE_FILE_IF.key(self.file(hash)).arg(to_json(rec)?))
             .await
             .map(drop)
+    }
+
+    async fn put_challenge(
+        &self,
+        owner: &str,
+        nonce: &str,
+        rec: &ChallengeRecord,
+        now: Millis,
+        limit: usize,
+    ) -> StoreResult<()> {
+        let (key, by_expiry) = self.challenges(owner);
+        let mut inv = PUT_CHALLENGE.prepare_invoke();
+        inv.key(key)
+            .key(by_expiry)
+            .arg(nonce)
+            .arg(to_json(rec)?)
+            .arg(rec.expires)
+            .arg(now)
+            .arg(limit.max(1));
+        self.eval::<i64>(&inv).await.map(drop)
+    }
+
+    async fn take_challenge(
+        &self,
+        owner: &str,
+        nonce: &str,
+        now: Millis,
+    ) -> StoreResult<Option<ChallengeRecord>> {
+        let (key, by_expiry) = self.challenges(owner);
+        let mut inv = TAKE_CHALLENGE.prepare_invoke();
+        inv.key(key).key(by_expiry).arg(nonce).arg(now);
+        from_json_opt(self.eval(&inv).await?)
+    }
+
+    async fn shared_secret(&self, name: &str, candidate: &str) -> StoreResult<String> {
+        // SET NX then GET: whichever gateway set it first, all read the same value.
+        let key = self.secret(name);
+        self.query::<Option<String>>(redis::cmd("SET").arg(&key).arg(candidate).arg("NX"))
+            .await?;
+        self.query::<Option<String>>(redis::cmd("GET").arg(&key))
+            .await?
+            .ok_or_else(|| StoreError::Backend(format!("secret {name} vanished after SET NX")))
     }
 
     async fn ping(&self) -> StoreResult<()> {

@@ -238,6 +238,20 @@ pub struct FileRecord {
     pub created: Millis,
 }
 
+/// An instant-upload challenge (the legacy API's proof of possession), kept in the state store
+/// under its owner and nonce until it is answered or expires.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChallengeRecord {
+    /// The content claimed (`sha256:<hex>`) and its announced size.
+    pub hash: String,
+    pub size: u64,
+    /// Byte ranges `[start, end)` of the content whose bytes the proof covers, in order.
+    pub ranges: Vec<(u64, u64)>,
+    /// The caller's upload that the same init started (or resumed).
+    pub upload: UploadId,
+    pub expires: Millis,
+}
+
 mod hex_bytes {
     use serde::{Deserialize, Deserializer, Serializer};
 

@@ -25,8 +25,8 @@ use mpgw::store::{
 };
 use mpgw::upload::Uploads;
 use mpgw::upload::model::{
-    BucketRecord, CompletedResult, FileRecord, Millis, ObjectRecord, PartNumber, PartRecord,
-    UploadId, UploadRecord,
+    BucketRecord, ChallengeRecord, CompletedResult, FileRecord, Millis, ObjectRecord, PartNumber,
+    PartRecord, UploadId, UploadRecord,
 };
 
 use crate::harness::*;
@@ -273,6 +273,32 @@ impl MetaStore for FaultyMeta {
     async fn delete_file(&self, hash: &str, rec: &FileRecord) -> StoreResult<()> {
         self.check("delete_file")?;
         self.inner.delete_file(hash, rec).await
+    }
+    async fn put_challenge(
+        &self,
+        owner: &str,
+        nonce: &str,
+        rec: &ChallengeRecord,
+        now: Millis,
+        limit: usize,
+    ) -> StoreResult<()> {
+        self.check("put_challenge")?;
+        self.inner
+            .put_challenge(owner, nonce, rec, now, limit)
+            .await
+    }
+    async fn take_challenge(
+        &self,
+        owner: &str,
+        nonce: &str,
+        now: Millis,
+    ) -> StoreResult<Option<ChallengeRecord>> {
+        self.check("take_challenge")?;
+        self.inner.take_challenge(owner, nonce, now).await
+    }
+    async fn shared_secret(&self, name: &str, candidate: &str) -> StoreResult<String> {
+        self.check("shared_secret")?;
+        self.inner.shared_secret(name, candidate).await
     }
     async fn ping(&self) -> StoreResult<()> {
         self.check("ping")?;

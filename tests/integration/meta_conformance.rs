@@ -14,8 +14,9 @@ use mpgw::store::{
 };
 use mpgw::upload::checksum::{ChecksumAlgorithm, ChecksumType};
 use mpgw::upload::model::{
-    BucketRecord, Checksum, CompletedResult, CorsRule, Millis, ObjectHeaders, ObjectPart,
-    ObjectRecord, PartNumber, PartRecord, UploadId, UploadRecord, UploadState, random_hex,
+    BucketRecord, ChallengeRecord, Checksum, CompletedResult, CorsRule, FileRecord, Millis,
+    ObjectHeaders, ObjectPart, ObjectRecord, PartNumber, PartRecord, UploadId, UploadRecord,
+    UploadState, random_hex,
 };
 
 macro_rules! conformance {
@@ -71,6 +72,10 @@ conformance!(
     put_part_racing_complete,
     owner_reservations,
     concurrent_reservations_respect_limit,
+    file_table,
+    challenges,
+    concurrent_take_challenge,
+    shared_secret,
 );
 
 // ---- backends ----
@@ -927,6 +932,139 @@ async fn concurrent_reservations_respect_limit(s: Arc<dyn MetaStore>) {
     }
     assert_eq!(granted, 5);
     assert_eq!(s.reserved_uploads().await.unwrap().len(), 5);
+}
+
+async fn file_table(s: Arc<dyn MetaStore>) {
+    let hash = format!("sha256:{}", "ab".repeat(32));
+    let rec = |key: &str| FileRecord {
+        bucket: "files".into(),
+        key: key.into(),
+        size: 10,
+        created: 1,
+    };
+    assert_eq!(s.get_file(&hash).await.unwrap(), None);
+    s.put_file(&hash, &rec("a/x")).await.unwrap();
+    s.put_file(&hash, &rec("b/x")).await.unwrap();
+    assert_eq!(s.get_file(&hash).await.unwrap(), Some(rec("b/x")));
+    // Only the entry as read is removed: an older one leaves the newer in place.
+    s.delete_file(&hash, &rec("a/x")).await.unwrap();
+    assert_eq!(s.get_file(&hash).await.unwrap(), Some(rec("b/x")));
+    s.delete_file(&hash, &rec("b/x")).await.unwrap();
+    assert_eq!(s.get_file(&hash).await.unwrap(), None);
+}
+
+fn challenge(expires: Millis) -> ChallengeRecord {
+    ChallengeRecord {
+        hash: format!("sha256:{}", "cd".repeat(32)),
+        size: 1 << 20,
+        ranges: vec![(0, 10), (100, 4196)],
+        upload: UploadId::generate(),
+        expires,
+    }
+}
+
+async fn challenges(s: Arc<dyn MetaStore>) {
+    // Real time: Redis expires the keys by its own clock.
+    let now = mpgw::upload::model::now_millis();
+    let c = challenge(now + 60_000);
+    s.put_challenge("alice", "n1", &c, now, 4).await.unwrap();
+    // Another owner's nonce, an unknown nonce: nothing.
+    assert_eq!(s.take_challenge("bob", "n1", now).await.unwrap(), None);
+    assert_eq!(s.take_challenge("alice", "n0", now).await.unwrap(), None);
+    // Single use.
+    assert_eq!(s.take_challenge("alice", "n1", now).await.unwrap(), Some(c));
+    assert_eq!(s.take_challenge("alice", "n1", now).await.unwrap(), None);
+    // Expired: gone, also for the take that finds it.
+    s.put_challenge("alice", "old", &challenge(now + 10), now, 4)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.take_challenge("alice", "old", now + 10).await.unwrap(),
+        None
+    );
+    assert_eq!(s.take_challenge("alice", "old", now).await.unwrap(), None);
+    // At most `limit` per owner: the ones expiring first make room; other owners untouched.
+    s.put_challenge("bob", "b", &challenge(now + 60_000), now, 3)
+        .await
+        .unwrap();
+    for i in 0..5 {
+        s.put_challenge(
+            "alice",
+            &format!("m{i}"),
+            &challenge(now + 60_000 + i),
+            now,
+            3,
+        )
+        .await
+        .unwrap();
+    }
+    for i in 0..5 {
+        let got = s
+            .take_challenge("alice", &format!("m{i}"), now)
+            .await
+            .unwrap();
+        assert_eq!(got.is_some(), i >= 2, "m{i}");
+    }
+    assert!(s.take_challenge("bob", "b", now).await.unwrap().is_some());
+    // A put drops the owner's expired challenges (they count against nothing afterwards).
+    for i in 0..3 {
+        s.put_challenge("carol", &format!("e{i}"), &challenge(now + 1), now, 3)
+            .await
+            .unwrap();
+    }
+    s.put_challenge("carol", "fresh", &challenge(now + 60_000), now + 2, 3)
+        .await
+        .unwrap();
+    s.put_challenge("carol", "fresh2", &challenge(now + 60_001), now + 2, 3)
+        .await
+        .unwrap();
+    assert!(
+        s.take_challenge("carol", "fresh", now + 2)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        s.take_challenge("carol", "fresh2", now + 2)
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+async fn concurrent_take_challenge(s: Arc<dyn MetaStore>) {
+    let now = mpgw::upload::model::now_millis();
+    s.put_challenge("dave", "once", &challenge(now + 60_000), now, 8)
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move { s.take_challenge("dave", "once", now).await.unwrap() })
+        })
+        .collect();
+    let mut got = 0;
+    for t in tasks {
+        got += usize::from(t.await.unwrap().is_some());
+    }
+    assert_eq!(got, 1);
+}
+
+async fn shared_secret(s: Arc<dyn MetaStore>) {
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move { s.shared_secret("links", &format!("c{i}")).await.unwrap() })
+        })
+        .collect();
+    let mut seen = BTreeSet::new();
+    for t in tasks {
+        seen.insert(t.await.unwrap());
+    }
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    let first = seen.into_iter().next().unwrap();
+    assert_eq!(s.shared_secret("links", "later").await.unwrap(), first);
+    assert_eq!(s.shared_secret("other", "o").await.unwrap(), "o");
 }
 
 async fn concurrent_create_bucket(s: Arc<dyn MetaStore>) {
