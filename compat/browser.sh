@@ -5,7 +5,8 @@
 # compat/browser/browser-test.mjs for the steps: the page's JS SHA-256 against Node's crypto,
 # sign in, a 30 MiB chunked upload with a failed chunk retried, Pause/Resume, a page reload in
 # the middle and the same file selected again (resumes: only the missing chunks are sent),
-# download + SHA-256, Cancel, and a second user's instant upload of the same content.
+# download through a signed link + SHA-256, Cancel, and a second user's instant upload of the
+# same content (proof of possession, no chunk sent).
 #
 #   bash compat/browser.sh [embedded|redis]     (no argument: both stores)
 #
@@ -13,7 +14,8 @@
 # the same name with -progress (mid-upload), -reloaded (after the reload), -offline (network
 # drop) and -instant (second user's instant upload).
 # CHROMIUM overrides the browser binary (default /usr/bin/chromium). Needs node >= 20 and npm.
-# With COMPAT_ENDPOINT, user 1 is AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY and the
+# The legacy tokens are the ones the gateway generated into its data dir (legacy-users). With
+# COMPAT_ENDPOINT, user 1 is AWS_ACCESS_KEY_ID with token COMPAT_BROWSER_TOKEN1, and the
 # instant-upload step runs only when COMPAT_BROWSER_USER2 / COMPAT_BROWSER_TOKEN2 are set.
 set -euo pipefail
 
@@ -69,16 +71,24 @@ ensure_browser_deps() {
 ensure_browser_deps
 
 if [[ -z "$COMPAT_ENDPOINT" ]]; then
-    # A second user for the instant upload: without --legacy-users, the legacy users are the
-    # S3 credential pairs (username = access key, token = secret key).
+    # A second user for the instant upload: without --legacy-users, every S3 access key is a
+    # legacy user, with a token of its own that the gateway generates into its data dir.
     : "${COMPAT_BROWSER_USER2:=browser-user2}"
-    : "${COMPAT_BROWSER_TOKEN2:=browser-user2-token-0123456789abcdef}"
-    COMPAT_GATEWAY_ARGS="$COMPAT_GATEWAY_ARGS --access-key $COMPAT_BROWSER_USER2 --secret-key $COMPAT_BROWSER_TOKEN2"
+    COMPAT_GATEWAY_ARGS="$COMPAT_GATEWAY_ARGS --access-key $COMPAT_BROWSER_USER2 --secret-key browser-user2-s3-secret-0123456789"
 fi
-export BROWSER_USER2="${COMPAT_BROWSER_USER2:-}" BROWSER_TOKEN2="${COMPAT_BROWSER_TOKEN2:-}"
 start_gateway "$1"
 export BROWSER_BASE_URL="$AWS_ENDPOINT_URL"
-export BROWSER_USER1="$AWS_ACCESS_KEY_ID" BROWSER_TOKEN1="$AWS_SECRET_ACCESS_KEY"
+export BROWSER_USER1="$AWS_ACCESS_KEY_ID"
+if [[ -z "$COMPAT_ENDPOINT" ]]; then
+    token_of() { awk -v u="$1" '$1 == u { print $2 }' "$GW_DATA_DIR/legacy-users"; }
+    BROWSER_TOKEN1="$(token_of "$BROWSER_USER1")"
+    COMPAT_BROWSER_TOKEN2="$(token_of "$COMPAT_BROWSER_USER2")"
+    [[ -n "$BROWSER_TOKEN1" && -n "$COMPAT_BROWSER_TOKEN2" ]] || fail "no generated legacy tokens in $GW_DATA_DIR/legacy-users"
+    [[ "$BROWSER_TOKEN1" != "$AWS_SECRET_ACCESS_KEY" ]] || fail "the legacy token is the S3 secret key"
+else
+    BROWSER_TOKEN1="${COMPAT_BROWSER_TOKEN1:?with COMPAT_ENDPOINT, set COMPAT_BROWSER_TOKEN1 (user 1 is AWS_ACCESS_KEY_ID)}"
+fi
+export BROWSER_TOKEN1 BROWSER_USER2="${COMPAT_BROWSER_USER2:-}" BROWSER_TOKEN2="${COMPAT_BROWSER_TOKEN2:-}"
 export CHROMIUM
 
 shot="$COMPAT_DIR/out/browser-$COMPAT_STORE"

@@ -51,14 +51,20 @@ impl App {
             (Some(cert), Some(key)) => Some(crate::server::tls_acceptor(cert, key)?),
             _ => None,
         };
-        let users = match &cfg.legacy_users {
-            Some(path) => legacy::Users::from_file(path)?,
-            None => legacy::Users::from_credentials(&credentials),
-        };
+        let (users, _) = crate::credentials::Users::load(
+            cfg.legacy_users.as_deref(),
+            &cfg.data_dir,
+            &credentials,
+        )?;
+        let link_key = uploads
+            .shared_secret(legacy::link::SECRET_NAME)
+            .await
+            .map_err(|e| format!("the download links' key: {e}"))?;
         let legacy = legacy::Settings {
             bucket: cfg.legacy_bucket.clone(),
             chunk_size: cfg.legacy_chunk_size,
             users,
+            link_key: link_key.into_bytes(),
         };
 
         let (registration, peers) = crate::store::peers::register(&cfg.data_dir)

@@ -100,11 +100,21 @@ pub struct UploadArgs {
 
 #[derive(Args, Clone, Debug)]
 pub struct DownloadArgs {
-    /// s3://BUCKET/KEY
+    /// s3://BUCKET/KEY; with --legacy, the file name on the server.
     pub source: String,
     /// The local file (in a directory: the key's last segment). Written as FILE.mpgw-part until
     /// complete.
     pub file: PathBuf,
+    /// Download from the legacy /file/* API of an mpgw at --endpoint, through short-lived
+    /// signed links (the token itself never goes into a URL).
+    #[arg(long)]
+    pub legacy: bool,
+    /// Legacy API user.
+    #[arg(long, env = "MPGW_USERNAME")]
+    pub username: Option<String>,
+    /// Legacy API token.
+    #[arg(long, env = "MPGW_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     #[command(flatten)]
     pub transfer: TransferArgs,
 }

@@ -16,7 +16,8 @@
 //!     ← s3::error renders any failure as S3 XML, once
 //! ```
 //!
-//! `legacy` (the design note's `/file/mpupload/*`) calls the same `upload::Uploads`.
+//! `legacy` (the design note's `/file/mpupload/*`) calls the same `upload::Uploads`; the rules of
+//! its unique-file table and instant upload live in `upload::files`, its users in `credentials`.
 //!
 //! `client` is the other side: `mpgw upload` / `mpgw download`, resumable parallel transfers
 //! against any S3 endpoint (or the legacy API); of the server it uses only the ETag and XML
@@ -30,6 +31,7 @@ pub mod app;
 pub mod bench;
 pub mod client;
 pub mod config;
+pub mod credentials;
 pub mod http;
 pub mod legacy;
 pub mod metrics;

@@ -78,6 +78,18 @@ async fn serve_until_signal(cfg: Config) -> Result<(), String> {
             credentials.secret(access).unwrap_or_default()
         );
     }
+    // The legacy API's users get tokens of their own (never the S3 secret), also printed once.
+    let (_, tokens) =
+        mpgw::credentials::Users::load(cfg.legacy_users.as_deref(), &cfg.data_dir, &credentials)?;
+    if !tokens.is_empty() {
+        println!(
+            "Generated legacy API tokens (kept in {}):",
+            mpgw::credentials::Users::file(&cfg.data_dir).display()
+        );
+        for (user, token) in &tokens {
+            println!("  username={user} token={token}");
+        }
+    }
     let app = mpgw::App::open(&cfg, credentials).await?;
     let bind = |addr| async move {
         let listener = tokio::net::TcpListener::bind(addr)

@@ -13,14 +13,16 @@
 //    (the server still has 3 chunks), then the page is RELOADED in the middle of the upload.
 //    After the reload the same file is selected again: the page must say "resumed: 3 of 7
 //    chunks already uploaded" and send only the 4 missing chunks. The file list's download
-//    link must give back the same bytes (SHA-256). Screenshots SCREENSHOT_PREFIX.png (done),
+//    link (a signed link the page asks for on click) must give back the same bytes (SHA-256).
+//    No request of the page ever carries the token in its URL. Screenshots SCREENSHOT_PREFIX.png (done),
 //    -progress.png (mid-upload), -reloaded.png (after the reload, before selecting the file);
 //    -offline.png (the network drop below) and -instant.png (step 4).
 // 3. Cancel: a second file, held mid-upload, is cancelled: the server forgets the upload.
 //    Network drop: a third file's chunks fail while the browser is offline; after the retries
 //    the page says the upload stopped, and continues by itself once the browser is back online.
-// 4. A second user uploads the same 30 MiB: stored instantly, no chunk sent; downloads the same
-//    bytes; deletes it. Screenshot SCREENSHOT_PREFIX-instant.png.
+// 4. A second user uploads the same 30 MiB: init challenges the page, which proves it holds the
+//    file (mpupload/instant): stored instantly, no chunk sent; downloads the same bytes; deletes
+//    it. Screenshot SCREENSHOT_PREFIX-instant.png.
 //
 // Every wait is bounded; the first failed check ends the run with `FAIL [browser/LABEL] ...`.
 
@@ -167,11 +169,17 @@ async function runPage(context, { data, size, filePath, fileHash }) {
   });
   const noPageErrors = () => check(pageErrors.length === 0, `errors in the page: ${pageErrors.join(' | ')}`);
 
-  // Every uppart request, with its chunk index (the `index` form field).
+  // Every uppart and instant request, with its chunk index (the `index` form field); any URL
+  // with a token in it.
   const upparts = [];
+  const instants = [];
+  const tokenUrls = [];
   page.on('request', (r) => {
     if (r.url().includes('/file/mpupload/uppart')) upparts.push(r);
+    if (r.url().includes('/file/mpupload/instant')) instants.push(r);
+    if (/[?&]token=/.test(r.url())) tokenUrls.push(r.url());
   });
+  const noTokenUrls = () => check(tokenUrls.length === 0, `token in a URL: ${tokenUrls.join(' ')}`);
   const field = (req, name) => {
     const body = req.postDataBuffer();
     const m = body && new RegExp(`name="${name}"\r\n\r\n([^\r]*)\r\n`).exec(body.subarray(0, 4096).toString('latin1'));
@@ -384,6 +392,7 @@ async function runPage(context, { data, size, filePath, fileHash }) {
   }, 60_000);
   eq('state text', 'stored instantly (already on the server)', await text('#job-state'));
   eq('chunks sent for the instant upload', 0, upparts.length - sentBeforeInstant);
+  check(instants.length >= 1, 'no proof of possession (mpupload/instant) was sent');
   const row2 = page.locator('#file-list tr[data-name="random-30MiB.bin"]');
   await row2.waitFor({ state: 'visible' });
   eq('second user downloads the same bytes', fileHash, sha256(await downloadVia(page, row2)));
@@ -398,6 +407,7 @@ async function runPage(context, { data, size, filePath, fileHash }) {
   const q = await legacy(page, USER1, TOKEN1, 'query', {}, 'GET');
   check((q.Files || []).some((f) => f.FileName === 'random-30MiB.bin'), `first user lost the file: ${JSON.stringify(q)}`);
   noPageErrors();
+  noTokenUrls();
 }
 
 // A screenshot SHOT<suffix>.png of the whole page.
@@ -408,12 +418,14 @@ async function shot(page, suffix) {
   console.error(`screenshot: ${SHOT}${suffix}.png`);
 }
 
-// Clicks the row's download link and returns the downloaded bytes.
+// Clicks the row's download link and returns the downloaded bytes. The page fetches a signed
+// link on click: the download's URL carries a signature and an expiry, never the token.
 async function downloadVia(page, row) {
   const link = row.locator('a.download');
-  const href = await link.getAttribute('href');
-  check(/^\/file\/download\?/.test(href) && href.includes('token='), `download link: ${href}`);
   const [download] = await Promise.all([page.waitForEvent('download', { timeout: WAIT }), link.click()]);
+  const url = download.url();
+  check(/\/file\/download\?/.test(url) && /[?&]signature=/.test(url) && /[?&]expires=/.test(url) && !/token/.test(url),
+    `download URL: ${url}`);
   const out = path.join(WORK, `download-${Date.now()}.bin`);
   await download.saveAs(out);
   const failure = await download.failure();

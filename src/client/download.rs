@@ -1,4 +1,6 @@
 //! `mpgw download s3://BUCKET/KEY FILE`: parallel ranged GETs into `FILE.mpgw-part`, resumable.
+//! `mpgw download --legacy NAME FILE` does the same with a legacy user's file, through signed
+//! links that the legacy API issues (renewed before they expire).
 //!
 //! The part file has the object's size from the start; each part is written at its offset,
 //! fsynced, and only then marked done in `FILE.mpgw-download.json`, so after a kill or a crash
@@ -17,6 +19,7 @@ use http_body_util::BodyExt as _;
 use tokio::io::{AsyncSeekExt as _, AsyncWriteExt as _};
 
 use super::journal::{self, DownloadJournal};
+use super::legacy::{LegacyClient, Link};
 use super::progress::Progress;
 use super::s3::{ObjectInfo, S3Client};
 use super::settings::S3Settings;
@@ -29,23 +32,28 @@ const IDLE: Duration = Duration::from_secs(60);
 
 /// Downloads; returns the path written.
 pub async fn download(args: &DownloadArgs, progress: &Progress) -> Result<String> {
-    let (bucket, key) = super::parse_s3_url(&args.source)?;
-    if key.is_empty() || key.ends_with('/') {
-        return Err(Error::Usage(format!(
-            "{}: expected s3://BUCKET/KEY of an object",
-            args.source
-        )));
-    }
     let t = &args.transfer;
-    let s3 = S3Client::new(S3Settings::resolve(t)?, usize::from(t.jobs))?;
+    let (source, name, label) = if args.legacy {
+        legacy_source(args)?
+    } else {
+        let (bucket, key) = super::parse_s3_url(&args.source)?;
+        if key.is_empty() || key.ends_with('/') {
+            return Err(Error::Usage(format!(
+                "{}: expected s3://BUCKET/KEY of an object",
+                args.source
+            )));
+        }
+        let s3 = S3Client::new(S3Settings::resolve(t)?, usize::from(t.jobs))?;
+        let label = format!("s3://{bucket}/{key}");
+        let name = key.rsplit('/').next().unwrap_or(&key).to_owned();
+        (Source::S3 { s3, bucket, key }, name, label)
+    };
     let mut target = args.file.clone();
     if target.is_dir() {
-        target.push(key.rsplit('/').next().unwrap_or(&key));
+        target.push(&name);
     }
     let job = Job {
-        s3: &s3,
-        bucket: &bucket,
-        key: &key,
+        source: &source,
         part_path: journal::beside(&target, "mpgw-part"),
         journal_path: journal::beside(&target, "mpgw-download.json"),
         progress,
@@ -69,14 +77,155 @@ pub async fn download(args: &DownloadArgs, progress: &Progress) -> Result<String
         .await
         .map_err(Error::local(&target))?;
     journal::remove(&job.journal_path)?;
-    progress.summary("downloaded", &format!("s3://{bucket}/{key}"));
+    progress.summary("downloaded", &label);
     Ok(target.display().to_string())
 }
 
+fn legacy_source(args: &DownloadArgs) -> Result<(Source, String, String)> {
+    let t = &args.transfer;
+    let endpoint = t
+        .endpoint
+        .clone()
+        .or_else(|| {
+            std::env::var("AWS_ENDPOINT_URL")
+                .ok()
+                .filter(|v| !v.is_empty())
+        })
+        .ok_or_else(|| Error::Usage("--legacy needs --endpoint (the mpgw server)".into()))?;
+    let (Some(username), Some(token)) = (&args.username, &args.token) else {
+        return Err(Error::Usage(
+            "--legacy needs --username and --token (or MPGW_USERNAME and MPGW_TOKEN)".into(),
+        ));
+    };
+    if args.source.starts_with("s3://") || args.source.is_empty() {
+        return Err(Error::Usage(
+            "with --legacy the source is a file name on the server, not s3://…".into(),
+        ));
+    }
+    let client = LegacyClient::new(&endpoint, username, token, usize::from(t.jobs))?;
+    let name = args
+        .source
+        .rsplit('/')
+        .next()
+        .unwrap_or(&args.source)
+        .to_owned();
+    let label = format!("{} (legacy, user {username})", args.source);
+    let source = Source::Legacy {
+        client,
+        filename: args.source.clone(),
+        link: tokio::sync::Mutex::new(None),
+    };
+    Ok((source, name, label))
+}
+
+/// Where the bytes come from.
+enum Source {
+    S3 {
+        s3: S3Client,
+        bucket: String,
+        key: String,
+    },
+    /// A legacy user's file, read through signed links (the current one kept for reuse).
+    Legacy {
+        client: LegacyClient,
+        filename: String,
+        link: tokio::sync::Mutex<Option<Link>>,
+    },
+}
+
+/// A link this close to its expiry is renewed before it is used.
+const LINK_MARGIN: u64 = 30;
+/// Legacy code of "invalid or expired download link".
+const BAD_LINK: &str = "10020";
+
+impl Source {
+    /// (endpoint, bucket, key): what the journal names the download by.
+    fn identity(&self) -> (&str, String, &str) {
+        match self {
+            Self::S3 { s3, bucket, key } => (s3.endpoint(), bucket.clone(), key),
+            Self::Legacy {
+                client, filename, ..
+            } => (
+                client.endpoint(),
+                format!("legacy:{}", client.username()),
+                filename,
+            ),
+        }
+    }
+
+    async fn head(&self) -> Result<ObjectInfo> {
+        match self {
+            Self::S3 { s3, bucket, key } => s3.head_object(bucket, key).await.map_err(|e| match e
+                .code()
+            {
+                Some("NotFound") => Error::Usage(format!("s3://{bucket}/{key}: no such object")),
+                _ => e,
+            }),
+            Self::Legacy { .. } => {
+                let link = self.link(true).await?;
+                Ok(ObjectInfo {
+                    size: link.size,
+                    etag: link.etag,
+                })
+            }
+        }
+    }
+
+    /// A link valid for a while yet (a new one with `renew`).
+    async fn link(&self, renew: bool) -> Result<Link> {
+        let Self::Legacy {
+            client,
+            filename,
+            link,
+        } = self
+        else {
+            unreachable!("links are the legacy source's");
+        };
+        let mut current = link.lock().await;
+        match &*current {
+            Some(l) if !renew && l.expires > super::legacy::unix_now() + LINK_MARGIN => {
+                Ok(l.clone())
+            }
+            _ => {
+                let fresh = client
+                    .link(filename, None)
+                    .await
+                    .map_err(|e| match e.code() {
+                        Some("10010") => Error::Usage(format!("{filename}: no such file")),
+                        _ => e,
+                    })?;
+                *current = Some(fresh.clone());
+                Ok(fresh)
+            }
+        }
+    }
+
+    async fn get_range(
+        &self,
+        range: std::ops::Range<u64>,
+        etag: &str,
+    ) -> Result<hyper::Response<hyper::body::Incoming>> {
+        match self {
+            Self::S3 { s3, bucket, key } => {
+                s3.get_object_range(bucket, key, range, Some(etag)).await
+            }
+            Self::Legacy { client, .. } => {
+                let link = self.link(false).await?;
+                match client.get_range(&link.url, range.clone()).await {
+                    // Expired meanwhile (clocks differ): once more with a new link.
+                    Err(e) if e.code() == Some(BAD_LINK) => {
+                        let link = self.link(true).await?;
+                        client.get_range(&link.url, range).await
+                    }
+                    r => r,
+                }
+            }
+        }
+    }
+}
+
 struct Job<'a> {
-    s3: &'a S3Client,
-    bucket: &'a str,
-    key: &'a str,
+    source: &'a Source,
     part_path: PathBuf,
     journal_path: PathBuf,
     progress: &'a Progress,
@@ -88,15 +237,9 @@ impl Job<'_> {
     /// Fills the part file: resumes the journaled download of the same object, or starts one.
     async fn run(&self, part_size: u64) -> Result<()> {
         let object = retry(self.attempts, "HeadObject", self.progress, async || {
-            self.s3.head_object(self.bucket, self.key).await
+            self.source.head().await
         })
-        .await
-        .map_err(|e| match e.code() {
-            Some("NotFound") => {
-                Error::Usage(format!("s3://{}/{}: no such object", self.bucket, self.key))
-            }
-            _ => e,
-        })?;
+        .await?;
         let journal = self.journal(&object, part_size).await?;
         let plan = Plan {
             size: object.size,
@@ -140,9 +283,9 @@ impl Job<'_> {
             .await
             .map(|m| m.len())
             .ok();
+        let (endpoint, bucket, key) = self.source.identity();
         if let Some(j) = journal::load::<DownloadJournal>(&self.journal_path) {
-            let same =
-                j.endpoint == self.s3.endpoint() && j.bucket == self.bucket && j.key == self.key;
+            let same = j.endpoint == endpoint && j.bucket == bucket && j.key == key;
             if same
                 && j.etag == object.etag
                 && j.size == object.size
@@ -153,9 +296,9 @@ impl Job<'_> {
             self.progress.note("the object or the partial file changed since the interrupted download: starting over");
         }
         let j = DownloadJournal {
-            endpoint: self.s3.endpoint().to_owned(),
-            bucket: self.bucket.to_owned(),
-            key: self.key.to_owned(),
+            endpoint: endpoint.to_owned(),
+            bucket,
+            key: key.to_owned(),
             etag: object.etag.clone(),
             size: object.size,
             part_size: Plan::new(object.size, part_size).part_size,
@@ -191,10 +334,7 @@ impl Job<'_> {
     }
 
     async fn fetch_once(&self, offset: u64, len: u64, etag: &str, got: &AtomicU64) -> Result<()> {
-        let resp = self
-            .s3
-            .get_object_range(self.bucket, self.key, offset..offset + len, Some(etag))
-            .await?;
+        let resp = self.source.get_range(offset..offset + len, etag).await?;
         let header = |name| resp.headers().get(name).and_then(|v| v.to_str().ok());
         // A server that ignores If-Match still names the ETag it serves.
         if header(hyper::header::ETAG).is_some_and(|e| normalize_etag(e) != etag) {

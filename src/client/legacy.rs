@@ -2,11 +2,13 @@
 //! `/file/mpupload/{init,uppart,complete}` (form fields, `{code, msg, data}` replies).
 //!
 //! The server finds a resumable upload by the file's SHA-256 (`filehash`) and says in `init`'s
-//! answer which chunks it has (`ChunksPresent`), whether the content is stored already
-//! (`Instant: true`), and the chunk size. The journal only spares re-hashing an unchanged file.
-//! Chunks go as multipart/form-data, fields first and the bytes in `file`, with
-//! `chunkhash=md5:<hex>` so the server refuses a damaged one; `complete` checks the whole
-//! file's SHA-256 on the server side.
+//! answer which chunks it has (`ChunksPresent`) and the chunk size, with a challenge: byte
+//! ranges of the file to prove it is held. The proof (`instant`) links content the server
+//! already stores at once (`Instant: true`); otherwise the chunks are sent. The journal only
+//! spares re-hashing an unchanged file. Chunks go as multipart/form-data, fields first and the
+//! bytes in `file`, with `chunkhash=md5:<hex>` so the server refuses a damaged one; `complete`
+//! checks the whole file's SHA-256 on the server side. The token travels in
+//! `Authorization: Bearer`, never in a URL.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,7 +39,7 @@ pub struct LegacyClient {
     token: String,
 }
 
-/// `init`'s answer.
+/// `init`'s (or `instant`'s) answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Init {
     /// Absent when `instant`.
@@ -45,8 +47,28 @@ pub struct Init {
     pub chunk_size: u64,
     pub chunk_count: u32,
     pub present: Vec<u32>,
-    /// The content is stored already: the file exists now, nothing to send.
+    /// The content was stored already and the proof held: the file exists now.
     pub instant: bool,
+    /// What to prove to get the stored content linked at once (`instant`).
+    pub challenge: Option<Challenge>,
+}
+
+/// init's challenge: hash the nonce and these `[start, end)` ranges of the file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Challenge {
+    pub nonce: String,
+    pub ranges: Vec<(u64, u64)>,
+}
+
+/// A signed download link (`/file/link`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Link {
+    /// Absolute URL.
+    pub url: String,
+    /// Unix time in seconds.
+    pub expires: u64,
+    pub size: u64,
+    pub etag: String,
 }
 
 impl LegacyClient {
@@ -63,11 +85,15 @@ impl LegacyClient {
         &self.endpoint
     }
 
+    pub fn username(&self) -> &str {
+        &self.username
+    }
+
     pub async fn init(&self, filehash: &str, filesize: u64, filename: &str) -> Result<Init> {
         let size = filesize.to_string();
         let data = self
             .post(
-                "init",
+                "mpupload/init",
                 &[
                     ("filehash", filehash),
                     ("filesize", &size),
@@ -75,35 +101,63 @@ impl LegacyClient {
                 ],
             )
             .await?;
-        let chunk_size = data["ChunkSize"].as_u64().filter(|c| *c > 0);
-        let chunk_count = data["ChunkCount"]
-            .as_u64()
-            .and_then(|c| u32::try_from(c).ok());
-        let (Some(chunk_size), Some(chunk_count)) = (chunk_size, chunk_count) else {
-            return Err(Error::Integrity(format!(
-                "init: no ChunkSize/ChunkCount in {data}"
-            )));
-        };
-        let present = data["ChunksPresent"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| u32::try_from(v.as_u64()?).ok())
-                    .collect()
-            })
-            .unwrap_or_default();
-        let instant = data["Instant"].as_bool() == Some(true);
-        let upload_id = data["UploadID"].as_str().map(str::to_owned);
-        if upload_id.is_none() && !instant {
-            return Err(Error::Integrity(format!("init: no UploadID in {data}")));
+        parse_init("init", &data)
+    }
+
+    /// Answers init's challenge with `proof`: the file is then stored at once (`instant`), or
+    /// the answer is init's again (send the chunks).
+    pub async fn instant(&self, upload_id: &str, nonce: &str, proof: &str) -> Result<Init> {
+        let fields = [("uploadid", upload_id), ("nonce", nonce), ("proof", proof)];
+        let data = self.post("mpupload/instant", &fields).await?;
+        parse_init("instant", &data)
+    }
+
+    /// A signed link to download `filename`, valid for `ttl` seconds (the server's default when
+    /// None).
+    pub async fn link(&self, filename: &str, ttl: Option<u64>) -> Result<Link> {
+        let ttl = ttl.map(|t| t.to_string());
+        let mut fields = vec![("filename", filename)];
+        if let Some(t) = &ttl {
+            fields.push(("expires", t));
         }
-        Ok(Init {
-            upload_id,
-            chunk_size,
-            chunk_count,
-            present,
-            instant,
+        let data = self.post("link", &fields).await?;
+        let (Some(path), Some(expires), Some(size)) = (
+            data["URL"].as_str(),
+            data["Expires"].as_u64(),
+            data["FileSize"].as_u64(),
+        ) else {
+            return Err(Error::Integrity(format!("link: unexpected answer {data}")));
+        };
+        Ok(Link {
+            url: format!("{}{path}", self.endpoint),
+            expires,
+            size,
+            etag: data["ETag"].as_str().unwrap_or_default().to_owned(),
         })
+    }
+
+    /// GET of `range` (non-empty) through a signed link; the caller reads the body.
+    pub async fn get_range(
+        &self,
+        url: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<hyper::Response<hyper::body::Incoming>> {
+        let req = Request::builder()
+            .method(Method::GET)
+            .uri(url)
+            .header(
+                hyper::header::RANGE,
+                format!("bytes={}-{}", range.start, range.end - 1),
+            )
+            .body(http::full(Bytes::new()))
+            .map_err(|e| Error::Usage(format!("request: {e}")))?;
+        let resp = self.http.send(req, SHORT).await?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status().as_u16();
+        let bytes = read_body(resp.into_body(), 1 << 20, SHORT).await?;
+        Err(service_error(status, &bytes))
     }
 
     /// Sends chunk `index` (1-based) from `range`; returns the server's MD5 of it (hex).
@@ -118,7 +172,6 @@ impl LegacyClient {
         let boundary = format!("mpgw-{}", crate::upload::model::random_hex(12));
         let mut fields = vec![
             ("username", self.username.clone()),
-            ("token", self.token.clone()),
             ("uploadid", upload_id.to_owned()),
             ("index", index.to_string()),
         ];
@@ -143,7 +196,7 @@ impl LegacyClient {
         let content_type = format!("multipart/form-data; boundary={boundary}");
         let data = self
             .send(
-                "uppart",
+                "mpupload/uppart",
                 content_type,
                 len,
                 body,
@@ -168,26 +221,26 @@ impl LegacyClient {
             ("filesize", &size),
             ("filename", filename),
         ];
-        let data = self.post("complete", &fields).await?;
+        let data = self.post("mpupload/complete", &fields).await?;
         Ok(data["ETag"].as_str().unwrap_or_default().to_owned())
     }
 
     pub async fn cancel(&self, upload_id: &str) -> Result<()> {
-        self.post("cancel", &[("uploadid", upload_id)])
+        self.post("mpupload/cancel", &[("uploadid", upload_id)])
             .await
             .map(drop)
     }
 
     /// `status`'s `data` as is (ChunksPresent, BytesReceived, State…).
     pub async fn status(&self, upload_id: &str) -> Result<Value> {
-        self.post("status", &[("uploadid", upload_id)]).await
+        self.post("mpupload/status", &[("uploadid", upload_id)])
+            .await
     }
 
-    /// A form POST (urlencoded) with the credentials.
+    /// A form POST (urlencoded) with the user name.
     async fn post(&self, op: &str, fields: &[(&str, &str)]) -> Result<Value> {
         let body = form_urlencoded::Serializer::new(String::new())
             .append_pair("username", &self.username)
-            .append_pair("token", &self.token)
             .extend_pairs(fields)
             .finish();
         let len = body.len() as u64;
@@ -201,8 +254,8 @@ impl LegacyClient {
         .await
     }
 
-    /// Sends to `/file/mpupload/<op>`; the envelope's `data` on code 0, else `Error::Service`
-    /// with the legacy code as text.
+    /// Sends to `/file/<op>` with the token in `Authorization: Bearer`; the envelope's `data`
+    /// on code 0, else `Error::Service` with the legacy code as text.
     async fn send(
         &self,
         op: &str,
@@ -213,7 +266,11 @@ impl LegacyClient {
     ) -> Result<Value> {
         let req = Request::builder()
             .method(Method::POST)
-            .uri(format!("{}/file/mpupload/{op}", self.endpoint))
+            .uri(format!("{}/file/{op}", self.endpoint))
+            .header(
+                hyper::header::AUTHORIZATION,
+                format!("Bearer {}", self.token),
+            )
             .header(hyper::header::CONTENT_TYPE, content_type)
             .header(hyper::header::CONTENT_LENGTH, len)
             .body(body)
@@ -221,23 +278,129 @@ impl LegacyClient {
         let resp = self.http.send(req, timeout).await?;
         let status = resp.status().as_u16();
         let bytes = read_body(resp.into_body(), 16 << 20, SHORT).await?;
-        let Ok(reply) = serde_json::from_slice::<Value>(&bytes) else {
-            // Not the envelope: a proxy's or a dying server's page.
-            let message = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned();
-            return Err(Error::Service {
-                status,
-                code: format!("HTTP{status}"),
-                message,
-            });
-        };
-        match reply["code"].as_i64() {
-            Some(0) if status < 300 => Ok(reply["data"].clone()),
-            code => Err(Error::Service {
-                status,
-                code: code.map_or_else(|| format!("HTTP{status}"), |c| c.to_string()),
-                message: reply["msg"].as_str().unwrap_or_default().to_owned(),
-            }),
+        match serde_json::from_slice::<Value>(&bytes) {
+            Ok(reply) if reply["code"].as_i64() == Some(0) && status < 300 => {
+                Ok(reply["data"].clone())
+            }
+            _ => Err(service_error(status, &bytes)),
         }
+    }
+}
+
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// An error answer: the envelope's code and msg, or (not the envelope: a proxy's or a dying
+/// server's page) the HTTP status and the start of the body.
+fn service_error(status: u16, bytes: &[u8]) -> Error {
+    let Ok(reply) = serde_json::from_slice::<Value>(bytes) else {
+        let message = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned();
+        return Error::Service {
+            status,
+            code: format!("HTTP{status}"),
+            message,
+        };
+    };
+    let code = reply["code"].as_i64();
+    Error::Service {
+        status,
+        code: code.map_or_else(|| format!("HTTP{status}"), |c| c.to_string()),
+        message: reply["msg"].as_str().unwrap_or_default().to_owned(),
+    }
+}
+
+fn parse_init(op: &str, data: &Value) -> Result<Init> {
+    let chunk_size = data["ChunkSize"].as_u64().filter(|c| *c > 0);
+    let chunk_count = data["ChunkCount"]
+        .as_u64()
+        .and_then(|c| u32::try_from(c).ok());
+    let (Some(chunk_size), Some(chunk_count)) = (chunk_size, chunk_count) else {
+        return Err(Error::Integrity(format!(
+            "{op}: no ChunkSize/ChunkCount in {data}"
+        )));
+    };
+    let present = data["ChunksPresent"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| u32::try_from(v.as_u64()?).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let instant = data["Instant"].as_bool() == Some(true);
+    let upload_id = data["UploadID"].as_str().map(str::to_owned);
+    if upload_id.is_none() && !instant {
+        return Err(Error::Integrity(format!("{op}: no UploadID in {data}")));
+    }
+    let challenge = data["Challenge"]["Nonce"].as_str().map(|nonce| Challenge {
+        nonce: nonce.to_owned(),
+        ranges: data["Challenge"]["Ranges"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|r| {
+                        let (o, l) = (r["Offset"].as_u64()?, r["Length"].as_u64()?);
+                        Some((o, o.checked_add(l)?))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+    });
+    Ok(Init {
+        upload_id,
+        chunk_size,
+        chunk_count,
+        present,
+        instant,
+        challenge,
+    })
+}
+
+/// The proof for `challenge` over the local file: the bytes of its ranges, read in place.
+async fn prove_file(path: &std::path::Path, challenge: &Challenge) -> Result<String> {
+    use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
+    let mut file = tokio::fs::File::open(path)
+        .await
+        .map_err(Error::local(path))?;
+    let mut ranges = Vec::with_capacity(challenge.ranges.len());
+    for &(start, end) in &challenge.ranges {
+        let len = usize::try_from(end.saturating_sub(start))
+            .ok()
+            .filter(|l| *l <= 1 << 20)
+            .ok_or_else(|| Error::Integrity(format!("challenge range {start}..{end}")))?;
+        let mut buf = vec![0; len];
+        file.seek(std::io::SeekFrom::Start(start))
+            .await
+            .map_err(Error::local(path))?;
+        file.read_exact(&mut buf)
+            .await
+            .map_err(Error::local(path))?;
+        ranges.push(buf);
+    }
+    Ok(crate::upload::files::proof_of(&challenge.nonce, &ranges))
+}
+
+/// init, then the proof when init asks for one: the answer that says what to send.
+async fn start(
+    client: &LegacyClient,
+    path: &std::path::Path,
+    filehash: &str,
+    size: u64,
+    filename: &str,
+) -> Result<Init> {
+    let init = client.init(filehash, size, filename).await?;
+    match (&init.challenge, &init.upload_id) {
+        (Some(c), Some(id)) => {
+            // A file that changed since it was hashed cannot prove anything: send the chunks.
+            let Ok(proof) = prove_file(path, c).await else {
+                return Ok(init);
+            };
+            client.instant(id, &c.nonce, &proof).await
+        }
+        _ => Ok(init),
     }
 }
 
@@ -304,7 +467,7 @@ pub async fn upload(args: &UploadArgs, progress: &Progress) -> Result<String> {
     };
     let size = j.file.size;
     let init = retry(attempts, "init", progress, async || {
-        client.init(&j.filehash, size, &filename).await
+        start(&client, &path, &j.filehash, size, &filename).await
     })
     .await?;
     let name = format!("{filename} (legacy, user {username})");
@@ -392,9 +555,16 @@ pub async fn upload(args: &UploadArgs, progress: &Progress) -> Result<String> {
         // An earlier attempt may have completed it and lost the answer: then the content is
         // stored, and init says so.
         Err(e) if e.code() == Some(NO_SUCH_UPLOAD) => {
-            match client.init(&j.filehash, size, &filename).await {
+            match start(&client, &path, &j.filehash, size, &filename).await {
                 Ok(again) if again.instant => String::new(),
-                _ => return Err(e),
+                Ok(again) => {
+                    // Not stored after all: drop the upload that this init started.
+                    if let Some(id) = again.upload_id {
+                        let _ = client.cancel(&id).await;
+                    }
+                    return Err(e);
+                }
+                Err(_) => return Err(e),
             }
         }
         Err(e) => return Err(e),

@@ -1,33 +1,29 @@
-//! The design note's own API, `/file/mpupload/{init,uppart,complete,cancel,status}`, plus the
-//! user file endpoints `/file/query`, `/file/download` and `/file/delete`. It only translates:
-//! every operation is a call into the same `upload::Uploads` core the S3 API uses. A legacy file
-//! is an S3 object `<username>/<filename>` in the legacy bucket.
+//! The design note's own API, `/file/mpupload/{init,instant,uppart,complete,cancel,status}`,
+//! plus the user file endpoints `/file/query`, `/file/download`, `/file/link` and
+//! `/file/delete`. It only translates: every operation, and every rule of the file table and
+//! instant upload (`upload::files`), is a call into the same `upload::Uploads` core the S3 API
+//! uses. A legacy file is an S3 object `<username>/<filename>` in the legacy bucket.
 //!
-//! Tables: the **user file table** is that bucket's object index under `<username>/` (name,
-//! content hash in the object's metadata, size, time); the **unique file table** maps a content
-//! hash to the one stored copy, so an init for known content completes at once (秒传) as a hard
-//! link: one copy on disk, referenced twice.
+//! Authentication: `username` plus the user's token in `Authorization: Bearer` or a form field
+//! of the body. A token in the URL is refused (URLs end up in logs, histories and referrers);
+//! downloads that must be plain links use a short-lived signed link (`link`) instead.
 
 pub mod form;
+pub mod link;
 pub mod reply;
 
-use std::collections::BTreeMap;
-use std::path::Path;
-
-use crate::http::RequestBody;
 use hyper::{Method, Request, Response, StatusCode};
-use serde_json::json;
-use subtle::ConstantTimeEq as _;
+use serde_json::{Value, json};
 
 use self::form::Form;
 use self::reply::LegacyError;
 use crate::app::App;
-use crate::config::Credentials;
+pub use crate::credentials::Users;
 use crate::http::Body;
+use crate::http::RequestBody;
 use crate::upload::checksum::{ChecksumAlgorithm, ContentAlgorithm, ContentHash};
-use crate::upload::model::{
-    FileRecord, ObjectHeaders, PartNumber, UploadId, UploadRecord, UploadState, now_millis,
-};
+use crate::upload::files::{Challenge, Geometry, chunk_count, content_hash};
+use crate::upload::model::{PartNumber, UploadId, UploadRecord, UploadState};
 use crate::upload::{BodyChecks, Expected, ListedPart};
 
 pub const PREFIX: &str = "/file/";
@@ -35,68 +31,24 @@ pub const PREFIX: &str = "/file/";
 /// Owner recorded for the legacy bucket.
 const LEGACY_OWNER: &str = "mpgw-legacy";
 
-/// Metadata names (x-amz-meta-*) the legacy API keeps on uploads and objects.
-const META_HASH: &str = "filehash";
-const META_SIZE: &str = "filesize";
-const META_CHUNK: &str = "chunksize";
-
 /// Legacy settings, from the config.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Settings {
     pub bucket: String,
     pub chunk_size: u64,
     pub users: Users,
+    /// The download links' HMAC key, shared by every gateway on the state store.
+    pub link_key: Vec<u8>,
 }
 
-/// username → token, compared in constant time.
-#[derive(Clone, Default)]
-pub struct Users(BTreeMap<String, String>);
-
-impl std::fmt::Debug for Users {
+impl std::fmt::Debug for Settings {
+    // The link key never reaches logs.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.0.keys()).finish()
-    }
-}
-
-impl Users {
-    /// A file of `username token` lines.
-    pub fn from_file(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let mut users = BTreeMap::new();
-        for (i, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let (u, t) = line
-                .split_once(|c: char| c == ':' || c.is_whitespace())
-                .filter(|(u, t)| !u.is_empty() && !t.trim().is_empty() && !u.contains('/'))
-                .ok_or_else(|| {
-                    format!("{}:{}: expected `USERNAME TOKEN`", path.display(), i + 1)
-                })?;
-            users.insert(u.to_owned(), t.trim().to_owned());
-        }
-        Ok(Self(users))
-    }
-
-    /// Without a users file, each S3 access key is a user whose token is its secret key.
-    pub fn from_credentials(creds: &Credentials) -> Self {
-        Self(
-            creds
-                .access_keys()
-                .map(|a| (a.to_owned(), creds.secret(a).unwrap_or_default().to_owned()))
-                .collect(),
-        )
-    }
-
-    fn check(&self, user: &str, token: &str) -> bool {
-        // Compare against a dummy for unknown users too, so timing says nothing about names.
-        let stored = self.0.get(user);
-        let ok = stored
-            .map_or("\u{0}", String::as_str)
-            .as_bytes()
-            .ct_eq(token.as_bytes());
-        stored.is_some() && bool::from(ok)
+        f.debug_struct("Settings")
+            .field("bucket", &self.bucket)
+            .field("chunk_size", &self.chunk_size)
+            .field("users", &self.users)
+            .finish_non_exhaustive()
     }
 }
 
@@ -118,12 +70,14 @@ pub async fn handle(app: &App, req: Request<RequestBody>) -> Response<Body> {
         if !matches!(
             endpoint,
             "/mpupload/init"
+                | "/mpupload/instant"
                 | "/mpupload/uppart"
                 | "/mpupload/complete"
                 | "/mpupload/cancel"
                 | "/mpupload/status"
                 | "/query"
                 | "/download"
+                | "/link"
                 | "/delete"
         ) {
             return Err(LegacyError::not_found());
@@ -131,9 +85,29 @@ pub async fn handle(app: &App, req: Request<RequestBody>) -> Response<Body> {
         if !allowed {
             return Err(LegacyError::method());
         }
+        // Before anything is read: a token never travels in a URL.
+        let query = parts.uri.query().unwrap_or_default().as_bytes();
+        if form_urlencoded::parse(query).any(|(k, _)| k == "token") {
+            return Err(LegacyError::token_in_url());
+        }
         let (form, file) = form::read(&parts, body, want_file).await?;
         let user = form.required("username")?.to_owned();
-        if !legacy
+        let signed_link = endpoint == "/download" && form.get("signature").is_some();
+        if signed_link {
+            let ok = parts.method == Method::GET
+                && legacy.users.contains(&user)
+                && link::verify(
+                    &legacy.link_key,
+                    &user,
+                    form.required("filename")?,
+                    form.required("expires")?,
+                    form.get("signature").unwrap_or_default(),
+                    link::unix_now(),
+                );
+            if !ok {
+                return Err(LegacyError::bad_link());
+            }
+        } else if !legacy
             .users
             .check(&user, form.get("token").unwrap_or_default())
         {
@@ -147,6 +121,7 @@ pub async fn handle(app: &App, req: Request<RequestBody>) -> Response<Body> {
         };
         match endpoint {
             "/mpupload/init" => ctx.init().await,
+            "/mpupload/instant" => ctx.instant().await,
             "/mpupload/uppart" => {
                 ctx.uppart(file.ok_or_else(|| LegacyError::missing("file"))?)
                     .await
@@ -155,7 +130,8 @@ pub async fn handle(app: &App, req: Request<RequestBody>) -> Response<Body> {
             "/mpupload/cancel" => ctx.cancel().await,
             "/mpupload/status" => ctx.status().await,
             "/query" => ctx.query().await,
-            "/download" => ctx.download(&parts).await,
+            "/download" => ctx.download(&parts, signed_link).await,
+            "/link" => ctx.link().await,
             _ => ctx.delete().await,
         }
     }
@@ -176,45 +152,31 @@ struct Ctx<'a> {
     form: Form,
 }
 
-/// An upload's legacy geometry, from its metadata.
-struct Geometry {
-    hash: ContentHash,
-    size: u64,
-    chunk: u64,
-    count: u32,
-}
-
-impl Geometry {
-    fn of(up: &UploadRecord) -> Option<Self> {
-        let meta = |n: &str| {
-            up.headers
-                .user
-                .get(n)
-                .and_then(|v| std::str::from_utf8(v).ok())
-        };
-        let hash = ContentHash::parse(meta(META_HASH)?)?;
-        let size = meta(META_SIZE)?.parse().ok()?;
-        let chunk = meta(META_CHUNK)?.parse().ok()?;
-        Some(Self {
-            hash,
-            size,
-            chunk,
-            count: chunk_count(size, chunk),
-        })
+/// What init (and an instant upload that did not happen) answers: the upload to send chunks to.
+fn upload_answer(
+    up: &UploadRecord,
+    g: &Geometry,
+    filename: &str,
+    (present, received): (Vec<u32>, u64),
+    challenge: Option<&Challenge>,
+) -> Value {
+    let mut v = json!({
+        "UploadID": up.id.as_str(), "FileHash": g.hash.canonical(), "FileSize": g.size, "FileName": filename,
+        "ChunkSize": g.chunk, "ChunkCount": g.count, "Resumed": !present.is_empty(), "ChunksPresent": present,
+        "BytesReceived": received, "Instant": false,
+    });
+    if let Some(c) = challenge {
+        let ranges: Vec<Value> = c
+            .ranges
+            .iter()
+            .map(|&(s, e)| json!({ "Offset": s, "Length": e - s }))
+            .collect();
+        v["Challenge"] = json!({
+            "Nonce": c.nonce, "Ranges": ranges,
+            "ExpiresIn": ((c.expires - crate::upload::model::now_millis()) / 1000).max(0),
+        });
     }
-
-    /// Size of chunk `index` (1-based): every chunk but the last is exactly `chunk`.
-    fn expected(&self, index: u32) -> u64 {
-        if index < self.count {
-            self.chunk
-        } else {
-            self.size - self.chunk * u64::from(self.count - 1)
-        }
-    }
-}
-
-fn chunk_count(size: u64, chunk: u64) -> u32 {
-    u32::try_from(size.div_ceil(chunk).max(1)).unwrap_or(u32::MAX)
+    v
 }
 
 impl Ctx<'_> {
@@ -233,6 +195,11 @@ impl Ctx<'_> {
         Ok(name)
     }
 
+    /// The name of `key` in the user's file table.
+    fn name_of<'k>(&self, key: &'k str) -> &'k str {
+        key.strip_prefix(&format!("{}/", self.user)).unwrap_or(key)
+    }
+
     fn hash(&self) -> Result<ContentHash, LegacyError> {
         ContentHash::parse(self.form.required("filehash")?).ok_or_else(|| {
             LegacyError::invalid(
@@ -249,17 +216,8 @@ impl Ctx<'_> {
         let up = self
             .app
             .uploads
-            .meta()
-            .get_upload(&id)
-            .await
-            .map_err(crate::upload::Error::from)?;
-        let up = up
-            .filter(|u| {
-                u.bucket == self.legacy.bucket
-                    && u.owner == self.user
-                    && u.state != UploadState::Completed
-            })
-            .ok_or_else(LegacyError::no_such_upload)?;
+            .owned_upload(&id, &self.legacy.bucket, &self.user)
+            .await?;
         let geometry = Geometry::of(&up).ok_or_else(LegacyError::no_such_upload)?;
         Ok((up, geometry))
     }
@@ -276,6 +234,9 @@ impl Ctx<'_> {
         ))
     }
 
+    /// Starts (or resumes) the caller's upload of this content and, for a SHA-256 `filehash`,
+    /// challenges it to prove it holds the content (`instant`). The file table is not read
+    /// here: the answer is the same whether or not the content is stored.
     async fn init(&self) -> Result<Response<Body>, LegacyError> {
         let hash = self.hash()?;
         let size = self.form.number("filesize")?;
@@ -303,97 +264,55 @@ impl Ctx<'_> {
             ) => {}
             Err(e) => return Err(e.into()),
         }
-        // Instant upload: this content is stored already; link it under the user's name.
-        if let Some(file) = uploads
-            .meta()
-            .get_file(&hash.canonical())
-            .await
-            .map_err(crate::upload::Error::from)?
-        {
-            let stored = uploads.object(&file.bucket, &file.key).await.ok();
-            if stored
-                .is_some_and(|o| o.size == size && meta_hash(&o.headers).as_ref() == Some(&hash))
-            {
-                uploads
-                    .copy_object(
-                        &self.user,
-                        (&file.bucket, &file.key),
-                        (&self.legacy.bucket, &key),
-                        None,
-                    )
-                    .await?;
-                return Ok(reply::ok(json!({
-                    "FileHash": hash.canonical(), "FileSize": size, "FileName": filename, "Instant": true,
-                    "ChunkSize": chunk, "ChunkCount": count, "ChunksPresent": [],
-                })));
-            }
-            // Stale entry (its object was deleted or overwritten): forget it.
-            uploads
-                .meta()
-                .delete_file(&hash.canonical(), &file)
-                .await
-                .map_err(crate::upload::Error::from)?;
-        }
+        let g = Geometry::new(hash, size, chunk);
+        let prefix = format!("{}/", self.user);
         // Resume: the same user already has an open upload of this content.
-        if let Some(up) = self.find_open(&hash, size).await? {
-            let (present, received) = self.present(&up.id).await?;
-            return Ok(reply::ok(json!({
-                "UploadID": up.id.as_str(), "FileHash": hash.canonical(), "FileSize": size, "FileName": filename,
-                "ChunkSize": chunk, "ChunkCount": count, "ChunksPresent": present, "BytesReceived": received,
-                "Instant": false, "Resumed": true,
-            })));
-        }
-        let mut headers = ObjectHeaders::default();
-        headers
-            .user
-            .insert(META_HASH.into(), hash.canonical().into_bytes());
-        headers
-            .user
-            .insert(META_SIZE.into(), size.to_string().into_bytes());
-        headers
-            .user
-            .insert(META_CHUNK.into(), chunk.to_string().into_bytes());
-        let up = uploads
-            .init(&self.user, &self.legacy.bucket, &key, headers, None)
-            .await?;
-        Ok(reply::ok(json!({
-            "UploadID": up.id.as_str(), "FileHash": hash.canonical(), "FileSize": size, "FileName": filename,
-            "ChunkSize": chunk, "ChunkCount": count, "ChunksPresent": [], "BytesReceived": 0,
-            "Instant": false, "Resumed": false,
-        })))
+        let (up, present) = match uploads
+            .find_open(&self.user, &self.legacy.bucket, &prefix, &g)
+            .await?
+        {
+            Some(up) => {
+                let present = self.present(&up.id).await?;
+                (up, present)
+            }
+            None => {
+                let up = uploads
+                    .init(&self.user, &self.legacy.bucket, &key, g.headers(), None)
+                    .await?;
+                (up, (Vec::new(), 0))
+            }
+        };
+        let challenge = uploads.challenge(&self.user, &up, &g.hash, size).await?;
+        Ok(reply::ok(upload_answer(
+            &up,
+            &g,
+            &filename,
+            present,
+            challenge.as_ref(),
+        )))
     }
 
-    async fn find_open(
-        &self,
-        hash: &ContentHash,
-        size: u64,
-    ) -> Result<Option<UploadRecord>, LegacyError> {
-        let prefix = format!("{}/", self.user);
-        let mut cursor = None;
-        loop {
-            let page = self
-                .app
-                .uploads
-                .list_uploads(&self.legacy.bucket, &prefix, None, cursor, 1000)
-                .await?;
-            for up in &page.items {
-                if up.owner == self.user
-                    && up.state == UploadState::Open
-                    && Geometry::of(up).is_some_and(|g| {
-                        &g.hash == hash && g.size == size && g.chunk == self.legacy.chunk_size
-                    })
-                {
-                    return Ok(Some(up.clone()));
-                }
-            }
-            match page.items.last() {
-                Some(last) if page.truncated => {
-                    cursor = Some(crate::store::UploadCursor {
-                        key: last.key.clone(),
-                        upload: Some((last.created, last.id.clone())),
-                    });
-                }
-                _ => return Ok(None),
+    /// The answer to init's challenge: with a right proof over the stored content, the file is
+    /// linked under the upload's name at once (`Instant: true`, the upload ends); otherwise the
+    /// same answer as init's, without a challenge: send the chunks.
+    async fn instant(&self) -> Result<Response<Body>, LegacyError> {
+        let (up, g) = self.upload().await?;
+        let nonce = self.form.required("nonce")?;
+        let proof = self.form.required("proof")?;
+        let filename = self.name_of(&up.key).to_owned();
+        match self
+            .app
+            .uploads
+            .prove(&self.user, &up, nonce, proof)
+            .await?
+        {
+            Some(obj) => Ok(reply::ok(json!({
+                "FileHash": g.hash.canonical(), "FileSize": obj.size, "FileName": filename, "ETag": obj.etag,
+                "Instant": true, "ChunkSize": g.chunk, "ChunkCount": g.count, "ChunksPresent": [],
+            }))),
+            None => {
+                let present = self.present(&up.id).await?;
+                Ok(reply::ok(upload_answer(&up, &g, &filename, present, None)))
             }
         }
     }
@@ -528,24 +447,13 @@ impl Ctx<'_> {
             }
             r => r?,
         };
-        let file = FileRecord {
-            bucket: up.bucket.clone(),
-            key: up.key.clone(),
-            size: g.size,
-            created: now_millis(),
-        };
+        // The server has just verified the whole file against filehash.
         self.app
             .uploads
-            .meta()
-            .put_file(&g.hash.canonical(), &file)
-            .await
-            .map_err(crate::upload::Error::from)?;
-        let filename = up
-            .key
-            .strip_prefix(&format!("{}/", self.user))
-            .unwrap_or(&up.key);
+            .record_file(&g.hash, &up.bucket, &up.key, g.size)
+            .await?;
         Ok(reply::ok(
-            json!({ "FileHash": g.hash.canonical(), "FileSize": g.size, "FileName": filename, "ETag": done.etag }),
+            json!({ "FileHash": g.hash.canonical(), "FileSize": g.size, "FileName": self.name_of(&up.key), "ETag": done.etag }),
         ))
     }
 
@@ -595,7 +503,7 @@ impl Ctx<'_> {
             .map(|(key, o)| {
                 json!({
                     "FileName": key.strip_prefix(&prefix).unwrap_or(key),
-                    "FileHash": meta_hash(&o.headers).map(|h| h.canonical()),
+                    "FileHash": content_hash(&o.headers).map(|h| h.canonical()),
                     "FileSize": o.size,
                     "UploadAt": crate::s3::ops::iso8601(o.modified),
                 })
@@ -631,7 +539,7 @@ impl Ctx<'_> {
             if let Some((k, o)) = page
                 .items
                 .iter()
-                .find(|(_, o)| meta_hash(&o.headers).as_ref() == Some(&hash))
+                .find(|(_, o)| content_hash(&o.headers).as_ref() == Some(&hash))
             {
                 return Ok((k.clone(), o.clone()));
             }
@@ -642,8 +550,49 @@ impl Ctx<'_> {
         }
     }
 
-    async fn download(&self, parts: &http::request::Parts) -> Result<Response<Body>, LegacyError> {
+    /// A signed download link to one of the user's files (`link`), for `expires` seconds.
+    async fn link(&self) -> Result<Response<Body>, LegacyError> {
+        let ttl = match self.form.get("expires") {
+            None => link::DEFAULT_TTL.as_secs(),
+            Some(_) => self
+                .form
+                .number("expires")
+                .ok()
+                .filter(|s| (1..=link::MAX_TTL.as_secs()).contains(s))
+                .ok_or_else(|| {
+                    LegacyError::invalid(
+                        "expires",
+                        &format!("seconds, 1 to {}", link::MAX_TTL.as_secs()),
+                    )
+                })?,
+        };
         let (key, o) = self.find_file().await?;
+        let filename = self.name_of(&key);
+        let expires = link::unix_now() + ttl;
+        Ok(reply::ok(json!({
+            "URL": link::sign(&self.legacy.link_key, &self.user, filename, expires),
+            "Expires": expires, "FileName": filename, "FileSize": o.size, "ETag": o.etag,
+        })))
+    }
+
+    async fn download(
+        &self,
+        parts: &http::request::Parts,
+        signed_link: bool,
+    ) -> Result<Response<Body>, LegacyError> {
+        // A link names its file by `filename` only (the one it was signed for).
+        let (key, o) = if signed_link {
+            let key = self.key(self.form.required("filename")?);
+            let o = self
+                .app
+                .uploads
+                .object(&self.legacy.bucket, &key)
+                .await
+                .map_err(|_| LegacyError::no_such_file())?;
+            (key, o)
+        } else {
+            self.find_file().await?
+        };
         let range = parts
             .headers
             .get(hyper::header::RANGE)
@@ -683,6 +632,9 @@ impl Ctx<'_> {
             format!("attachment; filename=\"{name}\""),
         );
         set(hyper::header::ETAG, format!("\"{}\"", o.etag));
+        // A link's URL carries its signature: keep it out of referrers and shared caches.
+        set(hyper::header::REFERRER_POLICY, "no-referrer".into());
+        set(hyper::header::CACHE_CONTROL, "private, no-store".into());
         if partial {
             set(
                 hyper::header::CONTENT_RANGE,
@@ -695,71 +647,12 @@ impl Ctx<'_> {
     /// Deletes one user's file; the same content linked for another user stays.
     async fn delete(&self) -> Result<Response<Body>, LegacyError> {
         let (key, o) = self.find_file().await?;
-        let uploads = &self.app.uploads;
-        uploads.delete_object(&self.legacy.bucket, &key).await?;
-        if let Some(hash) = meta_hash(&o.headers) {
-            let entry = FileRecord {
-                bucket: self.legacy.bucket.clone(),
-                key: key.clone(),
-                size: o.size,
-                created: 0,
-            };
-            if let Some(f) = uploads
-                .meta()
-                .get_file(&hash.canonical())
-                .await
-                .map_err(crate::upload::Error::from)?
-                && f.bucket == entry.bucket
-                && f.key == entry.key
-            {
-                uploads
-                    .meta()
-                    .delete_file(&hash.canonical(), &f)
-                    .await
-                    .map_err(crate::upload::Error::from)?;
-            }
-        }
-        let filename = key.strip_prefix(&format!("{}/", self.user)).unwrap_or(&key);
-        Ok(reply::ok(json!({ "FileName": filename, "Deleted": true })))
-    }
-}
-
-fn meta_hash(h: &ObjectHeaders) -> Option<ContentHash> {
-    h.user
-        .get(META_HASH)
-        .and_then(|v| std::str::from_utf8(v).ok())
-        .and_then(ContentHash::parse)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn chunk_geometry() {
-        assert_eq!(chunk_count(0, 5), 1);
-        assert_eq!(chunk_count(10, 5), 2);
-        assert_eq!(chunk_count(11, 5), 3);
-        let g = Geometry {
-            hash: ContentHash::parse(&"0".repeat(64)).unwrap(),
-            size: 11,
-            chunk: 5,
-            count: 3,
-        };
-        assert_eq!((g.expected(1), g.expected(2), g.expected(3)), (5, 5, 1));
-    }
-
-    #[test]
-    fn users_compare_tokens() {
-        let dir = tempfile::tempdir().unwrap();
-        let f = dir.path().join("users");
-        std::fs::write(&f, "# users\nalice s3cret\nbob:tok\n").unwrap();
-        let u = Users::from_file(&f).unwrap();
-        assert!(u.check("alice", "s3cret"));
-        assert!(u.check("bob", "tok"));
-        assert!(!u.check("alice", "tok"));
-        assert!(!u.check("carol", ""));
-        std::fs::write(&f, "nouser\n").unwrap();
-        assert!(Users::from_file(&f).is_err());
+        self.app
+            .uploads
+            .delete_file(&self.legacy.bucket, &key, &o)
+            .await?;
+        Ok(reply::ok(
+            json!({ "FileName": self.name_of(&key), "Deleted": true }),
+        ))
     }
 }

@@ -52,6 +52,23 @@ impl LegacyError {
         )
     }
 
+    /// A token in the query string: refused whatever its value (it is never logged either).
+    pub fn token_in_url() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            10003,
+            "tokens are not accepted in URLs: send Authorization: Bearer TOKEN or a form field",
+        )
+    }
+
+    pub fn bad_link() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            10020,
+            "invalid or expired download link",
+        )
+    }
+
     pub fn no_such_upload() -> Self {
         Self::new(StatusCode::NOT_FOUND, 10004, "no such upload for this user")
     }

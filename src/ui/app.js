@@ -1,11 +1,13 @@
-// The upload page: sign in, hash the file (SHA-256, in slices), init, send the missing chunks
+// The upload page: sign in, hash the file (SHA-256, in slices), init, answer init's challenge
+// (the server stores this content already: it is linked at once), else send the missing chunks
 // three at a time, complete. The upload's id and the file's identity are kept in localStorage,
 // so selecting the same file again (after a reload, a crash or a network drop) continues the
 // upload: init answers with the same UploadID and the chunks the server already has.
 //
-// API: the legacy /file/* endpoints (src/legacy/mod.rs); every reply is {code, msg, data}.
+// API: the legacy /file/* endpoints (src/legacy/mod.rs); every reply is {code, msg, data}. The
+// token goes in the Authorization header only; downloads use short-lived signed links.
 
-import { sha256File } from './sha256.js';
+import { Sha256, sha256File } from './sha256.js';
 
 const PARALLEL = 3; // chunks in flight
 const ATTEMPTS = 4; // per chunk, before the upload stops with an error
@@ -274,7 +276,12 @@ async function run(j, earlierId = null) {
   j.state = 'starting';
   render();
   const f = j.file;
-  const r = await api('mpupload/init', { filehash: j.hash, filesize: String(f.size), filename: f.name }, { signal });
+  let r = await api('mpupload/init', { filehash: j.hash, filesize: String(f.size), filename: f.name }, { signal });
+  if (r.Challenge) {
+    // Prove the file is held (the hash alone proves nothing): SHA-256 of the nonce and the
+    // asked byte ranges. Stored content is then linked at once; otherwise the answer is init's.
+    r = await api('mpupload/instant', { uploadid: r.UploadID, nonce: r.Challenge.Nonce, proof: await proveFile(f, r.Challenge) }, { signal });
+  }
   if (r.Instant) {
     j.state = 'instant';
     j.count = r.ChunkCount;
@@ -321,6 +328,17 @@ async function run(j, earlierId = null) {
   forgetRecord(j.key);
   render();
   refreshFiles();
+}
+
+// The proof for init's challenge: hex SHA-256 of the nonce (its text) and the bytes of each
+// asked range of the file, in order.
+async function proveFile(file, challenge) {
+  const h = new Sha256();
+  h.update(new TextEncoder().encode(challenge.Nonce));
+  for (const r of challenge.Ranges) {
+    h.update(new Uint8Array(await file.slice(r.Offset, r.Offset + r.Length).arrayBuffer()));
+  }
+  return h.hex();
 }
 
 // Sends every chunk the server does not have, PARALLEL at a time.
@@ -536,9 +554,22 @@ function showError(msg) {
 
 // ---------------------------------------------------------------- file list
 
-function downloadUrl(name) {
-  // Links cannot set headers: the token goes in the query string.
-  return `/file/download?${new URLSearchParams({ username: creds.username, filename: name, token: creds.token })}`;
+// Links cannot carry headers, and a token never goes into a URL: each click asks the server for
+// a signed link to the file that works for a few minutes, and follows it.
+async function download(name) {
+  try {
+    const l = await api('link', { filename: name });
+    const a = document.createElement('a');
+    a.href = l.URL;
+    a.download = name.split('/').pop();
+    a.rel = 'noreferrer';
+    document.body.append(a);
+    a.click();
+    a.remove();
+  } catch (e) {
+    if (e.code === 10003) signedOut('Your token was refused: sign in again.');
+    else showError(`Downloading ${name}: ${e.message}`);
+  }
 }
 
 async function refreshFiles() {
@@ -569,10 +600,13 @@ async function refreshFiles() {
     const actions = document.createElement('td');
     actions.className = 'actions';
     const a = document.createElement('a');
-    a.href = downloadUrl(f.FileName);
-    a.download = f.FileName.split('/').pop();
+    a.href = '#';
     a.textContent = 'Download';
     a.className = 'download';
+    a.onclick = (ev) => {
+      ev.preventDefault();
+      download(f.FileName);
+    };
     const del = document.createElement('button');
     del.type = 'button';
     del.className = 'delete danger';

@@ -7,6 +7,7 @@
 pub mod checksum;
 pub mod error;
 pub mod expiry;
+pub mod files;
 pub mod model;
 
 use std::collections::{HashMap, HashSet};
@@ -182,6 +183,11 @@ impl Uploads {
 
     pub fn meta(&self) -> &Arc<dyn MetaStore> {
         &self.meta
+    }
+
+    /// A secret shared by every gateway on this state store (made by the first that asks).
+    pub async fn shared_secret(&self, name: &str) -> Result<String> {
+        Ok(self.meta.shared_secret(name, &random_hex(32)).await?)
     }
 
     pub fn limits(&self) -> &Limits {

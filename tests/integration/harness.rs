@@ -215,6 +215,19 @@ impl TestGateway {
         &self.cfg.data_dir
     }
 
+    /// The token of legacy user `user` (an access key) that the gateway generated and keeps in
+    /// its data dir.
+    pub fn legacy_token(&self, user: &str) -> String {
+        let path = mpgw::credentials::Users::file(self.data_dir());
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        text.lines()
+            .filter_map(|l| l.split_once(' '))
+            .find(|(u, _)| *u == user)
+            .map(|(_, t)| t.trim().to_owned())
+            .unwrap_or_else(|| panic!("no legacy token for {user} in {}", path.display()))
+    }
+
     /// A new SDK client for the current endpoint (path style, us-east-1, no retries, so that
     /// every server error is seen).
     pub fn client(&self) -> aws_sdk_s3::Client {

@@ -1,6 +1,7 @@
 //! The design note's `/file/mpupload/*` API and the user file endpoints, end to end, against
-//! both state stores: chunked upload in any order, resume after re-init, instant upload, the
-//! user file table, downloads with Range, and every error reply.
+//! both state stores: chunked upload in any order, resume after re-init, instant upload with its
+//! proof of possession, the user file table, downloads with Range and through signed links,
+//! generated tokens, and every error reply. (Attacks on these are in `hostile::legacy`.)
 
 use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt as _;
@@ -12,38 +13,44 @@ use crate::harness::{
     ACCESS_KEY, MIB, SECRET_KEY, Store, TestGateway, both, get_bytes, md5_hex, random_bytes,
 };
 
-const CHUNK: usize = 5 * MIB;
-const BOB: &str = "bob";
-const BOB_TOKEN: &str = "bob-secret-token";
+pub(crate) const CHUNK: usize = 5 * MIB;
+pub(crate) const BOB: &str = "bob";
+const BOB_SECRET: &str = "bob-s3-secret-key";
 
-fn sha256_hex(data: &[u8]) -> String {
+pub(crate) fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
-async fn gateway(store: Store) -> TestGateway {
+/// A gateway with two S3 keys, ACCESS_KEY and BOB: the default legacy users, each with a token
+/// the gateway generated.
+pub(crate) async fn gateway(store: Store) -> TestGateway {
     TestGateway::start_with(store, |cfg| {
-        // Users are the S3 credentials (username = access key, token = secret key).
         cfg.access_keys.push(BOB.into());
-        cfg.secret_keys.push(BOB_TOKEN.into());
+        cfg.secret_keys.push(BOB_SECRET.into());
     })
     .await
 }
 
 pub(crate) struct Client {
     base: String,
-    user: String,
+    pub(crate) user: String,
     token: String,
     http: reqwest::Client,
 }
 
 #[derive(Debug)]
-struct Reply {
-    status: u16,
-    code: i64,
-    data: Value,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) code: i64,
+    pub(crate) data: Value,
 }
 
 impl Client {
+    /// Default user `user` (an access key) with the token the gateway generated for it.
+    pub(crate) fn of(gw: &TestGateway, user: &str) -> Self {
+        Self::new(gw, user, &gw.legacy_token(user))
+    }
+
     pub(crate) fn new(gw: &TestGateway, user: &str, token: &str) -> Self {
         Self {
             base: gw.endpoint(),
@@ -53,7 +60,7 @@ impl Client {
         }
     }
 
-    async fn post(&self, endpoint: &str, fields: &[(&str, String)]) -> Reply {
+    pub(crate) async fn post(&self, endpoint: &str, fields: &[(&str, String)]) -> Reply {
         let mut all = vec![
             ("username", self.user.clone()),
             ("token", self.token.clone()),
@@ -74,7 +81,7 @@ impl Client {
     }
 
     /// uppart as multipart/form-data, fields first and the chunk in `file`.
-    async fn uppart(
+    pub(crate) async fn uppart(
         &self,
         id: &str,
         index: usize,
@@ -117,7 +124,7 @@ impl Client {
         reply(resp).await
     }
 
-    async fn get(
+    pub(crate) async fn get(
         &self,
         path: &str,
         query: &[(&str, &str)],
@@ -138,7 +145,7 @@ impl Client {
         req.send().await.unwrap()
     }
 
-    async fn init(&self, data: &[u8], name: &str) -> Reply {
+    pub(crate) async fn init(&self, data: &[u8], name: &str) -> Reply {
         let r = self
             .post(
                 "init",
@@ -153,7 +160,7 @@ impl Client {
         r
     }
 
-    async fn complete(&self, id: &str, data: &[u8], name: &str) -> Reply {
+    pub(crate) async fn complete(&self, id: &str, data: &[u8], name: &str) -> Reply {
         self.post(
             "complete",
             &[
@@ -166,9 +173,31 @@ impl Client {
         .await
     }
 
-    /// init + every chunk (last first, to show any order works) + complete.
+    /// Answers init's challenge with the proof over `data`.
+    pub(crate) async fn prove(&self, init: &Reply, data: &[u8]) -> Reply {
+        let c = &init.data["Challenge"];
+        let nonce = c["Nonce"].as_str().expect("a challenge").to_owned();
+        self.post(
+            "instant",
+            &[
+                (
+                    "uploadid",
+                    init.data["UploadID"].as_str().unwrap().to_owned(),
+                ),
+                ("proof", proof(&nonce, c, data)),
+                ("nonce", nonce),
+            ],
+        )
+        .await
+    }
+
+    /// init + its proof + every chunk (last first, to show any order works) + complete.
     pub(crate) async fn upload(&self, data: &[u8], name: &str) -> String {
-        let init = self.init(data, name).await;
+        let mut init = self.init(data, name).await;
+        if init.data["Challenge"].is_object() {
+            init = self.prove(&init, data).await;
+            assert_eq!((init.status, init.code), (200, 0), "instant: {init:?}");
+        }
         if init.data["Instant"] == true {
             return String::new();
         }
@@ -183,7 +212,19 @@ impl Client {
     }
 }
 
-async fn reply(resp: reqwest::Response) -> Reply {
+/// The proof for challenge `c` (its `Ranges`) over `data`.
+pub(crate) fn proof(nonce: &str, c: &Value, data: &[u8]) -> String {
+    let mut h = Sha256::new();
+    h.update(nonce.as_bytes());
+    for r in c["Ranges"].as_array().unwrap() {
+        let o = r["Offset"].as_u64().unwrap() as usize;
+        let l = r["Length"].as_u64().unwrap() as usize;
+        h.update(&data[o..o + l]);
+    }
+    hex::encode(h.finalize())
+}
+
+pub(crate) async fn reply(resp: reqwest::Response) -> Reply {
     let status = resp.status().as_u16();
     let v: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).expect("JSON envelope");
     assert!(
@@ -198,13 +239,13 @@ async fn reply(resp: reqwest::Response) -> Reply {
 }
 
 #[track_caller]
-fn assert_refused(r: &Reply, status: u16, code: i64) {
+pub(crate) fn assert_refused(r: &Reply, status: u16, code: i64) {
     assert_eq!((r.status, r.code), (status, code), "unexpected reply {r:?}");
 }
 
 async fn chunked_upload_roundtrip(store: Store) {
     let gw = gateway(store).await;
-    let alice = Client::new(&gw, ACCESS_KEY, SECRET_KEY);
+    let alice = Client::of(&gw, ACCESS_KEY);
     let data = random_bytes(2 * CHUNK + 12_345);
     let init = alice.init(&data, "report.bin").await;
     assert_eq!(init.data["ChunkSize"], CHUNK);
@@ -276,7 +317,7 @@ both!(chunked_upload_roundtrip, chunked_upload_roundtrip);
 
 async fn init_again_resumes(store: Store) {
     let gw = gateway(store).await;
-    let alice = Client::new(&gw, ACCESS_KEY, SECRET_KEY);
+    let alice = Client::of(&gw, ACCESS_KEY);
     let data = random_bytes(CHUNK + 7);
     let first = alice.init(&data, "big.iso").await;
     let id = first.data["UploadID"].as_str().unwrap().to_owned();
@@ -294,12 +335,33 @@ both!(init_again_resumes, init_again_resumes);
 
 async fn instant_upload_shares_one_copy(store: Store) {
     let gw = gateway(store).await;
-    let alice = Client::new(&gw, ACCESS_KEY, SECRET_KEY);
-    let bob = Client::new(&gw, BOB, BOB_TOKEN);
+    let alice = Client::of(&gw, ACCESS_KEY);
+    let bob = Client::of(&gw, BOB);
     let data = random_bytes(CHUNK + 99);
     alice.upload(&data, "a.bin").await;
+    // Bob holds the same content: init challenges him, his proof links Alice's stored copy.
     let init = bob.init(&data, "b.bin").await;
-    assert_eq!(init.data["Instant"], true, "{init:?}");
+    assert_eq!(init.data["Instant"], false, "{init:?}");
+    let ranges = init.data["Challenge"]["Ranges"].as_array().unwrap();
+    assert!(!ranges.is_empty());
+    for r in ranges {
+        let end = r["Offset"].as_u64().unwrap() + r["Length"].as_u64().unwrap();
+        assert!(end <= data.len() as u64, "{r}");
+    }
+    let done = bob.prove(&init, &data).await;
+    assert_eq!((done.status, done.code), (200, 0), "{done:?}");
+    assert_eq!(done.data["Instant"], true, "{done:?}");
+    assert_eq!(done.data["FileName"], "b.bin");
+    // The upload init started for him is gone.
+    assert_refused(
+        &bob.post(
+            "status",
+            &[("uploadid", init.data["UploadID"].as_str().unwrap().into())],
+        )
+        .await,
+        404,
+        10004,
+    );
     let hash = sha256_hex(&data);
     let got = bob
         .get("download", &[("filehash", &hash)], None)
@@ -321,7 +383,10 @@ async fn instant_upload_shares_one_copy(store: Store) {
     }
     assert_eq!(bytes, data.len() as u64, "content stored more than once");
     // Deleting Alice's entry keeps Bob's.
-    assert_eq!(alice.post_get_delete(&hash).await.code, 0);
+    assert_eq!(
+        alice.post_delete(&[("filehash", hash.clone())]).await.code,
+        0
+    );
     assert_refused(
         &reply(alice.get("download", &[("filehash", &hash)], None).await).await,
         404,
@@ -346,17 +411,39 @@ both!(
 );
 
 impl Client {
-    async fn post_get_delete(&self, hash: &str) -> Reply {
-        let qs = form_urlencoded::Serializer::new(String::new())
+    /// `/file/delete` (not under mpupload/), the token in the form body.
+    pub(crate) async fn post_delete(&self, fields: &[(&str, String)]) -> Reply {
+        let body = form_urlencoded::Serializer::new(String::new())
             .extend_pairs([
                 ("username", self.user.as_str()),
                 ("token", self.token.as_str()),
-                ("filehash", hash),
             ])
+            .extend_pairs(fields.iter().map(|(k, v)| (*k, v.as_str())))
             .finish();
         reply(
             self.http
-                .post(format!("{}/file/delete?{qs}", self.base))
+                .post(format!("{}/file/delete", self.base))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// `/file/link`: a signed download link (path and query).
+    pub(crate) async fn link(&self, fields: &[(&str, String)]) -> Reply {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .append_pair("username", &self.user)
+            .extend_pairs(fields.iter().map(|(k, v)| (*k, v.as_str())))
+            .finish();
+        reply(
+            self.http
+                .post(format!("{}/file/link", self.base))
+                .bearer_auth(&self.token)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body)
                 .send()
                 .await
                 .unwrap(),
@@ -367,8 +454,8 @@ impl Client {
 
 async fn bad_input_gets_clear_errors(store: Store) {
     let gw = gateway(store).await;
-    let alice = Client::new(&gw, ACCESS_KEY, SECRET_KEY);
-    let bob = Client::new(&gw, BOB, BOB_TOKEN);
+    let alice = Client::of(&gw, ACCESS_KEY);
+    let bob = Client::of(&gw, BOB);
     let data = random_bytes(CHUNK + 10);
     let id = alice.init(&data, "x.bin").await.data["UploadID"]
         .as_str()
@@ -518,11 +605,11 @@ async fn gw_post(gw: &TestGateway, path: &str) -> reqwest::Response {
 async fn chunk_below_reserve(store: Store) {
     let gw = TestGateway::start_with(store, |cfg| {
         cfg.access_keys.push(BOB.into());
-        cfg.secret_keys.push(BOB_TOKEN.into());
+        cfg.secret_keys.push(BOB_SECRET.into());
         cfg.min_free_space = 1000 << 40;
     })
     .await;
-    let bob = Client::new(&gw, BOB, BOB_TOKEN);
+    let bob = Client::of(&gw, BOB);
     let data = random_bytes(1000);
     let init = bob.init(&data, "full.bin").await;
     let id = init.data["UploadID"].as_str().unwrap().to_owned();
@@ -534,3 +621,113 @@ async fn chunk_below_reserve(store: Store) {
     assert_eq!(r.data["BytesReceived"], 0, "{r:?}");
 }
 both!(chunk_below_reserve_is_refused, chunk_below_reserve);
+
+/// Tokens: generated per user and kept (never the S3 secret), in a header or the form body;
+/// downloads by plain URL go through signed links that expire, work on every gateway of the
+/// store, and bind their user and file.
+async fn tokens_and_signed_links(store: Store) {
+    let mut gw = gateway(store).await;
+    let token = gw.legacy_token(ACCESS_KEY);
+    assert_ne!(token, SECRET_KEY);
+    let alice = Client::of(&gw, ACCESS_KEY);
+    assert_refused(
+        &Client::new(&gw, ACCESS_KEY, SECRET_KEY)
+            .post("status", &[("uploadid", "0".repeat(32))])
+            .await,
+        401,
+        10003,
+    );
+    let data = random_bytes(300_000);
+    alice.upload(&data, "dir/doc.bin").await;
+
+    let l = alice
+        .link(&[("filename", "dir/doc.bin".into()), ("expires", "60".into())])
+        .await;
+    assert_eq!((l.status, l.code), (200, 0), "{l:?}");
+    let url = l.data["URL"].as_str().unwrap().to_owned();
+    assert!(
+        url.starts_with("/file/download?") && url.contains("signature=") && !url.contains("token"),
+        "{url}"
+    );
+    assert_eq!(l.data["FileSize"], data.len() as u64);
+    let http = reqwest::Client::new();
+    let get = |base: String, url: String, range: Option<&'static str>| {
+        let http = http.clone();
+        async move {
+            let mut req = http.get(format!("{base}{url}"));
+            if let Some(r) = range {
+                req = req.header("range", r);
+            }
+            req.send().await.unwrap()
+        }
+    };
+    let whole = get(gw.endpoint(), url.clone(), None).await;
+    assert_eq!(whole.status(), 200);
+    assert_eq!(
+        whole.headers()["content-disposition"],
+        "attachment; filename=\"doc.bin\""
+    );
+    assert!(whole.bytes().await.unwrap() == data);
+    let part = get(gw.endpoint(), url.clone(), Some("bytes=10-19")).await;
+    assert_eq!(part.status(), 206);
+    assert_eq!(part.bytes().await.unwrap(), data[10..20]);
+    // By hash too: the link names the file it resolved to.
+    let by_hash = alice.link(&[("filehash", sha256_hex(&data))]).await;
+    assert!(
+        by_hash.data["URL"]
+            .as_str()
+            .unwrap()
+            .contains("filename=dir%2Fdoc.bin")
+    );
+    // Other users' files and missing files get no link; lifetimes are bounded.
+    let bob = Client::of(&gw, BOB);
+    assert_refused(
+        &bob.link(&[("filename", "dir/doc.bin".into())]).await,
+        404,
+        10010,
+    );
+    assert_refused(
+        &alice
+            .link(&[
+                ("filename", "dir/doc.bin".into()),
+                ("expires", "86400".into()),
+            ])
+            .await,
+        400,
+        10002,
+    );
+
+    // A link expires.
+    let short = Client::of(&gw, ACCESS_KEY)
+        .link(&[("filename", "dir/doc.bin".into()), ("expires", "1".into())])
+        .await;
+    let short_url = short.data["URL"].as_str().unwrap().to_owned();
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let expired = reply(get(gw.endpoint(), short_url, None).await).await;
+    assert_refused(&expired, 403, 10020);
+
+    // Every gateway of the store accepts the link: the same one restarted (embedded), a second
+    // one on the same Redis prefix and data dir (redis).
+    match store {
+        Store::Embedded => {
+            gw.restart().await;
+            let again = get(gw.endpoint(), url.clone(), None).await;
+            assert_eq!(again.status(), 200);
+        }
+        Store::Redis => {
+            let (prefix, dir) = (gw.cfg.redis_prefix.clone(), gw.data_dir().to_owned());
+            // (Dropping it deletes the prefix's keys: this comes last.)
+            let other = TestGateway::start_with(store, |cfg| {
+                cfg.redis_prefix = prefix;
+                cfg.data_dir = dir;
+                cfg.access_keys.push(BOB.into());
+                cfg.secret_keys.push(BOB_SECRET.into());
+            })
+            .await;
+            let there = get(other.endpoint(), url.clone(), None).await;
+            assert_eq!(there.status(), 200);
+            assert!(there.bytes().await.unwrap() == data);
+        }
+    }
+}
+both!(tokens_and_signed_links, tokens_and_signed_links);

@@ -14,8 +14,8 @@ use mpgw::store::MetaStore;
 use mpgw::upload::model::{UploadId, now_millis};
 
 use crate::harness::{
-    ACCESS_KEY, Auth, SECRET_KEY, Store, TestGateway, both, complete, create_upload, err,
-    get_bytes, put, upload_part,
+    ACCESS_KEY, Auth, Store, TestGateway, both, complete, create_upload, err, get_bytes, put,
+    upload_part,
 };
 
 const OTHER: &str = "MPGWOTHERACCESSKEY";
@@ -564,10 +564,11 @@ async fn cap_on_open_uploads(store: Store) {
     assert_eq!((ok, refused), (2, 10));
     assert_eq!(open_count(&other, "spare").await, 3);
     // The legacy API's init counts against the same cap (its users are the keys by default).
+    let other_token = gw.legacy_token(OTHER);
     let body = form_urlencoded::Serializer::new(String::new())
         .extend_pairs([
             ("username", OTHER),
-            ("token", OTHER_SECRET),
+            ("token", other_token.as_str()),
             ("filehash", &"ab".repeat(32)),
             ("filesize", "10"),
             ("filename", "f.bin"),
@@ -647,7 +648,7 @@ async fn legacy_bucket_from_s3(store: Store) {
     let other = gw.client_with(OTHER, OTHER_SECRET);
     // A file uploaded through the legacy API by user ACCESS_KEY (the default users are the keys).
     let data = crate::harness::random_bytes(1000);
-    crate::legacy::Client::new(&gw, ACCESS_KEY, SECRET_KEY)
+    crate::legacy::Client::of(&gw, ACCESS_KEY)
         .upload(&data, "doc.txt")
         .await;
     let own_key = format!("{ACCESS_KEY}/doc.txt");
