@@ -16,6 +16,9 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::harness::*;
 
+/// The `/file/*` API's cases.
+mod legacy;
+
 const B: &str = "hostile";
 const OTHER: &str = "hostile-other";
 const UNKNOWN_ID: &str = "0123456789abcdef0123456789abcdef";
