@@ -107,7 +107,29 @@ async fn anonymous_get(gw: &TestGateway, path_and_query: &str, method: reqwest::
     reply(resp).await
 }
 
-async fn legacy_hostile(store: Store) {
+/// Three users; Alice stores X (by SHA-256) and M (by MD5) and has an open upload of Y with
+/// one chunk; `before` is the snapshot every case must leave as it is.
+struct Fixture {
+    gw: TestGateway,
+    alice: Client,
+    bob: Client,
+    mallory: Client,
+    x: Vec<u8>,
+    m: Vec<u8>,
+    y: Vec<u8>,
+    open_id: String,
+    before: String,
+}
+
+impl Fixture {
+    async fn unchanged(&self, what: &str) {
+        let users = [&self.alice, &self.bob, &self.mallory];
+        let now = snapshot(&users, (&self.alice, &self.open_id)).await;
+        assert_eq!(self.before, now, "stored files changed by: {what}");
+    }
+}
+
+async fn setup(store: Store) -> Fixture {
     let gw = TestGateway::start_with(store, |cfg| {
         for (a, s) in [(BOB, "bob-s3-secret-key"), (MALLORY, "mallory-s3-secret")] {
             cfg.access_keys.push(a.into());
@@ -144,16 +166,27 @@ async fn legacy_hostile(store: Store) {
     assert_eq!(alice.uppart(&open_id, 1, &y[..CHUNK], &[]).await.code, 0);
     let users = [&alice, &bob, &mallory];
     let before = snapshot(&users, (&alice, &open_id)).await;
-    let unchanged = |what: &'static str| {
-        let before = before.clone();
-        let users = users;
-        let (alice, open_id) = (&alice, open_id.clone());
-        async move {
-            let now = snapshot(&users, (alice, &open_id)).await;
-            assert_eq!(before, now, "stored files changed by: {what}");
-        }
-    };
+    Fixture {
+        gw,
+        alice,
+        bob,
+        mallory,
+        x,
+        m,
+        y,
+        open_id,
+        before,
+    }
+}
 
+async fn hash_and_size_prove_nothing(store: Store) {
+    let f = setup(store).await;
+    let Fixture {
+        mallory,
+        x,
+        open_id,
+        ..
+    } = &f;
     // ---- finding 2: a hash and a size prove nothing.
     // init for Alice's content answers like init for content nobody has: same fields, a
     // challenge of the same shape, nothing stored for Mallory.
@@ -208,8 +241,16 @@ async fn legacy_hostile(store: Store) {
         404,
         10004,
     );
-    unchanged("init and proofs with another user's hash").await;
+    f.unchanged("init and proofs with another user's hash")
+        .await;
+}
+both!(hash_and_size_prove_nothing, hash_and_size_prove_nothing);
 
+async fn md5_never_deduplicates(store: Store) {
+    let f = setup(store).await;
+    let Fixture {
+        bob, mallory, m, ..
+    } = &f;
     // ---- finding 6: an MD5 (or SHA-1) filehash never deduplicates.
     let r = init_with(&mallory, &md5_hash(&m), m.len(), "m.bin").await;
     assert_eq!(r.code, 0, "{r:?}");
@@ -230,20 +271,39 @@ async fn legacy_hostile(store: Store) {
     )
     .await;
     assert_eq!(p.data["Instant"], false, "finding 6: {p:?}");
-    unchanged("MD5 filehashes").await;
+    f.unchanged("MD5 filehashes").await;
+}
+both!(md5_never_deduplicates, md5_never_deduplicates);
 
+async fn fields_capped_before_the_token(store: Store) {
+    let f = setup(store).await;
+    let Fixture {
+        gw,
+        alice,
+        y,
+        open_id,
+        ..
+    } = &f;
     // ---- finding 4: field values are capped before the token is checked; the answer comes
     // while most of the announced body is still unsent.
     let (status, body) = oversized_form(&gw).await;
     assert_eq!(status, 400, "finding 4: {body}");
     assert!(body.contains("\"code\":10014"), "finding 4: {body}");
-    unchanged("an oversized form").await;
+    f.unchanged("an oversized form").await;
     // Too many fields, in an uppart before its chunk.
     let many: Vec<(&str, String)> = (0..100).map(|_| ("pad", "x".into())).collect();
     let r = alice.uppart(&open_id, 2, &y[CHUNK..], &many).await;
     assert_refused(&r, 400, 10014);
-    unchanged("an uppart with too many fields").await;
+    f.unchanged("an uppart with too many fields").await;
+}
+both!(
+    fields_capped_before_the_token,
+    fields_capped_before_the_token
+);
 
+async fn tokens_never_in_urls(store: Store) {
+    let f = setup(store).await;
+    let Fixture { gw, alice, .. } = &f;
     // ---- finding 11: tokens only in a header or the body, never the S3 secret.
     let token = gw.legacy_token(ACCESS_KEY);
     for path in [
@@ -298,8 +358,13 @@ async fn legacy_hostile(store: Store) {
     assert_refused(&r, 401, 10003);
     let head = anonymous_get(&gw, &url, reqwest::Method::HEAD).await;
     assert_eq!(head.status, 403, "a GET link used for HEAD");
-    unchanged("tokens in URLs and tampered links").await;
+    f.unchanged("tokens in URLs and tampered links").await;
+}
+both!(tokens_never_in_urls, tokens_never_in_urls);
 
+async fn challenges_are_bounded(store: Store) {
+    let f = setup(store).await;
+    let Fixture { bob, x, .. } = &f;
     // ---- beyond the list: challenges are bounded per user (the oldest go first).
     let first = init_with(&bob, &sha256_hex(&x), x.len(), "later.bin").await;
     for i in 0..16 {
@@ -319,8 +384,15 @@ async fn legacy_hostile(store: Store) {
         r.data["Instant"], false,
         "an evicted challenge was honoured"
     );
-    unchanged("challenge flood").await;
+    f.unchanged("challenge flood").await;
+}
+both!(challenges_are_bounded, challenges_are_bounded);
 
+async fn wrong_size_init_keeps_the_entry(store: Store) {
+    let f = setup(store).await;
+    let Fixture {
+        bob, mallory, x, ..
+    } = &f;
     // ---- finding 9: a wrong-size init (and proof) keeps the file table's entry; a holder of
     // the content still gets it at once.
     let wrong = init_with(&mallory, &sha256_hex(&x), x.len() + 1, "x.bin").await;
@@ -329,7 +401,7 @@ async fn legacy_hostile(store: Store) {
     let wn = wc["Nonce"].as_str().unwrap();
     let (r, _) = instant(&mallory, wrong.data["UploadID"].as_str().unwrap(), wn, "00").await;
     assert_eq!(r.data["Instant"], false);
-    unchanged("a wrong-size init").await;
+    f.unchanged("a wrong-size init").await;
     let init = bob.init(&x, "b.bin").await;
     let r = bob.prove(&init, &x).await;
     assert_eq!(r.data["Instant"], true, "finding 9: {r:?}");
@@ -343,7 +415,10 @@ async fn legacy_hostile(store: Store) {
         .unwrap();
     assert!(got == x, "bob's instant copy differs");
 }
-both!(legacy_hostile, legacy_hostile);
+both!(
+    wrong_size_init_keeps_the_entry,
+    wrong_size_init_keeps_the_entry
+);
 
 /// A multipart POST announcing 64 MiB of form fields, without a token: sends 1 MiB of small
 /// fields and then waits. Returns the status and body the server answered with (within 10 s).
