@@ -190,9 +190,9 @@ async fn hash_and_size_prove_nothing(store: Store) {
     // ---- finding 2: a hash and a size prove nothing.
     // init for Alice's content answers like init for content nobody has: same fields, a
     // challenge of the same shape, nothing stored for Mallory.
-    let known = init_with(&mallory, &sha256_hex(&x), x.len(), "stolen.bin").await;
+    let known = init_with(mallory, &sha256_hex(x), x.len(), "stolen.bin").await;
     let unknown = init_with(
-        &mallory,
+        mallory,
         &sha256_hex(&random_bytes(x.len())),
         x.len(),
         "nothing.bin",
@@ -220,7 +220,7 @@ async fn hash_and_size_prove_nothing(store: Store) {
     // Proofs without the content: made up, over other bytes, and a replay after one was spent.
     let wrong_bytes = proof(&nonce, &known.data["Challenge"], &random_bytes(x.len()));
     for guess in ["0".repeat(64), wrong_bytes, sha256_hex(nonce.as_bytes())] {
-        let (r, took) = instant(&mallory, &id, &nonce, &guess).await;
+        let (r, took) = instant(mallory, &id, &nonce, &guess).await;
         assert_eq!((r.status, r.code), (200, 0), "{r:?}");
         assert_eq!(r.data["Instant"], false, "finding 2: {r:?}");
         assert_eq!(r.data["UploadID"], id.as_str());
@@ -229,18 +229,14 @@ async fn hash_and_size_prove_nothing(store: Store) {
     // The answer for content nobody has is the same, in the same time class.
     let uid = unknown.data["UploadID"].as_str().unwrap();
     let un = unknown.data["Challenge"]["Nonce"].as_str().unwrap();
-    let (r, took) = instant(&mallory, uid, un, &"0".repeat(64)).await;
+    let (r, took) = instant(mallory, uid, un, &"0".repeat(64)).await;
     assert_eq!(
         field_names(&r.data),
-        field_names(&instant(&mallory, &id, "x", "y").await.0.data)
+        field_names(&instant(mallory, &id, "x", "y").await.0.data)
     );
     assert!(took >= Duration::from_millis(100), "answered in {took:?}");
     // Another user's upload is not the caller's.
-    assert_refused(
-        &instant(&mallory, &open_id, &nonce, "0").await.0,
-        404,
-        10004,
-    );
+    assert_refused(&instant(mallory, open_id, &nonce, "0").await.0, 404, 10004);
     f.unchanged("init and proofs with another user's hash")
         .await;
 }
@@ -252,21 +248,21 @@ async fn md5_never_deduplicates(store: Store) {
         bob, mallory, m, ..
     } = &f;
     // ---- finding 6: an MD5 (or SHA-1) filehash never deduplicates.
-    let r = init_with(&mallory, &md5_hash(&m), m.len(), "m.bin").await;
+    let r = init_with(mallory, &md5_hash(m), m.len(), "m.bin").await;
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(r.data["Instant"], false, "finding 6: {r:?}");
     assert!(r.data.get("Challenge").is_none(), "finding 6: {r:?}");
     // Alice's MD5-named file is not in the table under its SHA-256 either: holding the bytes
     // links nothing; they are uploaded.
-    let r = init_with(&bob, &sha256_hex(&m), m.len(), "m.bin").await;
+    let r = init_with(bob, &sha256_hex(m), m.len(), "m.bin").await;
     let (p, _) = instant(
-        &bob,
+        bob,
         r.data["UploadID"].as_str().unwrap(),
         r.data["Challenge"]["Nonce"].as_str().unwrap(),
         &proof(
             r.data["Challenge"]["Nonce"].as_str().unwrap(),
             &r.data["Challenge"],
-            &m,
+            m,
         ),
     )
     .await;
@@ -286,13 +282,13 @@ async fn fields_capped_before_the_token(store: Store) {
     } = &f;
     // ---- finding 4: field values are capped before the token is checked; the answer comes
     // while most of the announced body is still unsent.
-    let (status, body) = oversized_form(&gw).await;
+    let (status, body) = oversized_form(gw).await;
     assert_eq!(status, 400, "finding 4: {body}");
     assert!(body.contains("\"code\":10014"), "finding 4: {body}");
     f.unchanged("an oversized form").await;
     // Too many fields, in an uppart before its chunk.
     let many: Vec<(&str, String)> = (0..100).map(|_| ("pad", "x".into())).collect();
-    let r = alice.uppart(&open_id, 2, &y[CHUNK..], &many).await;
+    let r = alice.uppart(open_id, 2, &y[CHUNK..], &many).await;
     assert_refused(&r, 400, 10014);
     f.unchanged("an uppart with too many fields").await;
 }
@@ -310,7 +306,7 @@ async fn tokens_never_in_urls(store: Store) {
         format!("/file/query?username={ACCESS_KEY}&token={token}"),
         format!("/file/download?username={ACCESS_KEY}&filename=x.bin&token={token}"),
     ] {
-        let r = anonymous_get(&gw, &path, reqwest::Method::GET).await;
+        let r = anonymous_get(gw, &path, reqwest::Method::GET).await;
         assert_refused(&r, 401, 10003);
     }
     let r = reply(
@@ -326,7 +322,7 @@ async fn tokens_never_in_urls(store: Store) {
     .await;
     assert_refused(&r, 401, 10003);
     assert_refused(
-        &Client::new(&gw, ACCESS_KEY, SECRET_KEY)
+        &Client::new(gw, ACCESS_KEY, SECRET_KEY)
             .post_delete(&[("filename", "x.bin".into())])
             .await,
         401,
@@ -336,7 +332,7 @@ async fn tokens_never_in_urls(store: Store) {
     let l = alice.link(&[("filename", "x.bin".into())]).await;
     let url = l.data["URL"].as_str().unwrap().to_owned();
     assert_eq!(
-        anonymous_get(&gw, &url, reqwest::Method::GET).await.status,
+        anonymous_get(gw, &url, reqwest::Method::GET).await.status,
         200
     );
     let expires = l.data["Expires"].as_u64().unwrap();
@@ -349,14 +345,14 @@ async fn tokens_never_in_urls(store: Store) {
         ),
         url.replace("signature=", "signature=0"),
     ] {
-        let r = anonymous_get(&gw, &tampered, reqwest::Method::GET).await;
+        let r = anonymous_get(gw, &tampered, reqwest::Method::GET).await;
         assert_refused(&r, 403, 10020);
     }
     // Without its signature a link is a request without credentials.
     let unsigned = url.split("&signature=").next().unwrap().to_owned() + "&signature=";
-    let r = anonymous_get(&gw, &unsigned, reqwest::Method::GET).await;
+    let r = anonymous_get(gw, &unsigned, reqwest::Method::GET).await;
     assert_refused(&r, 401, 10003);
-    let head = anonymous_get(&gw, &url, reqwest::Method::HEAD).await;
+    let head = anonymous_get(gw, &url, reqwest::Method::HEAD).await;
     assert_eq!(head.status, 403, "a GET link used for HEAD");
     f.unchanged("tokens in URLs and tampered links").await;
 }
@@ -366,18 +362,18 @@ async fn challenges_are_bounded(store: Store) {
     let f = setup(store).await;
     let Fixture { bob, x, .. } = &f;
     // ---- beyond the list: challenges are bounded per user (the oldest go first).
-    let first = init_with(&bob, &sha256_hex(&x), x.len(), "later.bin").await;
+    let first = init_with(bob, &sha256_hex(x), x.len(), "later.bin").await;
     for i in 0..16 {
-        let r = init_with(&bob, &sha256_hex(&[i]), 1, &format!("f{i}")).await;
+        let r = init_with(bob, &sha256_hex(&[i]), 1, &format!("f{i}")).await;
         assert_eq!(r.code, 0, "{r:?}");
     }
     let fc = &first.data["Challenge"];
     let fnonce = fc["Nonce"].as_str().unwrap();
     let (r, _) = instant(
-        &bob,
+        bob,
         first.data["UploadID"].as_str().unwrap(),
         fnonce,
-        &proof(fnonce, fc, &x),
+        &proof(fnonce, fc, x),
     )
     .await;
     assert_eq!(
@@ -395,15 +391,15 @@ async fn wrong_size_init_keeps_the_entry(store: Store) {
     } = &f;
     // ---- finding 9: a wrong-size init (and proof) keeps the file table's entry; a holder of
     // the content still gets it at once.
-    let wrong = init_with(&mallory, &sha256_hex(&x), x.len() + 1, "x.bin").await;
+    let wrong = init_with(mallory, &sha256_hex(x), x.len() + 1, "x.bin").await;
     assert_eq!(wrong.code, 0, "{wrong:?}");
     let wc = &wrong.data["Challenge"];
     let wn = wc["Nonce"].as_str().unwrap();
-    let (r, _) = instant(&mallory, wrong.data["UploadID"].as_str().unwrap(), wn, "00").await;
+    let (r, _) = instant(mallory, wrong.data["UploadID"].as_str().unwrap(), wn, "00").await;
     assert_eq!(r.data["Instant"], false);
     f.unchanged("a wrong-size init").await;
-    let init = bob.init(&x, "b.bin").await;
-    let r = bob.prove(&init, &x).await;
+    let init = bob.init(x, "b.bin").await;
+    let r = bob.prove(&init, x).await;
     assert_eq!(r.data["Instant"], true, "finding 9: {r:?}");
     // (Bob's earlier init of this content is the upload resumed: its name is the file's.)
     let name = r.data["FileName"].as_str().unwrap();
