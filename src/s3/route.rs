@@ -317,6 +317,21 @@ pub fn route(
             _ => return Err(method_not_allowed()),
         }
     };
+    // Buckets are never versioned, so every object is its `null` version. Another version id
+    // must not fall through to the current object (a DELETE would remove it).
+    if matches!(op, S3Op::GetObject | S3Op::HeadObject | S3Op::DeleteObject) {
+        for (_, v) in query.iter().filter(|(n, _)| *n == "versionId") {
+            match v.unwrap_or_default() {
+                "null" => {}
+                "" => {
+                    return Err(S3Error::invalid_argument(
+                        "Version id cannot be the empty string",
+                    ));
+                }
+                _ => return Err(S3Error::invalid_argument("Invalid version id specified")),
+            }
+        }
+    }
     Ok(Route {
         op,
         bucket,
@@ -532,6 +547,16 @@ mod tests {
             r(Method::POST, "/b/k", false).unwrap_err().code,
             "MethodNotAllowed"
         );
+        // Buckets are not versioned: only the `null` version exists.
+        for m in [Method::GET, Method::HEAD, Method::DELETE] {
+            let e = r(m.clone(), "/b/k?versionId=abc", false).unwrap_err();
+            assert_eq!(e.code, "InvalidArgument", "{m}");
+            let e = r(m.clone(), "/b/k?versionId=null&versionId=abc", false).unwrap_err();
+            assert_eq!(e.code, "InvalidArgument", "{m}");
+            let e = r(m.clone(), "/b/k?versionId=", false).unwrap_err();
+            assert_eq!(e.message, "Version id cannot be the empty string");
+            assert!(r(m, "/b/k?versionId=null", false).is_ok());
+        }
     }
 
     #[test]
