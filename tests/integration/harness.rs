@@ -21,6 +21,20 @@ use tokio::sync::oneshot;
 pub const ACCESS_KEY: &str = "MPGWTESTACCESSKEY";
 pub const SECRET_KEY: &str = "mpgw-test-secret-key-0123456789";
 pub const MIB: usize = 1 << 20;
+/// The `--metrics-token` of every test gateway: `/metrics` and the readiness reasons on its S3
+/// port answer a bearer of it (see `operator_get`).
+pub const METRICS_TOKEN: &str = "mpgw-test-metrics-token";
+
+/// A GET with `Authorization: Bearer <METRICS_TOKEN>`, as a Prometheus scraper sends it.
+pub async fn operator_get(url: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(url)
+        .bearer_auth(METRICS_TOKEN)
+        .timeout(Duration::from_secs(20))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+}
 
 /// Generates `<prefix>::embedded` and `<prefix>::redis` tests running `async fn $f(Store)`.
 macro_rules! both {
@@ -105,6 +119,7 @@ impl TestGateway {
             access_keys: vec![ACCESS_KEY.into()],
             secret_keys: vec![SECRET_KEY.into()],
             fsync: false,
+            metrics_token: Some(METRICS_TOKEN.into()),
             ..Config::default()
         };
         if store == Store::Redis {

@@ -15,7 +15,7 @@ use mpgw::upload::model::{UploadId, now_millis};
 
 use crate::harness::{
     ACCESS_KEY, Auth, SECRET_KEY, Store, TestGateway, both, complete, create_upload, err,
-    get_bytes, put, upload_part,
+    get_bytes, operator_get, put, upload_part,
 };
 
 const OTHER: &str = "MPGWOTHERACCESSKEY";
@@ -735,9 +735,8 @@ async fn upload_part_reads_no_bucket(store: Store) {
             .map_or(0.0, |v| v.trim().parse().unwrap())
     };
     let scrape = || async {
-        reqwest::get(format!("{}/metrics", gw.endpoint()))
+        operator_get(&format!("{}/metrics", gw.endpoint()))
             .await
-            .unwrap()
             .text()
             .await
             .unwrap()
