@@ -168,8 +168,10 @@ pub fn verify(
 /// The `x-amz-*` query parameters of a presigned request, as the request headers they stand
 /// for: presigners move signed `x-amz-*` headers into the URL (the JS SDK's `getSignedUrl`,
 /// botocore's SigV2 presigner), where the signature covers them, and S3 honours them as
-/// headers. The authentication parameters themselves are not headers. A value given both ways
-/// is refused rather than guessed at.
+/// headers. The authentication parameters themselves are not headers, and neither are
+/// checksums: S3 documents that presigned uploads do not support them (the JS SDK bakes the
+/// CRC32 of an empty body into its presigned PUT URLs). A value given both ways is refused
+/// rather than guessed at.
 pub fn hoisted_headers(
     query: &Query,
     headers: &http::HeaderMap,
@@ -191,7 +193,9 @@ pub fn hoisted_headers(
     let mut out = Vec::new();
     for (name, value) in query.iter() {
         let lower = name.to_ascii_lowercase();
-        if !lower.starts_with("x-amz-") || NOT_HEADERS.contains(&lower.as_str()) {
+        let checksum =
+            lower.starts_with("x-amz-checksum-") || lower == "x-amz-sdk-checksum-algorithm";
+        if !lower.starts_with("x-amz-") || NOT_HEADERS.contains(&lower.as_str()) || checksum {
             continue;
         }
         let invalid = || AuthError::InvalidArgument(format!("Invalid query parameter {name}"));
@@ -1126,7 +1130,8 @@ pub(crate) mod tests {
     fn presigned_query_parameters_stand_for_headers() {
         let q = Query::parse(Some(
             "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Date=x&x-amz-meta-a=1&X-Amz-Copy-Source=b%2Fk\
-             &x-amz-content-sha256=abc&x-amz-trailer=t&partNumber=1",
+             &x-amz-content-sha256=abc&x-amz-trailer=t&partNumber=1&x-amz-checksum-crc32=AAAAAA%3D%3D\
+             &x-amz-sdk-checksum-algorithm=CRC32",
         ));
         let got = hoisted_headers(&q, &http::HeaderMap::new()).unwrap();
         let got: Vec<(&str, &str)> = got
