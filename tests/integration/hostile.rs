@@ -1658,10 +1658,8 @@ fn signature_coverage(gw: &TestGateway, fx: &Fixture, v: &mut Vec<Case>) {
     let v2_url = |method: &str, path: &str, extra: &str| {
         let sts = format!("{method}\n\n\n{expires}\n{path}");
         let q = sigv2_query(ACCESS_KEY, SECRET_KEY, expires, &sts);
-        let raw = gw
-            .raw(method, &format!("{path}?{q}{extra}"))
-            .auth(Auth::Anonymous);
-        raw
+        gw.raw(method, &format!("{path}?{q}{extra}"))
+            .auth(Auth::Anonymous)
     };
     add(
         "SigV2 presigned GET of an object plus %75ploadId (lists the open upload's parts)",
