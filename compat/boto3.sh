@@ -4,7 +4,8 @@
 # AWS_REQUEST_CHECKSUM_CALCULATION=when_required. Low-level multipart calls (list_parts
 # paging, ETag = MD5 of the part MD5s), the transfer manager (40 MiB, 5 MiB parts, 8 threads),
 # every flexible checksum algorithm (put_object and multipart), presigned URLs (SigV2 and
-# SigV4: GET, PUT, UploadPart) used by plain http.client, and the S3 error codes.
+# SigV4: GET, PUT, UploadPart) used by plain http.client, botocore's SigV2 signer in
+# virtual-host style (the gateway gets --domain), and the S3 error codes.
 #
 #   bash compat/boto3.sh [embedded|redis]     (no argument: both stores)
 #   COMPAT_TLS=1 bash compat/boto3.sh embedded (over https: botocore then sends aws-chunked
@@ -18,6 +19,11 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 each_store "$@"
 
 ensure_venv_with awscrt=awscrt
+# Virtual-host requests for <bucket>.$COMPAT_DOMAIN (the suite reaches them as a proxy: no DNS).
+if [[ -z "$COMPAT_ENDPOINT" ]]; then
+    export COMPAT_DOMAIN=s3.compat.test
+    COMPAT_GATEWAY_ARGS="$COMPAT_GATEWAY_ARGS --domain $COMPAT_DOMAIN"
+fi
 start_gateway "$1"
 
 PY="$COMPAT_VENV/bin/python"

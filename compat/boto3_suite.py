@@ -41,6 +41,8 @@ LABEL = sys.argv[2] if len(sys.argv) > 2 else "?"
 ENDPOINT = os.environ["AWS_ENDPOINT_URL"]
 CA_BUNDLE = os.environ.get("AWS_CA_BUNDLE") or None
 CHECKSUM_MODE = os.environ.get("AWS_REQUEST_CHECKSUM_CALCULATION", "when_supported").lower()
+# The gateway's --domain (boto3.sh sets it for the gateway it starts): virtual-host requests.
+DOMAIN = os.environ.get("COMPAT_DOMAIN") or None
 WHEN_REQUIRED = CHECKSUM_MODE == "when_required"
 
 current_step = "(setup)"
@@ -601,6 +603,76 @@ def presigned_urls():
     if default_style != "SigV2":
         log(f"  botocore {botocore.__version__} presigns with SigV4 by default: SigV2 asked for explicitly")
         presigned_round_trip("sigv2", make_client(signature_version="s3"), "SigV2")
+
+
+# ---------------------------------------------------------------------------------------------
+def proxied_request(method, url, body=None, host=None):
+    """Sends `url` (absolute, on <bucket>.<DOMAIN>) to the gateway as an HTTP proxy would: the
+    absolute URL in the request line, its host (or `host`) in Host. No DNS name is needed."""
+    u = urllib.parse.urlsplit(ENDPOINT)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+    try:
+        conn.putrequest(method, url, skip_host=True, skip_accept_encoding=True)
+        conn.putheader("Host", host or urllib.parse.urlsplit(url).netloc)
+        conn.putheader("Content-Length", str(len(body or b"")))
+        conn.endheaders(body)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+@step
+def sigv2_virtual_host():
+    """botocore's own SigV2 signer (signature_version="s3") in virtual-host style: it signs
+    `/<bucket>/<key>` (and `/<bucket>/` for bucket requests) while sending `/<key>` to
+    <bucket>.<domain>. The gateway is reached as an HTTP proxy, so no DNS name is needed."""
+    if not DOMAIN or urllib.parse.urlsplit(ENDPOINT).scheme != "http":
+        log("  skipped: needs the gateway's --domain (COMPAT_DOMAIN) and plain http")
+        return
+    port = urllib.parse.urlsplit(ENDPOINT).port
+    vhost = boto3.client(
+        "s3",
+        endpoint_url=f"http://{DOMAIN}:{port}",
+        config=Config(signature_version="s3", s3={"addressing_style": "virtual"},
+                      proxies={"http": ENDPOINT}, retries={"total_max_attempts": 1, "mode": "standard"}),
+    )
+    data = rand_bytes(3000, "vhost")
+    key = "vhost/a b+c.bin"
+    put = vhost.put_object(Bucket=BUCKET, Key=key, Body=data, ContentType="application/x-test",
+                           Metadata={"via": "sigv2-vhost"})
+    expect_eq("SigV2 vhost put_object ETag", '"%s"' % md5_hex(data), put["ETag"])
+    got = vhost.get_object(Bucket=BUCKET, Key=key)
+    expect_true("SigV2 vhost get_object body", got["Body"].read() == data)
+    expect_eq("SigV2 vhost metadata", {"via": "sigv2-vhost"}, got.get("Metadata"))
+    expect_eq("SigV2 vhost content type", "application/x-test", got.get("ContentType"))
+    listed = [o["Key"] for o in vhost.list_objects(Bucket=BUCKET, Prefix="vhost/").get("Contents", [])]
+    expect_eq("SigV2 vhost list_objects (bucket request, signed /<bucket>/)", [key], listed)
+    # multipart: ?uploads, ?partNumber&uploadId, ?uploadId are signed sub-resources
+    uid = vhost.create_multipart_upload(Bucket=BUCKET, Key="vhost/mp")["UploadId"]
+    parts = [rand_bytes(5 * MiB, "vh1"), rand_bytes(1000, "vh2")]
+    listed = []
+    for n, part in enumerate(parts, 1):
+        r = vhost.upload_part(Bucket=BUCKET, Key="vhost/mp", UploadId=uid, PartNumber=n, Body=part)
+        listed.append({"PartNumber": n, "ETag": r["ETag"]})
+    got_parts = vhost.list_parts(Bucket=BUCKET, Key="vhost/mp", UploadId=uid)["Parts"]
+    expect_eq("SigV2 vhost list_parts", [1, 2], [p["PartNumber"] for p in got_parts])
+    done = vhost.complete_multipart_upload(Bucket=BUCKET, Key="vhost/mp", UploadId=uid,
+                                           MultipartUpload={"Parts": listed})
+    expect_eq("SigV2 vhost complete ETag", multipart_etag(parts), done["ETag"])
+    # A presigned (query) SigV2 URL for this bucket's host works there, and nowhere else.
+    url = vhost.generate_presigned_url("get_object", Params={"Bucket": BUCKET, "Key": key}, ExpiresIn=600)
+    expect_true("SigV2 vhost presigned URL is virtual-host style",
+                urllib.parse.urlsplit(url).hostname == f"{BUCKET}.{DOMAIN}", url)
+    status, body = proxied_request("GET", url)
+    expect_eq(f"SigV2 vhost presigned GET (body {body[:300]!r})", 200, status)
+    expect_true("SigV2 vhost presigned GET body", body == data)
+    other_host = f"{BUCKET}-other.{DOMAIN}:{port}"
+    status, body = proxied_request("GET", url, host=other_host)
+    expect_eq(f"SigV2 vhost presigned GET on another bucket's host (body {body[:300]!r})", 403, status)
+    expect_true("... is SignatureDoesNotMatch", b"<Code>SignatureDoesNotMatch</Code>" in body, repr(body[:300]))
+    vhost.delete_object(Bucket=BUCKET, Key=key)
+    vhost.delete_object(Bucket=BUCKET, Key="vhost/mp")
 
 
 # ---------------------------------------------------------------------------------------------

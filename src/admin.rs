@@ -1,15 +1,20 @@
-//! Operator endpoints, without authentication: `/health/live`, `/health/ready` and `/metrics`.
+//! Operator endpoints: `/health/live`, `/health/ready` and `/metrics`.
 //!
-//! Served on `--admin-listen` when set. Otherwise the S3 listener answers them itself, but only
-//! for a GET of exactly those paths with no query string (`is_admin_request`): S3 clients always
-//! send a query when listing, so only a bare GET of object `live`/`ready` in a bucket `health`, or
-//! a v1 listing of a bucket `metrics` without parameters, is shadowed.
+//! `--admin-listen` serves them all, without authentication (it belongs on an operator network).
+//! Without it the S3 listener answers them itself, but only for a GET of exactly those paths with
+//! no query string (`on_main_listener`), and says nothing there a stranger could use: liveness
+//! and a bare `ready`/`not ready`. The metrics and the readiness reasons (which name the data
+//! dir and its free space) need `Authorization: Bearer <--metrics-token>`; without a token set,
+//! `/metrics` is not served there at all and reaches S3 like any other path. S3 clients always
+//! send a query when listing, so only a bare GET of object `live`/`ready` in a bucket `health`
+//! (or, with a token, a v1 listing of a bucket `metrics` without parameters) is shadowed.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use hyper::{Method, Request, Response, StatusCode, header};
+use subtle::ConstantTimeEq as _;
 
 use crate::app::App;
 use crate::http::{Body, full};
@@ -23,23 +28,61 @@ pub const METRICS: &str = "/metrics";
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What readiness checks, and whether the gateway is draining.
-#[derive(Debug)]
 pub struct Health {
     data_dir: PathBuf,
     min_free_space: u64,
     /// No `--admin-listen`: the S3 listener serves these endpoints.
     pub on_main_listener: bool,
+    /// `--metrics-token`: what a bearer must show on the S3 listener for the operator's view.
+    metrics_token: Option<String>,
     draining: AtomicBool,
 }
 
+impl std::fmt::Debug for Health {
+    // The token is a credential: keep it out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Health")
+            .field("data_dir", &self.data_dir)
+            .field("min_free_space", &self.min_free_space)
+            .field("on_main_listener", &self.on_main_listener)
+            .field("draining", &self.draining)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Who is asking: the operator (the admin listener, or a bearer of the metrics token on the S3
+/// listener) sees everything; anyone else only liveness and a bare readiness answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Audience {
+    Operator,
+    Public,
+}
+
 impl Health {
-    pub fn new(data_dir: PathBuf, min_free_space: u64, on_main_listener: bool) -> Self {
+    pub fn new(
+        data_dir: PathBuf,
+        min_free_space: u64,
+        on_main_listener: bool,
+        metrics_token: Option<String>,
+    ) -> Self {
         Self {
             data_dir,
             min_free_space,
             on_main_listener,
+            metrics_token: metrics_token.filter(|t| !t.is_empty()),
             draining: AtomicBool::new(false),
         }
+    }
+
+    /// Whether `headers` carry `Authorization: Bearer <metrics token>`.
+    fn bearer(&self, headers: &header::HeaderMap) -> bool {
+        let Some(token) = &self.metrics_token else {
+            return false;
+        };
+        headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+            .is_some_and(|given| bool::from(given.trim_ascii().ct_eq(token.as_bytes())))
     }
 
     /// From now on readiness fails, so load balancers stop sending new requests while in-flight
@@ -49,15 +92,30 @@ impl Health {
     }
 }
 
-/// Whether a request that reached the S3 listener is for these endpoints instead.
-pub fn is_admin_request<B>(req: &Request<B>) -> bool {
+/// A GET of exactly one of these paths, without a query string.
+fn is_admin_request<B>(req: &Request<B>) -> bool {
     req.method() == Method::GET
         && req.uri().query().is_none()
         && matches!(req.uri().path(), LIVE | READY | METRICS)
 }
 
+/// Whether a request that reached the S3 listener is for these endpoints instead, and for whom.
+pub fn on_main_listener<B>(app: &App, req: &Request<B>) -> Option<Audience> {
+    let health = &app.health;
+    let served = health.on_main_listener
+        && is_admin_request(req)
+        && (req.uri().path() != METRICS || health.metrics_token.is_some());
+    served.then(|| {
+        if health.bearer(req.headers()) {
+            Audience::Operator
+        } else {
+            Audience::Public
+        }
+    })
+}
+
 /// Answers an admin request (404 for other paths, 405 for other methods).
-pub async fn handle<B>(app: &App, req: &Request<B>) -> Response<Body> {
+pub async fn handle<B>(app: &App, req: &Request<B>, audience: Audience) -> Response<Body> {
     if !matches!(*req.method(), Method::GET | Method::HEAD) {
         return text(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -70,12 +128,21 @@ pub async fn handle<B>(app: &App, req: &Request<B>) -> Response<Body> {
             Ok(()) => text(StatusCode::OK, "ready\n".into()),
             Err(reasons) => {
                 tracing::warn!(reasons = %reasons.join("; "), "not ready");
-                text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!("not ready: {}\n", reasons.join("; ")),
-                )
+                let body = match audience {
+                    Audience::Operator => format!("not ready: {}\n", reasons.join("; ")),
+                    Audience::Public => "not ready\n".into(),
+                };
+                text(StatusCode::SERVICE_UNAVAILABLE, body)
             }
         },
+        METRICS if audience == Audience::Public => {
+            let mut resp = text(StatusCode::UNAUTHORIZED, "unauthorized\n".into());
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer realm=\"mpgw metrics\""),
+            );
+            resp
+        }
         METRICS => {
             let mut resp = Response::new(full(app.metrics.encode()));
             resp.headers_mut().insert(
@@ -163,6 +230,35 @@ mod tests {
         assert!(!is_admin_request(&req(Method::PUT, "/metrics")));
         assert!(!is_admin_request(&req(Method::GET, "/health")));
         assert!(!is_admin_request(&req(Method::GET, "/health/live/x")));
+    }
+
+    #[test]
+    fn bearer_token() {
+        let health =
+            |token: Option<&str>| Health::new(PathBuf::new(), 0, true, token.map(str::to_owned));
+        let headers = |auth: &str| {
+            let mut h = header::HeaderMap::new();
+            h.insert(header::AUTHORIZATION, auth.parse().unwrap());
+            h
+        };
+        let h = health(Some("s3cr3t"));
+        assert!(h.bearer(&headers("Bearer s3cr3t")));
+        for wrong in [
+            "Bearer s3cr3",
+            "Bearer s3cr3t2",
+            "bearer",
+            "Basic s3cr3t",
+            "s3cr3t",
+        ] {
+            assert!(!h.bearer(&headers(wrong)), "{wrong}");
+        }
+        assert!(!h.bearer(&header::HeaderMap::new()));
+        // No token (or an empty one) means no bearer is ever the operator.
+        for h in [health(None), health(Some(""))] {
+            assert!(!h.bearer(&headers("Bearer ")));
+            assert!(!format!("{h:?}").contains("s3cr3t"));
+        }
+        assert!(!format!("{:?}", health(Some("s3cr3t"))).contains("s3cr3t"));
     }
 
     #[test]

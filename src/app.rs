@@ -128,6 +128,7 @@ impl App {
                 cfg.data_dir.clone(),
                 cfg.min_free_space,
                 cfg.admin_listen.is_none(),
+                cfg.metrics_token.clone(),
             )),
             tls,
             domain: cfg.domain.as_deref().map(Into::into),

@@ -231,9 +231,14 @@ pub struct Config {
     #[arg(long, env = "MPGW_LISTEN", default_value = "127.0.0.1:9000")]
     pub listen: SocketAddr,
     /// Address for /health/live, /health/ready and /metrics. Unset: served on --listen, at those
-    /// exact paths.
+    /// exact paths: liveness and a bare readiness to anyone, /metrics and the readiness reasons
+    /// only with --metrics-token.
     #[arg(long, env = "MPGW_ADMIN_LISTEN")]
     pub admin_listen: Option<SocketAddr>,
+    /// Without --admin-listen: /metrics and the detailed /health/ready on --listen answer
+    /// `Authorization: Bearer <token>`. Unset: not served there.
+    #[arg(long, env = "MPGW_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
     /// Directory for part data, objects and (without Redis) the embedded state store.
     #[arg(long, env = "MPGW_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
@@ -365,6 +370,7 @@ impl Default for Config {
         Self {
             listen: "127.0.0.1:9000".parse().expect("static address"),
             admin_listen: None,
+            metrics_token: None,
             data_dir: PathBuf::from("./data"),
             min_free_space: 256 << 20,
             redis_url: None,
@@ -518,6 +524,13 @@ impl Config {
         if self.admin_listen == Some(self.listen) && self.listen.port() != 0 {
             return Err("admin-listen must differ from listen".into());
         }
+        if self
+            .metrics_token
+            .as_deref()
+            .is_some_and(|t| t.is_empty() || !t.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return Err("metrics-token must be non-empty visible ASCII (no spaces)".into());
+        }
         Ok(())
     }
 
@@ -533,6 +546,7 @@ impl Config {
         merge!(
             listen,
             admin_listen,
+            metrics_token,
             data_dir,
             min_free_space,
             redis_url,

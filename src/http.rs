@@ -67,8 +67,8 @@ impl Default for RequestInfo {
 }
 
 pub async fn handle(app: App, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
-    if app.health.on_main_listener && crate::admin::is_admin_request(&req) {
-        return Ok(crate::admin::handle(&app, &req).await);
+    if let Some(audience) = crate::admin::on_main_listener(&app, &req) {
+        return Ok(crate::admin::handle(&app, &req, audience).await);
     }
     let request_id = random_hex(8).to_uppercase();
     // The path only: a presigned URL's query carries its credential and signature.

@@ -125,7 +125,11 @@ pub async fn run_admin(listener: TcpListener, app: App, shutdown: impl Future<Ou
     let limits = app.limits;
     let handler = move |req: Request<Incoming>| {
         let app = app.clone();
-        async move { Ok::<_, Infallible>(crate::admin::handle(&app, &req).await) }
+        async move {
+            Ok::<_, Infallible>(
+                crate::admin::handle(&app, &req, crate::admin::Audience::Operator).await,
+            )
+        }
     };
     accept_loop(
         listener,

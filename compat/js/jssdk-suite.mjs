@@ -17,6 +17,7 @@ import { pipeline } from "node:stream/promises";
 import { crc32 } from "node:zlib";
 
 import {
+  CopyObjectCommand,
   CreateBucketCommand,
   DeleteBucketCommand,
   DeleteObjectsCommand,
@@ -28,6 +29,7 @@ import {
   S3Client,
 } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
+import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 
 const MiB = 1024 * 1024;
 const [WORK, LABEL = "?"] = process.argv.slice(2);
@@ -201,6 +203,42 @@ async function main() {
     expectEq("ranged GetObject body", data.subarray(100, 200).toString("hex"),
       Buffer.from(await ranged.Body.transformToByteArray()).toString("hex"));
     rmSync(path);
+  }
+
+  step("getSignedUrl (x-amz-* headers moved into the signed query): PutObject with Metadata, CopyObject, "
+    + "and an unsigned x-amz-meta-* header (403 HeadersNotSigned)");
+  {
+    const data = randomBytes(4321);
+    const type = "application/x-presigned";
+    const putUrl = await getSignedUrl(client, new PutObjectCommand({
+      Bucket: BUCKET, Key: "presigned.bin", Metadata: { note: "hoisted" }, ContentType: type,
+    }), { expiresIn: 300 });
+    const hoisted = [...new URL(putUrl).searchParams.keys()].filter((k) => /^x-amz-(?!algorithm|credential|date|expires|signedheaders|signature)/i.test(k));
+    log(`  presigned PutObject carries in its query: ${hoisted.join(", ")}`);
+    if (!hoisted.includes("x-amz-meta-note")) fail(`the presigner did not move the metadata into the query: ${putUrl}`);
+    let resp = await fetch(putUrl, { method: "PUT", body: data, headers: { "content-type": type } });
+    expectEq(`presigned PUT status (${await resp.text()})`, 200, resp.status);
+    keys.push("presigned.bin");
+    const head = await client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: "presigned.bin" }));
+    expectEq("metadata from the signed query", { note: "hoisted" }, head.Metadata);
+    expectEq("presigned PUT ETag", `"${md5(data).toString("hex")}"`, head.ETag);
+    resp = await fetch(putUrl, {
+      method: "PUT", body: Buffer.from("planted"), headers: { "content-type": type, "x-amz-meta-planted": "1" },
+    });
+    const body = await resp.text();
+    expectEq(`presigned PUT plus an unsigned x-amz-meta-* header: status (${body})`, 403, resp.status);
+    if (!body.includes("<HeadersNotSigned>x-amz-meta-planted</HeadersNotSigned>")) fail(`no HeadersNotSigned: ${body}`);
+    const copyUrl = await getSignedUrl(client, new CopyObjectCommand({
+      Bucket: BUCKET, Key: "presigned-copy.bin", CopySource: `${BUCKET}/presigned.bin`,
+    }), { expiresIn: 300 });
+    if (!new URL(copyUrl).searchParams.has("x-amz-copy-source")) fail(`the copy source is not in the query: ${copyUrl}`);
+    resp = await fetch(copyUrl, { method: "PUT" });
+    const copied = await resp.text();
+    expectEq(`presigned CopyObject status (${copied})`, 200, resp.status);
+    if (!copied.includes("<CopyObjectResult")) fail(`not a CopyObjectResult: ${copied}`);
+    keys.push("presigned-copy.bin");
+    const got = await getObjectSha256(client, "presigned-copy.bin");
+    expectEq("copied bytes (SHA-256)", sha256(data), got.sha256);
   }
 
   step("ListObjectsV2 (pages of 2)");

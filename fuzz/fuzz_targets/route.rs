@@ -6,7 +6,7 @@
 
 use arbitrary::{Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
-use mpgw::s3::route::{S3Op, host_bucket, route};
+use mpgw::s3::route::{Query, S3Op, host_bucket, route};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
 #[derive(Arbitrary, Debug)]
@@ -32,7 +32,13 @@ fuzz_target!(|data: &[u8]| {
         if let Some(b) = &vhost {
             assert!(!b.is_empty() && !b.bytes().any(|c| c.is_ascii_uppercase()));
         }
-        if let Ok(r) = route(&p.method, p.uri.path(), p.uri.query(), &p.headers, vhost) {
+        if let Ok(r) = route(
+            &p.method,
+            p.uri.path(),
+            &Query::parse(p.uri.query()),
+            &p.headers,
+            vhost,
+        ) {
             assert!(!r.key.contains('\0'));
             match r.op {
                 S3Op::ListBuckets => assert!(r.bucket.is_empty()),
@@ -81,7 +87,14 @@ fn upload_part(input: UploadPart) {
     };
     assert_eq!(bucket.is_some(), vhost);
     let query = format!("partNumber={part}&uploadId={id}");
-    let r = route(&http::Method::PUT, &path, Some(&query), &headers, bucket).unwrap();
+    let r = route(
+        &http::Method::PUT,
+        &path,
+        &Query::parse(Some(&query)),
+        &headers,
+        bucket,
+    )
+    .unwrap();
     assert_eq!((r.bucket.as_str(), r.key.as_str()), ("bkt", key.as_str()));
     match r.op {
         S3Op::UploadPart {

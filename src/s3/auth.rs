@@ -16,6 +16,7 @@ use subtle::ConstantTimeEq;
 use time::format_description::BorrowedFormatItem;
 use time::macros::format_description;
 
+use super::route::Query;
 use crate::config::Credentials;
 
 /// How the body of a verified request must be checked, from `x-amz-content-sha256`.
@@ -86,12 +87,19 @@ impl ChunkSigner {
 pub struct Verified {
     pub access_key: String,
     pub payload: PayloadMode,
+    /// Authenticated by a presigned URL (SigV4 or SigV2 query): its `x-amz-*` query parameters
+    /// are signed request headers (see `hoisted_headers`).
+    pub presigned: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
     #[error("{0}")]
     AccessDenied(String),
+    /// `x-amz-*` headers the signature does not cover, comma-separated (AWS: `AccessDenied`
+    /// with a `<HeadersNotSigned>` element).
+    #[error("There were headers present in the request which were not signed")]
+    HeadersNotSigned(String),
     #[error("The AWS Access Key Id you provided does not exist in our records.")]
     InvalidAccessKeyId,
     #[error(
@@ -129,26 +137,79 @@ const QUERY_SET: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~');
 const PATH_SET: &AsciiSet = &QUERY_SET.remove(b'/');
 
-/// Verifies a request's SigV4 signature (header or presigned query) against `creds`.
+/// Verifies a request's signature (SigV4 header or presigned query, SigV2 either way) against
+/// `creds`. `query` is the request's decoded query, the same view routing reads; `vhost` the
+/// bucket named by the Host header, which SigV2 signs in the resource.
 pub fn verify(
     parts: &http::request::Parts,
+    query: &Query,
+    vhost: Option<&str>,
     creds: &Credentials,
     now: SystemTime,
 ) -> Result<Verified, AuthError> {
-    let query = parse_query(parts.uri.query().unwrap_or(""));
-    let has = |name: &str| query.iter().any(|(n, _)| n.as_ref() == name.as_bytes());
-    let presigned = has("X-Amz-Algorithm") || has("X-Amz-Credential") || has("X-Amz-Signature");
+    let presigned = query.has("X-Amz-Algorithm")
+        || query.has("X-Amz-Credential")
+        || query.has("X-Amz-Signature");
     match parts.headers.get(AUTHORIZATION) {
         Some(_) if presigned => Err(AuthError::InvalidArgument(
             "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, Signature query string \
              parameter or the Authorization header should be specified"
                 .into(),
         )),
-        Some(auth) => verify_header(parts, auth, &query, creds, now),
-        None if presigned => verify_presigned(parts, &query, creds, now),
-        None if has("AWSAccessKeyId") => super::sigv2::verify_query(parts, creds, now),
+        Some(auth) => verify_header(parts, auth, query, vhost, creds, now),
+        None if presigned => verify_presigned(parts, creds, now),
+        None if query.has("AWSAccessKeyId") => {
+            super::sigv2::verify_query(parts, query, vhost, creds, now)
+        }
         None => Err(AuthError::AccessDenied("Access Denied".into())),
     }
+}
+
+/// The `x-amz-*` query parameters of a presigned request, as the request headers they stand
+/// for: presigners move signed `x-amz-*` headers into the URL (the JS SDK's `getSignedUrl`,
+/// botocore's SigV2 presigner), where the signature covers them, and S3 honours them as
+/// headers. The authentication parameters themselves are not headers, and neither are
+/// checksums: S3 documents that presigned uploads do not support them (the JS SDK bakes the
+/// CRC32 of an empty body into its presigned PUT URLs). A value given both ways is refused
+/// rather than guessed at.
+pub fn hoisted_headers(
+    query: &Query,
+    headers: &http::HeaderMap,
+) -> Result<Vec<(http::HeaderName, http::HeaderValue)>, AuthError> {
+    const NOT_HEADERS: &[&str] = &[
+        "x-amz-algorithm",
+        "x-amz-credential",
+        "x-amz-date",
+        "x-amz-expires",
+        "x-amz-signedheaders",
+        "x-amz-signature",
+        "x-amz-security-token",
+        // The body's framing is the payload mode's, which the signature itself decides (see
+        // `verify_presigned`); a presigned body is never aws-chunked.
+        CONTENT_SHA256,
+        "x-amz-decoded-content-length",
+        "x-amz-trailer",
+    ];
+    let mut out = Vec::new();
+    for (name, value) in query.iter() {
+        let lower = name.to_ascii_lowercase();
+        let checksum =
+            lower.starts_with("x-amz-checksum-") || lower == "x-amz-sdk-checksum-algorithm";
+        if !lower.starts_with("x-amz-") || NOT_HEADERS.contains(&lower.as_str()) || checksum {
+            continue;
+        }
+        let invalid = || AuthError::InvalidArgument(format!("Invalid query parameter {name}"));
+        let name = http::HeaderName::from_bytes(lower.as_bytes()).map_err(|_| invalid())?;
+        let value =
+            http::HeaderValue::from_str(value.unwrap_or_default()).map_err(|_| invalid())?;
+        if headers.contains_key(&name) || out.iter().any(|(n, _)| *n == name) {
+            return Err(AuthError::InvalidRequest(format!(
+                "{name} is given more than once (as a header or query parameter)"
+            )));
+        }
+        out.push((name, value));
+    }
+    Ok(out)
 }
 
 /// The fields every SigV4 signature carries, from the header or the query.
@@ -188,7 +249,8 @@ fn parse_signed_headers(list: &str) -> Option<Vec<&str>> {
 fn verify_header(
     parts: &http::request::Parts,
     auth: &http::HeaderValue,
-    query: &[QueryPair],
+    query: &Query,
+    vhost: Option<&str>,
     creds: &Credentials,
     now: SystemTime,
 ) -> Result<Verified, AuthError> {
@@ -207,7 +269,7 @@ fn verify_header(
     let (algorithm, fields) = auth.split_once(' ').unwrap_or((auth, ""));
     match algorithm {
         ALGORITHM => {}
-        "AWS" => return super::sigv2::verify_header(parts, fields, creds, now),
+        "AWS" => return super::sigv2::verify_header(parts, query, vhost, fields, creds, now),
         a if a.contains('=') => return Err(malformed("expecting AWS4-HMAC-SHA256 and a space.")),
         a if a.starts_with("AWS4-") => {
             return Err(AuthError::NotImplemented(format!(
@@ -286,19 +348,21 @@ fn verify_header(
         parts,
         &sig,
         secret,
-        &canonical_query(query, false),
+        &canonical_query(&parse_query(parts.uri.query().unwrap_or("")), false),
         payload_hash,
-        payload_hash,
+        false,
     )
 }
 
 fn verify_presigned(
     parts: &http::request::Parts,
-    query: &[QueryPair],
     creds: &Credentials,
     now: SystemTime,
 ) -> Result<Verified, AuthError> {
     let bad = |msg: &str| AuthError::AuthorizationQueryParametersError(msg.to_owned());
+    // SigV4 signs every parameter byte for byte: the canonical query is built from the raw
+    // decoding, not from the (lossy, UTF-8) view routing reads.
+    let query = parse_query(parts.uri.query().unwrap_or(""));
     let param = |name: &str| {
         query
             .iter()
@@ -364,16 +428,14 @@ fn verify_presigned(
             "Invalid credential date. Date is not the same as X-Amz-Date.",
         ));
     }
-    // A presigned URL cannot know its body, so it signs the literal UNSIGNED-PAYLOAD. Clients
-    // that pin an x-amz-content-sha256 header into the signature (the JS SDK) sign its value.
-    let header = match parts.headers.get(CONTENT_SHA256) {
-        Some(v) => Some(v.to_str().map_err(|_| invalid_content_sha256())?),
-        None => None,
+    // A presigned URL cannot know its body, so it signs the literal UNSIGNED-PAYLOAD. A client
+    // that sends x-amz-content-sha256 (the JS SDK pins it into the signature) has its value in
+    // the canonical request as the payload hash, signed header or not, as AWS does: an unsigned
+    // value other than UNSIGNED-PAYLOAD cannot match, so it cannot choose how the body is read.
+    let hashed_payload = match parts.headers.get(CONTENT_SHA256) {
+        Some(v) => v.to_str().map_err(|_| invalid_content_sha256())?,
+        None => UNSIGNED_PAYLOAD,
     };
-    let signs_header = signed_headers
-        .iter()
-        .any(|h| h.eq_ignore_ascii_case(CONTENT_SHA256));
-    let hashed_payload = header.filter(|_| signs_header).unwrap_or(UNSIGNED_PAYLOAD);
     let sig = Signature {
         access_key,
         time,
@@ -387,22 +449,23 @@ fn verify_presigned(
         parts,
         &sig,
         secret,
-        &canonical_query(query, true),
+        &canonical_query(&query, true),
         hashed_payload,
-        header.unwrap_or(UNSIGNED_PAYLOAD),
+        true,
     )
 }
 
 /// Recomputes the signature over the canonical request and compares; on success classifies the
-/// payload. `mode` is the `x-amz-content-sha256` value that decides how the body is checked.
+/// payload by `hashed_payload`, the `x-amz-content-sha256` value the signature covers.
 fn check(
     parts: &http::request::Parts,
     sig: &Signature<'_>,
     secret: &str,
     canonical_query: &str,
     hashed_payload: &str,
-    mode: &str,
+    presigned: bool,
 ) -> Result<Verified, AuthError> {
+    unsigned_amz_headers(&parts.headers, &sig.signed_headers, presigned)?;
     let canonical = canonical_request(parts, canonical_query, &sig.signed_headers, hashed_payload)?;
     let string_to_sign = format!(
         "{ALGORITHM}\n{}\n{}\n{}",
@@ -414,7 +477,7 @@ fn check(
     // gives the key's date.
     let key = generate_signing_key(secret, sig.time, sig.region, "s3");
     let expected = calculate_signature(&key, string_to_sign.as_bytes());
-    let payload = payload_mode(mode, || ChunkSigner {
+    let payload = payload_mode(hashed_payload, || ChunkSigner {
         signing_key: key.as_ref().to_vec(),
         amz_date: sig.amz_date.to_owned(),
         scope: sig.scope.to_owned(),
@@ -426,7 +489,29 @@ fn check(
     Ok(Verified {
         access_key: sig.access_key.to_owned(),
         payload,
+        presigned,
     })
+}
+
+/// AWS refuses a request carrying an `x-amz-*` header that its signature does not cover: such a
+/// header would change what the signer asked for (a copy source, metadata, a checksum, the body
+/// encoding). A presigned request's `x-amz-content-sha256` is covered as its payload hash.
+fn unsigned_amz_headers(
+    headers: &http::HeaderMap,
+    signed: &[&str],
+    presigned: bool,
+) -> Result<(), AuthError> {
+    let mut unsigned: Vec<&str> = headers
+        .keys()
+        .map(http::HeaderName::as_str)
+        .filter(|n| n.starts_with("x-amz-") && !(presigned && *n == CONTENT_SHA256))
+        .filter(|n| !signed.iter().any(|s| s.eq_ignore_ascii_case(n)))
+        .collect();
+    if unsigned.is_empty() {
+        return Ok(());
+    }
+    unsigned.sort_unstable();
+    Err(AuthError::HeadersNotSigned(unsigned.join(", ")))
 }
 
 fn invalid_content_sha256() -> AuthError {
@@ -628,6 +713,15 @@ pub(crate) mod tests {
         let mut c = Credentials::default();
         c.insert(AK, SK).unwrap();
         c
+    }
+
+    /// Path-style verification, with the query parsed as `s3::handle` does.
+    pub(crate) fn verify(
+        p: &http::request::Parts,
+        creds: &Credentials,
+        now: SystemTime,
+    ) -> Result<Verified, AuthError> {
+        super::verify(p, &Query::parse(p.uri.query()), None, creds, now)
     }
 
     /// 2013-05-24T00:00:00Z, the time of every AWS example.
@@ -967,19 +1061,92 @@ pub(crate) mod tests {
         // Any time within the validity window.
         assert!(presigned(PRESIGNED, t0() + Duration::from_secs(86400)).is_ok());
         assert!(presigned(PRESIGNED, t0() - Duration::from_secs(14 * 60)).is_ok());
-        // An unsigned x-amz-content-sha256 header decides the body check but not the signature.
+        // An unsigned x-amz-content-sha256 header is the payload hash of the canonical request,
+        // as on AWS: UNSIGNED-PAYLOAD (what the URL signed) passes, any other value (a hash, a
+        // streaming mode) no longer matches, so it cannot change how the body is read.
+        let with = |v: &str| {
+            let p = parts(
+                "GET",
+                PRESIGNED,
+                &[
+                    ("host", "examplebucket.s3.amazonaws.com"),
+                    ("x-amz-content-sha256", v),
+                ],
+            );
+            verify(&p, &creds(), t0())
+        };
+        assert!(matches!(
+            with(UNSIGNED_PAYLOAD).unwrap().payload,
+            PayloadMode::Unsigned
+        ));
+        for v in [EMPTY_SHA256, "STREAMING-UNSIGNED-PAYLOAD-TRAILER"] {
+            assert_eq!(
+                with(v).unwrap_err(),
+                AuthError::SignatureDoesNotMatch,
+                "{v}"
+            );
+        }
+    }
+
+    #[test]
+    fn unsigned_amz_headers_are_refused() {
+        let not_signed = |e: AuthError| match e {
+            AuthError::HeadersNotSigned(names) => names,
+            e => panic!("{e:?}"),
+        };
+        // Header auth: every x-amz-* header must be in SignedHeaders, x-amz-content-sha256 too.
+        let mut h = get_object_headers(GET_OBJECT_AUTH);
+        h.push(("x-amz-copy-source", "b/k"));
+        h.push(("X-Amz-Meta-A", "1"));
+        let err = verify(&parts("GET", "/test.txt", &h), &creds(), t0()).unwrap_err();
+        assert_eq!(not_signed(err), "x-amz-copy-source, x-amz-meta-a");
+        let signed = "SignedHeaders=host;range;x-amz-content-sha256;x-amz-date";
+        let auth = GET_OBJECT_AUTH.replace(signed, "SignedHeaders=host;range;x-amz-date");
+        let err = get_object(&auth, t0()).unwrap_err();
+        assert_eq!(not_signed(err), "x-amz-content-sha256");
+        // Presigned: the same, but for x-amz-content-sha256 (see aws_example_presigned_get).
         let p = parts(
-            "GET",
+            "PUT",
             PRESIGNED,
             &[
                 ("host", "examplebucket.s3.amazonaws.com"),
-                ("x-amz-content-sha256", EMPTY_SHA256),
+                ("x-amz-copy-source", "b/k"),
+                ("x-amz-content-sha256", UNSIGNED_PAYLOAD),
             ],
         );
-        assert!(matches!(
-            verify(&p, &creds(), t0()).unwrap().payload,
-            PayloadMode::Sha256(_)
+        assert_eq!(
+            not_signed(verify(&p, &creds(), t0()).unwrap_err()),
+            "x-amz-copy-source"
+        );
+        // Signed x-amz-* headers pass (aws-sigv4 signs every header it is given).
+        for presign in [false, true] {
+            let h = [("host", "h"), ("x-amz-copy-source", "b/k")];
+            let p = sdk_sign("PUT", "/b/k2", &h, presign);
+            assert!(verify(&p, &creds(), t0()).is_ok(), "presign={presign}");
+        }
+    }
+
+    #[test]
+    fn presigned_query_parameters_stand_for_headers() {
+        let q = Query::parse(Some(
+            "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Date=x&x-amz-meta-a=1&X-Amz-Copy-Source=b%2Fk\
+             &x-amz-content-sha256=abc&x-amz-trailer=t&partNumber=1&x-amz-checksum-crc32=AAAAAA%3D%3D\
+             &x-amz-sdk-checksum-algorithm=CRC32",
         ));
+        let got = hoisted_headers(&q, &http::HeaderMap::new()).unwrap();
+        let got: Vec<(&str, &str)> = got
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.to_str().unwrap()))
+            .collect();
+        assert_eq!(got, [("x-amz-meta-a", "1"), ("x-amz-copy-source", "b/k")]);
+        let mut h = http::HeaderMap::new();
+        h.insert("x-amz-meta-a", "2".parse().unwrap());
+        assert!(matches!(
+            hoisted_headers(&q, &h),
+            Err(AuthError::InvalidRequest(_))
+        ));
+        let twice = Query::parse(Some("x-amz-meta-a=1&X-Amz-Meta-A=2"));
+        assert!(hoisted_headers(&twice, &http::HeaderMap::new()).is_err());
     }
 
     #[test]

@@ -15,6 +15,8 @@ pub struct S3Error {
     pub message: String,
     /// Extra headers (e.g. `Retry-After`, `Content-Range` on 416).
     pub headers: Vec<(&'static str, String)>,
+    /// Extra elements of the `<Error>` document (e.g. `HeadersNotSigned`).
+    pub details: Vec<(&'static str, String)>,
 }
 
 impl S3Error {
@@ -24,6 +26,7 @@ impl S3Error {
             status,
             message: message.into(),
             headers: Vec::new(),
+            details: Vec::new(),
         }
     }
 
@@ -155,6 +158,11 @@ impl From<AuthError> for S3Error {
         use StatusCode as S;
         let msg = e.to_string();
         let (code, status) = match e {
+            AuthError::HeadersNotSigned(names) => {
+                let mut e = Self::new("AccessDenied", S::FORBIDDEN, msg);
+                e.details.push(("HeadersNotSigned", names));
+                return e;
+            }
             AuthError::AccessDenied(_) => ("AccessDenied", S::FORBIDDEN),
             AuthError::InvalidAccessKeyId => ("InvalidAccessKeyId", S::FORBIDDEN),
             AuthError::SignatureDoesNotMatch => ("SignatureDoesNotMatch", S::FORBIDDEN),

@@ -27,7 +27,7 @@ pub async fn handle(
     request_id: &str,
     info: &mut RequestInfo,
 ) -> Response<Body> {
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let vhost = route::host_bucket(&parts.headers, &parts.uri, app.domain.as_deref());
     let origin = parts
         .headers
@@ -49,12 +49,31 @@ pub async fn handle(
             render(&e, parts.uri.path(), request_id, &parts)
         });
     }
-    // Routing is pure, so it runs first to name the operation even when authentication fails;
-    // its error is still reported only after authentication.
+    // One decoded view of the query for authentication and routing (see `route::Query`).
+    let query = route::Query::parse(parts.uri.query());
+    let verified = auth::verify(
+        &parts,
+        &query,
+        vhost.as_deref(),
+        &app.credentials,
+        std::time::SystemTime::now(),
+    )
+    .and_then(|v| {
+        // A presigned URL's signed x-amz-* parameters are its headers, for routing (a copy
+        // source) and for the operation alike.
+        if v.presigned {
+            for (name, value) in auth::hoisted_headers(&query, &parts.headers)? {
+                parts.headers.insert(name, value);
+            }
+        }
+        Ok(v)
+    });
+    // Routing is pure, so it runs whatever authentication said, to name the operation; its
+    // error is still reported only after authentication.
     let routed = route::route(
         &parts.method,
         parts.uri.path(),
-        parts.uri.query(),
+        &query,
         &parts.headers,
         vhost,
     );
@@ -63,7 +82,7 @@ pub async fn handle(
         info.bucket.clone_from(&r.bucket);
         info.key.clone_from(&r.key);
     }
-    let result = match auth::verify(&parts, &app.credentials, std::time::SystemTime::now()) {
+    let result = match verified {
         Ok(verified) => {
             info.access_key = Some(verified.access_key.clone());
             match routed {
@@ -128,10 +147,11 @@ pub fn render(
     req: &http::request::Parts,
 ) -> Response<Body> {
     let mut x = xml::Xml::bare("Error");
-    x.elem("Code", e.code)
-        .elem("Message", &e.message)
-        .elem("Resource", resource)
-        .elem("RequestId", request_id);
+    x.elem("Code", e.code).elem("Message", &e.message);
+    for (name, value) in &e.details {
+        x.elem(name, value);
+    }
+    x.elem("Resource", resource).elem("RequestId", request_id);
     let body = if req.method == Method::HEAD {
         empty()
     } else {

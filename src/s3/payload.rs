@@ -601,7 +601,7 @@ mod tests {
 
     /// The signer of the AWS streaming examples, from verifying their seed request.
     fn aws_signer(trailer: bool) -> PayloadMode {
-        let v = auth::verify(
+        let v = auth::tests::verify(
             &auth::tests::streaming_parts(trailer),
             &auth::tests::creds(),
             auth::tests::t0(),

@@ -87,9 +87,20 @@ impl S3Op {
     }
 }
 
-/// Decoded query parameters, in request order.
+/// The query string with every name and value percent-decoded exactly once (`+` stays a plus,
+/// as S3 reads it), in request order. Routing, the operations and the SigV2 signer read this one
+/// view, so a parameter cannot select an operation under one spelling (`%75ploadId`) while the
+/// signature covers another.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Query(Vec<(String, String)>);
+pub struct Query(Vec<Param>);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Param {
+    name: String,
+    value: String,
+    /// Sent as `?name` with no `=` (SigV2 signs `name`, not `name=`).
+    bare: bool,
+}
 
 impl Query {
     pub fn parse(raw: Option<&str>) -> Self {
@@ -99,8 +110,16 @@ impl Query {
                 .split('&')
                 .filter(|p| !p.is_empty())
                 .map(|p| match p.split_once('=') {
-                    Some((k, v)) => (decode(k), decode(v)),
-                    None => (decode(p), String::new()),
+                    Some((k, v)) => Param {
+                        name: decode(k),
+                        value: decode(v),
+                        bare: false,
+                    },
+                    None => Param {
+                        name: decode(p),
+                        value: String::new(),
+                        bare: true,
+                    },
                 })
                 .collect(),
         )
@@ -109,12 +128,19 @@ impl Query {
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+            .find(|p| p.name == name)
+            .map(|p| p.value.as_str())
     }
 
     pub fn has(&self, name: &str) -> bool {
-        self.0.iter().any(|(k, _)| k == name)
+        self.0.iter().any(|p| p.name == name)
+    }
+
+    /// Every parameter in request order: its name, and its value (`None` for a bare `?name`).
+    pub fn iter(&self) -> impl Iterator<Item = (&str, Option<&str>)> {
+        self.0
+            .iter()
+            .map(|p| (p.name.as_str(), (!p.bare).then_some(p.value.as_str())))
     }
 }
 
@@ -177,11 +203,11 @@ pub fn host_bucket(headers: &HeaderMap, uri: &http::Uri, domain: Option<&str>) -
 pub fn route(
     method: &Method,
     path: &str,
-    raw_query: Option<&str>,
+    query: &Query,
     headers: &HeaderMap,
     vhost_bucket: Option<String>,
 ) -> Result<Route, S3Error> {
-    let query = Query::parse(raw_query);
+    let query = query.clone();
     let path = path.strip_prefix('/').unwrap_or(path);
     let (bucket, key) = match vhost_bucket {
         Some(b) => (b, decode_path(path)?),
@@ -291,6 +317,21 @@ pub fn route(
             _ => return Err(method_not_allowed()),
         }
     };
+    // Buckets are never versioned, so every object is its `null` version. Another version id
+    // must not fall through to the current object (a DELETE would remove it).
+    if matches!(op, S3Op::GetObject | S3Op::HeadObject | S3Op::DeleteObject) {
+        for (_, v) in query.iter().filter(|(n, _)| *n == "versionId") {
+            match v.unwrap_or_default() {
+                "null" => {}
+                "" => {
+                    return Err(S3Error::invalid_argument(
+                        "Version id cannot be the empty string",
+                    ));
+                }
+                _ => return Err(S3Error::invalid_argument("Invalid version id specified")),
+            }
+        }
+    }
     Ok(Route {
         op,
         bucket,
@@ -333,7 +374,7 @@ mod tests {
         if copy {
             h.insert("x-amz-copy-source", "b/k".parse().unwrap());
         }
-        route(&method, path, q, &h, None)
+        route(&method, path, &Query::parse(q), &h, None)
     }
 
     fn op(method: Method, uri: &str) -> S3Op {
@@ -436,12 +477,19 @@ mod tests {
         h.insert("host", "my-bucket.s3.local:9000".parse().unwrap());
         let b = host_bucket(&h, &uri, Some("s3.local"));
         assert_eq!(b.as_deref(), Some("my-bucket"));
-        let route = route(&Method::GET, uri.path(), None, &h, b).unwrap();
+        let route = route(&Method::GET, uri.path(), &Query::default(), &h, b).unwrap();
         assert_eq!(
             (route.bucket.as_str(), route.key.as_str(), &route.op),
             ("my-bucket", "a/b c", &S3Op::GetObject)
         );
-        let route = super::route(&Method::PUT, "/", None, &h, Some("my-bucket".into())).unwrap();
+        let route = super::route(
+            &Method::PUT,
+            "/",
+            &Query::default(),
+            &h,
+            Some("my-bucket".into()),
+        )
+        .unwrap();
         assert_eq!(route.op, S3Op::CreateBucket);
         for host in [
             "s3.local:9000",
@@ -499,6 +547,33 @@ mod tests {
             r(Method::POST, "/b/k", false).unwrap_err().code,
             "MethodNotAllowed"
         );
+        // Buckets are not versioned: only the `null` version exists.
+        for m in [Method::GET, Method::HEAD, Method::DELETE] {
+            let e = r(m.clone(), "/b/k?versionId=abc", false).unwrap_err();
+            assert_eq!(e.code, "InvalidArgument", "{m}");
+            let e = r(m.clone(), "/b/k?versionId=null&versionId=abc", false).unwrap_err();
+            assert_eq!(e.code, "InvalidArgument", "{m}");
+            let e = r(m.clone(), "/b/k?versionId=", false).unwrap_err();
+            assert_eq!(e.message, "Version id cannot be the empty string");
+            assert!(r(m, "/b/k?versionId=null", false).is_ok());
+        }
+    }
+
+    #[test]
+    fn query_names_are_decoded_once() {
+        let q = Query::parse(Some("%75ploadId=a%2Bb&uploads&x=1+2&%2575=z"));
+        assert_eq!(q.get("uploadId"), Some("a+b"));
+        assert_eq!(q.get("x"), Some("1+2"));
+        assert_eq!(q.get("%75"), Some("z"));
+        assert!(!q.has("u"));
+        let all: Vec<_> = q.iter().collect();
+        assert_eq!(all[1], ("uploads", None));
+        assert_eq!(all[0], ("uploadId", Some("a+b")));
+        let id = UploadId::parse(ID).unwrap();
+        assert_eq!(
+            op(Method::DELETE, &format!("/b/k?%75ploadId={ID}")),
+            S3Op::AbortMultipartUpload { upload_id: id }
+        );
     }
 
     proptest::proptest! {
@@ -521,7 +596,7 @@ mod tests {
             let uri: http::Uri = "/".parse().unwrap();
             let vhost = host_bucket(&h, &uri, Some("s3.example.com"));
             let method = Method::from_bytes(method.as_bytes()).unwrap();
-            if let Ok(r) = route(&method, &path, Some(&query), &h, vhost) {
+            if let Ok(r) = route(&method, &path, &Query::parse(Some(&query)), &h, vhost) {
                 proptest::prop_assert!(!r.key.contains('\0'));
             }
         }
@@ -544,7 +619,7 @@ mod tests {
                 (format!("/bkt/{enc}"), None)
             };
             let query = format!("partNumber={n}&uploadId={id}");
-            let r = route(&Method::PUT, &path, Some(&query), &h, bucket).unwrap();
+            let r = route(&Method::PUT, &path, &Query::parse(Some(&query)), &h, bucket).unwrap();
             proptest::prop_assert_eq!((r.bucket.as_str(), r.key.as_str()), ("bkt", key.as_str()));
             proptest::prop_assert_eq!(r.op, S3Op::UploadPart {
                 upload_id: UploadId::parse(&id).unwrap(),

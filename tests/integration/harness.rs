@@ -21,6 +21,20 @@ use tokio::sync::oneshot;
 pub const ACCESS_KEY: &str = "MPGWTESTACCESSKEY";
 pub const SECRET_KEY: &str = "mpgw-test-secret-key-0123456789";
 pub const MIB: usize = 1 << 20;
+/// The `--metrics-token` of every test gateway: `/metrics` and the readiness reasons on its S3
+/// port answer a bearer of it (see `operator_get`).
+pub const METRICS_TOKEN: &str = "mpgw-test-metrics-token";
+
+/// A GET with `Authorization: Bearer <METRICS_TOKEN>`, as a Prometheus scraper sends it.
+pub async fn operator_get(url: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(url)
+        .bearer_auth(METRICS_TOKEN)
+        .timeout(Duration::from_secs(20))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+}
 
 /// Generates `<prefix>::embedded` and `<prefix>::redis` tests running `async fn $f(Store)`.
 macro_rules! both {
@@ -105,6 +119,7 @@ impl TestGateway {
             access_keys: vec![ACCESS_KEY.into()],
             secret_keys: vec![SECRET_KEY.into()],
             fsync: false,
+            metrics_token: Some(METRICS_TOKEN.into()),
             ..Config::default()
         };
         if store == Store::Redis {
@@ -758,6 +773,64 @@ impl Raw {
         headers
     }
 
+    /// This request as a SigV4 presigned URL (path and query, valid 5 minutes), signed as an
+    /// SDK presigner signs: its query parameters and headers (and `host`) are covered, the
+    /// payload is `UNSIGNED-PAYLOAD`. Send it with `Auth::Anonymous`.
+    pub fn presigned(&self) -> String {
+        use aws_sigv4::http_request::{
+            PercentEncodingMode, SignableBody, SignableRequest, SignatureLocation, SigningSettings,
+            UriPathNormalizationMode, sign,
+        };
+        let (access, secret, time) = match &self.auth {
+            Auth::Signed {
+                access,
+                secret,
+                time,
+            } => (access.as_str(), secret.as_str(), *time),
+            Auth::Anonymous => (ACCESS_KEY, SECRET_KEY, None),
+        };
+        let mut headers = self.headers.clone();
+        if !headers.iter().any(|(n, _)| n == "host") {
+            headers.push(("host".into(), self.addr.to_string()));
+        }
+        let mut settings = SigningSettings::default();
+        settings.percent_encoding_mode = PercentEncodingMode::Single;
+        settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+        settings.signature_location = SignatureLocation::QueryParams;
+        settings.expires_in = Some(Duration::from_secs(300));
+        let identity =
+            aws_credential_types::Credentials::new(access, secret, None, None, "raw").into();
+        let params = aws_sigv4::sign::v4::SigningParams::builder()
+            .identity(&identity)
+            .region("us-east-1")
+            .name("s3")
+            .time(time.unwrap_or_else(SystemTime::now))
+            .settings(settings)
+            .build()
+            .expect("signing params")
+            .into();
+        let uri = format!("http://{}{}", self.addr, self.path_and_query);
+        let signable = SignableRequest::new(
+            &self.method,
+            uri.as_str(),
+            headers.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+            SignableBody::UnsignedPayload,
+        )
+        .expect("signable request");
+        let (instructions, _) = sign(signable, &params).expect("presign").into_parts();
+        let mut req = http::Request::builder()
+            .method(self.method.as_str())
+            .uri(uri.as_str())
+            .body(())
+            .expect("request");
+        instructions.apply_to_request_http1x(&mut req);
+        req.uri()
+            .path_and_query()
+            .expect("path and query")
+            .as_str()
+            .to_owned()
+    }
+
     /// Sends through reqwest (which adds Content-Length for the body).
     pub async fn send(self) -> RawResponse {
         let headers = self.signed_headers();
@@ -800,6 +873,32 @@ impl Raw {
         s.write_all(&body).await.expect("write body");
         read_response(&mut s).await
     }
+}
+
+/// A SigV2 signature (base64 HMAC-SHA1) of `string_to_sign`, as botocore's HmacV1Auth makes
+/// it: `METHOD\nContent-MD5\nContent-Type\nDate-or-Expires\n<x-amz-* lines>/bucket/key?subs`.
+pub fn sigv2_signature(secret: &str, string_to_sign: &str) -> String {
+    use base64::Engine as _;
+    use hmac::{KeyInit as _, Mac as _};
+    let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(secret.as_bytes()).expect("key");
+    mac.update(string_to_sign.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// The query of a SigV2 presigned URL for `string_to_sign` (whose date line is `expires`).
+pub fn sigv2_query(access: &str, secret: &str, expires: u64, string_to_sign: &str) -> String {
+    let sig = sigv2_signature(secret, string_to_sign);
+    let sig = percent_encoding::utf8_percent_encode(&sig, percent_encoding::NON_ALPHANUMERIC);
+    format!("AWSAccessKeyId={access}&Expires={expires}&Signature={sig}")
+}
+
+/// A SigV2 `Expires` five minutes from now.
+pub fn sigv2_expires() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        + 300
 }
 
 /// Reads an HTTP/1.1 answer until the server closes the connection (10 s at most).

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-use crate::harness::{Store, TestGateway, blob_files, both, create_upload, openssl, read_response};
+use crate::harness::{
+    Store, TestGateway, blob_files, both, create_upload, openssl, operator_get, read_response,
+};
 
 const SHORT: Duration = Duration::from_secs(1);
 const LONG: Duration = Duration::from_secs(60);
@@ -68,9 +70,8 @@ async fn read_one(s: &mut TcpStream) -> (u16, String) {
 
 /// The value of a Prometheus series (summed over its labels when `labels` is empty).
 async fn metric(gw: &TestGateway, series: &str) -> f64 {
-    let text = reqwest::get(format!("{}/metrics", gw.endpoint()))
+    let text = operator_get(&format!("{}/metrics", gw.endpoint()))
         .await
-        .expect("metrics")
         .text()
         .await
         .expect("metrics body");

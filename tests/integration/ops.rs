@@ -17,9 +17,7 @@ const B: &str = "ops";
 // ---------------- metrics ----------------
 
 async fn scrape(endpoint: &str) -> String {
-    let resp = reqwest::get(format!("{endpoint}/metrics"))
-        .await
-        .expect("scrape");
+    let resp = operator_get(&format!("{endpoint}/metrics")).await;
     assert_eq!(resp.status(), 200);
     let ct = resp
         .headers()
@@ -195,6 +193,11 @@ async fn readiness_follows_the_state_store() {
     redis.kill();
     let (status, body) = wait_for(&ready, 503, Duration::from_secs(10)).await;
     assert_eq!(status, 503, "still ready with Redis stopped: {body}");
+    // Anyone gets the answer; only the operator (the metrics token) gets the reasons.
+    assert_eq!(body, "not ready\n");
+    let resp = operator_get(&ready).await;
+    assert_eq!(resp.status(), 503);
+    let body = resp.text().await.unwrap();
     assert!(body.contains("state store"), "{body}");
     assert_eq!(get(&live).await.0, 200, "liveness does not depend on Redis");
     let text = scrape(&gw.endpoint()).await;
@@ -218,10 +221,81 @@ async fn readiness_follows_the_state_store() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_reports_the_disk_reserve() {
     let gw = TestGateway::start_with(Store::Embedded, |c| c.min_free_space = u64::MAX).await;
-    let (status, body) = get(&format!("{}/health/ready", gw.endpoint())).await;
-    assert_eq!(status, 503);
+    let ready = format!("{}/health/ready", gw.endpoint());
+    // The data dir's path and free bytes are for the operator only.
+    assert_eq!(get(&ready).await, (503, "not ready\n".into()));
+    let resp = operator_get(&ready).await;
+    assert_eq!(resp.status(), 503);
+    let body = resp.text().await.unwrap();
     assert!(body.contains("min-free-space"), "{body}");
+    assert!(
+        body.contains(gw.data_dir().to_str().unwrap()),
+        "the operator's view names the data dir: {body}"
+    );
     assert_eq!(get(&format!("{}/health/live", gw.endpoint())).await.0, 200);
+}
+
+/// On the S3 port (no --admin-listen) a stranger gets liveness and a bare readiness only: no
+/// metrics, no data dir path or free bytes. With --metrics-token the operator gets both with
+/// `Authorization: Bearer`; without one `/metrics` is no admin path there at all (an anonymous
+/// S3 request: 403 AccessDenied).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_s3_port_tells_strangers_nothing() {
+    let gw = TestGateway::start_with(Store::Embedded, |c| c.min_free_space = u64::MAX).await;
+    let ep = gw.endpoint();
+    let data_dir = gw.data_dir().to_str().unwrap().to_owned();
+    let client = reqwest::Client::new();
+    let send = |path: &str, auth: Option<&str>| {
+        let mut req = client.get(format!("{ep}{path}"));
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        async move {
+            let resp = req.send().await.expect("request");
+            let status = resp.status().as_u16();
+            let www = resp.headers().get("www-authenticate").cloned();
+            (status, resp.text().await.expect("body"), www)
+        }
+    };
+    let bearer = format!("Bearer {METRICS_TOKEN}");
+    for auth in [
+        None,
+        Some("Bearer wrong"),
+        Some("Basic x"),
+        Some(METRICS_TOKEN),
+    ] {
+        let (status, body, www) = send("/metrics", auth).await;
+        assert_eq!(status, 401, "{auth:?}: {body}");
+        assert!(!body.contains("mpgw_"), "{auth:?}: {body}");
+        assert!(www.is_some(), "{auth:?}");
+        let (status, body, _) = send("/health/ready", auth).await;
+        assert_eq!((status, body.as_str()), (503, "not ready\n"), "{auth:?}");
+        assert_eq!(send("/health/live", auth).await.0, 200);
+    }
+    let (status, body, _) = send("/metrics", Some(&bearer)).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("mpgw_connections_total"), "{body}");
+    let (status, body, _) = send("/health/ready", Some(&bearer)).await;
+    assert_eq!(status, 503);
+    assert!(
+        body.contains(&data_dir) && body.contains("bytes free"),
+        "{body}"
+    );
+
+    // Without a token nothing on the S3 port serves the metrics: S3 answers as for any path.
+    let gw = TestGateway::start_with(Store::Embedded, |c| c.metrics_token = None).await;
+    let resp = operator_get(&format!("{}/metrics", gw.endpoint())).await;
+    assert_eq!(resp.status(), 400, "a bearer token is no S3 credential");
+    let resp = reqwest::get(format!("{}/metrics", gw.endpoint()))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    let body = resp.text().await.unwrap();
+    assert!(body.contains("<Code>AccessDenied</Code>"), "{body}");
+    assert_eq!(
+        get(&format!("{}/health/ready", gw.endpoint())).await,
+        (200, "ready\n".into())
+    );
 }
 
 // ---------------- config file ----------------
@@ -230,6 +304,7 @@ async fn readiness_reports_the_disk_reserve() {
 const EVERY_KEY: &str = r#"
 listen = "127.0.0.1:9100"
 admin-listen = "127.0.0.1:9101"
+metrics-token = "scrape-me"
 data-dir = "/var/lib/mpgw"
 min-free-space = "2GiB"
 redis-url = "rediss://10.0.0.1:6380/2"
@@ -278,6 +353,7 @@ fn config_file_round_trip() {
     let want = Config {
         listen: "127.0.0.1:9100".parse().unwrap(),
         admin_listen: Some("127.0.0.1:9101".parse().unwrap()),
+        metrics_token: Some("scrape-me".into()),
         data_dir: "/var/lib/mpgw".into(),
         min_free_space: 2 << 30,
         redis_url: Some("rediss://10.0.0.1:6380/2".into()),

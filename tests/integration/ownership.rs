@@ -14,8 +14,8 @@ use mpgw::store::MetaStore;
 use mpgw::upload::model::{UploadId, now_millis};
 
 use crate::harness::{
-    ACCESS_KEY, Auth, Store, TestGateway, both, complete, create_upload, err, get_bytes, put,
-    upload_part,
+    ACCESS_KEY, Auth, RawResponse, SECRET_KEY, Store, TestGateway, both, complete, create_upload,
+    err, get_bytes, operator_get, put, sigv2_expires, sigv2_query, upload_part,
 };
 
 const OTHER: &str = "MPGWOTHERACCESSKEY";
@@ -736,9 +736,8 @@ async fn upload_part_reads_no_bucket(store: Store) {
             .map_or(0.0, |v| v.trim().parse().unwrap())
     };
     let scrape = || async {
-        reqwest::get(format!("{}/metrics", gw.endpoint()))
+        operator_get(&format!("{}/metrics", gw.endpoint()))
             .await
-            .unwrap()
             .text()
             .await
             .unwrap()
@@ -754,3 +753,231 @@ async fn upload_part_reads_no_bucket(store: Store) {
     assert_eq!(delta("put_part"), 3.0);
 }
 both!(upload_part_reads_no_bucket, upload_part_reads_no_bucket);
+
+/// The headers of a 403 the signature refused: AccessDenied with the unsigned headers listed.
+#[track_caller]
+fn headers_not_signed(resp: &RawResponse, names: &str) {
+    resp.assert_error(403, "AccessDenied");
+    assert_eq!(
+        crate::harness::xml_text(&resp.body, "HeadersNotSigned").as_deref(),
+        Some(names)
+    );
+}
+
+async fn exists(c: &aws_sdk_s3::Client, b: &str, k: &str) -> bool {
+    c.head_object().bucket(b).key(k).send().await.is_ok()
+}
+
+/// A presigned URL does what its signer signed, and nothing its holder adds: an unsigned
+/// x-amz-copy-source does not turn a PUT or UploadPart URL into a copy of the signer's other
+/// objects (issue 12, finding 1); x-amz-* values the presigner moved into the signed query are
+/// honoured as headers, so a presigned CopyObject copies and never stores the holder's body,
+/// and a copy source there is checked for ownership like a header.
+async fn presigned_urls_do_only_what_was_signed(store: Store) {
+    let gw = two_keys(store, |_| {}).await;
+    let owner = gw.client();
+    let other = gw.client_with(OTHER, OTHER_SECRET);
+    owner.create_bucket().bucket("mine").send().await.unwrap();
+    other.create_bucket().bucket("theirs").send().await.unwrap();
+    put(&owner, "mine", "secret", b"the owner's secret").await;
+    let id = create_upload(&owner, "mine", "big").await;
+    let etag = upload_part(&owner, "mine", "big", &id, 1, b"part one").await;
+
+    // A PUT URL handed to someone for one upload; they add a copy source.
+    let url = gw.raw("PUT", "/mine/inbox/upload").presigned();
+    let resp = gw
+        .raw("PUT", &url)
+        .auth(Auth::Anonymous)
+        .header("x-amz-copy-source", "/mine/secret")
+        .body(b"x".to_vec())
+        .send()
+        .await;
+    headers_not_signed(&resp, "x-amz-copy-source");
+    assert!(!exists(&owner, "mine", "inbox/upload").await);
+    // The URL itself still works, as signed.
+    let resp = gw
+        .raw("PUT", &url)
+        .auth(Auth::Anonymous)
+        .body(b"uploaded".to_vec())
+        .send()
+        .await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(get_bytes(&owner, "mine", "inbox/upload").await, b"uploaded");
+
+    // An UploadPart URL, plus a copy source and range: no UploadPartCopy.
+    let url = gw
+        .raw("PUT", &format!("/mine/big?partNumber=1&uploadId={id}"))
+        .presigned();
+    let resp = gw
+        .raw("PUT", &url)
+        .auth(Auth::Anonymous)
+        .header("x-amz-copy-source", "/mine/secret")
+        .header("x-amz-copy-source-range", "bytes=0-3")
+        .body(b"x".to_vec())
+        .send()
+        .await;
+    headers_not_signed(&resp, "x-amz-copy-source, x-amz-copy-source-range");
+    let parts = crate::harness::all_parts(&owner, "mine", "big", &id).await;
+    assert_eq!(parts, [(1, etag.clone(), 8)]);
+
+    // Unsigned metadata on a presigned PUT is refused too; signed (hoisted) metadata is kept.
+    let url = gw
+        .raw("PUT", "/mine/meta?x-amz-meta-note=signed")
+        .presigned();
+    let resp = gw
+        .raw("PUT", &url)
+        .auth(Auth::Anonymous)
+        .header("x-amz-meta-planted", "1")
+        .body(b"m".to_vec())
+        .send()
+        .await;
+    headers_not_signed(&resp, "x-amz-meta-planted");
+    let resp = gw
+        .raw("PUT", &url)
+        .auth(Auth::Anonymous)
+        .body(b"m".to_vec())
+        .send()
+        .await;
+    assert_eq!(resp.status, 200);
+    let head = owner
+        .head_object()
+        .bucket("mine")
+        .key("meta")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        head.metadata()
+            .and_then(|m| m.get("note"))
+            .map(String::as_str),
+        Some("signed")
+    );
+    assert_eq!(head.metadata().map(|m| m.len()), Some(1));
+
+    // A presigned CopyObject (the JS SDK presigner moves x-amz-copy-source into the query):
+    // it copies; the holder's body is not what gets stored.
+    let url = gw
+        .raw("PUT", "/mine/copy?x-amz-copy-source=%2Fmine%2Fsecret")
+        .presigned();
+    let resp = gw
+        .raw("PUT", &url)
+        .auth(Auth::Anonymous)
+        .body(b"the holder's bytes".to_vec())
+        .send()
+        .await;
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    assert!(String::from_utf8_lossy(&resp.body).contains("CopyObjectResult"));
+    assert_eq!(
+        get_bytes(&owner, "mine", "copy").await,
+        b"the owner's secret"
+    );
+    // Signed by the other key, the same copy source is another key's bucket: denied.
+    let url = gw
+        .raw("PUT", "/theirs/stolen?x-amz-copy-source=%2Fmine%2Fsecret")
+        .keys(OTHER, OTHER_SECRET)
+        .presigned();
+    let resp = gw
+        .raw("PUT", &url)
+        .auth(Auth::Anonymous)
+        .body(b"x".to_vec())
+        .send()
+        .await;
+    resp.assert_error(403, "AccessDenied");
+    assert!(!exists(&other, "theirs", "stolen").await);
+    assert_eq!(
+        get_bytes(&owner, "mine", "secret").await,
+        b"the owner's secret"
+    );
+}
+both!(
+    presigned_urls_do_only_what_was_signed,
+    presigned_urls_do_only_what_was_signed
+);
+
+/// SigV2: a sub-resource is signed under the name routing reads, whatever its spelling (issue
+/// 12, finding 3), and with --domain the bucket a virtual-host request names is signed (finding
+/// 7): the string to sign is botocore's (`/<bucket>/<key>`).
+async fn sigv2_signs_what_routes(store: Store) {
+    let domain = "s3.own.test";
+    let gw = two_keys(store, |c| c.domain = Some(domain.into())).await;
+    let owner = gw.client();
+    owner.create_bucket().bucket("mine").send().await.unwrap();
+    owner.create_bucket().bucket("mine2").send().await.unwrap();
+    put(&owner, "mine", "obj", b"first bucket").await;
+    put(&owner, "mine2", "obj", b"second bucket").await;
+    let id = create_upload(&owner, "mine", "big").await;
+    let etag = upload_part(&owner, "mine", "big", &id, 1, b"part one").await;
+    let expires = sigv2_expires();
+    let v2 = |method: &str, resource: &str| {
+        let sts = format!("{method}\n\n\n{expires}\n{resource}");
+        sigv2_query(ACCESS_KEY, SECRET_KEY, expires, &sts)
+    };
+
+    // A GET URL of the upload's key, plus `%75ploadId`: not a ListParts.
+    let q = v2("GET", "/mine/big");
+    let resp = gw
+        .raw("GET", &format!("/mine/big?{q}&%75ploadId={id}"))
+        .auth(Auth::Anonymous)
+        .send_tcp()
+        .await;
+    resp.assert_error(403, "SignatureDoesNotMatch");
+    // A DELETE URL of the same key, plus `%75ploadId`: not an Abort.
+    let q = v2("DELETE", "/mine/big");
+    let resp = gw
+        .raw("DELETE", &format!("/mine/big?{q}&%75ploadId={id}"))
+        .auth(Auth::Anonymous)
+        .send_tcp()
+        .await;
+    resp.assert_error(403, "SignatureDoesNotMatch");
+    let parts = crate::harness::all_parts(&owner, "mine", "big", &id).await;
+    assert_eq!(parts, [(1, etag.clone(), 8)]);
+    // Signed under its plain name, the sub-resource works.
+    let q = v2("GET", &format!("/mine/big?uploadId={id}"));
+    let resp = gw
+        .raw("GET", &format!("/mine/big?uploadId={id}&{q}"))
+        .auth(Auth::Anonymous)
+        .send_tcp()
+        .await;
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+
+    // Virtual-host style: signed for mine.<domain>, as botocore signs it.
+    let port = gw.addr().port();
+    let get_on = |bucket: &str, q: String| {
+        gw.raw("GET", &format!("/obj?{q}"))
+            .auth(Auth::Anonymous)
+            .header("host", &format!("{bucket}.{domain}:{port}"))
+            .send_tcp()
+    };
+    let resp = get_on("mine", v2("GET", "/mine/obj")).await;
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    assert_eq!(&resp.body[..], b"first bucket");
+    // The same URL on another bucket's host, or a signature that names no bucket: refused.
+    get_on("mine2", v2("GET", "/mine/obj"))
+        .await
+        .assert_error(403, "SignatureDoesNotMatch");
+    get_on("mine2", v2("GET", "/obj"))
+        .await
+        .assert_error(403, "SignatureDoesNotMatch");
+    // The header form too, for a bucket request (`/` on the host; signed `/mine/`).
+    let date = httpdate::fmt_http_date(std::time::SystemTime::now());
+    let sts = format!("GET\n\n\n{date}\n/mine/");
+    let auth = format!(
+        "AWS {ACCESS_KEY}:{}",
+        crate::harness::sigv2_signature(SECRET_KEY, &sts)
+    );
+    let list = |bucket: &str| {
+        gw.raw("GET", "/")
+            .auth(Auth::Anonymous)
+            .header("host", &format!("{bucket}.{domain}:{port}"))
+            .header("date", &date)
+            .header("authorization", &auth)
+            .send_tcp()
+    };
+    let resp = list("mine").await;
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    assert!(String::from_utf8_lossy(&resp.body).contains("<Key>obj</Key>"));
+    list("mine2")
+        .await
+        .assert_error(403, "SignatureDoesNotMatch");
+}
+both!(sigv2_signs_what_routes, sigv2_signs_what_routes);
