@@ -9,6 +9,7 @@
 //!     → s3::route (S3Op) → s3::auth (SigV4 → Verified) → s3::payload (verified byte stream)
 //!       → s3::access::authorize (the caller's own upload: ownership, no extra store read)
 //!       → s3::ops::upload_part
+//!         → upload::Uploads::admit (size, and room on the disk held until the write ends)
 //!         → upload::Uploads::put_part
 //!            → store::DiskStore (tmp file, md5 while writing, fsync, rename)
 //!            → store::MetaStore::put_part (atomic "only if open")

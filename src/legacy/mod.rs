@@ -24,7 +24,7 @@ use crate::http::RequestBody;
 use crate::upload::checksum::{ChecksumAlgorithm, ContentAlgorithm, ContentHash};
 use crate::upload::files::{Challenge, Geometry, chunk_count, content_hash};
 use crate::upload::model::{PartNumber, UploadId, UploadRecord, UploadState};
-use crate::upload::{BodyChecks, Expected, ListedPart};
+use crate::upload::{Admission, BodyChecks, Expected, ListedPart};
 
 pub const PREFIX: &str = "/file/";
 
@@ -322,7 +322,10 @@ impl Ctx<'_> {
         mut body: crate::upload::BodyStream,
     ) -> Result<Response<Body>, LegacyError> {
         match self.part_checks().await {
-            Ok((up, n, expected, checks)) => self.store_part(&up, n, expected, checks, body).await,
+            Ok((up, n, expected, checks, admitted)) => {
+                self.store_part(&up, n, expected, checks, admitted, body)
+                    .await
+            }
             Err(e) => {
                 // Read (and drop) the refused chunk so the client gets this answer, not a reset.
                 let drain = async {
@@ -334,10 +337,10 @@ impl Ctx<'_> {
         }
     }
 
-    /// Everything `uppart` can refuse before reading the chunk.
+    /// Everything `uppart` can refuse before reading the chunk; the chunk's admission.
     async fn part_checks(
         &self,
-    ) -> Result<(UploadRecord, PartNumber, u64, BodyChecks), LegacyError> {
+    ) -> Result<(UploadRecord, PartNumber, u64, BodyChecks, Admission), LegacyError> {
         let (up, g) = self.upload().await?;
         let raw_index = self.form.required("index")?;
         let index = raw_index
@@ -348,7 +351,7 @@ impl Ctx<'_> {
             .ok_or_else(|| LegacyError::bad_index(raw_index, g.count))?;
         let n = PartNumber::new(index).ok_or_else(|| LegacyError::bad_index(raw_index, g.count))?;
         let expected = g.expected(index);
-        self.app.uploads.check_space(Some(expected))?;
+        let admitted = self.app.uploads.admit(Some(expected))?;
         let mut checks = BodyChecks {
             length: Some(expected),
             ..BodyChecks::default()
@@ -377,7 +380,7 @@ impl Ctx<'_> {
                 }
             }
         }
-        Ok((up, n, expected, checks))
+        Ok((up, n, expected, checks, admitted))
     }
 
     async fn store_part(
@@ -386,10 +389,16 @@ impl Ctx<'_> {
         n: PartNumber,
         expected: u64,
         checks: BodyChecks,
+        admitted: Admission,
         body: crate::upload::BodyStream,
     ) -> Result<Response<Body>, LegacyError> {
         let index = n.get();
-        let part = match self.app.uploads.put_part(up, n, body, checks).await {
+        let part = match self
+            .app
+            .uploads
+            .put_part(up, n, body, checks, admitted)
+            .await
+        {
             Err(crate::upload::Error::IncompleteBody | crate::upload::Error::EntityTooLarge) => {
                 return Err(LegacyError::size_mismatch(expected));
             }

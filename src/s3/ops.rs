@@ -324,10 +324,9 @@ async fn put_object(
     b: &str,
     k: &str,
 ) -> Res {
-    let (body, ()) = precheck(req, body, async {
+    let (body, admitted) = precheck(req, body, async {
         app.uploads.bucket(b).await?;
-        check_declared_size(req, app.uploads.limits().max_part_size)?;
-        app.uploads.check_space(declared_length(req))
+        app.uploads.admit(declared_length(req))
     })
     .await?;
     let headers = object_headers(&req.headers);
@@ -342,6 +341,7 @@ async fn put_object(
             stream,
             checks,
             &write_condition(&req.headers),
+            admitted,
         )
         .await?;
     let mut resp = Response::new(empty());
@@ -934,20 +934,13 @@ async fn upload_part(
     n: PartNumber,
 ) -> Res {
     // Refuse before reading the body when we can (the client may be waiting for 100-continue).
-    let (body, ()) = precheck(req, body, async {
-        check_declared_size(req, app.uploads.limits().max_part_size)?;
-        app.uploads.check_space(declared_length(req))?;
-        Ok(())
-    })
-    .await?;
+    let (body, admitted) =
+        precheck(req, body, async { app.uploads.admit(declared_length(req)) }).await?;
     let (stream, checks) = stream_body(req, body, auth)?;
-    if checks
-        .length
-        .is_some_and(|l| l > app.uploads.limits().max_part_size)
-    {
-        return Err(UploadError::EntityTooLarge.into());
-    }
-    let part = app.uploads.put_part(&up, n, stream, checks).await?;
+    let part = app
+        .uploads
+        .put_part(&up, n, stream, checks, admitted)
+        .await?;
     let mut resp = Response::new(empty());
     set(
         resp.headers_mut(),
@@ -1003,9 +996,10 @@ async fn upload_part_copy(
         length: Some(end - start),
         ..BodyChecks::default()
     };
+    let admitted = app.uploads.admit(checks.length)?;
     let part = app
         .uploads
-        .put_part(&up, n, Box::pin(source), checks)
+        .put_part(&up, n, Box::pin(source), checks, admitted)
         .await?;
     let mut x = Xml::new("CopyPartResult");
     x.elem("ETag", quoted(&hex::encode(part.md5)))
@@ -1289,15 +1283,6 @@ fn declared_length(req: &Parts) -> Option<u64> {
     h.get("x-amz-decoded-content-length")
         .or_else(|| h.get(header::CONTENT_LENGTH))
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-}
-
-/// A body announced larger than `max` is refused before it is read.
-fn check_declared_size(req: &Parts, max: u64) -> Result<(), UploadError> {
-    if declared_length(req).is_some_and(|n| n > max) {
-        Err(UploadError::EntityTooLarge)
-    } else {
-        Ok(())
-    }
 }
 
 /// Runs the checks that can refuse a body-carrying request before its body is read; on refusal

@@ -10,15 +10,18 @@
 //! uncommitted is removed, so a failed or cancelled request leaves nothing behind; a crash leaves
 //! at worst `.tmp-*` or unreferenced files, which `sweep` removes.
 //!
-//! The store also keeps the free-space reserve (`--min-free-space`): `check_space` refuses a new
-//! write that would leave less than that free, so a full disk is met with a clean refusal before
-//! any byte is read rather than with ENOSPC halfway through a part (which is still handled: the
-//! temp file goes and the caller maps `StorageFull` to "insufficient storage").
+//! The store also keeps the free-space reserve (`--min-free-space`): `reserve` holds room for a
+//! write before any byte of it is read and refuses one that would take the disk below the
+//! reserve, counting the room other writes in flight hold (see `space`); `write` takes more room
+//! as a body runs past what it holds. So a full disk is met with a clean refusal rather than
+//! with ENOSPC halfway through a part (which is still handled: the temp file goes and the caller
+//! maps `StorageFull` to "insufficient storage").
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -27,6 +30,7 @@ use futures_util::{Stream, StreamExt as _};
 use md5::{Digest as _, Md5};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
+use super::space::{Reservation, Space};
 use crate::metrics::{Fsync, Metrics};
 use crate::upload::checksum::{ChecksumAlgorithm, Hasher};
 use crate::upload::error::BodyError;
@@ -48,16 +52,12 @@ pub enum WriteError {
     Io(#[from] std::io::Error),
 }
 
-/// How long one free-space reading may let writes through: a statvfs per write is cheap, but
-/// once a second is cheaper still, and the reserve is far larger than what arrives in a second.
-const SPACE_READING_TTL: Duration = Duration::from_secs(1);
-
 #[derive(Clone, Debug)]
 pub struct DiskStore {
     blobs: PathBuf,
     fsync: bool,
     metrics: Option<Arc<Metrics>>,
-    reserve: Option<Arc<Reserve>>,
+    space: Option<Arc<Space>>,
     faults: Option<Faults>,
     graveyard: Arc<Graveyard>,
 }
@@ -106,13 +106,6 @@ impl Drop for ReadGuard {
 /// or one heap operation.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// The free-space reserve and the last reading of the data disk's free space.
-#[derive(Debug)]
-struct Reserve {
-    bytes: u64,
-    last: Mutex<Option<(Instant, u64)>>,
 }
 
 /// Each step of a disk operation that can fail; a fault hook sees them in order.
@@ -233,19 +226,16 @@ impl DiskStore {
             blobs,
             fsync,
             metrics: None,
-            reserve: None,
+            space: None,
             faults: None,
             graveyard: Arc::default(),
         })
     }
 
-    /// Keeps `bytes` free on the data disk: `check_space` refuses writes that would go below.
+    /// Keeps `bytes` free on the data disk: `reserve` refuses writes that would go below.
     #[must_use]
     pub fn with_reserve(mut self, bytes: u64) -> Self {
-        self.reserve = Some(Arc::new(Reserve {
-            bytes,
-            last: Mutex::new(None),
-        }));
+        self.space = Some(Arc::new(Space::new(bytes, self.blobs.clone())));
         self
     }
 
@@ -256,40 +246,11 @@ impl DiskStore {
         self
     }
 
-    /// Fails with `StorageFull` when writing `len` more bytes would leave less free space than
-    /// the reserve. A reading up to `SPACE_READING_TTL` old may let a write through; a refusal
-    /// always rests on a fresh one, so freed space is usable at once. If the disk cannot be
-    /// measured the write is let through (it will meet the real error, if any).
-    pub fn check_space(&self, len: u64) -> std::io::Result<()> {
-        let Some(reserve) = &self.reserve else {
-            return Ok(());
-        };
-        let need = len.saturating_add(reserve.bytes);
-        let mut last = lock(&reserve.last);
-        if let Some((at, free)) = *last
-            && at.elapsed() < SPACE_READING_TTL
-            && free >= need
-        {
-            return Ok(());
-        }
-        let free = match rustix::fs::statvfs(&self.blobs) {
-            Ok(st) => st.f_bavail.saturating_mul(st.f_frsize),
-            Err(e) => {
-                tracing::warn!(error = %e, "statvfs of the data dir failed");
-                return Ok(());
-            }
-        };
-        *last = Some((Instant::now(), free));
-        if free < need {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::StorageFull,
-                format!(
-                    "{free} bytes free, {len} to write, reserve {} bytes",
-                    reserve.bytes
-                ),
-            ));
-        }
-        Ok(())
+    /// Holds room for a write of `len` bytes (0 for a length not known yet) until the returned
+    /// reservation is dropped; fails with `StorageFull` when the disk, less the room writes in
+    /// flight hold, would go below the reserve. Without a reserve nothing is held or refused.
+    pub fn reserve(&self, len: u64) -> std::io::Result<Reservation> {
+        Reservation::hold(self.space.as_ref(), len)
     }
 
     /// Reports write and fsync latency to `metrics`.
@@ -305,13 +266,16 @@ impl DiskStore {
 
     /// Streams `body` into a temp file in blob `id`. MD5 runs on one blocking thread, the write
     /// (and `checksum`, when asked) on another, so hashing, the disk and the socket each get a
-    /// core. Fails with `TooLarge` as soon as more than `max` bytes arrive.
+    /// core. Fails with `TooLarge` as soon as more than `max` bytes arrive, and with
+    /// `StorageFull` when the body runs past the room `room` holds and the disk has no more
+    /// above the reserve. The room goes back when the write ends.
     pub async fn write<S>(
         &self,
         id: &BlobId,
         mut body: S,
         max: u64,
         checksum: Option<ChecksumAlgorithm>,
+        mut room: Reservation,
     ) -> Result<Staged, WriteError>
     where
         S: Stream<Item = Result<Bytes, BodyError>> + Unpin,
@@ -335,6 +299,7 @@ impl DiskStore {
         let writer_dir = dir.clone();
         let faults = self.faults.clone();
         let writer_faults = faults.clone();
+        let written = room.written();
         let writer = tokio::task::spawn_blocking(move || -> std::io::Result<Option<Written>> {
             let faults = writer_faults.as_ref();
             step(faults, DiskStep::CreateTemp)?;
@@ -359,6 +324,7 @@ impl DiskStore {
                             file.write_all(&c.bytes)?;
                             writing += started.elapsed();
                             size += c.bytes.len() as u64;
+                            written.fetch_add(c.bytes.len() as u64, Ordering::Relaxed);
                         }
                         Msg::Finish => {
                             if let Some(m) = &writer_metrics {
@@ -402,6 +368,7 @@ impl DiskStore {
                 if chunk.is_empty() {
                     continue;
                 }
+                room.cover(received)?;
                 let permits = chunk
                     .len()
                     .div_ceil(PERMIT_BYTES)
@@ -684,6 +651,10 @@ mod tests {
         futures_util::stream::iter(chunks.into_iter().map(|c| Ok(Bytes::from_static(c))))
     }
 
+    fn room(store: &DiskStore) -> Reservation {
+        store.reserve(0).unwrap()
+    }
+
     #[tokio::test]
     async fn write_commit_read() {
         let dir = tempfile::tempdir().unwrap();
@@ -695,6 +666,7 @@ mod tests {
                 body(vec![b"hello ", b"world"]),
                 100,
                 Some(ChecksumAlgorithm::Crc32),
+                room(&store),
             )
             .await
             .unwrap();
@@ -807,13 +779,10 @@ mod tests {
     fn reserve() {
         let dir = tempfile::tempdir().unwrap();
         let store = DiskStore::open(dir.path(), false).unwrap();
-        assert!(
-            store.check_space(u64::MAX).is_ok(),
-            "no reserve, no refusal"
-        );
+        assert!(store.reserve(u64::MAX).is_ok(), "no reserve, no refusal");
         let store = store.with_reserve(0);
-        assert!(store.check_space(0).is_ok());
-        let e = store.check_space(u64::MAX).unwrap_err();
+        assert!(store.reserve(0).is_ok());
+        let e = store.reserve(u64::MAX).unwrap_err();
         assert_eq!(
             e.kind(),
             std::io::ErrorKind::StorageFull,
@@ -823,7 +792,7 @@ mod tests {
             .unwrap()
             .with_reserve(u64::MAX);
         assert_eq!(
-            full.check_space(0).unwrap_err().kind(),
+            full.reserve(0).unwrap_err().kind(),
             std::io::ErrorKind::StorageFull
         );
     }
@@ -834,7 +803,7 @@ mod tests {
         let store = DiskStore::open(dir.path(), false).unwrap();
         let id = BlobId::generate();
         let err = store
-            .write(&id, body(vec![b"0123456789", b"x"]), 10, None)
+            .write(&id, body(vec![b"0123456789", b"x"]), 10, None, room(&store))
             .await
             .unwrap_err();
         assert!(matches!(err, WriteError::TooLarge(10)));
@@ -843,11 +812,11 @@ mod tests {
             Err(BodyError::new(std::io::Error::other("boom"))),
         ]);
         assert!(matches!(
-            store.write(&id, bad, 10, None).await,
+            store.write(&id, bad, 10, None, room(&store)).await,
             Err(WriteError::Body(_))
         ));
         let staged = store
-            .write(&id, body(vec![b"abc"]), 10, None)
+            .write(&id, body(vec![b"abc"]), 10, None, room(&store))
             .await
             .unwrap();
         drop(staged);

@@ -6,6 +6,7 @@ pub mod meta;
 pub mod meta_embedded;
 pub mod meta_redis;
 pub mod peers;
+pub mod space;
 
 pub use disk::DiskStore;
 pub use meta::{AbortUpload, BeginComplete, DeleteBucket, MetaStore, PutPart, UploadCursor};

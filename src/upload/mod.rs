@@ -29,6 +29,7 @@ use self::model::{
     random_hex,
 };
 use crate::store::disk::{Staged, WriteError};
+use crate::store::space::Reservation;
 use crate::store::{
     AbortUpload, BeginComplete, DeleteBucket, DiskStore, MetaStore, PutPart, UploadCursor,
 };
@@ -169,6 +170,12 @@ impl<T> Default for Listing<T> {
     }
 }
 
+/// A body let through [`Uploads::admit`], with the room on the data disk held for it. Dropping
+/// it (a request refused or gone before its write) gives the room back.
+#[derive(Debug)]
+#[must_use = "the room is given back when dropped"]
+pub struct Admission(Reservation);
+
 #[derive(Clone)]
 pub struct Uploads {
     meta: Arc<dyn MetaStore>,
@@ -198,10 +205,17 @@ impl Uploads {
         &self.disk
     }
 
-    /// Refuses (InsufficientStorage) a write of `len` bytes that would take the data disk below
-    /// its free-space reserve. Front ends call it before reading a body; the core calls it again.
-    pub fn check_space(&self, len: Option<u64>) -> Result<()> {
-        Ok(self.disk.check_space(len.unwrap_or(0))?)
+    /// The one gate a body passes before a byte of it is read (PutObject, UploadPart and its
+    /// copy, a legacy chunk): refuses a body announced larger than a part or object may be
+    /// (EntityTooLarge), then one the data disk cannot take above its free-space reserve,
+    /// counting the room other writes in flight hold (InsufficientStorage). The admission holds
+    /// the room until the write it is handed to ends; a body of unknown length (`None`) takes
+    /// room as it streams.
+    pub fn admit(&self, len: Option<u64>) -> Result<Admission> {
+        if len.is_some_and(|l| l > self.limits.max_part_size) {
+            return Err(Error::EntityTooLarge);
+        }
+        Ok(Admission(self.disk.reserve(len.unwrap_or(0))?))
     }
 
     // ---------------- buckets ----------------
@@ -263,7 +277,7 @@ impl Uploads {
     // ---------------- objects ----------------
 
     /// Stores a single-part object. The previous object under the key stays readable until the
-    /// new record replaces it in one step.
+    /// new record replaces it in one step. `admitted` is the body's pass through `admit`.
     #[allow(clippy::too_many_arguments)] // each is a distinct input of PutObject
     pub async fn put_object(
         &self,
@@ -274,18 +288,15 @@ impl Uploads {
         body: BodyStream,
         checks: BodyChecks,
         cond: &WriteCondition,
+        admitted: Admission,
     ) -> Result<ObjectRecord> {
         check_key(key)?;
         self.bucket(bucket).await?;
         // Refuse early when we can (before reading the body); checked again at commit time.
         self.check_condition(bucket, key, cond).await?;
-        if checks.length.is_some_and(|l| l > self.limits.max_part_size) {
-            return Err(Error::EntityTooLarge);
-        }
-        self.check_space(checks.length)?;
         let blob = BlobId::generate();
         let alg = checks.checksum.as_ref().map(|(a, _)| *a);
-        let staged = self.write(&blob, body, alg).await?;
+        let staged = self.write(&blob, body, alg, admitted).await?;
         verify(&staged, &checks)?;
         let md5 = hex::encode(staged.md5);
         let checksum = alg
@@ -378,7 +389,7 @@ impl Uploads {
         let source = self.object(src.0, src.1).await?;
         self.bucket(dst.0).await?;
         // Hard links take no data space, but a disk below its reserve takes no new writes.
-        self.check_space(None)?;
+        drop(self.disk.reserve(0)?);
         let blob = BlobId::generate();
         let files: Vec<String> = source.parts.iter().map(|p| p.file.clone()).collect();
         if let Err(e) = self.disk.link(&source.blob, &files, &blob).await {
@@ -560,22 +571,20 @@ impl Uploads {
     /// Stores one part: streamed to disk while hashed, verified, renamed, then recorded only if
     /// the upload is still open. Re-sending a number replaces the old part atomically.
     /// `up` is the record the caller just fetched (`upload_in`), so a part costs one state-store
-    /// read before its bytes and one atomic write after them.
+    /// read before its bytes and one atomic write after them; `admitted` is the body's pass
+    /// through `admit`.
     pub async fn put_part(
         &self,
         up: &UploadRecord,
         n: PartNumber,
         body: BodyStream,
         checks: BodyChecks,
+        admitted: Admission,
     ) -> Result<PartRecord> {
         let id = &up.id;
         if up.state != UploadState::Open {
             return Err(Error::NoSuchUpload);
         }
-        if checks.length.is_some_and(|l| l > self.limits.max_part_size) {
-            return Err(Error::EntityTooLarge);
-        }
-        self.check_space(checks.length)?;
         let alg = match (checks.checksum.as_ref().map(|c| c.0), up.checksum_algorithm) {
             (Some(a), Some(b)) if a != b => {
                 return Err(Error::InvalidRequest(format!(
@@ -586,7 +595,7 @@ impl Uploads {
             }
             (a, b) => a.or(b),
         };
-        let staged = match self.write(id, body, alg).await {
+        let staged = match self.write(id, body, alg, admitted).await {
             Err(Error::Io(e)) => return Err(self.gone_or(id, Error::Io(e)).await),
             r => r?,
         };
@@ -641,9 +650,10 @@ impl Uploads {
         blob: &BlobId,
         body: BodyStream,
         alg: Option<ChecksumAlgorithm>,
+        admitted: Admission,
     ) -> Result<Staged> {
         self.disk
-            .write(blob, body, self.limits.max_part_size, alg)
+            .write(blob, body, self.limits.max_part_size, alg, admitted.0)
             .await
             .map_err(|e| match e {
                 WriteError::Body(b) => Error::Body(b),
