@@ -936,11 +936,11 @@ both!(
 // ---------------- a real full disk ----------------
 
 /// A tmpfs mounted for the test, lazily unmounted when dropped.
-struct Tmpfs(std::path::PathBuf);
+pub(crate) struct Tmpfs(pub(crate) std::path::PathBuf);
 
 impl Tmpfs {
     /// None where mounting is not permitted (not root, no CAP_SYS_ADMIN, a container).
-    fn mount(dir: &Path, size: &str) -> Option<Self> {
+    pub(crate) fn mount(dir: &Path, size: &str) -> Option<Self> {
         std::fs::create_dir_all(dir).unwrap();
         let mounted = std::process::Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
@@ -962,7 +962,7 @@ impl Drop for Tmpfs {
 }
 
 /// Free bytes on the file system holding `dir`, as the gateway measures them.
-fn free_bytes(dir: &Path) -> u64 {
+pub(crate) fn free_bytes(dir: &Path) -> u64 {
     let st = rustix::fs::statvfs(dir).unwrap();
     st.f_bavail * st.f_frsize
 }

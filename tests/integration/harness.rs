@@ -911,7 +911,7 @@ pub async fn read_response(s: &mut tokio::net::TcpStream) -> RawResponse {
     parse_http_response(&buf)
 }
 
-fn parse_http_response(buf: &[u8]) -> RawResponse {
+pub fn parse_http_response(buf: &[u8]) -> RawResponse {
     let end = buf
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

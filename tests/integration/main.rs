@@ -17,6 +17,7 @@ mod ops;
 mod ownership;
 mod redis_aof;
 mod redis_tls;
+mod reserve;
 mod s3_compat;
 mod s3_errors;
 mod s3_multipart;
