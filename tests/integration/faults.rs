@@ -968,10 +968,10 @@ pub(crate) fn free_bytes(dir: &Path) -> u64 {
 }
 
 /// Part data on a 16 MiB tmpfs (the state store stays off it), no reserve. Two parts that each
-/// fit the free space but not together are sent at once, so both pass the space check and at
-/// least one meets ENOSPC while writing: it fails with 507 and leaves no temp file, earlier
-/// parts and objects stay readable, and once space is freed it is re-sent and the upload
-/// completes.
+/// fit the free space but not together are sent at once: at least one fails with 507 (refused
+/// for the room the other holds; a disk filled by someone else mid-write is `reserve.rs`'s) and
+/// leaves no temp file, earlier parts and objects stay readable, and once space is freed it is
+/// re-sent and the upload completes.
 async fn full_disk(store: Store) {
     let mut mounted = None;
     let gw = TestGateway::start_with(store, |c| {

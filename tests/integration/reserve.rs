@@ -383,11 +383,15 @@ async fn unknown_length(store: Store) {
 }
 both!(reserve_cuts_unknown_length_bodies, unknown_length);
 
-/// No temp file in any blob directory (and the blob directory is there to look in).
+/// No temp file in any blob directory (and the blob directory is there to look in; the files
+/// beside the blob directories are the tests' fillers).
 fn assert_no_temp_files(data_dir: &Path) {
     let blobs = std::fs::read_dir(data_dir.join("blobs")).expect("blob directory");
     for blob in blobs {
         let blob = blob.unwrap().path();
+        if !blob.is_dir() {
+            continue;
+        }
         for f in std::fs::read_dir(&blob).expect("blob dir") {
             let name = f.unwrap().file_name().to_string_lossy().into_owned();
             assert!(
@@ -398,3 +402,71 @@ fn assert_no_temp_files(data_dir: &Path) {
         }
     }
 }
+
+/// Another process fills the disk while an admitted part streams (the room a write holds is this
+/// gateway's bookkeeping, not the disk's): the part meets ENOSPC, fails with `507
+/// InsufficientStorage` and leaves no temp file; once the disk has room again the same part is
+/// taken, and the whole room above the reserve after it: the failed write gave its room back.
+async fn filled_mid_write(store: Store) {
+    let (gw, mount) = gateway(store).await;
+    let c = gw.bucket(B).await;
+    let id = create_upload(&c, B, "mp").await;
+    let part = random_bytes(EACH);
+    let (addr, head, body) = gw
+        .raw("PUT", &format!("/{B}/mp?partNumber=1&uploadId={id}"))
+        .unsigned_payload()
+        .body(part.clone())
+        .into_wire();
+    let head = String::from_utf8(head).unwrap().replace(
+        "connection: close\r\n",
+        &format!("content-length: {}\r\nconnection: close\r\n", body.len()),
+    );
+    let s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (mut rd, mut wr) = s.into_split();
+    wr.write_all(head.as_bytes()).await.unwrap();
+    wr.write_all(&body[..MIB]).await.unwrap();
+    // Admitted and writing once its temp file is there.
+    let dir = blob_dir(gw.data_dir(), &id);
+    let started = std::time::Instant::now();
+    while !blob_files(gw.data_dir(), &id)
+        .iter()
+        .any(|f| f.starts_with(".tmp-"))
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no temp file in {}",
+            dir.display()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let filler = mount.0.join("filler");
+    let mut f = std::fs::File::create(&filler).unwrap();
+    let block = vec![9u8; 64 * 1024];
+    while std::io::Write::write_all(&mut f, &block).is_ok() {}
+    drop(f);
+    let _ = wr.write_all(&body[MIB..]).await;
+    let mut buf = Vec::new();
+    let reading = async {
+        while let Ok(n) = rd.read_buf(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), reading)
+        .await
+        .expect("no answer within 30 s");
+    parse_http_response(&buf).assert_error(507, "InsufficientStorage");
+    assert_no_temp_files(gw.data_dir());
+    assert!(all_parts(&c, B, "mp", &id).await.is_empty(), "parts");
+
+    std::fs::remove_file(&filler).unwrap();
+    let etag = upload_part(&c, B, "mp", &id, 1, &part).await;
+    complete(&c, B, "mp", &id, &[(1, &etag)]).await;
+    assert_same_bytes(&get_bytes(&c, B, "mp").await, &part, "part sent again");
+    let rest = random_bytes(room(&mount.0));
+    put(&c, B, "rest", &rest).await;
+    drop(c);
+    drop(mount);
+}
+both!(disk_filled_mid_write_fails_the_part, filled_mid_write);
