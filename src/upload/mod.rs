@@ -708,7 +708,32 @@ impl Uploads {
 
     /// `complete`, and when `content` is given the assembled bytes must hash to it before
     /// anything is published (BadDigest otherwise, and the upload stays open).
+    ///
+    /// It runs in a task of its own: once begun, a Complete goes to its end (published, or the
+    /// upload reopened) even if its client hangs up and the request is dropped. Dropped between
+    /// its state steps it would leave the upload Completing, refusing parts, Abort and expiry
+    /// until a later Complete took it over.
     pub async fn complete_verified(
+        &self,
+        id: &UploadId,
+        bucket: &str,
+        key: &str,
+        listed: Vec<ListedPart>,
+        content: Option<&ContentHash>,
+        cond: &WriteCondition,
+    ) -> Result<Completed> {
+        let this = self.clone();
+        let (id, bucket, key) = (id.clone(), bucket.to_owned(), key.to_owned());
+        let (content, cond) = (content.cloned(), cond.clone());
+        tokio::spawn(async move {
+            this.run_complete(&id, &bucket, &key, listed, content.as_ref(), &cond)
+                .await
+        })
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(e)))?
+    }
+
+    async fn run_complete(
         &self,
         id: &UploadId,
         bucket: &str,
