@@ -1978,3 +1978,94 @@ both!(
     content_length_with_transfer_encoding,
     content_length_with_transfer_encoding
 );
+
+/// A client that sends CompleteMultipartUpload and hangs up before the answer: the Complete,
+/// once begun, still runs to its end, as on AWS. Cancelled halfway it would leave the upload
+/// Completing: its parts refused, Abort answering 409 OperationAborted and expiry passing it
+/// by, until a later Complete took it over a minute on. Hanging up is tried from 0 to 10 ms
+/// after the request, around the Complete's state steps, and (Redis) while the state store
+/// holds the Complete's first write back (`CLIENT PAUSE`, on a private server). After each, a
+/// retried Complete gets 200 with the multipart ETag within seconds (a replay, or the Complete
+/// itself if the first never began), the object holds the part's bytes, and the other stored
+/// data is unchanged.
+async fn complete_then_hang_up(store: Store) {
+    const HANGUP: &str = "hostile-hangup";
+    let private = (store == Store::Redis).then(|| PrivateRedis::start(Persistence::None));
+    let url = private.as_ref().map(PrivateRedis::url);
+    let gw = TestGateway::start_with(store, |c| {
+        if url.is_some() {
+            c.redis_url.clone_from(&url);
+        }
+    })
+    .await;
+    let (c, fx) = setup(&gw).await;
+    c.create_bucket()
+        .bucket(HANGUP)
+        .send()
+        .await
+        .expect("bucket");
+    let before = snapshot(&c, &fx).await;
+    let pause = |ms: u64| {
+        let url = url.clone().expect("private Redis");
+        let mut con = redis::Client::open(url).unwrap().get_connection().unwrap();
+        redis::cmd("CLIENT")
+            .arg("PAUSE")
+            .arg(ms)
+            .arg("WRITE")
+            .query::<()>(&mut con)
+            .expect("CLIENT PAUSE");
+    };
+    let rounds: Vec<(u64, bool)> = (0..200u64)
+        .map(|step| (step * 50, false))
+        .chain(url.iter().flat_map(|_| [(300_000, true), (600_000, true)]))
+        .collect();
+    for (after_us, paused) in rounds {
+        let key = format!("k{after_us}");
+        let data = random_bytes(1000 + after_us as usize % 1000);
+        let id = create_upload(&c, HANGUP, &key).await;
+        let etag = upload_part(&c, HANGUP, &key, &id, 1, &data).await;
+        let (addr, head, body) = gw
+            .raw("POST", &format!("/{HANGUP}/{key}?uploadId={id}"))
+            .body(complete_xml(&[("1", &etag)]))
+            .into_wire();
+        let head = String::from_utf8(head).expect("ascii head").replace(
+            "connection: close\r\n",
+            &format!("content-length: {}\r\n", body.len()),
+        );
+        if paused {
+            pause(1000);
+        }
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        s.write_all(head.as_bytes()).await.expect("head");
+        s.write_all(&body).await.expect("body");
+        tokio::time::sleep(Duration::from_micros(after_us)).await;
+        drop(s);
+        let retried = tokio::time::timeout(
+            Duration::from_secs(5),
+            try_complete(&c, HANGUP, &key, &id, &[(1, &etag)]),
+        )
+        .await;
+        let out = match retried {
+            Ok(r) => r.unwrap_or_else(|e| {
+                panic!(
+                    "hung up after {after_us} µs: retried Complete {:?}",
+                    err_or_transport(Err::<(), _>(e))
+                )
+            }),
+            Err(_) => panic!(
+                "hung up after {after_us} µs: the upload is left Completing (a retried Complete waits)"
+            ),
+        };
+        assert_eq!(
+            out.e_tag(),
+            Some(multipart_etag(&[&data]).as_str()),
+            "hung up after {after_us} µs"
+        );
+        assert_same_bytes(&get_bytes(&c, HANGUP, &key).await, &data, &key);
+    }
+    assert_same_bytes(&get_bytes(&c, B, "obj").await, &fx.obj, "object");
+    assert_eq!(snapshot(&c, &fx).await, before);
+    drop(gw);
+    drop(private);
+}
+both!(complete_then_hang_up, complete_then_hang_up);
