@@ -178,7 +178,8 @@ pub async fn open_uploads(cfg: &Config, metrics: Arc<Metrics>) -> Result<Uploads
     let disk = DiskStore::open(&cfg.data_dir, cfg.fsync)
         .map_err(|e| e.to_string())?
         .with_metrics(metrics)
-        .with_reserve(cfg.min_free_space);
+        .with_reserve(cfg.min_free_space)
+        .with_io_threads(cfg.io_threads as usize);
     let limits = Limits {
         min_part_size: cfg.min_part_size,
         max_part_size: cfg.max_part_size,

@@ -323,6 +323,20 @@ pub struct Config {
     #[arg(long, env = "MPGW_BODY_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     #[serde(deserialize_with = "duration")]
     pub body_timeout: Duration,
+    /// Slowest data rate, in bytes per second, a request body or a response reader may keep up
+    /// over `--body-rate-window`; a slower one is cut: 400 RequestTimeout, nothing stored (`0` =
+    /// no minimum). Time the gateway itself is busy does not count.
+    #[arg(long, env = "MPGW_MIN_BODY_RATE", default_value = "1KiB", value_parser = parse_size)]
+    #[serde(deserialize_with = "size")]
+    pub min_body_rate: u64,
+    /// The span over which `--min-body-rate` is averaged.
+    #[arg(long, env = "MPGW_BODY_RATE_WINDOW", default_value = "30s", value_parser = parse_duration)]
+    #[serde(deserialize_with = "duration")]
+    pub body_rate_window: Duration,
+    /// Threads that hash, write and read body bytes: each runs short jobs while bytes are
+    /// there, never waiting for a client.
+    #[arg(long, env = "MPGW_IO_THREADS", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    pub io_threads: u32,
     /// Most client connections open at once; beyond it new ones wait in the listen backlog until
     /// one closes (`0` = no limit).
     #[arg(long, env = "MPGW_MAX_CONNECTIONS", default_value_t = 4096)]
@@ -392,6 +406,9 @@ impl Default for Config {
             header_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
             body_timeout: Duration::from_secs(60),
+            min_body_rate: 1024,
+            body_rate_window: Duration::from_secs(30),
+            io_threads: 32,
             max_connections: 4096,
             http2_max_streams: 128,
             tls_cert: None,
@@ -568,6 +585,9 @@ impl Config {
             header_timeout,
             idle_timeout,
             body_timeout,
+            min_body_rate,
+            body_rate_window,
+            io_threads,
             max_connections,
             http2_max_streams,
             tls_cert,

@@ -1,7 +1,8 @@
 //! The single service function: request id, tracing span, the request-head size limit, then the
 //! front-end that owns the path; the access log line and request metrics once the response body
 //! is done. Also the body types shared by the front-ends: `Body` for responses and
-//! `RequestBody`, which fails a request body that stalls (`--body-timeout`).
+//! `RequestBody`, which fails a request body that stalls (`--body-timeout`) or trickles
+//! (`--min-body-rate`).
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -88,6 +89,7 @@ pub async fn handle(app: App, req: Request<Incoming>) -> Result<Response<Body>, 
     let req = req.map(|inner| RequestBody {
         inner,
         timeout: app.limits.body_timeout,
+        rate: app.limits.min_rate.map(crate::server::RateMeter::new),
         stalled: None,
         timer: None,
         metrics: app.metrics.clone(),
@@ -174,6 +176,8 @@ fn header_too_large(
 pub struct RequestBody {
     inner: Incoming,
     timeout: Option<Duration>,
+    /// The client's sending pace against `--min-body-rate`.
+    rate: Option<crate::server::RateMeter>,
     /// Since when the reader has been waiting for data.
     stalled: Option<tokio::time::Instant>,
     timer: Option<Pin<Box<Sleep>>>,
@@ -184,6 +188,8 @@ pub struct RequestBody {
 pub enum BodyReadError {
     #[error("request body: no data for {0:?}")]
     Timeout(Duration),
+    #[error("request body: slower than the minimum rate")]
+    TooSlow,
     #[error(transparent)]
     Transport(#[from] hyper::Error),
 }
@@ -192,7 +198,7 @@ pub enum BodyReadError {
 pub fn is_body_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
     matches!(
         e.downcast_ref::<BodyReadError>(),
-        Some(BodyReadError::Timeout(_))
+        Some(BodyReadError::Timeout(_) | BodyReadError::TooSlow)
     )
 }
 
@@ -207,7 +213,20 @@ impl http_body::Body for RequestBody {
         let this = &mut *self;
         if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
             this.stalled = None;
+            if let Some(meter) = this.rate.as_mut() {
+                let n = match &frame {
+                    Some(Ok(f)) => f.data_ref().map_or(0, Bytes::len),
+                    _ => 0,
+                };
+                meter.moved(n);
+            }
             return Poll::Ready(frame.map(|r| r.map_err(BodyReadError::Transport)));
+        }
+        if let Some(meter) = this.rate.as_mut()
+            && meter.waiting(cx)
+        {
+            this.metrics.connections.timeout(Timeout::BodyRate);
+            return Poll::Ready(Some(Err(BodyReadError::TooSlow)));
         }
         let Some(limit) = this.timeout else {
             return Poll::Pending;

@@ -109,10 +109,22 @@ pub enum Timeout {
     Body,
     /// Response not read by the client for --body-timeout.
     Send,
+    /// Request body slower than --min-body-rate over --body-rate-window.
+    BodyRate,
+    /// Response read by the client slower than --min-body-rate over --body-rate-window.
+    SendRate,
 }
 
 impl Timeout {
-    const ALL: [Self; 5] = [Self::Tls, Self::Header, Self::Idle, Self::Body, Self::Send];
+    const ALL: [Self; 7] = [
+        Self::Tls,
+        Self::Header,
+        Self::Idle,
+        Self::Body,
+        Self::Send,
+        Self::BodyRate,
+        Self::SendRate,
+    ];
 
     fn as_str(self) -> &'static str {
         match self {
@@ -121,6 +133,8 @@ impl Timeout {
             Self::Idle => "idle",
             Self::Body => "body",
             Self::Send => "send",
+            Self::BodyRate => "body_rate",
+            Self::SendRate => "send_rate",
         }
     }
 }

@@ -53,6 +53,8 @@ pub struct ConnLimits {
     pub idle_timeout: Option<Duration>,
     /// Longest stall of a request body (in `http`) or of a response write.
     pub body_timeout: Option<Duration>,
+    /// Slowest request body or response reader (`--min-body-rate` over `--body-rate-window`).
+    pub min_rate: Option<MinRate>,
     pub max_connections: Option<usize>,
     pub http2_max_streams: u32,
 }
@@ -65,8 +67,81 @@ impl ConnLimits {
             header_timeout: opt(cfg.header_timeout),
             idle_timeout: opt(cfg.idle_timeout),
             body_timeout: opt(cfg.body_timeout),
+            min_rate: (cfg.min_body_rate > 0 && !cfg.body_rate_window.is_zero()).then_some(
+                MinRate {
+                    bytes_per_sec: cfg.min_body_rate,
+                    window: cfg.body_rate_window,
+                },
+            ),
             max_connections: (cfg.max_connections > 0).then_some(cfg.max_connections),
             http2_max_streams: cfg.http2_max_streams,
+        }
+    }
+}
+
+/// A minimum data rate: at least `bytes_per_sec` on average over each `window` of time spent
+/// waiting for the client (time the gateway itself is busy does not count).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MinRate {
+    pub bytes_per_sec: u64,
+    pub window: Duration,
+}
+
+/// Measures one direction of a client's data against a `MinRate`. The clock runs only while the
+/// gateway waits for the client (a read or a write pending), in windows: at the end of each,
+/// fewer bytes than the rate asks for is a failure.
+#[derive(Debug)]
+pub(crate) struct RateMeter {
+    rate: MinRate,
+    /// Waiting time counted in this window, bytes moved in it.
+    waited: Duration,
+    bytes: u64,
+    /// Since when the current wait runs.
+    since: Option<Instant>,
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl RateMeter {
+    pub(crate) fn new(rate: MinRate) -> Self {
+        Self {
+            rate,
+            waited: Duration::ZERO,
+            bytes: 0,
+            since: None,
+            timer: None,
+        }
+    }
+
+    /// Bytes moved: the wait (if any) ends.
+    pub(crate) fn moved(&mut self, n: usize) {
+        if let Some(since) = self.since.take() {
+            self.waited += since.elapsed();
+        }
+        self.bytes += n as u64;
+        if self.waited >= self.rate.window {
+            // A window ended while data moved: it passes (the client is sending now), and the
+            // next one begins.
+            self.waited = Duration::ZERO;
+            self.bytes = 0;
+        }
+    }
+
+    /// The gateway waits for the client: true once a window has ended with too few bytes
+    /// (then fail); else the task is woken when the window would end.
+    pub(crate) fn waiting(&mut self, cx: &mut Context<'_>) -> bool {
+        loop {
+            let since = *self.since.get_or_insert_with(Instant::now);
+            let end = since + self.rate.window.saturating_sub(self.waited);
+            if !wake_at(&mut self.timer, end, cx) {
+                return false;
+            }
+            let need = u128::from(self.rate.bytes_per_sec) * self.rate.window.as_millis() / 1000;
+            if u128::from(self.bytes) < need {
+                return true;
+            }
+            self.since = Some(Instant::now());
+            self.waited = Duration::ZERO;
+            self.bytes = 0;
         }
     }
 }
@@ -383,6 +458,8 @@ struct Watched {
     /// Since when writes make no progress.
     write_stalled: Option<Instant>,
     write_timer: Option<Pin<Box<Sleep>>>,
+    /// The client's reading pace against `--min-body-rate`.
+    send_rate: Option<RateMeter>,
 }
 
 enum Deadline {
@@ -412,6 +489,7 @@ impl Watched {
             read_timer: None,
             write_stalled: None,
             write_timer: None,
+            send_rate: limits.min_rate.map(RateMeter::new),
         }
     }
 
@@ -483,6 +561,15 @@ impl Watched {
 
     /// A write could not proceed: fails it once the client has read nothing for the body timeout.
     fn write_pending(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+        if let Some(meter) = self.send_rate.as_mut()
+            && meter.waiting(cx)
+        {
+            self.conns.timeout(Timeout::SendRate);
+            return Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "client reads the response too slowly: cut off",
+            )));
+        }
         let Some(limit) = self.limits.body_timeout else {
             return Poll::Pending;
         };
@@ -506,6 +593,9 @@ impl Watched {
             Poll::Ready(Ok(n)) => {
                 self.conns.sent_bytes.inc_by(n as u64);
                 self.write_stalled = None;
+                if let Some(meter) = self.send_rate.as_mut() {
+                    meter.moved(n);
+                }
                 Poll::Ready(Ok(n))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),

@@ -19,8 +19,10 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
+use std::future::Future;
 use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
@@ -28,8 +30,8 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt as _};
 use md5::{Digest as _, Md5};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
+use super::io::IoPool;
 use super::space::{Reservation, Space};
 use crate::metrics::{Fsync, Metrics};
 use crate::upload::checksum::{ChecksumAlgorithm, Hasher};
@@ -60,6 +62,7 @@ pub struct DiskStore {
     space: Option<Arc<Space>>,
     faults: Option<Faults>,
     graveyard: Arc<Graveyard>,
+    io: IoPool,
 }
 
 /// Blobs waiting out a grace period before removal. One queue and one task for all of them: a
@@ -198,24 +201,99 @@ impl Drop for Staged {
     }
 }
 
-/// What the writer thread hands back: size and the optional flexible checksum.
-type Written = (u64, Option<Vec<u8>>);
-
-/// Bytes of one request in flight between the socket task and its hashing and writing threads:
-/// enough to keep both busy, small enough that 64 parts arriving at once cost tens of MiB.
+/// Body bytes held in memory per request between the socket and the disk: enough to keep the
+/// socket, the hashing job and the writing job busy at once, small enough that many parts
+/// arriving together cost little.
 const IN_FLIGHT: usize = 512 << 10;
-const PERMIT_BYTES: usize = 4096;
 
-/// A body chunk shared by the hashing and the writing thread (no copy); its budget returns to
-/// the request when both are done with it.
-struct Chunk {
-    bytes: Bytes,
-    _budget: OwnedSemaphorePermit,
+/// What the jobs of one batch hand back: the writing and the hashing state.
+type BatchDone = Result<(Sink, Md5), WriteError>;
+
+/// What the writing job owns between batches.
+struct Sink {
+    file: std::fs::File,
+    sum: Option<Hasher>,
+    size: u64,
+    /// Disk time only: waits for the client's next bytes are not the disk's fault.
+    writing: Duration,
 }
 
-enum Msg {
-    Data(Arc<Chunk>),
-    Finish,
+/// A file being read by a GET: its path (for errors), handle, and bytes left.
+struct OpenFile {
+    path: PathBuf,
+    file: std::fs::File,
+    left: u64,
+}
+
+/// One chunk read on the I/O pool; hands back the file for the next chunk.
+type ReadJob =
+    Pin<Box<dyn Future<Output = (std::io::Result<Bytes>, Option<OpenFile>)> + Send + Sync>>;
+
+/// The state of a GET's read: the files still to read, the one open now.
+struct Reader {
+    io: IoPool,
+    plan: std::collections::VecDeque<(PathBuf, u64, u64)>,
+    open: Option<OpenFile>,
+    _guard: ReadGuard,
+}
+
+impl Reader {
+    /// The job that reads the next chunk, or None at the end.
+    fn next_job(&mut self) -> Option<ReadJob> {
+        let open = match self.open.take() {
+            Some(o) if o.left > 0 => Either::Open(o),
+            _ => Either::Next(self.plan.pop_front()?),
+        };
+        let io = self.io.clone();
+        Some(Box::pin(async move {
+            let job = io.run(move || {
+                let mut o = match open {
+                    Either::Open(o) => o,
+                    Either::Next((path, from, to)) => {
+                        let opened = std::fs::File::open(&path).and_then(|mut f| {
+                            f.seek(SeekFrom::Start(from))?;
+                            Ok(f)
+                        });
+                        match opened {
+                            Ok(file) => OpenFile {
+                                path,
+                                file,
+                                left: to - from,
+                            },
+                            Err(e) => return (Err(e), None),
+                        }
+                    }
+                };
+                let want = usize::try_from(o.left.min(READ_CHUNK as u64)).unwrap_or(READ_CHUNK);
+                // Read into spare capacity: zero-filling the buffer first cost 5.5% of a GET's
+                // instructions.
+                let mut buf = Vec::with_capacity(want);
+                match (&mut o.file).take(want as u64).read_to_end(&mut buf) {
+                    Err(e) => (Err(e), None),
+                    Ok(0) => (
+                        Err(std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            format!("{} is shorter than its record", o.path.display()),
+                        )),
+                        None,
+                    ),
+                    Ok(n) => {
+                        o.left -= n as u64;
+                        (Ok(Bytes::from(buf)), Some(o))
+                    }
+                }
+            });
+            match job.await {
+                Ok(done) => done,
+                Err(e) => (Err(e), None),
+            }
+        }))
+    }
+}
+
+enum Either {
+    Open(OpenFile),
+    Next((PathBuf, u64, u64)),
 }
 
 impl DiskStore {
@@ -229,7 +307,15 @@ impl DiskStore {
             space: None,
             faults: None,
             graveyard: Arc::default(),
+            io: IoPool::default(),
         })
+    }
+
+    /// Runs the data path's disk jobs on at most `threads` threads (`--io-threads`).
+    #[must_use]
+    pub fn with_io_threads(mut self, threads: usize) -> Self {
+        self.io = IoPool::new(threads);
+        self
     }
 
     /// Keeps `bytes` free on the data disk: `reserve` refuses writes that would go below.
@@ -264,11 +350,12 @@ impl DiskStore {
         self.blobs.join(id.as_str())
     }
 
-    /// Streams `body` into a temp file in blob `id`. MD5 runs on one blocking thread, the write
-    /// (and `checksum`, when asked) on another, so hashing, the disk and the socket each get a
-    /// core. Fails with `TooLarge` as soon as more than `max` bytes arrive, and with
-    /// `StorageFull` when the body runs past the room `room` holds and the disk has no more
-    /// above the reserve. The room goes back when the write ends.
+    /// Streams `body` into a temp file in blob `id`. The bytes are received here, on the
+    /// request's task; each batch of them is hashed (MD5) and written (with `checksum`, when
+    /// asked) by two short jobs on the I/O pool, running side by side while the next batch
+    /// arrives. No thread waits for the client. Fails with `TooLarge` as soon as more than `max`
+    /// bytes arrive, and with `StorageFull` when the body runs past the room `room` holds and the
+    /// disk has no more above the reserve. The room goes back when the write ends.
     pub async fn write<S>(
         &self,
         id: &BlobId,
@@ -284,126 +371,139 @@ impl DiskStore {
         let tmp = dir.join(format!("{TMP_PREFIX}{}", random_hex(8)));
         let fsync = self.fsync;
         let metrics = self.metrics.clone();
-        let writer_metrics = metrics.clone();
-        let budget = Arc::new(Semaphore::new(IN_FLIGHT / PERMIT_BYTES));
-        let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
-        let (md5_tx, mut md5_rx) = mpsc::unbounded_channel::<Arc<Chunk>>();
-        let hasher = tokio::task::spawn_blocking(move || {
-            let mut md5 = Md5::new();
-            while let Some(c) = md5_rx.blocking_recv() {
-                md5.update(&c.bytes);
-            }
-            <[u8; 16]>::from(md5.finalize())
-        });
-        let writer_tmp = tmp.clone();
-        let writer_dir = dir.clone();
         let faults = self.faults.clone();
-        let writer_faults = faults.clone();
-        let written = room.written();
-        let writer = tokio::task::spawn_blocking(move || -> std::io::Result<Option<Written>> {
-            let faults = writer_faults.as_ref();
-            step(faults, DiskStep::CreateTemp)?;
-            std::fs::create_dir_all(&writer_dir)?;
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&writer_tmp)?;
-            let mut sum = checksum.map(Hasher::new);
-            let mut size = 0u64;
-            // Disk time only: waits for the client's next chunk are not the disk's fault.
-            let mut writing = Duration::ZERO;
-            let result = (|| {
-                while let Some(msg) = rx.blocking_recv() {
-                    match msg {
-                        Msg::Data(c) => {
-                            if let Some(h) = sum.as_mut() {
-                                h.update(&c.bytes);
-                            }
-                            let started = Instant::now();
-                            step(faults, DiskStep::WriteChunk)?;
-                            file.write_all(&c.bytes)?;
-                            writing += started.elapsed();
-                            size += c.bytes.len() as u64;
-                            written.fetch_add(c.bytes.len() as u64, Ordering::Relaxed);
-                        }
-                        Msg::Finish => {
-                            if let Some(m) = &writer_metrics {
-                                m.part_write(writing);
-                            }
-                            if fsync {
-                                step(faults, DiskStep::FsyncFile)?;
-                                timed(writer_metrics.as_deref(), Fsync::File, || file.sync_all())?;
-                            }
-                            return Ok(Some((size, sum.map(Hasher::finish))));
-                        }
-                    }
-                }
-                Ok(None) // sender dropped: request failed or was cancelled
-            })();
-            if !matches!(result, Ok(Some(_))) {
-                let _ = std::fs::remove_file(&writer_tmp);
-            }
-            result
-        });
         // From here on, dropping `guard` removes the temp file whatever happens.
         let mut guard = Staged {
-            tmp: Some(tmp),
-            dir,
+            tmp: Some(tmp.clone()),
+            dir: dir.clone(),
             fsync,
-            metrics,
-            faults,
+            metrics: metrics.clone(),
+            faults: faults.clone(),
             size: 0,
             md5: [0; 16],
             checksum: None,
         };
+        let create_faults = faults.clone();
+        let file = self
+            .io
+            .run(move || -> std::io::Result<std::fs::File> {
+                step(create_faults.as_ref(), DiskStep::CreateTemp)?;
+                std::fs::create_dir_all(&dir)?;
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&tmp)
+            })
+            .await??;
+        let mut sink = Some(Sink {
+            file,
+            sum: checksum.map(Hasher::new),
+            size: 0,
+            writing: Duration::ZERO,
+        });
+        let mut md5 = Some(Md5::new());
+        let written = room.written();
 
         let mut received = 0u64;
-        let feed: Result<(), WriteError> = async {
-            while let Some(chunk) = body.next().await {
-                let chunk = chunk.map_err(WriteError::Body)?;
-                received += chunk.len() as u64;
-                if received > max {
-                    return Err(WriteError::TooLarge(max));
-                }
-                if chunk.is_empty() {
-                    continue;
-                }
-                room.cover(received)?;
-                let permits = chunk
-                    .len()
-                    .div_ceil(PERMIT_BYTES)
-                    .min(IN_FLIGHT / PERMIT_BYTES);
-                let Ok(held) = budget.clone().acquire_many_owned(permits as u32).await else {
-                    break; // never closed
+        let mut batch: Vec<Bytes> = Vec::new();
+        let mut batch_bytes = 0usize;
+        let mut ended = false;
+        // The jobs for the previous batch, while they run.
+        let mut jobs: Option<Pin<Box<dyn Future<Output = BatchDone> + Send>>> = None;
+        loop {
+            if jobs.is_none() && !batch.is_empty() {
+                let (Some(s), Some(m)) = (sink.take(), md5.take()) else {
+                    unreachable!("both states are home between batches");
                 };
-                let c = Arc::new(Chunk {
-                    bytes: chunk,
-                    _budget: held,
-                });
-                if md5_tx.send(c.clone()).is_err() || tx.send(Msg::Data(c)).is_err() {
-                    break; // writer failed; its error is reported below
+                let chunks = Arc::new(std::mem::take(&mut batch));
+                batch_bytes = 0;
+                jobs = Some(Box::pin(self.run_batch(chunks, s, m, written.clone())));
+            }
+            if ended && jobs.is_none() {
+                break;
+            }
+            let want_body = !ended && batch_bytes < IN_FLIGHT;
+            tokio::select! {
+                next = body.next(), if want_body => match next {
+                    None => ended = true,
+                    Some(chunk) => {
+                        let chunk = chunk.map_err(WriteError::Body)?;
+                        received += chunk.len() as u64;
+                        if received > max {
+                            return Err(WriteError::TooLarge(max));
+                        }
+                        if !chunk.is_empty() {
+                            room.cover(received)?;
+                            batch_bytes += chunk.len();
+                            batch.push(chunk);
+                        }
+                    }
+                },
+                done = async { jobs.as_mut().expect("guarded").await }, if jobs.is_some() => {
+                    jobs = None;
+                    let (s, m) = done?;
+                    sink = Some(s);
+                    md5 = Some(m);
                 }
             }
-            Ok(())
         }
-        .await;
-        if feed.is_ok() {
-            let _ = tx.send(Msg::Finish);
+        let (Some(mut s), Some(m)) = (sink, md5) else {
+            unreachable!("both states are home after the last batch");
+        };
+        if let Some(m) = &metrics {
+            m.part_write(s.writing);
         }
-        drop((tx, md5_tx));
-        let written = writer.await.map_err(std::io::Error::other)?;
-        let md5 = hasher.await.map_err(std::io::Error::other)?;
-        feed?;
-        match written? {
-            Some((size, checksum)) => {
-                guard.size = size;
-                guard.md5 = md5;
-                guard.checksum = checksum;
-                Ok(guard)
-            }
-            None => Err(WriteError::Io(std::io::Error::other(
-                "writer stopped early",
-            ))),
+        let sync_metrics = metrics.clone();
+        let (size, sum) = self
+            .io
+            .run(move || -> std::io::Result<(u64, Option<Vec<u8>>)> {
+                if fsync {
+                    step(faults.as_ref(), DiskStep::FsyncFile)?;
+                    timed(sync_metrics.as_deref(), Fsync::File, || s.file.sync_all())?;
+                }
+                Ok((s.size, s.sum.take().map(Hasher::finish)))
+            })
+            .await??;
+        guard.size = size;
+        guard.md5 = m.finalize().into();
+        guard.checksum = sum;
+        Ok(guard)
+    }
+
+    /// Hashes and writes one batch: two jobs on the I/O pool, side by side.
+    fn run_batch(
+        &self,
+        chunks: Arc<Vec<Bytes>>,
+        mut sink: Sink,
+        mut md5: Md5,
+        written: Arc<std::sync::atomic::AtomicU64>,
+    ) -> impl Future<Output = BatchDone> + Send + 'static {
+        let io = self.io.clone();
+        let faults = self.faults.clone();
+        let for_hash = chunks.clone();
+        async move {
+            let hashing = io.run(move || {
+                for c in for_hash.iter() {
+                    md5.update(c);
+                }
+                md5
+            });
+            let writing = io.run(move || -> std::io::Result<Sink> {
+                for c in chunks.iter() {
+                    if let Some(h) = sink.sum.as_mut() {
+                        h.update(c);
+                    }
+                    let started = Instant::now();
+                    step(faults.as_ref(), DiskStep::WriteChunk)?;
+                    sink.file.write_all(c)?;
+                    sink.writing += started.elapsed();
+                    sink.size += c.len() as u64;
+                    written.fetch_add(c.len() as u64, Ordering::Relaxed);
+                }
+                Ok(sink)
+            });
+            let (m, s) = futures_util::future::join(hashing, writing).await;
+            Ok((s??, m?))
         }
     }
 
@@ -522,43 +622,38 @@ impl DiskStore {
             let to = end.min(pe) - ps;
             plan.push((dir.join(&p.file), from, to));
         }
-        let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(4);
-        // Held until the thread stops: done, failed, or the client went away.
+        // Held while the stream lives: done, failed, or the client went away.
         let guard = ReadGuard::new(self.graveyard.clone(), id.clone());
-        tokio::task::spawn_blocking(move || {
-            let _guard = guard;
-            for (path, from, to) in plan {
-                let res = (|| -> std::io::Result<()> {
-                    let mut f = std::fs::File::open(&path)?;
-                    f.seek(SeekFrom::Start(from))?;
-                    let mut left = to - from;
-                    while left > 0 {
-                        let want =
-                            usize::try_from(left.min(READ_CHUNK as u64)).unwrap_or(READ_CHUNK);
-                        // Read into spare capacity: zero-filling the buffer first cost 5.5%
-                        // of a GET's instructions.
-                        let mut buf = Vec::with_capacity(want);
-                        let n = (&mut f).take(want as u64).read_to_end(&mut buf)?;
-                        if n == 0 {
-                            return Err(std::io::Error::new(
-                                std::io::ErrorKind::UnexpectedEof,
-                                format!("{} is shorter than its record", path.display()),
-                            ));
-                        }
-                        left -= n as u64;
-                        if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
-                            return Ok(()); // reader went away
-                        }
+        let reader = Reader {
+            io: self.io.clone(),
+            plan: plan.into(),
+            open: None,
+            _guard: guard,
+        };
+        // One chunk read ahead while the previous one is sent. Nothing runs while the client
+        // does not read: the next read is only started when the stream is polled.
+        Box::pin(futures_util::stream::unfold(
+            (reader, None::<ReadJob>),
+            |(mut reader, ahead)| async move {
+                let job = match ahead {
+                    Some(job) => job,
+                    None => reader.next_job()?,
+                };
+                let (res, open) = job.await;
+                reader.open = open;
+                match res {
+                    Ok(chunk) => {
+                        let ahead = reader.next_job();
+                        Some((Ok(chunk), (reader, ahead)))
                     }
-                    Ok(())
-                })();
-                if let Err(e) = res {
-                    let _ = tx.blocking_send(Err(e));
-                    return;
+                    Err(e) => {
+                        reader.plan.clear();
+                        reader.open = None;
+                        Some((Err(e), (reader, None)))
+                    }
                 }
-            }
-        });
-        tokio_stream_from(rx)
+            },
+        ))
     }
 
     /// Every blob directory with its last modification time.
@@ -624,12 +719,6 @@ fn timed(
         m.fsync(target, started.elapsed());
     }
     result
-}
-
-fn tokio_stream_from<T: Send + 'static>(
-    mut rx: mpsc::Receiver<T>,
-) -> impl Stream<Item = T> + Send + 'static {
-    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
 /// An entry's modification time; None if it vanished since the directory was read (a temp

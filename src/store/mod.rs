@@ -2,6 +2,7 @@
 //! local-disk part store. Nothing here knows HTTP or S3 wire formats.
 
 pub mod disk;
+pub mod io;
 pub mod meta;
 pub mod meta_embedded;
 pub mod meta_redis;

@@ -487,3 +487,113 @@ async fn unread_response_is_cut_off() {
         .expect("connection not closed");
     assert!(got.len() < data.len(), "the whole object arrived");
 }
+
+/// An UploadPart that trickles (a few bytes at a time, never stalled for --body-timeout) is cut
+/// after --body-rate-window with 400 RequestTimeout: it holds no thread meanwhile, and nothing
+/// is recorded.
+async fn trickling_body_is_cut(store: Store) {
+    let gw = TestGateway::start_with(store, |c| {
+        c.body_timeout = LONG;
+        c.min_body_rate = 1024;
+        c.body_rate_window = Duration::from_secs(2);
+        c.min_part_size = 1;
+    })
+    .await;
+    let c = gw.bucket("trickle").await;
+    let id = create_upload(&c, "trickle", "k").await;
+    let (addr, head, _) = gw
+        .raw("PUT", &format!("/trickle/k?partNumber=1&uploadId={id}"))
+        .unsigned_payload()
+        .header("content-length", &(1 << 20).to_string())
+        .into_wire();
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(&head).await.unwrap();
+    let started = Instant::now();
+    // 50 bytes/s: well under 1 KiB/s, never silent for long.
+    let (mut rd, mut wr) = s.into_split();
+    let trickle = tokio::spawn(async move {
+        for _ in 0..200 {
+            if wr.write_all(&[7u8; 10]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    let read = async {
+        loop {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => raw.extend_from_slice(&buf[..n]),
+            }
+            if String::from_utf8_lossy(&raw).contains("</Error>") {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), read)
+        .await
+        .expect("the trickling body was not cut");
+    let after = started.elapsed();
+    trickle.abort();
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    assert!(text.contains("<Code>RequestTimeout</Code>"), "{text}");
+    assert!(
+        after >= Duration::from_millis(1600),
+        "cut after {after:?}, before the window"
+    );
+    let parts = c
+        .list_parts()
+        .bucket("trickle")
+        .key("k")
+        .upload_id(&id)
+        .send()
+        .await
+        .expect("ListParts");
+    assert!(parts.parts().is_empty(), "a part was recorded: {parts:?}");
+    assert!(metric(&gw, "mpgw_timeouts_total{kind=\"body_rate\"}").await >= 1.0);
+}
+both!(trickling_body, trickling_body_is_cut);
+
+/// A client that reads a large GetObject far slower than --min-body-rate (never stopping for
+/// --body-timeout) is cut off after the rate window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_reader_is_cut_off() {
+    let gw = TestGateway::start_with(Store::Embedded, |c| {
+        c.body_timeout = LONG;
+        c.idle_timeout = LONG;
+        c.min_body_rate = 64 << 10;
+        c.body_rate_window = Duration::from_secs(2);
+    })
+    .await;
+    let c = gw.bucket("slowread").await;
+    let data = vec![5u8; 48 << 20];
+    crate::harness::put(&c, "slowread", "big", &data).await;
+    let (addr, head, _) = gw.raw("GET", "/slowread/big").into_wire();
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(&head).await.unwrap();
+    let started = Instant::now();
+    let mut got = 0usize;
+    let mut buf = [0u8; 1024];
+    // ~10 KiB/s: reads all the time, far below 64 KiB/s.
+    let closed = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the slow reader was not cut off"
+        );
+        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => break true,
+            Ok(Ok(n)) => got += n,
+            Err(_) => break false,
+        }
+        if metric(&gw, "mpgw_timeouts_total{kind=\"send_rate\"}").await >= 1.0 {
+            break true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(closed, "no data and no close for 5 s");
+    assert!(got < data.len(), "the whole object arrived");
+    assert!(metric(&gw, "mpgw_timeouts_total{kind=\"send_rate\"}").await >= 1.0);
+}

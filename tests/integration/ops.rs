@@ -326,6 +326,9 @@ max-header-size = "32KiB"
 header-timeout = "10s"
 idle-timeout = "2m"
 body-timeout = 45
+min-body-rate = 512
+body-rate-window = "20s"
+io-threads = 8
 max-connections = 100
 http2-max-streams = 16
 tls-cert = "/etc/mpgw/cert.pem"
@@ -375,6 +378,9 @@ fn config_file_round_trip() {
         header_timeout: std::time::Duration::from_secs(10),
         idle_timeout: std::time::Duration::from_secs(120),
         body_timeout: std::time::Duration::from_secs(45),
+        min_body_rate: 512,
+        body_rate_window: std::time::Duration::from_secs(20),
+        io_threads: 8,
         max_connections: 100,
         http2_max_streams: 16,
         tls_cert: Some("/etc/mpgw/cert.pem".into()),
