@@ -84,7 +84,8 @@ pub async fn dispatch(
             Ok(resp)
         }
         S3Op::DeleteBucket => {
-            app.uploads.delete_bucket(b).await?;
+            let legacy = app.legacy.as_deref().is_some_and(|l| l.bucket == b);
+            app.uploads.delete_bucket(b, !legacy).await?;
             Ok(status(StatusCode::NO_CONTENT))
         }
         S3Op::GetBucketLocation => {

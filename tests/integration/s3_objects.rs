@@ -163,6 +163,122 @@ async fn buckets(store: Store) {
 }
 both!(buckets, buckets);
 
+/// Regular files in the blob directories of `uploads` (their part files).
+fn part_files(gw: &TestGateway, uploads: &[&str]) -> usize {
+    uploads
+        .iter()
+        .map(|id| {
+            std::fs::read_dir(gw.data_dir().join("blobs").join(id))
+                .map_or(0, |rd| rd.flatten().filter(|e| e.path().is_file()).count())
+        })
+        .sum()
+}
+
+/// DeleteBucket with only incomplete multipart uploads left (`aws s3 rb --force` after a failed
+/// Complete): 204, the uploads are aborted with their files, a part sent afterwards is refused,
+/// and a bucket re-created under the name sees none of them. An object still keeps the bucket
+/// (and its uploads); so does an open upload in the legacy bucket.
+async fn delete_bucket_aborts_uploads(store: Store) {
+    let gw = TestGateway::start(store).await;
+    let c = gw.bucket("rbf").await;
+    let a = create_upload(&c, "rbf", "a").await;
+    upload_part(&c, "rbf", "a", &a, 1, &random_bytes(1000)).await;
+    upload_part(&c, "rbf", "a", &a, 2, &random_bytes(1000)).await;
+    let b = create_upload(&c, "rbf", "dir/b").await;
+    upload_part(&c, "rbf", "dir/b", &b, 1, &random_bytes(10)).await;
+    create_upload(&c, "rbf", "empty").await;
+    assert_eq!(part_files(&gw, &[&a, &b]), 3, "three part files stored");
+
+    // An object refuses the deletion and costs no upload.
+    put(&c, "rbf", "obj", b"x").await;
+    assert_err(
+        c.delete_bucket().bucket("rbf").send().await,
+        409,
+        "BucketNotEmpty",
+    );
+    let open = c
+        .list_multipart_uploads()
+        .bucket("rbf")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(open.uploads().len(), 3);
+    c.delete_object()
+        .bucket("rbf")
+        .key("obj")
+        .send()
+        .await
+        .unwrap();
+
+    c.delete_bucket()
+        .bucket("rbf")
+        .send()
+        .await
+        .expect("a bucket with only incomplete uploads is deleted");
+    assert_eq!(
+        part_files(&gw, &[&a, &b]),
+        0,
+        "the uploads' part files are gone"
+    );
+    let (status, code) = err(c
+        .upload_part()
+        .bucket("rbf")
+        .key("a")
+        .upload_id(&a)
+        .part_number(3)
+        .body(b"late".to_vec().into())
+        .send()
+        .await);
+    assert_eq!(status, 404);
+    assert!(
+        code == "NoSuchUpload" || code == "NoSuchBucket",
+        "a late part is refused: {code}"
+    );
+    assert_err(
+        c.abort_multipart_upload()
+            .bucket("rbf")
+            .key("dir/b")
+            .upload_id(&b)
+            .send()
+            .await,
+        404,
+        "NoSuchUpload",
+    );
+
+    c.create_bucket().bucket("rbf").send().await.unwrap();
+    let open = c
+        .list_multipart_uploads()
+        .bucket("rbf")
+        .send()
+        .await
+        .unwrap();
+    assert!(open.uploads().is_empty(), "{open:?}");
+    assert_err(
+        c.upload_part()
+            .bucket("rbf")
+            .key("a")
+            .upload_id(&a)
+            .part_number(3)
+            .body(b"late".to_vec().into())
+            .send()
+            .await,
+        404,
+        "NoSuchUpload",
+    );
+    assert_eq!(part_files(&gw, &[&a]), 0, "the refused part left no file");
+
+    // The legacy bucket keeps its rule: its open uploads belong to the /file/* API.
+    let data = random_bytes(100);
+    let legacy = crate::legacy::Client::of(&gw, ACCESS_KEY);
+    assert_eq!(legacy.init(&data, "f.bin").await.code, 0);
+    assert_err(
+        c.delete_bucket().bucket("files").send().await,
+        409,
+        "BucketNotEmpty",
+    );
+}
+both!(delete_bucket_aborts_uploads, delete_bucket_aborts_uploads);
+
 async fn put_get_head_delete(store: Store) {
     let gw = TestGateway::start(store).await;
     let c = gw.bucket(B).await;
