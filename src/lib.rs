@@ -36,6 +36,7 @@ pub mod credentials;
 pub mod http;
 pub mod legacy;
 pub mod metrics;
+pub mod multipart;
 pub mod s3;
 pub mod server;
 pub mod store;

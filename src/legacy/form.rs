@@ -9,10 +9,6 @@
 //! refused as soon as it passes it, without reading further.
 
 use std::collections::BTreeMap;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt as _, TryStreamExt as _};
@@ -20,6 +16,7 @@ use http_body_util::BodyExt as _;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE};
 
 use super::reply::LegacyError;
+use crate::multipart;
 use crate::upload::{BodyError, BodyStream};
 
 /// Most bytes of field values in one request (all fields together, or a urlencoded body).
@@ -65,61 +62,6 @@ where
     body.into_data_stream()
 }
 
-/// What the multipart parser and the field loop share about the body read so far.
-#[derive(Default)]
-struct Gate {
-    /// The `file` part has started: from here on the bytes are the chunk, capped elsewhere.
-    file: AtomicBool,
-    /// The head cap is reached and the parser was refused more bytes.
-    starved: AtomicBool,
-}
-
-/// The body as the multipart parser reads it: until the `file` part starts, it hands out at
-/// most `MAX_HEAD` bytes (plus the frame that crosses it), then no more. The parser reads ahead
-/// greedily, so the cap does not refuse by itself (the `file` part may already sit in the
-/// parser's buffer); the field loop refuses when the parser, starved, cannot go on.
-struct Gated<S> {
-    inner: S,
-    read: u64,
-    gate: Arc<Gate>,
-}
-
-impl<S, E> Stream for Gated<S>
-where
-    S: Stream<Item = Result<Bytes, E>> + Unpin,
-{
-    type Item = Result<Bytes, E>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let before_file = !self.gate.file.load(Ordering::Acquire);
-        if before_file && self.read >= MAX_HEAD {
-            self.gate.starved.store(true, Ordering::Release);
-            return Poll::Pending;
-        }
-        let next = Pin::new(&mut self.inner).poll_next(cx);
-        if let Poll::Ready(Some(Ok(data))) = &next
-            && before_file
-        {
-            self.read += data.len() as u64;
-        }
-        next
-    }
-}
-
-/// Runs one step of the multipart parser; a parser that waits for bytes the head cap withholds
-/// means the fields and their framing are too long.
-async fn step<F: Future>(gate: &Gate, fut: F) -> Result<F::Output, LegacyError> {
-    let mut fut = std::pin::pin!(fut);
-    std::future::poll_fn(|cx| match fut.as_mut().poll(cx) {
-        Poll::Ready(v) => Poll::Ready(Ok(v)),
-        Poll::Pending if gate.starved.load(Ordering::Acquire) => Poll::Ready(Err(
-            LegacyError::bad_form(format!("more than {MAX_HEAD} bytes before the file part")),
-        )),
-        Poll::Pending => Poll::Pending,
-    })
-    .await
-}
-
 /// Reads the fields of `req`; with `want_file`, also returns the chunk body as a stream.
 /// Generic over the body so that tests and fuzz targets can feed it bytes from memory.
 pub async fn read<B>(
@@ -157,51 +99,24 @@ where
         .to_ascii_lowercase();
     match mime.as_str() {
         "multipart/form-data" => {
-            let boundary = multer::parse_boundary(&content_type).map_err(LegacyError::bad_form)?;
-            let gate = Arc::new(Gate::default());
-            let gated = Gated {
-                inner: Box::pin(body_stream(body)),
-                read: 0,
-                gate: gate.clone(),
+            let caps = multipart::Caps {
+                values: MAX_FIELDS,
+                count: MAX_FIELD_COUNT,
+                head: MAX_HEAD,
             };
-            let mut mp = multer::Multipart::new(gated, boundary);
-            let (mut values, mut count) = (0usize, 0usize);
-            while let Some(field) = step(&gate, mp.next_field())
-                .await?
-                .map_err(LegacyError::bad_form)?
-            {
-                let name = field.name().unwrap_or_default().to_owned();
-                if name == "file" {
-                    if !want_file {
-                        return Err(LegacyError::bad_form("unexpected file field"));
-                    }
-                    gate.file.store(true, Ordering::Release);
-                    let stream: BodyStream = Box::pin(field.map_err(BodyError::new));
-                    return Ok((form, Some(stream)));
-                }
-                count += 1;
-                if count > MAX_FIELD_COUNT {
-                    return Err(LegacyError::bad_form(format!(
-                        "more than {MAX_FIELD_COUNT} fields"
-                    )));
-                }
-                let mut text = Vec::new();
-                let mut field = field;
-                while let Some(chunk) = step(&gate, field.next()).await? {
-                    let chunk = chunk.map_err(LegacyError::bad_form)?;
-                    values += chunk.len();
-                    if values > MAX_FIELDS {
-                        return Err(LegacyError::bad_form(format!(
-                            "fields longer than {MAX_FIELDS} bytes in all (at {name})"
-                        )));
-                    }
-                    text.extend_from_slice(&chunk);
-                }
-                form.0
-                    .insert(name, String::from_utf8_lossy(&text).into_owned());
+            let (fields, file) = multipart::read(&content_type, body, caps, |n| n == "file")
+                .await
+                .map_err(LegacyError::bad_form)?;
+            for (name, value) in fields {
+                form.0.insert(name, value);
             }
-            if want_file {
-                return Err(LegacyError::missing("file"));
+            match file {
+                Some(_) if !want_file => {
+                    return Err(LegacyError::bad_form("unexpected file field"));
+                }
+                Some(f) => return Ok((form, Some(f.stream))),
+                None if want_file => return Err(LegacyError::missing("file")),
+                None => {}
             }
         }
         "application/x-www-form-urlencoded" => {

@@ -225,6 +225,39 @@ struct Signature<'a> {
     signature: &'a str,
 }
 
+/// Verifies the SigV4 signature of an S3 POST Object form: the `x-amz-signature` field is the
+/// signing key of the `x-amz-credential` scope (dated by `x-amz-date`, which must be the same
+/// day) applied to the base64 `policy` field as sent. Returns the signer's access key.
+pub fn verify_post_policy(
+    creds: &Credentials,
+    credential: &str,
+    amz_date: &str,
+    policy_b64: &str,
+    signature: &str,
+) -> Result<String, AuthError> {
+    let (access_key, scope, region) = parse_credential(credential).ok_or_else(|| {
+        AuthError::InvalidArgument(
+            "Invalid credential: expecting \"<YOUR-AKID>/YYYYMMDD/REGION/s3/aws4_request\".".into(),
+        )
+    })?;
+    let time = parse_amz_date(amz_date)
+        .ok_or_else(|| AuthError::InvalidArgument("Invalid x-amz-date.".into()))?;
+    if !same_day(scope, amz_date) {
+        return Err(AuthError::InvalidArgument(
+            "Invalid credential date. Date is not the same as X-Amz-Date.".into(),
+        ));
+    }
+    let secret = creds
+        .secret(access_key)
+        .ok_or(AuthError::InvalidAccessKeyId)?;
+    let key = generate_signing_key(secret, time, region, "s3");
+    let expected = calculate_signature(&key, policy_b64.as_bytes());
+    if !bool::from(expected.as_bytes().ct_eq(signature.trim().as_bytes())) {
+        return Err(AuthError::SignatureDoesNotMatch);
+    }
+    Ok(access_key.to_owned())
+}
+
 /// Splits `AK/yyyymmdd/region/s3/aws4_request`. Split from the right: the scope is fixed.
 fn parse_credential(credential: &str) -> Option<(&str, &str, &str)> {
     let mut it = credential.rsplitn(5, '/');

@@ -127,6 +127,9 @@ impl From<UploadError> for S3Error {
 /// A body stream error: ours (from `payload`) carries its S3 meaning; anything else means the
 /// client went away mid-body.
 fn body_error(b: &crate::upload::BodyError) -> S3Error {
+    if let Some(l) = b.0.downcast_ref::<super::post::LengthError>() {
+        return l.clone().into();
+    }
     match b.0.downcast_ref::<PayloadError>() {
         Some(p) => p.clone().into(),
         None => UploadError::IncompleteBody.into(),

@@ -8,6 +8,8 @@ pub mod error;
 pub mod lifecycle;
 pub mod ops;
 pub mod payload;
+pub mod policy;
+pub mod post;
 pub mod route;
 pub mod sigv2;
 pub mod xml;
@@ -51,6 +53,24 @@ pub async fn handle(
     }
     // One decoded view of the query for authentication and routing (see `route::Query`).
     let query = route::Query::parse(parts.uri.query());
+    // A POST Object form carries its own authentication (a signed policy) in its fields.
+    if parts.method == Method::POST
+        && parts.headers.get(hyper::header::AUTHORIZATION).is_none()
+        && post::is_form(&parts.headers)
+        && let Ok(r) = route::route(
+            &parts.method,
+            parts.uri.path(),
+            &query,
+            &parts.headers,
+            vhost.clone(),
+        )
+        && r.op == route::S3Op::PostObject
+    {
+        info.op = r.op.name();
+        info.bucket.clone_from(&r.bucket);
+        let result = post::handle(app, &parts, body, &r.bucket, vhost.is_some(), info).await;
+        return finish(app, result, origin, request_id, &parts, info).await;
+    }
     let verified = auth::verify(
         &parts,
         &query,
@@ -98,6 +118,18 @@ pub async fn handle(
             Err(e.into())
         }
     };
+    finish(app, result, origin, request_id, &parts, info).await
+}
+
+/// Renders a result (logging a failure once), with the CORS headers a browser origin needs.
+async fn finish(
+    app: &App,
+    result: Result<Response<Body>, S3Error>,
+    origin: Option<String>,
+    request_id: &str,
+    parts: &http::request::Parts,
+    info: &mut RequestInfo,
+) -> Response<Body> {
     let op_name = info.op;
     let mut resp = match result {
         Ok(resp) => resp,
@@ -110,7 +142,7 @@ pub async fn handle(
                 tracing::debug!(op = op_name, code = e.code, message = %e.message, "request refused");
             }
             info.error_code = Some(e.code);
-            render(&e, parts.uri.path(), request_id, &parts)
+            render(&e, parts.uri.path(), request_id, parts)
         }
     };
     // Browsers need the CORS headers on every answer, errors included, to read it at all.

@@ -148,6 +148,16 @@ pub async fn dispatch(
         S3Op::ListObjects { v2 } => list_objects(app, b, &query, v2).await,
         S3Op::ListMultipartUploads => list_uploads(app, b, &query).await,
         S3Op::DeleteObjects => delete_objects(app, req, body, &auth, b).await,
+        S3Op::PostObject => {
+            // A form upload authenticates by its policy (see `mod.rs`); signed like any other
+            // request, it is not a form upload S3 knows.
+            drain(req, body).await;
+            Err(S3Error::new(
+                "MethodNotAllowed",
+                StatusCode::METHOD_NOT_ALLOWED,
+                "The specified method is not allowed against this resource.",
+            ))
+        }
         S3Op::PutObject => put_object(app, req, body, &auth, b, k).await,
         S3Op::CopyObject => copy_object(app, req, &owner, b, k).await,
         S3Op::GetObject => get_object(app, req, &query, b, k, false).await,
@@ -1279,7 +1289,7 @@ pub async fn drain(req: &Parts, body: RequestBody) {
 }
 
 /// The body length a request announces (decoded length for aws-chunked bodies).
-fn declared_length(req: &Parts) -> Option<u64> {
+pub(super) fn declared_length(req: &Parts) -> Option<u64> {
     let h = &req.headers;
     h.get("x-amz-decoded-content-length")
         .or_else(|| h.get(header::CONTENT_LENGTH))
@@ -1348,7 +1358,7 @@ pub fn url_encode(s: &str) -> String {
 }
 
 /// The headers kept with an object, from a PutObject / CreateMultipartUpload / CopyObject request.
-fn object_headers(h: &HeaderMap) -> ObjectHeaders {
+pub(super) fn object_headers(h: &HeaderMap) -> ObjectHeaders {
     let text = |name: &str| {
         h.get(name)
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
@@ -1431,7 +1441,7 @@ fn put_object_headers(h: &mut HeaderMap, oh: &ObjectHeaders, q: &Query) {
     }
 }
 
-fn quoted(etag: &str) -> String {
+pub(super) fn quoted(etag: &str) -> String {
     format!("\"{etag}\"")
 }
 
@@ -1447,7 +1457,7 @@ fn status(s: StatusCode) -> Response<Body> {
     resp
 }
 
-fn xml_response(doc: String) -> Response<Body> {
+pub(super) fn xml_response(doc: String) -> Response<Body> {
     let mut resp = Response::new(full(doc));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -19,6 +19,8 @@ pub enum S3Op {
     },
     ListMultipartUploads,
     DeleteObjects,
+    /// POST Object: a browser form upload, authenticated by its signed policy (see `post`).
+    PostObject,
     PutObject,
     CopyObject,
     GetObject,
@@ -64,6 +66,7 @@ impl S3Op {
             Self::ListObjects { v2: false } => "ListObjects",
             Self::ListMultipartUploads => "ListMultipartUploads",
             Self::DeleteObjects => "DeleteObjects",
+            Self::PostObject => "PostObject",
             Self::PutObject => "PutObject",
             Self::CopyObject => "CopyObject",
             Self::GetObject => "GetObject",
@@ -263,6 +266,7 @@ pub fn route(
                 v2: query.get("list-type") == Some("2"),
             },
             Method::POST if query.has("delete") => S3Op::DeleteObjects,
+            Method::POST => S3Op::PostObject,
             _ => return Err(method_not_allowed()),
         }
     } else {

@@ -149,6 +149,28 @@ pub fn verify_query(
     })
 }
 
+/// Verifies the SigV2 signature of an S3 POST Object form: `signature` is the base64
+/// HMAC-SHA1 of the base64 `policy` field under the secret of `access_key`.
+pub fn verify_post_policy(
+    creds: &Credentials,
+    access_key: &str,
+    policy_b64: &str,
+    given: &str,
+) -> Result<(), AuthError> {
+    let secret = creds
+        .secret(access_key)
+        .ok_or(AuthError::InvalidAccessKeyId)?;
+    let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(secret.as_bytes())
+        .map_err(|_| AuthError::SignatureDoesNotMatch)?;
+    mac.update(policy_b64.as_bytes());
+    let expected = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    if bool::from(expected.as_bytes().ct_eq(given.trim().as_bytes())) {
+        Ok(())
+    } else {
+        Err(AuthError::SignatureDoesNotMatch)
+    }
+}
+
 /// Accepts `given` if it signs one of the string-to-sign forms of this request (see
 /// `resources`).
 fn check(

@@ -1,0 +1,451 @@
+//! S3 POST Object: a browser upload through an HTML form carrying a signed policy
+//! (<https://docs.aws.amazon.com/AmazonS3/latest/API/RESTObjectPOST.html>). The form's text
+//! fields are read under caps, the signature and every policy condition are checked, and only
+//! then is the `file` field streamed into the same data path as PutObject, its size held to
+//! the policy's `content-length-range` as it is written.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
+
+use futures_util::{Stream, StreamExt as _};
+use http::request::Parts;
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Response, StatusCode};
+
+use super::auth::{self, AuthError};
+use super::error::S3Error;
+use super::ops::{declared_length, object_headers, quoted, url_encode, xml_response};
+use super::policy::Policy;
+use super::route::{Query, Route, S3Op};
+use super::xml::Xml;
+use crate::app::App;
+use crate::http::{Body, RequestBody, RequestInfo, empty, full};
+use crate::multipart::{self, Caps, FormError};
+use crate::upload::checksum::{ChecksumAlgorithm, b64};
+use crate::upload::{BodyChecks, BodyError, BodyStream, Expected, WriteCondition};
+
+/// AWS caps the fields before the file at 20 KB; the count and the framing are capped too, so
+/// an unauthenticated request costs bounded memory.
+const CAPS: Caps = Caps {
+    values: 20 * 1024,
+    count: 100,
+    head: 64 * 1024,
+};
+/// Most bytes of a refused form's file read (and dropped) so that the client can read the
+/// answer, and how long that may take.
+const DRAIN_LIMIT: u64 = 16 << 20;
+const DRAIN_TIME: Duration = Duration::from_secs(10);
+
+/// The file's size fell outside the policy's `content-length-range`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LengthError {
+    #[error("Your proposed upload exceeds the maximum allowed size")]
+    TooLarge,
+    #[error("Your proposed upload is smaller than the minimum allowed size")]
+    TooSmall,
+}
+
+impl From<LengthError> for S3Error {
+    fn from(e: LengthError) -> Self {
+        let code = match e {
+            LengthError::TooLarge => "EntityTooLarge",
+            LengthError::TooSmall => "EntityTooSmall",
+        };
+        S3Error::new(code, StatusCode::BAD_REQUEST, e.to_string())
+    }
+}
+
+/// The file stream, failing as soon as it passes `max` bytes or, at its end, short of `min`:
+/// the core then stores nothing.
+struct Bounded {
+    inner: BodyStream,
+    seen: u64,
+    min: u64,
+    max: u64,
+}
+
+impl Stream for Bounded {
+    type Item = Result<bytes::Bytes, BodyError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match self.inner.as_mut().poll_next(cx) {
+            Poll::Ready(Some(Ok(data))) => {
+                self.seen += data.len() as u64;
+                if self.seen > self.max {
+                    return Poll::Ready(Some(Err(BodyError::new(LengthError::TooLarge))));
+                }
+                Poll::Ready(Some(Ok(data)))
+            }
+            Poll::Ready(None) if self.seen < self.min => {
+                Poll::Ready(Some(Err(BodyError::new(LengthError::TooSmall))))
+            }
+            other => other,
+        }
+    }
+}
+
+fn malformed_post(why: &str) -> S3Error {
+    S3Error::new(
+        "MalformedPOSTRequest",
+        StatusCode::BAD_REQUEST,
+        format!("The body of your POST request is not well-formed multipart/form-data. {why}"),
+    )
+}
+
+fn must_contain(field: &str) -> S3Error {
+    S3Error::invalid_argument(format!(
+        "Bucket POST must contain a field named '{field}'.  If it is specified, please check the order of the fields."
+    ))
+}
+
+/// The form's text fields, names lower-cased (AWS compares them case-insensitively).
+struct Fields(Vec<(String, String)>);
+
+impl Fields {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn required(&self, name: &str) -> Result<&str, S3Error> {
+        self.get(name).ok_or_else(|| must_contain(name))
+    }
+}
+
+/// Whether a request is a POST Object: a POST naming a bucket alone, with a form body.
+pub fn is_form(h: &HeaderMap) -> bool {
+    h.get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("multipart/form-data"))
+}
+
+/// Answers one POST Object request to `bucket`; `vhost` says the bucket came from the Host.
+pub async fn handle(
+    app: &App,
+    parts: &Parts,
+    body: RequestBody,
+    bucket: &str,
+    vhost: bool,
+    info: &mut RequestInfo,
+) -> Result<Response<Body>, S3Error> {
+    if !is_form(&parts.headers) {
+        super::ops::drain(parts, body).await;
+        return Err(malformed_post(
+            "The Content-Type must be multipart/form-data.",
+        ));
+    }
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let (raw, file) = multipart::read(content_type, body, CAPS, |n| n.eq_ignore_ascii_case("file"))
+        .await
+        .map_err(|e| match e {
+            FormError::TooLarge(_) => S3Error::new(
+                "MaxPostPreDataLengthExceeded",
+                StatusCode::BAD_REQUEST,
+                "Your POST request fields preceding the upload file were too large.",
+            ),
+            FormError::Malformed(why) => malformed_post(&why),
+        })?;
+    let mut fields = Fields(Vec::with_capacity(raw.len()));
+    for (name, value) in raw {
+        let name = name.to_ascii_lowercase();
+        if fields.get(&name).is_some() {
+            return Err(S3Error::invalid_argument(format!(
+                "The field {name} appears more than once."
+            )));
+        }
+        fields.0.push((name, value));
+    }
+    let Some(file) = file else {
+        return Err(S3Error::invalid_argument(
+            "POST requires exactly one file upload per request.",
+        ));
+    };
+    let prepared = match authorize(app, &fields, bucket, SystemTime::now(), info).await {
+        Ok(access_key) => prepare(app, parts, &fields, file.filename.as_deref())
+            .map(|(key, checks, admitted)| (access_key, key, checks, admitted)),
+        Err(e) => Err(e),
+    };
+    let (owner, key, (range, headers, checks), admitted) = match prepared {
+        Ok(v) => v,
+        Err(e) => {
+            drain(file.stream).await;
+            return Err(e);
+        }
+    };
+    info.key.clone_from(&key);
+    let (min, max) = range.unwrap_or((0, u64::MAX));
+    let stream: BodyStream = Box::pin(Bounded {
+        inner: file.stream,
+        seen: 0,
+        min,
+        max,
+    });
+    let rec = app
+        .uploads
+        .put_object(
+            &owner,
+            bucket,
+            &key,
+            headers,
+            stream,
+            checks,
+            &WriteCondition::default(),
+            admitted,
+        )
+        .await?;
+    answer(parts, &fields, bucket, &key, &rec, vhost)
+}
+
+type Prepared = (
+    Option<(u64, u64)>,
+    crate::upload::model::ObjectHeaders,
+    BodyChecks,
+);
+
+/// The object's key (with `${filename}` replaced), its headers, the body checks the form asks
+/// for, and the disk room it is admitted with.
+fn prepare(
+    app: &App,
+    parts: &Parts,
+    fields: &Fields,
+    filename: Option<&str>,
+) -> Result<(String, Prepared, crate::upload::Admission), S3Error> {
+    let range = Policy::parse(fields.required("policy")?)?.length_range();
+    let base = filename
+        .map(|f| f.rsplit(['/', '\\']).next().unwrap_or(f))
+        .unwrap_or_default();
+    let key = fields.required("key")?.replace("${filename}", base);
+    if key.is_empty() {
+        return Err(must_contain("key"));
+    }
+    // The stored headers come from the fields that stand for them.
+    let mut h = HeaderMap::new();
+    for (name, value) in &fields.0 {
+        let stored = matches!(
+            name.as_str(),
+            "content-type"
+                | "cache-control"
+                | "content-disposition"
+                | "content-encoding"
+                | "content-language"
+                | "expires"
+        ) || name.starts_with("x-amz-meta-");
+        if stored
+            && let (Ok(n), Ok(v)) = (
+                HeaderName::try_from(name.as_str()),
+                HeaderValue::from_str(value),
+            )
+        {
+            h.insert(n, v);
+        }
+    }
+    let mut checksum = None;
+    for (name, value) in &fields.0 {
+        let Some(alg_name) = name.strip_prefix("x-amz-checksum-") else {
+            continue;
+        };
+        if alg_name == "algorithm" {
+            continue;
+        }
+        let alg = ChecksumAlgorithm::parse(alg_name).ok_or_else(|| {
+            S3Error::invalid_request(format!("Unsupported checksum algorithm: {alg_name}"))
+        })?;
+        if checksum.is_some() {
+            return Err(S3Error::invalid_request(
+                "Expecting a single x-amz-checksum- field.",
+            ));
+        }
+        let value = alg
+            .decode(value)
+            .ok_or_else(|| S3Error::invalid_request(format!("Value for {name} is invalid.")))?;
+        checksum = Some((alg, Expected::Given(value)));
+    }
+    if checksum.is_none()
+        && let Some(v) = fields.get("x-amz-checksum-algorithm")
+    {
+        let alg = ChecksumAlgorithm::parse(v).ok_or_else(|| {
+            S3Error::invalid_request(format!("Unsupported checksum algorithm: {v}"))
+        })?;
+        checksum = Some((alg, Expected::Compute));
+    }
+    // The whole form's length bounds the file's.
+    let admitted = app
+        .uploads
+        .admit(declared_length(parts).map(|n| range.map_or(n, |(_, max)| n.min(max))))?;
+    Ok((
+        key,
+        (
+            range,
+            object_headers(&h),
+            BodyChecks {
+                length: None,
+                content_md5: None,
+                checksum,
+            },
+        ),
+        admitted,
+    ))
+}
+
+/// The success answer the form asks for: a 303 to `success_action_redirect`, else the
+/// `success_action_status` (200, 201 with a `PostResponse`, 204 by default).
+fn answer(
+    parts: &Parts,
+    fields: &Fields,
+    bucket: &str,
+    key: &str,
+    rec: &crate::upload::model::ObjectRecord,
+    vhost: bool,
+) -> Result<Response<Body>, S3Error> {
+    let etag = quoted(&rec.etag);
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| parts.uri.authority().map(http::uri::Authority::as_str))
+        .unwrap_or("localhost");
+    let scheme = parts
+        .headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .filter(|p| *p == "https")
+        .unwrap_or("http");
+    let location = if vhost {
+        format!("{scheme}://{host}/{}", url_encode(key))
+    } else {
+        format!(
+            "{scheme}://{host}/{}/{}",
+            url_encode(bucket),
+            url_encode(key)
+        )
+    };
+    let redirect = fields
+        .get("success_action_redirect")
+        .or_else(|| fields.get("redirect"))
+        .filter(|r| {
+            r.parse::<http::Uri>()
+                .is_ok_and(|u| u.scheme().is_some() && u.host().is_some())
+        });
+    let mut resp = if let Some(to) = redirect {
+        let sep = if to.contains('?') { '&' } else { '?' };
+        let target = format!(
+            "{to}{sep}bucket={}&key={}&etag={}",
+            url_encode(bucket),
+            url_encode(key),
+            url_encode(&etag)
+        );
+        let mut resp = Response::new(empty());
+        *resp.status_mut() = StatusCode::SEE_OTHER;
+        if let Ok(v) = HeaderValue::from_str(&target) {
+            resp.headers_mut().insert(header::LOCATION, v);
+        }
+        resp
+    } else {
+        match fields.get("success_action_status") {
+            Some("201") => {
+                let mut x = Xml::new("PostResponse");
+                x.elem("Location", &location)
+                    .elem("Bucket", bucket)
+                    .elem("Key", key)
+                    .elem("ETag", &etag);
+                let mut resp = xml_response(x.finish("PostResponse"));
+                *resp.status_mut() = StatusCode::CREATED;
+                resp
+            }
+            Some("200") => Response::new(full(bytes::Bytes::new())),
+            _ => {
+                let mut resp = Response::new(empty());
+                *resp.status_mut() = StatusCode::NO_CONTENT;
+                resp
+            }
+        }
+    };
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
+    if !h.contains_key(header::LOCATION)
+        && let Ok(v) = HeaderValue::from_str(&location)
+    {
+        h.insert(header::LOCATION, v);
+    }
+    if let Some(c) = &rec.checksum
+        && let Ok(v) = HeaderValue::from_str(&b64(&c.value))
+    {
+        h.insert(HeaderName::from_static(c.algorithm.header_name()), v);
+    }
+    Ok(resp)
+}
+
+/// Checks the form's signature, its policy and the signer's right to the bucket; returns the
+/// signer's access key. Nothing is stored before this succeeds.
+async fn authorize(
+    app: &App,
+    fields: &Fields,
+    bucket: &str,
+    now: SystemTime,
+    info: &mut RequestInfo,
+) -> Result<String, S3Error> {
+    let key_field = fields.required("key")?;
+    info.key = key_field.to_owned();
+    let access_key = if let Some(sig) = fields.get("x-amz-signature") {
+        let algorithm = fields.required("x-amz-algorithm")?;
+        if algorithm != "AWS4-HMAC-SHA256" {
+            return Err(S3Error::invalid_argument(format!(
+                "Invalid algorithm: {algorithm}; only AWS4-HMAC-SHA256 is supported."
+            )));
+        }
+        let policy = fields.required("policy")?;
+        auth::verify_post_policy(
+            &app.credentials,
+            fields.required("x-amz-credential")?,
+            fields.required("x-amz-date")?,
+            policy,
+            sig,
+        )?
+    } else if let Some(access_key) = fields.get("awsaccesskeyid") {
+        let policy = fields.required("policy")?;
+        let sig = fields.required("signature")?;
+        super::sigv2::verify_post_policy(&app.credentials, access_key, policy, sig)?;
+        access_key.to_owned()
+    } else {
+        // Anonymous POSTs need a public-write bucket, which this gateway never has.
+        return Err(AuthError::AccessDenied("Access Denied".into()).into());
+    };
+    info.access_key = Some(access_key.clone());
+    let policy = Policy::parse(fields.required("policy")?)?;
+    policy.check(&fields.0, bucket, now)?;
+    app.uploads.bucket(bucket).await?;
+    let route = Route {
+        op: S3Op::PostObject,
+        bucket: bucket.to_owned(),
+        key: key_field.to_owned(),
+        query: Query::parse(None),
+    };
+    let req = http::Request::new(()).into_parts().0;
+    super::access::authorize(app, &req, &route, &access_key).await?;
+    Ok(access_key)
+}
+
+/// Reads and drops what is left of a refused form's file, bounded in bytes and time, so that
+/// the client, still sending, can read the answer.
+async fn drain(mut stream: BodyStream) {
+    let mut seen = 0u64;
+    let reading = async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            seen += chunk.len() as u64;
+            if seen > DRAIN_LIMIT {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, reading).await;
+}
