@@ -160,6 +160,8 @@ section "cargo build --locked --all-targets"
 run_bounded cargo build --locked --all-targets
 
 section "cargo test --locked"
+# tests/slow_clients.rs holds 1,200 connections open at once; raise the soft fd limit to the hard one.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 run_bounded cargo test --locked
 
 if [[ "$SKIP_FUZZ" != 1 ]]; then
