@@ -208,29 +208,11 @@ fn stream_body(
     }
     let decoded = payload::decode(body, h, auth.payload.clone())?;
     let content_md5 = content_md5(h)?;
-    let mut checksum = None;
-    for (name, value) in h {
-        let Some(alg_name) = name.as_str().strip_prefix("x-amz-checksum-") else {
-            continue;
-        };
-        if matches!(alg_name, "algorithm" | "type" | "mode") {
-            continue;
-        }
-        let alg = ChecksumAlgorithm::parse(alg_name).ok_or_else(|| {
-            S3Error::invalid_request(format!("Unsupported checksum algorithm: {alg_name}"))
-        })?;
-        if checksum.is_some() {
-            return Err(S3Error::invalid_request(
-                "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed.",
-            ));
-        }
-        let value = alg
-            .decode(value.to_str().unwrap_or_default())
-            .ok_or_else(|| {
-                S3Error::invalid_request(format!("Value for {name} header is invalid."))
-            })?;
-        checksum = Some((alg, Expected::Given(value)));
-    }
+    let mut checksum = given_checksum(
+        h.iter()
+            .map(|(n, v)| (n.as_str(), v.to_str().unwrap_or_default())),
+        "header",
+    )?;
     if let Some((name, slot)) = decoded.trailer {
         let alg = name
             .strip_prefix("x-amz-checksum-")
@@ -1479,6 +1461,36 @@ pub fn iso8601(ms: Millis) -> String {
 /// `Wed, 25 Nov 2026 18:27:58 GMT`
 pub fn http_date(ms: Millis) -> String {
     httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
+}
+
+/// The one `x-amz-checksum-<alg>` value a request gives (as a header, or a POST form field: `noun`),
+/// decoded; `x-amz-checksum-{algorithm,type,mode}` name no value and are skipped.
+pub(super) fn given_checksum<'a>(
+    pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    noun: &str,
+) -> Result<Option<(ChecksumAlgorithm, Expected)>, S3Error> {
+    let mut checksum = None;
+    for (name, value) in pairs {
+        let Some(alg_name) = name.strip_prefix("x-amz-checksum-") else {
+            continue;
+        };
+        if matches!(alg_name, "algorithm" | "type" | "mode") {
+            continue;
+        }
+        let alg = ChecksumAlgorithm::parse(alg_name).ok_or_else(|| {
+            S3Error::invalid_request(format!("Unsupported checksum algorithm: {alg_name}"))
+        })?;
+        if checksum.is_some() {
+            return Err(S3Error::invalid_request(format!(
+                "Expecting a single x-amz-checksum- {noun}. Multiple checksum Types are not allowed."
+            )));
+        }
+        let value = alg.decode(value).ok_or_else(|| {
+            S3Error::invalid_request(format!("Value for {name} {noun} is invalid."))
+        })?;
+        checksum = Some((alg, Expected::Given(value)));
+    }
+    Ok(checksum)
 }
 
 #[cfg(test)]

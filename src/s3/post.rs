@@ -15,7 +15,9 @@ use hyper::{Response, StatusCode};
 
 use super::auth::{self, AuthError};
 use super::error::S3Error;
-use super::ops::{declared_length, object_headers, quoted, url_encode, xml_response};
+use super::ops::{
+    declared_length, given_checksum, object_headers, quoted, url_encode, xml_response,
+};
 use super::policy::Policy;
 use super::route::{Query, Route, S3Op};
 use super::xml::Xml;
@@ -247,27 +249,10 @@ fn prepare(
             h.insert(n, v);
         }
     }
-    let mut checksum = None;
-    for (name, value) in &fields.0 {
-        let Some(alg_name) = name.strip_prefix("x-amz-checksum-") else {
-            continue;
-        };
-        if alg_name == "algorithm" {
-            continue;
-        }
-        let alg = ChecksumAlgorithm::parse(alg_name).ok_or_else(|| {
-            S3Error::invalid_request(format!("Unsupported checksum algorithm: {alg_name}"))
-        })?;
-        if checksum.is_some() {
-            return Err(S3Error::invalid_request(
-                "Expecting a single x-amz-checksum- field.",
-            ));
-        }
-        let value = alg
-            .decode(value)
-            .ok_or_else(|| S3Error::invalid_request(format!("Value for {name} is invalid.")))?;
-        checksum = Some((alg, Expected::Given(value)));
-    }
+    let mut checksum = given_checksum(
+        fields.0.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+        "field",
+    )?;
     if checksum.is_none()
         && let Some(v) = fields.get("x-amz-checksum-algorithm")
     {
