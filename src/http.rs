@@ -86,13 +86,15 @@ pub async fn handle(app: App, req: Request<Incoming>) -> Result<Response<Body>, 
         metrics: app.metrics.clone(),
     };
     let head = head_size(&req);
+    let drain = drain_plan(&req);
     let req = req.map(|inner| RequestBody {
-        inner,
+        inner: Some(inner),
         timeout: app.limits.body_timeout,
         rate: app.limits.min_rate.map(crate::server::RateMeter::new),
         stalled: None,
         timer: None,
         metrics: app.metrics.clone(),
+        drain,
     });
     let path = req.uri().path();
     let mut resp = if head > app.limits.max_header_size {
@@ -146,7 +148,8 @@ fn header_too_large(
     info: &mut RequestInfo,
 ) -> Response<Body> {
     let max = app.limits.max_header_size;
-    let (parts, _body) = req.into_parts();
+    let (parts, body) = req.into_parts();
+    body.close_unread();
     let mut resp = if parts.uri.path().starts_with(crate::legacy::PREFIX) {
         info.op = "LegacyApi";
         crate::legacy::reply::error(&crate::legacy::reply::LegacyError::too_large(format!(
@@ -174,7 +177,8 @@ fn header_too_large(
 /// the body timeout while the gateway waits for data (a stalled or trickling upload). The clock
 /// runs only while a read is pending, so a slow disk never counts against the client.
 pub struct RequestBody {
-    inner: Incoming,
+    /// Taken only on drop, to drain what the handler left unread.
+    inner: Option<Incoming>,
     timeout: Option<Duration>,
     /// The client's sending pace against `--min-body-rate`.
     rate: Option<crate::server::RateMeter>,
@@ -182,6 +186,78 @@ pub struct RequestBody {
     stalled: Option<tokio::time::Instant>,
     timer: Option<Pin<Box<Sleep>>>,
     metrics: Arc<Metrics>,
+    /// Whether, and how much of, an unread rest is read and dropped once the handler lets go.
+    drain: Drain,
+}
+
+/// Most of a refused request's body that is read (and dropped) after the answer, so a client
+/// still sending it reads the answer instead of a reset connection and can keep the
+/// connection; beyond this the connection is closed instead.
+pub const DRAIN_LIMIT: u64 = 16 << 20;
+
+/// What is left to drain of a request body when its handler drops it unread.
+#[derive(Clone, Copy, Debug)]
+enum Drain {
+    /// HTTP/2 (the stream is reset on its own), `Expect: 100-continue` before any byte was
+    /// asked for (the client has not sent the body), or the body failed.
+    Never,
+    /// At most this many bytes are still to come (`None`: unknown length).
+    Left(Option<u64>),
+}
+
+fn drain_plan<B>(req: &Request<B>) -> Drain {
+    let expects = req
+        .headers()
+        .get(hyper::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if req.version() >= hyper::Version::HTTP_2 || expects {
+        return Drain::Never;
+    }
+    let declared = req
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    Drain::Left(declared)
+}
+
+impl RequestBody {
+    /// Drops the body without draining it: the connection closes after the answer.
+    pub fn close_unread(mut self) {
+        self.drain = Drain::Never;
+    }
+}
+
+impl Drop for RequestBody {
+    // A handler that answers before the body is read (a refusal, a failed write) drops it here.
+    // Reading the rest in the background, bounded in bytes and time, lets the answer reach the
+    // client: closing with unread bytes makes the kernel reset the connection, and a client
+    // still writing then sees a broken pipe instead of the answer.
+    fn drop(&mut self) {
+        let Some(mut inner) = self.inner.take() else {
+            return;
+        };
+        let Drain::Left(left) = self.drain else {
+            return;
+        };
+        if http_body::Body::is_end_stream(&inner) || left.is_some_and(|n| n > DRAIN_LIMIT) {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        rt.spawn(async move {
+            let mut seen = 0u64;
+            let reading = async {
+                while let Some(Ok(frame)) = inner.frame().await {
+                    seen += frame.data_ref().map_or(0, |d| d.len() as u64);
+                    if seen > DRAIN_LIMIT {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(10), reading).await;
+        });
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -211,8 +287,20 @@ impl http_body::Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
-        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        if let Poll::Ready(frame) = Pin::new(inner).poll_frame(cx) {
             this.stalled = None;
+            match &frame {
+                Some(Ok(f)) => {
+                    if let (Drain::Left(Some(n)), Some(d)) = (&mut this.drain, f.data_ref()) {
+                        *n = n.saturating_sub(d.len() as u64);
+                    }
+                }
+                Some(Err(_)) => this.drain = Drain::Never,
+                None => {}
+            }
             if let Some(meter) = this.rate.as_mut() {
                 let n = match &frame {
                     Some(Ok(f)) => f.data_ref().map_or(0, Bytes::len),
@@ -226,6 +314,7 @@ impl http_body::Body for RequestBody {
             && meter.waiting(cx)
         {
             this.metrics.connections.timeout(Timeout::BodyRate);
+            this.drain = Drain::Never;
             return Poll::Ready(Some(Err(BodyReadError::TooSlow)));
         }
         let Some(limit) = this.timeout else {
@@ -236,15 +325,20 @@ impl http_body::Body for RequestBody {
             return Poll::Pending;
         }
         this.metrics.connections.timeout(Timeout::Body);
+        this.drain = Drain::Never;
         Poll::Ready(Some(Err(BodyReadError::Timeout(limit))))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner
+            .as_ref()
+            .is_none_or(http_body::Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), http_body::Body::size_hint)
     }
 }
 

@@ -1238,13 +1238,10 @@ fn common_prefixes(x: &mut Xml, prefixes: &[String], enc: &impl Fn(&str) -> Stri
     }
 }
 
-/// Most a refused request's body is read (and dropped) so the answer reaches the client on a
-/// connection it can keep using; beyond this the connection is closed instead.
-const DRAIN_LIMIT: u64 = 16 << 20;
-
 /// Reads and drops an unread request body before an early error answer. A client that sent
 /// `Expect: 100-continue` has not sent its body: nothing to drain (the answer closes instead).
 pub async fn drain(req: &Parts, body: RequestBody) {
+    use crate::http::DRAIN_LIMIT;
     use http_body_util::BodyExt as _;
     let expects = req
         .headers

@@ -597,3 +597,40 @@ async fn slow_reader_is_cut_off() {
     assert!(got < data.len(), "the whole object arrived");
     assert!(metric(&gw, "mpgw_timeouts_total{kind=\"send_rate\"}").await >= 1.0);
 }
+
+/// A request refused before its body is read (a CompleteMultipartUpload announcing more XML
+/// than allowed) gets its answer, and the body sent after the answer is read and dropped: the
+/// connection stays usable. Closing with the body unread made the kernel reset the connection,
+/// and a client still writing saw a broken pipe instead of the answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_refusal_keeps_the_connection() {
+    let gw = TestGateway::start(Store::Embedded).await;
+    let c = gw.bucket("early").await;
+    let id = create_upload(&c, "early", "k").await;
+    let len = 3_300_000usize;
+    let (addr, head, _) = gw
+        .raw("POST", &format!("/early/k?uploadId={id}"))
+        .unsigned_payload()
+        .header("content-length", &len.to_string())
+        .into_wire();
+    // into_wire asks for `connection: close`; this client wants to keep the connection.
+    let head = String::from_utf8(head)
+        .unwrap()
+        .replace("connection: close\r\n", "");
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    let (status, body) = read_one(&mut s).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("<Code>MaxMessageLengthExceeded</Code>"), "{body}");
+    // The body follows the answer, in pieces, as a client that does not wait would send it.
+    for piece in vec![b' '; len].chunks(64 << 10) {
+        tokio::time::timeout(Duration::from_secs(10), s.write_all(piece))
+            .await
+            .expect("write stalled")
+            .expect("the connection was reset while the body was sent");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    s.write_all(LIVE).await.expect("next request");
+    let (status, _) = read_one(&mut s).await;
+    assert_eq!(status, 200, "the connection did not carry the next request");
+}
