@@ -18,7 +18,7 @@ use subtle::ConstantTimeEq as _;
 
 use crate::app::App;
 use crate::http::{Body, full};
-use crate::upload::model::random_hex;
+use crate::model::random_hex;
 
 pub const LIVE: &str = "/health/live";
 pub const READY: &str = "/health/ready";

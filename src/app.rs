@@ -8,10 +8,10 @@ use crate::admin::Health;
 use crate::config::{AdminCommand, Config, Credentials};
 use crate::legacy;
 use crate::metrics::{InstrumentedMeta, Metrics};
+use crate::model::{CorsRule, UploadState, now_millis};
 use crate::store::meta_embedded::EmbeddedMetaStore;
 use crate::store::meta_redis::{RedisMetaStore, RedisTls};
 use crate::store::{DiskStore, MetaStore};
-use crate::upload::model::{CorsRule, UploadState, now_millis};
 use crate::upload::{Limits, Uploads};
 
 /// How often the expiry janitor and the orphan sweep run (the sweep also recounts open uploads

@@ -519,7 +519,7 @@ impl Config {
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err("tls-cert and tls-key must be given together".into());
         }
-        if !crate::upload::valid_bucket_name(&self.legacy_bucket) {
+        if !crate::model::valid_bucket_name(&self.legacy_bucket) {
             return Err(format!(
                 "legacy-bucket: {:?} is not a valid bucket name",
                 self.legacy_bucket
@@ -632,8 +632,8 @@ impl Config {
                 return Ok((creds, false));
             }
         }
-        let access = format!("MPGW{}", crate::upload::model::random_hex(8).to_uppercase());
-        let secret = crate::upload::model::random_hex(20);
+        let access = format!("MPGW{}", crate::model::random_hex(8).to_uppercase());
+        let secret = crate::model::random_hex(20);
         std::fs::create_dir_all(&self.data_dir)
             .map_err(|e| format!("{}: {e}", self.data_dir.display()))?;
         match write_private(&path, format!("{access} {secret}\n").as_bytes()) {

@@ -15,7 +15,7 @@ use rustix::fs::{FlockOperation, flock};
 use subtle::ConstantTimeEq as _;
 
 use crate::config::Credentials;
-use crate::upload::model::random_hex;
+use crate::model::random_hex;
 
 /// The generated tokens' file in the data dir.
 pub const LEGACY_USERS_FILE: &str = "legacy-users";

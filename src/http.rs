@@ -21,7 +21,7 @@ use tracing::Instrument as _;
 
 use crate::app::App;
 use crate::metrics::{Metrics, Timeout};
-use crate::upload::model::random_hex;
+use crate::model::random_hex;
 
 pub type Body = BoxBody<Bytes, std::io::Error>;
 

@@ -36,12 +36,15 @@ pub mod credentials;
 pub mod http;
 pub mod legacy;
 pub mod metrics;
+pub mod model;
 pub mod multipart;
+pub mod range;
 pub mod s3;
 pub mod server;
 pub mod store;
 pub mod ui;
 pub mod upload;
+pub mod xml;
 
 pub use app::App;
 pub use config::Config;

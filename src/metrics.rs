@@ -18,13 +18,13 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::model::{
+    BucketRecord, ChallengeRecord, CompletedResult, FileRecord, Millis, ObjectRecord, PartNumber,
+    PartRecord, UploadId, UploadRecord,
+};
 use crate::store::{
     AbortUpload, BeginComplete, DeleteBucket, MetaStore, PutPart, StoreError, StoreResult,
     UploadCursor,
-};
-use crate::upload::model::{
-    BucketRecord, ChallengeRecord, CompletedResult, FileRecord, Millis, ObjectRecord, PartNumber,
-    PartRecord, UploadId, UploadRecord,
 };
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -12,7 +12,7 @@ use arbitrary::{Arbitrary, Unstructured};
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use mpgw::legacy::form;
-use mpgw::upload::checksum::ContentHash;
+use mpgw::model::checksum::ContentHash;
 use mpgw_fuzz::{block_on, body, drain, split};
 
 #[derive(Arbitrary, Debug)]

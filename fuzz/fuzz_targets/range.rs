@@ -6,7 +6,7 @@
 
 use arbitrary::{Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
-use mpgw::s3::ops::byte_range;
+use mpgw::range::byte_range;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

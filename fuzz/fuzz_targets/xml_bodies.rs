@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mpgw::s3::xml::{self, Node, Xml};
+use mpgw::xml::{self, Node, Xml};
 use mpgw::s3::{cors, lifecycle, ops};
 
 fuzz_target!(|data: &[u8]| {

@@ -9,7 +9,7 @@ use std::task::{Context, Poll, Waker};
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 use http_body_util::StreamBody;
-use mpgw::upload::BodyStream;
+use mpgw::model::BodyStream;
 
 pub type MemBody = StreamBody<
     futures_util::stream::Iter<std::vec::IntoIter<Result<http_body::Frame<Bytes>, Infallible>>>,

@@ -25,7 +25,7 @@ use super::s3::{ObjectInfo, S3Client};
 use super::settings::S3Settings;
 use super::{Error, Plan, Result, retry};
 use crate::config::DownloadArgs;
-use crate::upload::checksum::normalize_etag;
+use crate::model::checksum::normalize_etag;
 
 /// A body that sends nothing for this long is given up (and retried).
 const IDLE: Duration = Duration::from_secs(60);

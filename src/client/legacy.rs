@@ -169,7 +169,7 @@ impl LegacyClient {
         md5: Option<[u8; 16]>,
         on_chunk: Option<OnChunk>,
     ) -> Result<String> {
-        let boundary = format!("mpgw-{}", crate::upload::model::random_hex(12));
+        let boundary = format!("mpgw-{}", crate::model::random_hex(12));
         let mut fields = vec![
             ("username", self.username.clone()),
             ("uploadid", upload_id.to_owned()),

@@ -19,8 +19,8 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use super::http::{self, Body, FileRange, Http, OnChunk, read_body};
 use super::settings::S3Settings;
 use super::{Error, Result};
-use crate::s3::xml::{self, Node, Xml};
-use crate::upload::checksum::normalize_etag;
+use crate::model::checksum::normalize_etag;
+use crate::xml::{self, Node, Xml};
 
 /// Calls for `mpgw bench` (bodies from memory, CreateBucket, DeleteObject).
 #[path = "s3_calls.rs"]

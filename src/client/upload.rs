@@ -22,7 +22,7 @@ use super::s3::{ListedPart, S3Client};
 use super::settings::S3Settings;
 use super::{Error, Plan, Result, retry};
 use crate::config::UploadArgs;
-use crate::upload::checksum::multipart_etag;
+use crate::model::checksum::multipart_etag;
 
 /// S3's smallest part (but the last).
 const MIN_PART: u64 = 5 << 20;

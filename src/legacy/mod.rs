@@ -21,9 +21,9 @@ use crate::app::App;
 pub use crate::credentials::Users;
 use crate::http::Body;
 use crate::http::RequestBody;
-use crate::upload::checksum::{ChecksumAlgorithm, ContentAlgorithm, ContentHash};
+use crate::model::checksum::{ChecksumAlgorithm, ContentAlgorithm, ContentHash};
+use crate::model::{PartNumber, UploadId, UploadRecord, UploadState};
 use crate::upload::files::{Challenge, Geometry, chunk_count, content_hash};
-use crate::upload::model::{PartNumber, UploadId, UploadRecord, UploadState};
 use crate::upload::{Admission, BodyChecks, Expected, ListedPart};
 
 pub const PREFIX: &str = "/file/";
@@ -173,7 +173,7 @@ fn upload_answer(
             .collect();
         v["Challenge"] = json!({
             "Nonce": c.nonce, "Ranges": ranges,
-            "ExpiresIn": ((c.expires - crate::upload::model::now_millis()) / 1000).max(0),
+            "ExpiresIn": ((c.expires - crate::model::now_millis()) / 1000).max(0),
         });
     }
     v
@@ -514,7 +514,7 @@ impl Ctx<'_> {
                     "FileName": key.strip_prefix(&prefix).unwrap_or(key),
                     "FileHash": content_hash(&o.headers).map(|h| h.canonical()),
                     "FileSize": o.size,
-                    "UploadAt": crate::s3::ops::iso8601(o.modified),
+                    "UploadAt": crate::model::time::iso8601(o.modified),
                 })
             })
             .collect();
@@ -524,7 +524,7 @@ impl Ctx<'_> {
     }
 
     /// The user's object with `filename`, or with content `filehash`.
-    async fn find_file(&self) -> Result<(String, crate::upload::model::ObjectRecord), LegacyError> {
+    async fn find_file(&self) -> Result<(String, crate::model::ObjectRecord), LegacyError> {
         let uploads = &self.app.uploads;
         if let Some(name) = self.form.get("filename") {
             let key = self.key(name);
@@ -606,8 +606,7 @@ impl Ctx<'_> {
             .headers
             .get(hyper::header::RANGE)
             .and_then(|v| v.to_str().ok());
-        let (start, end, partial) = match range.and_then(|r| crate::s3::ops::byte_range(r, o.size))
-        {
+        let (start, end, partial) = match range.and_then(|r| crate::range::byte_range(r, o.size)) {
             None => (0, o.size, false),
             Some(Err(())) => return Err(LegacyError::range(o.size)),
             Some(Ok((s, e))) => (s, e, true),

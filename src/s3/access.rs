@@ -27,7 +27,7 @@ use super::error::S3Error;
 use super::ops::copy_source;
 use super::route::{Route, S3Op};
 use crate::app::App;
-use crate::upload::model::{BucketRecord, UploadId, UploadRecord};
+use crate::model::{BucketRecord, UploadId, UploadRecord};
 use crate::upload::{Error as UploadError, Result as UploadResult};
 
 /// What the check loaded on the way, handed to the operation so it is not fetched twice.

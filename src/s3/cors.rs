@@ -6,9 +6,9 @@ use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use hyper::{Response, StatusCode};
 
 use super::error::S3Error;
-use super::xml::{self, Xml};
 use crate::http::{Body, empty};
-use crate::upload::model::CorsRule;
+use crate::model::CorsRule;
+use crate::xml::{self, Xml};
 
 const METHODS: [&str; 5] = ["GET", "PUT", "POST", "DELETE", "HEAD"];
 const MAX_RULES: usize = 100;

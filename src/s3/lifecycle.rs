@@ -3,8 +3,8 @@
 //! other action are refused with 501, so that nobody believes objects expire here.
 
 use super::error::S3Error;
-use super::xml::{self, Xml};
-use crate::upload::model::LifecycleRule;
+use crate::model::LifecycleRule;
+use crate::xml::{self, Xml};
 
 const MAX_RULES: usize = 1000;
 const MAX_ID: usize = 255;

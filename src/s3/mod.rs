@@ -12,7 +12,6 @@ pub mod policy;
 pub mod post;
 pub mod route;
 pub mod sigv2;
-pub mod xml;
 
 use crate::http::RequestBody;
 use hyper::{Method, Request, Response};
@@ -155,7 +154,7 @@ async fn finish(
 }
 
 /// The bucket's CORS rules, else the server-wide rule.
-async fn cors_rules(app: &App, bucket: &str) -> Option<Vec<crate::upload::model::CorsRule>> {
+async fn cors_rules(app: &App, bucket: &str) -> Option<Vec<crate::model::CorsRule>> {
     let own = if bucket.is_empty() {
         None
     } else {
@@ -178,7 +177,7 @@ pub fn render(
     request_id: &str,
     req: &http::request::Parts,
 ) -> Response<Body> {
-    let mut x = xml::Xml::bare("Error");
+    let mut x = crate::xml::Xml::bare("Error");
     x.elem("Code", e.code).elem("Message", &e.message);
     for (name, value) in &e.details {
         x.elem(name, value);

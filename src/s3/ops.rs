@@ -1,7 +1,7 @@
 //! One function per S3 operation: read headers, query and XML, call `upload::Uploads`, build the
 //! status, headers and XML of the answer. No storage logic lives here.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use crate::http::RequestBody;
 use base64::Engine as _;
@@ -15,17 +15,17 @@ use super::auth::Verified;
 use super::error::S3Error;
 use super::payload;
 use super::route::{Query, Route, S3Op};
-use super::xml::{self, Xml};
 use crate::app::App;
 use crate::http::{Body, empty, full};
+use crate::model::checksum::{ChecksumAlgorithm, ChecksumType, b64};
+use crate::model::time::{http_date, iso8601};
+use crate::model::{ObjectHeaders, ObjectRecord, PartNumber, UploadId, UploadRecord};
+use crate::range::byte_range;
 use crate::store::UploadCursor;
-use crate::upload::checksum::{ChecksumAlgorithm, ChecksumType, b64};
-use crate::upload::model::{
-    Millis, ObjectHeaders, ObjectRecord, PartNumber, UploadId, UploadRecord,
-};
 use crate::upload::{
     BodyChecks, BodyStream, Error as UploadError, Expected, ListedPart, MAX_KEYS, WriteCondition,
 };
+use crate::xml::{self, Xml};
 
 type Res = Result<Response<Body>, S3Error>;
 
@@ -297,7 +297,7 @@ async fn collect(
     }
     // A Complete or DeleteObjects acts on what its body says: a damaged one must not run.
     if let Some(want) = md5_header
-        && crate::upload::checksum::md5_of(&buf) != want
+        && crate::model::checksum::md5_of(&buf) != want
     {
         return Err(UploadError::BadDigest(
             "The Content-MD5 you specified did not match what we received.".into(),
@@ -458,12 +458,12 @@ async fn get_object(app: &App, req: &Parts, query: &Query, b: &str, k: &str, hea
             (offset, offset + p.size, true, Some(idx))
         }
     } else if let Some(r) = range {
-        match parse_range(r, rec.size) {
-            RangeSpec::All => (0, rec.size, false, None),
-            RangeSpec::Unsatisfiable => {
+        match byte_range(r, rec.size) {
+            None => (0, rec.size, false, None),
+            Some(Err(())) => {
                 return Err(UploadError::InvalidRange { size: rec.size }.into());
             }
-            RangeSpec::Bytes(s, e) => (s, e, true, None),
+            Some(Ok((s, e))) => (s, e, true, None),
         }
     } else {
         (0, rec.size, false, None)
@@ -533,67 +533,6 @@ async fn get_object(app: &App, req: &Parts, query: &Query, b: &str, k: &str, hea
     Ok(resp)
 }
 
-/// A `Range` header against `size` bytes: None for the whole object, Err when unsatisfiable,
-/// else `[start, end)`.
-pub fn byte_range(r: &str, size: u64) -> Option<Result<(u64, u64), ()>> {
-    match parse_range(r, size) {
-        RangeSpec::All => None,
-        RangeSpec::Unsatisfiable => Some(Err(())),
-        RangeSpec::Bytes(s, e) => Some(Ok((s, e))),
-    }
-}
-
-enum RangeSpec {
-    All,
-    Unsatisfiable,
-    Bytes(u64, u64),
-}
-
-/// `bytes=a-b | a- | -n` against an object of `size` bytes. Syntax S3 does not understand (or
-/// several ranges) means the whole object, as on AWS.
-fn parse_range(r: &str, size: u64) -> RangeSpec {
-    let Some(spec) = r.trim().strip_prefix("bytes=") else {
-        return RangeSpec::All;
-    };
-    let Some((a, b)) = spec.trim().split_once('-') else {
-        return RangeSpec::All;
-    };
-    if spec.contains(',') {
-        return RangeSpec::All;
-    }
-    // A run of digits too long for u64 is still a position, past any object's end.
-    let num = |s: &str| {
-        (!s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()))
-            .then(|| s.parse::<u64>().unwrap_or(u64::MAX))
-    };
-    match (a.trim(), b.trim()) {
-        ("", n) => match num(n) {
-            Some(0) => RangeSpec::Unsatisfiable,
-            Some(n) if size == 0 => RangeSpec::Unsatisfiable.then_if(n > 0),
-            Some(n) => RangeSpec::Bytes(size.saturating_sub(n), size),
-            None => RangeSpec::All,
-        },
-        (s, e) => {
-            let Some(s) = num(s) else {
-                return RangeSpec::All;
-            };
-            let e = if e.is_empty() { Some(u64::MAX) } else { num(e) };
-            match e {
-                None => RangeSpec::All,
-                Some(e) if e < s => RangeSpec::All,
-                Some(_) if s >= size => RangeSpec::Unsatisfiable,
-                Some(e) => RangeSpec::Bytes(s, e.saturating_add(1).min(size)),
-            }
-        }
-    }
-}
-
-impl RangeSpec {
-    fn then_if(self, cond: bool) -> Self {
-        if cond { self } else { RangeSpec::All }
-    }
-}
-
 /// If-Match / If-None-Match / If-Modified-Since / If-Unmodified-Since, with S3's precedence.
 /// `prefix` is "" for GET/HEAD or "x-amz-copy-source-" for copies (which answer 412, never 304).
 fn check_conditions(h: &HeaderMap, rec: &ObjectRecord, prefix: &str) -> Result<(), UploadError> {
@@ -604,7 +543,7 @@ fn check_conditions(h: &HeaderMap, rec: &ObjectRecord, prefix: &str) -> Result<(
     let etag_matches = |list: &str| {
         list.split(',').any(|t| {
             let t = t.trim();
-            t == "*" || crate::upload::checksum::normalize_etag(t) == rec.etag
+            t == "*" || crate::model::checksum::normalize_etag(t) == rec.etag
         })
     };
     let modified = SystemTime::UNIX_EPOCH
@@ -1445,21 +1384,6 @@ pub(super) fn xml_response(doc: String) -> Response<Body> {
     resp
 }
 
-/// `2026-11-25T18:27:58.123Z`
-pub fn iso8601(ms: Millis) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    let fmt = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
-    t.format(&fmt).unwrap_or_default()
-}
-
-/// `Wed, 25 Nov 2026 18:27:58 GMT`
-pub fn http_date(ms: Millis) -> String {
-    httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
-}
-
 /// The one `x-amz-checksum-<alg>` value a request gives (as a header, or a POST form field: `noun`),
 /// decoded; `x-amz-checksum-{algorithm,type,mode}` name no value and are skipped.
 pub(super) fn given_checksum<'a>(
@@ -1494,38 +1418,6 @@ pub(super) fn given_checksum<'a>(
 mod tests {
     use super::*;
 
-    fn range(r: &str, size: u64) -> Option<(u64, u64)> {
-        match parse_range(r, size) {
-            RangeSpec::Bytes(s, e) => Some((s, e)),
-            RangeSpec::All => None,
-            RangeSpec::Unsatisfiable => Some((u64::MAX, u64::MAX)),
-        }
-    }
-
-    #[test]
-    fn ranges() {
-        assert_eq!(range("bytes=0-9", 100), Some((0, 10)));
-        assert_eq!(range("bytes=90-200", 100), Some((90, 100)));
-        assert_eq!(range("bytes=-7", 11), Some((4, 11)));
-        assert_eq!(range("bytes=5-", 11), Some((5, 11)));
-        assert_eq!(range("bytes=100-", 100), Some((u64::MAX, u64::MAX)));
-        assert_eq!(range("bytes=0-0", 0), Some((u64::MAX, u64::MAX)));
-        assert_eq!(range("bytes=-5", 0), Some((u64::MAX, u64::MAX)));
-        assert_eq!(range("bytes=9-3", 100), None);
-        assert_eq!(range("bytes=a-b", 100), None);
-        assert_eq!(range("bytes=0-1,3-4", 100), None);
-        assert_eq!(range("items=0-1", 100), None);
-        // Huge positions are still positions (RFC 9110 `1*DIGIT`): past the end, or clamped.
-        assert_eq!(
-            range("bytes=99999999999999999999999-", 100),
-            Some((u64::MAX, u64::MAX))
-        );
-        assert_eq!(
-            range("bytes=10-99999999999999999999999", 100),
-            Some((10, 100))
-        );
-    }
-
     #[test]
     fn copy_ranges_are_strict() {
         assert_eq!(parse_copy_range("bytes=0-2"), Some((0, 2)));
@@ -1547,15 +1439,6 @@ mod tests {
         assert_eq!(url_encode("foo+1/bar"), "foo%2B1/bar");
         assert_eq!(url_encode("quux ab/"), "quux%20ab/");
         assert_eq!(url_encode("ä"), "%C3%A4");
-    }
-
-    #[test]
-    fn timestamps() {
-        assert_eq!(iso8601(1_795_632_478_123), "2026-11-25T18:47:58.123Z");
-        assert_eq!(
-            http_date(1_795_632_478_123),
-            "Wed, 25 Nov 2026 18:47:58 GMT"
-        );
     }
 
     /// Part number, ETag, and a checksum (index into `ChecksumAlgorithm::ALL`, value).

@@ -17,8 +17,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::auth::{ChunkSigner, PayloadMode};
+use crate::model::BodyError;
 use crate::upload::BodyStream;
-use crate::upload::error::BodyError;
 
 /// The value of the checksum trailer (`x-amz-trailer`), set by the decoder when it reaches the
 /// trailer section, before the stream ends.

@@ -20,12 +20,12 @@ use super::ops::{
 };
 use super::policy::Policy;
 use super::route::{Query, Route, S3Op};
-use super::xml::Xml;
 use crate::app::App;
 use crate::http::{Body, RequestBody, RequestInfo, empty, full};
+use crate::model::checksum::{ChecksumAlgorithm, b64};
 use crate::multipart::{self, Caps, FormError};
-use crate::upload::checksum::{ChecksumAlgorithm, b64};
 use crate::upload::{BodyChecks, BodyError, BodyStream, Expected, WriteCondition};
+use crate::xml::Xml;
 
 /// AWS caps the fields before the file at 20 KB; the count and the framing are capped too, so
 /// an unauthenticated request costs bounded memory.
@@ -206,11 +206,7 @@ pub async fn handle(
     answer(parts, &fields, bucket, &key, &rec, vhost)
 }
 
-type Prepared = (
-    Option<(u64, u64)>,
-    crate::upload::model::ObjectHeaders,
-    BodyChecks,
-);
+type Prepared = (Option<(u64, u64)>, crate::model::ObjectHeaders, BodyChecks);
 
 /// The object's key (with `${filename}` replaced), its headers, the body checks the form asks
 /// for, and the disk room it is admitted with.
@@ -287,7 +283,7 @@ fn answer(
     fields: &Fields,
     bucket: &str,
     key: &str,
-    rec: &crate::upload::model::ObjectRecord,
+    rec: &crate::model::ObjectRecord,
     vhost: bool,
 ) -> Result<Response<Body>, S3Error> {
     let etag = quoted(&rec.etag);

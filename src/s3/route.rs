@@ -5,7 +5,7 @@ use hyper::{HeaderMap, Method, StatusCode};
 use percent_encoding::percent_decode_str;
 
 use super::error::S3Error;
-use crate::upload::model::{PartNumber, UploadId};
+use crate::model::{PartNumber, UploadId};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum S3Op {

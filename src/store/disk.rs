@@ -34,9 +34,9 @@ use md5::{Digest as _, Md5};
 use super::io::IoPool;
 use super::space::{Reservation, Space};
 use crate::metrics::{Fsync, Metrics};
-use crate::upload::checksum::{ChecksumAlgorithm, Hasher};
-use crate::upload::error::BodyError;
-use crate::upload::model::{BlobId, ObjectPart, random_hex};
+use crate::model::BodyError;
+use crate::model::checksum::{ChecksumAlgorithm, Hasher};
+use crate::model::{BlobId, ObjectPart, random_hex};
 
 const TMP_PREFIX: &str = ".tmp-";
 /// Read size for GetObject; large reads keep syscalls few.
@@ -734,7 +734,7 @@ fn modified_if_present(entry: &std::fs::DirEntry) -> std::io::Result<Option<Syst
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::upload::checksum::md5_of;
+    use crate::model::checksum::md5_of;
 
     fn body(chunks: Vec<&'static [u8]>) -> impl Stream<Item = Result<Bytes, BodyError>> + Unpin {
         futures_util::stream::iter(chunks.into_iter().map(|c| Ok(Bytes::from_static(c))))

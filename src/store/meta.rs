@@ -9,7 +9,7 @@
 use async_trait::async_trait;
 
 use super::StoreResult;
-use crate::upload::model::{
+use crate::model::{
     BucketRecord, ChallengeRecord, CompletedResult, FileRecord, Millis, ObjectRecord, PartNumber,
     PartRecord, UploadId, UploadRecord,
 };

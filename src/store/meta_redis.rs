@@ -70,7 +70,7 @@ use serde::de::DeserializeOwned;
 
 use super::meta::{AbortUpload, BeginComplete, DeleteBucket, MetaStore, PutPart, UploadCursor};
 use super::{StoreError, StoreResult};
-use crate::upload::model::{
+use crate::model::{
     BucketRecord, ChallengeRecord, CompletedResult, FileRecord, Millis, ObjectRecord, PartNumber,
     PartRecord, UploadId, UploadRecord, UploadState,
 };

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use rustix::fs::{FlockOperation, flock};
 
-use crate::upload::model::random_hex;
+use crate::model::random_hex;
 
 /// This gateway's registration; dropping it releases the lock and removes the file.
 #[derive(Debug)]

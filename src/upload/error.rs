@@ -3,17 +3,7 @@
 
 use crate::store::StoreError;
 
-/// An error raised by a request body stream (signature, framing, length, client gone). The front
-/// end that built the stream knows its concrete type and maps it back.
-#[derive(Debug, thiserror::Error)]
-#[error(transparent)]
-pub struct BodyError(pub Box<dyn std::error::Error + Send + Sync>);
-
-impl BodyError {
-    pub fn new(e: impl std::error::Error + Send + Sync + 'static) -> Self {
-        Self(Box::new(e))
-    }
-}
+pub use crate::model::body::BodyError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -8,8 +8,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::model::{LifecycleRule, Millis, PartNumber, UploadId, UploadRecord, UploadState};
 use super::{Result, Uploads, millis};
+use crate::model::{LifecycleRule, Millis, PartNumber, UploadId, UploadRecord, UploadState};
 use crate::store::AbortUpload;
 
 const DAY_MS: Millis = 24 * 3600 * 1000;

@@ -20,12 +20,12 @@ use futures_util::StreamExt as _;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
-use super::checksum::{ContentAlgorithm, ContentHash};
-use super::model::{
+use super::{Error, Result, Uploads};
+use crate::model::checksum::{ContentAlgorithm, ContentHash};
+use crate::model::{
     ChallengeRecord, FileRecord, Millis, ObjectHeaders, ObjectRecord, UploadId, UploadRecord,
     UploadState, now_millis, random_hex,
 };
-use super::{Error, Result, Uploads};
 use crate::store::UploadCursor;
 
 /// Metadata names (x-amz-meta-*) kept on the file API's uploads and objects.

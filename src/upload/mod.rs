@@ -4,14 +4,11 @@
 //! Ordering rule everywhere: data first (written, fsynced, renamed), state last (one atomic store
 //! call). A crash between the two leaves an unreferenced file, never state pointing at nothing.
 
-pub mod checksum;
 pub mod error;
 pub mod expiry;
 pub mod files;
-pub mod model;
 
 use std::collections::{HashMap, HashSet};
-use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -19,24 +16,21 @@ use bytes::Bytes;
 use futures_util::Stream;
 use md5::{Digest as _, Md5};
 
-use self::checksum::{
+pub use self::error::{Error, Result};
+use crate::model::checksum::{
     ChecksumAlgorithm, ChecksumType, ContentHash, combine_parts, multipart_etag, normalize_etag,
 };
-pub use self::error::{BodyError, Error, Result};
-use self::model::{
+use crate::model::{
     BlobId, BucketRecord, Checksum, CompletedResult, CorsRule, Millis, ObjectHeaders, ObjectPart,
     ObjectRecord, PartNumber, PartRecord, UploadId, UploadRecord, UploadState, now_millis,
     random_hex,
 };
+pub use crate::model::{BodyError, BodyStream, valid_bucket_name};
 use crate::store::disk::{Staged, WriteError};
 use crate::store::space::Reservation;
 use crate::store::{
     AbortUpload, BeginComplete, DeleteBucket, DiskStore, MetaStore, PutPart, UploadCursor,
 };
-
-/// A request body as the core sees it: plain bytes, already de-framed and verified by the front
-/// end, failing (at the latest at its end) when the front end's checks fail.
-pub type BodyStream = Pin<Box<dyn Stream<Item = std::result::Result<Bytes, BodyError>> + Send>>;
 
 /// A Complete that has been "completing" this long is considered crashed and may be taken over.
 pub const STALE_COMPLETE: Duration = Duration::from_secs(60);
@@ -1317,21 +1311,6 @@ fn check_key(key: &str) -> Result<()> {
         return Err(Error::InvalidArgument("Key must not be empty".into()));
     }
     Ok(())
-}
-
-/// S3 bucket naming rules: 3–63 of `[a-z0-9.-]`, starting and ending with a letter or digit, no
-/// `..`, `.-`, `-.`, not an IPv4 address.
-pub fn valid_bucket_name(name: &str) -> bool {
-    let b = name.as_bytes();
-    (3..=63).contains(&b.len())
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'.' || *c == b'-')
-        && b[0].is_ascii_alphanumeric()
-        && b[b.len() - 1].is_ascii_alphanumeric()
-        && !name.contains("..")
-        && !name.contains(".-")
-        && !name.contains("-.")
-        && name.parse::<std::net::Ipv4Addr>().is_err()
 }
 
 /// Sorts after every key that starts with the prefix it is appended to.

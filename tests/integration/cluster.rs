@@ -13,9 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use mpgw::model::random_hex;
 use mpgw::store::MetaStore;
 use mpgw::store::meta_redis::RedisMetaStore;
-use mpgw::upload::model::random_hex;
 
 use crate::harness::{
     all_parts, assert_same_bytes, complete, create_upload, get_bytes, multipart_etag, quoted_md5,

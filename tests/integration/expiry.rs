@@ -10,7 +10,7 @@ use aws_sdk_s3::types::{
     LifecycleExpiration, LifecycleRule, LifecycleRuleFilter,
 };
 use mpgw::config::Config;
-use mpgw::upload::model::now_millis;
+use mpgw::model::now_millis;
 
 use crate::harness::{
     Store, TestGateway, assert_err, blob_dir, both, complete, create_upload, get_bytes, upload_part,

@@ -18,16 +18,16 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use mpgw::model::{
+    BucketRecord, ChallengeRecord, CompletedResult, FileRecord, Millis, ObjectRecord, PartNumber,
+    PartRecord, UploadId, UploadRecord,
+};
 use mpgw::store::disk::{DiskStep, FaultHook};
 use mpgw::store::{
     AbortUpload, BeginComplete, DeleteBucket, MetaStore, PutPart, StoreError, StoreResult,
     UploadCursor,
 };
 use mpgw::upload::Uploads;
-use mpgw::upload::model::{
-    BucketRecord, ChallengeRecord, CompletedResult, FileRecord, Millis, ObjectRecord, PartNumber,
-    PartRecord, UploadId, UploadRecord,
-};
 
 use crate::harness::*;
 

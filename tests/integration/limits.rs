@@ -621,7 +621,10 @@ async fn early_refusal_keeps_the_connection() {
     s.write_all(head.as_bytes()).await.unwrap();
     let (status, body) = read_one(&mut s).await;
     assert_eq!(status, 400, "{body}");
-    assert!(body.contains("<Code>MaxMessageLengthExceeded</Code>"), "{body}");
+    assert!(
+        body.contains("<Code>MaxMessageLengthExceeded</Code>"),
+        "{body}"
+    );
     // The body follows the answer, in pieces, as a client that does not wait would send it.
     for piece in vec![b' '; len].chunks(64 << 10) {
         tokio::time::timeout(Duration::from_secs(10), s.write_all(piece))

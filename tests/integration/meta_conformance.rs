@@ -7,16 +7,16 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use mpgw::model::checksum::{ChecksumAlgorithm, ChecksumType};
+use mpgw::model::{
+    BucketRecord, ChallengeRecord, Checksum, CompletedResult, CorsRule, FileRecord, Millis,
+    ObjectHeaders, ObjectPart, ObjectRecord, PartNumber, PartRecord, UploadId, UploadRecord,
+    UploadState, random_hex,
+};
 use mpgw::store::meta_embedded::EmbeddedMetaStore;
 use mpgw::store::meta_redis::RedisMetaStore;
 use mpgw::store::{
     AbortUpload, BeginComplete, DeleteBucket, MetaStore, PutPart, StoreError, UploadCursor,
-};
-use mpgw::upload::checksum::{ChecksumAlgorithm, ChecksumType};
-use mpgw::upload::model::{
-    BucketRecord, ChallengeRecord, Checksum, CompletedResult, CorsRule, FileRecord, Millis,
-    ObjectHeaders, ObjectPart, ObjectRecord, PartNumber, PartRecord, UploadId, UploadRecord,
-    UploadState, random_hex,
 };
 
 macro_rules! conformance {
@@ -965,7 +965,7 @@ fn challenge(expires: Millis) -> ChallengeRecord {
 
 async fn challenges(s: Arc<dyn MetaStore>) {
     // Real time: Redis expires the keys by its own clock.
-    let now = mpgw::upload::model::now_millis();
+    let now = mpgw::model::now_millis();
     let c = challenge(now + 60_000);
     s.put_challenge("alice", "n1", &c, now, 4).await.unwrap();
     // Another owner's nonce, an unknown nonce: nothing.
@@ -1033,7 +1033,7 @@ async fn challenges(s: Arc<dyn MetaStore>) {
 }
 
 async fn concurrent_take_challenge(s: Arc<dyn MetaStore>) {
-    let now = mpgw::upload::model::now_millis();
+    let now = mpgw::model::now_millis();
     s.put_challenge("dave", "once", &challenge(now + 60_000), now, 8)
         .await
         .unwrap();

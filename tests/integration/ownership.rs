@@ -10,8 +10,8 @@ use aws_sdk_s3::types::{
     Delete, ExpirationStatus, LifecycleRule, LifecycleRuleFilter, ObjectIdentifier,
 };
 use mpgw::config::Config;
+use mpgw::model::{UploadId, now_millis};
 use mpgw::store::MetaStore;
-use mpgw::upload::model::{UploadId, now_millis};
 
 use crate::harness::{
     ACCESS_KEY, Auth, RawResponse, SECRET_KEY, Store, TestGateway, both, complete, create_upload,

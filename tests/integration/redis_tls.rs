@@ -11,9 +11,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use mpgw::model::random_hex;
 use mpgw::store::MetaStore;
 use mpgw::store::meta_redis::{RedisMetaStore, RedisTls};
-use mpgw::upload::model::random_hex;
 
 use crate::cluster::RedisCluster;
 

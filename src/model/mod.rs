@@ -1,12 +1,18 @@
 //! Domain types shared by both front-ends and the stores. Parsed once at the edge; after that,
 //! nothing re-checks strings.
 
+pub mod body;
+pub mod checksum;
+pub mod time;
+
+pub use self::body::{BodyError, BodyStream};
+
 use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::checksum::{ChecksumAlgorithm, ChecksumType};
+use self::checksum::{ChecksumAlgorithm, ChecksumType};
 
 /// Opaque, unguessable, URL-safe upload id (also used as the blob directory name of the object
 /// it becomes). 32 lowercase hex characters.
@@ -333,4 +339,19 @@ mod tests {
         assert!(UploadId::parse("../../etc/passwd00000000000000000").is_none());
         assert!(UploadId::parse("ABCDEF00000000000000000000000000").is_none());
     }
+}
+
+/// S3 bucket naming rules: 3–63 of `[a-z0-9.-]`, starting and ending with a letter or digit, no
+/// `..`, `.-`, `-.`, not an IPv4 address.
+pub fn valid_bucket_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    (3..=63).contains(&b.len())
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'.' || *c == b'-')
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && !name.contains("..")
+        && !name.contains(".-")
+        && !name.contains("-.")
+        && name.parse::<std::net::Ipv4Addr>().is_err()
 }
