@@ -17,7 +17,7 @@ use hyper::{Method, Request, Response, StatusCode, header};
 use subtle::ConstantTimeEq as _;
 
 use crate::app::App;
-use crate::http::{Body, full};
+use crate::body::{Body, full};
 use crate::model::random_hex;
 
 pub const LIVE: &str = "/health/live";

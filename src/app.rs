@@ -25,8 +25,6 @@ pub struct App {
     pub region: Arc<str>,
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
-    /// Set when serving HTTPS.
-    pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// Base domain of virtual-host-style requests.
     pub domain: Option<Arc<str>>,
     /// The server-wide CORS rule, for buckets without their own configuration.
@@ -34,7 +32,7 @@ pub struct App {
     /// The design note's `/file/*` API.
     pub legacy: Option<Arc<legacy::Settings>>,
     /// Sizes and timeouts the listeners enforce.
-    pub limits: crate::server::ConnLimits,
+    pub limits: crate::config::ConnLimits,
     /// This gateway's entry among the live gateways of the data dir, held while it runs.
     _registration: Arc<crate::store::peers::Registration>,
 }
@@ -47,10 +45,6 @@ impl App {
             .map_err(|e| format!("{}: {e}", cfg.data_dir.display()))?;
         let metrics = Arc::new(Metrics::new());
         let uploads = open_uploads(cfg, metrics.clone()).await?;
-        let tls = match (&cfg.tls_cert, &cfg.tls_key) {
-            (Some(cert), Some(key)) => Some(crate::server::tls_acceptor(cert, key)?),
-            _ => None,
-        };
         let (users, _) = crate::credentials::Users::load(
             cfg.legacy_users.as_deref(),
             &cfg.data_dir,
@@ -130,11 +124,10 @@ impl App {
                 cfg.admin_listen.is_none(),
                 cfg.metrics_token.clone(),
             )),
-            tls,
             domain: cfg.domain.as_deref().map(Into::into),
             cors_default: crate::s3::cors::default_rule(&cfg.cors_allow_origins).map(Arc::new),
             legacy: Some(Arc::new(legacy)),
-            limits: crate::server::ConnLimits::from_config(cfg),
+            limits: crate::config::ConnLimits::from_config(cfg),
             _registration: Arc::new(registration),
         })
     }

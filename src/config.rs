@@ -13,6 +13,8 @@ use clap::parser::ValueSource;
 use clap::{ArgAction, ArgMatches, Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 
+use crate::units::MinRate;
+
 /// The example config file: every key with its default (`mpgw config example` prints it).
 pub const EXAMPLE: &str = include_str!("mpgw.example.toml");
 
@@ -1009,5 +1011,49 @@ mod tests {
         assert!(g1 && !g2);
         let a: Vec<_> = c1.access_keys().collect();
         assert_eq!(a, c2.access_keys().collect::<Vec<_>>());
+    }
+}
+
+/// What a listener allows a client (README "Operating": limits). `None` = no limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnLimits {
+    /// Largest request head; a bigger one is answered by `http` (RequestHeaderSectionTooLarge).
+    pub max_header_size: usize,
+    /// From accept, or from the first byte of a request head, to the whole head (TLS handshake
+    /// included).
+    pub header_timeout: Option<Duration>,
+    /// With no request in progress and no new one started.
+    pub idle_timeout: Option<Duration>,
+    /// Longest stall of a request body (in `http`) or of a response write.
+    pub body_timeout: Option<Duration>,
+    /// Slowest request body or response reader (`--min-body-rate` over `--body-rate-window`).
+    pub min_rate: Option<MinRate>,
+    pub max_connections: Option<usize>,
+    pub http2_max_streams: u32,
+}
+
+impl ConnLimits {
+    pub fn from_config(cfg: &Config) -> Self {
+        let opt = |d: Duration| (!d.is_zero()).then_some(d);
+        Self {
+            max_header_size: usize::try_from(cfg.max_header_size).unwrap_or(usize::MAX),
+            header_timeout: opt(cfg.header_timeout),
+            idle_timeout: opt(cfg.idle_timeout),
+            body_timeout: opt(cfg.body_timeout),
+            min_rate: (cfg.min_body_rate > 0 && !cfg.body_rate_window.is_zero()).then_some(
+                MinRate {
+                    bytes_per_sec: cfg.min_body_rate,
+                    window: cfg.body_rate_window,
+                },
+            ),
+            max_connections: (cfg.max_connections > 0).then_some(cfg.max_connections),
+            http2_max_streams: cfg.http2_max_streams,
+        }
+    }
+}
+
+impl Default for ConnLimits {
+    fn default() -> Self {
+        Self::from_config(&Config::default())
     }
 }

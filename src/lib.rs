@@ -30,10 +30,10 @@
 pub mod admin;
 pub mod app;
 pub mod bench;
+pub mod body;
 pub mod client;
 pub mod config;
 pub mod credentials;
-pub mod http;
 pub mod legacy;
 pub mod metrics;
 pub mod model;
@@ -41,8 +41,10 @@ pub mod multipart;
 pub mod range;
 pub mod s3;
 pub mod server;
+pub mod service;
 pub mod store;
 pub mod ui;
+pub mod units;
 pub mod upload;
 pub mod xml;
 

@@ -116,13 +116,21 @@ async fn serve_until_signal(cfg: Config) -> Result<(), String> {
     // The admin listener outlives the S3 one, so readiness reports the drain until it ends.
     let stop_admin = CancellationToken::new();
     let admin_task = admin.map(|(listener, _)| {
-        tokio::spawn(mpgw::server::run_admin(
+        tokio::spawn(mpgw::service::run_admin(
             listener,
             app.clone(),
             stop_admin.clone().cancelled_owned(),
         ))
     });
-    mpgw::server::run(listener, app, shutdown_signal(), cfg.shutdown_timeout()).await;
+    let tls = mpgw::server::tls_for(&cfg)?;
+    mpgw::service::run(
+        listener,
+        app,
+        tls,
+        shutdown_signal(),
+        cfg.shutdown_timeout(),
+    )
+    .await;
     stop_admin.cancel();
     if let Some(task) = admin_task {
         let _ = task.await;

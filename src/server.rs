@@ -32,146 +32,20 @@ use tokio::sync::Semaphore;
 use tokio::time::{Instant, Sleep};
 use tokio_rustls::TlsAcceptor;
 
-use crate::app::App;
-use crate::config::Config;
-use crate::http::Body;
+use crate::body::{Body, RateMeter, wake_at};
+use crate::config::{Config, ConnLimits};
 use crate::metrics::{ConnectionMetrics, Timeout};
 
 /// Hyper's own HTTP/1 read-buffer limit (its default), kept unless `max_header_size` needs more:
 /// it also sizes the reads of request bodies, so a smaller one would slow uploads down.
 const HYPER_MAX_BUF: usize = 8192 + 4096 * 100;
 
-/// What a listener allows a client (README "Operating": limits). `None` = no limit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConnLimits {
-    /// Largest request head; a bigger one is answered by `http` (RequestHeaderSectionTooLarge).
-    pub max_header_size: usize,
-    /// From accept, or from the first byte of a request head, to the whole head (TLS handshake
-    /// included).
-    pub header_timeout: Option<Duration>,
-    /// With no request in progress and no new one started.
-    pub idle_timeout: Option<Duration>,
-    /// Longest stall of a request body (in `http`) or of a response write.
-    pub body_timeout: Option<Duration>,
-    /// Slowest request body or response reader (`--min-body-rate` over `--body-rate-window`).
-    pub min_rate: Option<MinRate>,
-    pub max_connections: Option<usize>,
-    pub http2_max_streams: u32,
-}
-
-impl ConnLimits {
-    pub fn from_config(cfg: &Config) -> Self {
-        let opt = |d: Duration| (!d.is_zero()).then_some(d);
-        Self {
-            max_header_size: usize::try_from(cfg.max_header_size).unwrap_or(usize::MAX),
-            header_timeout: opt(cfg.header_timeout),
-            idle_timeout: opt(cfg.idle_timeout),
-            body_timeout: opt(cfg.body_timeout),
-            min_rate: (cfg.min_body_rate > 0 && !cfg.body_rate_window.is_zero()).then_some(
-                MinRate {
-                    bytes_per_sec: cfg.min_body_rate,
-                    window: cfg.body_rate_window,
-                },
-            ),
-            max_connections: (cfg.max_connections > 0).then_some(cfg.max_connections),
-            http2_max_streams: cfg.http2_max_streams,
-        }
+/// The TLS acceptor `cfg` asks for (`--tls-cert` and `--tls-key`), if any.
+pub fn tls_for(cfg: &Config) -> Result<Option<TlsAcceptor>, String> {
+    match (&cfg.tls_cert, &cfg.tls_key) {
+        (Some(cert), Some(key)) => tls_acceptor(cert, key).map(Some),
+        _ => Ok(None),
     }
-}
-
-/// A minimum data rate: at least `bytes_per_sec` on average over each `window` of time spent
-/// waiting for the client (time the gateway itself is busy does not count).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MinRate {
-    pub bytes_per_sec: u64,
-    pub window: Duration,
-}
-
-/// Measures one direction of a client's data against a `MinRate`. The clock runs only while the
-/// gateway waits for the client (a read or a write pending), in windows: at the end of each,
-/// fewer bytes than the rate asks for is a failure.
-#[derive(Debug)]
-pub(crate) struct RateMeter {
-    rate: MinRate,
-    /// Waiting time counted in this window, bytes moved in it.
-    waited: Duration,
-    bytes: u64,
-    /// Since when the current wait runs.
-    since: Option<Instant>,
-    timer: Option<Pin<Box<Sleep>>>,
-}
-
-impl RateMeter {
-    pub(crate) fn new(rate: MinRate) -> Self {
-        Self {
-            rate,
-            waited: Duration::ZERO,
-            bytes: 0,
-            since: None,
-            timer: None,
-        }
-    }
-
-    /// Bytes moved: the wait (if any) ends.
-    pub(crate) fn moved(&mut self, n: usize) {
-        if let Some(since) = self.since.take() {
-            self.waited += since.elapsed();
-        }
-        self.bytes += n as u64;
-        if self.waited >= self.rate.window {
-            // A window ended while data moved: it passes (the client is sending now), and the
-            // next one begins.
-            self.waited = Duration::ZERO;
-            self.bytes = 0;
-        }
-    }
-
-    /// The gateway waits for the client: true once a window has ended with too few bytes
-    /// (then fail); else the task is woken when the window would end.
-    pub(crate) fn waiting(&mut self, cx: &mut Context<'_>) -> bool {
-        loop {
-            let since = *self.since.get_or_insert_with(Instant::now);
-            let end = since + self.rate.window.saturating_sub(self.waited);
-            if !wake_at(&mut self.timer, end, cx) {
-                return false;
-            }
-            let need = u128::from(self.rate.bytes_per_sec) * self.rate.window.as_millis() / 1000;
-            if u128::from(self.bytes) < need {
-                return true;
-            }
-            self.since = Some(Instant::now());
-            self.waited = Duration::ZERO;
-            self.bytes = 0;
-        }
-    }
-}
-
-impl Default for ConnLimits {
-    fn default() -> Self {
-        Self::from_config(&Config::default())
-    }
-}
-
-/// Serves `app` on `listener` until `shutdown` resolves, then lets in-flight requests finish
-/// (for at most `drain`). Readiness fails from the moment `shutdown` resolves.
-pub async fn run(
-    listener: TcpListener,
-    app: App,
-    shutdown: impl Future<Output = ()>,
-    drain: Duration,
-) {
-    let health = app.health.clone();
-    let shutdown = async move {
-        shutdown.await;
-        health.set_draining();
-    };
-    let conns = app.metrics.connections.clone();
-    let tls = app.tls.clone();
-    let limits = app.limits;
-    accept_loop(listener, tls, limits, conns, shutdown, drain, move |req| {
-        crate::http::handle(app.clone(), req)
-    })
-    .await;
 }
 
 /// Loads a PEM certificate chain and key into a TLS acceptor offering HTTP/2 and HTTP/1.1.
@@ -195,30 +69,9 @@ pub fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> Result<Tls
     Ok(TlsAcceptor::from(std::sync::Arc::new(config)))
 }
 
-/// Serves the admin endpoints (health, metrics) on their own listener until `shutdown` resolves.
-pub async fn run_admin(listener: TcpListener, app: App, shutdown: impl Future<Output = ()>) {
-    let limits = app.limits;
-    let handler = move |req: Request<Incoming>| {
-        let app = app.clone();
-        async move {
-            Ok::<_, Infallible>(
-                crate::admin::handle(&app, &req, crate::admin::Audience::Operator).await,
-            )
-        }
-    };
-    accept_loop(
-        listener,
-        None,
-        limits,
-        ConnectionMetrics::default(),
-        shutdown,
-        Duration::from_secs(5),
-        handler,
-    )
-    .await;
-}
-
-async fn accept_loop<H, F>(
+/// Serves `handler` on `listener` until `shutdown` resolves, then lets in-flight requests
+/// finish (for at most `drain`). Knows nothing of the protocol behind the handler.
+pub async fn run<H, F>(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     limits: ConnLimits,
@@ -600,29 +453,6 @@ impl Watched {
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => self.write_pending(cx),
-        }
-    }
-}
-
-/// Makes sure the task is woken by `at` at the latest; true once `at` has passed. The timer moves
-/// only when it has fired or would be late, not on every poll (a reset takes the timer driver's
-/// lock, and reads pend thousands of times a second during an upload): waking early just means
-/// the caller looks again.
-pub(crate) fn wake_at(
-    timer: &mut Option<Pin<Box<Sleep>>>,
-    at: Instant,
-    cx: &mut Context<'_>,
-) -> bool {
-    loop {
-        if Instant::now() >= at {
-            return true;
-        }
-        let t = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
-        if t.deadline() > at || t.is_elapsed() {
-            t.as_mut().reset(at);
-        }
-        if t.as_mut().poll(cx).is_pending() {
-            return false;
         }
     }
 }

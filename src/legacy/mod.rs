@@ -18,9 +18,9 @@ use serde_json::{Value, json};
 use self::form::Form;
 use self::reply::LegacyError;
 use crate::app::App;
+use crate::body::Body;
+use crate::body::RequestBody;
 pub use crate::credentials::Users;
-use crate::http::Body;
-use crate::http::RequestBody;
 use crate::model::checksum::{ChecksumAlgorithm, ContentAlgorithm, ContentHash};
 use crate::model::{PartNumber, UploadId, UploadRecord, UploadState};
 use crate::upload::files::{Challenge, Geometry, chunk_count, content_hash};
@@ -612,9 +612,9 @@ impl Ctx<'_> {
             Some(Ok((s, e))) => (s, e, true),
         };
         let body = if parts.method == Method::HEAD || start == end {
-            crate::http::empty()
+            crate::body::empty()
         } else {
-            crate::http::stream(self.app.uploads.read(&o, start, end))
+            crate::body::stream(self.app.uploads.read(&o, start, end))
         };
         let mut resp = Response::new(body);
         *resp.status_mut() = if partial {

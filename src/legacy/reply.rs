@@ -6,7 +6,7 @@ use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Response, StatusCode};
 use serde_json::{Value, json};
 
-use crate::http::{Body, full};
+use crate::body::{Body, full};
 use crate::store::StoreError;
 use crate::upload::Error as UploadError;
 

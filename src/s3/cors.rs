@@ -6,7 +6,7 @@ use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use hyper::{Response, StatusCode};
 
 use super::error::S3Error;
-use crate::http::{Body, empty};
+use crate::body::{Body, empty};
 use crate::model::CorsRule;
 use crate::xml::{self, Xml};
 

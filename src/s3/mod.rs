@@ -13,12 +13,12 @@ pub mod post;
 pub mod route;
 pub mod sigv2;
 
-use crate::http::RequestBody;
+use crate::body::RequestBody;
 use hyper::{Method, Request, Response};
 
 use self::error::S3Error;
 use crate::app::App;
-use crate::http::{Body, RequestInfo, empty, full};
+use crate::body::{Body, RequestInfo, empty, full};
 
 /// Answers one S3 request, filling `info` (operation, bucket, key, access key, error code) for
 /// the access log and the metrics as it learns them, so a cancelled request still has them.

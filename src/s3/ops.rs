@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::http::RequestBody;
+use crate::body::RequestBody;
 use base64::Engine as _;
 use bytes::Bytes;
 use futures_util::{StreamExt as _, TryStreamExt as _};
@@ -16,7 +16,7 @@ use super::error::S3Error;
 use super::payload;
 use super::route::{Query, Route, S3Op};
 use crate::app::App;
-use crate::http::{Body, empty, full};
+use crate::body::{Body, empty, full};
 use crate::model::checksum::{ChecksumAlgorithm, ChecksumType, b64};
 use crate::model::time::{http_date, iso8601};
 use crate::model::{ObjectHeaders, ObjectRecord, PartNumber, UploadId, UploadRecord};
@@ -472,7 +472,7 @@ async fn get_object(app: &App, req: &Parts, query: &Query, b: &str, k: &str, hea
     let body = if head || start == end {
         empty()
     } else {
-        crate::http::stream(app.uploads.read(&rec, start, end))
+        crate::body::stream(app.uploads.read(&rec, start, end))
     };
     let mut resp = Response::new(body);
     *resp.status_mut() = if partial {
@@ -1180,7 +1180,7 @@ fn common_prefixes(x: &mut Xml, prefixes: &[String], enc: &impl Fn(&str) -> Stri
 /// Reads and drops an unread request body before an early error answer. A client that sent
 /// `Expect: 100-continue` has not sent its body: nothing to drain (the answer closes instead).
 pub async fn drain(req: &Parts, body: RequestBody) {
-    use crate::http::DRAIN_LIMIT;
+    use crate::body::DRAIN_LIMIT;
     use http_body_util::BodyExt as _;
     let expects = req
         .headers

@@ -198,7 +198,7 @@ where
                     }
                     // HTTP trailers carry nothing S3 reads: checksum trailers live in aws-chunked.
                     Some(Ok(frame)) => input = frame.into_data().unwrap_or_default(),
-                    Some(Err(e)) if crate::http::is_body_timeout(&e) => {
+                    Some(Err(e)) if crate::body::is_body_timeout(&e) => {
                         return Err(PayloadError::RequestTimeout);
                     }
                     Some(Err(e)) => return Err(codec.body_error(e.to_string())),

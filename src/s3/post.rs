@@ -21,7 +21,7 @@ use super::ops::{
 use super::policy::Policy;
 use super::route::{Query, Route, S3Op};
 use crate::app::App;
-use crate::http::{Body, RequestBody, RequestInfo, empty, full};
+use crate::body::{Body, RequestBody, RequestInfo, empty, full};
 use crate::model::checksum::{ChecksumAlgorithm, b64};
 use crate::multipart::{self, Caps, FormError};
 use crate::upload::{BodyChecks, BodyError, BodyStream, Expected, WriteCondition};

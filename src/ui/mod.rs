@@ -4,7 +4,7 @@
 use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, LOCATION};
 use hyper::{Response, StatusCode};
 
-use crate::http::{Body, empty, full};
+use crate::body::{Body, empty, full};
 
 pub const PREFIX: &str = "/ui";
 

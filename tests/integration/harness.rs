@@ -157,6 +157,7 @@ impl TestGateway {
                     let started = async {
                         let (creds, _) = cfg.load_credentials()?;
                         let mut app = mpgw::App::open(&cfg, creds).await?;
+                        let tls = mpgw::server::tls_for(&cfg)?;
                         if let Some(wrap) = &wrap {
                             app.uploads = wrap(app.uploads.clone());
                         }
@@ -164,10 +165,10 @@ impl TestGateway {
                             .await
                             .map_err(|e| e.to_string())?;
                         let addr = listener.local_addr().map_err(|e| e.to_string())?;
-                        Ok::<_, String>((app, listener, addr))
+                        Ok::<_, String>((app, tls, listener, addr))
                     }
                     .await;
-                    let (app, listener, addr) = match started {
+                    let (app, tls, listener, addr) = match started {
                         Ok(v) => v,
                         Err(e) => {
                             let _ = ready_tx.send(Err(e));
@@ -178,7 +179,7 @@ impl TestGateway {
                     let shutdown = async {
                         let _ = shutdown_rx.await;
                     };
-                    mpgw::server::run(listener, app, shutdown, Duration::from_secs(3)).await;
+                    mpgw::service::run(listener, app, tls, shutdown, Duration::from_secs(3)).await;
                 });
                 drop(rt);
                 let _ = stopped_tx.send(());
