@@ -9,12 +9,11 @@
 //! send a query when listing, so only a bare GET of object `live`/`ready` in a bucket `health`
 //! (or, with a token, a v1 listing of a bucket `metrics` without parameters) is shadowed.
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use hyper::{Method, Request, Response, StatusCode, header};
-use subtle::ConstantTimeEq as _;
 
 use crate::app::App;
 use crate::body::{Body, full};
@@ -27,69 +26,12 @@ pub const METRICS: &str = "/metrics";
 /// A state store that takes longer than this to answer a ping is as good as down for clients.
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// What readiness checks, and whether the gateway is draining.
-pub struct Health {
-    data_dir: PathBuf,
-    min_free_space: u64,
-    /// No `--admin-listen`: the S3 listener serves these endpoints.
-    pub on_main_listener: bool,
-    /// `--metrics-token`: what a bearer must show on the S3 listener for the operator's view.
-    metrics_token: Option<String>,
-    draining: AtomicBool,
-}
-
-impl std::fmt::Debug for Health {
-    // The token is a credential: keep it out of logs.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Health")
-            .field("data_dir", &self.data_dir)
-            .field("min_free_space", &self.min_free_space)
-            .field("on_main_listener", &self.on_main_listener)
-            .field("draining", &self.draining)
-            .finish_non_exhaustive()
-    }
-}
-
 /// Who is asking: the operator (the admin listener, or a bearer of the metrics token on the S3
 /// listener) sees everything; anyone else only liveness and a bare readiness answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Audience {
     Operator,
     Public,
-}
-
-impl Health {
-    pub fn new(
-        data_dir: PathBuf,
-        min_free_space: u64,
-        on_main_listener: bool,
-        metrics_token: Option<String>,
-    ) -> Self {
-        Self {
-            data_dir,
-            min_free_space,
-            on_main_listener,
-            metrics_token: metrics_token.filter(|t| !t.is_empty()),
-            draining: AtomicBool::new(false),
-        }
-    }
-
-    /// Whether `headers` carry `Authorization: Bearer <metrics token>`.
-    fn bearer(&self, headers: &header::HeaderMap) -> bool {
-        let Some(token) = &self.metrics_token else {
-            return false;
-        };
-        headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
-            .is_some_and(|given| bool::from(given.trim_ascii().ct_eq(token.as_bytes())))
-    }
-
-    /// From now on readiness fails, so load balancers stop sending new requests while in-flight
-    /// ones finish.
-    pub fn set_draining(&self) {
-        self.draining.store(true, Ordering::Relaxed);
-    }
 }
 
 /// A GET of exactly one of these paths, without a query string.
@@ -104,7 +46,7 @@ pub fn on_main_listener<B>(app: &App, req: &Request<B>) -> Option<Audience> {
     let health = &app.health;
     let served = health.on_main_listener
         && is_admin_request(req)
-        && (req.uri().path() != METRICS || health.metrics_token.is_some());
+        && (req.uri().path() != METRICS || health.has_metrics_token());
     served.then(|| {
         if health.bearer(req.headers()) {
             Audience::Operator
@@ -172,7 +114,7 @@ fn text(status: StatusCode, body: String) -> Response<Body> {
 async fn readiness(app: &App) -> Result<(), Vec<String>> {
     let health = &app.health;
     let store = async {
-        match tokio::time::timeout(PING_TIMEOUT, app.uploads.meta().ping()).await {
+        match tokio::time::timeout(PING_TIMEOUT, app.uploads.ping()).await {
             Ok(Ok(())) => None,
             Ok(Err(e)) => Some(format!("state store: {e}")),
             Err(_) => Some(format!("state store: no answer within {PING_TIMEOUT:?}")),
@@ -219,7 +161,10 @@ fn check_disk(dir: &Path, reserve: u64) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
+    use crate::app::Health;
 
     #[test]
     fn admin_paths_are_exact() {

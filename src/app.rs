@@ -2,13 +2,13 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::admin::Health;
 use crate::config::{AdminCommand, Config, Credentials};
-use crate::legacy;
+use crate::credentials::LegacySettings;
 use crate::metrics::{InstrumentedMeta, Metrics};
-use crate::model::{CorsRule, UploadState, now_millis};
+use crate::model::{CorsRule, now_millis};
 use crate::store::meta_embedded::EmbeddedMetaStore;
 use crate::store::meta_redis::{RedisMetaStore, RedisTls};
 use crate::store::{DiskStore, MetaStore};
@@ -30,7 +30,7 @@ pub struct App {
     /// The server-wide CORS rule, for buckets without their own configuration.
     pub cors_default: Option<Arc<CorsRule>>,
     /// The design note's `/file/*` API.
-    pub legacy: Option<Arc<legacy::Settings>>,
+    pub legacy: Arc<LegacySettings>,
     /// Sizes and timeouts the listeners enforce.
     pub limits: crate::config::ConnLimits,
     /// This gateway's entry among the live gateways of the data dir, held while it runs.
@@ -51,10 +51,10 @@ impl App {
             &credentials,
         )?;
         let link_key = uploads
-            .shared_secret(legacy::link::SECRET_NAME)
+            .shared_secret(crate::credentials::LINK_SECRET_NAME)
             .await
             .map_err(|e| format!("the download links' key: {e}"))?;
-        let legacy = legacy::Settings {
+        let legacy = LegacySettings {
             bucket: cfg.legacy_bucket.clone(),
             chunk_size: cfg.legacy_chunk_size,
             users,
@@ -65,7 +65,7 @@ impl App {
             .map_err(|e| format!("{}: registering the gateway: {e}", cfg.data_dir.display()))?;
         let started = Instant::now();
         tracing::info!(
-            store = uploads.meta().kind(),
+            store = uploads.store_kind(),
             live_peers = peers,
             "recovery started: settling interrupted completes"
         );
@@ -125,8 +125,8 @@ impl App {
                 cfg.metrics_token.clone(),
             )),
             domain: cfg.domain.as_deref().map(Into::into),
-            cors_default: crate::s3::cors::default_rule(&cfg.cors_allow_origins).map(Arc::new),
-            legacy: Some(Arc::new(legacy)),
+            cors_default: CorsRule::allow_origins(&cfg.cors_allow_origins).map(Arc::new),
+            legacy: Arc::new(legacy),
             limits: crate::config::ConnLimits::from_config(cfg),
             _registration: Arc::new(registration),
         })
@@ -238,12 +238,8 @@ async fn sweep(uploads: &Uploads, metrics: &Metrics, recount: bool) {
 
 /// Sets the open-uploads gauge from the state store, which other gateways may share: between
 /// two counts it only follows this gateway's own creates, completes and aborts.
-async fn count_open(uploads: &Uploads, metrics: &Metrics) -> crate::store::StoreResult<usize> {
-    let all = uploads.meta().all_uploads().await?;
-    let open = all
-        .iter()
-        .filter(|u| u.state != UploadState::Completed)
-        .count();
+async fn count_open(uploads: &Uploads, metrics: &Metrics) -> crate::upload::Result<usize> {
+    let open = uploads.count_open().await?;
     metrics
         .uploads_open
         .set(i64::try_from(open).unwrap_or(i64::MAX));
@@ -334,5 +330,71 @@ fn format_age(ms: i64) -> String {
         (0, 0, _) => format!("{m}m{}s", s % 60),
         (0, _, _) => format!("{h}h{m}m"),
         _ => format!("{d}d{h}h"),
+    }
+}
+
+/// What readiness checks, and whether the gateway is draining.
+pub struct Health {
+    pub(crate) data_dir: PathBuf,
+    pub(crate) min_free_space: u64,
+    /// No `--admin-listen`: the S3 listener serves these endpoints.
+    pub on_main_listener: bool,
+    /// `--metrics-token`: what a bearer must show on the S3 listener for the operator's view.
+    metrics_token: Option<String>,
+    pub(crate) draining: AtomicBool,
+}
+
+impl std::fmt::Debug for Health {
+    // The token is a credential: keep it out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Health")
+            .field("data_dir", &self.data_dir)
+            .field("min_free_space", &self.min_free_space)
+            .field("on_main_listener", &self.on_main_listener)
+            .field("draining", &self.draining)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Health {
+    pub fn new(
+        data_dir: PathBuf,
+        min_free_space: u64,
+        on_main_listener: bool,
+        metrics_token: Option<String>,
+    ) -> Self {
+        Self {
+            data_dir,
+            min_free_space,
+            on_main_listener,
+            metrics_token: metrics_token.filter(|t| !t.is_empty()),
+            draining: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether `headers` carry `Authorization: Bearer <metrics token>`.
+    pub fn bearer(&self, headers: &hyper::header::HeaderMap) -> bool {
+        let Some(token) = &self.metrics_token else {
+            return false;
+        };
+        headers
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+            .is_some_and(|given| {
+                bool::from(subtle::ConstantTimeEq::ct_eq(
+                    given.trim_ascii(),
+                    token.as_bytes(),
+                ))
+            })
+    }
+
+    pub fn has_metrics_token(&self) -> bool {
+        self.metrics_token.is_some()
+    }
+
+    /// From now on readiness fails, so load balancers stop sending new requests while in-flight
+    /// ones finish.
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
     }
 }

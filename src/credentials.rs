@@ -242,3 +242,27 @@ mod tests {
         assert!(e.contains("S3 secret"), "{e}");
     }
 }
+
+/// The legacy API's settings, from the config: its bucket, chunk size, users and link key.
+#[derive(Clone)]
+pub struct LegacySettings {
+    pub bucket: String,
+    pub chunk_size: u64,
+    pub users: Users,
+    /// The download links' HMAC key, shared by every gateway on the state store.
+    pub link_key: Vec<u8>,
+}
+
+impl std::fmt::Debug for LegacySettings {
+    // The link key never reaches logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LegacySettings")
+            .field("bucket", &self.bucket)
+            .field("chunk_size", &self.chunk_size)
+            .field("users", &self.users)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Name of the download links' key in the state store's shared secrets.
+pub const LINK_SECRET_NAME: &str = "legacy-download-links";

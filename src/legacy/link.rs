@@ -19,9 +19,6 @@ pub const PATH: &str = "/file/download";
 pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
 /// The longest lifetime a caller may ask for.
 pub const MAX_TTL: Duration = Duration::from_secs(3600);
-/// Name of the key in the state store's shared secrets.
-pub const SECRET_NAME: &str = "legacy-download-links";
-
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
 pub fn unix_now() -> u64 {

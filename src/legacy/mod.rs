@@ -20,7 +20,7 @@ use self::reply::LegacyError;
 use crate::app::App;
 use crate::body::Body;
 use crate::body::RequestBody;
-pub use crate::credentials::Users;
+use crate::credentials::LegacySettings;
 use crate::model::checksum::{ChecksumAlgorithm, ContentAlgorithm, ContentHash};
 use crate::model::{PartNumber, UploadId, UploadRecord, UploadState};
 use crate::upload::files::{Challenge, Geometry, chunk_count, content_hash};
@@ -31,34 +31,11 @@ pub const PREFIX: &str = "/file/";
 /// Owner recorded for the legacy bucket.
 const LEGACY_OWNER: &str = "mpgw-legacy";
 
-/// Legacy settings, from the config.
-#[derive(Clone)]
-pub struct Settings {
-    pub bucket: String,
-    pub chunk_size: u64,
-    pub users: Users,
-    /// The download links' HMAC key, shared by every gateway on the state store.
-    pub link_key: Vec<u8>,
-}
-
-impl std::fmt::Debug for Settings {
-    // The link key never reaches logs.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Settings")
-            .field("bucket", &self.bucket)
-            .field("chunk_size", &self.chunk_size)
-            .field("users", &self.users)
-            .finish_non_exhaustive()
-    }
-}
-
 pub async fn handle(app: &App, req: Request<RequestBody>) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().trim_end_matches('/').to_owned();
     let result = async {
-        let Some(legacy) = app.legacy.as_deref() else {
-            return Err(LegacyError::not_found());
-        };
+        let legacy = &*app.legacy;
         let endpoint = path.strip_prefix("/file").unwrap_or_default();
         let want_file = endpoint == "/mpupload/uppart";
         let is_get = matches!(endpoint, "/query" | "/download");
@@ -147,7 +124,7 @@ pub async fn handle(app: &App, req: Request<RequestBody>) -> Response<Body> {
 
 struct Ctx<'a> {
     app: &'a App,
-    legacy: &'a Settings,
+    legacy: &'a LegacySettings,
     user: String,
     form: Form,
 }

@@ -235,6 +235,36 @@ pub struct CorsRule {
     pub max_age_seconds: Option<u32>,
 }
 
+impl CorsRule {
+    /// The methods a CORS rule may allow.
+    pub const METHODS: [&'static str; 5] = ["GET", "PUT", "POST", "DELETE", "HEAD"];
+    /// Headers a browser needs to read from our answers to finish an upload.
+    pub const EXPOSE_DEFAULT: &'static [&'static str] = &[
+        "ETag",
+        "x-amz-request-id",
+        "x-amz-checksum-crc32",
+        "x-amz-checksum-crc32c",
+        "x-amz-checksum-crc64nvme",
+        "x-amz-checksum-sha1",
+        "x-amz-checksum-sha256",
+        "x-amz-checksum-type",
+    ];
+
+    /// The rule the `--cors-allow-origins` setting stands for.
+    pub fn allow_origins(origins: &[String]) -> Option<Self> {
+        (!origins.is_empty()).then(|| Self {
+            allowed_origins: origins.to_vec(),
+            allowed_methods: Self::METHODS.iter().map(|m| (*m).to_owned()).collect(),
+            allowed_headers: vec!["*".into()],
+            expose_headers: Self::EXPOSE_DEFAULT
+                .iter()
+                .map(|h| (*h).to_owned())
+                .collect(),
+            max_age_seconds: Some(3600),
+        })
+    }
+}
+
 /// An entry of the unique file table: where the one stored copy of some content lives.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileRecord {

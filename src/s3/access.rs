@@ -113,7 +113,7 @@ fn enforced(app: &App) -> bool {
 }
 
 fn is_legacy(app: &App, bucket: &str) -> bool {
-    app.legacy.as_deref().is_some_and(|l| l.bucket == bucket)
+    app.legacy.bucket == bucket
 }
 
 /// The ownership rule for one existing bucket; `legacy_ok` says whether the operation is one the

@@ -10,31 +10,10 @@ use crate::body::{Body, empty};
 use crate::model::CorsRule;
 use crate::xml::{self, Xml};
 
-const METHODS: [&str; 5] = ["GET", "PUT", "POST", "DELETE", "HEAD"];
+const METHODS: [&str; 5] = CorsRule::METHODS;
 const MAX_RULES: usize = 100;
 
-/// Headers a browser needs to read from our answers to finish an upload.
-pub const EXPOSE_DEFAULT: &[&str] = &[
-    "ETag",
-    "x-amz-request-id",
-    "x-amz-checksum-crc32",
-    "x-amz-checksum-crc32c",
-    "x-amz-checksum-crc64nvme",
-    "x-amz-checksum-sha1",
-    "x-amz-checksum-sha256",
-    "x-amz-checksum-type",
-];
-
-/// The rule the `--cors-allow-origins` setting stands for.
-pub fn default_rule(origins: &[String]) -> Option<CorsRule> {
-    (!origins.is_empty()).then(|| CorsRule {
-        allowed_origins: origins.to_vec(),
-        allowed_methods: METHODS.iter().map(|m| (*m).to_owned()).collect(),
-        allowed_headers: vec!["*".into()],
-        expose_headers: EXPOSE_DEFAULT.iter().map(|h| (*h).to_owned()).collect(),
-        max_age_seconds: Some(3600),
-    })
-}
+pub const EXPOSE_DEFAULT: &[&str] = CorsRule::EXPOSE_DEFAULT;
 
 /// Parses a PutBucketCors body.
 pub fn parse(body: &[u8]) -> Result<Vec<CorsRule>, S3Error> {
@@ -293,7 +272,7 @@ mod tests {
 
     #[test]
     fn default_rule_exposes_etag_to_any_listed_origin() {
-        let rule = default_rule(&["*".into()]).unwrap();
+        let rule = CorsRule::allow_origins(&["*".into()]).unwrap();
         let mut h = HeaderMap::new();
         decorate(&[rule], "http://localhost:3000", "PUT", &mut h);
         assert_eq!(h["access-control-allow-origin"], "*");
@@ -303,7 +282,7 @@ mod tests {
                 .unwrap()
                 .starts_with("ETag")
         );
-        assert!(default_rule(&[]).is_none());
+        assert!(CorsRule::allow_origins(&[]).is_none());
     }
 
     fn trimmed() -> impl Strategy<Value = String> {

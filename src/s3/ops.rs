@@ -84,7 +84,7 @@ pub async fn dispatch(
             Ok(resp)
         }
         S3Op::DeleteBucket => {
-            let legacy = app.legacy.as_deref().is_some_and(|l| l.bucket == b);
+            let legacy = app.legacy.bucket == b;
             app.uploads.delete_bucket(b, !legacy).await?;
             Ok(status(StatusCode::NO_CONTENT))
         }

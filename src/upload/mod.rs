@@ -186,6 +186,25 @@ impl Uploads {
         &self.meta
     }
 
+    /// Which state store this is (`redis`, `embedded`…), for logs.
+    pub fn store_kind(&self) -> &'static str {
+        self.meta.kind()
+    }
+
+    /// Whether the state store answers (readiness).
+    pub async fn ping(&self) -> Result<()> {
+        Ok(self.meta.ping().await?)
+    }
+
+    /// Uploads not completed, across every bucket (the open-uploads gauge).
+    pub async fn count_open(&self) -> Result<usize> {
+        let all = self.meta.all_uploads().await?;
+        Ok(all
+            .iter()
+            .filter(|u| u.state != UploadState::Completed)
+            .count())
+    }
+
     /// A secret shared by every gateway on this state store (made by the first that asks).
     pub async fn shared_secret(&self, name: &str) -> Result<String> {
         Ok(self.meta.shared_secret(name, &random_hex(32)).await?)
