@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::config::{AdminCommand, Config, Credentials};
+use crate::config::{Config, Credentials};
 use crate::credentials::LegacySettings;
 use crate::metrics::{InstrumentedMeta, Metrics};
 use crate::model::{CorsRule, now_millis};
@@ -248,89 +248,6 @@ async fn count_open(uploads: &Uploads, metrics: &Metrics) -> crate::upload::Resu
 
 fn millis(since: Instant) -> u64 {
     u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
-}
-
-/// `mpgw admin …`: lists or purges open uploads directly on the state store and data dir.
-/// `matches` are those of the `uploads` / `purge` subcommand (for config-file precedence).
-pub fn run_admin(cmd: AdminCommand, matches: &clap::ArgMatches) -> Result<(), String> {
-    let (store, prefix, older_than) = match cmd {
-        AdminCommand::Uploads(a) => (a.store, a.prefix, None),
-        AdminCommand::Purge(a) => (a.store, a.prefix, Some(a.older_than)),
-    };
-    let cfg = store.resolve(matches)?;
-    if !cfg.data_dir.is_dir() {
-        return Err(format!(
-            "data dir {} does not exist (give --data-dir or --config as for serve)",
-            cfg.data_dir.display()
-        ));
-    }
-    let (bucket, key_prefix) = match prefix.as_deref() {
-        None | Some("") => (None, String::new()),
-        Some(p) => match p.split_once('/') {
-            Some((b, k)) => (Some(b.to_owned()), k.to_owned()),
-            None => (Some(p.to_owned()), String::new()),
-        },
-    };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start runtime: {e}"))?;
-    runtime.block_on(async {
-        let uploads = open_uploads(&cfg, Arc::new(Metrics::new())).await?;
-        let now = now_millis();
-        match older_than {
-            None => {
-                let open = uploads
-                    .open_uploads(bucket.as_deref(), &key_prefix)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                println!("BUCKET\tKEY\tUPLOAD_ID\tAGE\tPARTS\tSIZE");
-                for u in &open {
-                    let r = &u.record;
-                    println!(
-                        "{}\t{}\t{}\t{}\t{}\t{}",
-                        r.bucket,
-                        r.key,
-                        r.id,
-                        format_age(now - r.created),
-                        u.parts,
-                        u.size
-                    );
-                }
-                eprintln!("{} open upload(s)", open.len());
-            }
-            Some(age) => {
-                let before = now.saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX));
-                let purged = uploads
-                    .purge(before, bucket.as_deref(), &key_prefix)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                for r in &purged {
-                    println!(
-                        "aborted\t{}\t{}\t{}\t{}",
-                        r.bucket,
-                        r.key,
-                        r.id,
-                        format_age(now - r.created)
-                    );
-                }
-                eprintln!("{} upload(s) purged", purged.len());
-            }
-        }
-        Ok(())
-    })
-}
-
-/// `3d4h`, `5h12m`, `42s`.
-fn format_age(ms: i64) -> String {
-    let s = ms.max(0) / 1000;
-    let (d, h, m) = (s / 86_400, s / 3600 % 24, s / 60 % 60);
-    match (d, h, m) {
-        (0, 0, 0) => format!("{s}s"),
-        (0, 0, _) => format!("{m}m{}s", s % 60),
-        (0, _, _) => format!("{h}h{m}m"),
-        _ => format!("{d}d{h}h"),
-    }
 }
 
 /// What readiness checks, and whether the gateway is draining.

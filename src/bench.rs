@@ -18,9 +18,10 @@ use http_body_util::BodyExt as _;
 use md5::{Digest as _, Md5};
 use serde::Serialize;
 
+use crate::client::args::TransferArgs;
 use crate::client::s3::S3Client;
 use crate::client::settings::S3Settings;
-use crate::config::{TransferArgs, parse_size};
+use crate::units::parse_size;
 
 const MB: f64 = 1_000_000.0;
 

@@ -4,215 +4,18 @@
 //! Precedence: flag > environment variable > config file > default. clap tells an explicit
 //! value (flag or env) from a default through `ArgMatches::value_source`.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::parser::ValueSource;
-use clap::{ArgAction, ArgMatches, Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgAction, Args, ValueEnum};
 use serde::Deserialize;
 
-use crate::units::MinRate;
+pub use crate::credentials::Credentials;
+use crate::units::{MinRate, parse_duration, parse_size};
 
 /// The example config file: every key with its default (`mpgw config example` prints it).
 pub const EXAMPLE: &str = include_str!("mpgw.example.toml");
-
-#[derive(Parser, Debug)]
-#[command(
-    name = "mpgw",
-    version,
-    about = "S3-compatible multipart upload gateway"
-)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-#[derive(Subcommand, Debug)]
-pub enum Command {
-    /// Run the gateway.
-    Serve(Box<Serve>),
-    /// Check or print a config file.
-    #[command(subcommand)]
-    Config(ConfigCommand),
-    /// List or purge open (abandoned) multipart uploads, working directly on the state store and
-    /// data dir (same settings as `serve`). The embedded store cannot be opened while a gateway
-    /// runs on that data dir: stop it first (a Redis store can be shared with running gateways).
-    #[command(subcommand)]
-    Admin(AdminCommand),
-    /// Upload a file to S3 in parallel parts; run it again after an interruption to resume.
-    Upload(UploadArgs),
-    /// Download an object in parallel ranges; run it again after an interruption to resume.
-    Download(DownloadArgs),
-    /// Measure a running gateway (uploads, Complete, ListParts, GETs, small objects) beside
-    /// this machine's own limits (disk, MD5, loopback); prints a table, optionally writes JSON.
-    Bench(Box<crate::bench::BenchArgs>),
-}
-
-/// How `upload` and `download` reach S3 and split the transfer. Endpoint, region and
-/// credentials also come from the `AWS_*` variables and `~/.aws` profiles (see README).
-#[derive(Args, Clone, Debug)]
-pub struct TransferArgs {
-    /// S3 endpoint, e.g. http://127.0.0.1:9000 (default: AWS_ENDPOINT_URL, the profile's
-    /// endpoint_url, else AWS).
-    #[arg(long)]
-    pub endpoint: Option<String>,
-    /// Signing region (default: AWS_REGION, AWS_DEFAULT_REGION, the profile's, else us-east-1).
-    #[arg(long)]
-    pub region: Option<String>,
-    /// Profile of ~/.aws/credentials and ~/.aws/config (default: AWS_PROFILE, else `default`).
-    #[arg(long)]
-    pub profile: Option<String>,
-    /// Parts in flight at once.
-    #[arg(long, short = 'j', default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
-    pub jobs: u16,
-    /// Part size (grown when a file would need more than 10000 parts). A resumed upload keeps
-    /// the part size it started with.
-    #[arg(long, default_value = "8MiB", value_parser = parse_size)]
-    pub part_size: u64,
-    /// Attempts per request on transient errors (5xx, broken connections), with backoff.
-    #[arg(long, default_value_t = 8)]
-    pub retries: u32,
-    /// Never draw the progress bar (it is off anyway when stderr is not a terminal).
-    #[arg(long)]
-    pub no_progress: bool,
-}
-
-#[derive(Args, Clone, Debug)]
-pub struct UploadArgs {
-    /// The local file.
-    pub file: PathBuf,
-    /// s3://BUCKET/KEY (a KEY ending in `/` takes FILE's name); with --legacy, the file name on
-    /// the server (default: FILE's name).
-    pub target: Option<String>,
-    /// Upload through the legacy /file/mpupload/* API of an mpgw at --endpoint (the server picks
-    /// the chunk size).
-    #[arg(long)]
-    pub legacy: bool,
-    /// Legacy API user.
-    #[arg(long, env = "MPGW_USERNAME")]
-    pub username: Option<String>,
-    /// Legacy API token.
-    #[arg(long, env = "MPGW_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
-    #[command(flatten)]
-    pub transfer: TransferArgs,
-}
-
-#[derive(Args, Clone, Debug)]
-pub struct DownloadArgs {
-    /// s3://BUCKET/KEY; with --legacy, the file name on the server.
-    pub source: String,
-    /// The local file (in a directory: the key's last segment). Written as FILE.mpgw-part until
-    /// complete.
-    pub file: PathBuf,
-    /// Download from the legacy /file/* API of an mpgw at --endpoint, through short-lived
-    /// signed links (the token itself never goes into a URL).
-    #[arg(long)]
-    pub legacy: bool,
-    /// Legacy API user.
-    #[arg(long, env = "MPGW_USERNAME")]
-    pub username: Option<String>,
-    /// Legacy API token.
-    #[arg(long, env = "MPGW_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
-    #[command(flatten)]
-    pub transfer: TransferArgs,
-}
-
-#[derive(Subcommand, Debug)]
-pub enum ConfigCommand {
-    /// Validate a config file without starting the gateway (exit status 0 when valid).
-    Check { file: PathBuf },
-    /// Print an example config file with every key and its default.
-    Example,
-}
-
-#[derive(Subcommand, Debug)]
-pub enum AdminCommand {
-    /// List open multipart uploads: bucket, key, upload id, age, parts and size (sum of parts).
-    /// With the embedded store, stop the gateway on that data dir first.
-    Uploads(Box<AdminUploads>),
-    /// Abort open multipart uploads older than --older-than (optionally under --prefix) and
-    /// remove their part files. Uploads being completed are left alone. With the embedded store,
-    /// stop the gateway on that data dir first.
-    Purge(Box<AdminPurge>),
-}
-
-#[derive(Args, Debug)]
-pub struct AdminUploads {
-    /// Only uploads under BUCKET or BUCKET/KEY_PREFIX.
-    #[arg(long)]
-    pub prefix: Option<String>,
-    /// The state store and data dir, as for `serve`.
-    #[command(flatten)]
-    pub store: Serve,
-}
-
-#[derive(Args, Debug)]
-pub struct AdminPurge {
-    /// Minimum age of the uploads to abort (`2d`, `12h`, `30m`; `0` = all).
-    #[arg(long, value_parser = parse_duration)]
-    pub older_than: Duration,
-    /// Only uploads under BUCKET or BUCKET/KEY_PREFIX.
-    #[arg(long)]
-    pub prefix: Option<String>,
-    /// The state store and data dir, as for `serve`.
-    #[command(flatten)]
-    pub store: Serve,
-}
-
-#[derive(Args, Debug)]
-pub struct Serve {
-    /// TOML file with any of the settings below (keys are the flag names without `--`).
-    /// Flags and environment variables override it.
-    #[arg(long, env = "MPGW_CONFIG")]
-    pub config: Option<PathBuf>,
-    #[command(flatten)]
-    pub settings: Config,
-}
-
-impl Cli {
-    /// The settings in effect for a `mpgw serve …` command line (what `main` runs; for tests).
-    pub fn serve_config<I, T>(args: I) -> Result<Config, String>
-    where
-        I: IntoIterator<Item = T>,
-        T: Into<std::ffi::OsString> + Clone,
-    {
-        use clap::{CommandFactory as _, FromArgMatches as _};
-        let matches = Self::command()
-            .try_get_matches_from(args)
-            .map_err(|e| e.to_string())?;
-        let cli = Self::from_arg_matches(&matches).map_err(|e| e.to_string())?;
-        match (cli.command, matches.subcommand_matches("serve")) {
-            (Command::Serve(serve), Some(sub)) => serve.resolve(sub),
-            _ => Err("not a serve command line".into()),
-        }
-    }
-}
-
-impl Serve {
-    /// The settings in effect: `matches` are those of the `serve` subcommand, which say which
-    /// values were given explicitly (flag or environment) and so win over the config file.
-    pub fn resolve(self, matches: &ArgMatches) -> Result<Config, String> {
-        let cfg = match &self.config {
-            None => self.settings,
-            Some(path) => {
-                let file = Config::read_file(path)?;
-                let explicit = |id: &str| {
-                    matches!(
-                        matches.value_source(id),
-                        Some(ValueSource::CommandLine | ValueSource::EnvVariable)
-                    )
-                };
-                self.settings.over(file, explicit)
-            }
-        };
-        cfg.validate()?;
-        Ok(cfg)
-    }
-}
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -468,7 +271,7 @@ impl Config {
     }
 
     /// Reads a config file without the cross-setting rules, which apply once flags are merged in.
-    fn read_file(path: &Path) -> Result<Self, String> {
+    pub(crate) fn read_file(path: &Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         Self::from_toml(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
@@ -554,7 +357,7 @@ impl Config {
     }
 
     /// `self` (from flags and environment) over `file`: each setting given explicitly wins.
-    fn over(self, file: Config, explicit: impl Fn(&str) -> bool) -> Config {
+    pub(crate) fn over(self, file: Config, explicit: impl Fn(&str) -> bool) -> Config {
         macro_rules! merge {
             ($($field:ident),* $(,)?) => {{
                 // Destructured without `..`: a new setting not listed here does not compile.
@@ -682,158 +485,14 @@ fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     f.sync_all()
 }
 
-/// Access key id → secret key.
-#[derive(Clone, Default)]
-pub struct Credentials(BTreeMap<String, String>);
-
-impl std::fmt::Debug for Credentials {
-    // Secrets never reach logs.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.0.keys()).finish()
-    }
-}
-
-impl Credentials {
-    pub fn insert(&mut self, access: &str, secret: &str) -> Result<(), String> {
-        let ok = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic() && b != b':');
-        if !ok(access) || secret.is_empty() {
-            return Err(format!("invalid credential pair for access key {access:?}"));
-        }
-        self.0.insert(access.to_owned(), secret.to_owned());
-        Ok(())
-    }
-
-    pub fn secret(&self, access: &str) -> Option<&str> {
-        self.0.get(access).map(String::as_str)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn access_keys(&self) -> impl Iterator<Item = &str> {
-        self.0.keys().map(String::as_str)
-    }
-
-    fn read_file(&mut self, path: &Path) -> Result<(), String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        for (i, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let (a, s) = line
-                .split_once(|c: char| c == ':' || c.is_whitespace())
-                .ok_or_else(|| {
-                    format!(
-                        "{}:{}: expected `ACCESS_KEY SECRET_KEY`",
-                        path.display(),
-                        i + 1
-                    )
-                })?;
-            self.insert(a.trim(), s.trim())?;
-        }
-        Ok(())
-    }
-}
-
-/// Parses a size such as `8MiB`, `5MB`, `1g`, `4096` (binary units for `k/m/g/t` and `*iB`,
-/// decimal for `kB/MB/GB/TB`).
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("invalid size {s:?}"))?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kib" => 1 << 10,
-        "kb" => 1_000,
-        "m" | "mib" => 1 << 20,
-        "mb" => 1_000_000,
-        "g" | "gib" => 1 << 30,
-        "gb" => 1_000_000_000,
-        "t" | "tib" => 1 << 40,
-        "tb" => 1_000_000_000_000,
-        _ => return Err(format!("invalid size unit in {s:?}")),
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("size {s:?} too large"))
-}
-
-/// Parses a duration such as `7d`, `12h`, `30m`, `45s`, `1w` or a combination (`1d12h`); a bare
-/// number is seconds, so `0` is zero (which settings read as "never").
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let text = s.trim();
-    if text.is_empty() {
-        return Err("empty duration".into());
-    }
-    let mut rest = text;
-    let mut secs: u64 = 0;
-    while !rest.is_empty() {
-        let split = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let (num, tail) = rest.split_at(split);
-        let n: u64 = num
-            .parse()
-            .map_err(|_| format!("invalid duration {text:?}"))?;
-        let unit_end = tail
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(tail.len());
-        let (unit, next) = tail.split_at(unit_end);
-        let mult: u64 = match unit.trim() {
-            "" if next.is_empty() => 1,
-            "s" | "sec" | "secs" => 1,
-            "m" | "min" | "mins" => 60,
-            "h" | "hour" | "hours" => 3600,
-            "d" | "day" | "days" => 86_400,
-            "w" | "week" | "weeks" => 7 * 86_400,
-            _ => {
-                return Err(format!(
-                    "invalid duration unit in {text:?} (use s, m, h, d or w)"
-                ));
-            }
-        };
-        secs = n
-            .checked_mul(mult)
-            .and_then(|v| secs.checked_add(v))
-            .ok_or_else(|| format!("duration {text:?} too large"))?;
-        rest = next;
-    }
-    Ok(Duration::from_secs(secs))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser as _;
 
     #[test]
-    fn durations() {
-        let d = |s: &str| parse_duration(s).map(|d| d.as_secs());
-        assert_eq!(d("7d"), Ok(7 * 86_400));
-        assert_eq!(d("12h"), Ok(12 * 3600));
-        assert_eq!(d("30m"), Ok(1800));
-        assert_eq!(d("45s"), Ok(45));
-        assert_eq!(d("90"), Ok(90));
-        assert_eq!(d("0"), Ok(0));
-        assert_eq!(d("1w"), Ok(7 * 86_400));
-        assert_eq!(d("1d12h"), Ok(86_400 + 12 * 3600));
-        assert_eq!(d(" 2d "), Ok(2 * 86_400));
-        for bad in [
-            "",
-            "d",
-            "7x",
-            "1.5h",
-            "-1d",
-            "12 parsecs",
-            "99999999999999999999w",
-        ] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
+    fn durations_in_the_file() {
         assert_eq!(
             Config::from_toml("upload-expiry = \"12h\"\n")
                 .unwrap()
@@ -848,16 +507,6 @@ mod tests {
         );
         let e = Config::from_toml("upload-expiry = \"soon\"\n").unwrap_err();
         assert!(e.contains("`upload-expiry`"), "{e}");
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("8MiB").unwrap(), 8 << 20);
-        assert_eq!(parse_size("5MB").unwrap(), 5_000_000);
-        assert_eq!(parse_size("4096").unwrap(), 4096);
-        assert_eq!(parse_size("1g").unwrap(), 1 << 30);
-        assert!(parse_size("x").is_err());
-        assert!(parse_size("5XB").is_err());
     }
 
     #[test]

@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{FlockOperation, flock};
 use subtle::ConstantTimeEq as _;
 
-use crate::config::Credentials;
 use crate::model::random_hex;
 
 /// The generated tokens' file in the data dir.
@@ -266,3 +265,62 @@ impl std::fmt::Debug for LegacySettings {
 
 /// Name of the download links' key in the state store's shared secrets.
 pub const LINK_SECRET_NAME: &str = "legacy-download-links";
+
+/// Access key id → secret key.
+#[derive(Clone, Default)]
+pub struct Credentials(BTreeMap<String, String>);
+
+impl std::fmt::Debug for Credentials {
+    // Secrets never reach logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.keys()).finish()
+    }
+}
+
+impl Credentials {
+    pub fn insert(&mut self, access: &str, secret: &str) -> Result<(), String> {
+        let ok = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic() && b != b':');
+        if !ok(access) || secret.is_empty() {
+            return Err(format!("invalid credential pair for access key {access:?}"));
+        }
+        self.0.insert(access.to_owned(), secret.to_owned());
+        Ok(())
+    }
+
+    pub fn secret(&self, access: &str) -> Option<&str> {
+        self.0.get(access).map(String::as_str)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn access_keys(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+
+    pub(crate) fn read_file(&mut self, path: &Path) -> Result<(), String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (a, s) = line
+                .split_once(|c: char| c == ':' || c.is_whitespace())
+                .ok_or_else(|| {
+                    format!(
+                        "{}:{}: expected `ACCESS_KEY SECRET_KEY`",
+                        path.display(),
+                        i + 1
+                    )
+                })?;
+            self.insert(a.trim(), s.trim())?;
+        }
+        Ok(())
+    }
+}

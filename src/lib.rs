@@ -31,6 +31,7 @@ pub mod admin;
 pub mod app;
 pub mod bench;
 pub mod body;
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod credentials;

@@ -5,7 +5,8 @@ use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use clap::{CommandFactory as _, FromArgMatches as _};
-use mpgw::config::{Cli, Command, Config, ConfigCommand, LogFormat};
+use mpgw::cli::{Cli, Command, ConfigCommand};
+use mpgw::config::{Config, LogFormat};
 use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
@@ -29,7 +30,7 @@ fn main() -> ExitCode {
                 .and_then(|m| m.subcommand())
                 .map(|(_, m)| m)
                 .expect("an admin subcommand matched");
-            match mpgw::app::run_admin(cmd, sub) {
+            match mpgw::cli::run_admin(cmd, sub) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(&e),
             }

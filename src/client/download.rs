@@ -24,7 +24,7 @@ use super::progress::Progress;
 use super::s3::{ObjectInfo, S3Client};
 use super::settings::S3Settings;
 use super::{Error, Plan, Result, retry};
-use crate::config::DownloadArgs;
+use crate::client::args::DownloadArgs;
 use crate::model::checksum::normalize_etag;
 
 /// A body that sends nothing for this long is given up (and retried).

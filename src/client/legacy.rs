@@ -24,7 +24,7 @@ use super::journal::{self, FileIdentity, LegacyJournal};
 use super::progress::Progress;
 use super::s3::transfer_timeout;
 use super::{Error, Plan, Result, retry};
-use crate::config::UploadArgs;
+use crate::client::args::UploadArgs;
 
 const SHORT: Duration = Duration::from_secs(60);
 /// Legacy code for "no such upload for this user".

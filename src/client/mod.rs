@@ -12,6 +12,7 @@
 //! init's `ChunksPresent`) decide what is already there. Nothing here imports the server side
 //! except the shared ETag and XML helpers.
 
+pub mod args;
 pub mod download;
 pub mod http;
 pub mod journal;
@@ -26,7 +27,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::config::{DownloadArgs, TransferArgs, UploadArgs};
+use crate::client::args::{DownloadArgs, TransferArgs, UploadArgs};
 use progress::Progress;
 
 /// What went wrong in a transfer; `is_transient` says whether trying again may help.

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::{Error, Result};
-use crate::config::TransferArgs;
+use crate::client::args::TransferArgs;
 
 #[derive(Clone)]
 pub struct S3Settings {

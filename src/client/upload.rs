@@ -21,7 +21,7 @@ use super::progress::Progress;
 use super::s3::{ListedPart, S3Client};
 use super::settings::S3Settings;
 use super::{Error, Plan, Result, retry};
-use crate::config::UploadArgs;
+use crate::client::args::UploadArgs;
 use crate::model::checksum::multipart_etag;
 
 /// S3's smallest part (but the last).

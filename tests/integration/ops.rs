@@ -8,7 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mpgw::config::{Cli, Config, LogFormat};
+use mpgw::cli::Cli;
+use mpgw::config::{Config, LogFormat};
 
 use crate::harness::*;
 

@@ -1,0 +1,223 @@
+//! The command line: `mpgw serve | config | admin | upload | download | bench`, and what
+//! `mpgw admin` does (it works on the state store and data dir directly, without a gateway).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, Parser, Subcommand};
+
+use crate::client::args::{DownloadArgs, UploadArgs};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::model::now_millis;
+use crate::units::parse_duration;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "mpgw",
+    version,
+    about = "S3-compatible multipart upload gateway"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the gateway.
+    Serve(Box<Serve>),
+    /// Check or print a config file.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// List or purge open (abandoned) multipart uploads, working directly on the state store and
+    /// data dir (same settings as `serve`). The embedded store cannot be opened while a gateway
+    /// runs on that data dir: stop it first (a Redis store can be shared with running gateways).
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// Upload a file to S3 in parallel parts; run it again after an interruption to resume.
+    Upload(UploadArgs),
+    /// Download an object in parallel ranges; run it again after an interruption to resume.
+    Download(DownloadArgs),
+    /// Measure a running gateway (uploads, Complete, ListParts, GETs, small objects) beside
+    /// this machine's own limits (disk, MD5, loopback); prints a table, optionally writes JSON.
+    Bench(Box<crate::bench::BenchArgs>),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Validate a config file without starting the gateway (exit status 0 when valid).
+    Check { file: PathBuf },
+    /// Print an example config file with every key and its default.
+    Example,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdminCommand {
+    /// List open multipart uploads: bucket, key, upload id, age, parts and size (sum of parts).
+    /// With the embedded store, stop the gateway on that data dir first.
+    Uploads(Box<AdminUploads>),
+    /// Abort open multipart uploads older than --older-than (optionally under --prefix) and
+    /// remove their part files. Uploads being completed are left alone. With the embedded store,
+    /// stop the gateway on that data dir first.
+    Purge(Box<AdminPurge>),
+}
+
+#[derive(Args, Debug)]
+pub struct AdminUploads {
+    /// Only uploads under BUCKET or BUCKET/KEY_PREFIX.
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// The state store and data dir, as for `serve`.
+    #[command(flatten)]
+    pub store: Serve,
+}
+
+#[derive(Args, Debug)]
+pub struct AdminPurge {
+    /// Minimum age of the uploads to abort (`2d`, `12h`, `30m`; `0` = all).
+    #[arg(long, value_parser = parse_duration)]
+    pub older_than: Duration,
+    /// Only uploads under BUCKET or BUCKET/KEY_PREFIX.
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// The state store and data dir, as for `serve`.
+    #[command(flatten)]
+    pub store: Serve,
+}
+
+#[derive(Args, Debug)]
+pub struct Serve {
+    /// TOML file with any of the settings below (keys are the flag names without `--`).
+    /// Flags and environment variables override it.
+    #[arg(long, env = "MPGW_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub settings: Config,
+}
+
+impl Cli {
+    /// The settings in effect for a `mpgw serve …` command line (what `main` runs; for tests).
+    pub fn serve_config<I, T>(args: I) -> Result<Config, String>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::{CommandFactory as _, FromArgMatches as _};
+        let matches = Self::command()
+            .try_get_matches_from(args)
+            .map_err(|e| e.to_string())?;
+        let cli = Self::from_arg_matches(&matches).map_err(|e| e.to_string())?;
+        match (cli.command, matches.subcommand_matches("serve")) {
+            (Command::Serve(serve), Some(sub)) => serve.resolve(sub),
+            _ => Err("not a serve command line".into()),
+        }
+    }
+}
+
+impl Serve {
+    /// The settings in effect: `matches` are those of the `serve` subcommand, which say which
+    /// values were given explicitly (flag or environment) and so win over the config file.
+    pub fn resolve(self, matches: &ArgMatches) -> Result<Config, String> {
+        let cfg = match &self.config {
+            None => self.settings,
+            Some(path) => {
+                let file = Config::read_file(path)?;
+                let explicit = |id: &str| {
+                    matches!(
+                        matches.value_source(id),
+                        Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+                    )
+                };
+                self.settings.over(file, explicit)
+            }
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+/// `mpgw admin …`: lists or purges open uploads directly on the state store and data dir.
+/// `matches` are those of the `uploads` / `purge` subcommand (for config-file precedence).
+pub fn run_admin(cmd: AdminCommand, matches: &clap::ArgMatches) -> Result<(), String> {
+    let (store, prefix, older_than) = match cmd {
+        AdminCommand::Uploads(a) => (a.store, a.prefix, None),
+        AdminCommand::Purge(a) => (a.store, a.prefix, Some(a.older_than)),
+    };
+    let cfg = store.resolve(matches)?;
+    if !cfg.data_dir.is_dir() {
+        return Err(format!(
+            "data dir {} does not exist (give --data-dir or --config as for serve)",
+            cfg.data_dir.display()
+        ));
+    }
+    let (bucket, key_prefix) = match prefix.as_deref() {
+        None | Some("") => (None, String::new()),
+        Some(p) => match p.split_once('/') {
+            Some((b, k)) => (Some(b.to_owned()), k.to_owned()),
+            None => (Some(p.to_owned()), String::new()),
+        },
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start runtime: {e}"))?;
+    runtime.block_on(async {
+        let uploads = crate::app::open_uploads(&cfg, Arc::new(Metrics::new())).await?;
+        let now = now_millis();
+        match older_than {
+            None => {
+                let open = uploads
+                    .open_uploads(bucket.as_deref(), &key_prefix)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                println!("BUCKET\tKEY\tUPLOAD_ID\tAGE\tPARTS\tSIZE");
+                for u in &open {
+                    let r = &u.record;
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}\t{}",
+                        r.bucket,
+                        r.key,
+                        r.id,
+                        format_age(now - r.created),
+                        u.parts,
+                        u.size
+                    );
+                }
+                eprintln!("{} open upload(s)", open.len());
+            }
+            Some(age) => {
+                let before = now.saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX));
+                let purged = uploads
+                    .purge(before, bucket.as_deref(), &key_prefix)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                for r in &purged {
+                    println!(
+                        "aborted\t{}\t{}\t{}\t{}",
+                        r.bucket,
+                        r.key,
+                        r.id,
+                        format_age(now - r.created)
+                    );
+                }
+                eprintln!("{} upload(s) purged", purged.len());
+            }
+        }
+        Ok(())
+    })
+}
+
+/// `3d4h`, `5h12m`, `42s`.
+fn format_age(ms: i64) -> String {
+    let s = ms.max(0) / 1000;
+    let (d, h, m) = (s / 86_400, s / 3600 % 24, s / 60 % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m{}s", s % 60),
+        (0, _, _) => format!("{h}h{m}m"),
+        _ => format!("{d}d{h}h"),
+    }
+}
