@@ -24,8 +24,7 @@
 use http::request::Parts;
 
 use super::error::S3Error;
-use super::ops::copy_source;
-use super::route::{Route, S3Op};
+use super::route::{Route, S3Op, copy_source};
 use crate::app::App;
 use crate::model::{BucketRecord, UploadId, UploadRecord};
 use crate::upload::{Error as UploadError, Result as UploadResult};

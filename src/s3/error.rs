@@ -127,7 +127,7 @@ impl From<UploadError> for S3Error {
 /// A body stream error: ours (from `payload`) carries its S3 meaning; anything else means the
 /// client went away mid-body.
 fn body_error(b: &crate::upload::BodyError) -> S3Error {
-    if let Some(l) = b.0.downcast_ref::<super::post::LengthError>() {
+    if let Some(l) = b.0.downcast_ref::<LengthError>() {
         return l.clone().into();
     }
     match b.0.downcast_ref::<PayloadError>() {
@@ -233,5 +233,24 @@ mod tests {
         assert_eq!((e.code, e.status.as_u16()), ("SignatureDoesNotMatch", 403));
         let e = S3Error::from(PayloadError::MissingContentLength);
         assert_eq!((e.code, e.status.as_u16()), ("MissingContentLength", 411));
+    }
+}
+
+/// The file's size fell outside the policy's `content-length-range`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LengthError {
+    #[error("Your proposed upload exceeds the maximum allowed size")]
+    TooLarge,
+    #[error("Your proposed upload is smaller than the minimum allowed size")]
+    TooSmall,
+}
+
+impl From<LengthError> for S3Error {
+    fn from(e: LengthError) -> Self {
+        let code = match e {
+            LengthError::TooLarge => "EntityTooLarge",
+            LengthError::TooSmall => "EntityTooSmall",
+        };
+        S3Error::new(code, StatusCode::BAD_REQUEST, e.to_string())
     }
 }

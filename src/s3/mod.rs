@@ -10,8 +10,8 @@ pub mod ops;
 pub mod payload;
 pub mod policy;
 pub mod post;
+pub mod query;
 pub mod route;
-pub mod sigv2;
 
 use crate::body::RequestBody;
 use hyper::{Method, Request, Response};

@@ -14,7 +14,7 @@ use hyper::{Response, StatusCode};
 use super::auth::Verified;
 use super::error::S3Error;
 use super::payload;
-use super::route::{Query, Route, S3Op};
+use super::route::{Query, Route, S3Op, copy_source};
 use crate::app::App;
 use crate::body::{Body, empty, full};
 use crate::model::checksum::{ChecksumAlgorithm, ChecksumType, b64};
@@ -382,34 +382,6 @@ async fn copy_object(app: &App, req: &Parts, owner: &str, b: &str, k: &str) -> R
     x.elem("LastModified", iso8601(rec.modified))
         .elem("ETag", quoted(&rec.etag));
     Ok(xml_response(x.finish("CopyObjectResult")))
-}
-
-/// `x-amz-copy-source: [/]bucket/key[?versionId=v]`; the key is percent-decoded exactly once,
-/// after splitting off a literal `?versionId=`.
-pub(super) fn copy_source(h: &HeaderMap) -> Result<(String, String), S3Error> {
-    let raw = h
-        .get("x-amz-copy-source")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let raw = raw.strip_prefix('/').unwrap_or(raw);
-    let (path, version) = match raw.split_once("?versionId=") {
-        Some((p, v)) => (p, Some(v)),
-        None => (raw, None),
-    };
-    if version.is_some_and(|v| v != "null") {
-        return Err(S3Error::not_implemented(
-            "Object versions are not supported",
-        ));
-    }
-    let decoded = percent_encoding::percent_decode_str(path)
-        .decode_utf8()
-        .map_err(|_| S3Error::invalid_argument("Invalid copy source encoding"))?;
-    match decoded.split_once('/') {
-        Some((b, k)) if !b.is_empty() && !k.is_empty() => Ok((b.to_owned(), k.to_owned())),
-        _ => Err(S3Error::invalid_argument(
-            "Copy Source must mention the source bucket and key: sourcebucket/sourcekey",
-        )),
-    }
 }
 
 async fn get_object(app: &App, req: &Parts, query: &Query, b: &str, k: &str, head: bool) -> Res {

@@ -14,7 +14,7 @@ use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Response, StatusCode};
 
 use super::auth::{self, AuthError};
-use super::error::S3Error;
+use super::error::{LengthError, S3Error};
 use super::ops::{
     declared_length, given_checksum, object_headers, quoted, url_encode, xml_response,
 };
@@ -38,25 +38,6 @@ const CAPS: Caps = Caps {
 /// answer, and how long that may take.
 const DRAIN_LIMIT: u64 = 16 << 20;
 const DRAIN_TIME: Duration = Duration::from_secs(10);
-
-/// The file's size fell outside the policy's `content-length-range`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum LengthError {
-    #[error("Your proposed upload exceeds the maximum allowed size")]
-    TooLarge,
-    #[error("Your proposed upload is smaller than the minimum allowed size")]
-    TooSmall,
-}
-
-impl From<LengthError> for S3Error {
-    fn from(e: LengthError) -> Self {
-        let code = match e {
-            LengthError::TooLarge => "EntityTooLarge",
-            LengthError::TooSmall => "EntityTooSmall",
-        };
-        S3Error::new(code, StatusCode::BAD_REQUEST, e.to_string())
-    }
-}
 
 /// The file stream, failing as soon as it passes `max` bytes or, at its end, short of `min`:
 /// the core then stores nothing.
@@ -395,7 +376,7 @@ async fn authorize(
     } else if let Some(access_key) = fields.get("awsaccesskeyid") {
         let policy = fields.required("policy")?;
         let sig = fields.required("signature")?;
-        super::sigv2::verify_post_policy(&app.credentials, access_key, policy, sig)?;
+        super::auth::sigv2::verify_post_policy(&app.credentials, access_key, policy, sig)?;
         access_key.to_owned()
     } else {
         // Anonymous POSTs need a public-write bucket, which this gateway never has.

@@ -5,6 +5,7 @@ use hyper::{HeaderMap, Method, StatusCode};
 use percent_encoding::percent_decode_str;
 
 use super::error::S3Error;
+pub use super::query::Query;
 use crate::model::{PartNumber, UploadId};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,63 +88,6 @@ impl S3Op {
             Self::AbortMultipartUpload { .. } => "AbortMultipartUpload",
             Self::ListParts { .. } => "ListParts",
         }
-    }
-}
-
-/// The query string with every name and value percent-decoded exactly once (`+` stays a plus,
-/// as S3 reads it), in request order. Routing, the operations and the SigV2 signer read this one
-/// view, so a parameter cannot select an operation under one spelling (`%75ploadId`) while the
-/// signature covers another.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Query(Vec<Param>);
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Param {
-    name: String,
-    value: String,
-    /// Sent as `?name` with no `=` (SigV2 signs `name`, not `name=`).
-    bare: bool,
-}
-
-impl Query {
-    pub fn parse(raw: Option<&str>) -> Self {
-        let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
-        Self(
-            raw.unwrap_or("")
-                .split('&')
-                .filter(|p| !p.is_empty())
-                .map(|p| match p.split_once('=') {
-                    Some((k, v)) => Param {
-                        name: decode(k),
-                        value: decode(v),
-                        bare: false,
-                    },
-                    None => Param {
-                        name: decode(p),
-                        value: String::new(),
-                        bare: true,
-                    },
-                })
-                .collect(),
-        )
-    }
-
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|p| p.name == name)
-            .map(|p| p.value.as_str())
-    }
-
-    pub fn has(&self, name: &str) -> bool {
-        self.0.iter().any(|p| p.name == name)
-    }
-
-    /// Every parameter in request order: its name, and its value (`None` for a bare `?name`).
-    pub fn iter(&self) -> impl Iterator<Item = (&str, Option<&str>)> {
-        self.0
-            .iter()
-            .map(|p| (p.name.as_str(), (!p.bare).then_some(p.value.as_str())))
     }
 }
 
@@ -342,6 +286,34 @@ pub fn route(
         key,
         query,
     })
+}
+
+/// `x-amz-copy-source: [/]bucket/key[?versionId=v]`; the key is percent-decoded exactly once,
+/// after splitting off a literal `?versionId=`.
+pub fn copy_source(h: &HeaderMap) -> Result<(String, String), S3Error> {
+    let raw = h
+        .get("x-amz-copy-source")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let raw = raw.strip_prefix('/').unwrap_or(raw);
+    let (path, version) = match raw.split_once("?versionId=") {
+        Some((p, v)) => (p, Some(v)),
+        None => (raw, None),
+    };
+    if version.is_some_and(|v| v != "null") {
+        return Err(S3Error::not_implemented(
+            "Object versions are not supported",
+        ));
+    }
+    let decoded = percent_encoding::percent_decode_str(path)
+        .decode_utf8()
+        .map_err(|_| S3Error::invalid_argument("Invalid copy source encoding"))?;
+    match decoded.split_once('/') {
+        Some((b, k)) if !b.is_empty() && !k.is_empty() => Ok((b.to_owned(), k.to_owned())),
+        _ => Err(S3Error::invalid_argument(
+            "Copy Source must mention the source bucket and key: sourcebucket/sourcekey",
+        )),
+    }
 }
 
 /// Percent-decodes a path segment exactly once. Keys are UTF-8 without NUL (NUL would also

@@ -10,9 +10,9 @@ use base64::Engine as _;
 use hmac::{KeyInit as _, Mac as _};
 use subtle::ConstantTimeEq as _;
 
-use super::auth::{AuthError, PayloadMode, Verified};
-use super::route::Query;
+use super::{AuthError, PayloadMode, Verified};
 use crate::config::Credentials;
+use crate::s3::query::Query;
 
 const MAX_SKEW: Duration = Duration::from_secs(15 * 60);
 
