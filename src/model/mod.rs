@@ -346,6 +346,21 @@ mod hex_map {
     }
 }
 
+/// S3 bucket naming rules: 3–63 of `[a-z0-9.-]`, starting and ending with a letter or digit, no
+/// `..`, `.-`, `-.`, not an IPv4 address.
+pub fn valid_bucket_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    (3..=63).contains(&b.len())
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'.' || *c == b'-')
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && !name.contains("..")
+        && !name.contains(".-")
+        && !name.contains("-.")
+        && name.parse::<std::net::Ipv4Addr>().is_err()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -369,19 +384,4 @@ mod tests {
         assert!(UploadId::parse("../../etc/passwd00000000000000000").is_none());
         assert!(UploadId::parse("ABCDEF00000000000000000000000000").is_none());
     }
-}
-
-/// S3 bucket naming rules: 3–63 of `[a-z0-9.-]`, starting and ending with a letter or digit, no
-/// `..`, `.-`, `-.`, not an IPv4 address.
-pub fn valid_bucket_name(name: &str) -> bool {
-    let b = name.as_bytes();
-    (3..=63).contains(&b.len())
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'.' || *c == b'-')
-        && b[0].is_ascii_alphanumeric()
-        && b[b.len() - 1].is_ascii_alphanumeric()
-        && !name.contains("..")
-        && !name.contains(".-")
-        && !name.contains("-.")
-        && name.parse::<std::net::Ipv4Addr>().is_err()
 }

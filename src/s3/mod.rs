@@ -11,6 +11,7 @@ pub mod payload;
 pub mod policy;
 pub mod post;
 pub mod query;
+pub mod request;
 pub mod route;
 
 use crate::body::RequestBody;
@@ -107,13 +108,13 @@ pub async fn handle(
             match routed {
                 Ok(route) => ops::dispatch(app, &parts, body, route, verified).await,
                 Err(e) => {
-                    ops::drain(&parts, body).await;
+                    request::drain(&parts, body).await;
                     Err(e)
                 }
             }
         }
         Err(e) => {
-            ops::drain(&parts, body).await;
+            request::drain(&parts, body).await;
             Err(e.into())
         }
     };

@@ -15,10 +15,10 @@ use hyper::{Response, StatusCode};
 
 use super::auth::{self, AuthError};
 use super::error::{LengthError, S3Error};
-use super::ops::{
+use super::policy::Policy;
+use super::request::{
     declared_length, given_checksum, object_headers, quoted, url_encode, xml_response,
 };
-use super::policy::Policy;
 use super::route::{Query, Route, S3Op};
 use crate::app::App;
 use crate::body::{Body, RequestBody, RequestInfo, empty, full};
@@ -116,7 +116,7 @@ pub async fn handle(
     info: &mut RequestInfo,
 ) -> Result<Response<Body>, S3Error> {
     if !is_form(&parts.headers) {
-        super::ops::drain(parts, body).await;
+        super::request::drain(parts, body).await;
         return Err(malformed_post(
             "The Content-Type must be multipart/form-data.",
         ));

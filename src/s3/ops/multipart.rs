@@ -1,0 +1,400 @@
+//! CreateMultipartUpload, UploadPart, UploadPartCopy, CompleteMultipartUpload, ListParts,
+//! ListMultipartUploads.
+
+use crate::body::RequestBody;
+use futures_util::TryStreamExt as _;
+use http::request::Parts;
+use hyper::Response;
+use hyper::header::{self, HeaderName};
+
+use super::MAX_COMPLETE_XML;
+use super::object::check_conditions;
+use crate::app::App;
+use crate::body::empty;
+use crate::model::checksum::{ChecksumAlgorithm, ChecksumType, b64};
+use crate::model::time::iso8601;
+use crate::model::{PartNumber, UploadId, UploadRecord};
+use crate::s3::auth::Verified;
+use crate::s3::error::S3Error;
+use crate::s3::request::{
+    Res, collect, common_prefixes, declared_length, encoding_type, max_param, object_headers,
+    owner, precheck, quoted, set, stream_body, url_encode, write_condition, xml_response,
+};
+use crate::s3::route::{Query, copy_source};
+use crate::store::UploadCursor;
+use crate::upload::{BodyChecks, Error as UploadError, ListedPart};
+use crate::xml::{self, Xml};
+
+pub(super) async fn create_multipart_upload(
+    app: &App,
+    req: &Parts,
+    owner: &str,
+    b: &str,
+    k: &str,
+) -> Res {
+    let h = &req.headers;
+    let alg = match h.get("x-amz-checksum-algorithm") {
+        None => None,
+        Some(v) => {
+            let s = v.to_str().unwrap_or_default();
+            Some(ChecksumAlgorithm::parse(s).ok_or_else(|| {
+                S3Error::invalid_request(format!("Checksum algorithm provided is unsupported: {s}"))
+            })?)
+        }
+    };
+    let typ = match h.get("x-amz-checksum-type") {
+        None => None,
+        Some(v) => {
+            let s = v.to_str().unwrap_or_default();
+            Some(ChecksumType::parse(s).ok_or_else(|| {
+                S3Error::invalid_request(format!(
+                    "Value for x-amz-checksum-type header is invalid: {s}"
+                ))
+            })?)
+        }
+    };
+    let checksum = match (alg, typ) {
+        (None, None) => None,
+        (None, Some(_)) => {
+            return Err(S3Error::invalid_request(
+                "The x-amz-checksum-type header can only be used with the x-amz-checksum-algorithm header.",
+            ));
+        }
+        (Some(a), t) => {
+            let t = t.unwrap_or_else(|| a.default_type());
+            if !a.supports(t) {
+                return Err(S3Error::invalid_request(format!(
+                    "The {} checksum type cannot be used with the {} checksum algorithm.",
+                    t.as_str(),
+                    a.as_str().to_lowercase()
+                )));
+            }
+            Some((a, t))
+        }
+    };
+    let up = app
+        .uploads
+        .init(owner, b, k, object_headers(h), checksum)
+        .await?;
+    let mut x = Xml::new("InitiateMultipartUploadResult");
+    x.elem("Bucket", b)
+        .elem("Key", k)
+        .elem("UploadId", up.id.as_str());
+    let mut resp = xml_response(x.finish("InitiateMultipartUploadResult"));
+    if let Some((a, t)) = checksum {
+        set(
+            resp.headers_mut(),
+            HeaderName::from_static("x-amz-checksum-algorithm"),
+            a.as_str(),
+        );
+        set(
+            resp.headers_mut(),
+            HeaderName::from_static("x-amz-checksum-type"),
+            t.as_str(),
+        );
+    }
+    Ok(resp)
+}
+
+/// `up` is the caller's open upload, which `access::authorize` loaded.
+pub(super) async fn upload_part(
+    app: &App,
+    req: &Parts,
+    body: RequestBody,
+    auth: &Verified,
+    up: UploadRecord,
+    n: PartNumber,
+) -> Res {
+    // Refuse before reading the body when we can (the client may be waiting for 100-continue).
+    let (body, admitted) =
+        precheck(req, body, async { app.uploads.admit(declared_length(req)) }).await?;
+    let (stream, checks) = stream_body(req, body, auth)?;
+    let part = app
+        .uploads
+        .put_part(&up, n, stream, checks, admitted)
+        .await?;
+    let mut resp = Response::new(empty());
+    set(
+        resp.headers_mut(),
+        header::ETAG,
+        &quoted(&hex::encode(part.md5)),
+    );
+    if let Some(c) = &part.checksum {
+        set(
+            resp.headers_mut(),
+            HeaderName::from_static(c.algorithm.header_name()),
+            &b64(&c.value),
+        );
+    }
+    Ok(resp)
+}
+
+/// UploadPartCopy: a byte range of an existing object becomes a part (its ETag is the MD5 of
+/// the copied bytes, as for an uploaded part).
+pub(super) async fn upload_part_copy(
+    app: &App,
+    req: &Parts,
+    b: &str,
+    k: &str,
+    id: &UploadId,
+    n: PartNumber,
+) -> Res {
+    let up = app.uploads.upload_in(id, b, k).await?;
+    let (sb, sk) = copy_source(&req.headers)?;
+    let src = app.uploads.object(&sb, &sk).await?;
+    check_conditions(&req.headers, &src, "x-amz-copy-source-")?;
+    let (start, end) = match req.headers.get("x-amz-copy-source-range") {
+        None => (0, src.size),
+        Some(v) => {
+            let (s, e) = parse_copy_range(v.to_str().unwrap_or_default()).ok_or_else(|| {
+                S3Error::invalid_argument("The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy")
+            })?;
+            if e >= src.size {
+                return Err(UploadError::InvalidRange { size: src.size }.into());
+            }
+            (s, e + 1)
+        }
+    };
+    if end - start > app.uploads.limits().max_part_size {
+        return Err(S3Error::invalid_request(
+            "The specified copy source is larger than the maximum allowable size for a copy source",
+        ));
+    }
+    let source = app
+        .uploads
+        .read(&src, start, end)
+        .map_err(crate::upload::BodyError::new);
+    let checks = BodyChecks {
+        length: Some(end - start),
+        ..BodyChecks::default()
+    };
+    let admitted = app.uploads.admit(checks.length)?;
+    let part = app
+        .uploads
+        .put_part(&up, n, Box::pin(source), checks, admitted)
+        .await?;
+    let mut x = Xml::new("CopyPartResult");
+    x.elem("ETag", quoted(&hex::encode(part.md5)))
+        .elem("LastModified", iso8601(part.modified));
+    if let Some(c) = &part.checksum {
+        x.elem(c.algorithm.xml_name(), b64(&c.value));
+    }
+    let mut resp = xml_response(x.finish("CopyPartResult"));
+    set(
+        resp.headers_mut(),
+        HeaderName::from_static("x-amz-copy-source-version-id"),
+        "null",
+    );
+    Ok(resp)
+}
+
+/// `bytes=first-last`, strictly (S3 answers InvalidArgument to anything else).
+pub(super) fn parse_copy_range(v: &str) -> Option<(u64, u64)> {
+    let (a, b) = v.strip_prefix("bytes=")?.split_once('-')?;
+    let num = |s: &str| {
+        (!s.is_empty() && s.bytes().all(|c| c.is_ascii_digit())).then(|| s.parse::<u64>().ok())?
+    };
+    let (a, b) = (num(a)?, num(b)?);
+    (a <= b).then_some((a, b))
+}
+
+pub(super) async fn complete(
+    app: &App,
+    req: &Parts,
+    body: RequestBody,
+    auth: &Verified,
+    b: &str,
+    k: &str,
+    id: &UploadId,
+) -> Res {
+    app.uploads.bucket(b).await?;
+    let body = collect(req, body, auth, MAX_COMPLETE_XML).await?;
+    let listed = complete_parts(&body)?;
+    let done = app
+        .uploads
+        .complete_verified(id, b, k, listed, None, &write_condition(&req.headers))
+        .await?;
+    let host = req
+        .headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("localhost");
+    let mut x = Xml::new("CompleteMultipartUploadResult");
+    x.elem("Location", format!("http://{host}/{b}/{}", url_encode(k)))
+        .elem("Bucket", b)
+        .elem("Key", k)
+        .elem("ETag", quoted(&done.etag));
+    if let Some(c) = &done.checksum {
+        let mut v = b64(&c.value);
+        if done.checksum_type == Some(ChecksumType::Composite) {
+            v = format!("{v}-{}", done_parts(&body));
+        }
+        x.elem(c.algorithm.xml_name(), v);
+        x.opt("ChecksumType", done.checksum_type.map(ChecksumType::as_str));
+    }
+    Ok(xml_response(x.finish("CompleteMultipartUploadResult")))
+}
+
+/// Parses a CompleteMultipartUpload body into the parts it lists, in the order listed (the
+/// order and the ETags are checked against the upload later).
+pub fn complete_parts(body: &[u8]) -> Result<Vec<ListedPart>, S3Error> {
+    let root = xml::parse(body).map_err(|_| S3Error::malformed_xml())?;
+    if root.name != "CompleteMultipartUpload" {
+        return Err(S3Error::malformed_xml());
+    }
+    let mut listed = Vec::new();
+    for p in root.children_named("Part") {
+        let number = p
+            .child_text("PartNumber")
+            .map(str::trim)
+            .and_then(PartNumber::parse)
+            .ok_or_else(|| {
+                UploadError::InvalidPart(
+                    "Part number must be an integer between 1 and 10000, inclusive".into(),
+                )
+            })?;
+        let etag = p
+            .child_text("ETag")
+            .ok_or_else(S3Error::malformed_xml)?
+            .to_owned();
+        let checksum = ChecksumAlgorithm::ALL
+            .into_iter()
+            .find_map(|a| p.child_text(a.xml_name()).map(|v| (a, v.trim().to_owned())));
+        listed.push(ListedPart {
+            number,
+            etag,
+            checksum,
+        });
+    }
+    Ok(listed)
+}
+
+/// Number of distinct parts a Complete body named (for the composite checksum's `-N`).
+pub(super) fn done_parts(body: &[u8]) -> usize {
+    let Ok(root) = xml::parse(body) else { return 0 };
+    let mut nums: Vec<&str> = root
+        .children_named("Part")
+        .filter_map(|p| p.child_text("PartNumber"))
+        .map(str::trim)
+        .collect();
+    nums.dedup();
+    nums.len()
+}
+
+pub(super) async fn list_parts(app: &App, q: &Query, b: &str, k: &str, id: &UploadId) -> Res {
+    let max = max_param(q, "max-parts")?;
+    let marker = match q.get("part-number-marker").filter(|m| !m.is_empty()) {
+        None => None,
+        Some(m) => match m.parse::<u32>() {
+            Ok(0) => None,
+            Ok(n) => Some(PartNumber::new(n.min(u32::from(PartNumber::MAX))).expect("clamped")),
+            Err(_) => return Err(S3Error::invalid_argument("Invalid part-number-marker")),
+        },
+    };
+    app.uploads.bucket(b).await?;
+    let (up, parts, truncated) = app.uploads.list_parts(id, b, k, marker, max).await?;
+    let mut x = Xml::new("ListPartsResult");
+    x.elem("Bucket", b)
+        .elem("Key", k)
+        .elem("UploadId", id.as_str());
+    owner(&mut x, "Initiator", &up.owner);
+    owner(&mut x, "Owner", &up.owner);
+    x.elem("StorageClass", "STANDARD");
+    x.elem(
+        "PartNumberMarker",
+        marker.map_or(0, PartNumber::get).to_string(),
+    );
+    if let Some((n, _)) = parts.last() {
+        x.elem("NextPartNumberMarker", n.to_string());
+    }
+    x.elem("MaxParts", max.to_string())
+        .elem("IsTruncated", truncated.to_string());
+    if let Some(a) = up.checksum_algorithm {
+        x.elem("ChecksumAlgorithm", a.as_str());
+        x.opt("ChecksumType", up.checksum_type.map(ChecksumType::as_str));
+    }
+    for (n, p) in &parts {
+        x.open("Part")
+            .elem("PartNumber", n.to_string())
+            .elem("LastModified", iso8601(p.modified))
+            .elem("ETag", quoted(&hex::encode(p.md5)))
+            .elem("Size", p.size.to_string());
+        if let Some(c) = &p.checksum {
+            x.elem(c.algorithm.xml_name(), b64(&c.value));
+        }
+        x.close("Part");
+    }
+    Ok(xml_response(x.finish("ListPartsResult")))
+}
+
+pub(super) async fn list_uploads(app: &App, b: &str, q: &Query) -> Res {
+    let url = encoding_type(q)?;
+    let enc = |s: &str| if url { url_encode(s) } else { s.to_owned() };
+    let max = max_param(q, "max-uploads")?;
+    let prefix = q.get("prefix").unwrap_or_default();
+    let delimiter = q.get("delimiter").filter(|d| !d.is_empty());
+    let key_marker = q.get("key-marker").filter(|m| !m.is_empty());
+    let id_marker = q.get("upload-id-marker").filter(|m| !m.is_empty());
+    let mut cursor = key_marker.map(|k| UploadCursor {
+        key: k.to_owned(),
+        upload: None,
+    });
+    if let (Some(c), Some(id)) = (cursor.as_mut(), id_marker.and_then(UploadId::parse)) {
+        // Uploads on the marker key started after that upload; an unknown id lists none on it.
+        if let Some(up) = app
+            .uploads
+            .meta()
+            .get_upload(&id)
+            .await
+            .map_err(UploadError::from)?
+            && up.key == c.key
+        {
+            c.upload = Some((up.created, up.id));
+        }
+    }
+    let page = app
+        .uploads
+        .list_uploads(b, prefix, delimiter, cursor, max)
+        .await?;
+    let mut x = Xml::new("ListMultipartUploadsResult");
+    x.elem("Bucket", b)
+        .elem("KeyMarker", enc(key_marker.unwrap_or_default()))
+        .elem("UploadIdMarker", id_marker.unwrap_or_default());
+    if page.truncated {
+        match page.items.last() {
+            Some(last) if page.last.as_deref() == Some(last.key.as_str()) => {
+                x.elem("NextKeyMarker", enc(&last.key))
+                    .elem("NextUploadIdMarker", last.id.as_str());
+            }
+            _ => {
+                x.elem(
+                    "NextKeyMarker",
+                    enc(page.last.as_deref().unwrap_or_default()),
+                );
+            }
+        }
+    }
+    x.elem("Prefix", enc(prefix))
+        .opt("Delimiter", delimiter.map(enc));
+    x.elem("MaxUploads", max.to_string())
+        .elem("IsTruncated", page.truncated.to_string());
+    if url {
+        x.elem("EncodingType", "url");
+    }
+    for up in &page.items {
+        x.open("Upload")
+            .elem("Key", enc(&up.key))
+            .elem("UploadId", up.id.as_str());
+        owner(&mut x, "Initiator", &up.owner);
+        owner(&mut x, "Owner", &up.owner);
+        x.elem("StorageClass", "STANDARD")
+            .elem("Initiated", iso8601(up.created));
+        if let Some(a) = up.checksum_algorithm {
+            x.elem("ChecksumAlgorithm", a.as_str());
+            x.opt("ChecksumType", up.checksum_type.map(ChecksumType::as_str));
+        }
+        x.close("Upload");
+    }
+    common_prefixes(&mut x, &page.prefixes, &enc);
+    Ok(xml_response(x.finish("ListMultipartUploadsResult")))
+}

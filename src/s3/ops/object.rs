@@ -1,0 +1,341 @@
+//! PutObject, CopyObject, GetObject/HeadObject (ranges and conditions), DeleteObjects.
+
+use std::time::{Duration, SystemTime};
+
+use crate::body::RequestBody;
+use http::request::Parts;
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Response, StatusCode};
+
+use super::MAX_XML;
+use crate::app::App;
+use crate::body::empty;
+use crate::model::checksum::{ChecksumType, b64};
+use crate::model::time::{http_date, iso8601};
+use crate::model::{ObjectRecord, PartNumber};
+use crate::range::byte_range;
+use crate::s3::auth::Verified;
+use crate::s3::error::S3Error;
+use crate::s3::request::{
+    Res, collect, declared_length, object_headers, precheck, put_object_headers, quoted, set,
+    status, stream_body, write_condition, xml_response,
+};
+use crate::s3::route::{Query, copy_source};
+use crate::upload::Error as UploadError;
+use crate::xml::{self, Xml};
+
+pub(super) async fn put_object(
+    app: &App,
+    req: &Parts,
+    body: RequestBody,
+    auth: &Verified,
+    b: &str,
+    k: &str,
+) -> Res {
+    let (body, admitted) = precheck(req, body, async {
+        app.uploads.bucket(b).await?;
+        app.uploads.admit(declared_length(req))
+    })
+    .await?;
+    let headers = object_headers(&req.headers);
+    let (stream, checks) = stream_body(req, body, auth)?;
+    let rec = app
+        .uploads
+        .put_object(
+            &auth.access_key,
+            b,
+            k,
+            headers,
+            stream,
+            checks,
+            &write_condition(&req.headers),
+            admitted,
+        )
+        .await?;
+    let mut resp = Response::new(empty());
+    let h = resp.headers_mut();
+    set(h, header::ETAG, &quoted(&rec.etag));
+    if let Some(c) = &rec.checksum {
+        set(
+            h,
+            HeaderName::from_static(c.algorithm.header_name()),
+            &b64(&c.value),
+        );
+        set(
+            h,
+            HeaderName::from_static("x-amz-checksum-type"),
+            ChecksumType::FullObject.as_str(),
+        );
+    }
+    Ok(resp)
+}
+
+pub(super) async fn copy_object(app: &App, req: &Parts, owner: &str, b: &str, k: &str) -> Res {
+    let (sb, sk) = copy_source(&req.headers)?;
+    let replace = match req
+        .headers
+        .get("x-amz-metadata-directive")
+        .map(HeaderValue::as_bytes)
+    {
+        None | Some(b"COPY") => false,
+        Some(b"REPLACE") => true,
+        Some(_) => return Err(S3Error::invalid_argument("Unknown metadata directive.")),
+    };
+    if (sb.as_str(), sk.as_str()) == (b, k) && !replace {
+        return Err(S3Error::invalid_request(
+            "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
+        ));
+    }
+    let src = app.uploads.object(&sb, &sk).await?;
+    check_conditions(&req.headers, &src, "x-amz-copy-source-")?;
+    let headers = replace.then(|| object_headers(&req.headers));
+    let rec = app
+        .uploads
+        .copy_object(owner, (&sb, &sk), (b, k), headers)
+        .await?;
+    let mut x = Xml::new("CopyObjectResult");
+    x.elem("LastModified", iso8601(rec.modified))
+        .elem("ETag", quoted(&rec.etag));
+    Ok(xml_response(x.finish("CopyObjectResult")))
+}
+
+pub(super) async fn get_object(
+    app: &App,
+    req: &Parts,
+    query: &Query,
+    b: &str,
+    k: &str,
+    head: bool,
+) -> Res {
+    let rec = app.uploads.object(b, k).await?;
+    if let Err(e) = check_conditions(&req.headers, &rec, "") {
+        if matches!(e, UploadError::NotModified) {
+            let mut resp = status(StatusCode::NOT_MODIFIED);
+            set(resp.headers_mut(), header::ETAG, &quoted(&rec.etag));
+            set(
+                resp.headers_mut(),
+                header::LAST_MODIFIED,
+                &http_date(rec.modified),
+            );
+            return Ok(resp);
+        }
+        return Err(e.into());
+    }
+    let range = req.headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let part = query.get("partNumber");
+    if part.is_some() && range.is_some() {
+        return Err(S3Error::invalid_request(
+            "Cannot specify both Range header and partNumber query parameter.",
+        ));
+    }
+    // (start, end-exclusive, partial?, the part's checksum for partNumber reads)
+    let (start, end, partial, part_index) = if let Some(p) = part {
+        let n = PartNumber::parse(p).ok_or_else(|| {
+            S3Error::invalid_argument(
+                "Part number must be an integer between 1 and 10000, inclusive",
+            )
+        })?;
+        let idx = usize::from(n.get()) - 1;
+        if !rec.multipart {
+            if idx != 0 {
+                return Err(UploadError::InvalidPart(
+                    "The requested partnumber is not satisfiable".into(),
+                )
+                .into());
+            }
+            (0, rec.size, false, None)
+        } else {
+            let p = rec.parts.get(idx).ok_or_else(|| {
+                UploadError::InvalidPart("The requested partnumber is not satisfiable".into())
+            })?;
+            let offset: u64 = rec.parts[..idx].iter().map(|p| p.size).sum();
+            (offset, offset + p.size, true, Some(idx))
+        }
+    } else if let Some(r) = range {
+        match byte_range(r, rec.size) {
+            None => (0, rec.size, false, None),
+            Some(Err(())) => {
+                return Err(UploadError::InvalidRange { size: rec.size }.into());
+            }
+            Some(Ok((s, e))) => (s, e, true, None),
+        }
+    } else {
+        (0, rec.size, false, None)
+    };
+
+    let body = if head || start == end {
+        empty()
+    } else {
+        crate::body::stream(app.uploads.read(&rec, start, end))
+    };
+    let mut resp = Response::new(body);
+    *resp.status_mut() = if partial {
+        StatusCode::PARTIAL_CONTENT
+    } else {
+        StatusCode::OK
+    };
+    let h = resp.headers_mut();
+    set(h, header::CONTENT_LENGTH, &(end - start).to_string());
+    set(h, header::ACCEPT_RANGES, "bytes");
+    set(h, header::ETAG, &quoted(&rec.etag));
+    set(h, header::LAST_MODIFIED, &http_date(rec.modified));
+    if partial {
+        let last = end.saturating_sub(1).max(start);
+        set(
+            h,
+            header::CONTENT_RANGE,
+            &format!("bytes {start}-{last}/{}", rec.size),
+        );
+    }
+    if rec.multipart && part.is_some() {
+        set(
+            h,
+            HeaderName::from_static("x-amz-mp-parts-count"),
+            &rec.parts.len().to_string(),
+        );
+    }
+    put_object_headers(h, &rec.headers, query);
+    let checksum_mode = req
+        .headers
+        .get("x-amz-checksum-mode")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"ENABLED"));
+    if checksum_mode {
+        // Never a whole-object checksum on a range: clients would check it against the range.
+        let (sum, t) = match part_index {
+            Some(i) => (
+                rec.parts[i].checksum.as_ref(),
+                Some(ChecksumType::FullObject),
+            ),
+            None if range.is_none() => (rec.checksum.as_ref(), rec.checksum_type),
+            None => (None, None),
+        };
+        if let Some(c) = sum {
+            let mut v = b64(&c.value);
+            if t == Some(ChecksumType::Composite) && part_index.is_none() {
+                v = format!("{v}-{}", rec.parts.len());
+            }
+            set(h, HeaderName::from_static(c.algorithm.header_name()), &v);
+            if let Some(t) = t {
+                set(
+                    h,
+                    HeaderName::from_static("x-amz-checksum-type"),
+                    t.as_str(),
+                );
+            }
+        }
+    }
+    Ok(resp)
+}
+
+/// If-Match / If-None-Match / If-Modified-Since / If-Unmodified-Since, with S3's precedence.
+/// `prefix` is "" for GET/HEAD or "x-amz-copy-source-" for copies (which answer 412, never 304).
+pub(super) fn check_conditions(
+    h: &HeaderMap,
+    rec: &ObjectRecord,
+    prefix: &str,
+) -> Result<(), UploadError> {
+    let get = |name: &str| {
+        h.get(format!("{prefix}{name}").as_str())
+            .and_then(|v| v.to_str().ok())
+    };
+    let etag_matches = |list: &str| {
+        list.split(',').any(|t| {
+            let t = t.trim();
+            t == "*" || crate::model::checksum::normalize_etag(t) == rec.etag
+        })
+    };
+    let modified = SystemTime::UNIX_EPOCH
+        + Duration::from_secs(u64::try_from(rec.modified / 1000).unwrap_or(0));
+    let since = |name: &str| get(name).and_then(|v| httpdate::parse_http_date(v).ok());
+    let if_match = get("if-match");
+    if let Some(m) = if_match {
+        if !etag_matches(m) {
+            return Err(UploadError::PreconditionFailed);
+        }
+    } else if since("if-unmodified-since").is_some_and(|t| modified > t) {
+        return Err(UploadError::PreconditionFailed);
+    }
+    let not_modified = if prefix.is_empty() {
+        UploadError::NotModified
+    } else {
+        UploadError::PreconditionFailed
+    };
+    if let Some(m) = get("if-none-match") {
+        if etag_matches(m) {
+            return Err(not_modified);
+        }
+    } else if since("if-modified-since").is_some_and(|t| modified <= t) {
+        return Err(not_modified);
+    }
+    Ok(())
+}
+
+pub(super) async fn delete_objects(
+    app: &App,
+    req: &Parts,
+    body: RequestBody,
+    auth: &Verified,
+    b: &str,
+) -> Res {
+    let body = collect(req, body, auth, MAX_XML).await?;
+    let (quiet, objects) = delete_request(&body)?;
+    app.uploads.bucket(b).await?;
+    let mut x = Xml::new("DeleteResult");
+    for (key, version) in &objects {
+        let (key, version) = (key.as_str(), version.as_deref());
+        let result = if version.is_some_and(|v| v != "null") {
+            Err(S3Error::not_implemented(
+                "Object versions are not supported",
+            ))
+        } else if key.is_empty() {
+            Err(S3Error::invalid_argument("Key must not be empty"))
+        } else {
+            app.uploads
+                .delete_object(b, key)
+                .await
+                .map_err(S3Error::from)
+        };
+        match result {
+            Ok(()) if quiet => {}
+            Ok(()) => {
+                x.open("Deleted")
+                    .elem("Key", key)
+                    .opt("VersionId", version)
+                    .close("Deleted");
+            }
+            Err(e) => {
+                x.open("Error")
+                    .elem("Key", key)
+                    .elem("Code", e.code)
+                    .elem("Message", &e.message)
+                    .close("Error");
+            }
+        }
+    }
+    Ok(xml_response(x.finish("DeleteResult")))
+}
+
+/// A DeleteObjects request: the Quiet flag and each object's key and version id, in order.
+pub type DeleteRequest = (bool, Vec<(String, Option<String>)>);
+
+/// Parses a DeleteObjects body.
+pub fn delete_request(body: &[u8]) -> Result<DeleteRequest, S3Error> {
+    let root = xml::parse(body).map_err(|_| S3Error::malformed_xml())?;
+    if root.name != "Delete" {
+        return Err(S3Error::malformed_xml());
+    }
+    let quiet = root
+        .child_text("Quiet")
+        .is_some_and(|q| q.trim().eq_ignore_ascii_case("true"));
+    let objects: Vec<_> = root
+        .children_named("Object")
+        .map(|o| {
+            let key = o.child_text("Key").unwrap_or_default().to_owned();
+            (key, o.child_text("VersionId").map(str::to_owned))
+        })
+        .collect();
+    if objects.is_empty() || objects.len() > 1000 {
+        return Err(S3Error::malformed_xml());
+    }
+    Ok((quiet, objects))
+}
