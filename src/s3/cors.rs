@@ -13,9 +13,11 @@ use crate::upload::model::CorsRule;
 const METHODS: [&str; 5] = ["GET", "PUT", "POST", "DELETE", "HEAD"];
 const MAX_RULES: usize = 100;
 
-/// Headers a browser needs to read from our answers to finish an upload.
+/// Headers a browser needs to read from our answers to finish an upload (`Location`: where a
+/// POST Object form stored its file).
 pub const EXPOSE_DEFAULT: &[&str] = &[
     "ETag",
+    "Location",
     "x-amz-request-id",
     "x-amz-checksum-crc32",
     "x-amz-checksum-crc32c",
@@ -301,7 +303,7 @@ mod tests {
             h["access-control-expose-headers"]
                 .to_str()
                 .unwrap()
-                .starts_with("ETag")
+                .starts_with("ETag, Location")
         );
         assert!(default_rule(&[]).is_none());
     }
