@@ -58,31 +58,76 @@ impl From<LengthError> for S3Error {
     }
 }
 
-/// The file stream, failing as soon as it passes `max` bytes or, at its end, short of `min`:
-/// the core then stores nothing.
+/// The file stream, failing once it passes `max` bytes or, at its end, short of `min`: the
+/// core then stores nothing. Past `max` no byte is handed on; what is left of the form is read
+/// and dropped first (at most `DRAIN_LIMIT` bytes, for `DRAIN_TIME`), as for any refused form,
+/// so that a client still sending reads the `EntityTooLarge` answer instead of a reset.
 struct Bounded {
     inner: BodyStream,
     seen: u64,
     min: u64,
     max: u64,
+    /// Set once past `max`: the end of the drain.
+    draining: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The error was returned: the stream is over.
+    failed: bool,
+}
+
+impl Bounded {
+    fn new(inner: BodyStream, min: u64, max: u64) -> Self {
+        Self {
+            inner,
+            seen: 0,
+            min,
+            max,
+            draining: None,
+            failed: false,
+        }
+    }
+
+    fn fail(&mut self, e: LengthError) -> Poll<Option<Result<bytes::Bytes, BodyError>>> {
+        self.failed = true;
+        self.draining = None;
+        Poll::Ready(Some(Err(BodyError::new(e))))
+    }
 }
 
 impl Stream for Bounded {
     type Item = Result<bytes::Bytes, BodyError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        match self.inner.as_mut().poll_next(cx) {
-            Poll::Ready(Some(Ok(data))) => {
-                self.seen += data.len() as u64;
-                if self.seen > self.max {
-                    return Poll::Ready(Some(Err(BodyError::new(LengthError::TooLarge))));
+        let this = &mut *self;
+        if this.failed {
+            return Poll::Ready(None);
+        }
+        loop {
+            if let Some(deadline) = this.draining.as_mut() {
+                if deadline.as_mut().poll(cx).is_ready()
+                    || this.seen > this.max.saturating_add(DRAIN_LIMIT)
+                {
+                    return this.fail(LengthError::TooLarge);
                 }
-                Poll::Ready(Some(Ok(data)))
+                match this.inner.as_mut().poll_next(cx) {
+                    Poll::Ready(Some(Ok(data))) => {
+                        this.seen += data.len() as u64;
+                        continue;
+                    }
+                    Poll::Ready(_) => return this.fail(LengthError::TooLarge),
+                    Poll::Pending => return Poll::Pending,
+                }
             }
-            Poll::Ready(None) if self.seen < self.min => {
-                Poll::Ready(Some(Err(BodyError::new(LengthError::TooSmall))))
-            }
-            other => other,
+            return match this.inner.as_mut().poll_next(cx) {
+                Poll::Ready(Some(Ok(data))) => {
+                    this.seen += data.len() as u64;
+                    if this.seen > this.max {
+                        this.draining = Some(Box::pin(tokio::time::sleep(DRAIN_TIME)));
+                        continue;
+                    }
+                    Poll::Ready(Some(Ok(data)))
+                }
+                Poll::Ready(None) if this.seen < this.min => this.fail(LengthError::TooSmall),
+                other => other,
+            };
         }
     }
 }
@@ -184,12 +229,7 @@ pub async fn handle(
     };
     info.key.clone_from(&key);
     let (min, max) = range.unwrap_or((0, u64::MAX));
-    let stream: BodyStream = Box::pin(Bounded {
-        inner: file.stream,
-        seen: 0,
-        min,
-        max,
-    });
+    let stream: BodyStream = Box::pin(Bounded::new(file.stream, min, max));
     let rec = app
         .uploads
         .put_object(
