@@ -243,7 +243,7 @@ pub async fn handle(
             admitted,
         )
         .await?;
-    answer(parts, &fields, bucket, &key, &rec, vhost)
+    answer(parts, &fields, bucket, &key, &rec, vhost, app.tls.is_some())
 }
 
 type Prepared = (
@@ -321,7 +321,8 @@ fn prepare(
 }
 
 /// The success answer the form asks for: a 303 to `success_action_redirect`, else the
-/// `success_action_status` (200, 201 with a `PostResponse`, 204 by default).
+/// `success_action_status` (200, 201 with a `PostResponse`, 204 by default). `tls`: this
+/// gateway serves HTTPS itself (else a proxy in front may say so with `X-Forwarded-Proto`).
 fn answer(
     parts: &Parts,
     fields: &Fields,
@@ -329,6 +330,7 @@ fn answer(
     key: &str,
     rec: &crate::upload::model::ObjectRecord,
     vhost: bool,
+    tls: bool,
 ) -> Result<Response<Body>, S3Error> {
     let etag = quoted(&rec.etag);
     let host = parts
@@ -337,12 +339,15 @@ fn answer(
         .and_then(|v| v.to_str().ok())
         .or_else(|| parts.uri.authority().map(http::uri::Authority::as_str))
         .unwrap_or("localhost");
-    let scheme = parts
+    let forwarded_https = parts
         .headers
         .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-        .filter(|p| *p == "https")
-        .unwrap_or("http");
+        .is_some_and(|v| v.as_bytes() == b"https");
+    let scheme = if tls || forwarded_https {
+        "https"
+    } else {
+        "http"
+    };
     let location = if vhost {
         format!("{scheme}://{host}/{}", url_encode(key))
     } else {
