@@ -5,7 +5,8 @@
 # paging, ETag = MD5 of the part MD5s), the transfer manager (40 MiB, 5 MiB parts, 8 threads),
 # every flexible checksum algorithm (put_object and multipart), presigned URLs (SigV2 and
 # SigV4: GET, PUT, UploadPart) used by plain http.client, botocore's SigV2 signer in
-# virtual-host style (the gateway gets --domain), and the S3 error codes.
+# virtual-host style (the gateway gets --domain), presigned POST forms (generate_presigned_post,
+# SigV4 and SigV2, sent by `requests`), and the S3 error codes.
 #
 #   bash compat/boto3.sh [embedded|redis]     (no argument: both stores)
 #   COMPAT_TLS=1 bash compat/boto3.sh embedded (over https: botocore then sends aws-chunked
@@ -18,7 +19,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 each_store "$@"
 
-ensure_venv_with awscrt=awscrt
+ensure_venv_with awscrt=awscrt requests=requests
 # Virtual-host requests for <bucket>.$COMPAT_DOMAIN (the suite reaches them as a proxy: no DNS).
 if [[ -z "$COMPAT_ENDPOINT" ]]; then
     export COMPAT_DOMAIN=s3.compat.test

@@ -24,6 +24,7 @@ import urllib.parse
 import zlib
 
 import boto3
+import requests
 import botocore
 import botocore.httpchecksum
 from boto3.s3.transfer import TransferConfig
@@ -603,6 +604,71 @@ def presigned_urls():
     if default_style != "SigV2":
         log(f"  botocore {botocore.__version__} presigns with SigV4 by default: SigV2 asked for explicitly")
         presigned_round_trip("sigv2", make_client(signature_version="s3"), "SigV2")
+
+
+# ---------------------------------------------------------------------------------------------
+# Presigned POST (browser form uploads): generate_presigned_post, the form sent by `requests`
+# as a browser would (fields, then the file).
+
+def post_form(post, filename, data, content_type="application/octet-stream", fields=None):
+    form = dict(post["fields"])
+    form.update(fields or {})
+    # requests sends `data` fields first and `files` last, as the form must be.
+    return requests.post(post["url"], data=form, files={"file": (filename, data, content_type)},
+                         verify=CA_BUNDLE if CA_BUNDLE else True, allow_redirects=False, timeout=60)
+
+
+def presigned_post_round_trip(label, client, want_style):
+    prefix = f"post-{label}/"
+    post = client.generate_presigned_post(
+        BUCKET, prefix + "${filename}",
+        Fields={"Content-Type": "image/png", "x-amz-meta-owner": "alice", "success_action_status": "201"},
+        Conditions=[
+            ["starts-with", "$Content-Type", "image/"],
+            {"x-amz-meta-owner": "alice"},
+            {"success_action_status": "201"},
+            ["content-length-range", 1, 256 * 1024],
+        ],
+        ExpiresIn=600,
+    )
+    names = {k.lower() for k in post["fields"]}
+    style = "SigV4" if "x-amz-signature" in names else "SigV2" if "signature" in names else "?"
+    log(f"  {label}: generate_presigned_post made a {style} form: {sorted(post['fields'])}")
+    expect_eq(f"{label}: signature style of the presigned POST", want_style, style)
+
+    data = rand_bytes(100_000, "post" + label)
+    resp = post_form(post, "photo.png", data, "image/png")
+    expect_eq(f"{label}: POST status (body {resp.content[:300]!r})", 201, resp.status_code)
+    expect_true(f"{label}: PostResponse", b"<PostResponse" in resp.content, repr(resp.content[:300]))
+    key = prefix + "photo.png"
+    expect_true(f"{label}: PostResponse Key", f"<Key>{key}</Key>".encode() in resp.content, repr(resp.content))
+    expect_eq(f"{label}: POST ETag header", '"%s"' % md5_hex(data), resp.headers.get("ETag"))
+    got = s3.get_object(Bucket=BUCKET, Key=key)
+    expect_true(f"{label}: bytes read back", got["Body"].read() == data)
+    expect_eq(f"{label}: Content-Type stored", "image/png", got["ContentType"])
+    expect_eq(f"{label}: metadata stored", {"owner": "alice"}, got["Metadata"])
+
+    # Policy violations: nothing is stored.
+    bad = prefix + "too-big.png"
+    resp = post_form(post, "too-big.png", rand_bytes(256 * 1024 + 1, "big"), "image/png")
+    expect_eq(f"{label}: POST over content-length-range: status (body {resp.content[:300]!r})", 400,
+              resp.status_code)
+    expect_true(f"{label}: EntityTooLarge", b"<Code>EntityTooLarge</Code>" in resp.content, repr(resp.content[:300]))
+    expect_client_error(f"{label}: head_object after EntityTooLarge", "404", 404, s3.head_object,
+                        Bucket=BUCKET, Key=bad)
+    resp = post_form(post, "note.txt", b"text", "text/plain", fields={"Content-Type": "text/plain"})
+    expect_eq(f"{label}: POST with a Content-Type the policy refuses: status (body {resp.content[:300]!r})",
+              403, resp.status_code)
+    expect_true(f"{label}: AccessDenied", b"<Code>AccessDenied</Code>" in resp.content, repr(resp.content[:300]))
+    expect_client_error(f"{label}: head_object after AccessDenied", "404", 404, s3.head_object,
+                        Bucket=BUCKET, Key=prefix + "note.txt")
+    s3.delete_object(Bucket=BUCKET, Key=key)
+
+
+@step
+def presigned_post():
+    presigned_post_round_trip("s3v4", make_client(signature_version="s3v4"), "SigV4")
+    presigned_post_round_trip("sigv2", make_client(signature_version="s3"), "SigV2")
 
 
 # ---------------------------------------------------------------------------------------------

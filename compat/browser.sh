@@ -6,7 +6,11 @@
 # sign in, a 30 MiB chunked upload with a failed chunk retried, Pause/Resume, a page reload in
 # the middle and the same file selected again (resumes: only the missing chunks are sent),
 # download through a signed link + SHA-256, Cancel, and a second user's instant upload of the
-# same content (proof of possession, no chunk sent).
+# same content (proof of possession, no chunk sent). Then, from a page of another origin (a
+# local server on another port): a presigned UploadPart PUT reading the ETag
+# (presigned_cors.py), and presigned POST forms (presigned_post.py): a real <form> with a file
+# input answered with 201 PostResponse, one with success_action_redirect (303 back to the
+# origin), and fetch() with FormData reading ETag and Location (CORS expose).
 #
 #   bash compat/browser.sh [embedded|redis]     (no argument: both stores)
 #
@@ -111,5 +115,9 @@ step "presigned UploadPart from a page of another origin (CORS in Chromium)"
 ensure_venv
 timeout -k 10 "$COMPAT_CMD_TIMEOUT" "$COMPAT_VENV/bin/python" "$BROWSER_DIR/presigned_cors.py" \
     || fail "presigned UploadPart from another origin failed"
+
+step "presigned POST from a page of another origin: a real <form> (201, then a 303 redirect) and fetch() reading ETag/Location"
+timeout -k 10 "$COMPAT_CMD_TIMEOUT" "$COMPAT_VENV/bin/python" "$BROWSER_DIR/presigned_post.py" \
+    || fail "presigned POST from another origin failed"
 
 step "passed"

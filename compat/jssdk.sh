@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# AWS SDK for JavaScript v3 (@aws-sdk/client-s3, lib-storage, s3-request-presigner from npm, versions
+# AWS SDK for JavaScript v3 (@aws-sdk/client-s3, lib-storage, s3-request-presigner, s3-presigned-post from npm, versions
 # pinned in compat/js/package-lock.json) on Node against the gateway, with forcePathStyle:
 # lib-storage `Upload` of a 20 MiB file stream (5 MiB parts, 4 in flight) with both
 # requestChecksumCalculation settings, an Upload of unknown length, GetObject + SHA-256,
@@ -7,7 +7,8 @@
 # STREAMING-UNSIGNED-PAYLOAD-TRAILER with a CRC32 trailer, over plain http too; lib-storage
 # buffers parts, so UploadPart bodies are Buffers), getSignedUrl (@aws-sdk/s3-request-presigner:
 # PutObject with metadata and CopyObject, whose x-amz-* headers it moves into the signed query)
-# used through fetch, ListObjectsV2 paging and with a delimiter, DeleteObjects. Steps:
+# used through fetch, createPresignedPost (@aws-sdk/s3-presigned-post) + fetch with FormData,
+# ListObjectsV2 paging and with a delimiter, DeleteObjects. Steps:
 # compat/js/jssdk-suite.mjs.
 #
 #   bash compat/jssdk.sh [embedded|redis]     (no argument: both stores)

@@ -25,6 +25,8 @@ pub struct App {
     pub region: Arc<str>,
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
+    /// The gateway itself serves HTTPS (for the URLs it writes into answers).
+    pub https: bool,
     /// Base domain of virtual-host-style requests.
     pub domain: Option<Arc<str>>,
     /// The server-wide CORS rule, for buckets without their own configuration.
@@ -124,6 +126,7 @@ impl App {
                 cfg.admin_listen.is_none(),
                 cfg.metrics_token.clone(),
             )),
+            https: cfg.tls_cert.is_some() && cfg.tls_key.is_some(),
             domain: cfg.domain.as_deref().map(Into::into),
             cors_default: CorsRule::allow_origins(&cfg.cors_allow_origins).map(Arc::new),
             legacy: Arc::new(legacy),

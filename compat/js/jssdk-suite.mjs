@@ -29,6 +29,7 @@ import {
   S3Client,
 } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
+import { createPresignedPost } from "@aws-sdk/s3-presigned-post";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 
 const MiB = 1024 * 1024;
@@ -239,6 +240,54 @@ async function main() {
     keys.push("presigned-copy.bin");
     const got = await getObjectSha256(client, "presigned-copy.bin");
     expectEq("copied bytes (SHA-256)", sha256(data), got.sha256);
+  }
+
+  step("createPresignedPost (@aws-sdk/s3-presigned-post) + fetch with FormData: a form upload read back, "
+    + "a policy violation refused");
+  {
+    const post = await createPresignedPost(client, {
+      Bucket: BUCKET,
+      Key: "post-${filename}",
+      Conditions: [["content-length-range", 1, 64 * 1024], ["starts-with", "$Content-Type", "text/"]],
+      Fields: { "Content-Type": "text/plain", "x-amz-meta-from": "jssdk", success_action_status: "201" },
+      Expires: 300,
+    });
+    const send = (fields, data, name) => {
+      const form = new FormData();
+      for (const [k, v] of Object.entries(fields)) form.append(k, v);
+      form.append("file", new Blob([data], { type: "text/plain" }), name); // the file goes last
+      return fetch(post.url, { method: "POST", body: form, redirect: "manual" });
+    };
+    const data = Buffer.from(`a note posted from node ${randomBytes(8).toString("hex")}\n`);
+    let resp = await send(post.fields, data, "note.txt");
+    let body = await resp.text();
+    expectEq(`POST status (${body})`, 201, resp.status);
+    if (!body.includes("<Key>post-note.txt</Key>")) fail(`PostResponse without the key: ${body}`);
+    expectEq("POST ETag header", `"${md5(data).toString("hex")}"`, resp.headers.get("etag"));
+    keys.push("post-note.txt");
+    const head = await client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: "post-note.txt" }));
+    expectEq("Content-Type stored", "text/plain", head.ContentType);
+    expectEq("metadata stored", { from: "jssdk" }, head.Metadata);
+    const got = await getObjectSha256(client, "post-note.txt");
+    expectEq("GetObject SHA-256 of the posted file", sha256(data), got.sha256);
+
+    resp = await send(post.fields, randomBytes(64 * 1024 + 1), "big.txt");
+    body = await resp.text();
+    expectEq(`POST over content-length-range: status (${body})`, 400, resp.status);
+    if (!body.includes("<Code>EntityTooLarge</Code>")) fail(`not EntityTooLarge: ${body}`);
+    resp = await send({ ...post.fields, "Content-Type": "application/pdf" }, data, "doc.pdf");
+    body = await resp.text();
+    expectEq(`POST with a Content-Type the policy refuses: status (${body})`, 403, resp.status);
+    if (!body.includes("<Code>AccessDenied</Code>")) fail(`not AccessDenied: ${body}`);
+    for (const k of ["post-big.txt", "post-doc.pdf"]) {
+      try {
+        await client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: k }));
+        fail(`a refused POST stored ${k}`);
+      } catch (e) {
+        if (e instanceof StepFailed) throw e;
+        expectEq(`HeadObject ${k} after a refused POST: status`, 404, e.$metadata?.httpStatusCode);
+      }
+    }
   }
 
   step("ListObjectsV2 (pages of 2)");

@@ -238,9 +238,11 @@ pub struct CorsRule {
 impl CorsRule {
     /// The methods a CORS rule may allow.
     pub const METHODS: [&'static str; 5] = ["GET", "PUT", "POST", "DELETE", "HEAD"];
-    /// Headers a browser needs to read from our answers to finish an upload.
+    /// Headers a browser needs to read from our answers to finish an upload (`Location`: where
+    /// a POST Object form stored its file).
     pub const EXPOSE_DEFAULT: &'static [&'static str] = &[
         "ETag",
+        "Location",
         "x-amz-request-id",
         "x-amz-checksum-crc32",
         "x-amz-checksum-crc32c",

@@ -280,7 +280,7 @@ mod tests {
             h["access-control-expose-headers"]
                 .to_str()
                 .unwrap()
-                .starts_with("ETag")
+                .starts_with("ETag, Location")
         );
         assert!(CorsRule::allow_origins(&[]).is_none());
     }

@@ -39,31 +39,76 @@ const CAPS: Caps = Caps {
 const DRAIN_LIMIT: u64 = 16 << 20;
 const DRAIN_TIME: Duration = Duration::from_secs(10);
 
-/// The file stream, failing as soon as it passes `max` bytes or, at its end, short of `min`:
-/// the core then stores nothing.
+/// The file stream, failing once it passes `max` bytes or, at its end, short of `min`: the
+/// core then stores nothing. Past `max` no byte is handed on; what is left of the form is read
+/// and dropped first (at most `DRAIN_LIMIT` bytes, for `DRAIN_TIME`), as for any refused form,
+/// so that a client still sending reads the `EntityTooLarge` answer instead of a reset.
 struct Bounded {
     inner: BodyStream,
     seen: u64,
     min: u64,
     max: u64,
+    /// Set once past `max`: the end of the drain.
+    draining: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The error was returned: the stream is over.
+    failed: bool,
+}
+
+impl Bounded {
+    fn new(inner: BodyStream, min: u64, max: u64) -> Self {
+        Self {
+            inner,
+            seen: 0,
+            min,
+            max,
+            draining: None,
+            failed: false,
+        }
+    }
+
+    fn fail(&mut self, e: LengthError) -> Poll<Option<Result<bytes::Bytes, BodyError>>> {
+        self.failed = true;
+        self.draining = None;
+        Poll::Ready(Some(Err(BodyError::new(e))))
+    }
 }
 
 impl Stream for Bounded {
     type Item = Result<bytes::Bytes, BodyError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        match self.inner.as_mut().poll_next(cx) {
-            Poll::Ready(Some(Ok(data))) => {
-                self.seen += data.len() as u64;
-                if self.seen > self.max {
-                    return Poll::Ready(Some(Err(BodyError::new(LengthError::TooLarge))));
+        let this = &mut *self;
+        if this.failed {
+            return Poll::Ready(None);
+        }
+        loop {
+            if let Some(deadline) = this.draining.as_mut() {
+                if deadline.as_mut().poll(cx).is_ready()
+                    || this.seen > this.max.saturating_add(DRAIN_LIMIT)
+                {
+                    return this.fail(LengthError::TooLarge);
                 }
-                Poll::Ready(Some(Ok(data)))
+                match this.inner.as_mut().poll_next(cx) {
+                    Poll::Ready(Some(Ok(data))) => {
+                        this.seen += data.len() as u64;
+                        continue;
+                    }
+                    Poll::Ready(_) => return this.fail(LengthError::TooLarge),
+                    Poll::Pending => return Poll::Pending,
+                }
             }
-            Poll::Ready(None) if self.seen < self.min => {
-                Poll::Ready(Some(Err(BodyError::new(LengthError::TooSmall))))
-            }
-            other => other,
+            return match this.inner.as_mut().poll_next(cx) {
+                Poll::Ready(Some(Ok(data))) => {
+                    this.seen += data.len() as u64;
+                    if this.seen > this.max {
+                        this.draining = Some(Box::pin(tokio::time::sleep(DRAIN_TIME)));
+                        continue;
+                    }
+                    Poll::Ready(Some(Ok(data)))
+                }
+                Poll::Ready(None) if this.seen < this.min => this.fail(LengthError::TooSmall),
+                other => other,
+            };
         }
     }
 }
@@ -165,12 +210,7 @@ pub async fn handle(
     };
     info.key.clone_from(&key);
     let (min, max) = range.unwrap_or((0, u64::MAX));
-    let stream: BodyStream = Box::pin(Bounded {
-        inner: file.stream,
-        seen: 0,
-        min,
-        max,
-    });
+    let stream: BodyStream = Box::pin(Bounded::new(file.stream, min, max));
     let rec = app
         .uploads
         .put_object(
@@ -184,7 +224,7 @@ pub async fn handle(
             admitted,
         )
         .await?;
-    answer(parts, &fields, bucket, &key, &rec, vhost)
+    answer(parts, &fields, bucket, &key, &rec, vhost, app.https)
 }
 
 type Prepared = (Option<(u64, u64)>, crate::model::ObjectHeaders, BodyChecks);
@@ -258,7 +298,8 @@ fn prepare(
 }
 
 /// The success answer the form asks for: a 303 to `success_action_redirect`, else the
-/// `success_action_status` (200, 201 with a `PostResponse`, 204 by default).
+/// `success_action_status` (200, 201 with a `PostResponse`, 204 by default). `tls`: this
+/// gateway serves HTTPS itself (else a proxy in front may say so with `X-Forwarded-Proto`).
 fn answer(
     parts: &Parts,
     fields: &Fields,
@@ -266,6 +307,7 @@ fn answer(
     key: &str,
     rec: &crate::model::ObjectRecord,
     vhost: bool,
+    tls: bool,
 ) -> Result<Response<Body>, S3Error> {
     let etag = quoted(&rec.etag);
     let host = parts
@@ -274,12 +316,15 @@ fn answer(
         .and_then(|v| v.to_str().ok())
         .or_else(|| parts.uri.authority().map(http::uri::Authority::as_str))
         .unwrap_or("localhost");
-    let scheme = parts
+    let forwarded_https = parts
         .headers
         .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-        .filter(|p| *p == "https")
-        .unwrap_or("http");
+        .is_some_and(|v| v.as_bytes() == b"https");
+    let scheme = if tls || forwarded_https {
+        "https"
+    } else {
+        "http"
+    };
     let location = if vhost {
         format!("{scheme}://{host}/{}", url_encode(key))
     } else {

@@ -15,6 +15,7 @@ mod limits;
 mod meta_conformance;
 mod ops;
 mod ownership;
+mod post;
 mod redis_aof;
 mod redis_tls;
 mod reserve;
