@@ -3,7 +3,7 @@
 //! one SigV2 case), multipart forms sent with reqwest (or raw TCP where the answer must come
 //! before the body is sent), each success read back through the SDK and each refusal checked
 //! for AWS's status and code and for nothing stored (HeadObject 404, no file left in the data
-//! dir). Also a 256 MiB form streamed from a generator with the process's RSS held flat, and the
+//! dir). Also a 1 GiB form streamed from a generator with the process's RSS held flat, and the
 //! CORS headers a browser needs to read the answer.
 
 use std::path::{Path, PathBuf};
@@ -758,8 +758,8 @@ fn rss() -> u64 {
         .map_or(0, |kib| kib << 10)
 }
 
-const LARGE: usize = 256 * MIB;
-/// How far the process (client and in-process server together) may grow while a 256 MiB form
+const LARGE: usize = 1024 * MIB;
+/// How far the process (client and in-process server together) may grow while a 1 GiB form
 /// streams through: far less than the file, so that neither side holds it.
 const RSS_GROWTH_CAP: u64 = 96 << 20;
 
