@@ -1,0 +1,150 @@
+//! Objects: put (data first, then one atomic publish), look up, read, copy, delete.
+
+use super::error::{Error, Result};
+use super::{Admission, BodyChecks, REPLACED_GRACE, Uploads, WriteCondition, check_key, verify};
+use crate::model::BodyStream;
+use crate::model::checksum::ChecksumType;
+use crate::model::{BlobId, Checksum, ObjectHeaders, ObjectPart, ObjectRecord, now_millis};
+use bytes::Bytes;
+use futures_util::Stream;
+use std::time::Duration;
+
+impl Uploads {
+    /// Stores a single-part object. The previous object under the key stays readable until the
+    /// new record replaces it in one step. `admitted` is the body's pass through `admit`.
+    #[allow(clippy::too_many_arguments)] // each is a distinct input of PutObject
+    pub async fn put_object(
+        &self,
+        owner: &str,
+        bucket: &str,
+        key: &str,
+        headers: ObjectHeaders,
+        body: BodyStream,
+        checks: BodyChecks,
+        cond: &WriteCondition,
+        admitted: Admission,
+    ) -> Result<ObjectRecord> {
+        check_key(key)?;
+        self.bucket(bucket).await?;
+        // Refuse early when we can (before reading the body); checked again at commit time.
+        self.check_condition(bucket, key, cond).await?;
+        let blob = BlobId::generate();
+        let alg = checks.checksum.as_ref().map(|(a, _)| *a);
+        let staged = self.write(&blob, body, alg, admitted).await?;
+        verify(&staged, &checks)?;
+        let md5 = hex::encode(staged.md5);
+        let checksum = alg
+            .zip(staged.checksum.clone())
+            .map(|(algorithm, value)| Checksum { algorithm, value });
+        let size = staged.size;
+        staged.commit("1").await?;
+        let rec = ObjectRecord {
+            blob: blob.clone(),
+            parts: vec![ObjectPart {
+                number: 1,
+                md5: md5.clone(),
+                file: "1".into(),
+                size,
+                checksum: checksum.clone(),
+            }],
+            size,
+            etag: md5,
+            modified: now_millis(),
+            owner: owner.to_owned(),
+            headers,
+            checksum_type: checksum.as_ref().map(|_| ChecksumType::FullObject),
+            checksum,
+            multipart: false,
+        };
+        let published = async {
+            self.check_condition(bucket, key, cond).await?;
+            self.publish(bucket, key, &rec).await
+        };
+        published
+            .await
+            .inspect_err(|_| self.disk.remove_blob_later(blob, Duration::ZERO))?;
+        Ok(rec)
+    }
+
+    pub(super) async fn check_condition(
+        &self,
+        bucket: &str,
+        key: &str,
+        cond: &WriteCondition,
+    ) -> Result<()> {
+        if cond.is_empty() {
+            return Ok(());
+        }
+        cond.check(self.meta.get_object(bucket, key).await?.as_ref())
+    }
+
+    /// Makes `rec` the object at bucket/key and schedules the data of the one it replaced.
+    pub(super) async fn publish(&self, bucket: &str, key: &str, rec: &ObjectRecord) -> Result<()> {
+        if let Some(old) = self.meta.put_object(bucket, key, rec).await?
+            && old.blob != rec.blob
+        {
+            self.disk.remove_blob_later(old.blob, REPLACED_GRACE);
+        }
+        Ok(())
+    }
+
+    pub async fn object(&self, bucket: &str, key: &str) -> Result<ObjectRecord> {
+        self.bucket(bucket).await?;
+        self.meta
+            .get_object(bucket, key)
+            .await?
+            .ok_or(Error::NoSuchKey)
+    }
+
+    /// Bytes `[start, end)` of a stored object.
+    pub fn read(
+        &self,
+        rec: &ObjectRecord,
+        start: u64,
+        end: u64,
+    ) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static {
+        self.disk.read(&rec.blob, &rec.parts, start, end)
+    }
+
+    /// Deletes an object; a missing key is not an error (S3 answers 204 either way).
+    pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<()> {
+        self.bucket(bucket).await?;
+        if let Some(old) = self.meta.delete_object(bucket, key).await? {
+            self.disk.remove_blob_later(old.blob, REPLACED_GRACE);
+        }
+        Ok(())
+    }
+
+    /// Copies an object by hard-linking its files into a new blob (no byte copy). `headers`
+    /// replaces the source's metadata when given (REPLACE directive).
+    pub async fn copy_object(
+        &self,
+        owner: &str,
+        src: (&str, &str),
+        dst: (&str, &str),
+        headers: Option<ObjectHeaders>,
+    ) -> Result<ObjectRecord> {
+        check_key(dst.1)?;
+        let source = self.object(src.0, src.1).await?;
+        self.bucket(dst.0).await?;
+        // Hard links take no data space, but a disk below its reserve takes no new writes.
+        drop(self.disk.reserve(0)?);
+        let blob = BlobId::generate();
+        let files: Vec<String> = source.parts.iter().map(|p| p.file.clone()).collect();
+        if let Err(e) = self.disk.link(&source.blob, &files, &blob).await {
+            self.disk.remove_blob_later(blob, Duration::ZERO);
+            return Err(e.into());
+        }
+        let rec = ObjectRecord {
+            blob: blob.clone(),
+            modified: now_millis(),
+            owner: owner.to_owned(),
+            headers: headers.unwrap_or_else(|| source.headers.clone()),
+            ..source
+        };
+        self.publish(dst.0, dst.1, &rec)
+            .await
+            .inspect_err(|_| self.disk.remove_blob_later(blob, Duration::ZERO))?;
+        Ok(rec)
+    }
+}
