@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use crate::body::RequestBody;
 use base64::Engine as _;
 use bytes::Bytes;
 use futures_util::StreamExt as _;
@@ -11,6 +10,7 @@ use http::request::Parts;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Response, StatusCode};
 
+use crate::body::RequestBody;
 use crate::body::{Body, empty, full};
 use crate::model::ObjectHeaders;
 use crate::model::checksum::ChecksumAlgorithm;

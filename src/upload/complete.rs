@@ -1,5 +1,9 @@
 //! Complete (verify, assemble, publish; a repeated Complete replays its result) and Abort.
 
+use std::time::Duration;
+
+use md5::{Digest as _, Md5};
+
 use super::error::{Error, Result};
 use super::{BUSY_WAIT, Completed, ListedPart, STALE_COMPLETE, Uploads, WriteCondition, millis};
 use crate::model::checksum::{ContentHash, combine_parts, multipart_etag, normalize_etag};
@@ -8,8 +12,6 @@ use crate::model::{
     UploadId, UploadRecord, UploadState, now_millis,
 };
 use crate::store::{AbortUpload, BeginComplete};
-use md5::{Digest as _, Md5};
-use std::time::Duration;
 
 impl Uploads {
     /// Completes upload `id` into the object bucket/key from the listed parts, without copying

@@ -1,13 +1,15 @@
 //! Objects: put (data first, then one atomic publish), look up, read, copy, delete.
 
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::Stream;
+
 use super::error::{Error, Result};
 use super::{Admission, BodyChecks, REPLACED_GRACE, Uploads, WriteCondition, check_key, verify};
 use crate::model::BodyStream;
 use crate::model::checksum::ChecksumType;
 use crate::model::{BlobId, Checksum, ObjectHeaders, ObjectPart, ObjectRecord, now_millis};
-use bytes::Bytes;
-use futures_util::Stream;
-use std::time::Duration;
 
 impl Uploads {
     /// Stores a single-part object. The previous object under the key stays readable until the

@@ -1,5 +1,7 @@
 //! Recovery after a crash (settle interrupted Completes) and the orphan sweep.
 
+use std::collections::{HashMap, HashSet};
+
 use super::complete::listed_digest;
 use super::error::Result;
 use super::{KEEP_COMPLETED, STALE_COMPLETE, Uploads, millis};
@@ -7,7 +9,6 @@ use crate::model::{
     CompletedResult, Millis, PartNumber, UploadId, UploadRecord, UploadState, now_millis,
 };
 use crate::store::DiskStore;
-use std::collections::{HashMap, HashSet};
 
 impl Uploads {
     /// Settles Completes that a crash interrupted: published ones are marked completed, the

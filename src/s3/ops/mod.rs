@@ -9,20 +9,19 @@ mod object;
 #[cfg(test)]
 mod tests;
 
-pub use self::multipart::complete_parts;
-pub use self::object::delete_request;
-
-use crate::body::RequestBody;
 use http::request::Parts;
 use hyper::header::{self, HeaderName};
 use hyper::{Response, StatusCode};
 
 use self::list::{list_buckets, list_object_versions, list_objects};
+pub use self::multipart::complete_parts;
 use self::multipart::{
     complete, create_multipart_upload, list_parts, list_uploads, upload_part, upload_part_copy,
 };
+pub use self::object::delete_request;
 use self::object::{copy_object, delete_objects, get_object, put_object};
 use crate::app::App;
+use crate::body::RequestBody;
 use crate::body::empty;
 use crate::s3::auth::Verified;
 use crate::s3::error::S3Error;

@@ -1,7 +1,6 @@
 //! CreateMultipartUpload, UploadPart, UploadPartCopy, CompleteMultipartUpload, ListParts,
 //! ListMultipartUploads.
 
-use crate::body::RequestBody;
 use futures_util::TryStreamExt as _;
 use http::request::Parts;
 use hyper::Response;
@@ -10,6 +9,7 @@ use hyper::header::{self, HeaderName};
 use super::MAX_COMPLETE_XML;
 use super::object::check_conditions;
 use crate::app::App;
+use crate::body::RequestBody;
 use crate::body::empty;
 use crate::model::checksum::{ChecksumAlgorithm, ChecksumType, b64};
 use crate::model::time::iso8601;

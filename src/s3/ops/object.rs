@@ -2,13 +2,13 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::body::RequestBody;
 use http::request::Parts;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Response, StatusCode};
 
 use super::MAX_XML;
 use crate::app::App;
+use crate::body::RequestBody;
 use crate::body::empty;
 use crate::model::checksum::{ChecksumType, b64};
 use crate::model::time::{http_date, iso8601};
