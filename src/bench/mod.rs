@@ -6,8 +6,7 @@
 //!
 //! Every size and count scales with `--scale`, so a test runs the whole thing in seconds.
 
-use std::io::{Read as _, Write as _};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -16,12 +15,15 @@ use clap::Args;
 use futures_util::{StreamExt as _, TryStreamExt as _, stream};
 use http_body_util::BodyExt as _;
 use md5::{Digest as _, Md5};
-use serde::Serialize;
 
 use crate::client::args::TransferArgs;
 use crate::client::s3::S3Client;
 use crate::client::settings::S3Settings;
 use crate::units::parse_size;
+mod machine;
+mod report;
+use self::machine::machine_limits;
+use self::report::{Metric, Report, human, latency, rate, table, throughput};
 
 const MB: f64 = 1_000_000.0;
 
@@ -114,41 +116,6 @@ impl BenchArgs {
     fn scaled(&self, v: u64, min: u64) -> u64 {
         ((v as f64 * self.scale) as u64).max(min)
     }
-}
-
-/// One line of the table / one entry of the JSON.
-#[derive(Clone, Debug, Serialize)]
-pub struct Metric {
-    pub name: String,
-    pub what: String,
-    /// `None`: not measured (no `--server-pid`).
-    pub value: Option<f64>,
-    pub unit: &'static str,
-    /// The machine limit that bounds this throughput, and the fraction of it reached.
-    pub bound: Option<String>,
-    pub bound_value: Option<f64>,
-    pub fraction: Option<f64>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct Report {
-    pub endpoint: String,
-    pub cores: usize,
-    pub size: u64,
-    pub part_size: u64,
-    pub big_size: u64,
-    pub parts_max: u32,
-    pub checksums: bool,
-    pub data_dir: String,
-    pub elapsed_s: f64,
-    pub metrics: Vec<Metric>,
-}
-
-struct Limits {
-    disk_write: f64,
-    disk_read: f64,
-    md5: f64,
-    loopback: f64,
 }
 
 pub fn run(args: &BenchArgs) -> ExitCode {
@@ -716,231 +683,6 @@ fn random(len: usize) -> Bytes {
 
 fn md5_of(b: &[u8]) -> [u8; 16] {
     Md5::digest(b).into()
-}
-
-fn throughput(
-    name: &str,
-    what: &str,
-    bytes: u64,
-    d: Duration,
-    bound: Option<(String, f64)>,
-) -> Metric {
-    let bps = bytes as f64 / d.as_secs_f64().max(1e-9);
-    Metric {
-        name: name.into(),
-        what: what.into(),
-        value: Some(bps / MB),
-        unit: "MB/s",
-        fraction: bound.as_ref().map(|(_, b)| bps / b),
-        bound_value: bound.as_ref().map(|(_, b)| b / MB),
-        bound: bound.map(|(n, _)| n),
-    }
-}
-
-fn latency(name: &str, what: &str, d: Duration) -> Metric {
-    Metric {
-        name: name.into(),
-        what: what.into(),
-        value: Some(d.as_secs_f64() * 1000.0),
-        unit: "ms",
-        bound: None,
-        bound_value: None,
-        fraction: None,
-    }
-}
-
-fn rate(name: &str, what: &str, n: u64, d: Duration, unit: &'static str) -> Metric {
-    Metric {
-        name: name.into(),
-        what: what.into(),
-        value: Some(n as f64 / d.as_secs_f64().max(1e-9)),
-        unit,
-        bound: None,
-        bound_value: None,
-        fraction: None,
-    }
-}
-
-fn human(b: u64) -> String {
-    const UNITS: [(u64, &str); 4] = [
-        (1 << 30, "GiB"),
-        (1 << 20, "MiB"),
-        (1 << 10, "KiB"),
-        (1, "B"),
-    ];
-    if b < 1 << 10 {
-        return format!("{b} B");
-    }
-    for (u, name) in &UNITS[..3] {
-        if b >= *u && b.is_multiple_of(*u) {
-            return format!("{} {name}", b / u);
-        }
-    }
-    let (u, name) = UNITS
-        .iter()
-        .find(|(u, _)| b >= *u)
-        .copied()
-        .unwrap_or((1, "B"));
-    format!("{:.1} {name}", b as f64 / u as f64)
-}
-
-/// The table: metric, value, unit, and for throughputs the bounding limit and fraction.
-pub fn table(r: &Report) -> String {
-    let mut rows = vec![[
-        "measurement".to_owned(),
-        "value".to_owned(),
-        "bound (MB/s)".to_owned(),
-        "of bound".to_owned(),
-    ]];
-    for m in &r.metrics {
-        let value = match m.value {
-            Some(v) if v >= 100.0 => format!("{v:.0} {}", m.unit),
-            Some(v) => format!("{v:.2} {}", m.unit),
-            None => "n/a".into(),
-        };
-        let bound = match (&m.bound, m.bound_value) {
-            (Some(n), Some(v)) => format!("{n} {v:.0}"),
-            _ => String::new(),
-        };
-        let frac = m
-            .fraction
-            .map(|f| format!("{:.0}%", f * 100.0))
-            .unwrap_or_default();
-        rows.push([m.what.clone(), value, bound, frac]);
-    }
-    let widths: Vec<usize> = (0..4)
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for (k, row) in rows.iter().enumerate() {
-        out.push('|');
-        for (i, cell) in row.iter().enumerate() {
-            let pad = widths[i] - cell.chars().count();
-            if i == 0 {
-                out.push_str(&format!(" {cell}{} |", " ".repeat(pad)));
-            } else {
-                out.push_str(&format!(" {}{cell} |", " ".repeat(pad)));
-            }
-        }
-        out.push('\n');
-        if k == 0 {
-            out.push('|');
-            for (i, w) in widths.iter().enumerate() {
-                let dashes = "-".repeat(*w);
-                out.push_str(&if i == 0 {
-                    format!("-{dashes}-|")
-                } else {
-                    format!("-{dashes}:|")
-                });
-            }
-            out.push('\n');
-        }
-    }
-    out.push_str(&format!(
-        "\n{} cores; endpoint {}; data dir {}; {:.0} s\n",
-        r.cores, r.endpoint, r.data_dir, r.elapsed_s
-    ));
-    out
-}
-
-/// Disk write (+fsync) and cold read of `dir`, MD5 on one core, loopback TCP: bytes/s each.
-async fn machine_limits(args: &BenchArgs, dir: &Path) -> Result<Limits, String> {
-    let disk_size = args.scaled(args.disk_size, 8 << 20);
-    let dir = dir.to_owned();
-    let md5_bytes = args.scaled(1 << 30, 64 << 20);
-    let loop_bytes = args.scaled(4 << 30, 256 << 20);
-    tokio::task::spawn_blocking(move || -> Result<Limits, String> {
-        let (disk_write, disk_read) = disk(&dir, disk_size)?;
-        Ok(Limits {
-            disk_write,
-            disk_read,
-            md5: md5_speed(md5_bytes),
-            loopback: loopback(loop_bytes)?,
-        })
-    })
-    .await
-    .map_err(err)?
-}
-
-fn disk(dir: &Path, size: u64) -> Result<(f64, f64), String> {
-    const BLOCK: usize = 8 << 20;
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let path = dir.join(format!(".mpgw-bench-{}", std::process::id()));
-    let ctx = |e: std::io::Error| format!("{}: {e}", path.display());
-    let block = random(BLOCK);
-    let result = (|| {
-        let t = Instant::now();
-        let mut f = std::fs::File::create(&path).map_err(ctx)?;
-        let mut left = size;
-        while left > 0 {
-            let n = left.min(BLOCK as u64) as usize;
-            f.write_all(&block[..n]).map_err(ctx)?;
-            left -= n as u64;
-        }
-        f.sync_all().map_err(ctx)?;
-        let write = size as f64 / t.elapsed().as_secs_f64();
-        // Drop the written pages from the cache, so the read comes from the disk.
-        let _ = rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed);
-        drop(f);
-        let t = Instant::now();
-        let mut f = std::fs::File::open(&path).map_err(ctx)?;
-        let mut buf = vec![0u8; BLOCK];
-        let mut total = 0u64;
-        loop {
-            let n = f.read(&mut buf).map_err(ctx)?;
-            if n == 0 {
-                break;
-            }
-            total += n as u64;
-        }
-        Ok((write, total as f64 / t.elapsed().as_secs_f64()))
-    })();
-    let _ = std::fs::remove_file(&path);
-    result
-}
-
-fn md5_speed(bytes: u64) -> f64 {
-    let buf = random(16 << 20);
-    let t = Instant::now();
-    let mut h = Md5::new();
-    let mut done = 0;
-    while done < bytes {
-        h.update(&buf);
-        done += buf.len() as u64;
-    }
-    std::hint::black_box(h.finalize());
-    done as f64 / t.elapsed().as_secs_f64()
-}
-
-fn loopback(bytes: u64) -> Result<f64, String> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(err)?;
-    let addr = listener.local_addr().map_err(err)?;
-    let reader = std::thread::spawn(move || -> std::io::Result<u64> {
-        let (mut s, _) = listener.accept()?;
-        let mut buf = vec![0u8; 256 << 10];
-        let mut n = 0;
-        loop {
-            match s.read(&mut buf)? {
-                0 => return Ok(n),
-                k => n += k as u64,
-            }
-        }
-    });
-    let block = random(256 << 10);
-    let t = Instant::now();
-    let mut s = std::net::TcpStream::connect(addr).map_err(err)?;
-    let mut left = bytes;
-    while left > 0 {
-        let n = left.min(block.len() as u64) as usize;
-        s.write_all(&block[..n]).map_err(err)?;
-        left -= n as u64;
-    }
-    drop(s);
-    let got = reader
-        .join()
-        .map_err(|_| "loopback reader panicked".to_owned())?
-        .map_err(err)?;
-    Ok(got as f64 / t.elapsed().as_secs_f64())
 }
 
 #[cfg(test)]
