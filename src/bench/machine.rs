@@ -4,34 +4,14 @@ use std::io::{Read as _, Write as _};
 use std::path::Path;
 use std::time::Instant;
 
+use bytes::Bytes;
 use md5::{Digest as _, Md5};
-
-use super::{BenchArgs, err, random};
 
 pub(super) struct Limits {
     pub(super) disk_write: f64,
     pub(super) disk_read: f64,
     pub(super) md5: f64,
     pub(super) loopback: f64,
-}
-
-/// Disk write (+fsync) and cold read of `dir`, MD5 on one core, loopback TCP: bytes/s each.
-pub(super) async fn machine_limits(args: &BenchArgs, dir: &Path) -> Result<Limits, String> {
-    let disk_size = args.scaled(args.disk_size, 8 << 20);
-    let dir = dir.to_owned();
-    let md5_bytes = args.scaled(1 << 30, 64 << 20);
-    let loop_bytes = args.scaled(4 << 30, 256 << 20);
-    tokio::task::spawn_blocking(move || -> Result<Limits, String> {
-        let (disk_write, disk_read) = disk(&dir, disk_size)?;
-        Ok(Limits {
-            disk_write,
-            disk_read,
-            md5: md5_speed(md5_bytes),
-            loopback: loopback(loop_bytes)?,
-        })
-    })
-    .await
-    .map_err(err)?
 }
 
 pub(super) fn disk(dir: &Path, size: u64) -> Result<(f64, f64), String> {
@@ -85,8 +65,8 @@ pub(super) fn md5_speed(bytes: u64) -> f64 {
 }
 
 pub(super) fn loopback(bytes: u64) -> Result<f64, String> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(err)?;
-    let addr = listener.local_addr().map_err(err)?;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let reader = std::thread::spawn(move || -> std::io::Result<u64> {
         let (mut s, _) = listener.accept()?;
         let mut buf = vec![0u8; 256 << 10];
@@ -100,17 +80,23 @@ pub(super) fn loopback(bytes: u64) -> Result<f64, String> {
     });
     let block = random(256 << 10);
     let t = Instant::now();
-    let mut s = std::net::TcpStream::connect(addr).map_err(err)?;
+    let mut s = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
     let mut left = bytes;
     while left > 0 {
         let n = left.min(block.len() as u64) as usize;
-        s.write_all(&block[..n]).map_err(err)?;
+        s.write_all(&block[..n]).map_err(|e| e.to_string())?;
         left -= n as u64;
     }
     drop(s);
     let got = reader
         .join()
         .map_err(|_| "loopback reader panicked".to_owned())?
-        .map_err(err)?;
+        .map_err(|e| e.to_string())?;
     Ok(got as f64 / t.elapsed().as_secs_f64())
+}
+
+pub(super) fn random(len: usize) -> Bytes {
+    let mut v = vec![0u8; len];
+    rand::fill(&mut v[..]);
+    Bytes::from(v)
 }

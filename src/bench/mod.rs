@@ -6,7 +6,7 @@
 //!
 //! Every size and count scales with `--scale`, so a test runs the whole thing in seconds.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -22,10 +22,8 @@ use crate::client::settings::S3Settings;
 use crate::units::parse_size;
 mod machine;
 mod report;
-use self::machine::machine_limits;
-use self::report::{Metric, Report, human, latency, rate, table, throughput};
-
-const MB: f64 = 1_000_000.0;
+use self::machine::{Limits, disk, loopback, md5_speed, random};
+use self::report::{MB, Metric, Report, human, latency, rate, table, throughput};
 
 #[derive(Args, Clone, Debug)]
 pub struct BenchArgs {
@@ -180,6 +178,25 @@ fn client(args: &BenchArgs, connections: usize) -> Result<S3Client, String> {
 
 fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
+}
+
+/// Disk write (+fsync) and cold read of `dir`, MD5 on one core, loopback TCP: bytes/s each.
+async fn machine_limits(args: &BenchArgs, dir: &Path) -> Result<Limits, String> {
+    let disk_size = args.scaled(args.disk_size, 8 << 20);
+    let dir = dir.to_owned();
+    let md5_bytes = args.scaled(1 << 30, 64 << 20);
+    let loop_bytes = args.scaled(4 << 30, 256 << 20);
+    tokio::task::spawn_blocking(move || -> Result<Limits, String> {
+        let (disk_write, disk_read) = disk(&dir, disk_size)?;
+        Ok(Limits {
+            disk_write,
+            disk_read,
+            md5: md5_speed(md5_bytes),
+            loopback: loopback(loop_bytes)?,
+        })
+    })
+    .await
+    .map_err(err)?
 }
 
 async fn bench(args: &BenchArgs) -> Result<Report, String> {
@@ -673,12 +690,6 @@ fn read_status_kib(pid: Option<u32>, field: &str) -> Option<f64> {
         .lines()
         .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
-fn random(len: usize) -> Bytes {
-    let mut v = vec![0u8; len];
-    rand::fill(&mut v[..]);
-    Bytes::from(v)
 }
 
 fn md5_of(b: &[u8]) -> [u8; 16] {

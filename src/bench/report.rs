@@ -4,8 +4,6 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::MB;
-
 /// One line of the table / one entry of the JSON.
 #[derive(Clone, Debug, Serialize)]
 pub struct Metric {
@@ -33,6 +31,8 @@ pub struct Report {
     pub elapsed_s: f64,
     pub metrics: Vec<Metric>,
 }
+
+pub(super) const MB: f64 = 1_000_000.0;
 
 pub(super) fn throughput(
     name: &str,

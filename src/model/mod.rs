@@ -368,6 +368,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn bucket_names() {
+        for ok in ["abc", "a-b.c", "123", "a".repeat(63).as_str()] {
+            assert!(valid_bucket_name(ok), "{ok}");
+        }
+        for bad in [
+            "_x",
+            "a",
+            "aa",
+            "192.168.5.123",
+            "foo_bar",
+            "foo-",
+            "foo..bar",
+            "foo.-bar",
+            "foo-.bar",
+            "Abc",
+        ] {
+            assert!(!valid_bucket_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
     fn part_numbers() {
         assert!(PartNumber::parse("0").is_none());
         assert!(PartNumber::parse("10001").is_none());

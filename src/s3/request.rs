@@ -1,7 +1,7 @@
 //! Request intake and header codecs shared by the S3 operations: the verified body stream, small
 //! XML bodies (capped), draining a refused body, object headers in and out, answers' small parts.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -12,8 +12,8 @@ use hyper::{Response, StatusCode};
 
 use crate::body::RequestBody;
 use crate::body::{Body, empty, full};
-use crate::model::ObjectHeaders;
 use crate::model::checksum::ChecksumAlgorithm;
+use crate::model::{ObjectHeaders, ObjectRecord};
 use crate::s3::auth::Verified;
 use crate::s3::error::S3Error;
 use crate::s3::payload;
@@ -22,6 +22,12 @@ use crate::upload::{
     BodyChecks, BodyStream, Error as UploadError, Expected, MAX_KEYS, WriteCondition,
 };
 use crate::xml::Xml;
+
+/// Enough for 10,000 `<Part>` entries with checksums, and no more.
+pub(crate) const MAX_COMPLETE_XML: usize = 10_000 * 320;
+
+/// Other XML bodies (DeleteObjects with 1,000 long keys, CreateBucketConfiguration).
+pub(crate) const MAX_XML: usize = 2 << 20;
 
 pub(crate) type Res = Result<Response<Body>, S3Error>;
 
@@ -396,4 +402,47 @@ pub(crate) fn given_checksum<'a>(
         checksum = Some((alg, Expected::Given(value)));
     }
     Ok(checksum)
+}
+
+/// If-Match / If-None-Match / If-Modified-Since / If-Unmodified-Since, with S3's precedence.
+/// `prefix` is "" for GET/HEAD or "x-amz-copy-source-" for copies (which answer 412, never 304).
+pub(crate) fn check_conditions(
+    h: &HeaderMap,
+    rec: &ObjectRecord,
+    prefix: &str,
+) -> Result<(), UploadError> {
+    let get = |name: &str| {
+        h.get(format!("{prefix}{name}").as_str())
+            .and_then(|v| v.to_str().ok())
+    };
+    let etag_matches = |list: &str| {
+        list.split(',').any(|t| {
+            let t = t.trim();
+            t == "*" || crate::model::checksum::normalize_etag(t) == rec.etag
+        })
+    };
+    let modified = SystemTime::UNIX_EPOCH
+        + Duration::from_secs(u64::try_from(rec.modified / 1000).unwrap_or(0));
+    let since = |name: &str| get(name).and_then(|v| httpdate::parse_http_date(v).ok());
+    let if_match = get("if-match");
+    if let Some(m) = if_match {
+        if !etag_matches(m) {
+            return Err(UploadError::PreconditionFailed);
+        }
+    } else if since("if-unmodified-since").is_some_and(|t| modified > t) {
+        return Err(UploadError::PreconditionFailed);
+    }
+    let not_modified = if prefix.is_empty() {
+        UploadError::NotModified
+    } else {
+        UploadError::PreconditionFailed
+    };
+    if let Some(m) = get("if-none-match") {
+        if etag_matches(m) {
+            return Err(not_modified);
+        }
+    } else if since("if-modified-since").is_some_and(|t| modified <= t) {
+        return Err(not_modified);
+    }
+    Ok(())
 }

@@ -2,10 +2,11 @@
 
 use std::time::Duration;
 
-use md5::{Digest as _, Md5};
-
 use super::error::{Error, Result};
-use super::{BUSY_WAIT, Completed, ListedPart, STALE_COMPLETE, Uploads, WriteCondition, millis};
+use super::{
+    BUSY_WAIT, Completed, ListedPart, STALE_COMPLETE, Uploads, WriteCondition, listed_digest,
+    millis,
+};
 use crate::model::checksum::{ContentHash, combine_parts, multipart_etag, normalize_etag};
 use crate::model::{
     Checksum, CompletedResult, ObjectHeaders, ObjectPart, ObjectRecord, PartNumber, PartRecord,
@@ -330,14 +331,6 @@ pub(super) fn collapse_listed(listed: Vec<ListedPart>) -> Result<Vec<ListedPart>
     Ok(out)
 }
 
-pub(super) fn listed_digest(parts: impl Iterator<Item = (u16, String)>) -> String {
-    let mut h = Md5::new();
-    for (n, etag) in parts {
-        h.update(format!("{n}:{etag}\n").as_bytes());
-    }
-    hex::encode(h.finalize())
-}
-
 impl UploadRecord {
     fn placeholder() -> Self {
         Self {
@@ -353,5 +346,28 @@ impl UploadRecord {
             completing_since: None,
             completed: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::PartNumber;
+
+    #[test]
+    fn listed_parts_collapse_and_order() {
+        let p = |n: u32, e: &str| ListedPart {
+            number: PartNumber::new(n).unwrap(),
+            etag: e.into(),
+            checksum: None,
+        };
+        let out = collapse_listed(vec![p(1, "a"), p(1, "b"), p(2, "c")]).unwrap();
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].etag, "b");
+        assert!(matches!(
+            collapse_listed(vec![p(2, "a"), p(1, "b")]),
+            Err(Error::InvalidPartOrder)
+        ));
+        assert!(matches!(collapse_listed(vec![]), Err(Error::MalformedXml)));
     }
 }

@@ -148,3 +148,20 @@ pub(super) fn resume_after(
         _ => Some(after.to_owned()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes() {
+        assert_eq!(common_prefix("a/b/c", "a/", Some("/")), Some("a/b/".into()));
+        assert_eq!(common_prefix("a/b", "a/", Some("/")), None);
+        assert_eq!(common_prefix("a/b", "", Some("")), None);
+        assert_eq!(
+            resume_after("", Some("/"), Some("a/")),
+            Some(format!("a/{SKIP_CHAR}"))
+        );
+        assert_eq!(resume_after("", None, Some("a/")), Some("a/".into()));
+    }
+}

@@ -17,8 +17,9 @@ mod recovery;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use md5::{Digest as _, Md5};
+
 pub use self::error::{Error, Result};
-pub use self::recovery::SweepReport;
 use crate::model::checksum::{ChecksumAlgorithm, ChecksumType, normalize_etag};
 pub use crate::model::{BodyError, BodyStream, valid_bucket_name};
 use crate::model::{Checksum, Millis, ObjectRecord, PartNumber, UploadState, random_hex};
@@ -281,59 +282,17 @@ fn check_key(key: &str) -> Result<()> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::complete::collapse_listed;
-    use super::listing::{SKIP_CHAR, common_prefix, resume_after};
-    use super::*;
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SweepReport {
+    pub blobs: usize,
+    pub files: usize,
+    pub completed_records: usize,
+}
 
-    #[test]
-    fn bucket_names() {
-        for ok in ["abc", "a-b.c", "123", "a".repeat(63).as_str()] {
-            assert!(valid_bucket_name(ok), "{ok}");
-        }
-        for bad in [
-            "_x",
-            "a",
-            "aa",
-            "192.168.5.123",
-            "foo_bar",
-            "foo-",
-            "foo..bar",
-            "foo.-bar",
-            "foo-.bar",
-            "Abc",
-        ] {
-            assert!(!valid_bucket_name(bad), "{bad}");
-        }
+fn listed_digest(parts: impl Iterator<Item = (u16, String)>) -> String {
+    let mut h = Md5::new();
+    for (n, etag) in parts {
+        h.update(format!("{n}:{etag}\n").as_bytes());
     }
-
-    #[test]
-    fn listed_parts_collapse_and_order() {
-        let p = |n: u32, e: &str| ListedPart {
-            number: PartNumber::new(n).unwrap(),
-            etag: e.into(),
-            checksum: None,
-        };
-        let out = collapse_listed(vec![p(1, "a"), p(1, "b"), p(2, "c")]).unwrap();
-        assert_eq!(out.len(), 2);
-        assert_eq!(out[0].etag, "b");
-        assert!(matches!(
-            collapse_listed(vec![p(2, "a"), p(1, "b")]),
-            Err(Error::InvalidPartOrder)
-        ));
-        assert!(matches!(collapse_listed(vec![]), Err(Error::MalformedXml)));
-    }
-
-    #[test]
-    fn prefixes() {
-        assert_eq!(common_prefix("a/b/c", "a/", Some("/")), Some("a/b/".into()));
-        assert_eq!(common_prefix("a/b", "a/", Some("/")), None);
-        assert_eq!(common_prefix("a/b", "", Some("")), None);
-        assert_eq!(
-            resume_after("", Some("/"), Some("a/")),
-            Some(format!("a/{SKIP_CHAR}"))
-        );
-        assert_eq!(resume_after("", None, Some("a/")), Some("a/".into()));
-    }
+    hex::encode(h.finalize())
 }

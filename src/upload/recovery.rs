@@ -2,9 +2,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::complete::listed_digest;
 use super::error::Result;
-use super::{KEEP_COMPLETED, STALE_COMPLETE, Uploads, millis};
+use super::{KEEP_COMPLETED, STALE_COMPLETE, SweepReport, Uploads, listed_digest, millis};
 use crate::model::{
     CompletedResult, Millis, PartNumber, UploadId, UploadRecord, UploadState, now_millis,
 };
@@ -126,11 +125,4 @@ impl Uploads {
             .await?;
         Ok(report)
     }
-}
-
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct SweepReport {
-    pub blobs: usize,
-    pub files: usize,
-    pub completed_records: usize,
 }

@@ -25,15 +25,9 @@ use crate::body::RequestBody;
 use crate::body::empty;
 use crate::s3::auth::Verified;
 use crate::s3::error::S3Error;
-use crate::s3::request::{Res, collect, drain, set, status, xml_response};
+use crate::s3::request::{MAX_XML, Res, collect, drain, set, status, xml_response};
 use crate::s3::route::{Route, S3Op};
 use crate::xml::Xml;
-
-/// Enough for 10,000 `<Part>` entries with checksums, and no more.
-const MAX_COMPLETE_XML: usize = 10_000 * 320;
-
-/// Other XML bodies (DeleteObjects with 1,000 long keys, CreateBucketConfiguration).
-const MAX_XML: usize = 2 << 20;
 
 pub async fn dispatch(
     app: &App,

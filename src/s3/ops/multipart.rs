@@ -6,8 +6,6 @@ use http::request::Parts;
 use hyper::Response;
 use hyper::header::{self, HeaderName};
 
-use super::MAX_COMPLETE_XML;
-use super::object::check_conditions;
 use crate::app::App;
 use crate::body::RequestBody;
 use crate::body::empty;
@@ -17,8 +15,9 @@ use crate::model::{PartNumber, UploadId, UploadRecord};
 use crate::s3::auth::Verified;
 use crate::s3::error::S3Error;
 use crate::s3::request::{
-    Res, collect, common_prefixes, declared_length, encoding_type, max_param, object_headers,
-    owner, precheck, quoted, set, stream_body, url_encode, write_condition, xml_response,
+    MAX_COMPLETE_XML, Res, check_conditions, collect, common_prefixes, declared_length,
+    encoding_type, max_param, object_headers, owner, precheck, quoted, set, stream_body,
+    url_encode, write_condition, xml_response,
 };
 use crate::s3::route::{Query, copy_source};
 use crate::store::UploadCursor;

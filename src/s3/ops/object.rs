@@ -1,24 +1,21 @@
 //! PutObject, CopyObject, GetObject/HeadObject (ranges and conditions), DeleteObjects.
 
-use std::time::{Duration, SystemTime};
-
 use http::request::Parts;
-use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{Response, StatusCode};
 
-use super::MAX_XML;
 use crate::app::App;
 use crate::body::RequestBody;
 use crate::body::empty;
+use crate::model::PartNumber;
 use crate::model::checksum::{ChecksumType, b64};
 use crate::model::time::{http_date, iso8601};
-use crate::model::{ObjectRecord, PartNumber};
 use crate::range::byte_range;
 use crate::s3::auth::Verified;
 use crate::s3::error::S3Error;
 use crate::s3::request::{
-    Res, collect, declared_length, object_headers, precheck, put_object_headers, quoted, set,
-    status, stream_body, write_condition, xml_response,
+    MAX_XML, Res, check_conditions, collect, declared_length, object_headers, precheck,
+    put_object_headers, quoted, set, status, stream_body, write_condition, xml_response,
 };
 use crate::s3::route::{Query, copy_source};
 use crate::upload::Error as UploadError;
@@ -225,49 +222,6 @@ pub(super) async fn get_object(
         }
     }
     Ok(resp)
-}
-
-/// If-Match / If-None-Match / If-Modified-Since / If-Unmodified-Since, with S3's precedence.
-/// `prefix` is "" for GET/HEAD or "x-amz-copy-source-" for copies (which answer 412, never 304).
-pub(super) fn check_conditions(
-    h: &HeaderMap,
-    rec: &ObjectRecord,
-    prefix: &str,
-) -> Result<(), UploadError> {
-    let get = |name: &str| {
-        h.get(format!("{prefix}{name}").as_str())
-            .and_then(|v| v.to_str().ok())
-    };
-    let etag_matches = |list: &str| {
-        list.split(',').any(|t| {
-            let t = t.trim();
-            t == "*" || crate::model::checksum::normalize_etag(t) == rec.etag
-        })
-    };
-    let modified = SystemTime::UNIX_EPOCH
-        + Duration::from_secs(u64::try_from(rec.modified / 1000).unwrap_or(0));
-    let since = |name: &str| get(name).and_then(|v| httpdate::parse_http_date(v).ok());
-    let if_match = get("if-match");
-    if let Some(m) = if_match {
-        if !etag_matches(m) {
-            return Err(UploadError::PreconditionFailed);
-        }
-    } else if since("if-unmodified-since").is_some_and(|t| modified > t) {
-        return Err(UploadError::PreconditionFailed);
-    }
-    let not_modified = if prefix.is_empty() {
-        UploadError::NotModified
-    } else {
-        UploadError::PreconditionFailed
-    };
-    if let Some(m) = get("if-none-match") {
-        if etag_matches(m) {
-            return Err(not_modified);
-        }
-    } else if since("if-modified-since").is_some_and(|t| modified <= t) {
-        return Err(not_modified);
-    }
-    Ok(())
 }
 
 pub(super) async fn delete_objects(
