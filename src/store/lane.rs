@@ -140,12 +140,16 @@ fn drain<S: Send + 'static>(shared: Arc<Shared<S>>, mut state: S, io: IoPool) {
             }
             inner.queue.drain(..).collect()
         };
-        for chunk in batch {
+        let mut batch = batch.into_iter();
+        while let Some(chunk) = batch.next() {
             let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 (shared.work)(&mut state, &chunk.bytes)
             }))
             .unwrap_or_else(|_| Err(std::io::Error::other("I/O job panicked")));
             if let Err(e) = res {
+                // The rest of the batch goes first, so that its budget is back by the time
+                // the caller hears of the failure.
+                drop((chunk, batch));
                 let mut inner = lock(&shared.inner);
                 inner.failed = Some(e);
                 inner.queue.clear();
@@ -206,11 +210,19 @@ mod tests {
                 Ok(())
             }
         });
+        // The error comes back once: from a push made after it, or else from `finish`.
+        let mut first = None;
         for _ in 0..3 {
-            let _ = lane.push(chunk(&budget, b"x"));
+            if let Err(e) = lane.push(chunk(&budget, b"x")) {
+                first.get_or_insert(e);
+            }
         }
-        let e = lane.finish().await.unwrap_err();
+        let e = match first {
+            Some(e) => e,
+            None => lane.finish().await.unwrap_err(),
+        };
         assert_eq!(e.kind(), std::io::ErrorKind::StorageFull);
+        assert!(lane.finish().await.is_err());
         assert!(lane.push(chunk(&budget, b"y")).is_err());
         assert_eq!(budget.available_permits(), 8);
     }
