@@ -3,10 +3,12 @@
 
 pub mod disk;
 pub mod io;
+mod lane;
 pub mod meta;
 pub mod meta_embedded;
 pub mod meta_redis;
 pub mod peers;
+mod readahead;
 pub mod space;
 
 pub use disk::DiskStore;
