@@ -79,23 +79,12 @@ pub async fn authorize(
     if !enforced {
         return Ok(Granted::default());
     }
-    if let Some(bucket) = app
-        .uploads
-        .meta()
-        .get_bucket(b)
-        .await
-        .map_err(UploadError::from)?
-    {
+    if let Some(bucket) = app.uploads.find_bucket(b).await? {
         check(app, &bucket, caller, legacy_read(&route.op, route, caller))?;
     }
     if matches!(route.op, S3Op::CopyObject | S3Op::UploadPartCopy { .. })
         && let Ok((sb, sk)) = copy_source(&req.headers)
-        && let Some(bucket) = app
-            .uploads
-            .meta()
-            .get_bucket(&sb)
-            .await
-            .map_err(UploadError::from)?
+        && let Some(bucket) = app.uploads.find_bucket(&sb).await?
     {
         check(app, &bucket, caller, under(&sk, caller))?;
     }

@@ -29,6 +29,11 @@ impl Uploads {
         self.meta.get_bucket(name).await?.ok_or(Error::NoSuchBucket)
     }
 
+    /// The bucket's record, if the bucket exists.
+    pub async fn find_bucket(&self, name: &str) -> Result<Option<BucketRecord>> {
+        Ok(self.meta.get_bucket(name).await?)
+    }
+
     /// Sets (Some) or removes (None) a bucket's CORS rules.
     pub async fn set_bucket_cors(&self, name: &str, rules: Option<Vec<CorsRule>>) -> Result<()> {
         self.modify_bucket(name, |rec| rec.cors = rules).await

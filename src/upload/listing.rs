@@ -2,10 +2,31 @@
 
 use super::error::Result;
 use super::{Listing, MAX_KEYS, Uploads};
-use crate::model::{ObjectRecord, UploadRecord};
+use crate::model::{ObjectRecord, UploadId, UploadRecord};
 use crate::store::UploadCursor;
 
 impl Uploads {
+    /// Where a ListMultipartUploads page starts: after `key_marker`, and on that key after the
+    /// upload `id_marker` names (uploads on the marker key started after it; an unknown id lists
+    /// none on that key).
+    pub async fn upload_cursor(
+        &self,
+        key_marker: Option<&str>,
+        id_marker: Option<&str>,
+    ) -> Result<Option<UploadCursor>> {
+        let mut cursor = key_marker.map(|k| UploadCursor {
+            key: k.to_owned(),
+            upload: None,
+        });
+        if let (Some(c), Some(id)) = (cursor.as_mut(), id_marker.and_then(UploadId::parse))
+            && let Some(up) = self.meta.get_upload(&id).await?
+            && up.key == c.key
+        {
+            c.upload = Some((up.created, up.id));
+        }
+        Ok(cursor)
+    }
+
     /// Lists objects under `prefix` after `after`, rolling keys up to `delimiter`.
     pub async fn list_objects(
         &self,

@@ -182,8 +182,11 @@ impl Uploads {
         Self { meta, disk, limits }
     }
 
-    pub fn meta(&self) -> &Arc<dyn MetaStore> {
-        &self.meta
+    /// The stores and limits this core was built from, for a caller that rebuilds it around
+    /// wrapped stores (the fault-injection tests). Front ends reach the stores only through
+    /// the core's methods.
+    pub fn into_parts(self) -> (Arc<dyn MetaStore>, DiskStore, Limits) {
+        (self.meta, self.disk, self.limits)
     }
 
     /// Which state store this is (`redis`, `embedded`…), for logs.

@@ -332,14 +332,15 @@ enum Target {
 /// fsync steps are part of the script).
 async fn faulty_gateway(store: Store, meta: Arc<Plan>, disk: Arc<Plan>) -> TestGateway {
     let wrap: WrapUploads = Arc::new(move |u: Uploads| {
+        let (inner, disk_store, limits) = u.into_parts();
         let faulty = FaultyMeta {
-            inner: u.meta().clone(),
+            inner,
             plan: meta.clone(),
         };
         Uploads::new(
             Arc::new(faulty),
-            u.disk().clone().with_faults(disk_hook(disk.clone())),
-            u.limits().clone(),
+            disk_store.with_faults(disk_hook(disk.clone())),
+            limits,
         )
     });
     TestGateway::start_wrapped(

@@ -20,7 +20,6 @@ use crate::s3::request::{
     url_encode, write_condition, xml_response,
 };
 use crate::s3::route::{Query, copy_source};
-use crate::store::UploadCursor;
 use crate::upload::{BodyChecks, Error as UploadError, ListedPart};
 use crate::xml::{self, Xml};
 
@@ -334,23 +333,7 @@ pub(super) async fn list_uploads(app: &App, b: &str, q: &Query) -> Res {
     let delimiter = q.get("delimiter").filter(|d| !d.is_empty());
     let key_marker = q.get("key-marker").filter(|m| !m.is_empty());
     let id_marker = q.get("upload-id-marker").filter(|m| !m.is_empty());
-    let mut cursor = key_marker.map(|k| UploadCursor {
-        key: k.to_owned(),
-        upload: None,
-    });
-    if let (Some(c), Some(id)) = (cursor.as_mut(), id_marker.and_then(UploadId::parse)) {
-        // Uploads on the marker key started after that upload; an unknown id lists none on it.
-        if let Some(up) = app
-            .uploads
-            .meta()
-            .get_upload(&id)
-            .await
-            .map_err(UploadError::from)?
-            && up.key == c.key
-        {
-            c.upload = Some((up.created, up.id));
-        }
-    }
+    let cursor = app.uploads.upload_cursor(key_marker, id_marker).await?;
     let page = app
         .uploads
         .list_uploads(b, prefix, delimiter, cursor, max)
