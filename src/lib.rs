@@ -1,31 +1,36 @@
 //! mpgw: an S3-compatible multipart-upload gateway. Upload state lives in Redis (or an embedded
 //! store); part data on local disk. Completed objects are manifests of their part files.
 //!
-//! The data path of an UploadPart, module by module:
+//! The two upload paths, module by module:
 //!
 //! ```text
-//! server (accept, graceful shutdown)
-//!   → http (request id, span, front-end choice)
-//!     → s3::route (S3Op) → s3::auth (SigV4 → Verified) → s3::payload (verified byte stream)
-//!       → s3::access::authorize (the caller's own upload: ownership, no extra store read)
-//!       → s3::ops::upload_part
-//!         → upload::Uploads::admit (size, and room on the disk held until the write ends)
-//!         → upload::Uploads::put_part
-//!            → store::DiskStore (tmp file, md5 while writing, fsync, rename)
-//!            → store::MetaStore::put_part (atomic "only if open")
-//!       ← ETag
+//! S3 UploadPart                                    legacy /file/mpupload/uppart
+//! server (accept, limits, graceful shutdown)       server
+//!   → service (request id, span, access log)         → service
+//!     → s3::route → s3::auth → s3::payload             → legacy (form fields, chunk stream)
+//!     → s3::access (ownership)                          → upload::Uploads::put_part
+//!     → s3::ops::multipart::upload_part                   → store::DiskStore, store::MetaStore
+//!       → upload::Uploads::admit, ::put_part
+//!         → store::DiskStore (tmp file, md5 while writing, fsync, rename)
+//!         → store::MetaStore::put_part (atomic "only if open")
 //!     ← s3::error renders any failure as S3 XML, once
 //! ```
 //!
-//! `legacy` (the design note's `/file/mpupload/*`) calls the same `upload::Uploads`; the rules of
-//! its unique-file table and instant upload live in `upload::files`, its users in `credentials`.
+//! The layer rule: a module imports only from the rows below its own, never a sibling in its row.
 //!
+//! | row | modules | may import |
+//! | --- | --- | --- |
+//! | 7 | `cli` (with `main.rs`) | everything below |
+//! | 6 | `service`, `bench` | front ends, `app`, `body`; `bench` the client |
+//! | 5 | `s3`, `legacy`, `admin`, `ui`; `server`; `client` | `app`, `upload`, `model`, `body`, `range`, `xml`, `credentials`, `config` |
+//! | 4 | `app` (composition root: stores, core, settings) | `config`, `credentials`, `upload`, `store`, `metrics`, `model` |
+//! | 3 | `upload` (the core: every rule), `body` (HTTP plumbing) | `store`, `model`; `metrics` |
+//! | 2 | `store` (state: Redis or embedded; parts: disk), `config`, `credentials` | `model`, `metrics`, `units` |
+//! | 1 | `model` (the vocabulary), `units`, `range`, `xml`, `metrics`, `multipart` | nothing of the crate |
+//!
+//! `upload/` and `store/` import no front end and no HTTP type; only `upload/` reads the stores.
 //! `client` is the other side: `mpgw upload` / `mpgw download`, resumable parallel transfers
-//! against any S3 endpoint (or the legacy API); of the server it uses only the ETag and XML
-//! helpers.
-//!
-//! Beside the data path: `admin` (health and `/metrics`, on `--admin-listen` or at exact paths
-//! of the S3 listener) and `metrics` (the registry; `InstrumentedMeta` wraps the state store).
+//! against any S3 endpoint (or the legacy API).
 
 pub mod admin;
 pub mod app;
