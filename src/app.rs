@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use crate::config::{Config, Credentials};
 use crate::credentials::LegacySettings;
-use crate::metrics::{InstrumentedMeta, Metrics};
+use crate::metrics::Metrics;
 use crate::model::{CorsRule, now_millis};
+use crate::store::instrumented::InstrumentedMeta;
 use crate::store::meta_embedded::EmbeddedMetaStore;
 use crate::store::meta_redis::{RedisMetaStore, RedisTls};
 use crate::store::{DiskStore, MetaStore};

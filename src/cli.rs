@@ -221,3 +221,66 @@ fn format_age(ms: i64) -> String {
         _ => format!("{d}d{h}h"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    #[test]
+    fn cli_parses_units_and_pairs() {
+        let cli = Cli::try_parse_from([
+            "mpgw",
+            "serve",
+            "--min-part-size",
+            "1MiB",
+            "--access-key",
+            "a",
+            "--secret-key",
+            "s",
+            "--access-key",
+            "b",
+            "--secret-key",
+            "t",
+        ])
+        .unwrap();
+        let Command::Serve(serve) = cli.command else {
+            panic!("serve")
+        };
+        let cfg = serve.settings;
+        assert_eq!(cfg.min_part_size, 1 << 20);
+        let (creds, generated) = cfg.load_credentials().unwrap();
+        assert!(!generated);
+        assert_eq!(creds.secret("b"), Some("t"));
+    }
+
+    #[test]
+    fn flag_defaults_are_the_defaults() {
+        assert_eq!(
+            Cli::serve_config(["mpgw", "serve"]).unwrap(),
+            Config::default()
+        );
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("mpgw.toml");
+        std::fs::write(
+            &file,
+            "region = \"eu-west-1\"\nredis-prefix = \"p\"\nmax-part-size = 8388608\n",
+        )
+        .unwrap();
+        let path = file.to_str().unwrap();
+        let cfg = Cli::serve_config(["mpgw", "serve", "--config", path, "--region", "us-east-1"])
+            .unwrap();
+        assert_eq!(
+            cfg.region, "us-east-1",
+            "an explicit flag wins, even when it equals the default"
+        );
+        assert_eq!(cfg.redis_prefix, "p");
+        assert_eq!(cfg.max_part_size, 8 << 20);
+        assert_eq!(cfg.listen, Config::default().listen);
+    }
+}

@@ -20,13 +20,14 @@
 //!
 //! | row | modules | may import |
 //! | --- | --- | --- |
-//! | 7 | `cli` (with `main.rs`) | everything below |
-//! | 6 | `service`, `bench` | front ends, `app`, `body`; `bench` the client |
-//! | 5 | `s3`, `legacy`, `admin`, `ui`; `server`; `client` | `app`, `upload`, `model`, `body`, `range`, `xml`, `credentials`, `config` |
-//! | 4 | `app` (composition root: stores, core, settings) | `config`, `credentials`, `upload`, `store`, `metrics`, `model` |
-//! | 3 | `upload` (the core: every rule), `body` (HTTP plumbing) | `store`, `model`; `metrics` |
-//! | 2 | `store` (state: Redis or embedded; parts: disk), `config`, `credentials` | `model`, `metrics`, `units` |
-//! | 1 | `model` (the vocabulary), `units`, `range`, `xml`, `metrics`, `multipart` | nothing of the crate |
+//! | 8 | `cli` (with `main.rs`) | everything below |
+//! | 7 | `service`, `bench` | the front ends, `app`, `body`; `bench`: `client` |
+//! | 6 | `s3`, `legacy`, `admin`, `ui`; `server`; `client` | `app`, `upload`, `body` and below (`server`: `body`, `config`, `metrics` only) |
+//! | 5 | `app` (composition root: stores, core, settings) | `upload`, `store`, `config`, `credentials`, `metrics`, `model` |
+//! | 4 | `upload` (the core: every rule), `body` (HTTP plumbing) | `upload`: `store`, `model`; `body`: `metrics`, `units` |
+//! | 3 | `store` (state: Redis or embedded; parts: disk), `config` | `model`, `metrics`; `config`: `credentials`, `units` |
+//! | 2 | `credentials` | `model` |
+//! | 1 | `model` (the vocabulary), `metrics`, `units`, `range`, `xml`, `multipart` | nothing of the crate |
 //!
 //! `upload/` and `store/` import no front end and no HTTP type; only `upload/` reads the stores.
 //! `client` is the other side: `mpgw upload` / `mpgw download`, resumable parallel transfers

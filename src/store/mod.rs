@@ -2,6 +2,7 @@
 //! local-disk part store. Nothing here knows HTTP or S3 wire formats.
 
 pub mod disk;
+pub mod instrumented;
 pub mod io;
 mod lane;
 pub mod meta;
@@ -26,6 +27,18 @@ pub enum StoreError {
     Backend(String),
     #[error(transparent)]
     Io(#[from] std::io::Error),
+}
+
+impl StoreError {
+    /// The metrics label of this error.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Unavailable(_) => "unavailable",
+            Self::Corrupt(_) => "corrupt",
+            Self::Backend(_) => "backend",
+            Self::Io(_) => "io",
+        }
+    }
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
