@@ -618,6 +618,26 @@ def post_form(post, filename, data, content_type="application/octet-stream", fie
                          verify=CA_BUNDLE if CA_BUNDLE else True, allow_redirects=False, timeout=60)
 
 
+def curl_form(post, filename, data, content_type):
+    """The same form sent by `curl -F` (fields in order, the file last), as a shell script would.
+    Returns (status, body)."""
+    import subprocess
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, filename)
+        with open(path, "wb") as f:
+            f.write(data)
+        cmd = ["curl", "-sS", "-o", os.path.join(d, "answer"), "-w", "%{http_code}"]
+        if CA_BUNDLE:
+            cmd += ["--cacert", CA_BUNDLE]
+        for k, v in post["fields"].items():
+            cmd += ["--form-string", f"{k}={v}"]
+        cmd += ["-F", f"file=@{path};type={content_type}", post["url"]]
+        out = subprocess.run(cmd, capture_output=True, check=True, timeout=60)
+        with open(os.path.join(d, "answer"), "rb") as f:
+            return int(out.stdout.decode()), f.read()
+
+
 def presigned_post_round_trip(label, client, want_style):
     prefix = f"post-{label}/"
     post = client.generate_presigned_post(
@@ -647,6 +667,19 @@ def presigned_post_round_trip(label, client, want_style):
     expect_true(f"{label}: bytes read back", got["Body"].read() == data)
     expect_eq(f"{label}: Content-Type stored", "image/png", got["ContentType"])
     expect_eq(f"{label}: metadata stored", {"owner": "alice"}, got["Metadata"])
+
+    # curl -F with the same form: stored; over the range: refused, nothing stored.
+    curl_data = rand_bytes(50_000, "curl" + label)
+    status, body = curl_form(post, "curl.png", curl_data, "image/png")
+    expect_eq(f"{label}: curl -F status (body {body[:300]!r})", 201, status)
+    got = s3.get_object(Bucket=BUCKET, Key=prefix + "curl.png")
+    expect_true(f"{label}: curl -F bytes read back", got["Body"].read() == curl_data)
+    status, body = curl_form(post, "curl-big.png", rand_bytes(256 * 1024 + 1, "curlbig"), "image/png")
+    expect_eq(f"{label}: curl -F over content-length-range (body {body[:300]!r})", 400, status)
+    expect_true(f"{label}: curl -F EntityTooLarge", b"<Code>EntityTooLarge</Code>" in body, repr(body[:300]))
+    expect_client_error(f"{label}: head_object after curl's EntityTooLarge", "404", 404, s3.head_object,
+                        Bucket=BUCKET, Key=prefix + "curl-big.png")
+    s3.delete_object(Bucket=BUCKET, Key=prefix + "curl.png")
 
     # Policy violations: nothing is stored.
     bad = prefix + "too-big.png"
