@@ -154,8 +154,7 @@ fn header_too_large(
         )))
     } else {
         let e = crate::s3::error::S3Error::new(
-            "RequestHeaderSectionTooLarge",
-            hyper::StatusCode::BAD_REQUEST,
+            crate::s3::error::S3ErrorCode::RequestHeaderSectionTooLarge,
             format!("Your request header section exceeds the maximum allowed size ({max} bytes)."),
         );
         info.error_code = Some(e.code);

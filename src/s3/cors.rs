@@ -2,10 +2,10 @@
 //! default, preflight answers (no authentication, as on AWS), and the headers on actual
 //! responses, errors included, so a browser can read `ETag` after a presigned UploadPart.
 
+use hyper::Response;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
-use hyper::{Response, StatusCode};
 
-use super::error::S3Error;
+use super::error::{S3Error, S3ErrorCode};
 use crate::body::{Body, empty};
 use crate::model::CorsRule;
 use crate::xml::{self, Xml};
@@ -131,8 +131,7 @@ pub fn preflight(rules: &[CorsRule], req: &HeaderMap) -> Result<Response<Body>, 
     let get = |n: &str| req.get(n).and_then(|v| v.to_str().ok()).map(str::trim);
     let (Some(origin), Some(method)) = (get("origin"), get("access-control-request-method")) else {
         return Err(S3Error::new(
-            "BadRequest",
-            StatusCode::BAD_REQUEST,
+            S3ErrorCode::BadRequest,
             "Insufficient information. Origin request header needed.",
         ));
     };
@@ -144,9 +143,7 @@ pub fn preflight(rules: &[CorsRule], req: &HeaderMap) -> Result<Response<Body>, 
         .collect();
     let rule = find(rules, origin, method, &requested).ok_or_else(|| {
         S3Error::new(
-            "AccessForbidden",
-            StatusCode::FORBIDDEN,
-            "CORSResponse: This CORS request is not allowed. This is usually because the evalution of Origin, request method / Access-Control-Request-Method or Access-Control-Request-Headers are not whitelisted by the resource's CORS spec.",
+            S3ErrorCode::AccessForbidden, "CORSResponse: This CORS request is not allowed. This is usually because the evalution of Origin, request method / Access-Control-Request-Method or Access-Control-Request-Headers are not whitelisted by the resource's CORS spec.",
         )
     })?;
     let mut resp = Response::new(empty());
@@ -196,6 +193,8 @@ pub fn decorate(rules: &[CorsRule], origin: &str, method: &str, resp: &mut Heade
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
+
+    use hyper::StatusCode;
 
     use super::*;
 

@@ -8,6 +8,162 @@ use super::payload::PayloadError;
 use crate::store::StoreError;
 use crate::upload::Error as UploadError;
 
+/// Every S3 error code the gateway answers, with its HTTP status: the one place both are
+/// written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum S3ErrorCode {
+    AccessDenied,
+    AccessForbidden,
+    AuthorizationHeaderMalformed,
+    AuthorizationQueryParametersError,
+    BadDigest,
+    BadRequest,
+    BucketAlreadyExists,
+    BucketAlreadyOwnedByYou,
+    BucketNotEmpty,
+    EntityTooLarge,
+    EntityTooSmall,
+    IncompleteBody,
+    InsufficientStorage,
+    InternalError,
+    InvalidAccessKeyId,
+    InvalidArgument,
+    InvalidBucketName,
+    InvalidDigest,
+    InvalidPart,
+    InvalidPartOrder,
+    InvalidPolicyDocument,
+    InvalidRange,
+    InvalidRequest,
+    KeyTooLongError,
+    MalformedPOSTRequest,
+    MalformedXML,
+    MaxMessageLengthExceeded,
+    MaxPostPreDataLengthExceeded,
+    MethodNotAllowed,
+    MissingContentLength,
+    NoSuchBucket,
+    NoSuchCORSConfiguration,
+    NoSuchKey,
+    NoSuchLifecycleConfiguration,
+    NoSuchUpload,
+    NotImplemented,
+    NotModified,
+    OperationAborted,
+    PreconditionFailed,
+    QuotaExceeded,
+    RequestHeaderSectionTooLarge,
+    RequestTimeTooSkewed,
+    RequestTimeout,
+    ServiceUnavailable,
+    SignatureDoesNotMatch,
+    XAmzContentSHA256Mismatch,
+}
+
+impl S3ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AccessDenied => "AccessDenied",
+            Self::AccessForbidden => "AccessForbidden",
+            Self::AuthorizationHeaderMalformed => "AuthorizationHeaderMalformed",
+            Self::AuthorizationQueryParametersError => "AuthorizationQueryParametersError",
+            Self::BadDigest => "BadDigest",
+            Self::BadRequest => "BadRequest",
+            Self::BucketAlreadyExists => "BucketAlreadyExists",
+            Self::BucketAlreadyOwnedByYou => "BucketAlreadyOwnedByYou",
+            Self::BucketNotEmpty => "BucketNotEmpty",
+            Self::EntityTooLarge => "EntityTooLarge",
+            Self::EntityTooSmall => "EntityTooSmall",
+            Self::IncompleteBody => "IncompleteBody",
+            Self::InsufficientStorage => "InsufficientStorage",
+            Self::InternalError => "InternalError",
+            Self::InvalidAccessKeyId => "InvalidAccessKeyId",
+            Self::InvalidArgument => "InvalidArgument",
+            Self::InvalidBucketName => "InvalidBucketName",
+            Self::InvalidDigest => "InvalidDigest",
+            Self::InvalidPart => "InvalidPart",
+            Self::InvalidPartOrder => "InvalidPartOrder",
+            Self::InvalidPolicyDocument => "InvalidPolicyDocument",
+            Self::InvalidRange => "InvalidRange",
+            Self::InvalidRequest => "InvalidRequest",
+            Self::KeyTooLongError => "KeyTooLongError",
+            Self::MalformedPOSTRequest => "MalformedPOSTRequest",
+            Self::MalformedXML => "MalformedXML",
+            Self::MaxMessageLengthExceeded => "MaxMessageLengthExceeded",
+            Self::MaxPostPreDataLengthExceeded => "MaxPostPreDataLengthExceeded",
+            Self::MethodNotAllowed => "MethodNotAllowed",
+            Self::MissingContentLength => "MissingContentLength",
+            Self::NoSuchBucket => "NoSuchBucket",
+            Self::NoSuchCORSConfiguration => "NoSuchCORSConfiguration",
+            Self::NoSuchKey => "NoSuchKey",
+            Self::NoSuchLifecycleConfiguration => "NoSuchLifecycleConfiguration",
+            Self::NoSuchUpload => "NoSuchUpload",
+            Self::NotImplemented => "NotImplemented",
+            Self::NotModified => "NotModified",
+            Self::OperationAborted => "OperationAborted",
+            Self::PreconditionFailed => "PreconditionFailed",
+            Self::QuotaExceeded => "QuotaExceeded",
+            Self::RequestHeaderSectionTooLarge => "RequestHeaderSectionTooLarge",
+            Self::RequestTimeTooSkewed => "RequestTimeTooSkewed",
+            Self::RequestTimeout => "RequestTimeout",
+            Self::ServiceUnavailable => "ServiceUnavailable",
+            Self::SignatureDoesNotMatch => "SignatureDoesNotMatch",
+            Self::XAmzContentSHA256Mismatch => "XAmzContentSHA256Mismatch",
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::AuthorizationHeaderMalformed
+            | Self::AuthorizationQueryParametersError
+            | Self::BadDigest
+            | Self::BadRequest
+            | Self::EntityTooLarge
+            | Self::EntityTooSmall
+            | Self::IncompleteBody
+            | Self::InvalidArgument
+            | Self::InvalidBucketName
+            | Self::InvalidDigest
+            | Self::InvalidPart
+            | Self::InvalidPartOrder
+            | Self::InvalidPolicyDocument
+            | Self::InvalidRequest
+            | Self::KeyTooLongError
+            | Self::MalformedPOSTRequest
+            | Self::MalformedXML
+            | Self::MaxMessageLengthExceeded
+            | Self::MaxPostPreDataLengthExceeded
+            | Self::RequestHeaderSectionTooLarge
+            | Self::RequestTimeout
+            | Self::XAmzContentSHA256Mismatch => StatusCode::BAD_REQUEST,
+            Self::BucketAlreadyExists
+            | Self::BucketAlreadyOwnedByYou
+            | Self::BucketNotEmpty
+            | Self::OperationAborted => StatusCode::CONFLICT,
+            Self::AccessDenied
+            | Self::AccessForbidden
+            | Self::InvalidAccessKeyId
+            | Self::QuotaExceeded
+            | Self::RequestTimeTooSkewed
+            | Self::SignatureDoesNotMatch => StatusCode::FORBIDDEN,
+            Self::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
+            Self::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::MissingContentLength => StatusCode::LENGTH_REQUIRED,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::NoSuchBucket
+            | Self::NoSuchCORSConfiguration
+            | Self::NoSuchKey
+            | Self::NoSuchLifecycleConfiguration
+            | Self::NoSuchUpload => StatusCode::NOT_FOUND,
+            Self::NotImplemented => StatusCode::NOT_IMPLEMENTED,
+            Self::NotModified => StatusCode::NOT_MODIFIED,
+            Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+            Self::InvalidRange => StatusCode::RANGE_NOT_SATISFIABLE,
+            Self::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct S3Error {
     pub code: &'static str,
@@ -20,10 +176,10 @@ pub struct S3Error {
 }
 
 impl S3Error {
-    pub fn new(code: &'static str, status: StatusCode, message: impl Into<String>) -> Self {
+    pub fn new(code: S3ErrorCode, message: impl Into<String>) -> Self {
         Self {
-            code,
-            status,
+            code: code.as_str(),
+            status: code.status(),
             message: message.into(),
             headers: Vec::new(),
             details: Vec::new(),
@@ -31,15 +187,15 @@ impl S3Error {
     }
 
     pub fn invalid_argument(message: impl Into<String>) -> Self {
-        Self::new("InvalidArgument", StatusCode::BAD_REQUEST, message)
+        Self::new(S3ErrorCode::InvalidArgument, message)
     }
 
     pub fn invalid_request(message: impl Into<String>) -> Self {
-        Self::new("InvalidRequest", StatusCode::BAD_REQUEST, message)
+        Self::new(S3ErrorCode::InvalidRequest, message)
     }
 
     pub fn not_implemented(what: impl Into<String>) -> Self {
-        Self::new("NotImplemented", StatusCode::NOT_IMPLEMENTED, what)
+        Self::new(S3ErrorCode::NotImplemented, what)
     }
 
     pub fn malformed_xml() -> Self {
@@ -48,16 +204,14 @@ impl S3Error {
 
     pub fn internal() -> Self {
         Self::new(
-            "InternalError",
-            StatusCode::INTERNAL_SERVER_ERROR,
+            S3ErrorCode::InternalError,
             "We encountered an internal error. Please try again.",
         )
     }
 
     fn unavailable() -> Self {
         let mut e = Self::new(
-            "ServiceUnavailable",
-            StatusCode::SERVICE_UNAVAILABLE,
+            S3ErrorCode::ServiceUnavailable,
             "Please reduce your request rate.",
         );
         e.headers.push(("retry-after", "1".into()));
@@ -71,46 +225,45 @@ impl S3Error {
 
 impl From<UploadError> for S3Error {
     fn from(e: UploadError) -> Self {
-        use StatusCode as S;
         let msg = e.to_string();
-        let (code, status) = match e {
-            UploadError::NoSuchBucket => ("NoSuchBucket", S::NOT_FOUND),
-            UploadError::NoSuchKey => ("NoSuchKey", S::NOT_FOUND),
-            UploadError::NoSuchUpload => ("NoSuchUpload", S::NOT_FOUND),
-            UploadError::BucketAlreadyOwnedByYou => ("BucketAlreadyOwnedByYou", S::CONFLICT),
-            UploadError::BucketAlreadyExists => ("BucketAlreadyExists", S::CONFLICT),
-            UploadError::BucketNotEmpty => ("BucketNotEmpty", S::CONFLICT),
-            UploadError::InvalidBucketName => ("InvalidBucketName", S::BAD_REQUEST),
-            UploadError::KeyTooLong => ("KeyTooLongError", S::BAD_REQUEST),
-            UploadError::InvalidPart(_) => ("InvalidPart", S::BAD_REQUEST),
-            UploadError::InvalidPartOrder => ("InvalidPartOrder", S::BAD_REQUEST),
-            UploadError::EntityTooSmall => ("EntityTooSmall", S::BAD_REQUEST),
-            UploadError::EntityTooLarge => ("EntityTooLarge", S::BAD_REQUEST),
-            UploadError::BadDigest(_) => ("BadDigest", S::BAD_REQUEST),
-            UploadError::InvalidDigest => ("InvalidDigest", S::BAD_REQUEST),
-            UploadError::IncompleteBody => ("IncompleteBody", S::BAD_REQUEST),
+        let code = match e {
+            UploadError::NoSuchBucket => S3ErrorCode::NoSuchBucket,
+            UploadError::NoSuchKey => S3ErrorCode::NoSuchKey,
+            UploadError::NoSuchUpload => S3ErrorCode::NoSuchUpload,
+            UploadError::BucketAlreadyOwnedByYou => S3ErrorCode::BucketAlreadyOwnedByYou,
+            UploadError::BucketAlreadyExists => S3ErrorCode::BucketAlreadyExists,
+            UploadError::BucketNotEmpty => S3ErrorCode::BucketNotEmpty,
+            UploadError::InvalidBucketName => S3ErrorCode::InvalidBucketName,
+            UploadError::KeyTooLong => S3ErrorCode::KeyTooLongError,
+            UploadError::InvalidPart(_) => S3ErrorCode::InvalidPart,
+            UploadError::InvalidPartOrder => S3ErrorCode::InvalidPartOrder,
+            UploadError::EntityTooSmall => S3ErrorCode::EntityTooSmall,
+            UploadError::EntityTooLarge => S3ErrorCode::EntityTooLarge,
+            UploadError::BadDigest(_) => S3ErrorCode::BadDigest,
+            UploadError::InvalidDigest => S3ErrorCode::InvalidDigest,
+            UploadError::IncompleteBody => S3ErrorCode::IncompleteBody,
             UploadError::InvalidRange { size } => {
-                let mut e = Self::new("InvalidRange", S::RANGE_NOT_SATISFIABLE, msg);
+                let mut e = Self::new(S3ErrorCode::InvalidRange, msg);
                 e.headers.push(("content-range", format!("bytes */{size}")));
                 return e;
             }
-            UploadError::InvalidArgument(_) => ("InvalidArgument", S::BAD_REQUEST),
-            UploadError::InvalidRequest(_) => ("InvalidRequest", S::BAD_REQUEST),
-            UploadError::MalformedXml => ("MalformedXML", S::BAD_REQUEST),
-            UploadError::PreconditionFailed => ("PreconditionFailed", S::PRECONDITION_FAILED),
-            UploadError::NotModified => ("NotModified", S::NOT_MODIFIED),
-            UploadError::AccessDenied => ("AccessDenied", S::FORBIDDEN),
+            UploadError::InvalidArgument(_) => S3ErrorCode::InvalidArgument,
+            UploadError::InvalidRequest(_) => S3ErrorCode::InvalidRequest,
+            UploadError::MalformedXml => S3ErrorCode::MalformedXML,
+            UploadError::PreconditionFailed => S3ErrorCode::PreconditionFailed,
+            UploadError::NotModified => S3ErrorCode::NotModified,
+            UploadError::AccessDenied => S3ErrorCode::AccessDenied,
             // AWS has no per-key upload cap. Ceph RGW answers quota breaches with 403
             // QuotaExceeded, which SDKs do not retry: right for a limit that lasts until the
             // caller completes or aborts an upload (503 SlowDown would be retried in vain).
-            UploadError::TooManyUploads(_) => ("QuotaExceeded", S::FORBIDDEN),
-            UploadError::OperationAborted => ("OperationAborted", S::CONFLICT),
+            UploadError::TooManyUploads(_) => S3ErrorCode::QuotaExceeded,
+            UploadError::OperationAborted => S3ErrorCode::OperationAborted,
             UploadError::Body(b) => return body_error(&b),
             UploadError::Store(StoreError::Unavailable(_)) => return Self::unavailable(),
             // The client sees the code only: the cause goes to the log, here, once.
             UploadError::InsufficientStorage(ref cause) => {
                 tracing::warn!(%cause, "data disk full or below its reserve");
-                ("InsufficientStorage", S::INSUFFICIENT_STORAGE)
+                S3ErrorCode::InsufficientStorage
             }
             UploadError::Store(
                 StoreError::Corrupt(_) | StoreError::Backend(_) | StoreError::Io(_),
@@ -120,7 +273,7 @@ impl From<UploadError> for S3Error {
                 return Self::internal();
             }
         };
-        Self::new(code, status, msg)
+        Self::new(code, msg)
     }
 }
 
@@ -138,49 +291,45 @@ fn body_error(b: &crate::upload::BodyError) -> S3Error {
 
 impl From<PayloadError> for S3Error {
     fn from(e: PayloadError) -> Self {
-        use StatusCode as S;
         let msg = e.to_string();
-        let (code, status) = match e {
-            PayloadError::Sha256Mismatch => ("XAmzContentSHA256Mismatch", S::BAD_REQUEST),
-            PayloadError::SignatureDoesNotMatch => ("SignatureDoesNotMatch", S::FORBIDDEN),
+        let code = match e {
+            PayloadError::Sha256Mismatch => S3ErrorCode::XAmzContentSHA256Mismatch,
+            PayloadError::SignatureDoesNotMatch => S3ErrorCode::SignatureDoesNotMatch,
             PayloadError::IncompleteBody | PayloadError::Transport(_) => {
-                ("IncompleteBody", S::BAD_REQUEST)
+                S3ErrorCode::IncompleteBody
             }
-            PayloadError::RequestTimeout => ("RequestTimeout", S::BAD_REQUEST),
-            PayloadError::Malformed(_) => ("IncompleteBody", S::BAD_REQUEST),
-            PayloadError::InvalidArgument(_) => ("InvalidArgument", S::BAD_REQUEST),
-            PayloadError::InvalidRequest(_) => ("InvalidRequest", S::BAD_REQUEST),
-            PayloadError::MissingContentLength => ("MissingContentLength", S::LENGTH_REQUIRED),
+            PayloadError::RequestTimeout => S3ErrorCode::RequestTimeout,
+            PayloadError::Malformed(_) => S3ErrorCode::IncompleteBody,
+            PayloadError::InvalidArgument(_) => S3ErrorCode::InvalidArgument,
+            PayloadError::InvalidRequest(_) => S3ErrorCode::InvalidRequest,
+            PayloadError::MissingContentLength => S3ErrorCode::MissingContentLength,
         };
-        Self::new(code, status, msg)
+        Self::new(code, msg)
     }
 }
 
 impl From<AuthError> for S3Error {
     fn from(e: AuthError) -> Self {
-        use StatusCode as S;
         let msg = e.to_string();
-        let (code, status) = match e {
+        let code = match e {
             AuthError::HeadersNotSigned(names) => {
-                let mut e = Self::new("AccessDenied", S::FORBIDDEN, msg);
+                let mut e = Self::new(S3ErrorCode::AccessDenied, msg);
                 e.details.push(("HeadersNotSigned", names));
                 return e;
             }
-            AuthError::AccessDenied(_) => ("AccessDenied", S::FORBIDDEN),
-            AuthError::InvalidAccessKeyId => ("InvalidAccessKeyId", S::FORBIDDEN),
-            AuthError::SignatureDoesNotMatch => ("SignatureDoesNotMatch", S::FORBIDDEN),
-            AuthError::RequestTimeTooSkewed => ("RequestTimeTooSkewed", S::FORBIDDEN),
-            AuthError::AuthorizationHeaderMalformed(_) => {
-                ("AuthorizationHeaderMalformed", S::BAD_REQUEST)
-            }
+            AuthError::AccessDenied(_) => S3ErrorCode::AccessDenied,
+            AuthError::InvalidAccessKeyId => S3ErrorCode::InvalidAccessKeyId,
+            AuthError::SignatureDoesNotMatch => S3ErrorCode::SignatureDoesNotMatch,
+            AuthError::RequestTimeTooSkewed => S3ErrorCode::RequestTimeTooSkewed,
+            AuthError::AuthorizationHeaderMalformed(_) => S3ErrorCode::AuthorizationHeaderMalformed,
             AuthError::AuthorizationQueryParametersError(_) => {
-                ("AuthorizationQueryParametersError", S::BAD_REQUEST)
+                S3ErrorCode::AuthorizationQueryParametersError
             }
-            AuthError::InvalidArgument(_) => ("InvalidArgument", S::BAD_REQUEST),
-            AuthError::InvalidRequest(_) => ("InvalidRequest", S::BAD_REQUEST),
-            AuthError::NotImplemented(_) => ("NotImplemented", S::NOT_IMPLEMENTED),
+            AuthError::InvalidArgument(_) => S3ErrorCode::InvalidArgument,
+            AuthError::InvalidRequest(_) => S3ErrorCode::InvalidRequest,
+            AuthError::NotImplemented(_) => S3ErrorCode::NotImplemented,
         };
-        Self::new(code, status, msg)
+        Self::new(code, msg)
     }
 }
 
@@ -248,9 +397,9 @@ pub enum LengthError {
 impl From<LengthError> for S3Error {
     fn from(e: LengthError) -> Self {
         let code = match e {
-            LengthError::TooLarge => "EntityTooLarge",
-            LengthError::TooSmall => "EntityTooSmall",
+            LengthError::TooLarge => S3ErrorCode::EntityTooLarge,
+            LengthError::TooSmall => S3ErrorCode::EntityTooSmall,
         };
-        S3Error::new(code, StatusCode::BAD_REQUEST, e.to_string())
+        S3Error::new(code, e.to_string())
     }
 }

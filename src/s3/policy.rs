@@ -5,10 +5,9 @@
 use std::time::SystemTime;
 
 use base64::Engine as _;
-use hyper::StatusCode;
 use serde_json::Value;
 
-use super::error::S3Error;
+use super::error::{S3Error, S3ErrorCode};
 
 /// One condition of a policy. Field names are lower case, without the `$`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,8 +28,7 @@ pub struct Policy {
 
 fn invalid(why: impl std::fmt::Display) -> S3Error {
     S3Error::new(
-        "InvalidPolicyDocument",
-        StatusCode::BAD_REQUEST,
+        S3ErrorCode::InvalidPolicyDocument,
         format!("Invalid Policy: {why}"),
     )
 }
@@ -38,8 +36,7 @@ fn invalid(why: impl std::fmt::Display) -> S3Error {
 /// `AccessDenied` with AWS's "Invalid according to Policy" wording.
 pub fn denied(why: impl std::fmt::Display) -> S3Error {
     S3Error::new(
-        "AccessDenied",
-        StatusCode::FORBIDDEN,
+        S3ErrorCode::AccessDenied,
         format!("Invalid according to Policy: {why}"),
     )
 }
@@ -210,6 +207,8 @@ fn parse_condition(c: &Value) -> Result<Condition, S3Error> {
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
+
+    use hyper::StatusCode;
 
     use super::*;
 

@@ -14,7 +14,7 @@ use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Response, StatusCode};
 
 use super::auth::{self, AuthError};
-use super::error::{LengthError, S3Error};
+use super::error::{LengthError, S3Error, S3ErrorCode};
 use super::policy::Policy;
 use super::request::{
     declared_length, given_checksum, object_headers, quoted, url_encode, xml_response,
@@ -115,8 +115,7 @@ impl Stream for Bounded {
 
 fn malformed_post(why: &str) -> S3Error {
     S3Error::new(
-        "MalformedPOSTRequest",
-        StatusCode::BAD_REQUEST,
+        S3ErrorCode::MalformedPOSTRequest,
         format!("The body of your POST request is not well-formed multipart/form-data. {why}"),
     )
 }
@@ -175,8 +174,7 @@ pub async fn handle(
         .await
         .map_err(|e| match e {
             FormError::TooLarge(_) => S3Error::new(
-                "MaxPostPreDataLengthExceeded",
-                StatusCode::BAD_REQUEST,
+                S3ErrorCode::MaxPostPreDataLengthExceeded,
                 "Your POST request fields preceding the upload file were too large.",
             ),
             FormError::Malformed(why) => malformed_post(&why),

@@ -15,7 +15,7 @@ use crate::body::{Body, empty, full};
 use crate::model::checksum::ChecksumAlgorithm;
 use crate::model::{ObjectHeaders, ObjectRecord};
 use crate::s3::auth::Verified;
-use crate::s3::error::S3Error;
+use crate::s3::error::{S3Error, S3ErrorCode};
 use crate::s3::payload;
 use crate::s3::route::Query;
 use crate::upload::{
@@ -120,8 +120,7 @@ pub(crate) async fn collect(
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if announced.is_some_and(|n| n > limit as u64) {
         return Err(S3Error::new(
-            "MaxMessageLengthExceeded",
-            StatusCode::BAD_REQUEST,
+            S3ErrorCode::MaxMessageLengthExceeded,
             "Your request was too big.",
         ));
     }
@@ -132,8 +131,7 @@ pub(crate) async fn collect(
         let chunk = chunk.map_err(|e| S3Error::from(UploadError::Body(e)))?;
         if buf.len() + chunk.len() > limit {
             return Err(S3Error::new(
-                "MaxMessageLengthExceeded",
-                StatusCode::BAD_REQUEST,
+                S3ErrorCode::MaxMessageLengthExceeded,
                 "Your request was too big.",
             ));
         }

@@ -1,10 +1,10 @@
 //! Which S3 operation a request is, from method, path, query flags and `x-amz-copy-source`.
 //! Pure: no I/O. Ids and part numbers are parsed here, so later code never re-checks strings.
 
-use hyper::{HeaderMap, Method, StatusCode};
+use hyper::{HeaderMap, Method};
 use percent_encoding::percent_decode_str;
 
-use super::error::S3Error;
+use super::error::{S3Error, S3ErrorCode};
 pub use super::query::Query;
 use crate::model::{PartNumber, UploadId};
 
@@ -330,8 +330,7 @@ fn decode_path(raw: &str) -> Result<String, S3Error> {
 
 fn method_not_allowed() -> S3Error {
     S3Error::new(
-        "MethodNotAllowed",
-        StatusCode::METHOD_NOT_ALLOWED,
+        S3ErrorCode::MethodNotAllowed,
         "The specified method is not allowed against this resource.",
     )
 }

@@ -24,7 +24,7 @@ use crate::app::App;
 use crate::body::RequestBody;
 use crate::body::empty;
 use crate::s3::auth::Verified;
-use crate::s3::error::S3Error;
+use crate::s3::error::{S3Error, S3ErrorCode};
 use crate::s3::request::{MAX_XML, Res, collect, drain, set, status, xml_response};
 use crate::s3::route::{Route, S3Op};
 use crate::xml::Xml;
@@ -58,8 +58,7 @@ pub async fn dispatch(
             if b == "file" {
                 // Path-style `/file/...` belongs to the design note's API (see `legacy`).
                 return Err(S3Error::new(
-                    "InvalidBucketName",
-                    StatusCode::BAD_REQUEST,
+                    S3ErrorCode::InvalidBucketName,
                     "The bucket name `file` is reserved for the /file/* API.",
                 ));
             }
@@ -112,8 +111,7 @@ pub async fn dispatch(
         S3Op::GetBucketCors => match app.uploads.bucket(b).await?.cors {
             Some(rules) => Ok(xml_response(crate::s3::cors::to_xml(&rules))),
             None => Err(S3Error::new(
-                "NoSuchCORSConfiguration",
-                StatusCode::NOT_FOUND,
+                S3ErrorCode::NoSuchCORSConfiguration,
                 "The CORS configuration does not exist",
             )),
         },
@@ -131,8 +129,7 @@ pub async fn dispatch(
         S3Op::GetBucketLifecycle => match app.uploads.bucket(b).await?.lifecycle {
             Some(rules) => Ok(xml_response(crate::s3::lifecycle::to_xml(&rules))),
             None => Err(S3Error::new(
-                "NoSuchLifecycleConfiguration",
-                StatusCode::NOT_FOUND,
+                S3ErrorCode::NoSuchLifecycleConfiguration,
                 "The lifecycle configuration does not exist",
             )),
         },
@@ -148,8 +145,7 @@ pub async fn dispatch(
             // request, it is not a form upload S3 knows.
             drain(req, body).await;
             Err(S3Error::new(
-                "MethodNotAllowed",
-                StatusCode::METHOD_NOT_ALLOWED,
+                S3ErrorCode::MethodNotAllowed,
                 "The specified method is not allowed against this resource.",
             ))
         }
