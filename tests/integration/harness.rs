@@ -1103,7 +1103,17 @@ pub fn blob_files(data_dir: &Path, id: &str) -> Vec<String> {
                     .into_owned()
             })
             .collect(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        // A blob directory is removed with its upload; `blobs/` itself never is. Its absence
+        // means the disk store's layout moved, and every "no files left" check would pass.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let blobs = data_dir.join("blobs");
+            assert!(
+                blobs.is_dir(),
+                "{} is missing: the disk store's layout moved, fix blob_dir()",
+                blobs.display()
+            );
+            Vec::new()
+        }
         Err(e) => panic!("read blob dir: {e}"),
     };
     v.sort();
