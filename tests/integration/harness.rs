@@ -37,6 +37,9 @@ pub async fn operator_get(url: &str) -> reqwest::Response {
 }
 
 /// Generates `<prefix>::embedded` and `<prefix>::redis` tests running `async fn $f(Store)`.
+///
+/// `both!(slow, name, f)` puts the pair in the slow tier: ignored by plain `cargo test`, run by
+/// `cargo test --features slow` (tests/run-all.sh).
 macro_rules! both {
     ($name:ident, $f:ident) => {
         mod $name {
@@ -45,6 +48,26 @@ macro_rules! both {
                 super::$f($crate::harness::Store::Embedded).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn redis() {
+                super::$f($crate::harness::Store::Redis).await;
+            }
+        }
+    };
+    (slow, $name:ident, $f:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[cfg_attr(
+                not(feature = "slow"),
+                ignore = "slow tier: cargo test --features slow"
+            )]
+            async fn embedded() {
+                super::$f($crate::harness::Store::Embedded).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[cfg_attr(
+                not(feature = "slow"),
+                ignore = "slow tier: cargo test --features slow"
+            )]
             async fn redis() {
                 super::$f($crate::harness::Store::Redis).await;
             }
