@@ -534,6 +534,19 @@ pub async fn read_all(out: aws_sdk_s3::operation::get_object::GetObjectOutput) -
         .to_vec()
 }
 
+/// The keys of the first page of a ListObjectsV2 of `bucket`, in listing order.
+pub async fn list_keys(c: &aws_sdk_s3::Client, bucket: &str) -> Vec<String> {
+    c.list_objects_v2()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("list")
+        .contents()
+        .iter()
+        .map(|o| o.key().unwrap().to_owned())
+        .collect()
+}
+
 pub async fn get_bytes(c: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Vec<u8> {
     let out = c
         .get_object()
