@@ -22,7 +22,7 @@ const B: &str = "core";
 /// An `Uploads` on a fresh data dir; for Redis under a key prefix of its own, removed on drop.
 struct Core {
     up: Uploads,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     redis_prefix: Option<String>,
 }
 
@@ -59,7 +59,7 @@ async fn core(store: Store, limits: Limits) -> Core {
     up.create_bucket(OWNER, B).await.unwrap();
     Core {
         up,
-        _dir: dir,
+        dir,
         redis_prefix,
     }
 }
@@ -213,6 +213,78 @@ async fn per_owner_reservations(store: Store) {
     drop(three);
 }
 both!(reservations, per_owner_reservations);
+
+/// The orphan sweep removes, once past the grace period, a blob directory no upload or object
+/// owns, temp files, and files of an open upload that no part record names; the parts and the
+/// objects stay, and the upload still completes into the right ETag. Within the grace period it
+/// removes nothing.
+async fn orphan_sweep(store: Store) {
+    let c = core(
+        store,
+        Limits {
+            sweep_grace: std::time::Duration::ZERO,
+            ..small_parts()
+        },
+    )
+    .await;
+    let data = c.dir.path().join("data");
+    let obj =
+        c.up.init(OWNER, B, "obj", ObjectHeaders::default(), None)
+            .await
+            .unwrap();
+    let o1 = random_bytes(3000);
+    let listed = vec![put_part(&c.up, &obj, 1, &o1).await];
+    c.up.complete(&obj.id, B, "obj", listed).await.unwrap();
+    let open =
+        c.up.init(OWNER, B, "open", ObjectHeaders::default(), None)
+            .await
+            .unwrap();
+    let p1 = random_bytes(2000);
+    let listed = vec![put_part(&c.up, &open, 1, &p1).await];
+    let parts = blob_files(&data, open.id.as_str());
+    assert_eq!(parts.len(), 1, "{parts:?}");
+    let object_files = blob_files(&data, obj.id.as_str());
+    assert!(!object_files.is_empty());
+    // What a crash leaves: a stray part attempt and a temp file in the open upload's
+    // directory, and a directory nothing owns.
+    let open_dir = blob_dir(&data, open.id.as_str());
+    std::fs::write(open_dir.join("1.99"), b"stray").unwrap();
+    std::fs::write(open_dir.join(".tmp-crashed"), b"temp").unwrap();
+    let orphan = "0123456789abcdef0123456789abcdef";
+    std::fs::create_dir_all(blob_dir(&data, orphan)).unwrap();
+    std::fs::write(blob_dir(&data, orphan).join("1.0"), b"orphan").unwrap();
+
+    // Within the default grace period (15 min) nothing is touched.
+    let patient = Uploads::new(
+        c.up.meta().clone(),
+        c.up.disk().clone(),
+        Limits {
+            min_part_size: 1,
+            ..Limits::default()
+        },
+    );
+    let report = patient.sweep().await.unwrap();
+    assert_eq!((report.blobs, report.files), (0, 0), "{report:?}");
+    assert_eq!(blob_files(&data, orphan), vec!["1.0"]);
+
+    let report = c.up.sweep().await.unwrap();
+    assert_eq!((report.blobs, report.files), (1, 2), "{report:?}");
+    assert!(!blob_dir(&data, orphan).exists(), "orphan directory kept");
+    assert_eq!(
+        blob_files(&data, open.id.as_str()),
+        parts,
+        "open upload's files"
+    );
+    assert_eq!(
+        blob_files(&data, obj.id.as_str()),
+        object_files,
+        "object's files"
+    );
+    let done = c.up.complete(&open.id, B, "open", listed).await.unwrap();
+    assert_eq!(format!("\"{}\"", done.etag), multipart_etag(&[&p1]));
+    assert_eq!(c.up.object(B, "obj").await.unwrap().size, o1.len() as u64);
+}
+both!(sweep, orphan_sweep);
 
 // ---------------- model-based: random sequences against a BTreeMap ----------------
 
