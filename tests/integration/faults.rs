@@ -526,13 +526,7 @@ impl<'a> Run<'a> {
                 let parts: Vec<(i32, &str)> =
                     self.etags.iter().map(|(n, e)| (*n, e.as_str())).collect();
                 assert_eq!(parts.len(), 3, "all parts uploaded before Complete");
-                let out = c
-                    .complete_multipart_upload()
-                    .bucket(B)
-                    .key(&self.key)
-                    .upload_id(self.id())
-                    .multipart_upload(completed(&parts))
-                    .send()
+                let out = try_complete(c, B, &self.key, self.id(), &parts)
                     .await
                     .map_err(|e| failure(&e))?;
                 let want = multipart_etag(&[&d.parts[0], &d.parts[2], d.copied()]);
@@ -786,14 +780,7 @@ async fn complete_with_failed_record(store: Store) {
     let ea = upload_part(&c, B, "k", &id, 1, &a).await;
     let eb = upload_part(&c, B, "k", &id, 2, &b).await;
     meta.start_named("finish_complete");
-    let r = c
-        .complete_multipart_upload()
-        .bucket(B)
-        .key("k")
-        .upload_id(&id)
-        .multipart_upload(completed(&[(1, &ea), (2, &eb)]))
-        .send()
-        .await;
+    let r = try_complete(&c, B, "k", &id, &[(1, &ea), (2, &eb)]).await;
     meta.pause();
     assert_eq!(meta.failed().as_deref(), Some("finish_complete"));
     assert_eq!(err(r), (503, "ServiceUnavailable".into()));

@@ -1068,14 +1068,31 @@ pub async fn try_complete(
     id: &str,
     parts: &[(i32, &str)],
 ) -> CompleteResult {
-    c.complete_multipart_upload()
-        .bucket(bucket)
-        .key(key)
-        .upload_id(id)
-        .multipart_upload(completed(parts))
-        .send()
-        .await
+    complete_with(c, bucket, key, id, parts, |r| r).await
 }
+
+/// `try_complete` with `more` applied to the request first (conditional headers, checksums).
+pub async fn complete_with(
+    c: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    id: &str,
+    parts: &[(i32, &str)],
+    more: impl FnOnce(CompleteRequest) -> CompleteRequest,
+) -> CompleteResult {
+    more(
+        c.complete_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(id)
+            .multipart_upload(completed(parts)),
+    )
+    .send()
+    .await
+}
+
+pub type CompleteRequest =
+    aws_sdk_s3::operation::complete_multipart_upload::builders::CompleteMultipartUploadFluentBuilder;
 
 /// Completes and returns the object's (quoted) ETag.
 pub async fn complete(

@@ -1379,36 +1379,16 @@ async fn conditional_complete(store: Store) {
     let etag = put(&c, B, "k", b"v2").await;
     let id = create_upload(&c, B, "k").await;
     let e = upload_part(&c, B, "k", &id, 1, b"multipart").await;
-    let r = c
-        .complete_multipart_upload()
-        .bucket(B)
-        .key("k")
-        .upload_id(&id)
-        .if_none_match("*")
-        .multipart_upload(completed(&[(1, &e)]))
-        .send()
-        .await;
+    let r = complete_with(&c, B, "k", &id, &[(1, &e)], |r| r.if_none_match("*")).await;
     assert_err(r, 412, "PreconditionFailed");
     assert_eq!(get_bytes(&c, B, "k").await, b"v2");
-    let r = c
-        .complete_multipart_upload()
-        .bucket(B)
-        .key("k")
-        .upload_id(&id)
-        .if_match("\"0123456789abcdef0123456789abcdef\"")
-        .multipart_upload(completed(&[(1, &e)]))
-        .send()
-        .await;
+    let r = complete_with(&c, B, "k", &id, &[(1, &e)], |r| {
+        r.if_match("\"0123456789abcdef0123456789abcdef\"")
+    })
+    .await;
     assert_err(r, 412, "PreconditionFailed");
     assert_eq!(get_bytes(&c, B, "k").await, b"v2");
-    let out = c
-        .complete_multipart_upload()
-        .bucket(B)
-        .key("k")
-        .upload_id(&id)
-        .if_match(&etag)
-        .multipart_upload(completed(&[(1, &e)]))
-        .send()
+    let out = complete_with(&c, B, "k", &id, &[(1, &e)], |r| r.if_match(&etag))
         .await
         .expect("Complete with If-Match of the current object");
     assert!(out.e_tag().is_some());
