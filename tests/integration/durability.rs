@@ -211,16 +211,7 @@ async fn aborted_stays_aborted(store: Store) {
         .expect("abort");
     gw.restart().await;
     let c = gw.client();
-    assert_err(
-        c.list_parts()
-            .bucket(B)
-            .key("k")
-            .upload_id(&id)
-            .send()
-            .await,
-        404,
-        "NoSuchUpload",
-    );
+    assert_upload_gone(&c, B, "k", &id).await;
     assert!(
         c.list_multipart_uploads()
             .bucket(B)

@@ -1145,6 +1145,20 @@ pub async fn all_parts(
     }
 }
 
+/// The upload is gone: ListParts answers 404 NoSuchUpload.
+pub async fn assert_upload_gone(c: &aws_sdk_s3::Client, bucket: &str, key: &str, id: &str) {
+    assert_err(
+        c.list_parts()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(id)
+            .send()
+            .await,
+        404,
+        "NoSuchUpload",
+    );
+}
+
 /// Names of the files of a blob directory (parts or object files), sorted.
 pub fn blob_files(data_dir: &Path, id: &str) -> Vec<String> {
     let mut v: Vec<String> = match std::fs::read_dir(blob_dir(data_dir, id)) {
