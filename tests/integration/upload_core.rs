@@ -22,6 +22,9 @@ const B: &str = "core";
 /// An `Uploads` on a fresh data dir; for Redis under a key prefix of its own, removed on drop.
 struct Core {
     up: Uploads,
+    /// The stores `up` runs on, to build a second `Uploads` with other limits.
+    meta: Arc<dyn MetaStore>,
+    disk: DiskStore,
     dir: tempfile::TempDir,
     redis_prefix: Option<String>,
 }
@@ -55,10 +58,12 @@ async fn core(store: Store, limits: Limits) -> Core {
         }
     };
     let disk = DiskStore::open(&data, false).unwrap();
-    let up = Uploads::new(meta, disk, limits);
+    let up = Uploads::new(meta.clone(), disk.clone(), limits);
     up.create_bucket(OWNER, B).await.unwrap();
     Core {
         up,
+        meta,
+        disk,
         dir,
         redis_prefix,
     }
@@ -256,8 +261,8 @@ async fn orphan_sweep(store: Store) {
 
     // Within the default grace period (15 min) nothing is touched.
     let patient = Uploads::new(
-        c.up.meta().clone(),
-        c.up.disk().clone(),
+        c.meta.clone(),
+        c.disk.clone(),
         Limits {
             min_part_size: 1,
             ..Limits::default()
