@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test: format + lint, build, unit and integration tests, a short fuzz run, client
-# compatibility.
+# Runs every test: format + lint, build, unit and integration tests (the fast and the slow tier:
+# --features slow), a short fuzz run, client compatibility.
 #
 #   bash tests/run-all.sh
 #
@@ -150,19 +150,20 @@ fi
 if [[ "$SKIP_LINT" != 1 ]]; then
     section "cargo fmt --all -- --check"
     run_bounded cargo fmt --all -- --check
-    section "cargo clippy --all-targets --locked -- -D warnings"
-    run_bounded cargo clippy --all-targets --locked -- -D warnings
+    section "cargo clippy --all-targets --locked --features slow -- -D warnings"
+    run_bounded cargo clippy --all-targets --locked --features slow -- -D warnings
 else
     section "lint skipped (SKIP_LINT=1)"
 fi
 
-section "cargo build --locked --all-targets"
-run_bounded cargo build --locked --all-targets
+section "cargo build --locked --all-targets --features slow"
+# One feature set for every step, so nothing is compiled twice.
+run_bounded cargo build --locked --all-targets --features slow
 
-section "cargo test --locked"
+section "cargo test --locked --features slow (both tiers)"
 # tests/slow_clients.rs holds 1,200 connections open at once; raise the soft fd limit to the hard one.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-run_bounded cargo test --locked
+run_bounded cargo test --locked --features slow
 
 if [[ "$SKIP_FUZZ" != 1 ]]; then
     section "fuzz: bash tests/fuzz.sh (${FUZZ_SECONDS:-20}s per target)"

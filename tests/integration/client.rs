@@ -416,7 +416,7 @@ async fn upload_resumes_after_kill(store: Store) {
         "{resent} bytes of {BIG} were sent twice"
     );
 }
-both!(upload_kill_and_resume, upload_resumes_after_kill);
+both!(slow, upload_kill_and_resume, upload_resumes_after_kill);
 
 // ---------------- (2) the server restarts mid-upload ----------------
 

@@ -420,6 +420,10 @@ fn blob_dirs(data: &Path) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "slow"),
+    ignore = "slow tier: cargo test --features slow"
+)]
 async fn three_gateways_share_one_cluster_and_data_dir() {
     let started = Instant::now();
     let cluster = RedisCluster::start();
@@ -591,6 +595,10 @@ async fn three_gateways_share_one_cluster_and_data_dir() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "slow"),
+    ignore = "slow tier: cargo test --features slow"
+)]
 async fn meta_conformance_on_redis_cluster() {
     let cluster = RedisCluster::start();
     let seeds = cluster.seeds();

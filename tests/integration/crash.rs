@@ -1026,7 +1026,7 @@ async fn crash_loop(store: Store) {
     );
 }
 
-both!(crash_recovery, crash_loop);
+both!(slow, crash_recovery, crash_loop);
 
 /// A crash between a Complete's commit and its removal of the parts it left out leaves their
 /// files in the object's directory, where no record names them: the sweep removes them (and

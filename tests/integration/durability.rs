@@ -138,16 +138,7 @@ async fn objects_survive_restart(store: Store) {
         head.metadata().and_then(|m| m.get("a")).map(String::as_str),
         Some("b")
     );
-    let keys: Vec<String> = c
-        .list_objects_v2()
-        .bucket(B)
-        .send()
-        .await
-        .expect("list")
-        .contents()
-        .iter()
-        .map(|o| o.key().unwrap().to_owned())
-        .collect();
+    let keys = list_keys(&c, B).await;
     assert_eq!(keys, vec!["meta", "multi", "single"]);
     // A repeated Complete is still replayed after the restart.
     assert_eq!(
@@ -220,16 +211,7 @@ async fn aborted_stays_aborted(store: Store) {
         .expect("abort");
     gw.restart().await;
     let c = gw.client();
-    assert_err(
-        c.list_parts()
-            .bucket(B)
-            .key("k")
-            .upload_id(&id)
-            .send()
-            .await,
-        404,
-        "NoSuchUpload",
-    );
+    assert_upload_gone(&c, B, "k", &id).await;
     assert!(
         c.list_multipart_uploads()
             .bucket(B)

@@ -13,7 +13,8 @@ use mpgw::config::Config;
 use mpgw::model::now_millis;
 
 use crate::harness::{
-    Store, TestGateway, assert_err, blob_dir, both, complete, create_upload, get_bytes, upload_part,
+    Store, TestGateway, assert_err, assert_upload_gone, blob_dir, both, complete, create_upload,
+    get_bytes, upload_part,
 };
 
 const DAY: i64 = 24 * 3600 * 1000;
@@ -246,16 +247,7 @@ async fn janitor_expires_by_rule_and_default(store: Store) {
     let c = gw.client();
     assert_eq!(open_keys(&c, "exp-rules").await, ["keep/y", "off/z"]);
     assert!(open_keys(&c, "exp-default").await.is_empty());
-    assert_err(
-        c.list_parts()
-            .bucket("exp-rules")
-            .key("tmp/x")
-            .upload_id(&ids["exp-rules/tmp/x"])
-            .send()
-            .await,
-        404,
-        "NoSuchUpload",
-    );
+    assert_upload_gone(&c, "exp-rules", "tmp/x", &ids["exp-rules/tmp/x"]).await;
     assert_eq!(get_bytes(&c, "exp-rules", "tmp/done").await, b"kept");
 
     // Day 11: the 10-day rule takes the rest.

@@ -37,6 +37,9 @@ pub async fn operator_get(url: &str) -> reqwest::Response {
 }
 
 /// Generates `<prefix>::embedded` and `<prefix>::redis` tests running `async fn $f(Store)`.
+///
+/// `both!(slow, name, f)` puts the pair in the slow tier: ignored by plain `cargo test`, run by
+/// `cargo test --features slow` (tests/run-all.sh).
 macro_rules! both {
     ($name:ident, $f:ident) => {
         mod $name {
@@ -45,6 +48,26 @@ macro_rules! both {
                 super::$f($crate::harness::Store::Embedded).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn redis() {
+                super::$f($crate::harness::Store::Redis).await;
+            }
+        }
+    };
+    (slow, $name:ident, $f:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[cfg_attr(
+                not(feature = "slow"),
+                ignore = "slow tier: cargo test --features slow"
+            )]
+            async fn embedded() {
+                super::$f($crate::harness::Store::Embedded).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[cfg_attr(
+                not(feature = "slow"),
+                ignore = "slow tier: cargo test --features slow"
+            )]
             async fn redis() {
                 super::$f($crate::harness::Store::Redis).await;
             }
@@ -509,6 +532,19 @@ pub async fn read_all(out: aws_sdk_s3::operation::get_object::GetObjectOutput) -
         .expect("read object body")
         .into_bytes()
         .to_vec()
+}
+
+/// The keys of the first page of a ListObjectsV2 of `bucket`, in listing order.
+pub async fn list_keys(c: &aws_sdk_s3::Client, bucket: &str) -> Vec<String> {
+    c.list_objects_v2()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("list")
+        .contents()
+        .iter()
+        .map(|o| o.key().unwrap().to_owned())
+        .collect()
 }
 
 pub async fn get_bytes(c: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Vec<u8> {
@@ -1032,14 +1068,31 @@ pub async fn try_complete(
     id: &str,
     parts: &[(i32, &str)],
 ) -> CompleteResult {
-    c.complete_multipart_upload()
-        .bucket(bucket)
-        .key(key)
-        .upload_id(id)
-        .multipart_upload(completed(parts))
-        .send()
-        .await
+    complete_with(c, bucket, key, id, parts, |r| r).await
 }
+
+/// `try_complete` with `more` applied to the request first (conditional headers, checksums).
+pub async fn complete_with(
+    c: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    id: &str,
+    parts: &[(i32, &str)],
+    more: impl FnOnce(CompleteRequest) -> CompleteRequest,
+) -> CompleteResult {
+    more(
+        c.complete_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(id)
+            .multipart_upload(completed(parts)),
+    )
+    .send()
+    .await
+}
+
+pub type CompleteRequest =
+    aws_sdk_s3::operation::complete_multipart_upload::builders::CompleteMultipartUploadFluentBuilder;
 
 /// Completes and returns the object's (quoted) ETag.
 pub async fn complete(
@@ -1092,6 +1145,20 @@ pub async fn all_parts(
     }
 }
 
+/// The upload is gone: ListParts answers 404 NoSuchUpload.
+pub async fn assert_upload_gone(c: &aws_sdk_s3::Client, bucket: &str, key: &str, id: &str) {
+    assert_err(
+        c.list_parts()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(id)
+            .send()
+            .await,
+        404,
+        "NoSuchUpload",
+    );
+}
+
 /// Names of the files of a blob directory (parts or object files), sorted.
 pub fn blob_files(data_dir: &Path, id: &str) -> Vec<String> {
     let mut v: Vec<String> = match std::fs::read_dir(blob_dir(data_dir, id)) {
@@ -1103,7 +1170,17 @@ pub fn blob_files(data_dir: &Path, id: &str) -> Vec<String> {
                     .into_owned()
             })
             .collect(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        // A blob directory is removed with its upload; `blobs/` itself never is. Its absence
+        // means the disk store's layout moved, and every "no files left" check would pass.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let blobs = data_dir.join("blobs");
+            assert!(
+                blobs.is_dir(),
+                "{} is missing: the disk store's layout moved, fix blob_dir()",
+                blobs.display()
+            );
+            Vec::new()
+        }
         Err(e) => panic!("read blob dir: {e}"),
     };
     v.sort();

@@ -24,3 +24,4 @@ mod s3_errors;
 mod s3_multipart;
 mod s3_objects;
 mod soak;
+mod upload_core;

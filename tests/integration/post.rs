@@ -833,7 +833,7 @@ async fn post_large(store: Store) {
     assert_eq!(head.content_length(), Some(LARGE as i64));
     assert_eq!(head.e_tag(), Some(want.as_str()));
 }
-both!(large, post_large);
+both!(slow, large, post_large);
 
 async fn post_cors(store: Store) {
     let gw = TestGateway::start_with(store, |cfg| {

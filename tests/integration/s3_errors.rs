@@ -112,16 +112,7 @@ async fn no_such_upload(store: Store) {
             .send()
             .await;
         assert_err(r, 404, "NoSuchUpload");
-        assert_err(
-            c.list_parts()
-                .bucket(bucket)
-                .key(key)
-                .upload_id(&id)
-                .send()
-                .await,
-            404,
-            "NoSuchUpload",
-        );
+        assert_upload_gone(&c, bucket, key, &id).await;
         assert_err(
             try_complete(&c, bucket, key, &id, &[(1, &e1)]).await,
             404,

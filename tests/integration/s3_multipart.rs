@@ -468,16 +468,7 @@ async fn abort(store: Store) {
         404,
         "NoSuchUpload",
     );
-    assert_err(
-        c.list_parts()
-            .bucket(B)
-            .key("k")
-            .upload_id(&id)
-            .send()
-            .await,
-        404,
-        "NoSuchUpload",
-    );
+    assert_upload_gone(&c, B, "k", &id).await;
     assert_err(
         try_complete(&c, B, "k", &id, &[(1, &etag)]).await,
         404,
@@ -535,16 +526,7 @@ async fn repeated_complete(store: Store) {
         404,
         "NoSuchUpload",
     );
-    assert_err(
-        c.list_parts()
-            .bucket(B)
-            .key("k")
-            .upload_id(&id)
-            .send()
-            .await,
-        404,
-        "NoSuchUpload",
-    );
+    assert_upload_gone(&c, B, "k", &id).await;
     assert_same_bytes(
         &get_bytes(&c, B, "k").await,
         &[p1, p2].concat(),
@@ -1177,16 +1159,7 @@ async fn abort_races_part_uploads(store: Store) {
                 }
             }
         }
-        assert_err(
-            c.list_parts()
-                .bucket(B)
-                .key("k")
-                .upload_id(&id)
-                .send()
-                .await,
-            404,
-            "NoSuchUpload",
-        );
+        assert_upload_gone(&c, B, "k", &id).await;
         let left = blob_files(gw.data_dir(), &id);
         assert!(
             left.is_empty(),

@@ -363,15 +363,7 @@ async fn put_get_head_delete(store: Store) {
         204
     );
     assert_eq!(gw.raw("DELETE", "/objs/bar-key").send().await.status, 204);
-    assert!(
-        c.list_objects_v2()
-            .bucket(B)
-            .send()
-            .await
-            .expect("list")
-            .contents()
-            .is_empty()
-    );
+    assert!(list_keys(&c, B).await.is_empty());
 
     // Keys are literal: no path normalisation.
     let odd = ["a//b", "x/../y", "./z", "dir/", "%41", "ends with space "];
@@ -381,16 +373,7 @@ async fn put_get_head_delete(store: Store) {
     for k in odd {
         assert_eq!(get_bytes(&c, B, k).await, k.as_bytes(), "GET {k:?}");
     }
-    let listed: BTreeSet<String> = c
-        .list_objects_v2()
-        .bucket(B)
-        .send()
-        .await
-        .expect("list")
-        .contents()
-        .iter()
-        .map(|o| o.key().unwrap().to_owned())
-        .collect();
+    let listed: BTreeSet<String> = list_keys(&c, B).await.into_iter().collect();
     assert_eq!(listed, odd.iter().map(|s| s.to_string()).collect());
 }
 both!(put_get_head_delete, put_get_head_delete);
@@ -568,16 +551,7 @@ async fn delete_objects(store: Store) {
             .collect::<Vec<_>>(),
         vec!["d"]
     );
-    let left: Vec<String> = c
-        .list_objects_v2()
-        .bucket(B)
-        .send()
-        .await
-        .expect("list")
-        .contents()
-        .iter()
-        .map(|o| o.key().unwrap().to_owned())
-        .collect();
+    let left = list_keys(&c, B).await;
     assert_eq!(left, vec!["e"]);
     // Raw, without Content-MD5 or any checksum header.
     let raw = gw
@@ -587,15 +561,7 @@ async fn delete_objects(store: Store) {
         .await;
     assert_eq!(raw.status, 200, "{}", String::from_utf8_lossy(&raw.body));
     assert_eq!(xml_texts(&raw.body, "Key"), vec!["e"]);
-    assert!(
-        c.list_objects_v2()
-            .bucket(B)
-            .send()
-            .await
-            .expect("list")
-            .contents()
-            .is_empty()
-    );
+    assert!(list_keys(&c, B).await.is_empty());
     // More than 1,000 keys: refused.
     let mut many = String::from("<Delete>");
     for i in 0..1001 {
@@ -1200,12 +1166,7 @@ async fn url_encoding(store: Store) {
     assert_eq!(out.prefix(), Some("quux%20ab/"));
 
     // Without encoding-type the keys come back literally.
-    let out = c.list_objects_v2().bucket(B).send().await.expect("list");
-    let literal: BTreeSet<String> = out
-        .contents()
-        .iter()
-        .map(|o| o.key().unwrap().to_owned())
-        .collect();
+    let literal: BTreeSet<String> = list_keys(&c, B).await.into_iter().collect();
     assert_eq!(literal, names.iter().map(|s| s.to_string()).collect());
     for k in names {
         assert_eq!(get_bytes(&c, B, k).await, k.as_bytes(), "GET {k:?}");
@@ -1418,36 +1379,16 @@ async fn conditional_complete(store: Store) {
     let etag = put(&c, B, "k", b"v2").await;
     let id = create_upload(&c, B, "k").await;
     let e = upload_part(&c, B, "k", &id, 1, b"multipart").await;
-    let r = c
-        .complete_multipart_upload()
-        .bucket(B)
-        .key("k")
-        .upload_id(&id)
-        .if_none_match("*")
-        .multipart_upload(completed(&[(1, &e)]))
-        .send()
-        .await;
+    let r = complete_with(&c, B, "k", &id, &[(1, &e)], |r| r.if_none_match("*")).await;
     assert_err(r, 412, "PreconditionFailed");
     assert_eq!(get_bytes(&c, B, "k").await, b"v2");
-    let r = c
-        .complete_multipart_upload()
-        .bucket(B)
-        .key("k")
-        .upload_id(&id)
-        .if_match("\"0123456789abcdef0123456789abcdef\"")
-        .multipart_upload(completed(&[(1, &e)]))
-        .send()
-        .await;
+    let r = complete_with(&c, B, "k", &id, &[(1, &e)], |r| {
+        r.if_match("\"0123456789abcdef0123456789abcdef\"")
+    })
+    .await;
     assert_err(r, 412, "PreconditionFailed");
     assert_eq!(get_bytes(&c, B, "k").await, b"v2");
-    let out = c
-        .complete_multipart_upload()
-        .bucket(B)
-        .key("k")
-        .upload_id(&id)
-        .if_match(&etag)
-        .multipart_upload(completed(&[(1, &e)]))
-        .send()
+    let out = complete_with(&c, B, "k", &id, &[(1, &e)], |r| r.if_match(&etag))
         .await
         .expect("Complete with If-Match of the current object");
     assert!(out.e_tag().is_some());

@@ -458,4 +458,4 @@ async fn multipart_cycles(store: Store) {
         "{store:?}: open descriptors grew from {warm_fds} (warm-up) to {max_fds}"
     );
 }
-both!(multipart_cycles, multipart_cycles);
+both!(slow, multipart_cycles, multipart_cycles);
