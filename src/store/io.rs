@@ -1,8 +1,7 @@
 //! The disk I/O pool (`--io-threads`): a fixed number of threads that run short jobs for the
-//! data path (hash or write the body bytes that are there, read a GET's next chunks while they
-//! have room: see `lane` and `readahead`). A job is handed over only once its bytes are there,
-//! and ends when it runs out of them, so no thread ever waits for a client's next bytes or for a
-//! client to read: a slow client holds buffers, never a thread. The pool is separate from
+//! data path (hash and write one batch of body bytes, read one chunk of a GET). A job is handed
+//! over only once its bytes are there, so no thread ever waits for a client's next bytes or for
+//! a client to read: a slow client holds buffers, never a thread. The pool is separate from
 //! tokio's blocking pool, which the embedded state store uses, so state-store calls never queue
 //! behind body I/O.
 
@@ -58,11 +57,6 @@ impl IoPool {
         self.submit(job);
         rx.await
             .map_err(|_| std::io::Error::other("I/O job did not finish"))
-    }
-
-    /// Runs `f` on the pool with no one awaiting it (a lane's job, which reports by itself).
-    pub fn spawn(&self, f: impl FnOnce() + Send + 'static) {
-        self.submit(Box::new(f));
     }
 
     fn submit(&self, job: Job) {

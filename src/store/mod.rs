@@ -4,12 +4,10 @@
 pub mod disk;
 pub mod instrumented;
 pub mod io;
-mod lane;
 pub mod meta;
 pub mod meta_embedded;
 pub mod meta_redis;
 pub mod peers;
-mod readahead;
 pub mod space;
 
 pub use disk::DiskStore;
