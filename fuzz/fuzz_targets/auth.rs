@@ -10,8 +10,8 @@ use std::time::{Duration, SystemTime};
 use arbitrary::{Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use mpgw::config::Credentials;
-use mpgw::s3::route::Query;
 use mpgw::s3::auth::{self, sigv2};
+use mpgw::s3::route::Query;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 /// What SDKs percent-encode: all but the RFC 3986 unreserved characters (and `/` in paths).

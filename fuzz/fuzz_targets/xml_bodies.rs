@@ -5,8 +5,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mpgw::xml::{self, Node, Xml};
 use mpgw::s3::{cors, lifecycle, ops};
+use mpgw::xml::{self, Node, Xml};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(root) = xml::parse(data) else {
