@@ -85,6 +85,8 @@ pub struct RequestBody {
 /// still sending it reads the answer instead of a reset connection and can keep the
 /// connection; beyond this the connection is closed instead.
 pub const DRAIN_LIMIT: u64 = 16 << 20;
+/// How long that reading may take.
+pub const DRAIN_TIME: Duration = Duration::from_secs(10);
 
 /// What is left to drain of a request body when its handler drops it unread.
 #[derive(Clone, Copy, Debug)]
@@ -165,7 +167,7 @@ impl Drop for RequestBody {
                     }
                 }
             };
-            let _ = tokio::time::timeout(Duration::from_secs(10), reading).await;
+            let _ = tokio::time::timeout(DRAIN_TIME, reading).await;
         });
     }
 }

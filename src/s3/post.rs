@@ -6,7 +6,7 @@
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use futures_util::{Stream, StreamExt as _};
 use http::request::Parts;
@@ -21,7 +21,7 @@ use super::request::{
 };
 use super::route::{Query, Route, S3Op};
 use crate::app::App;
-use crate::body::{Body, RequestBody, RequestInfo, empty, full};
+use crate::body::{Body, DRAIN_LIMIT, DRAIN_TIME, RequestBody, RequestInfo, empty, full};
 use crate::model::checksum::{ChecksumAlgorithm, b64};
 use crate::multipart::{self, Caps, FormError};
 use crate::upload::{BodyChecks, BodyError, BodyStream, Expected, WriteCondition};
@@ -34,10 +34,6 @@ const CAPS: Caps = Caps {
     count: 100,
     head: 64 * 1024,
 };
-/// Most bytes of a refused form's file read (and dropped) so that the client can read the
-/// answer, and how long that may take.
-const DRAIN_LIMIT: u64 = 16 << 20;
-const DRAIN_TIME: Duration = Duration::from_secs(10);
 
 /// The file stream, failing once it passes `max` bytes or, at its end, short of `min`: the
 /// core then stores nothing. Past `max` no byte is handed on; what is left of the form is read

@@ -168,7 +168,7 @@ pub(crate) fn common_prefixes(x: &mut Xml, prefixes: &[String], enc: &impl Fn(&s
 /// Reads and drops an unread request body before an early error answer. A client that sent
 /// `Expect: 100-continue` has not sent its body: nothing to drain (the answer closes instead).
 pub async fn drain(req: &Parts, body: RequestBody) {
-    use crate::body::DRAIN_LIMIT;
+    use crate::body::{DRAIN_LIMIT, DRAIN_TIME};
     use http_body_util::BodyExt as _;
     let expects = req
         .headers
@@ -191,7 +191,7 @@ pub async fn drain(req: &Parts, body: RequestBody) {
             }
         }
     };
-    let _ = tokio::time::timeout(Duration::from_secs(10), reading).await;
+    let _ = tokio::time::timeout(DRAIN_TIME, reading).await;
 }
 
 /// The body length a request announces (decoded length for aws-chunked bodies).
