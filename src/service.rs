@@ -100,8 +100,9 @@ pub async fn handle(app: App, req: Request<Incoming>) -> Result<Response<Body>, 
         access.info.op = "UiPage";
         crate::ui::handle(path)
     } else if path.starts_with(crate::legacy::PREFIX) {
-        access.info.op = "LegacyApi";
-        crate::legacy::handle(&app, req).instrument(span).await
+        crate::legacy::handle(&app, req, &mut access.info)
+            .instrument(span)
+            .await
     } else {
         crate::s3::handle(&app, req, &request_id, &mut access.info)
             .instrument(span)

@@ -19,24 +19,49 @@ use self::form::Form;
 use self::reply::LegacyError;
 use crate::app::App;
 use crate::body::Body;
-use crate::body::RequestBody;
+use crate::body::{RequestBody, RequestInfo};
 use crate::credentials::LegacySettings;
 use crate::model::checksum::{ChecksumAlgorithm, ContentAlgorithm, ContentHash};
 use crate::model::{PartNumber, UploadId, UploadRecord, UploadState};
 use crate::upload::files::{Challenge, Geometry, chunk_count, content_hash};
-use crate::upload::{Admission, BodyChecks, Expected, ListedPart};
+use crate::upload::{Admission, BodyChecks, Caller, Expected, ListedPart};
 
 pub const PREFIX: &str = "/file/";
 
 /// Owner recorded for the legacy bucket.
 const LEGACY_OWNER: &str = "mpgw-legacy";
 
-pub async fn handle(app: &App, req: Request<RequestBody>) -> Response<Body> {
+/// The operation name of each endpoint, for the access log and the per-op metrics.
+fn op_name(endpoint: &str) -> &'static str {
+    match endpoint {
+        "/mpupload/init" => "LegacyInit",
+        "/mpupload/instant" => "LegacyInstant",
+        "/mpupload/uppart" => "LegacyUploadChunk",
+        "/mpupload/complete" => "LegacyComplete",
+        "/mpupload/cancel" => "LegacyCancel",
+        "/mpupload/status" => "LegacyStatus",
+        "/query" => "LegacyQuery",
+        "/download" => "LegacyDownload",
+        "/link" => "LegacyLink",
+        "/delete" => "LegacyDelete",
+        _ => "LegacyApi",
+    }
+}
+
+/// Serves one `/file/*` request, filling `info` (operation, user, bucket, key, error code) as
+/// it learns them, as the S3 front end does.
+pub async fn handle(
+    app: &App,
+    req: Request<RequestBody>,
+    info: &mut RequestInfo,
+) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().trim_end_matches('/').to_owned();
+    let legacy = &*app.legacy;
+    let endpoint = path.strip_prefix("/file").unwrap_or_default();
+    info.op = op_name(endpoint);
+    info.bucket.clone_from(&legacy.bucket);
     let result = async {
-        let legacy = &*app.legacy;
-        let endpoint = path.strip_prefix("/file").unwrap_or_default();
         let want_file = endpoint == "/mpupload/uppart";
         let is_get = matches!(endpoint, "/query" | "/download");
         let allowed = if is_get {
@@ -90,6 +115,10 @@ pub async fn handle(app: &App, req: Request<RequestBody>) -> Response<Body> {
         {
             return Err(LegacyError::unauthorized());
         }
+        info.access_key = Some(user.clone());
+        if let Some(name) = form.get("filename") {
+            info.key = format!("{user}/{name}");
+        }
         let ctx = Ctx {
             app,
             legacy,
@@ -116,7 +145,13 @@ pub async fn handle(app: &App, req: Request<RequestBody>) -> Response<Body> {
     match result {
         Ok(resp) => resp,
         Err(e) => {
-            tracing::info!(code = e.code, msg = %e.msg, "legacy request refused");
+            info.error_code = Some(e.code_name());
+            if e.status.is_server_error() {
+                let cause = e.cause.as_deref().unwrap_or("-");
+                tracing::warn!(op = info.op, code = e.code, msg = %e.msg, cause, "legacy request failed");
+            } else {
+                tracing::info!(op = info.op, code = e.code, msg = %e.msg, "legacy request refused");
+            }
             reply::error(&e)
         }
     }
@@ -193,17 +228,17 @@ impl Ctx<'_> {
         let up = self
             .app
             .uploads
-            .owned_upload(&id, &self.legacy.bucket, &self.user)
+            .open_upload(&id, &self.legacy.bucket, None, Caller::User(&self.user))
             .await?;
         let geometry = Geometry::of(&up).ok_or_else(LegacyError::no_such_upload)?;
         Ok((up, geometry))
     }
 
-    async fn present(&self, id: &UploadId) -> Result<(Vec<u32>, u64), LegacyError> {
-        let (_, parts, _) = self
+    async fn present(&self, up: &UploadRecord) -> Result<(Vec<u32>, u64), LegacyError> {
+        let (parts, _) = self
             .app
             .uploads
-            .list_parts_any(id, usize::from(PartNumber::MAX))
+            .list_parts(up, None, usize::from(PartNumber::MAX))
             .await?;
         Ok((
             parts.iter().map(|(n, _)| u32::from(n.get())).collect(),
@@ -249,7 +284,7 @@ impl Ctx<'_> {
             .await?
         {
             Some(up) => {
-                let present = self.present(&up.id).await?;
+                let present = self.present(&up).await?;
                 (up, present)
             }
             None => {
@@ -288,7 +323,7 @@ impl Ctx<'_> {
                 "Instant": true, "ChunkSize": g.chunk, "ChunkCount": g.count, "ChunksPresent": [],
             }))),
             None => {
-                let present = self.present(&up.id).await?;
+                let present = self.present(&up).await?;
                 Ok(reply::ok(upload_answer(&up, &g, &filename, present, None)))
             }
         }
@@ -395,10 +430,10 @@ impl Ctx<'_> {
                 "differ from those given at init",
             ));
         }
-        let (_, parts, _) = self
+        let (parts, _) = self
             .app
             .uploads
-            .list_parts_any(&up.id, usize::from(PartNumber::MAX))
+            .list_parts(&up, None, usize::from(PartNumber::MAX))
             .await?;
         let missing: Vec<u32> = (1..=g.count)
             .filter(|i| !parts.iter().any(|(n, _)| u32::from(n.get()) == *i))
@@ -418,7 +453,7 @@ impl Ctx<'_> {
         let done = match self
             .app
             .uploads
-            .complete_verified(
+            .complete(
                 &up.id,
                 &up.bucket,
                 &up.key,
@@ -445,7 +480,7 @@ impl Ctx<'_> {
 
     async fn cancel(&self) -> Result<Response<Body>, LegacyError> {
         let (up, _) = self.upload().await?;
-        self.app.uploads.abort(&up.id, &up.bucket, &up.key).await?;
+        self.app.uploads.abort(&up).await?;
         Ok(reply::ok(
             json!({ "UploadID": up.id.as_str(), "State": "cancelled" }),
         ))
@@ -453,7 +488,7 @@ impl Ctx<'_> {
 
     async fn status(&self) -> Result<Response<Body>, LegacyError> {
         let (up, g) = self.upload().await?;
-        let (present, received) = self.present(&up.id).await?;
+        let (present, received) = self.present(&up).await?;
         let state = match up.state {
             UploadState::Open => "open",
             UploadState::Completing => "completing",

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use crate::body::{Body, full};
 use crate::store::StoreError;
 use crate::upload::Error as UploadError;
+use crate::upload::error::chain;
 
 #[derive(Debug)]
 pub struct LegacyError {
@@ -16,15 +17,32 @@ pub struct LegacyError {
     pub code: u32,
     pub msg: String,
     pub data: Value,
+    /// What went wrong inside, for the log only.
+    pub cause: Option<String>,
 }
 
 impl LegacyError {
+    /// The code as the access log's error field.
+    pub fn code_name(&self) -> &'static str {
+        const NAMES: [&str; 21] = [
+            "10000", "10001", "10002", "10003", "10004", "10005", "10006", "10007", "10008",
+            "10009", "10010", "10011", "10012", "10013", "10014", "10015", "10016", "10017",
+            "10018", "10019", "10020",
+        ];
+        self.code
+            .checked_sub(10000)
+            .and_then(|i| NAMES.get(usize::try_from(i).ok()?))
+            .copied()
+            .unwrap_or("legacy")
+    }
+
     fn new(status: StatusCode, code: u32, msg: impl Into<String>) -> Self {
         Self {
             status,
             code,
             msg: msg.into(),
             data: Value::Null,
+            cause: None,
         }
     }
 
@@ -151,14 +169,13 @@ impl From<UploadError> for LegacyError {
         match e {
             UploadError::NoSuchUpload => Self::no_such_upload(),
             UploadError::NoSuchKey => Self::no_such_file(),
-            UploadError::BadDigest(_) | UploadError::InvalidDigest => Self::hash_mismatch("chunk"),
+            UploadError::BadDigest(_) => Self::hash_mismatch("chunk"),
             UploadError::IncompleteBody | UploadError::Body(_) => Self::new(
                 S::BAD_REQUEST,
                 10006,
                 "chunk size mismatch or body cut short",
             ),
             UploadError::EntityTooLarge => Self::too_large(msg),
-            UploadError::InvalidRange { size } => Self::range(size),
             UploadError::TooManyUploads(_) => Self::new(S::FORBIDDEN, 10019, msg),
             UploadError::OperationAborted => {
                 Self::new(S::CONFLICT, 10015, "the upload is being completed; retry")
@@ -179,25 +196,24 @@ impl From<UploadError> for LegacyError {
             | UploadError::EntityTooSmall
             | UploadError::InvalidArgument(_)
             | UploadError::InvalidRequest(_)
-            | UploadError::MalformedXml
+            | UploadError::EmptyPartList
             | UploadError::PreconditionFailed
-            | UploadError::NotModified
             | UploadError::AccessDenied => Self::new(S::BAD_REQUEST, 10002, msg),
-            UploadError::InsufficientStorage(cause) => {
-                tracing::warn!(%cause, "data disk full or below its reserve");
-                Self::new(
+            UploadError::InsufficientStorage(_) => Self {
+                cause: Some(chain(&e)),
+                ..Self::new(
                     S::INSUFFICIENT_STORAGE,
                     10018,
                     "not enough free space on the gateway's disk for this chunk",
                 )
-            }
+            },
             UploadError::Store(
                 StoreError::Corrupt(_) | StoreError::Backend(_) | StoreError::Io(_),
             )
-            | UploadError::Io(_) => {
-                tracing::warn!(error = %msg, "internal error");
-                Self::new(S::INTERNAL_SERVER_ERROR, 10017, "internal error")
-            }
+            | UploadError::Io(_) => Self {
+                cause: Some(chain(&e)),
+                ..Self::new(S::INTERNAL_SERVER_ERROR, 10017, "internal error")
+            },
         }
     }
 }

@@ -27,7 +27,7 @@ use super::error::S3Error;
 use super::route::{Route, S3Op, copy_source};
 use crate::app::App;
 use crate::model::{BucketRecord, UploadId, UploadRecord};
-use crate::upload::{Error as UploadError, Result as UploadResult};
+use crate::upload::{Caller, Error as UploadError, Result as UploadResult};
 
 /// What the check loaded on the way, handed to the operation so it is not fetched twice.
 #[derive(Debug, Default)]
@@ -136,9 +136,8 @@ fn under(key: &str, caller: &str) -> bool {
         .is_some_and(|rest| rest.starts_with('/'))
 }
 
-/// UploadPart's check: the open upload `id` of bucket/key, which `caller` must own. An unknown
-/// id answers as S3 does: `NoSuchBucket`, else `AccessDenied` in another key's bucket, else
-/// `NoSuchUpload` (also for an id used with a bucket or key other than its own).
+/// UploadPart's check: the open upload `id` of bucket/key, which `caller` must own (see
+/// `Uploads::open_upload` for the order of the answers).
 async fn own_upload(
     app: &App,
     id: &UploadId,
@@ -147,19 +146,12 @@ async fn own_upload(
     caller: &str,
     enforced: bool,
 ) -> UploadResult<UploadRecord> {
-    match app.uploads.upload(id, b, k).await {
-        Ok(up) if enforced && (is_legacy(app, b) || up.owner != caller) => {
-            Err(UploadError::AccessDenied)
-        }
-        Err(UploadError::NoSuchUpload) => {
-            let bucket = app.uploads.bucket(b).await?;
-            if enforced && (is_legacy(app, b) || bucket.owner != caller) {
-                return Err(UploadError::AccessDenied);
-            }
-            Err(UploadError::NoSuchUpload)
-        }
-        r => r,
-    }
+    let who = match () {
+        () if !enforced => Caller::Anyone,
+        () if is_legacy(app, b) => Caller::ReadOnly,
+        () => Caller::BucketOwner(caller),
+    };
+    app.uploads.open_upload(id, b, Some(k), who).await
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use super::auth::AuthError;
 use super::payload::PayloadError;
 use crate::store::StoreError;
 use crate::upload::Error as UploadError;
+use crate::upload::error::chain;
 
 /// Every S3 error code the gateway answers, with its HTTP status: the one place both are
 /// written.
@@ -173,6 +174,8 @@ pub struct S3Error {
     pub headers: Vec<(&'static str, String)>,
     /// Extra elements of the `<Error>` document (e.g. `HeadersNotSigned`).
     pub details: Vec<(&'static str, String)>,
+    /// What went wrong inside, for the log only (clients see the code and message).
+    pub cause: Option<String>,
 }
 
 impl S3Error {
@@ -183,6 +186,7 @@ impl S3Error {
             message: message.into(),
             headers: Vec::new(),
             details: Vec::new(),
+            cause: None,
         }
     }
 
@@ -199,7 +203,20 @@ impl S3Error {
     }
 
     pub fn malformed_xml() -> Self {
-        UploadError::MalformedXml.into()
+        Self::new(
+            S3ErrorCode::MalformedXML,
+            "The XML you provided was not well-formed or did not validate against our published schema",
+        )
+    }
+
+    /// 416 for a range (or copy range) that starts beyond the object's `size` bytes.
+    pub fn invalid_range(size: u64) -> Self {
+        let mut e = Self::new(
+            S3ErrorCode::InvalidRange,
+            "The requested range is not satisfiable",
+        );
+        e.headers.push(("content-range", format!("bytes */{size}")));
+        e
     }
 
     pub fn internal() -> Self {
@@ -240,18 +257,11 @@ impl From<UploadError> for S3Error {
             UploadError::EntityTooSmall => S3ErrorCode::EntityTooSmall,
             UploadError::EntityTooLarge => S3ErrorCode::EntityTooLarge,
             UploadError::BadDigest(_) => S3ErrorCode::BadDigest,
-            UploadError::InvalidDigest => S3ErrorCode::InvalidDigest,
             UploadError::IncompleteBody => S3ErrorCode::IncompleteBody,
-            UploadError::InvalidRange { size } => {
-                let mut e = Self::new(S3ErrorCode::InvalidRange, msg);
-                e.headers.push(("content-range", format!("bytes */{size}")));
-                return e;
-            }
             UploadError::InvalidArgument(_) => S3ErrorCode::InvalidArgument,
             UploadError::InvalidRequest(_) => S3ErrorCode::InvalidRequest,
-            UploadError::MalformedXml => S3ErrorCode::MalformedXML,
+            UploadError::EmptyPartList => S3ErrorCode::MalformedXML,
             UploadError::PreconditionFailed => S3ErrorCode::PreconditionFailed,
-            UploadError::NotModified => S3ErrorCode::NotModified,
             UploadError::AccessDenied => S3ErrorCode::AccessDenied,
             // AWS has no per-key upload cap. Ceph RGW answers quota breaches with 403
             // QuotaExceeded, which SDKs do not retry: right for a limit that lasts until the
@@ -260,17 +270,19 @@ impl From<UploadError> for S3Error {
             UploadError::OperationAborted => S3ErrorCode::OperationAborted,
             UploadError::Body(b) => return body_error(&b),
             UploadError::Store(StoreError::Unavailable(_)) => return Self::unavailable(),
-            // The client sees the code only: the cause goes to the log, here, once.
-            UploadError::InsufficientStorage(ref cause) => {
-                tracing::warn!(%cause, "data disk full or below its reserve");
-                S3ErrorCode::InsufficientStorage
+            // The client sees the code only: the cause goes to the request's log line.
+            UploadError::InsufficientStorage(_) => {
+                let mut s = Self::new(S3ErrorCode::InsufficientStorage, msg);
+                s.cause = Some(chain(&e));
+                return s;
             }
             UploadError::Store(
                 StoreError::Corrupt(_) | StoreError::Backend(_) | StoreError::Io(_),
             )
             | UploadError::Io(_) => {
-                tracing::warn!(error = %msg, "internal error");
-                return Self::internal();
+                let mut s = Self::internal();
+                s.cause = Some(chain(&e));
+                return s;
             }
         };
         Self::new(code, msg)
@@ -347,7 +359,6 @@ mod tests {
             (UploadError::BucketNotEmpty, "BucketNotEmpty", 409),
             (UploadError::AccessDenied, "AccessDenied", 403),
             (UploadError::TooManyUploads(3), "QuotaExceeded", 403),
-            (UploadError::InvalidRange { size: 3 }, "InvalidRange", 416),
             (
                 UploadError::Store(StoreError::Unavailable("x".into())),
                 "ServiceUnavailable",
@@ -378,6 +389,11 @@ mod tests {
             let s = S3Error::from(e);
             assert_eq!((s.code, s.status.as_u16()), (code, status));
         }
+        let e = S3Error::invalid_range(3);
+        assert_eq!((e.code, e.status.as_u16()), ("InvalidRange", 416));
+        assert_eq!(e.headers, [("content-range", "bytes */3".to_owned())]);
+        let e = S3Error::from(UploadError::Io(std::io::Error::other("disk on fire")));
+        assert_eq!(e.cause.as_deref(), Some("disk: disk on fire"));
         let e = S3Error::from(AuthError::SignatureDoesNotMatch);
         assert_eq!((e.code, e.status.as_u16()), ("SignatureDoesNotMatch", 403));
         let e = S3Error::from(PayloadError::MissingContentLength);

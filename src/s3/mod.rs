@@ -137,7 +137,8 @@ async fn finish(
             // The access line carries the code of every failure; server errors also need the
             // message, which clients do not get in full.
             if e.is_server_error() {
-                tracing::warn!(op = op_name, code = e.code, message = %e.message, "request failed");
+                let cause = e.cause.as_deref().unwrap_or("-");
+                tracing::warn!(op = op_name, code = e.code, message = %e.message, cause, "request failed");
             } else {
                 tracing::debug!(op = op_name, code = e.code, message = %e.message, "request refused");
             }

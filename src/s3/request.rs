@@ -93,7 +93,7 @@ pub(crate) fn stream_body(
 }
 
 /// The `Content-MD5` header's digest, if one was sent.
-pub(crate) fn content_md5(h: &HeaderMap) -> Result<Option<[u8; 16]>, UploadError> {
+pub(crate) fn content_md5(h: &HeaderMap) -> Result<Option<[u8; 16]>, S3Error> {
     let Some(v) = h.get("content-md5") else {
         return Ok(None);
     };
@@ -102,7 +102,12 @@ pub(crate) fn content_md5(h: &HeaderMap) -> Result<Option<[u8; 16]>, UploadError
         .ok();
     raw.and_then(|r| <[u8; 16]>::try_from(r).ok())
         .map(Some)
-        .ok_or(UploadError::InvalidDigest)
+        .ok_or_else(|| {
+            S3Error::new(
+                S3ErrorCode::InvalidDigest,
+                "The Content-MD5 you specified is not valid.",
+            )
+        })
 }
 
 /// Reads a small body (XML) whole, verified (payload hash, Content-MD5), refusing more than
@@ -402,13 +407,29 @@ pub(crate) fn given_checksum<'a>(
     Ok(checksum)
 }
 
+/// A read's condition that did not hold: GET/HEAD answer 304 to the `NotModified` ones.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Unmet {
+    NotModified,
+    Precondition,
+}
+
+impl From<Unmet> for S3Error {
+    fn from(u: Unmet) -> Self {
+        match u {
+            Unmet::NotModified => S3Error::new(S3ErrorCode::NotModified, "Not Modified"),
+            Unmet::Precondition => UploadError::PreconditionFailed.into(),
+        }
+    }
+}
+
 /// If-Match / If-None-Match / If-Modified-Since / If-Unmodified-Since, with S3's precedence.
 /// `prefix` is "" for GET/HEAD or "x-amz-copy-source-" for copies (which answer 412, never 304).
 pub(crate) fn check_conditions(
     h: &HeaderMap,
     rec: &ObjectRecord,
     prefix: &str,
-) -> Result<(), UploadError> {
+) -> Result<(), Unmet> {
     let get = |name: &str| {
         h.get(format!("{prefix}{name}").as_str())
             .and_then(|v| v.to_str().ok())
@@ -425,15 +446,15 @@ pub(crate) fn check_conditions(
     let if_match = get("if-match");
     if let Some(m) = if_match {
         if !etag_matches(m) {
-            return Err(UploadError::PreconditionFailed);
+            return Err(Unmet::Precondition);
         }
     } else if since("if-unmodified-since").is_some_and(|t| modified > t) {
-        return Err(UploadError::PreconditionFailed);
+        return Err(Unmet::Precondition);
     }
     let not_modified = if prefix.is_empty() {
-        UploadError::NotModified
+        Unmet::NotModified
     } else {
-        UploadError::PreconditionFailed
+        Unmet::Precondition
     };
     if let Some(m) = get("if-none-match") {
         if etag_matches(m) {

@@ -99,7 +99,7 @@ impl Uploads {
                 .list_uploads(bucket, "", after.as_ref(), MAX_KEYS)
                 .await?;
             for up in &page {
-                match self.abort(&up.id, &up.bucket, &up.key).await {
+                match self.abort(up).await {
                     Ok(()) | Err(Error::NoSuchUpload) => {}
                     // Its Complete published an object: the bucket is not empty.
                     Err(e) => return Err(e),

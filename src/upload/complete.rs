@@ -16,26 +16,16 @@ use crate::store::{AbortUpload, BeginComplete};
 
 impl Uploads {
     /// Completes upload `id` into the object bucket/key from the listed parts, without copying
-    /// part bytes: the object's manifest names the part files where they already are.
-    pub async fn complete(
-        &self,
-        id: &UploadId,
-        bucket: &str,
-        key: &str,
-        listed: Vec<ListedPart>,
-    ) -> Result<Completed> {
-        self.complete_verified(id, bucket, key, listed, None, &WriteCondition::default())
-            .await
-    }
-
-    /// `complete`, and when `content` is given the assembled bytes must hash to it before
-    /// anything is published (BadDigest otherwise, and the upload stays open).
+    /// part bytes: the object's manifest names the part files where they already are. When
+    /// `content` is given the assembled bytes must hash to it before anything is published
+    /// (BadDigest otherwise, and the upload stays open); `cond` is the If-Match/If-None-Match
+    /// the new object must meet.
     ///
     /// It runs in a task of its own: once begun, a Complete goes to its end (published, or the
     /// upload reopened) even if its client hangs up and the request is dropped. Dropped between
     /// its state steps it would leave the upload Completing, refusing parts, Abort and expiry
     /// until a later Complete took it over.
-    pub async fn complete_verified(
+    pub async fn complete(
         &self,
         id: &UploadId,
         bucket: &str,
@@ -70,7 +60,7 @@ impl Uploads {
                 .iter()
                 .map(|p| (p.number.get(), normalize_etag(&p.etag))),
         );
-        self.upload(id, bucket, key).await.or_else(|e| match e {
+        self.get_open(id, bucket, key).await.or_else(|e| match e {
             // A completed upload is still addressable for a replay.
             Error::NoSuchUpload => Ok(UploadRecord::placeholder()),
             e => Err(e),
@@ -257,9 +247,10 @@ impl Uploads {
         Ok((rec, done))
     }
 
-    /// Aborts an open upload and removes its files. Waits for a running Complete to settle.
-    pub async fn abort(&self, id: &UploadId, bucket: &str, key: &str) -> Result<()> {
-        let up = self.upload(id, bucket, key).await?;
+    /// Aborts the open upload `up` and removes its files. Waits for a running Complete to settle.
+    pub async fn abort(&self, up: &UploadRecord) -> Result<()> {
+        let id = &up.id;
+        let up = self.get_open(id, &up.bucket, &up.key).await?;
         let deadline = tokio::time::Instant::now() + BUSY_WAIT;
         loop {
             match self.meta.abort_upload(id).await? {
@@ -318,7 +309,7 @@ pub(super) fn replay(
 /// part 1 and lists it twice, expecting the newer data).
 pub(super) fn collapse_listed(listed: Vec<ListedPart>) -> Result<Vec<ListedPart>> {
     if listed.is_empty() {
-        return Err(Error::MalformedXml);
+        return Err(Error::EmptyPartList);
     }
     let mut out: Vec<ListedPart> = Vec::with_capacity(listed.len());
     for p in listed {
@@ -368,6 +359,6 @@ mod tests {
             collapse_listed(vec![p(2, "a"), p(1, "b")]),
             Err(Error::InvalidPartOrder)
         ));
-        assert!(matches!(collapse_listed(vec![]), Err(Error::MalformedXml)));
+        assert!(matches!(collapse_listed(vec![]), Err(Error::EmptyPartList)));
     }
 }

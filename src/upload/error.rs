@@ -35,12 +35,8 @@ pub enum Error {
     EntityTooLarge,
     #[error("{0}")]
     BadDigest(String),
-    #[error("The Content-MD5 you specified is not valid.")]
-    InvalidDigest,
     #[error("You did not provide the number of bytes specified by the Content-Length HTTP header.")]
     IncompleteBody,
-    #[error("The requested range is not satisfiable")]
-    InvalidRange { size: u64 },
     #[error("{0}")]
     InvalidArgument(String),
     #[error("{0}")]
@@ -48,11 +44,10 @@ pub enum Error {
     #[error(
         "The XML you provided was not well-formed or did not validate against our published schema"
     )]
-    MalformedXml,
+    /// A Complete that lists no part (S3 calls it malformed XML).
+    EmptyPartList,
     #[error("At least one of the pre-conditions you specified did not hold")]
     PreconditionFailed,
-    #[error("Not Modified")]
-    NotModified,
     #[error("Access Denied")]
     AccessDenied,
     /// The caller already has this many open uploads (`--max-uploads-per-key`).
@@ -89,3 +84,19 @@ impl From<std::io::Error> for Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// `e` and its sources, outermost first, for the one log line of a failed request (a source
+/// whose text its wrapper already shows is not repeated).
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        let text = s.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        next = s.source();
+    }
+    out
+}

@@ -23,8 +23,8 @@ use subtle::ConstantTimeEq as _;
 use super::{Error, Result, Uploads};
 use crate::model::checksum::{ContentAlgorithm, ContentHash};
 use crate::model::{
-    ChallengeRecord, FileRecord, Millis, ObjectHeaders, ObjectRecord, UploadId, UploadRecord,
-    UploadState, now_millis, random_hex,
+    ChallengeRecord, FileRecord, Millis, ObjectHeaders, ObjectRecord, UploadRecord, UploadState,
+    now_millis, random_hex,
 };
 use crate::store::UploadCursor;
 
@@ -142,20 +142,6 @@ fn random_ranges(size: u64) -> Vec<(u64, u64)> {
 }
 
 impl Uploads {
-    /// `owner`'s own open upload `id` in `bucket`; anyone else's answers like a missing one.
-    pub async fn owned_upload(
-        &self,
-        id: &UploadId,
-        bucket: &str,
-        owner: &str,
-    ) -> Result<UploadRecord> {
-        self.meta
-            .get_upload(id)
-            .await?
-            .filter(|u| u.bucket == bucket && u.owner == owner && u.state != UploadState::Completed)
-            .ok_or(Error::NoSuchUpload)
-    }
-
     /// `owner`'s open upload under `prefix` of `bucket` with this geometry (the one to resume).
     pub async fn find_open(
         &self,
@@ -244,7 +230,7 @@ impl Uploads {
             .await?;
         // The chunks are not needed any more; a Complete racing this keeps the upload (and its
         // answer), which is harmless: the file is there either way.
-        if let Err(e) = self.abort(&up.id, &up.bucket, &up.key).await {
+        if let Err(e) = self.abort(up).await {
             tracing::info!(upload = %up.id, error = %e, "upload left open after an instant upload");
         }
         Ok(Some(linked))

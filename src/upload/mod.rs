@@ -43,6 +43,29 @@ const REPLACED_GRACE: Duration = Duration::from_secs(120);
 /// after it was made belongs to an init that died between the two steps.
 const RESERVATION_GRACE: Duration = Duration::from_secs(60);
 
+/// Who asks for an open upload ([`Uploads::open_upload`]), which decides what they may touch.
+#[derive(Clone, Copy, Debug)]
+pub enum Caller<'a> {
+    /// Anyone may act: one credential, nobody to tell apart.
+    Anyone,
+    /// An S3 key, confined to the buckets it owns: another's upload is `AccessDenied`.
+    BucketOwner(&'a str),
+    /// A key that may read in the bucket but never write there (an S3 key in the legacy bucket).
+    ReadOnly,
+    /// A user of the shared legacy bucket: another user's upload answers like a missing one.
+    User(&'a str),
+}
+
+impl Caller<'_> {
+    fn may_act(self, owner: &str) -> bool {
+        match self {
+            Self::Anyone => true,
+            Self::BucketOwner(me) | Self::User(me) => me == owner,
+            Self::ReadOnly => false,
+        }
+    }
+}
+
 /// Most keys S3 returns in one listing page.
 pub const MAX_KEYS: usize = 1000;
 
@@ -102,6 +125,12 @@ pub struct WriteCondition {
 }
 
 impl WriteCondition {
+    /// No condition: the write replaces whatever is there.
+    pub const NONE: Self = Self {
+        if_match: None,
+        if_none_match: None,
+    };
+
     fn check(&self, current: Option<&ObjectRecord>) -> Result<()> {
         let matches = |list: &str, rec: &ObjectRecord| {
             list.split(',')

@@ -2,7 +2,7 @@
 //! parts (written, fsynced and renamed, then recorded with one atomic call), ListParts.
 
 use super::error::{Error, Result};
-use super::{Admission, BodyChecks, RESERVATION_GRACE, Uploads, check_key, millis, verify};
+use super::{Admission, BodyChecks, Caller, RESERVATION_GRACE, Uploads, check_key, millis, verify};
 use crate::model::BodyStream;
 use crate::model::checksum::{ChecksumAlgorithm, ChecksumType};
 use crate::model::{
@@ -101,19 +101,46 @@ impl Uploads {
         Ok((dropped, added))
     }
 
-    /// `upload`, answering NoSuchBucket rather than NoSuchUpload when the bucket is missing too.
-    pub async fn upload_in(&self, id: &UploadId, bucket: &str, key: &str) -> Result<UploadRecord> {
-        match self.upload(id, bucket, key).await {
-            Err(Error::NoSuchUpload) => {
-                self.bucket(bucket).await?;
-                Err(Error::NoSuchUpload)
+    /// The caller's open upload `id` of `bucket` (and `key`, when the request names one): the one
+    /// lookup every front end makes before acting on an upload. Answers in S3's order: an unknown
+    /// id answers `NoSuchBucket` when the bucket is missing, then `AccessDenied` when `caller` may
+    /// not act in the bucket, then `NoSuchUpload`; a known one `AccessDenied` when `caller` may
+    /// not act on it. A [`Caller::User`] sees another user's upload as a missing one.
+    pub async fn open_upload(
+        &self,
+        id: &UploadId,
+        bucket: &str,
+        key: Option<&str>,
+        caller: Caller<'_>,
+    ) -> Result<UploadRecord> {
+        let found = self.meta.get_upload(id).await?.filter(|u| {
+            u.bucket == bucket
+                && key.is_none_or(|k| u.key == k)
+                && u.state != UploadState::Completed
+        });
+        match (found, caller) {
+            (Some(u), Caller::User(user)) if u.owner != user => Err(Error::NoSuchUpload),
+            (Some(u), caller) if !caller.may_act(&u.owner) => Err(Error::AccessDenied),
+            (Some(u), _) => Ok(u),
+            (None, Caller::User(_)) => Err(Error::NoSuchUpload),
+            (None, caller) => {
+                let b = self.bucket(bucket).await?;
+                if caller.may_act(&b.owner) {
+                    Err(Error::NoSuchUpload)
+                } else {
+                    Err(Error::AccessDenied)
+                }
             }
-            r => r,
         }
     }
 
-    /// The open upload `id`, which must belong to bucket/key.
-    pub async fn upload(&self, id: &UploadId, bucket: &str, key: &str) -> Result<UploadRecord> {
+    /// The open upload `id` of bucket/key, whoever owns it (the core's own re-check).
+    pub(super) async fn get_open(
+        &self,
+        id: &UploadId,
+        bucket: &str,
+        key: &str,
+    ) -> Result<UploadRecord> {
         match self.meta.get_upload(id).await? {
             Some(u) if u.bucket == bucket && u.key == key && u.state != UploadState::Completed => {
                 Ok(u)
@@ -124,7 +151,7 @@ impl Uploads {
 
     /// Stores one part: streamed to disk while hashed, verified, renamed, then recorded only if
     /// the upload is still open. Re-sending a number replaces the old part atomically.
-    /// `up` is the record the caller just fetched (`upload_in`), so a part costs one state-store
+    /// `up` is the record the caller just fetched (`open_upload`), so a part costs one state-store
     /// read before its bytes and one atomic write after them; `admitted` is the body's pass
     /// through `admit`.
     pub async fn put_part(
@@ -216,34 +243,17 @@ impl Uploads {
             })
     }
 
-    /// Parts of upload `id` numbered above `after`, at most `max`, and whether more follow.
+    /// Parts of the open upload `up` numbered above `after`, at most `max`, and whether more
+    /// follow.
     pub async fn list_parts(
         &self,
-        id: &UploadId,
-        bucket: &str,
-        key: &str,
+        up: &UploadRecord,
         after: Option<PartNumber>,
         max: usize,
-    ) -> Result<(UploadRecord, Vec<(PartNumber, PartRecord)>, bool)> {
-        let up = self.upload(id, bucket, key).await?;
-        let mut parts = self.meta.list_parts(id, after, max + 1).await?;
+    ) -> Result<(Vec<(PartNumber, PartRecord)>, bool)> {
+        let mut parts = self.meta.list_parts(&up.id, after, max + 1).await?;
         let truncated = parts.len() > max;
         parts.truncate(max);
-        Ok((up, parts, truncated))
-    }
-
-    /// Parts of upload `id` (any bucket/key: for callers that checked ownership themselves).
-    pub async fn list_parts_any(
-        &self,
-        id: &UploadId,
-        max: usize,
-    ) -> Result<(UploadRecord, Vec<(PartNumber, PartRecord)>, bool)> {
-        let up = self
-            .meta
-            .get_upload(id)
-            .await?
-            .filter(|u| u.state != UploadState::Completed)
-            .ok_or(Error::NoSuchUpload)?;
-        self.list_parts(id, &up.bucket, &up.key, None, max).await
+        Ok((parts, truncated))
     }
 }

@@ -11,7 +11,9 @@ use mpgw::store::disk::DiskStore;
 use mpgw::store::meta::MetaStore;
 use mpgw::store::meta_embedded::EmbeddedMetaStore;
 use mpgw::store::meta_redis::RedisMetaStore;
-use mpgw::upload::{BodyChecks, Error, Limits, ListedPart, Uploads};
+use mpgw::upload::{BodyChecks, Caller, Error, Limits, ListedPart, Uploads, WriteCondition};
+
+const NO_CONDITION: WriteCondition = WriteCondition::NONE;
 use proptest::prelude::*;
 
 use crate::harness::*;
@@ -124,17 +126,21 @@ async fn repeated_complete_is_replayed(store: Store) {
         put_part(&c.up, &rec, 2, &b).await,
     ];
     let first =
-        c.up.complete(&rec.id, B, "k", listed.clone())
+        c.up.complete(&rec.id, B, "k", listed.clone(), None, &NO_CONDITION)
             .await
             .unwrap();
     assert_eq!(format!("\"{}\"", first.etag), multipart_etag(&[&a, &b]));
     let obj = c.up.object(B, "k").await.unwrap();
-    let again = c.up.complete(&rec.id, B, "k", listed).await.unwrap();
+    let again =
+        c.up.complete(&rec.id, B, "k", listed, None, &NO_CONDITION)
+            .await
+            .unwrap();
     assert_eq!(again, first, "replayed answer");
     assert_eq!(c.up.object(B, "k").await.unwrap(), obj, "object unchanged");
     // Parts are gone with the open upload: a new part is refused.
     assert!(matches!(
-        c.up.upload(&rec.id, B, "k").await,
+        c.up.open_upload(&rec.id, B, Some("k"), Caller::Anyone)
+            .await,
         Err(Error::NoSuchUpload)
     ));
 }
@@ -152,10 +158,13 @@ async fn complete_abort_race(store: Store) {
         let data = random_bytes(50_000);
         let listed = vec![put_part(&c.up, &rec, 1, &data).await];
         let (up1, up2) = (c.up.clone(), c.up.clone());
-        let (id1, id2) = (rec.id.clone(), rec.id.clone());
-        let (k1, k2) = (key.clone(), key.clone());
-        let done = tokio::spawn(async move { up1.complete(&id1, B, &k1, listed).await });
-        let aborted = tokio::spawn(async move { up2.abort(&id2, B, &k2).await });
+        let (id1, rec2) = (rec.id.clone(), rec.clone());
+        let k1 = key.clone();
+        let done = tokio::spawn(async move {
+            up1.complete(&id1, B, &k1, listed, None, &NO_CONDITION)
+                .await
+        });
+        let aborted = tokio::spawn(async move { up2.abort(&rec2).await });
         let (done, aborted) = (done.await.unwrap(), aborted.await.unwrap());
         let object = c.up.object(B, &key).await;
         match (&done, &aborted) {
@@ -171,7 +180,8 @@ async fn complete_abort_race(store: Store) {
             other => panic!("round {round}: complete/abort answered {other:?}"),
         }
         assert!(matches!(
-            c.up.upload(&rec.id, B, &key).await,
+            c.up.open_upload(&rec.id, B, Some(&key), Caller::Anyone)
+                .await,
             Err(Error::NoSuchUpload)
         ));
     }
@@ -202,14 +212,16 @@ async fn per_owner_reservations(store: Store) {
     init("owner-b", "3")
         .await
         .expect("another owner has its own slots");
-    c.up.abort(&one.id, B, "1").await.unwrap();
+    c.up.abort(&one).await.unwrap();
     let three = init(OWNER, "3").await.expect("slot given back by Abort");
     assert!(matches!(
         init(OWNER, "4").await,
         Err(Error::TooManyUploads(2))
     ));
     let listed = vec![put_part(&c.up, &two, 1, b"x").await];
-    c.up.complete(&two.id, B, "2", listed).await.unwrap();
+    c.up.complete(&two.id, B, "2", listed, None, &NO_CONDITION)
+        .await
+        .unwrap();
     init(OWNER, "4").await.expect("slot given back by Complete");
     assert!(matches!(
         init(OWNER, "5").await,
@@ -239,7 +251,9 @@ async fn orphan_sweep(store: Store) {
             .unwrap();
     let o1 = random_bytes(3000);
     let listed = vec![put_part(&c.up, &obj, 1, &o1).await];
-    c.up.complete(&obj.id, B, "obj", listed).await.unwrap();
+    c.up.complete(&obj.id, B, "obj", listed, None, &NO_CONDITION)
+        .await
+        .unwrap();
     let open =
         c.up.init(OWNER, B, "open", ObjectHeaders::default(), None)
             .await
@@ -285,7 +299,10 @@ async fn orphan_sweep(store: Store) {
         object_files,
         "object's files"
     );
-    let done = c.up.complete(&open.id, B, "open", listed).await.unwrap();
+    let done =
+        c.up.complete(&open.id, B, "open", listed, None, &NO_CONDITION)
+            .await
+            .unwrap();
     assert_eq!(format!("\"{}\"", done.etag), multipart_etag(&[&p1]));
     assert_eq!(c.up.object(B, "obj").await.unwrap().size, o1.len() as u64);
 }
@@ -373,7 +390,9 @@ async fn run_model(store: Store, ops: Vec<Op>) {
                         .collect(),
                     None => Vec::new(),
                 };
-                let r = c.up.complete(&rec.id, B, &rec.key, listed).await;
+                let r =
+                    c.up.complete(&rec.id, B, &rec.key, listed, None, &NO_CONDITION)
+                        .await;
                 match parts {
                     Some(p) if !p.is_empty() => {
                         let done = r.unwrap_or_else(|e| panic!("step {step}: complete {i}: {e:?}"));
@@ -388,7 +407,7 @@ async fn run_model(store: Store, ops: Vec<Op>) {
             }
             Op::Abort(i) => {
                 let Some(rec) = started.get(i) else { continue };
-                let r = c.up.abort(&rec.id, B, &rec.key).await;
+                let r = c.up.abort(rec).await;
                 if model.open.remove(&i).is_some() {
                     r.unwrap_or_else(|e| panic!("step {step}: abort {i}: {e:?}"));
                 } else {
@@ -401,7 +420,9 @@ async fn run_model(store: Store, ops: Vec<Op>) {
         }
         // After every step: the open uploads and the objects are what the model says.
         for (i, rec) in started.iter().enumerate() {
-            let got = c.up.upload(&rec.id, B, &rec.key).await;
+            let got =
+                c.up.open_upload(&rec.id, B, Some(&rec.key), Caller::Anyone)
+                    .await;
             assert_eq!(
                 got.is_ok(),
                 model.open.contains_key(&i),

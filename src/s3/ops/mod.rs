@@ -27,6 +27,7 @@ use crate::s3::auth::Verified;
 use crate::s3::error::{S3Error, S3ErrorCode};
 use crate::s3::request::{MAX_XML, Res, collect, drain, set, status, xml_response};
 use crate::s3::route::{Route, S3Op};
+use crate::upload::Caller;
 use crate::xml::Xml;
 
 pub async fn dispatch(
@@ -169,7 +170,11 @@ pub async fn dispatch(
             complete(app, req, body, &auth, b, k, &upload_id).await
         }
         S3Op::AbortMultipartUpload { upload_id } => {
-            app.uploads.abort(&upload_id, b, k).await?;
+            let up = app
+                .uploads
+                .open_upload(&upload_id, b, Some(k), Caller::Anyone)
+                .await?;
+            app.uploads.abort(&up).await?;
             Ok(status(StatusCode::NO_CONTENT))
         }
         S3Op::ListParts { upload_id } => list_parts(app, &query, b, k, &upload_id).await,

@@ -20,7 +20,7 @@ use crate::s3::request::{
     url_encode, write_condition, xml_response,
 };
 use crate::s3::route::{Query, copy_source};
-use crate::upload::{BodyChecks, Error as UploadError, ListedPart};
+use crate::upload::{BodyChecks, Caller, Error as UploadError, ListedPart};
 use crate::xml::{self, Xml};
 
 pub(super) async fn create_multipart_upload(
@@ -137,7 +137,10 @@ pub(super) async fn upload_part_copy(
     id: &UploadId,
     n: PartNumber,
 ) -> Res {
-    let up = app.uploads.upload_in(id, b, k).await?;
+    let up = app
+        .uploads
+        .open_upload(id, b, Some(k), Caller::Anyone)
+        .await?;
     let (sb, sk) = copy_source(&req.headers)?;
     let src = app.uploads.object(&sb, &sk).await?;
     check_conditions(&req.headers, &src, "x-amz-copy-source-")?;
@@ -148,7 +151,7 @@ pub(super) async fn upload_part_copy(
                 S3Error::invalid_argument("The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy")
             })?;
             if e >= src.size {
-                return Err(UploadError::InvalidRange { size: src.size }.into());
+                return Err(S3Error::invalid_range(src.size));
             }
             (s, e + 1)
         }
@@ -210,7 +213,7 @@ pub(super) async fn complete(
     let listed = complete_parts(&body)?;
     let done = app
         .uploads
-        .complete_verified(id, b, k, listed, None, &write_condition(&req.headers))
+        .complete(id, b, k, listed, None, &write_condition(&req.headers))
         .await?;
     let host = req
         .headers
@@ -289,8 +292,11 @@ pub(super) async fn list_parts(app: &App, q: &Query, b: &str, k: &str, id: &Uplo
             Err(_) => return Err(S3Error::invalid_argument("Invalid part-number-marker")),
         },
     };
-    app.uploads.bucket(b).await?;
-    let (up, parts, truncated) = app.uploads.list_parts(id, b, k, marker, max).await?;
+    let up = app
+        .uploads
+        .open_upload(id, b, Some(k), Caller::Anyone)
+        .await?;
+    let (parts, truncated) = app.uploads.list_parts(&up, marker, max).await?;
     let mut x = Xml::new("ListPartsResult");
     x.elem("Bucket", b)
         .elem("Key", k)

@@ -14,7 +14,7 @@ use crate::range::byte_range;
 use crate::s3::auth::Verified;
 use crate::s3::error::S3Error;
 use crate::s3::request::{
-    MAX_XML, Res, check_conditions, collect, declared_length, object_headers, precheck,
+    MAX_XML, Res, Unmet, check_conditions, collect, declared_length, object_headers, precheck,
     put_object_headers, quoted, set, status, stream_body, write_condition, xml_response,
 };
 use crate::s3::route::{Query, copy_source};
@@ -106,7 +106,7 @@ pub(super) async fn get_object(
 ) -> Res {
     let rec = app.uploads.object(b, k).await?;
     if let Err(e) = check_conditions(&req.headers, &rec, "") {
-        if matches!(e, UploadError::NotModified) {
+        if e == Unmet::NotModified {
             let mut resp = status(StatusCode::NOT_MODIFIED);
             set(resp.headers_mut(), header::ETAG, &quoted(&rec.etag));
             set(
@@ -152,7 +152,7 @@ pub(super) async fn get_object(
         match byte_range(r, rec.size) {
             None => (0, rec.size, false, None),
             Some(Err(())) => {
-                return Err(UploadError::InvalidRange { size: rec.size }.into());
+                return Err(S3Error::invalid_range(rec.size));
             }
             Some(Ok((s, e))) => (s, e, true, None),
         }
