@@ -23,8 +23,8 @@ use crate::body::{RequestBody, RequestInfo};
 use crate::credentials::LegacySettings;
 use crate::model::checksum::{ChecksumAlgorithm, ContentAlgorithm, ContentHash};
 use crate::model::{PartNumber, UploadId, UploadRecord, UploadState};
-use crate::upload::files::{Challenge, Geometry, chunk_count, content_hash};
-use crate::upload::{Admission, BodyChecks, Caller, Expected, ListedPart};
+use crate::upload::files::{Challenge, Chunks, Geometry, content_hash};
+use crate::upload::{Admission, BodyChecks, Caller, Expected};
 
 pub const PREFIX: &str = "/file/";
 
@@ -169,9 +169,13 @@ fn upload_answer(
     up: &UploadRecord,
     g: &Geometry,
     filename: &str,
-    (present, received): (Vec<u32>, u64),
+    present: Chunks,
     challenge: Option<&Challenge>,
 ) -> Value {
+    let Chunks {
+        indexes: present,
+        bytes: received,
+    } = present;
     let mut v = json!({
         "UploadID": up.id.as_str(), "FileHash": g.hash.canonical(), "FileSize": g.size, "FileName": filename,
         "ChunkSize": g.chunk, "ChunkCount": g.count, "Resumed": !present.is_empty(), "ChunksPresent": present,
@@ -234,18 +238,6 @@ impl Ctx<'_> {
         Ok((up, geometry))
     }
 
-    async fn present(&self, up: &UploadRecord) -> Result<(Vec<u32>, u64), LegacyError> {
-        let (parts, _) = self
-            .app
-            .uploads
-            .list_parts(up, None, usize::from(PartNumber::MAX))
-            .await?;
-        Ok((
-            parts.iter().map(|(n, _)| u32::from(n.get())).collect(),
-            parts.iter().map(|(_, p)| p.size).sum(),
-        ))
-    }
-
     /// Starts (or resumes) the caller's upload of this content and, for a SHA-256 `filehash`,
     /// challenges it to prove it holds the content (`instant`). The file table is not read
     /// here: the answer is the same whether or not the content is stored.
@@ -253,54 +245,23 @@ impl Ctx<'_> {
         let hash = self.hash()?;
         let size = self.form.number("filesize")?;
         let filename = self.filename()?.to_owned();
-        let chunk = self.legacy.chunk_size;
-        let count = chunk_count(size, chunk);
-        if count > u32::from(PartNumber::MAX)
-            || size > self.app.uploads.limits().max_part_size * u64::from(PartNumber::MAX)
-        {
-            return Err(LegacyError::too_large(format!(
-                "{size} bytes do not fit in 10000 chunks of {chunk}"
-            )));
-        }
-        let key = self.key(&filename);
-        let uploads = &self.app.uploads;
-        // The legacy files' bucket is made by the first init that needs it.
-        match uploads
-            .create_bucket(LEGACY_OWNER, &self.legacy.bucket)
-            .await
-        {
-            Ok(())
-            | Err(
-                crate::upload::Error::BucketAlreadyOwnedByYou
-                | crate::upload::Error::BucketAlreadyExists,
-            ) => {}
-            Err(e) => return Err(e.into()),
-        }
-        let g = Geometry::new(hash, size, chunk);
         let prefix = format!("{}/", self.user);
-        // Resume: the same user already has an open upload of this content.
-        let (up, present) = match uploads
-            .find_open(&self.user, &self.legacy.bucket, &prefix, &g)
-            .await?
-        {
-            Some(up) => {
-                let present = self.present(&up).await?;
-                (up, present)
-            }
-            None => {
-                let up = uploads
-                    .init(&self.user, &self.legacy.bucket, &key, g.headers(), None)
-                    .await?;
-                (up, (Vec::new(), 0))
-            }
-        };
-        let challenge = uploads.challenge(&self.user, &up, &g.hash, size).await?;
+        let started = self
+            .app
+            .uploads
+            .start_file(
+                &self.user,
+                (&self.legacy.bucket, LEGACY_OWNER),
+                (&prefix, &self.key(&filename)),
+                Geometry::new(hash, size, self.legacy.chunk_size),
+            )
+            .await?;
         Ok(reply::ok(upload_answer(
-            &up,
-            &g,
+            &started.upload,
+            &started.geometry,
             &filename,
-            present,
-            challenge.as_ref(),
+            started.present,
+            started.challenge.as_ref(),
         )))
     }
 
@@ -323,7 +284,7 @@ impl Ctx<'_> {
                 "Instant": true, "ChunkSize": g.chunk, "ChunkCount": g.count, "ChunksPresent": [],
             }))),
             None => {
-                let present = self.present(&up).await?;
+                let present = self.app.uploads.chunks(&up).await?;
                 Ok(reply::ok(upload_answer(&up, &g, &filename, present, None)))
             }
         }
@@ -430,49 +391,12 @@ impl Ctx<'_> {
                 "differ from those given at init",
             ));
         }
-        let (parts, _) = self
-            .app
-            .uploads
-            .list_parts(&up, None, usize::from(PartNumber::MAX))
-            .await?;
-        let missing: Vec<u32> = (1..=g.count)
-            .filter(|i| !parts.iter().any(|(n, _)| u32::from(n.get()) == *i))
-            .collect();
-        if !missing.is_empty() {
-            return Err(LegacyError::chunks_missing(&missing));
-        }
-        let listed = parts
-            .iter()
-            .filter(|(n, _)| u32::from(n.get()) <= g.count)
-            .map(|(n, p)| ListedPart {
-                number: *n,
-                etag: hex::encode(p.md5),
-                checksum: None,
-            })
-            .collect();
-        let done = match self
-            .app
-            .uploads
-            .complete(
-                &up.id,
-                &up.bucket,
-                &up.key,
-                listed,
-                Some(&g.hash),
-                &Default::default(),
-            )
-            .await
-        {
+        let done = match self.app.uploads.complete_file(&up, &g).await {
             Err(crate::upload::Error::BadDigest(_)) => {
                 return Err(LegacyError::hash_mismatch("file"));
             }
             r => r?,
         };
-        // The server has just verified the whole file against filehash.
-        self.app
-            .uploads
-            .record_file(&g.hash, &up.bucket, &up.key, g.size)
-            .await?;
         Ok(reply::ok(
             json!({ "FileHash": g.hash.canonical(), "FileSize": g.size, "FileName": self.name_of(&up.key), "ETag": done.etag }),
         ))
@@ -488,7 +412,7 @@ impl Ctx<'_> {
 
     async fn status(&self) -> Result<Response<Body>, LegacyError> {
         let (up, g) = self.upload().await?;
-        let (present, received) = self.present(&up).await?;
+        let present = self.app.uploads.chunks(&up).await?;
         let state = match up.state {
             UploadState::Open => "open",
             UploadState::Completing => "completing",
@@ -496,7 +420,7 @@ impl Ctx<'_> {
         };
         Ok(reply::ok(json!({
             "UploadID": up.id.as_str(), "FileHash": g.hash.canonical(), "FileSize": g.size, "ChunkSize": g.chunk,
-            "ChunkCount": g.count, "ChunksPresent": present, "BytesReceived": received, "State": state,
+            "ChunkCount": g.count, "ChunksPresent": present.indexes, "BytesReceived": present.bytes, "State": state,
         })))
     }
 
@@ -548,27 +472,10 @@ impl Ctx<'_> {
         }
         let hash = self.hash()?;
         let prefix = format!("{}/", self.user);
-        let mut after: Option<String> = None;
-        loop {
-            let page = uploads
-                .list_objects(&self.legacy.bucket, &prefix, None, after.as_deref(), 1000)
-                .await
-                .map_err(|e| match e {
-                    crate::upload::Error::NoSuchBucket => LegacyError::no_such_file(),
-                    e => e.into(),
-                })?;
-            if let Some((k, o)) = page
-                .items
-                .iter()
-                .find(|(_, o)| content_hash(&o.headers).as_ref() == Some(&hash))
-            {
-                return Ok((k.clone(), o.clone()));
-            }
-            if !page.truncated {
-                return Err(LegacyError::no_such_file());
-            }
-            after = page.last;
-        }
+        uploads
+            .find_file(&self.legacy.bucket, &prefix, &hash)
+            .await?
+            .ok_or_else(LegacyError::no_such_file)
     }
 
     /// A signed download link to one of the user's files (`link`), for `expires` seconds.

@@ -175,7 +175,8 @@ impl From<UploadError> for LegacyError {
                 10006,
                 "chunk size mismatch or body cut short",
             ),
-            UploadError::EntityTooLarge => Self::too_large(msg),
+            UploadError::EntityTooLarge | UploadError::FileTooLarge { .. } => Self::too_large(msg),
+            UploadError::ChunksMissing(missing) => Self::chunks_missing(&missing),
             UploadError::TooManyUploads(_) => Self::new(S::FORBIDDEN, 10019, msg),
             UploadError::OperationAborted => {
                 Self::new(S::CONFLICT, 10015, "the upload is being completed; retry")

@@ -255,7 +255,10 @@ impl From<UploadError> for S3Error {
             UploadError::InvalidPart(_) => S3ErrorCode::InvalidPart,
             UploadError::InvalidPartOrder => S3ErrorCode::InvalidPartOrder,
             UploadError::EntityTooSmall => S3ErrorCode::EntityTooSmall,
-            UploadError::EntityTooLarge => S3ErrorCode::EntityTooLarge,
+            UploadError::EntityTooLarge | UploadError::FileTooLarge { .. } => {
+                S3ErrorCode::EntityTooLarge
+            }
+            UploadError::ChunksMissing(_) => S3ErrorCode::InvalidPart,
             UploadError::BadDigest(_) => S3ErrorCode::BadDigest,
             UploadError::IncompleteBody => S3ErrorCode::IncompleteBody,
             UploadError::InvalidArgument(_) => S3ErrorCode::InvalidArgument,

@@ -48,6 +48,12 @@ pub enum Error {
     EmptyPartList,
     #[error("At least one of the pre-conditions you specified did not hold")]
     PreconditionFailed,
+    /// A file (legacy API) larger than 10000 chunks or parts can hold.
+    #[error("{size} bytes do not fit in 10000 chunks of {chunk}")]
+    FileTooLarge { size: u64, chunk: u64 },
+    /// A file's Complete before all its chunks arrived (1-based indexes).
+    #[error("{} chunk(s) missing", .0.len())]
+    ChunksMissing(Vec<u32>),
     #[error("Access Denied")]
     AccessDenied,
     /// The caller already has this many open uploads (`--max-uploads-per-key`).

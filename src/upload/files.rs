@@ -20,11 +20,11 @@ use futures_util::StreamExt as _;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
-use super::{Error, Result, Uploads};
+use super::{Completed, Error, ListedPart, Result, Uploads, WriteCondition};
 use crate::model::checksum::{ContentAlgorithm, ContentHash};
 use crate::model::{
-    ChallengeRecord, FileRecord, Millis, ObjectHeaders, ObjectRecord, UploadRecord, UploadState,
-    now_millis, random_hex,
+    ChallengeRecord, FileRecord, Millis, ObjectHeaders, ObjectRecord, PartNumber, UploadRecord,
+    UploadState, now_millis, random_hex,
 };
 use crate::store::UploadCursor;
 
@@ -139,6 +139,140 @@ fn random_ranges(size: u64) -> Vec<(u64, u64)> {
             (start, start + len)
         })
         .collect()
+}
+
+/// What an init of the file API leads to: the upload to send chunks to (new, or the caller's
+/// open upload of the same content, resumed), the chunks it already holds, and the challenge an
+/// instant upload must answer.
+#[derive(Debug)]
+pub struct FileUpload {
+    pub upload: UploadRecord,
+    pub geometry: Geometry,
+    pub present: Chunks,
+    pub challenge: Option<Challenge>,
+}
+
+/// The chunks an upload holds (1-based indexes, ascending) and their bytes in all.
+#[derive(Debug, Default)]
+pub struct Chunks {
+    pub indexes: Vec<u32>,
+    pub bytes: u64,
+}
+
+impl Uploads {
+    /// Starts `owner`'s upload of content `g` as bucket/key, or resumes the owner's open upload of
+    /// the same content anywhere under `prefix`, and challenges it for an instant upload. The
+    /// bucket is made (for `bucket_owner`) by the first start that needs it. The unique file
+    /// table is not read: the answer is the same whether or not the content is stored.
+    pub async fn start_file(
+        &self,
+        owner: &str,
+        (bucket, bucket_owner): (&str, &str),
+        (prefix, key): (&str, &str),
+        g: Geometry,
+    ) -> Result<FileUpload> {
+        let max = u64::from(PartNumber::MAX);
+        if g.count > u32::from(PartNumber::MAX) || g.size > self.limits.max_part_size * max {
+            return Err(Error::FileTooLarge {
+                size: g.size,
+                chunk: g.chunk,
+            });
+        }
+        match self.create_bucket(bucket_owner, bucket).await {
+            Ok(()) | Err(Error::BucketAlreadyOwnedByYou | Error::BucketAlreadyExists) => {}
+            Err(e) => return Err(e),
+        }
+        let (upload, present) = match self.find_open(owner, bucket, prefix, &g).await? {
+            Some(up) => {
+                let present = self.chunks(&up).await?;
+                (up, present)
+            }
+            None => {
+                let up = self.init(owner, bucket, key, g.headers(), None).await?;
+                (up, Chunks::default())
+            }
+        };
+        let challenge = self.challenge(owner, &upload, &g.hash, g.size).await?;
+        Ok(FileUpload {
+            upload,
+            geometry: g,
+            present,
+            challenge,
+        })
+    }
+
+    /// The chunks the open upload `up` holds.
+    pub async fn chunks(&self, up: &UploadRecord) -> Result<Chunks> {
+        let (parts, _) = self
+            .list_parts(up, None, usize::from(PartNumber::MAX))
+            .await?;
+        Ok(Chunks {
+            indexes: parts.iter().map(|(n, _)| u32::from(n.get())).collect(),
+            bytes: parts.iter().map(|(_, p)| p.size).sum(),
+        })
+    }
+
+    /// Completes the file upload `up` of content `g` once every chunk is there
+    /// (`ChunksMissing` otherwise): the assembled bytes must hash to `g.hash` (`BadDigest`, and
+    /// the upload stays open), and the file then enters the unique file table.
+    pub async fn complete_file(&self, up: &UploadRecord, g: &Geometry) -> Result<Completed> {
+        let (parts, _) = self
+            .list_parts(up, None, usize::from(PartNumber::MAX))
+            .await?;
+        let missing: Vec<u32> = (1..=g.count)
+            .filter(|i| !parts.iter().any(|(n, _)| u32::from(n.get()) == *i))
+            .collect();
+        if !missing.is_empty() {
+            return Err(Error::ChunksMissing(missing));
+        }
+        let listed = parts
+            .iter()
+            .filter(|(n, _)| u32::from(n.get()) <= g.count)
+            .map(|(n, p)| ListedPart {
+                number: *n,
+                etag: hex::encode(p.md5),
+                checksum: None,
+            })
+            .collect();
+        let cond = WriteCondition::NONE;
+        let done = self
+            .complete(&up.id, &up.bucket, &up.key, listed, Some(&g.hash), &cond)
+            .await?;
+        // The server has just verified the whole file against its hash.
+        self.record_file(&g.hash, &up.bucket, &up.key, g.size)
+            .await?;
+        Ok(done)
+    }
+
+    /// The first object under `prefix` of `bucket` whose content is `hash`.
+    pub async fn find_file(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        hash: &ContentHash,
+    ) -> Result<Option<(String, ObjectRecord)>> {
+        let mut after: Option<String> = None;
+        loop {
+            let page = match self
+                .list_objects(bucket, prefix, None, after.as_deref(), super::MAX_KEYS)
+                .await
+            {
+                Err(Error::NoSuchBucket) => return Ok(None),
+                r => r?,
+            };
+            if let Some((k, o)) = page
+                .items
+                .iter()
+                .find(|(_, o)| content_hash(&o.headers).as_ref() == Some(hash))
+            {
+                return Ok(Some((k.clone(), o.clone())));
+            }
+            if !page.truncated {
+                return Ok(None);
+            }
+            after = page.last;
+        }
+    }
 }
 
 impl Uploads {
