@@ -8,9 +8,10 @@
 //! server (accept, limits, graceful shutdown)       server
 //!   → service (request id, span, access log)         → service
 //!     → s3::route → s3::auth → s3::payload             → legacy (form fields, chunk stream)
-//!     → s3::access (ownership)                          → upload::Uploads::put_part
+//!     → s3::access (ownership)                          → upload::Uploads::open_upload (Caller::User)
+//!       → upload::Uploads::open_upload (Caller::BucketOwner)  → ::admit, ::put_part
 //!     → s3::ops::multipart::upload_part                   → store::DiskStore, store::MetaStore
-//!       → upload::Uploads::admit, ::put_part
+//!       → upload::Uploads::admit, ::put_part            ← legacy::reply renders any failure, once
 //!         → store::DiskStore (tmp file, md5 while writing, fsync, rename)
 //!         → store::MetaStore::put_part (atomic "only if open")
 //!     ← s3::error renders any failure as S3 XML, once
