@@ -21,9 +21,10 @@ use crate::client::s3::S3Client;
 use crate::client::settings::S3Settings;
 use crate::units::parse_size;
 mod machine;
+mod phases;
 mod report;
-use self::machine::{Limits, disk, loopback, md5_speed, random};
-use self::report::{MB, Metric, Report, human, latency, rate, table, throughput};
+use self::machine::{Limits, disk, loopback, md5_speed};
+use self::report::{Metric, Report, table};
 
 #[derive(Args, Clone, Debug)]
 pub struct BenchArgs {
@@ -201,409 +202,100 @@ async fn machine_limits(args: &BenchArgs, dir: &Path) -> Result<Limits, String> 
 
 async fn bench(args: &BenchArgs) -> Result<Report, String> {
     let started = Instant::now();
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let max_c = args.concurrency.iter().copied().max().unwrap_or(1);
-    let c = client(
-        args,
-        max_c
-            .max(args.small_jobs)
-            .max(args.wide_parts as usize)
-            .max(16),
-    )?;
-    let bucket = args.bucket.as_str();
-    c.create_bucket(bucket).await.map_err(err)?;
-
-    let size = args.scaled(args.size, 1);
-    let part_size = args.part_size.min(size).max(1);
-    let big_size = if args.big_size == 0 {
-        0
+    let mut run = Bench::setup(args).await?;
+    let complete_64 = run.uploads().await?;
+    run.complete_64(&complete_64).await?;
+    if run.big_size > 0 {
+        run.big_upload().await?;
+    }
+    run.many_parts().await?;
+    run.get_whole().await?;
+    run.get_ranges().await?;
+    let peak_before_wide = if args.wide_parts > 0 {
+        run.wide().await?
     } else {
-        args.scaled(args.big_size, 64)
+        None
     };
-    let data_dir = args.data_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let cycles = run.small_cycles().await?;
+    let puts = run.put_objects().await?;
+    run.clean_up(cycles, puts).await?;
+    run.server_memory(peak_before_wide);
+    run.machine_metrics();
+    Ok(run.report(started))
+}
 
-    eprintln!("mpgw bench: machine limits");
-    let limits = machine_limits(args, &data_dir).await?;
-    let mut m = Vec::new();
-    let upload_bound = |jobs: usize| {
-        let md5 = jobs.min(cores) as f64 * limits.md5;
-        if limits.disk_write < md5 {
-            ("disk write".to_owned(), limits.disk_write)
-        } else {
-            (format!("{}×MD5", jobs.min(cores)), md5)
-        }
-    };
+/// One run: its client, the scaled sizes, the machine's limits and the metrics so far.
+struct Bench<'a> {
+    args: &'a BenchArgs,
+    c: S3Client,
+    bucket: &'a str,
+    cores: usize,
+    max_c: usize,
+    size: u64,
+    part_size: u64,
+    big_size: u64,
+    data_dir: PathBuf,
+    limits: Limits,
+    m: Vec<Metric>,
+}
 
-    // Uploads of `size` at each concurrency; the last one stays for the GETs.
-    let buf = random(part_size as usize);
-    let mut complete_64 = Vec::new();
-    for &jobs in &args.concurrency {
-        eprintln!(
-            "mpgw bench: upload {} in {} parts, {jobs} at once",
-            human(size),
-            human(part_size)
-        );
-        let r = multipart(&c, args, bucket, "bench/object", size, &buf, jobs).await?;
-        let (bn, bv) = upload_bound(jobs);
-        m.push(throughput(
-            &format!("upload_c{jobs}"),
-            &format!(
-                "multipart upload, {} in {} parts, {jobs} at once",
-                human(size),
-                r.parts
-            ),
-            size,
-            r.upload,
-            Some((bn, bv)),
-        ));
-        if r.parts == 64 {
-            complete_64.push(r.complete);
-        }
-    }
-    if let Some(best) = complete_64.iter().min() {
-        m.push(latency(
-            "complete_64p",
-            &format!("Complete, 64 parts, {}", human(size)),
-            *best,
-        ));
-    } else {
-        // The object was not cut in 64: measure that shape on its own.
-        let ps = size.div_ceil(64).max(1);
-        let b = random(ps as usize);
-        let r = multipart(&c, args, bucket, "bench/object-64", size, &b, max_c).await?;
-        m.push(latency(
-            "complete_64p",
-            &format!("Complete, {} parts, {}", r.parts, human(size)),
-            r.complete,
-        ));
-        c.delete_object(bucket, "bench/object-64")
-            .await
-            .map_err(err)?;
-    }
-    if big_size > 0 {
-        eprintln!("mpgw bench: upload {} in 64 parts", human(big_size));
-        let ps = big_size.div_ceil(64);
-        let b = random(ps as usize);
-        let r = multipart(&c, args, bucket, "bench/big", big_size, &b, max_c).await?;
-        m.push(latency(
-            "complete_64p_big",
-            &format!("Complete, {} parts, {}", r.parts, human(big_size)),
-            r.complete,
-        ));
-        let (bn, bv) = upload_bound(max_c);
-        m.push(throughput(
-            "upload_big",
-            &format!("multipart upload, {}, {max_c} at once", human(big_size)),
-            big_size,
-            r.upload,
-            Some((bn, bv)),
-        ));
-        c.delete_object(bucket, "bench/big").await.map_err(err)?;
-    }
-
-    // Many tiny parts: Complete (and ListParts of the largest) alone.
-    let tiny = random(args.tiny_part.max(1) as usize);
-    let mut counts = vec![(args.parts_max / 10).max(1), args.parts_max.max(1)];
-    counts.dedup();
-    for n in counts {
-        eprintln!("mpgw bench: {n} parts of {} bytes", tiny.len());
-        let key = format!("bench/parts-{n}");
-        let total = n as u64 * tiny.len() as u64;
-        let id = c.create_multipart_upload(bucket, &key).await.map_err(err)?;
-        let md5 = args.checksums.then(|| md5_of(&tiny));
-        let parts: Vec<(u32, String)> = stream::iter(1..=n)
-            .map(|i| {
-                let (c, id, key, tiny) = (&c, &id, &key, tiny.clone());
-                async move {
-                    c.upload_part_bytes(bucket, key, id, i, tiny, md5)
-                        .await
-                        .map(|e| (i, e))
-                }
-            })
-            .buffered(args.small_jobs.max(1))
-            .try_collect()
-            .await
-            .map_err(err)?;
-        if n == args.parts_max.max(1) {
-            let t = Instant::now();
-            let listed = c.list_parts(bucket, &key, &id).await.map_err(err)?;
-            let d = t.elapsed();
-            if listed.len() != n as usize {
-                return Err(format!("ListParts returned {} of {n} parts", listed.len()));
-            }
-            m.push(latency(
-                &format!("list_parts_{n}p"),
-                &format!("ListParts, {n} parts, every page"),
-                d,
-            ));
-        }
-        let t = Instant::now();
-        c.complete_multipart_upload(bucket, &key, &id, &parts)
-            .await
-            .map_err(err)?;
-        m.push(latency(
-            &format!("complete_{n}p"),
-            &format!("Complete, {n} parts, {}", human(total)),
-            t.elapsed(),
-        ));
-        c.delete_object(bucket, &key).await.map_err(err)?;
-    }
-
-    // GETs of the uploaded object.
-    let key = "bench/object";
-    eprintln!("mpgw bench: GET");
-    let t = Instant::now();
-    let got = get(&c, bucket, key, 0..u64::MAX).await?;
-    if got != size {
-        return Err(format!("GET returned {got} of {size} bytes"));
-    }
-    // A GET is bounded by reading the data dir or by the socket, whichever is slower.
-    let get_bound = if limits.disk_read < limits.loopback {
-        ("disk read".to_owned(), limits.disk_read)
-    } else {
-        ("loopback".to_owned(), limits.loopback)
-    };
-    m.push(throughput(
-        "get",
-        &format!("GetObject, {}", human(size)),
-        size,
-        t.elapsed(),
-        Some(get_bound.clone()),
-    ));
-    let range = args.range_size.min(size).max(1);
-    let nranges = args.scaled(args.ranges, 16);
-    let slots = (size / range).max(1);
-    let t = Instant::now();
-    let total: u64 = stream::iter(0..nranges)
-        .map(|_| {
-            let start = rand::random_range(0..slots) * range;
-            let end = (start + range).min(size);
-            get(&c, bucket, key, start..end)
-        })
-        .buffer_unordered(args.small_jobs.max(1))
-        .try_fold(0, |a, n| async move { Ok(a + n) })
-        .await?;
-    let d = t.elapsed();
-    m.push(throughput(
-        "get_range",
-        &format!(
-            "GetObject, {} ranges, {} at once",
-            human(range),
-            args.small_jobs
-        ),
-        total,
-        d,
-        Some(get_bound),
-    ));
-    m.push(rate(
-        "get_range_ops",
-        &format!("GetObject, {} ranges", human(range)),
-        nranges,
-        d,
-        "ops/s",
-    ));
-    c.delete_object(bucket, key).await.map_err(err)?;
-
-    // Memory under many large parts at once: the server's peak RSS during just this upload
-    // (writing 5 to /proc/PID/clear_refs resets VmHWM; the server must be ours to do that).
-    let mut peak_before_wide = None;
-    if args.wide_parts > 0 {
-        let ps = args.scaled(args.wide_part_size, 1 << 10);
-        let total = ps * u64::from(args.wide_parts);
-        eprintln!(
-            "mpgw bench: {} parts of {} at once",
-            args.wide_parts,
-            human(ps)
-        );
-        peak_before_wide = read_status_kib(args.server_pid, "VmHWM:");
-        let reset = args
-            .server_pid
-            .is_some_and(|pid| std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok());
-        let b = random(ps as usize);
-        let r = multipart(
-            &c,
+impl<'a> Bench<'a> {
+    /// The client (enough connections for the widest phase), the bucket, the scaled sizes and
+    /// the machine's limits.
+    async fn setup(args: &'a BenchArgs) -> Result<Bench<'a>, String> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let max_c = args.concurrency.iter().copied().max().unwrap_or(1);
+        let c = client(
             args,
-            bucket,
-            "bench/wide",
-            total,
-            &b,
-            args.wide_parts as usize,
-        )
-        .await?;
-        drop(b);
-        let (bn, bv) = upload_bound(args.wide_parts as usize);
-        m.push(throughput(
-            "upload_wide",
-            &format!(
-                "multipart upload, {} parts of {} at once",
-                r.parts,
-                human(ps)
-            ),
-            total,
-            r.upload,
-            Some((bn, bv)),
-        ));
-        let peak = if reset {
-            read_status_kib(args.server_pid, "VmHWM:").map(|k| k / 1024.0)
+            max_c
+                .max(args.small_jobs)
+                .max(args.wide_parts as usize)
+                .max(16),
+        )?;
+        let bucket = args.bucket.as_str();
+        c.create_bucket(bucket).await.map_err(err)?;
+
+        let size = args.scaled(args.size, 1);
+        let part_size = args.part_size.min(size).max(1);
+        let big_size = if args.big_size == 0 {
+            0
         } else {
-            None
+            args.scaled(args.big_size, 64)
         };
-        m.push(Metric {
-            name: "server_peak_rss_wide".into(),
-            what: format!(
-                "server peak RSS during {} parts of {} at once",
-                args.wide_parts,
-                human(ps)
-            ),
-            value: peak,
-            unit: "MiB",
-            bound: None,
-            bound_value: None,
-            fraction: None,
-        });
-        c.delete_object(bucket, "bench/wide").await.map_err(err)?;
+        let data_dir = args.data_dir.clone().unwrap_or_else(std::env::temp_dir);
+
+        eprintln!("mpgw bench: machine limits");
+        let limits = machine_limits(args, &data_dir).await?;
+        Ok(Bench {
+            args,
+            c,
+            bucket,
+            cores,
+            max_c,
+            size,
+            part_size,
+            big_size,
+            data_dir,
+            limits,
+            m: Vec::new(),
+        })
     }
 
-    // Small uploads.
-    eprintln!("mpgw bench: small uploads");
-    let small = random(args.small_part.max(1) as usize);
-    let cycles = args.scaled(args.cycles, 16);
-    let small_md5 = args.checksums.then(|| md5_of(&small));
-    let t = Instant::now();
-    stream::iter(0..cycles)
-        .map(|i| {
-            let (c, small) = (&c, small.clone());
-            async move {
-                let key = format!("bench/small/{i}");
-                let id = c.create_multipart_upload(bucket, &key).await?;
-                let e = c
-                    .upload_part_bytes(bucket, &key, &id, 1, small, small_md5)
-                    .await?;
-                c.complete_multipart_upload(bucket, &key, &id, &[(1, e)])
-                    .await
-            }
-        })
-        .buffer_unordered(args.small_jobs.max(1))
-        .try_collect::<Vec<_>>()
-        .await
-        .map_err(err)?;
-    m.push(rate(
-        "small_cycles",
-        &format!(
-            "create + one {} part + complete, {} at once",
-            human(small.len() as u64),
-            args.small_jobs
-        ),
-        cycles,
-        t.elapsed(),
-        "cycles/s",
-    ));
-    let obj = random(args.put_size.max(1) as usize);
-    let puts = args.scaled(args.puts, 32);
-    let obj_md5 = args.checksums.then(|| md5_of(&obj));
-    let t = Instant::now();
-    stream::iter(0..puts)
-        .map(|i| {
-            let (c, obj) = (&c, obj.clone());
-            async move {
-                c.put_object_bytes(bucket, &format!("bench/put/{i}"), obj, obj_md5)
-                    .await
-            }
-        })
-        .buffer_unordered(args.small_jobs.max(1))
-        .try_collect::<Vec<_>>()
-        .await
-        .map_err(err)?;
-    m.push(rate(
-        "put_small",
-        &format!(
-            "PutObject, {}, {} at once",
-            human(obj.len() as u64),
-            args.small_jobs
-        ),
-        puts,
-        t.elapsed(),
-        "ops/s",
-    ));
-
-    // Clean up (not timed), so runs do not pile up objects.
-    let keys = (0..cycles)
-        .map(|i| format!("bench/small/{i}"))
-        .chain((0..puts).map(|i| format!("bench/put/{i}")));
-    stream::iter(keys)
-        .map(|k| {
-            let c = &c;
-            async move { c.delete_object(bucket, &k).await }
-        })
-        .buffer_unordered(args.small_jobs.max(1))
-        .try_collect::<Vec<_>>()
-        .await
-        .map_err(err)?;
-
-    // The server's memory, read after the cleanup. VmHWM restarted at the memory measurement,
-    // so the run's peak is the larger of the peak before it and the one since.
-    let peak = read_status_kib(args.server_pid, "VmHWM:")
-        .map(|now| peak_before_wide.map_or(now, |before: f64| before.max(now)));
-    for (name, value, what) in [
-        ("server_peak_rss", peak, "server peak RSS (VmHWM)"),
-        (
-            "server_rss",
-            read_status_kib(args.server_pid, "VmRSS:"),
-            "server RSS at the end",
-        ),
-    ] {
-        m.push(Metric {
-            name: name.into(),
-            what: what.into(),
-            value: value.map(|k| k / 1024.0),
-            unit: "MiB",
-            bound: None,
-            bound_value: None,
-            fraction: None,
-        });
+    /// The report of the run, started at `started`.
+    fn report(self, started: Instant) -> Report {
+        Report {
+            endpoint: self.c.endpoint().to_owned(),
+            cores: self.cores,
+            size: self.size,
+            part_size: self.part_size,
+            big_size: self.big_size,
+            parts_max: self.args.parts_max,
+            checksums: self.args.checksums,
+            data_dir: self.data_dir.display().to_string(),
+            elapsed_s: started.elapsed().as_secs_f64(),
+            metrics: self.m,
+        }
     }
-
-    for (name, what, v) in [
-        (
-            "limit_disk_write",
-            "machine: sequential write + fsync of the data dir",
-            limits.disk_write,
-        ),
-        (
-            "limit_disk_read",
-            "machine: sequential cold read of the data dir",
-            limits.disk_read,
-        ),
-        ("limit_md5", "machine: MD5, one core", limits.md5),
-        (
-            "limit_loopback",
-            "machine: loopback TCP, one stream",
-            limits.loopback,
-        ),
-    ] {
-        m.push(Metric {
-            name: name.into(),
-            what: what.into(),
-            value: Some(v / MB),
-            unit: "MB/s",
-            bound: None,
-            bound_value: None,
-            fraction: None,
-        });
-    }
-
-    Ok(Report {
-        endpoint: c.endpoint().to_owned(),
-        cores,
-        size,
-        part_size,
-        big_size,
-        parts_max: args.parts_max,
-        checksums: args.checksums,
-        data_dir: data_dir.display().to_string(),
-        elapsed_s: started.elapsed().as_secs_f64(),
-        metrics: m,
-    })
 }
 
 struct Uploaded {
@@ -698,7 +390,7 @@ fn md5_of(b: &[u8]) -> [u8; 16] {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::report::human;
 
     #[test]
     fn humans() {

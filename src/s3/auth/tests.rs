@@ -1,5 +1,15 @@
 //! Test vectors and cases of the SigV4 verifier (AWS's examples among them).
 
+use std::time::Duration;
+
+use http::header::HOST;
+use percent_encoding::percent_encode;
+use sha2::{Digest as _, Sha256};
+
+use super::sigv4::{
+    PATH_SET, QUERY_SET, UNSIGNED_PAYLOAD, canonical_query, canonical_uri, parse_query,
+    push_trimmed,
+};
 use super::*;
 
 pub(crate) const AK: &str = "AKIAIOSFODNN7EXAMPLE";
