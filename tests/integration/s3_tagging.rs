@@ -581,6 +581,51 @@ async fn ownership_and_signing(store: Store) {
         "AccessDenied",
     );
     assert_eq!(tags_of(&owner, "k").await, pairs(&[("a", "1")]));
+    // The legacy bucket: a key reads its own user's tags there (none) and writes none.
+    let data = random_bytes(100);
+    crate::legacy::Client::of(&gw, ACCESS_KEY)
+        .upload(&data, "doc.txt")
+        .await;
+    let own = format!("{ACCESS_KEY}/doc.txt");
+    let read = owner
+        .get_object_tagging()
+        .bucket("files")
+        .key(&own)
+        .send()
+        .await
+        .unwrap();
+    assert!(read.tag_set().is_empty());
+    assert_err(
+        owner
+            .put_object_tagging()
+            .bucket("files")
+            .key(&own)
+            .tagging(tagging(&[("b", "2")]))
+            .send()
+            .await,
+        403,
+        "AccessDenied",
+    );
+    assert_err(
+        owner
+            .delete_object_tagging()
+            .bucket("files")
+            .key(&own)
+            .send()
+            .await,
+        403,
+        "AccessDenied",
+    );
+    assert_err(
+        other
+            .get_object_tagging()
+            .bucket("files")
+            .key(&own)
+            .send()
+            .await,
+        403,
+        "AccessDenied",
+    );
 
     // SigV2 (presigned and header-signed): `tagging` is in the string to sign.
     let expires = sigv2_expires();
