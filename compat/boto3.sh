@@ -6,7 +6,8 @@
 # every flexible checksum algorithm (put_object and multipart), presigned URLs (SigV2 and
 # SigV4: GET, PUT, UploadPart) used by plain http.client, botocore's SigV2 signer in
 # virtual-host style (the gateway gets --domain), presigned POST forms (generate_presigned_post,
-# SigV4 and SigV2, sent by `requests`), and the S3 error codes.
+# SigV4 and SigV2, sent by `requests`), object tags (put_object, upload_fileobj and copy_object
+# with Tagging, Put/Get/DeleteObjectTagging, TagCount, AWS's refusals), and the S3 error codes.
 #
 #   bash compat/boto3.sh [embedded|redis]     (no argument: both stores)
 #   COMPAT_TLS=1 bash compat/boto3.sh embedded (over https: botocore then sends aws-chunked

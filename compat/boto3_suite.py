@@ -14,6 +14,7 @@ fails because of a gateway bug that is known and reported says `SERVER BUG` (see
 import base64
 import hashlib
 import http.client
+import io
 import os
 import random
 import ssl
@@ -866,6 +867,66 @@ def error_codes():
                                 config=Config(s3={"addressing_style": "path"}, retries={"total_max_attempts": 1}))
     expect_client_error("a wrong secret key", "SignatureDoesNotMatch", 403, wrong_secret.list_objects_v2,
                         Bucket=BUCKET)
+
+
+@step
+def object_tagging():
+    """Tags on put_object, the transfer manager's multipart upload (ExtraArgs Tagging, sent
+    with CreateMultipartUpload and applied at Complete) and copies; Put/Get/DeleteObjectTagging;
+    TagCount on GET and HEAD; AWS's refusals."""
+    def tags_of(key):
+        return [(t["Key"], t["Value"]) for t in s3.get_object_tagging(Bucket=BUCKET, Key=key)["TagSet"]]
+
+    s3.put_object(Bucket=BUCKET, Key="tags/put", Body=b"tagged", Tagging="team=a&note=two%20words")
+    expect_eq("put_object Tagging", [("team", "a"), ("note", "two words")], tags_of("tags/put"))
+    expect_eq("head_object TagCount", 2, s3.head_object(Bucket=BUCKET, Key="tags/put").get("TagCount"))
+    expect_eq("get_object TagCount", 2, s3.get_object(Bucket=BUCKET, Key="tags/put").get("TagCount"))
+
+    data = rand_bytes(12 * MiB + 7, 21)
+    config = TransferConfig(multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB,
+                            preferred_transfer_client="classic")
+    s3.upload_fileobj(io.BytesIO(data), BUCKET, "tags/multipart", Config=config,
+                      ExtraArgs={"Tagging": "stage=raw"})
+    chunks = [data[i:i + 5 * MiB] for i in range(0, len(data), 5 * MiB)]
+    expect_eq("multipart upload ETag", multipart_etag(chunks),
+              s3.head_object(Bucket=BUCKET, Key="tags/multipart")["ETag"])
+    expect_eq("multipart upload tags (applied at Complete)", [("stage", "raw")], tags_of("tags/multipart"))
+
+    s3.copy_object(Bucket=BUCKET, Key="tags/copy", CopySource={"Bucket": BUCKET, "Key": "tags/put"})
+    expect_eq("copy_object (TaggingDirective COPY)", tags_of("tags/put"), tags_of("tags/copy"))
+    s3.copy_object(Bucket=BUCKET, Key="tags/replaced", CopySource={"Bucket": BUCKET, "Key": "tags/put"},
+                   TaggingDirective="REPLACE", Tagging="fresh=1")
+    expect_eq("copy_object (TaggingDirective REPLACE)", [("fresh", "1")], tags_of("tags/replaced"))
+
+    tag_set = [{"Key": f"k{i}", "Value": "v" * 256} for i in range(9)] + [{"Key": "x" * 128, "Value": ""}]
+    s3.put_object_tagging(Bucket=BUCKET, Key="tags/put", Tagging={"TagSet": tag_set})
+    expect_eq("put_object_tagging (10 tags, longest key and value)",
+              [(t["Key"], t["Value"]) for t in tag_set], tags_of("tags/put"))
+    s3.delete_object_tagging(Bucket=BUCKET, Key="tags/put")
+    expect_eq("tags after delete_object_tagging", [], tags_of("tags/put"))
+    expect_eq("head_object without tags has no TagCount", None,
+              s3.head_object(Bucket=BUCKET, Key="tags/put").get("TagCount"))
+
+    eleven = [{"Key": f"k{i}", "Value": ""} for i in range(11)]
+    e = expect_client_error("11 tags", "BadRequest", 400, s3.put_object_tagging, Bucket=BUCKET, Key="tags/put",
+                            Tagging={"TagSet": eleven})
+    expect_eq("11 tags: message", "Object tags cannot be greater than 10", e.response["Error"]["Message"])
+    e = expect_client_error("a duplicate tag key", "InvalidTag", 400, s3.put_object_tagging, Bucket=BUCKET,
+                            Key="tags/put", Tagging={"TagSet": [{"Key": "a", "Value": "1"}, {"Key": "a", "Value": "2"}]})
+    expect_eq("duplicate key: message", "Cannot provide multiple Tags with the same key",
+              e.response["Error"]["Message"])
+    expect_client_error("a 129-character key", "InvalidTag", 400, s3.put_object_tagging, Bucket=BUCKET,
+                        Key="tags/put", Tagging={"TagSet": [{"Key": "k" * 129, "Value": ""}]})
+    expect_client_error("a 257-character value", "InvalidTag", 400, s3.put_object_tagging, Bucket=BUCKET,
+                        Key="tags/put", Tagging={"TagSet": [{"Key": "k", "Value": "v" * 257}]})
+    expect_client_error("an aws: key", "InvalidTag", 400, s3.put_object_tagging, Bucket=BUCKET,
+                        Key="tags/put", Tagging={"TagSet": [{"Key": "aws:cost", "Value": "1"}]})
+    expect_client_error("x-amz-tagging with a repeated key", "InvalidArgument", 400, s3.put_object,
+                        Bucket=BUCKET, Key="tags/refused", Body=b"x", Tagging="a=1&a=2")
+    expect_client_error("nothing stored for refused tags", "404", 404, s3.head_object, Bucket=BUCKET,
+                        Key="tags/refused")
+    expect_client_error("get_object_tagging of a missing key", "NoSuchKey", 404, s3.get_object_tagging,
+                        Bucket=BUCKET, Key="tags/missing")
 
 
 @step

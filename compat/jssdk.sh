@@ -8,6 +8,7 @@
 # buffers parts, so UploadPart bodies are Buffers), getSignedUrl (@aws-sdk/s3-request-presigner:
 # PutObject with metadata and CopyObject, whose x-amz-* headers it moves into the signed query)
 # used through fetch, createPresignedPost (@aws-sdk/s3-presigned-post) + fetch with FormData,
+# object tags (Upload with `tags`, PutObject Tagging, Put/Get/DeleteObjectTagging, TagCount),
 # ListObjectsV2 paging and with a delimiter, DeleteObjects. Steps:
 # compat/js/jssdk-suite.mjs.
 #

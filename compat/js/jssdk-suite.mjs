@@ -20,12 +20,15 @@ import {
   CopyObjectCommand,
   CreateBucketCommand,
   DeleteBucketCommand,
+  DeleteObjectTaggingCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
+  GetObjectTaggingCommand,
   HeadBucketCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
   PutObjectCommand,
+  PutObjectTaggingCommand,
   S3Client,
 } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
@@ -163,6 +166,57 @@ async function main() {
     expectEq("Upload (unknown length) ETag", multipartEtag(data, 5 * MiB), done.ETag);
     const got = await getObjectSha256(client, "unknown-length.bin");
     expectEq("GetObject SHA-256", sha256(data), got.sha256);
+  }
+
+  // Upload sends its `tags` with PutObjectTagging once the object exists (multipart or not).
+  for (const [what, size] of [["multipart", 12 * MiB], ["single PutObject", 1000]]) {
+    step(`lib-storage Upload with tags (${what}, ${size} B), GetObjectTagging, HeadObject TagCount`);
+    const key = `tagged-${size}.bin`;
+    const tags = [{ Key: "project", Value: "mpgw" }, { Key: "stage", Value: "compat test" }];
+    const data = big.subarray(0, size);
+    const done = await new Upload({
+      client,
+      params: { Bucket: BUCKET, Key: key, Body: data },
+      partSize: 5 * MiB,
+      queueSize: 4,
+      tags,
+    }).done();
+    keys.push(key);
+    if (size > 5 * MiB) expectEq("Upload with tags ETag", multipartEtag(data, 5 * MiB), done.ETag);
+    const got = await client.send(new GetObjectTaggingCommand({ Bucket: BUCKET, Key: key }));
+    expectEq("GetObjectTagging TagSet", tags, got.TagSet);
+    const head = await client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: key }));
+    expectEq("HeadObject TagCount", 2, head.TagCount);
+  }
+
+  step("PutObject with Tagging, PutObjectTagging, DeleteObjectTagging, an invalid tag");
+  {
+    await client.send(
+      new PutObjectCommand({ Bucket: BUCKET, Key: "tags.txt", Body: Buffer.from("t"), Tagging: "a=1&b=two%20words" }),
+    );
+    keys.push("tags.txt");
+    let got = await client.send(new GetObjectTaggingCommand({ Bucket: BUCKET, Key: "tags.txt" }));
+    expectEq("tags from x-amz-tagging", [{ Key: "a", Value: "1" }, { Key: "b", Value: "two words" }], got.TagSet);
+    await client.send(
+      new PutObjectTaggingCommand({ Bucket: BUCKET, Key: "tags.txt", Tagging: { TagSet: [{ Key: "c", Value: "3" }] } }),
+    );
+    got = await client.send(new GetObjectTaggingCommand({ Bucket: BUCKET, Key: "tags.txt" }));
+    expectEq("tags after PutObjectTagging", [{ Key: "c", Value: "3" }], got.TagSet);
+    await client.send(new DeleteObjectTaggingCommand({ Bucket: BUCKET, Key: "tags.txt" }));
+    got = await client.send(new GetObjectTaggingCommand({ Bucket: BUCKET, Key: "tags.txt" }));
+    expectEq("tags after DeleteObjectTagging", [], got.TagSet || []);
+    const head = await client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: "tags.txt" }));
+    expectEq("HeadObject TagCount without tags", undefined, head.TagCount);
+    try {
+      await client.send(
+        new PutObjectTaggingCommand({ Bucket: BUCKET, Key: "tags.txt", Tagging: { TagSet: [{ Key: "aws:x", Value: "1" }] } }),
+      );
+      fail("PutObjectTagging with an aws: key succeeds");
+    } catch (e) {
+      if (e instanceof StepFailed) throw e;
+      expectEq("aws: tag key: status", 400, e.$metadata?.httpStatusCode);
+      expectEq("aws: tag key: code", "InvalidTag", e.name);
+    }
   }
 
   step("PutObject with a Buffer body (CRC32 header, signed payload)");

@@ -52,7 +52,10 @@ fuzz_target!(|data: &[u8]| {
                 | S3Op::CopyObject
                 | S3Op::GetObject
                 | S3Op::HeadObject
-                | S3Op::DeleteObject => assert!(!r.bucket.is_empty() && !r.key.is_empty()),
+                | S3Op::DeleteObject
+                | S3Op::PutObjectTagging
+                | S3Op::GetObjectTagging
+                | S3Op::DeleteObjectTagging => assert!(!r.bucket.is_empty() && !r.key.is_empty()),
                 _ => assert!(!r.bucket.is_empty() && r.key.is_empty()),
             }
         }

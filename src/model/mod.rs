@@ -3,6 +3,7 @@
 
 pub mod body;
 pub mod checksum;
+pub mod tags;
 pub mod time;
 
 pub use self::body::{BodyError, BodyStream};
@@ -13,6 +14,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use self::checksum::{ChecksumAlgorithm, ChecksumType};
+use self::tags::TagSet;
 
 /// Opaque, unguessable, URL-safe upload id (also used as the blob directory name of the object
 /// it becomes). 32 lowercase hex characters.
@@ -105,7 +107,9 @@ pub struct Checksum {
 }
 
 /// Headers that S3 keeps with an object and returns on GET/HEAD. Values are kept as raw bytes:
-/// user metadata may hold any UTF-8 (or not), and must come back exactly as sent.
+/// user metadata may hold any UTF-8 (or not), and must come back exactly as sent. The object's
+/// tags (`x-amz-tagging`) travel with them, from the upload to the object it becomes; GET/HEAD
+/// return only their count.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectHeaders {
     pub content_type: Option<String>,
@@ -117,6 +121,9 @@ pub struct ObjectHeaders {
     /// `x-amz-meta-*` with the prefix stripped, lower-case names, raw byte values (hex-serialized).
     #[serde(with = "hex_map")]
     pub user: BTreeMap<String, Vec<u8>>,
+    /// Absent from records written before tags existed: those have none.
+    #[serde(default, skip_serializing_if = "TagSet::is_empty")]
+    pub tags: TagSet,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -398,6 +405,28 @@ mod tests {
         assert_eq!(PartNumber::parse("1").unwrap().get(), 1);
         assert_eq!(PartNumber::parse("10000").unwrap().get(), 10000);
         assert_eq!(PartNumber::parse("00007").unwrap().get(), 7);
+    }
+
+    /// Records written before tags existed have no `tags` field: they read as no tags, and a
+    /// record without tags is written as before.
+    #[test]
+    fn records_without_tags() {
+        let old = r#"{"content_type":"text/plain","cache_control":null,"content_disposition":null,"content_encoding":null,"content_language":null,"expires":null,"user":{"a":"6869"}}"#;
+        let h: ObjectHeaders = serde_json::from_str(old).unwrap();
+        assert!(h.tags.is_empty());
+        assert_eq!(h.user["a"], b"hi");
+        assert_eq!(serde_json::to_string(&h).unwrap(), old);
+        let mut tagged = h.clone();
+        tagged.tags = tags::TagSet::new(vec![("k".into(), "v".into())]).unwrap();
+        let json = serde_json::to_string(&tagged).unwrap();
+        assert!(
+            json.ends_with(r#","tags":[{"key":"k","value":"v"}]}"#),
+            "{json}"
+        );
+        assert_eq!(
+            serde_json::from_str::<ObjectHeaders>(&json).unwrap(),
+            tagged
+        );
     }
 
     #[test]

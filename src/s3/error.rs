@@ -36,6 +36,7 @@ pub enum S3ErrorCode {
     InvalidPolicyDocument,
     InvalidRange,
     InvalidRequest,
+    InvalidTag,
     KeyTooLongError,
     MalformedPOSTRequest,
     MalformedXML,
@@ -43,6 +44,7 @@ pub enum S3ErrorCode {
     MaxPostPreDataLengthExceeded,
     MethodNotAllowed,
     MissingContentLength,
+    MissingRequestBodyError,
     NoSuchBucket,
     NoSuchCORSConfiguration,
     NoSuchKey,
@@ -87,6 +89,7 @@ impl S3ErrorCode {
             Self::InvalidPolicyDocument => "InvalidPolicyDocument",
             Self::InvalidRange => "InvalidRange",
             Self::InvalidRequest => "InvalidRequest",
+            Self::InvalidTag => "InvalidTag",
             Self::KeyTooLongError => "KeyTooLongError",
             Self::MalformedPOSTRequest => "MalformedPOSTRequest",
             Self::MalformedXML => "MalformedXML",
@@ -94,6 +97,7 @@ impl S3ErrorCode {
             Self::MaxPostPreDataLengthExceeded => "MaxPostPreDataLengthExceeded",
             Self::MethodNotAllowed => "MethodNotAllowed",
             Self::MissingContentLength => "MissingContentLength",
+            Self::MissingRequestBodyError => "MissingRequestBodyError",
             Self::NoSuchBucket => "NoSuchBucket",
             Self::NoSuchCORSConfiguration => "NoSuchCORSConfiguration",
             Self::NoSuchKey => "NoSuchKey",
@@ -129,11 +133,13 @@ impl S3ErrorCode {
             | Self::InvalidPartOrder
             | Self::InvalidPolicyDocument
             | Self::InvalidRequest
+            | Self::InvalidTag
             | Self::KeyTooLongError
             | Self::MalformedPOSTRequest
             | Self::MalformedXML
             | Self::MaxMessageLengthExceeded
             | Self::MaxPostPreDataLengthExceeded
+            | Self::MissingRequestBodyError
             | Self::RequestHeaderSectionTooLarge
             | Self::RequestTimeout
             | Self::XAmzContentSHA256Mismatch => StatusCode::BAD_REQUEST,

@@ -13,6 +13,7 @@ pub mod post;
 pub mod query;
 pub mod request;
 pub mod route;
+pub mod tagging;
 
 use crate::body::RequestBody;
 use hyper::{Method, Request, Response};

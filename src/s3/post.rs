@@ -272,6 +272,12 @@ fn prepare(
         })?;
         checksum = Some((alg, Expected::Compute));
     }
+    // AWS takes the tags as a `<Tagging>` document in the `tagging` field (covered by the
+    // policy like any other field).
+    let mut headers = object_headers(&h);
+    if let Some(doc) = fields.get("tagging").filter(|d| !d.trim().is_empty()) {
+        headers.tags = super::tagging::parse(doc.as_bytes())?;
+    }
     // The whole form's length bounds the file's.
     let admitted = app
         .uploads
@@ -280,7 +286,7 @@ fn prepare(
         key,
         (
             range,
-            object_headers(&h),
+            headers,
             BodyChecks {
                 length: None,
                 content_md5: None,

@@ -13,6 +13,7 @@ use hyper::{Response, StatusCode};
 use crate::body::RequestBody;
 use crate::body::{Body, empty, full};
 use crate::model::checksum::ChecksumAlgorithm;
+use crate::model::tags::TagSet;
 use crate::model::{ObjectHeaders, ObjectRecord};
 use crate::s3::auth::Verified;
 use crate::s3::error::{S3Error, S3ErrorCode};
@@ -299,6 +300,8 @@ pub(crate) fn object_headers(h: &HeaderMap) -> ObjectHeaders {
         content_language: text("content-language"),
         expires: text("expires"),
         user,
+        // Set by the operations that take `x-amz-tagging` (see `tagging`): it can be refused.
+        tags: TagSet::default(),
     }
 }
 

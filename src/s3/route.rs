@@ -27,6 +27,9 @@ pub enum S3Op {
     GetObject,
     HeadObject,
     DeleteObject,
+    PutObjectTagging,
+    GetObjectTagging,
+    DeleteObjectTagging,
     CreateMultipartUpload,
     UploadPart {
         upload_id: UploadId,
@@ -73,6 +76,9 @@ impl S3Op {
             Self::GetObject => "GetObject",
             Self::HeadObject => "HeadObject",
             Self::DeleteObject => "DeleteObject",
+            Self::PutObjectTagging => "PutObjectTagging",
+            Self::GetObjectTagging => "GetObjectTagging",
+            Self::DeleteObjectTagging => "DeleteObjectTagging",
             Self::CreateMultipartUpload => "CreateMultipartUpload",
             Self::UploadPart { .. } => "UploadPart",
             Self::UploadPartCopy { .. } => "UploadPartCopy",
@@ -124,7 +130,6 @@ const UNSUPPORTED: &[&str] = &[
     "restore",
     "retention",
     "select",
-    "tagging",
     "torrent",
     "website",
 ];
@@ -165,10 +170,13 @@ pub fn route(
     };
     // Versioning is answered read-only: buckets are never versioned.
     let versioning_write = query.has("versioning") && *method != Method::GET;
+    // Objects have tags; buckets do not (yet).
+    let bucket_tagging = key.is_empty() && query.has("tagging");
     if let Some(sub) = UNSUPPORTED
         .iter()
         .find(|s| query.has(s))
         .or(versioning_write.then_some(&"versioning"))
+        .or(bucket_tagging.then_some(&"tagging"))
     {
         return Err(S3Error::not_implemented(format!(
             "The '{sub}' sub-resource is not implemented"
@@ -221,6 +229,12 @@ pub fn route(
             ));
         }
         match *method {
+            _ if query.has("tagging") => match *method {
+                Method::PUT => S3Op::PutObjectTagging,
+                Method::GET => S3Op::GetObjectTagging,
+                Method::DELETE => S3Op::DeleteObjectTagging,
+                _ => return Err(method_not_allowed()),
+            },
             Method::POST if query.has("uploads") => S3Op::CreateMultipartUpload,
             Method::POST if query.has("uploadId") => S3Op::CompleteMultipartUpload {
                 upload_id: upload_id()?,
@@ -267,7 +281,15 @@ pub fn route(
     };
     // Buckets are never versioned, so every object is its `null` version. Another version id
     // must not fall through to the current object (a DELETE would remove it).
-    if matches!(op, S3Op::GetObject | S3Op::HeadObject | S3Op::DeleteObject) {
+    if matches!(
+        op,
+        S3Op::GetObject
+            | S3Op::HeadObject
+            | S3Op::DeleteObject
+            | S3Op::PutObjectTagging
+            | S3Op::GetObjectTagging
+            | S3Op::DeleteObjectTagging
+    ) {
         for (_, v) in query.iter().filter(|(n, _)| *n == "versionId") {
             match v.unwrap_or_default() {
                 "null" => {}
@@ -443,6 +465,17 @@ mod tests {
         assert_eq!(r(Method::PUT, "/b/k", true).unwrap().op, S3Op::CopyObject);
         assert_eq!(op(Method::GET, "/b/k?partNumber=1"), S3Op::GetObject);
         assert_eq!(op(Method::DELETE, "/b/k"), S3Op::DeleteObject);
+        assert_eq!(op(Method::PUT, "/b/k?tagging"), S3Op::PutObjectTagging);
+        assert_eq!(op(Method::GET, "/b/k?tagging="), S3Op::GetObjectTagging);
+        assert_eq!(
+            op(Method::DELETE, "/b/k?tagging&versionId=null"),
+            S3Op::DeleteObjectTagging
+        );
+        // The sub-resource wins over a copy source, as it does on S3.
+        assert_eq!(
+            r(Method::PUT, "/b/k?tagging", true).unwrap().op,
+            S3Op::PutObjectTagging
+        );
     }
 
     #[test]
@@ -515,8 +548,18 @@ mod tests {
             "NotImplemented"
         );
         assert_eq!(
-            r(Method::PUT, "/b/k?tagging", false).unwrap_err().code,
+            r(Method::PUT, "/b?tagging", false).unwrap_err().code,
             "NotImplemented"
+        );
+        assert_eq!(
+            r(Method::POST, "/b/k?tagging", false).unwrap_err().code,
+            "MethodNotAllowed"
+        );
+        assert_eq!(
+            r(Method::GET, "/b/k?tagging&versionId=abc", false)
+                .unwrap_err()
+                .code,
+            "InvalidArgument"
         );
         assert_eq!(
             r(Method::POST, "/b/k", false).unwrap_err().code,

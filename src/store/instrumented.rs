@@ -136,6 +136,20 @@ impl MetaStore for InstrumentedMeta {
             .await
     }
 
+    async fn update_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        blob: &UploadId,
+        rec: &ObjectRecord,
+    ) -> StoreResult<bool> {
+        self.call(
+            "update_object",
+            self.inner.update_object(bucket, key, blob, rec),
+        )
+        .await
+    }
+
     async fn delete_object(&self, bucket: &str, key: &str) -> StoreResult<Option<ObjectRecord>> {
         self.call("delete_object", self.inner.delete_object(bucket, key))
             .await

@@ -10,8 +10,8 @@ use async_trait::async_trait;
 
 use super::StoreResult;
 use crate::model::{
-    BucketRecord, ChallengeRecord, CompletedResult, FileRecord, Millis, ObjectRecord, PartNumber,
-    PartRecord, UploadId, UploadRecord,
+    BlobId, BucketRecord, ChallengeRecord, CompletedResult, FileRecord, Millis, ObjectRecord,
+    PartNumber, PartRecord, UploadId, UploadRecord,
 };
 
 #[derive(Debug, PartialEq, Eq)]
@@ -88,6 +88,17 @@ pub trait MetaStore: Send + Sync + 'static {
         key: &str,
         rec: &ObjectRecord,
     ) -> StoreResult<Option<ObjectRecord>>;
+    /// Replaces the record of the object at bucket/key only while that is still the object stored
+    /// in `blob` (each write of an object makes a new blob, so a record replaced or deleted
+    /// meanwhile is never overwritten); returns whether it did. Changes the record, not the
+    /// object: Put/DeleteObjectTagging.
+    async fn update_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        blob: &BlobId,
+        rec: &ObjectRecord,
+    ) -> StoreResult<bool>;
     /// Removes the object record, returning it.
     async fn delete_object(&self, bucket: &str, key: &str) -> StoreResult<Option<ObjectRecord>>;
     /// Objects whose key starts with `prefix` and sorts strictly after `after` (byte order),

@@ -282,6 +282,32 @@ impl MetaStore for EmbeddedMetaStore {
         .await
     }
 
+    async fn update_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        blob: &UploadId,
+        rec: &ObjectRecord,
+    ) -> StoreResult<bool> {
+        let (bucket, key, blob, rec) =
+            (bucket.to_owned(), key.to_owned(), blob.clone(), rec.clone());
+        self.write(move |tx| {
+            let mut t = tx.open_table(OBJECTS).map_err(be)?;
+            let current: Option<ObjectRecord> = t
+                .get((bucket.as_str(), key.as_str()))
+                .map_err(be)?
+                .map(|g| dec(g.value()))
+                .transpose()?;
+            if current.is_none_or(|c| c.blob != blob) {
+                return Ok(false);
+            }
+            t.insert((bucket.as_str(), key.as_str()), enc(&rec)?.as_slice())
+                .map_err(be)?;
+            Ok(true)
+        })
+        .await
+    }
+
     async fn delete_object(&self, bucket: &str, key: &str) -> StoreResult<Option<ObjectRecord>> {
         let (bucket, key) = (bucket.to_owned(), key.to_owned());
         self.write(move |tx| {

@@ -416,7 +416,7 @@ impl Uploads {
         source: &(String, String, ObjectRecord),
         dst: (&str, &str),
     ) -> Result<ObjectRecord> {
-        self.copy_object(owner, (&source.0, &source.1), dst, None)
+        self.copy_object(owner, (&source.0, &source.1), dst, None, None)
             .await
     }
 

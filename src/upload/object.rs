@@ -9,7 +9,11 @@ use super::error::{Error, Result};
 use super::{Admission, BodyChecks, REPLACED_GRACE, Uploads, WriteCondition, check_key, verify};
 use crate::model::BodyStream;
 use crate::model::checksum::ChecksumType;
+use crate::model::tags::TagSet;
 use crate::model::{BlobId, Checksum, ObjectHeaders, ObjectPart, ObjectRecord, now_millis};
+
+/// How many times a tag change is tried while the object keeps being replaced under it.
+const TAG_ATTEMPTS: usize = 5;
 
 impl Uploads {
     /// Stores a single-part object. The previous object under the key stays readable until the
@@ -117,14 +121,36 @@ impl Uploads {
         Ok(())
     }
 
+    /// Sets the tags of the object at bucket/key, leaving the rest of its record as it is. The
+    /// write applies only to the object that was read; if a write replaced it in between, the
+    /// change is made again on the new one, as if this request had come after that write.
+    pub async fn set_object_tags(&self, bucket: &str, key: &str, tags: TagSet) -> Result<()> {
+        self.bucket(bucket).await?;
+        for _ in 0..TAG_ATTEMPTS {
+            let mut rec = self
+                .meta
+                .get_object(bucket, key)
+                .await?
+                .ok_or(Error::NoSuchKey)?;
+            let blob = rec.blob.clone();
+            rec.headers.tags = tags.clone();
+            if self.meta.update_object(bucket, key, &blob, &rec).await? {
+                return Ok(());
+            }
+        }
+        Err(Error::OperationAborted)
+    }
+
     /// Copies an object by hard-linking its files into a new blob (no byte copy). `headers`
-    /// replaces the source's metadata when given (REPLACE directive).
+    /// replaces the source's metadata when given (REPLACE directive), and `tags` its tags
+    /// (REPLACE tagging directive): the two directives are independent.
     pub async fn copy_object(
         &self,
         owner: &str,
         src: (&str, &str),
         dst: (&str, &str),
         headers: Option<ObjectHeaders>,
+        tags: Option<TagSet>,
     ) -> Result<ObjectRecord> {
         check_key(dst.1)?;
         let source = self.object(src.0, src.1).await?;
@@ -137,11 +163,13 @@ impl Uploads {
             self.disk.remove_blob_later(blob, Duration::ZERO);
             return Err(e.into());
         }
+        let mut headers = headers.unwrap_or_else(|| source.headers.clone());
+        headers.tags = tags.unwrap_or_else(|| source.headers.tags.clone());
         let rec = ObjectRecord {
             blob: blob.clone(),
             modified: now_millis(),
             owner: owner.to_owned(),
-            headers: headers.unwrap_or_else(|| source.headers.clone()),
+            headers,
             ..source
         };
         self.publish(dst.0, dst.1, &rec)

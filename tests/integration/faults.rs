@@ -161,6 +161,16 @@ impl MetaStore for FaultyMeta {
         self.check("put_object")?;
         self.inner.put_object(bucket, key, rec).await
     }
+    async fn update_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        blob: &UploadId,
+        rec: &ObjectRecord,
+    ) -> StoreResult<bool> {
+        self.check("update_object")?;
+        self.inner.update_object(bucket, key, blob, rec).await
+    }
     async fn delete_object(&self, bucket: &str, key: &str) -> StoreResult<Option<ObjectRecord>> {
         self.check("delete_object")?;
         self.inner.delete_object(bucket, key).await

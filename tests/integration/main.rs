@@ -23,5 +23,6 @@ mod s3_compat;
 mod s3_errors;
 mod s3_multipart;
 mod s3_objects;
+mod s3_tagging;
 mod soak;
 mod upload_core;

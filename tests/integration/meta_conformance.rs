@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mpgw::model::checksum::{ChecksumAlgorithm, ChecksumType};
+use mpgw::model::tags::TagSet;
 use mpgw::model::{
     BucketRecord, ChallengeRecord, Checksum, CompletedResult, CorsRule, FileRecord, Millis,
     ObjectHeaders, ObjectPart, ObjectRecord, PartNumber, PartRecord, UploadId, UploadRecord,
@@ -59,6 +60,7 @@ macro_rules! conformance {
 conformance!(
     buckets,
     objects,
+    object_update,
     object_listing_order,
     upload_lifecycle,
     part_paging,
@@ -386,6 +388,48 @@ async fn objects(s: Arc<dyn MetaStore>) {
     assert_eq!(s.get_object("other", "k").await.unwrap(), None);
     assert_eq!(s.delete_object("b", "k").await.unwrap(), Some(v2));
     assert_eq!(s.delete_object("b", "k").await.unwrap(), None);
+    assert_eq!(s.get_object("b", "k").await.unwrap(), None);
+    assert!(s.list_objects("b", "", None, 10).await.unwrap().is_empty());
+}
+
+/// `update_object` changes the record of the object it names (its blob) and nothing else: not
+/// a replacement, not a deleted key; tags round-trip, and a record without them reads as none.
+async fn object_update(s: Arc<dyn MetaStore>) {
+    s.create_bucket(&bucket("b", "alice")).await.unwrap();
+    let v1 = object("v1");
+    let mut tagged = v1.clone();
+    tagged.headers.tags =
+        TagSet::new(vec![("a".into(), "1".into()), ("ü".into(), String::new())]).unwrap();
+    assert!(!s.update_object("b", "k", &v1.blob, &tagged).await.unwrap());
+    assert_eq!(s.get_object("b", "k").await.unwrap(), None);
+    s.put_object("b", "k", &v1).await.unwrap();
+    assert!(
+        s.get_object("b", "k")
+            .await
+            .unwrap()
+            .unwrap()
+            .headers
+            .tags
+            .is_empty()
+    );
+    assert!(s.update_object("b", "k", &v1.blob, &tagged).await.unwrap());
+    assert_eq!(s.get_object("b", "k").await.unwrap(), Some(tagged.clone()));
+    let listed = s.list_objects("b", "", None, 10).await.unwrap();
+    assert_eq!(listed, vec![("k".to_owned(), tagged.clone())]);
+    // Replaced: an update for the old object changes nothing.
+    let v2 = object("v2");
+    s.put_object("b", "k", &v2).await.unwrap();
+    assert!(!s.update_object("b", "k", &v1.blob, &tagged).await.unwrap());
+    assert_eq!(s.get_object("b", "k").await.unwrap(), Some(v2.clone()));
+    // Deleted: nothing comes back.
+    s.delete_object("b", "k").await.unwrap();
+    let mut v2_tagged = v2.clone();
+    v2_tagged.headers.tags = tagged.headers.tags.clone();
+    assert!(
+        !s.update_object("b", "k", &v2.blob, &v2_tagged)
+            .await
+            .unwrap()
+    );
     assert_eq!(s.get_object("b", "k").await.unwrap(), None);
     assert!(s.list_objects("b", "", None, 10).await.unwrap().is_empty());
 }

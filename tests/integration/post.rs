@@ -1037,3 +1037,64 @@ async fn post_too_large_while_sending(store: Store) {
     nothing_stored(&gw, &c, &before, "uploads/big", "too large while sending").await;
 }
 both!(too_large_while_sending, post_too_large_while_sending);
+
+/// The `tagging` field (a `<Tagging>` document, covered by the policy like any other field)
+/// tags the stored object; a refused tag set stores nothing.
+async fn post_tagging(store: Store) {
+    let gw = TestGateway::start(store).await;
+    let c = gw.bucket(B).await;
+    let mut conds = base_conditions();
+    conds.push(json!(["starts-with", "$tagging", ""]));
+    let doc = |tags: &str| {
+        format!(
+            r#"<Tagging xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><TagSet>{tags}</TagSet></Tagging>"#
+        )
+    };
+    let tags =
+        doc("<Tag><Key>from</Key><Value>form</Value></Tag><Tag><Key>n</Key><Value>2</Value></Tag>");
+    let s = Signed::ok(&conds, &[("key", "uploads/tagged"), ("tagging", &tags)]);
+    let a = post(&gw, B, form(&s, "t.bin", b"tagged")).await;
+    assert_eq!(a.status, 204, "{}", String::from_utf8_lossy(&a.body));
+    let got = c
+        .get_object_tagging()
+        .bucket(B)
+        .key("uploads/tagged")
+        .send()
+        .await
+        .unwrap();
+    let got: Vec<(&str, &str)> = got.tag_set().iter().map(|t| (t.key(), t.value())).collect();
+    assert_eq!(got, [("from", "form"), ("n", "2")]);
+
+    // Not covered by the policy: refused like any extra field.
+    let s = Signed::ok(
+        &base_conditions(),
+        &[("key", "uploads/uncovered"), ("tagging", &tags)],
+    );
+    post(&gw, B, form(&s, "t.bin", b"x"))
+        .await
+        .assert_error(403, "AccessDenied");
+    // A refused tag set: AWS's answer, nothing stored.
+    let bad = doc("<Tag><Key>aws:x</Key><Value>1</Value></Tag>");
+    let s = Signed::ok(&conds, &[("key", "uploads/refused"), ("tagging", &bad)]);
+    post(&gw, B, form(&s, "t.bin", b"x"))
+        .await
+        .assert_error(400, "InvalidTag");
+    let s = Signed::ok(
+        &conds,
+        &[("key", "uploads/refused"), ("tagging", "<Tagging>")],
+    );
+    post(&gw, B, form(&s, "t.bin", b"x"))
+        .await
+        .assert_error(400, "MalformedXML");
+    assert_eq!(
+        err(c
+            .head_object()
+            .bucket(B)
+            .key("uploads/refused")
+            .send()
+            .await)
+        .0,
+        404
+    );
+}
+both!(tagging, post_tagging);

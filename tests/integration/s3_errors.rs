@@ -689,7 +689,7 @@ async fn other_error_codes(store: Store) {
     let c = gw.bucket(B).await;
     put(&c, B, "k", b"x").await;
     // Unsupported sub-resources.
-    gw.raw("GET", "/errs/k?tagging")
+    gw.raw("GET", "/errs?tagging")
         .send()
         .await
         .assert_error(501, "NotImplemented");
@@ -699,7 +699,7 @@ async fn other_error_codes(store: Store) {
         .await
         .assert_error(501, "NotImplemented");
     assert_err(
-        c.get_object_tagging().bucket(B).key("k").send().await,
+        c.get_object_acl().bucket(B).key("k").send().await,
         501,
         "NotImplemented",
     );

@@ -19,7 +19,10 @@ use self::multipart::{
     complete, create_multipart_upload, list_parts, list_uploads, upload_part, upload_part_copy,
 };
 pub use self::object::delete_request;
-use self::object::{copy_object, delete_objects, get_object, put_object};
+use self::object::{
+    copy_object, delete_object_tagging, delete_objects, get_object, get_object_tagging, put_object,
+    put_object_tagging,
+};
 use crate::app::App;
 use crate::body::RequestBody;
 use crate::body::empty;
@@ -158,6 +161,9 @@ pub async fn dispatch(
             app.uploads.delete_object(b, k).await?;
             Ok(status(StatusCode::NO_CONTENT))
         }
+        S3Op::PutObjectTagging => put_object_tagging(app, req, body, &auth, b, k).await,
+        S3Op::GetObjectTagging => get_object_tagging(app, b, k).await,
+        S3Op::DeleteObjectTagging => delete_object_tagging(app, b, k).await,
         S3Op::CreateMultipartUpload => create_multipart_upload(app, req, &owner, b, k).await,
         S3Op::UploadPart { part_number, .. } => {
             upload_part(app, req, body, &auth, granted.upload()?, part_number).await

@@ -70,10 +70,10 @@ pub(super) async fn create_multipart_upload(
             Some((a, t))
         }
     };
-    let up = app
-        .uploads
-        .init(owner, b, k, object_headers(h), checksum)
-        .await?;
+    // Kept with the upload; the object gets them at Complete.
+    let mut headers = object_headers(h);
+    headers.tags = crate::s3::tagging::from_headers(h)?;
+    let up = app.uploads.init(owner, b, k, headers, checksum).await?;
     let mut x = Xml::new("InitiateMultipartUploadResult");
     x.elem("Bucket", b)
         .elem("Key", k)

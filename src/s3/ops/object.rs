@@ -14,10 +14,11 @@ use crate::range::byte_range;
 use crate::s3::auth::Verified;
 use crate::s3::error::S3Error;
 use crate::s3::request::{
-    MAX_XML, Res, Unmet, check_conditions, collect, declared_length, object_headers, precheck,
-    put_object_headers, quoted, set, status, stream_body, write_condition, xml_response,
+    MAX_XML, Res, Unmet, check_conditions, collect, declared_length, drain, object_headers,
+    precheck, put_object_headers, quoted, set, status, stream_body, write_condition, xml_response,
 };
 use crate::s3::route::{Query, copy_source};
+use crate::s3::tagging;
 use crate::upload::Error as UploadError;
 use crate::xml::{self, Xml};
 
@@ -29,12 +30,21 @@ pub(super) async fn put_object(
     b: &str,
     k: &str,
 ) -> Res {
+    // Refused tags store nothing: checked before the body is read.
+    let tags = match tagging::from_headers(&req.headers) {
+        Ok(t) => t,
+        Err(e) => {
+            drain(req, body).await;
+            return Err(e);
+        }
+    };
     let (body, admitted) = precheck(req, body, async {
         app.uploads.bucket(b).await?;
         app.uploads.admit(declared_length(req))
     })
     .await?;
-    let headers = object_headers(&req.headers);
+    let mut headers = object_headers(&req.headers);
+    headers.tags = tags;
     let (stream, checks) = stream_body(req, body, auth)?;
     let rec = app
         .uploads
@@ -83,12 +93,17 @@ pub(super) async fn copy_object(app: &App, req: &Parts, owner: &str, b: &str, k:
             "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
         ));
     }
+    let tags = if tagging::replace_directive(&req.headers)? {
+        Some(tagging::from_headers(&req.headers)?)
+    } else {
+        None
+    };
     let src = app.uploads.object(&sb, &sk).await?;
     check_conditions(&req.headers, &src, "x-amz-copy-source-")?;
     let headers = replace.then(|| object_headers(&req.headers));
     let rec = app
         .uploads
-        .copy_object(owner, (&sb, &sk), (b, k), headers)
+        .copy_object(owner, (&sb, &sk), (b, k), headers, tags)
         .await?;
     let mut x = Xml::new("CopyObjectResult");
     x.elem("LastModified", iso8601(rec.modified))
@@ -192,6 +207,13 @@ pub(super) async fn get_object(
         );
     }
     put_object_headers(h, &rec.headers, query);
+    if !rec.headers.tags.is_empty() {
+        set(
+            h,
+            HeaderName::from_static("x-amz-tagging-count"),
+            &rec.headers.tags.len().to_string(),
+        );
+    }
     let checksum_mode = req
         .headers
         .get("x-amz-checksum-mode")
@@ -222,6 +244,36 @@ pub(super) async fn get_object(
         }
     }
     Ok(resp)
+}
+
+/// PutObjectTagging: the document's tags replace the object's (an empty set removes them).
+pub(super) async fn put_object_tagging(
+    app: &App,
+    req: &Parts,
+    body: RequestBody,
+    auth: &Verified,
+    b: &str,
+    k: &str,
+) -> Res {
+    let body = collect(req, body, auth, MAX_XML).await?;
+    if body.is_empty() {
+        return Err(tagging::missing_body());
+    }
+    let tags = tagging::parse(&body)?;
+    app.uploads.set_object_tags(b, k, tags).await?;
+    Ok(Response::new(empty()))
+}
+
+pub(super) async fn get_object_tagging(app: &App, b: &str, k: &str) -> Res {
+    let rec = app.uploads.object(b, k).await?;
+    Ok(xml_response(tagging::to_xml(&rec.headers.tags)))
+}
+
+pub(super) async fn delete_object_tagging(app: &App, b: &str, k: &str) -> Res {
+    app.uploads
+        .set_object_tags(b, k, crate::model::tags::TagSet::default())
+        .await?;
+    Ok(status(StatusCode::NO_CONTENT))
 }
 
 pub(super) async fn delete_objects(

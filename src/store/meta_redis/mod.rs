@@ -82,7 +82,7 @@ use self::connect::{
 use self::scripts::{
     ABORT_UPLOAD, BEGIN_COMPLETE, CREATE_BUCKET, DELETE_BUCKET, DELETE_FILE_IF, DELETE_OBJECT,
     FINISH_COMPLETE, LIST_OBJECTS, LIST_PARTS, PURGE_COMPLETED, PUT_CHALLENGE, PUT_OBJECT,
-    PUT_PART, REOPEN, RESERVE_UPLOAD, TAKE_CHALLENGE,
+    PUT_PART, REOPEN, RESERVE_UPLOAD, TAKE_CHALLENGE, UPDATE_OBJECT,
 };
 
 /// Largest page fetched from Redis per round trip, so no single command or script blocks the
@@ -519,6 +519,22 @@ impl MetaStore for RedisMetaStore {
             .arg(key)
             .arg(to_json(rec)?);
         from_json_opt(self.eval(&inv).await?)
+    }
+
+    async fn update_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        blob: &UploadId,
+        rec: &ObjectRecord,
+    ) -> StoreResult<bool> {
+        let mut inv = UPDATE_OBJECT.prepare_invoke();
+        inv.key(self.objects(bucket))
+            .arg(key)
+            .arg(blob.as_str())
+            .arg(to_json(rec)?);
+        let done: i64 = self.eval(&inv).await?;
+        Ok(done == 1)
     }
 
     async fn delete_object(&self, bucket: &str, key: &str) -> StoreResult<Option<ObjectRecord>> {

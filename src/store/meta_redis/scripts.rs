@@ -44,6 +44,18 @@ pub(super) static PUT_OBJECT: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
+/// KEYS: objects. ARGV: key, blob id, JSON. Sets the record only while the stored one is still
+/// the object in that blob (its JSON's `blob`); returns 1 when it did, else 0.
+pub(super) static UPDATE_OBJECT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"local cur = redis.call('HGET', KEYS[1], ARGV[1])
+        if not cur then return 0 end
+        if cjson.decode(cur).blob ~= ARGV[2] then return 0 end
+        redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+        return 1",
+    )
+});
+
 /// KEYS: objects, object keys. ARGV: key. Returns the old JSON or nil.
 pub(super) static DELETE_OBJECT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
