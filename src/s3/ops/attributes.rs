@@ -7,8 +7,8 @@
 //! paging fields) only when the object has checksums, otherwise it holds `PartsCount` alone.
 
 use http::request::Parts;
-use hyper::header;
 use hyper::StatusCode;
+use hyper::header;
 
 use crate::app::App;
 use crate::model::ObjectRecord;
