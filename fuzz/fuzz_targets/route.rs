@@ -52,6 +52,7 @@ fuzz_target!(|data: &[u8]| {
                 | S3Op::CopyObject
                 | S3Op::GetObject
                 | S3Op::HeadObject
+                | S3Op::GetObjectAttributes
                 | S3Op::DeleteObject => assert!(!r.bucket.is_empty() && !r.key.is_empty()),
                 _ => assert!(!r.bucket.is_empty() && r.key.is_empty()),
             }
