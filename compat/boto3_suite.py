@@ -275,6 +275,10 @@ def low_level_multipart():
     expect_eq("get_object PartNumber=2 ETag (the whole object's)", expected, part2["ETag"])
     expect_eq("get_object PartNumber=2 PartsCount", 5, part2.get("PartsCount"))
     expect_true("get_object PartNumber=2 body", part2["Body"].read() == parts[1])
+    attrs = s3.get_object_attributes(Bucket=BUCKET, Key=key, ObjectAttributes=["ETag", "ObjectParts", "ObjectSize"])
+    expect_eq("get_object_attributes ETag (unquoted)", expected.strip('"'), attrs.get("ETag"))
+    expect_eq("get_object_attributes TotalPartsCount", 5, attrs.get("ObjectParts", {}).get("TotalPartsCount"))
+    expect_eq("get_object_attributes ObjectSize", sum(map(len, parts)), attrs.get("ObjectSize"))
     uploads = s3.list_multipart_uploads(Bucket=BUCKET, Prefix=key).get("Uploads", [])
     expect_eq("list_multipart_uploads after complete", [], uploads)
 
@@ -453,6 +457,9 @@ def awkward_keys():
               s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
 
 
+ATTRIBUTES = ["ETag", "Checksum", "ObjectParts", "StorageClass", "ObjectSize"]
+
+
 def checksum_put_object(alg):
     key = f"ck-put-{alg}"
     data = rand_bytes(300 * 1024 + 7, alg)
@@ -467,6 +474,13 @@ def checksum_put_object(alg):
     expect_true(f"get_object {alg}: body", got["Body"].read() == data)  # botocore validated it too
     plain = s3.head_object(Bucket=BUCKET, Key=key)
     expect_eq(f"head_object {alg} without ChecksumMode: no checksum", None, plain.get(f"Checksum{alg}"))
+    attrs = s3.get_object_attributes(Bucket=BUCKET, Key=key, ObjectAttributes=ATTRIBUTES)
+    expect_eq(f"get_object_attributes {alg}: ETag (unquoted)", md5_hex(data), attrs.get("ETag"))
+    expect_eq(f"get_object_attributes {alg}: Checksum",
+              {f"Checksum{alg}": expected, "ChecksumType": "FULL_OBJECT"}, attrs.get("Checksum"))
+    expect_eq(f"get_object_attributes {alg}: no ObjectParts for a PUT", None, attrs.get("ObjectParts"))
+    expect_eq(f"get_object_attributes {alg}: StorageClass", "STANDARD", attrs.get("StorageClass"))
+    expect_eq(f"get_object_attributes {alg}: ObjectSize", len(data), attrs.get("ObjectSize"))
 
 
 def checksum_multipart(alg, want_type=None):
@@ -506,6 +520,27 @@ def checksum_multipart(alg, want_type=None):
     expect_eq(f"head_object {alg}: ChecksumType", ctype, head.get("ChecksumType"))
     got = s3.get_object(Bucket=BUCKET, Key=key, ChecksumMode="ENABLED")
     expect_true(f"get_object {alg}: body", got["Body"].read() == b"".join(parts))
+    # GetObjectAttributes: the object's checksum without `-N`, every part with its checksum.
+    attrs = s3.get_object_attributes(Bucket=BUCKET, Key=key, ObjectAttributes=ATTRIBUTES)
+    expect_eq(f"get_object_attributes {alg}: ETag (unquoted)", multipart_etag(parts).strip('"'),
+              attrs.get("ETag"))
+    expect_eq(f"get_object_attributes {alg}: Checksum",
+              {f"Checksum{alg}": expected.split("-")[0], "ChecksumType": ctype}, attrs.get("Checksum"))
+    want_parts = [{"PartNumber": n, "Size": len(p), f"Checksum{alg}": checksum_b64(alg, p)}
+                  for n, p in enumerate(parts, 1)]
+    expect_eq(f"get_object_attributes {alg}: ObjectParts",
+              {"TotalPartsCount": 2, "PartNumberMarker": 0, "NextPartNumberMarker": 2, "MaxParts": 1000,
+               "IsTruncated": False, "Parts": want_parts}, attrs.get("ObjectParts"))
+    expect_eq(f"get_object_attributes {alg}: ObjectSize", sum(map(len, parts)), attrs.get("ObjectSize"))
+    page = s3.get_object_attributes(Bucket=BUCKET, Key=key, ObjectAttributes=["ObjectParts"], MaxParts=1)
+    expect_eq(f"get_object_attributes {alg} MaxParts=1",
+              {"TotalPartsCount": 2, "PartNumberMarker": 0, "NextPartNumberMarker": 1, "MaxParts": 1,
+               "IsTruncated": True, "Parts": want_parts[:1]}, page.get("ObjectParts"))
+    page = s3.get_object_attributes(Bucket=BUCKET, Key=key, ObjectAttributes=["ObjectParts"], MaxParts=1,
+                                    PartNumberMarker=1)
+    expect_eq(f"get_object_attributes {alg} after part 1",
+              {"TotalPartsCount": 2, "PartNumberMarker": 1, "NextPartNumberMarker": 2, "MaxParts": 1,
+               "IsTruncated": False, "Parts": want_parts[1:]}, page.get("ObjectParts"))
 
 
 @step
@@ -746,6 +781,10 @@ def sigv2_virtual_host():
     expect_true("SigV2 vhost get_object body", got["Body"].read() == data)
     expect_eq("SigV2 vhost metadata", {"via": "sigv2-vhost"}, got.get("Metadata"))
     expect_eq("SigV2 vhost content type", "application/x-test", got.get("ContentType"))
+    # botocore's SigV2 leaves `attributes` out of the signed resource
+    attrs = vhost.get_object_attributes(Bucket=BUCKET, Key=key, ObjectAttributes=["ETag", "ObjectSize"])
+    expect_eq("SigV2 vhost get_object_attributes", (md5_hex(data), len(data)),
+              (attrs.get("ETag"), attrs.get("ObjectSize")))
     listed = [o["Key"] for o in vhost.list_objects(Bucket=BUCKET, Prefix="vhost/").get("Contents", [])]
     expect_eq("SigV2 vhost list_objects (bucket request, signed /<bucket>/)", [key], listed)
     # multipart: ?uploads, ?partNumber&uploadId, ?uploadId are signed sub-resources
@@ -787,6 +826,12 @@ def error_codes():
                         s3.create_multipart_upload, Bucket=missing, Key="k")
     expect_client_error("get_object of a missing key", "NoSuchKey", 404, s3.get_object,
                         Bucket=BUCKET, Key="no/such/key")
+    expect_client_error("get_object_attributes of a missing key", "NoSuchKey", 404, s3.get_object_attributes,
+                        Bucket=BUCKET, Key="no/such/key", ObjectAttributes=["ETag"])
+    s3.put_object(Bucket=BUCKET, Key="attrs-errors", Body=b"x")
+    expect_client_error("get_object_attributes with an unknown attribute", "InvalidArgument", 400,
+                        s3.get_object_attributes, Bucket=BUCKET, Key="attrs-errors", ObjectAttributes=["Size"])
+    s3.delete_object(Bucket=BUCKET, Key="attrs-errors")
 
     five = rand_bytes(5 * MiB, "five")
     small = b"tail" * 100

@@ -53,6 +53,7 @@ fuzz_target!(|data: &[u8]| {
                 | S3Op::GetObject
                 | S3Op::HeadObject
                 | S3Op::DeleteObject
+                | S3Op::GetObjectAttributes
                 | S3Op::PutObjectTagging
                 | S3Op::GetObjectTagging
                 | S3Op::DeleteObjectTagging => assert!(!r.bucket.is_empty() && !r.key.is_empty()),

@@ -8,6 +8,12 @@
 //! first seen: an object replaced in between fails with 412, and the download starts over (as
 //! it does when a re-run finds a different ETag or size). At the end the part file is renamed
 //! into place.
+//!
+//! From S3, the object's stored layout (GetObjectAttributes) is checked too: its size and part
+//! count against HeadObject's, the listed parts' sizes against the object's, and, once every
+//! byte is on disk, each part's checksum and the whole object's against the file. A server
+//! without GetObjectAttributes (501, or a refusal) gets the download without those checks. A
+//! mismatch fails the download and drops its journal, so the next run fetches everything again.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,11 +27,12 @@ use tokio::io::{AsyncSeekExt as _, AsyncWriteExt as _};
 use super::journal::{self, DownloadJournal};
 use super::legacy::{LegacyClient, Link};
 use super::progress::Progress;
-use super::s3::{ObjectInfo, S3Client};
+use super::s3::{ObjectInfo, ObjectLayout, S3Client, StoredPart};
 use super::settings::S3Settings;
 use super::{Error, Plan, Result, retry};
 use crate::client::args::DownloadArgs;
-use crate::model::checksum::normalize_etag;
+use crate::model::Checksum;
+use crate::model::checksum::{ChecksumType, Hasher, b64, normalize_etag};
 
 /// A body that sends nothing for this long is given up (and retried).
 const IDLE: Duration = Duration::from_secs(60);
@@ -171,6 +178,14 @@ impl Source {
         }
     }
 
+    /// The object's stored layout, when the server tells it (GetObjectAttributes).
+    async fn layout(&self, etag: &str) -> Result<Option<ObjectLayout>> {
+        match self {
+            Self::S3 { s3, bucket, key } => s3.get_object_attributes(bucket, key, etag).await,
+            Self::Legacy { .. } => Ok(None),
+        }
+    }
+
     /// A link valid for a while yet (a new one with `renew`).
     async fn link(&self, renew: bool) -> Result<Link> {
         let Self::Legacy {
@@ -240,6 +255,7 @@ impl Job<'_> {
             self.source.head().await
         })
         .await?;
+        let expected = self.expected(&object).await?;
         let journal = self.journal(&object, part_size).await?;
         let plan = Plan {
             size: object.size,
@@ -254,13 +270,63 @@ impl Job<'_> {
             .map(|n| plan.range(n).1)
             .sum();
         self.progress.skip(done);
-        if object.size == 0 {
-            return Ok(());
+        if object.size > 0 {
+            self.fetch_missing(&plan, &object, journal, missing).await?;
         }
+        let Some(expected) = expected.filter(Expected::checks_bytes) else {
+            return Ok(());
+        };
+        let path = self.part_path.clone();
+        let checked = tokio::task::spawn_blocking(move || expected.verify(&path))
+            .await
+            .map_err(|e| Error::Local(format!("verifying: {e}")))?;
+        match checked {
+            Ok(what) => {
+                self.progress.note(&format!("verified {what}"));
+                Ok(())
+            }
+            Err(e) => {
+                journal::remove(&self.journal_path)?;
+                Err(e)
+            }
+        }
+    }
+
+    /// What the server's stored layout lets the download be checked against (S3 only);
+    /// refuses a layout that contradicts HeadObject.
+    async fn expected(&self, object: &ObjectInfo) -> Result<Option<Expected>> {
+        if matches!(self.source, Source::Legacy { .. }) {
+            return Ok(None);
+        }
+        let layout = retry(
+            self.attempts,
+            "GetObjectAttributes",
+            self.progress,
+            async || self.source.layout(&object.etag).await,
+        )
+        .await?;
+        match layout {
+            Some(layout) => Expected::new(object, layout).map(Some),
+            None => {
+                self.progress
+                    .note("the server does not answer GetObjectAttributes: parts not verified");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Fetches the parts not yet done, `jobs` at a time, journaling each once it is on disk.
+    async fn fetch_missing(
+        &self,
+        plan: &Plan,
+        object: &ObjectInfo,
+        journal: DownloadJournal,
+        missing: Vec<u32>,
+    ) -> Result<()> {
         let journal = tokio::sync::Mutex::new(journal);
         stream::iter(missing)
             .map(|n| {
-                let (plan, etag, journal) = (&plan, &object.etag, &journal);
+                let (etag, journal) = (&object.etag, &journal);
                 async move {
                     self.fetch_part(plan, etag, n).await?;
                     // Recorded only once the bytes are on disk (fetch_part fsynced them).
@@ -396,4 +462,167 @@ impl Job<'_> {
 
 async fn sync(path: &Path, file: tokio::fs::File) -> Result<()> {
     file.sync_data().await.map_err(Error::local(path))
+}
+
+/// The stored layout a finished download is checked against.
+#[derive(Debug)]
+struct Expected {
+    size: u64,
+    /// The object's parts in order, covering it exactly; empty when the server lists none.
+    parts: Vec<StoredPart>,
+    whole: Option<(Checksum, ChecksumType)>,
+}
+
+impl Expected {
+    /// Checks the layout against HeadObject's size and ETag.
+    fn new(object: &ObjectInfo, layout: ObjectLayout) -> Result<Self> {
+        let bad = |why: String| Err(Error::Integrity(format!("GetObjectAttributes: {why}")));
+        if let Some(size) = layout.size.filter(|s| *s != object.size) {
+            return bad(format!("{size} bytes, HeadObject said {}", object.size));
+        }
+        // A multipart ETag ends in `-<part count>`.
+        let etag_count = object
+            .etag
+            .rsplit_once('-')
+            .and_then(|(_, n)| n.parse::<u32>().ok());
+        if let (Some(a), Some(b)) = (layout.parts_count, etag_count)
+            && a != b
+        {
+            return bad(format!("{a} parts, the ETag says {b}"));
+        }
+        if !layout.parts.is_empty() {
+            let listed = layout.parts.len();
+            if layout
+                .parts_count
+                .is_some_and(|n| usize::try_from(n).ok() != Some(listed))
+            {
+                return bad(format!(
+                    "{listed} parts listed of {}",
+                    layout.parts_count.unwrap_or_default()
+                ));
+            }
+            if !layout.parts.windows(2).all(|w| w[0].number < w[1].number) {
+                return bad("parts out of order".into());
+            }
+            let total: u64 = layout.parts.iter().map(|p| p.size).sum();
+            if total != object.size {
+                return bad(format!(
+                    "the parts hold {total} bytes, the object {}",
+                    object.size
+                ));
+            }
+        }
+        let whole = layout.checksum.map(|(c, t)| {
+            // A checksum of an object without parts is of its bytes; of a multipart one,
+            // COMPOSITE unless the server says otherwise (as S3 did before it said at all).
+            let t = t.unwrap_or(if layout.parts_count.is_some() {
+                ChecksumType::Composite
+            } else {
+                ChecksumType::FullObject
+            });
+            (c, t)
+        });
+        Ok(Self {
+            size: object.size,
+            parts: layout.parts,
+            whole,
+        })
+    }
+
+    /// Whether any checksum can be computed over the downloaded bytes.
+    fn checks_bytes(&self) -> bool {
+        self.parts.iter().any(|p| p.checksum.is_some())
+            || match &self.whole {
+                Some((_, ChecksumType::FullObject)) => true,
+                Some((_, ChecksumType::Composite)) => !self.parts.is_empty(),
+                None => false,
+            }
+    }
+
+    /// Reads the file once, checking every part checksum and the whole-object one; says what
+    /// was verified.
+    fn verify(&self, path: &Path) -> Result<String> {
+        use std::io::Read as _;
+        let mut file = std::fs::File::open(path).map_err(Error::local(path))?;
+        let whole_only = [StoredPart {
+            number: 1,
+            size: self.size,
+            checksum: None,
+        }];
+        let segments = if self.parts.is_empty() {
+            &whole_only[..]
+        } else {
+            &self.parts[..]
+        };
+        let mut full = match &self.whole {
+            Some((c, ChecksumType::FullObject)) => Some(Hasher::new(c.algorithm)),
+            _ => None,
+        };
+        // COMPOSITE: the checksum of the parts' digests, in the object's algorithm.
+        let composite = match &self.whole {
+            Some((c, ChecksumType::Composite)) if !self.parts.is_empty() => Some(c.algorithm),
+            _ => None,
+        };
+        let mut digests = Vec::new();
+        let mut checked = 0;
+        let mut buf = vec![0u8; 1 << 20];
+        for part in segments {
+            let mut own = part.checksum.as_ref().map(|c| Hasher::new(c.algorithm));
+            let mut for_composite = composite.map(Hasher::new);
+            let mut left = part.size;
+            while left > 0 {
+                let n = usize::try_from(left.min(buf.len() as u64)).unwrap_or(buf.len());
+                file.read_exact(&mut buf[..n]).map_err(Error::local(path))?;
+                let data = &buf[..n];
+                for h in [own.as_mut(), for_composite.as_mut(), full.as_mut()]
+                    .into_iter()
+                    .flatten()
+                {
+                    h.update(data);
+                }
+                left -= n as u64;
+            }
+            if let (Some(h), Some(want)) = (own, &part.checksum) {
+                let got = h.finish();
+                if got != want.value {
+                    return Err(Error::Integrity(format!(
+                        "part {}: {} {} where the server has {}",
+                        part.number,
+                        want.algorithm.as_str(),
+                        b64(&got),
+                        b64(&want.value)
+                    )));
+                }
+                checked += 1;
+            }
+            if let Some(h) = for_composite {
+                digests.extend(h.finish());
+            }
+        }
+        let whole = match (&self.whole, full, composite) {
+            (Some((want, _)), Some(h), _) => Some((want, h.finish())),
+            (Some((want, _)), None, Some(alg)) => {
+                Some((want, crate::model::checksum::checksum_of(alg, &digests)))
+            }
+            _ => None,
+        };
+        if let Some((want, got)) = &whole
+            && *got != want.value
+        {
+            return Err(Error::Integrity(format!(
+                "the object's {} is {} where the server has {}",
+                want.algorithm.as_str(),
+                b64(got),
+                b64(&want.value)
+            )));
+        }
+        let mut what = Vec::new();
+        if checked > 0 {
+            what.push(format!("{checked} part checksum(s)"));
+        }
+        if let Some((want, _)) = whole {
+            what.push(format!("the object's {}", want.algorithm.as_str()));
+        }
+        Ok(what.join(" and "))
+    }
 }

@@ -19,7 +19,8 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use super::http::{self, Body, FileRange, Http, OnChunk, read_body};
 use super::settings::S3Settings;
 use super::{Error, Result};
-use crate::model::checksum::normalize_etag;
+use crate::model::Checksum;
+use crate::model::checksum::{ChecksumAlgorithm, ChecksumType, normalize_etag};
 use crate::xml::{self, Node, Xml};
 
 /// Calls for `mpgw bench` (bodies from memory, CreateBucket, DeleteObject).
@@ -61,6 +62,26 @@ pub struct ObjectInfo {
     pub size: u64,
     /// Bare (quotes removed).
     pub etag: String,
+}
+
+/// One part of a stored multipart object, as GetObjectAttributes lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredPart {
+    pub number: u32,
+    pub size: u64,
+    pub checksum: Option<Checksum>,
+}
+
+/// GetObjectAttributes' answer, its parts paged to the end.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ObjectLayout {
+    pub size: Option<u64>,
+    /// Multipart objects only.
+    pub parts_count: Option<u32>,
+    /// Empty when the server lists none (AWS lists parts only for objects with checksums).
+    pub parts: Vec<StoredPart>,
+    /// The whole-object checksum (a COMPOSITE one without its `-N`).
+    pub checksum: Option<(Checksum, Option<ChecksumType>)>,
 }
 
 #[derive(Clone, Debug)]
@@ -308,6 +329,108 @@ impl S3Client {
         Ok(ObjectInfo { size, etag })
     }
 
+    /// GetObjectAttributes of the object whose ETag is `if_match` (bare): its size, checksum and
+    /// parts. `None` when the server does not offer it (501, or another refusal than 404 and 412:
+    /// an older server, a policy allowing GetObject only, or one that ignores `?attributes`).
+    pub async fn get_object_attributes(
+        &self,
+        bucket: &str,
+        key: &str,
+        if_match: &str,
+    ) -> Result<Option<ObjectLayout>> {
+        const OP: &str = "GetObjectAttributes";
+        let mut layout = ObjectLayout::default();
+        let mut marker = String::from("0");
+        loop {
+            let headers = vec![
+                (
+                    "x-amz-object-attributes",
+                    "ETag,Checksum,ObjectParts,ObjectSize".to_owned(),
+                ),
+                ("x-amz-max-parts", "1000".to_owned()),
+                ("x-amz-part-number-marker", marker.clone()),
+                ("if-match", format!("\"{if_match}\"")),
+            ];
+            let resp = match self
+                .call(
+                    Method::GET,
+                    bucket,
+                    key,
+                    &[("attributes", "")],
+                    headers,
+                    Payload::Empty,
+                    SHORT,
+                )
+                .await
+            {
+                Ok(resp) => resp,
+                Err(Error::Service { status, .. })
+                    if status == 501
+                        || (400..500).contains(&status) && status != 404 && status != 412 =>
+                {
+                    return Ok(None);
+                }
+                Err(e) => return Err(e),
+            };
+            let xml = resp
+                .headers()
+                .get(hyper::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|t| t.contains("xml"));
+            if !xml {
+                return Ok(None);
+            }
+            let root = xml_body(resp, OP).await?;
+            if root.name != "GetObjectAttributesResponse" {
+                return Ok(None);
+            }
+            fn number<T: std::str::FromStr>(n: &Node, name: &str) -> Option<T> {
+                n.child_text(name).and_then(|t| t.trim().parse().ok())
+            }
+            if marker == "0" {
+                layout.size = number(&root, "ObjectSize");
+                layout.checksum = root.child("Checksum").and_then(|c| {
+                    let sum = checksum_in(c)?;
+                    let typ = c.child_text("ChecksumType").and_then(ChecksumType::parse);
+                    Some((sum, typ))
+                });
+            }
+            let Some(op) = root.child("ObjectParts") else {
+                return Ok(Some(layout));
+            };
+            layout.parts_count = number(op, "PartsCount");
+            for p in op.children_named("Part") {
+                let part = (|| {
+                    Some(StoredPart {
+                        number: number(p, "PartNumber")?,
+                        size: number(p, "Size")?,
+                        checksum: checksum_in(p),
+                    })
+                })();
+                layout
+                    .parts
+                    .push(part.ok_or_else(|| malformed(OP, "a Part without number or size"))?);
+            }
+            let truncated = op
+                .child_text("IsTruncated")
+                .is_some_and(|t| t.trim() == "true");
+            let next = op
+                .child_text("NextPartNumberMarker")
+                .unwrap_or_default()
+                .trim();
+            if !truncated {
+                return Ok(Some(layout));
+            }
+            if next.is_empty() || next == marker {
+                return Err(malformed(
+                    OP,
+                    "truncated without a new NextPartNumberMarker",
+                ));
+            }
+            next.clone_into(&mut marker);
+        }
+    }
+
     /// GetObject of `range` (non-empty); `if_match` (a bare ETag) makes a changed object fail
     /// with 412 `PreconditionFailed`. The caller reads the body.
     pub async fn get_object_range(
@@ -445,6 +568,18 @@ enum Payload {
 fn etag_header(resp: &Response<Incoming>) -> Option<String> {
     let v = resp.headers().get(hyper::header::ETAG)?.to_str().ok()?;
     Some(normalize_etag(v)).filter(|e| !e.is_empty())
+}
+
+/// The first `Checksum<ALG>` element of `node` with a well-formed value (a `-N` suffix dropped).
+fn checksum_in(node: &Node) -> Option<Checksum> {
+    ChecksumAlgorithm::ALL.into_iter().find_map(|algorithm| {
+        let text = node.child_text(algorithm.xml_name())?;
+        let b64 = text.trim().split('-').next().unwrap_or_default();
+        Some(Checksum {
+            algorithm,
+            value: algorithm.decode(b64)?,
+        })
+    })
 }
 
 fn malformed(op: &str, why: &str) -> Error {

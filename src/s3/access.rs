@@ -123,7 +123,9 @@ fn check(app: &App, bucket: &BucketRecord, caller: &str, legacy_ok: bool) -> Res
 fn legacy_read(op: &S3Op, route: &Route, caller: &str) -> bool {
     match op {
         S3Op::HeadBucket | S3Op::GetBucketLocation | S3Op::GetBucketVersioning => true,
-        S3Op::GetObject | S3Op::HeadObject | S3Op::GetObjectTagging => under(&route.key, caller),
+        S3Op::GetObject | S3Op::HeadObject | S3Op::GetObjectTagging | S3Op::GetObjectAttributes => {
+            under(&route.key, caller)
+        }
         S3Op::ListObjects { .. } | S3Op::ListObjectVersions => {
             under(route.query.get("prefix").unwrap_or_default(), caller)
         }

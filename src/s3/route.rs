@@ -26,6 +26,8 @@ pub enum S3Op {
     CopyObject,
     GetObject,
     HeadObject,
+    /// `GET /b/k?attributes`: what HeadObject and ListParts would tell, without the bytes.
+    GetObjectAttributes,
     DeleteObject,
     PutObjectTagging,
     GetObjectTagging,
@@ -75,6 +77,7 @@ impl S3Op {
             Self::CopyObject => "CopyObject",
             Self::GetObject => "GetObject",
             Self::HeadObject => "HeadObject",
+            Self::GetObjectAttributes => "GetObjectAttributes",
             Self::DeleteObject => "DeleteObject",
             Self::PutObjectTagging => "PutObjectTagging",
             Self::GetObjectTagging => "GetObjectTagging",
@@ -112,7 +115,6 @@ const UNSUPPORTED: &[&str] = &[
     "accelerate",
     "acl",
     "analytics",
-    "attributes",
     "encryption",
     "intelligent-tiering",
     "inventory",
@@ -172,11 +174,14 @@ pub fn route(
     let versioning_write = query.has("versioning") && *method != Method::GET;
     // Objects have tags; buckets do not (yet).
     let bucket_tagging = key.is_empty() && query.has("tagging");
+    // `attributes` is an operation only as a GET of an object (GetObjectAttributes).
+    let attributes_other = query.has("attributes") && (*method != Method::GET || key.is_empty());
     if let Some(sub) = UNSUPPORTED
         .iter()
         .find(|s| query.has(s))
         .or(versioning_write.then_some(&"versioning"))
         .or(bucket_tagging.then_some(&"tagging"))
+        .or(attributes_other.then_some(&"attributes"))
     {
         return Err(S3Error::not_implemented(format!(
             "The '{sub}' sub-resource is not implemented"
@@ -267,6 +272,7 @@ pub fn route(
             }
             Method::PUT if copy => S3Op::CopyObject,
             Method::PUT => S3Op::PutObject,
+            Method::GET if query.has("attributes") => S3Op::GetObjectAttributes,
             Method::GET if query.has("uploadId") => S3Op::ListParts {
                 upload_id: upload_id()?,
             },
@@ -286,6 +292,7 @@ pub fn route(
         S3Op::GetObject
             | S3Op::HeadObject
             | S3Op::DeleteObject
+            | S3Op::GetObjectAttributes
             | S3Op::PutObjectTagging
             | S3Op::GetObjectTagging
             | S3Op::DeleteObjectTagging
@@ -464,6 +471,26 @@ mod tests {
         );
         assert_eq!(r(Method::PUT, "/b/k", true).unwrap().op, S3Op::CopyObject);
         assert_eq!(op(Method::GET, "/b/k?partNumber=1"), S3Op::GetObject);
+        assert_eq!(
+            op(Method::GET, "/b/k?attributes"),
+            S3Op::GetObjectAttributes
+        );
+        assert_eq!(
+            op(Method::GET, &format!("/b/k?attributes&uploadId={ID}")),
+            S3Op::GetObjectAttributes
+        );
+        for (m, uri) in [
+            (Method::GET, "/b?attributes"),
+            (Method::HEAD, "/b/k?attributes"),
+            (Method::PUT, "/b/k?attributes"),
+            (Method::DELETE, "/b/k?attributes"),
+        ] {
+            assert_eq!(
+                r(m, uri, false).unwrap_err().code,
+                "NotImplemented",
+                "{uri}"
+            );
+        }
         assert_eq!(op(Method::DELETE, "/b/k"), S3Op::DeleteObject);
         assert_eq!(op(Method::PUT, "/b/k?tagging"), S3Op::PutObjectTagging);
         assert_eq!(op(Method::GET, "/b/k?tagging="), S3Op::GetObjectTagging);
@@ -575,6 +602,9 @@ mod tests {
             assert_eq!(e.message, "Version id cannot be the empty string");
             assert!(r(m, "/b/k?versionId=null", false).is_ok());
         }
+        let e = r(Method::GET, "/b/k?attributes&versionId=abc", false).unwrap_err();
+        assert_eq!(e.code, "InvalidArgument");
+        assert!(r(Method::GET, "/b/k?attributes&versionId=null", false).is_ok());
     }
 
     #[test]

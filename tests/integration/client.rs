@@ -832,3 +832,242 @@ async fn ctrl_c_then_changed_file() {
         "the old upload is still open"
     );
 }
+
+// ---------------- parts verified against GetObjectAttributes ----------------
+
+/// Uploads `parts` through the SDK as a CRC32 multipart object (COMPOSITE); returns its upload id.
+async fn crc32_multipart(
+    c: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    parts: &[Vec<u8>],
+) -> String {
+    use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
+    let id = c
+        .create_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .checksum_algorithm(ChecksumAlgorithm::Crc32)
+        .send()
+        .await
+        .unwrap()
+        .upload_id()
+        .unwrap()
+        .to_owned();
+    let mut done = Vec::new();
+    for (i, p) in parts.iter().enumerate() {
+        let n = i as i32 + 1;
+        let up = c
+            .upload_part()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(&id)
+            .part_number(n)
+            .checksum_algorithm(ChecksumAlgorithm::Crc32)
+            .body(p.clone().into())
+            .send()
+            .await
+            .unwrap();
+        done.push(
+            CompletedPart::builder()
+                .part_number(n)
+                .e_tag(up.e_tag().unwrap())
+                .checksum_crc32(up.checksum_crc32().unwrap())
+                .build(),
+        );
+    }
+    c.complete_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .upload_id(&id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .set_parts(Some(done))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    id
+}
+
+/// `mpgw download` checks every part's CRC32 and the object's against the bytes it wrote (its
+/// own ranges cut across the object's parts); a part whose stored bytes went bad fails the
+/// download, leaving neither the file nor a journal that claims it.
+async fn download_verifies_parts(store: Store) {
+    let gw = TestGateway::start(store).await;
+    let s3 = gw.bucket("verify").await;
+    let parts = vec![
+        random_bytes(5 * MIB),
+        random_bytes(5 * MIB + 7),
+        random_bytes(300_000),
+    ];
+    let id = crc32_multipart(&s3, "verify", "v.bin", &parts).await;
+    let client = Client::new();
+    let endpoint = format!("http://{}", gw.addr());
+    let args = |target: &Path| {
+        [
+            "download".to_owned(),
+            "s3://verify/v.bin".to_owned(),
+            target.to_str().unwrap().to_owned(),
+            "--endpoint".to_owned(),
+            endpoint.clone(),
+            "--part-size".to_owned(),
+            "4MiB".to_owned(),
+        ]
+    };
+    let run = async |target: &Path| {
+        let a = args(target);
+        client
+            .run(&a.iter().map(String::as_str).collect::<Vec<_>>())
+            .await
+    };
+    let good = client.path("good.bin");
+    let out = run(&good).await;
+    assert_ok(&out, "download");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("verified 3 part checksum(s) and the object's CRC32"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(&good).unwrap(), parts.concat());
+
+    // A single PUT with a checksum: the object's CRC32.
+    s3.put_object()
+        .bucket("verify")
+        .key("one.bin")
+        .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Crc32)
+        .body(parts[2].clone().into())
+        .send()
+        .await
+        .unwrap();
+    let one = client.path("one.bin");
+    let out = client
+        .run(&[
+            "download",
+            "s3://verify/one.bin",
+            one.to_str().unwrap(),
+            "--endpoint",
+            &endpoint,
+        ])
+        .await;
+    assert_ok(&out, "single-part download");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("verified the object's CRC32"),
+        "{out:?}"
+    );
+
+    // Part 2's stored bytes rot (same size, one byte changed).
+    let dir = crate::harness::blob_dir(gw.data_dir(), &id);
+    let file = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| std::fs::metadata(p).unwrap().len() == (5 * MIB + 7) as u64)
+        .expect("part 2's file");
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[1000] ^= 0xff;
+    std::fs::write(&file, bytes).unwrap();
+    let bad = client.path("bad.bin");
+    let out = run(&bad).await;
+    assert!(!out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("part 2: CRC32"), "{stderr}");
+    assert!(
+        !bad.exists(),
+        "a file that failed its checks is not put in place"
+    );
+    assert!(
+        !client.path("bad.bin.mpgw-download.json").exists(),
+        "no journal claims the bad bytes"
+    );
+}
+both!(download_verifies_parts, download_verifies_parts);
+
+/// A server without GetObjectAttributes (501): the download works, unverified, and says so.
+/// The server here is a stub that knows HeadObject and ranged GetObject of one object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn download_without_get_object_attributes() {
+    let data: Arc<Vec<u8>> = Arc::new(random_bytes(100_000));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let asked = Arc::new(AtomicU64::new(0));
+    let (d, a) = (data.clone(), asked.clone());
+    let server = tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let (d, a) = (d.clone(), a.clone());
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    let mut chunk = [0u8; 4096];
+                    let n = match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    buf.extend_from_slice(&chunk[..n]);
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                        buf.drain(..end + 4);
+                        let line = head.lines().next().unwrap_or_default().to_owned();
+                        let range = head.lines().find_map(|l| {
+                            let (n, v) = l.split_once(':')?;
+                            n.eq_ignore_ascii_case("range").then(|| v.trim().to_owned())
+                        });
+                        let etag = "\"0123456789abcdef0123456789abcdef\"";
+                        let resp: Vec<u8> = if line.contains("?attributes") {
+                            a.fetch_add(1, Ordering::SeqCst);
+                            let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>NotImplemented</Code><Message>no</Message></Error>";
+                            format!("HTTP/1.1 501 Not Implemented\r\ncontent-type: application/xml\r\ncontent-length: {}\r\n\r\n{body}", body.len()).into_bytes()
+                        } else if line.starts_with("HEAD") {
+                            format!(
+                                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\netag: {etag}\r\n\r\n",
+                                d.len()
+                            )
+                            .into_bytes()
+                        } else {
+                            let (start, end) = range
+                                .as_deref()
+                                .and_then(|r| r.strip_prefix("bytes="))
+                                .and_then(|r| r.split_once('-'))
+                                .map(|(s, e)| {
+                                    (s.parse::<usize>().unwrap(), e.parse::<usize>().unwrap() + 1)
+                                })
+                                .unwrap_or((0, d.len()));
+                            let mut r = format!(
+                                "HTTP/1.1 206 Partial Content\r\ncontent-length: {}\r\ncontent-range: bytes {start}-{}/{}\r\netag: {etag}\r\n\r\n",
+                                end - start,
+                                end - 1,
+                                d.len()
+                            )
+                            .into_bytes();
+                            r.extend_from_slice(&d[start..end]);
+                            r
+                        };
+                        if s.write_all(&resp).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let client = Client::new();
+    let target = client.path("stub.bin");
+    let out = client
+        .run(&[
+            "download",
+            "s3://stub/stub.bin",
+            target.to_str().unwrap(),
+            "--endpoint",
+            &format!("http://{addr}"),
+        ])
+        .await;
+    assert_ok(&out, "download from a server without GetObjectAttributes");
+    assert_eq!(std::fs::read(&target).unwrap(), *data);
+    assert_eq!(asked.load(Ordering::SeqCst), 1, "asked once, not retried");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("parts not verified"),
+        "{out:?}"
+    );
+    server.abort();
+}

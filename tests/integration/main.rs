@@ -19,6 +19,7 @@ mod post;
 mod redis_aof;
 mod redis_tls;
 mod reserve;
+mod s3_attributes;
 mod s3_compat;
 mod s3_errors;
 mod s3_multipart;

@@ -161,6 +161,15 @@ async fn other_key_is_denied(store: Store) {
 
     // Objects.
     denied(other.get_object().bucket("mine").key("obj").send().await);
+    denied(
+        other
+            .get_object_attributes()
+            .bucket("mine")
+            .key("obj")
+            .object_attributes(aws_sdk_s3::types::ObjectAttributes::Etag)
+            .send()
+            .await,
+    );
     denied_head(other.head_object().bucket("mine").key("obj").send().await);
     denied(
         other
@@ -661,6 +670,16 @@ async fn legacy_bucket_from_s3(store: Store) {
         .await
         .unwrap();
     assert_eq!(listed.contents().len(), 1);
+    // GetObjectAttributes reads like GetObject.
+    let attrs = |c: &aws_sdk_s3::Client| {
+        c.get_object_attributes()
+            .bucket("files")
+            .key(&own_key)
+            .object_attributes(aws_sdk_s3::types::ObjectAttributes::ObjectSize)
+            .send()
+    };
+    assert_eq!(attrs(&owner).await.unwrap().object_size(), Some(1000));
+    denied(attrs(&other).await);
     // Another user's files, the whole bucket, and every write are refused.
     denied(
         other

@@ -183,14 +183,24 @@ fn check(
     given: &str,
 ) -> Result<(), AuthError> {
     let mut matched = false;
+    // `attributes` (GetObjectAttributes) is newer than the SigV2 sub-resource lists: botocore
+    // leaves it out of the signed resource, other signers may put it in. Either form is
+    // accepted; the operation's `x-amz-object-attributes` header is signed in both.
+    let attributes = if query.has("attributes") {
+        &[false, true][..]
+    } else {
+        &[false][..]
+    };
     for resource in resources(parts.uri.path(), vhost) {
-        let sts = string_to_sign(parts, query, &resource, date, query_amz);
-        let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(secret.as_bytes())
-            .map_err(|_| AuthError::SignatureDoesNotMatch)?;
-        mac.update(&sts);
-        let expected =
-            base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
-        matched |= bool::from(expected.as_bytes().ct_eq(given.trim().as_bytes()));
+        for &with_attributes in attributes {
+            let sts = string_to_sign(parts, query, &resource, date, query_amz, with_attributes);
+            let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(secret.as_bytes())
+                .map_err(|_| AuthError::SignatureDoesNotMatch)?;
+            mac.update(&sts);
+            let expected =
+                base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+            matched |= bool::from(expected.as_bytes().ct_eq(given.trim().as_bytes()));
+        }
     }
     if matched {
         Ok(())
@@ -219,15 +229,16 @@ fn resources(path: &str, vhost: Option<&str>) -> Vec<String> {
 }
 
 /// Method, Content-MD5, Content-Type, date, the `x-amz-*` headers (with a presigned URL's
-/// `x-amz-*` query parameters when `query_amz`), then `resource` and the signed sub-resources.
-/// Header values are signed byte for byte, as they will be used: a value that is not visible
-/// ASCII must not drop out of the signature.
+/// `x-amz-*` query parameters when `query_amz`), then `resource` and the signed sub-resources
+/// (with `attributes` when `with_attributes`). Header values are signed byte for byte, as they
+/// will be used: a value that is not visible ASCII must not drop out of the signature.
 fn string_to_sign(
     parts: &http::request::Parts,
     query: &Query,
     resource: &str,
     date: &[u8],
     query_amz: bool,
+    with_attributes: bool,
 ) -> Vec<u8> {
     let h = &parts.headers;
     let header = |name: &str| h.get(name).map_or(&[][..], |v| trim(v.as_bytes()));
@@ -268,7 +279,9 @@ fn string_to_sign(
     s.extend_from_slice(resource.as_bytes());
     let mut subs: Vec<(&str, Option<&str>)> = query
         .iter()
-        .filter(|(name, _)| SUBRESOURCES.contains(name))
+        .filter(|(name, _)| {
+            SUBRESOURCES.contains(name) || (with_attributes && *name == "attributes")
+        })
         .collect();
     subs.sort_by(|a, b| a.0.cmp(b.0));
     for (i, (name, value)) in subs.into_iter().enumerate() {
@@ -409,7 +422,7 @@ mod tests {
             &[],
         );
         let q = Query::parse(p.uri.query());
-        let sts = String::from_utf8(string_to_sign(&p, &q, "/b/k", b"123", false)).unwrap();
+        let sts = String::from_utf8(string_to_sign(&p, &q, "/b/k", b"123", false, false)).unwrap();
         assert!(
             sts.ends_with("/b/k?partNumber=3&response-content-type=a/b&uploadId=abc"),
             "{sts}"
@@ -453,12 +466,61 @@ mod tests {
         assert_eq!(resources("/k", Some("bkt")), ["/bkt/k"]);
     }
 
+    /// GetObjectAttributes is accepted signed as botocore signs it (`attributes` left out of the
+    /// resource) and with `attributes` in it; its header is signed either way. Signatures
+    /// computed with Python's hmac.
+    #[test]
+    fn attributes_is_signed_or_not() {
+        let date = "Tue, 27 Mar 2007 19:36:42 GMT";
+        let h = [
+            ("x-amz-object-attributes", "ETag,ObjectSize"),
+            ("date", date),
+        ];
+        let p = parts("GET", "/b/k?attributes", &h);
+        for sig in [
+            "ekszGjz3Pn261/xa0zsWiZUslTg=",
+            "7MrlsNaa8hk5nWla7Sg07karaZ4=",
+        ] {
+            let auth = format!("AKIAIOSFODNN7EXAMPLE:{sig}");
+            assert!(header_auth(&p, &auth, at(date)).is_ok(), "{sig}");
+            // Another attribute list breaks both.
+            let other = parts(
+                "GET",
+                "/b/k?attributes",
+                &[("x-amz-object-attributes", "ETag"), ("date", date)],
+            );
+            assert_eq!(
+                header_auth(&other, &auth, at(date)).unwrap_err(),
+                AuthError::SignatureDoesNotMatch
+            );
+        }
+        // Without the flag, only the form without it.
+        let plain = parts("GET", "/b/k", &h);
+        assert!(
+            header_auth(
+                &plain,
+                "AKIAIOSFODNN7EXAMPLE:ekszGjz3Pn261/xa0zsWiZUslTg=",
+                at(date)
+            )
+            .is_ok()
+        );
+        assert_eq!(
+            header_auth(
+                &plain,
+                "AKIAIOSFODNN7EXAMPLE:7MrlsNaa8hk5nWla7Sg07karaZ4=",
+                at(date)
+            )
+            .unwrap_err(),
+            AuthError::SignatureDoesNotMatch
+        );
+    }
+
     /// A sub-resource is signed under the name routing reads: `%75ploadId` is `uploadId`.
     #[test]
     fn encoded_subresource_names_are_signed_decoded() {
         let p = parts("DELETE", "/b/k?%75ploadId=abc&%70artNumber=1&x%2Did=y", &[]);
         let q = Query::parse(p.uri.query());
-        let sts = String::from_utf8(string_to_sign(&p, &q, "/b/k", b"1", false)).unwrap();
+        let sts = String::from_utf8(string_to_sign(&p, &q, "/b/k", b"1", false, false)).unwrap();
         assert!(sts.ends_with("/b/k?partNumber=1&uploadId=abc"), "{sts}");
     }
 
@@ -477,7 +539,7 @@ mod tests {
         );
         let mut p = parts("PUT", "/b/k", &[]);
         p.headers = h;
-        let sts = string_to_sign(&p, &Query::default(), "/b/k", b"1", false);
+        let sts = string_to_sign(&p, &Query::default(), "/b/k", b"1", false, false);
         assert_eq!(
             sts,
             b"PUT\n\ntext/html; charset=\xe9\n1\nx-amz-meta-a:\xff\n/b/k".to_vec()

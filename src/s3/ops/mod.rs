@@ -1,8 +1,9 @@
-//! One function per S3 operation, grouped by what they act on: `object`, `list`, `multipart`
-//! (bucket settings are answered inline in `dispatch`). Each reads headers, query and XML, calls
-//! `upload::Uploads`, and builds the status, headers and XML of the answer. No storage logic lives
-//! here; request intake and header codecs are in `s3::request`.
+//! One function per S3 operation, grouped by what they act on: `object`, `attributes`, `list`,
+//! `multipart` (bucket settings are answered inline in `dispatch`). Each reads headers, query and
+//! XML, calls `upload::Uploads`, and builds the status, headers and XML of the answer. No storage
+//! logic lives here; request intake and header codecs are in `s3::request`.
 
+mod attributes;
 mod list;
 mod multipart;
 mod object;
@@ -157,6 +158,7 @@ pub async fn dispatch(
         S3Op::CopyObject => copy_object(app, req, &owner, b, k).await,
         S3Op::GetObject => get_object(app, req, &query, b, k, false).await,
         S3Op::HeadObject => get_object(app, req, &query, b, k, true).await,
+        S3Op::GetObjectAttributes => attributes::get_object_attributes(app, req, b, k).await,
         S3Op::DeleteObject => {
             app.uploads.delete_object(b, k).await?;
             Ok(status(StatusCode::NO_CONTENT))
