@@ -31,7 +31,7 @@ use crate::s3::auth::Verified;
 use crate::s3::error::{S3Error, S3ErrorCode};
 use crate::s3::request::{MAX_XML, Res, collect, drain, set, status, xml_response};
 use crate::s3::route::{Route, S3Op};
-use crate::upload::Caller;
+use crate::upload::{Caller, Error as UploadError};
 use crate::xml::Xml;
 
 pub async fn dispatch(
@@ -178,10 +178,16 @@ pub async fn dispatch(
             complete(app, req, body, &auth, b, k, &upload_id).await
         }
         S3Op::AbortMultipartUpload { upload_id } => {
-            let up = app
+            // An upload of a deleted bucket is gone with it: NoSuchUpload, as before buckets
+            // could be deleted with uploads in them (clients cleaning up expect it).
+            let up = match app
                 .uploads
                 .open_upload(&upload_id, b, Some(k), Caller::Anyone)
-                .await?;
+                .await
+            {
+                Err(UploadError::NoSuchBucket) => Err(UploadError::NoSuchUpload),
+                r => r,
+            }?;
             app.uploads.abort(&up).await?;
             Ok(status(StatusCode::NO_CONTENT))
         }
