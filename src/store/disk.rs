@@ -33,6 +33,7 @@ use md5::{Digest as _, Md5};
 
 use super::io::IoPool;
 use super::space::{Reservation, Space};
+use super::stage::Stage;
 use crate::metrics::{Fsync, Metrics};
 use crate::model::BodyError;
 use crate::model::checksum::{ChecksumAlgorithm, Hasher};
@@ -202,20 +203,40 @@ impl Drop for Staged {
 }
 
 /// Body bytes held in memory per request between the socket and the disk: enough to keep the
-/// socket, the hashing job and the writing job busy at once, small enough that many parts
+/// socket, the hashing stage and the writing stage busy at once, small enough that many parts
 /// arriving together cost little.
-const IN_FLIGHT: usize = 512 << 10;
+const IN_FLIGHT: u64 = 512 << 10;
 
-/// What the jobs of one batch hand back: the writing and the hashing state.
-type BatchDone = Result<(Sink, Md5), WriteError>;
-
-/// What the writing job owns between batches.
+/// What the writing stage owns.
 struct Sink {
     file: std::fs::File,
     sum: Option<Hasher>,
     size: u64,
     /// Disk time only: waits for the client's next bytes are not the disk's fault.
     writing: Duration,
+    faults: Option<Faults>,
+    /// Bytes on disk so far, shared with the write's reservation.
+    written: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Sink {
+    fn write(&mut self, c: &Bytes) -> std::io::Result<()> {
+        if let Some(h) = self.sum.as_mut() {
+            h.update(c);
+        }
+        let started = Instant::now();
+        step(self.faults.as_ref(), DiskStep::WriteChunk)?;
+        self.file.write_all(c)?;
+        self.writing += started.elapsed();
+        self.size += c.len() as u64;
+        self.written.fetch_add(c.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+fn hash(m: &mut Md5, c: &Bytes) -> std::io::Result<()> {
+    m.update(c);
+    Ok(())
 }
 
 /// A file being read by a GET: its path (for errors), handle, and bytes left.
@@ -351,11 +372,12 @@ impl DiskStore {
     }
 
     /// Streams `body` into a temp file in blob `id`. The bytes are received here, on the
-    /// request's task; each batch of them is hashed (MD5) and written (with `checksum`, when
-    /// asked) by two short jobs on the I/O pool, running side by side while the next batch
-    /// arrives. No thread waits for the client. Fails with `TooLarge` as soon as more than `max`
-    /// bytes arrive, and with `StorageFull` when the body runs past the room `room` holds and the
-    /// disk has no more above the reserve. The room goes back when the write ends.
+    /// request's task, and queued for two stages on the I/O pool that run side by side: one
+    /// hashes them (MD5), the other writes them (with `checksum`, when asked). A stage holds a
+    /// thread only while it has bytes to work on, so no thread waits for the client. Fails with
+    /// `TooLarge` as soon as more than `max` bytes arrive, and with `StorageFull` when the body
+    /// runs past the room `room` holds and the disk has no more above the reserve. The room goes
+    /// back when the write ends.
     pub async fn write<S>(
         &self,
         id: &BlobId,
@@ -395,60 +417,47 @@ impl DiskStore {
                     .open(&tmp)
             })
             .await??;
-        let mut sink = Some(Sink {
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let sink = Sink {
             file,
             sum: checksum.map(Hasher::new),
             size: 0,
             writing: Duration::ZERO,
-        });
-        let mut md5 = Some(Md5::new());
-        let written = room.written();
+            faults: faults.clone(),
+            written: room.written(),
+        };
+        let writer = Stage::new(self.io.clone(), sink, Sink::write, wake.clone());
+        let hasher = Stage::new(self.io.clone(), Md5::new(), hash, wake.clone());
 
         let mut received = 0u64;
-        let mut batch: Vec<Bytes> = Vec::new();
-        let mut batch_bytes = 0usize;
         let mut ended = false;
-        // The jobs for the previous batch, while they run.
-        let mut jobs: Option<Pin<Box<dyn Future<Output = BatchDone> + Send>>> = None;
         loop {
-            if jobs.is_none() && !batch.is_empty() {
-                let (Some(s), Some(m)) = (sink.take(), md5.take()) else {
-                    unreachable!("both states are home between batches");
-                };
-                let chunks = Arc::new(std::mem::take(&mut batch));
-                batch_bytes = 0;
-                jobs = Some(Box::pin(self.run_batch(chunks, s, m, written.clone())));
-            }
-            if ended && jobs.is_none() {
+            let done = writer.progress()?.min(hasher.progress()?);
+            if ended && done == received {
                 break;
             }
-            let want_body = !ended && batch_bytes < IN_FLIGHT;
-            tokio::select! {
-                next = body.next(), if want_body => match next {
-                    None => ended = true,
-                    Some(chunk) => {
-                        let chunk = chunk.map_err(WriteError::Body)?;
-                        received += chunk.len() as u64;
-                        if received > max {
-                            return Err(WriteError::TooLarge(max));
-                        }
-                        if !chunk.is_empty() {
-                            room.cover(received)?;
-                            batch_bytes += chunk.len();
-                            batch.push(chunk);
-                        }
+            if ended || received - done >= IN_FLIGHT {
+                wake.notified().await;
+                continue;
+            }
+            match body.next().await {
+                None => ended = true,
+                Some(chunk) => {
+                    let chunk = chunk.map_err(WriteError::Body)?;
+                    received += chunk.len() as u64;
+                    if received > max {
+                        return Err(WriteError::TooLarge(max));
                     }
-                },
-                done = async { jobs.as_mut().expect("guarded").await }, if jobs.is_some() => {
-                    jobs = None;
-                    let (s, m) = done?;
-                    sink = Some(s);
-                    md5 = Some(m);
+                    if !chunk.is_empty() {
+                        room.cover(received)?;
+                        hasher.push(chunk.clone());
+                        writer.push(chunk);
+                    }
                 }
             }
         }
-        let (Some(mut s), Some(m)) = (sink, md5) else {
-            unreachable!("both states are home after the last batch");
+        let (Some(mut s), Some(m)) = (writer.finish(), hasher.finish()) else {
+            unreachable!("both stages are idle once every byte is done");
         };
         if let Some(m) = &metrics {
             m.part_write(s.writing);
@@ -468,43 +477,6 @@ impl DiskStore {
         guard.md5 = m.finalize().into();
         guard.checksum = sum;
         Ok(guard)
-    }
-
-    /// Hashes and writes one batch: two jobs on the I/O pool, side by side.
-    fn run_batch(
-        &self,
-        chunks: Arc<Vec<Bytes>>,
-        mut sink: Sink,
-        mut md5: Md5,
-        written: Arc<std::sync::atomic::AtomicU64>,
-    ) -> impl Future<Output = BatchDone> + Send + 'static {
-        let io = self.io.clone();
-        let faults = self.faults.clone();
-        let for_hash = chunks.clone();
-        async move {
-            let hashing = io.run(move || {
-                for c in for_hash.iter() {
-                    md5.update(c);
-                }
-                md5
-            });
-            let writing = io.run(move || -> std::io::Result<Sink> {
-                for c in chunks.iter() {
-                    if let Some(h) = sink.sum.as_mut() {
-                        h.update(c);
-                    }
-                    let started = Instant::now();
-                    step(faults.as_ref(), DiskStep::WriteChunk)?;
-                    sink.file.write_all(c)?;
-                    sink.writing += started.elapsed();
-                    sink.size += c.len() as u64;
-                    written.fetch_add(c.len() as u64, Ordering::Relaxed);
-                }
-                Ok(sink)
-            });
-            let (m, s) = futures_util::future::join(hashing, writing).await;
-            Ok((s??, m?))
-        }
     }
 
     /// Removes one committed file (a replaced or unlisted part). Missing files are fine.

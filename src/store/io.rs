@@ -59,6 +59,11 @@ impl IoPool {
             .map_err(|_| std::io::Error::other("I/O job did not finish"))
     }
 
+    /// Runs `f` on the pool, without waiting for it.
+    pub fn spawn(&self, f: impl FnOnce() + Send + 'static) {
+        self.submit(Box::new(f));
+    }
+
     fn submit(&self, job: Job) {
         {
             let mut t = lock(&self.shared.threads);

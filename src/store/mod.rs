@@ -9,6 +9,7 @@ pub mod meta_embedded;
 pub mod meta_redis;
 pub mod peers;
 pub mod space;
+mod stage;
 
 pub use disk::DiskStore;
 pub use meta::{AbortUpload, BeginComplete, DeleteBucket, MetaStore, PutPart, UploadCursor};
