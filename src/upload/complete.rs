@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use super::error::{Error, Result};
 use super::{
-    BUSY_WAIT, Completed, ListedPart, STALE_COMPLETE, Uploads, WriteCondition, listed_digest,
-    millis,
+    BUSY_WAIT, CompleteChecks, Completed, ListedPart, STALE_COMPLETE, Uploads, WriteCondition,
+    listed_digest, millis,
 };
 use crate::model::checksum::{ContentHash, combine_parts, multipart_etag, normalize_etag};
 use crate::model::{
@@ -16,10 +16,9 @@ use crate::store::{AbortUpload, BeginComplete};
 
 impl Uploads {
     /// Completes upload `id` into the object bucket/key from the listed parts, without copying
-    /// part bytes: the object's manifest names the part files where they already are. When
-    /// `content` is given the assembled bytes must hash to it before anything is published
-    /// (BadDigest otherwise, and the upload stays open); `cond` is the If-Match/If-None-Match
-    /// the new object must meet.
+    /// part bytes: the object's manifest names the part files where they already are. What
+    /// `checks` names (size, content hash) must hold before anything is published (the upload
+    /// stays open otherwise); `cond` is the If-Match/If-None-Match the new object must meet.
     ///
     /// It runs in a task of its own: once begun, a Complete goes to its end (published, or the
     /// upload reopened) even if its client hangs up and the request is dropped. Dropped between
@@ -31,14 +30,14 @@ impl Uploads {
         bucket: &str,
         key: &str,
         listed: Vec<ListedPart>,
-        content: Option<&ContentHash>,
+        checks: &CompleteChecks,
         cond: &WriteCondition,
     ) -> Result<Completed> {
         let this = self.clone();
         let (id, bucket, key) = (id.clone(), bucket.to_owned(), key.to_owned());
-        let (content, cond) = (content.cloned(), cond.clone());
+        let (checks, cond) = (checks.clone(), cond.clone());
         tokio::spawn(async move {
-            this.run_complete(&id, &bucket, &key, listed, content.as_ref(), &cond)
+            this.run_complete(&id, &bucket, &key, listed, &checks, &cond)
                 .await
         })
         .await
@@ -51,7 +50,7 @@ impl Uploads {
         bucket: &str,
         key: &str,
         listed: Vec<ListedPart>,
-        content: Option<&ContentHash>,
+        checks: &CompleteChecks,
         cond: &WriteCondition,
     ) -> Result<Completed> {
         let listed = collapse_listed(listed)?;
@@ -90,7 +89,15 @@ impl Uploads {
         }
         let checked = async {
             let (rec, done) = self.assemble(&up, &parts, &listed, digest)?;
-            if let Some(want) = content {
+            if let Some(want) = checks.size
+                && want != rec.size
+            {
+                return Err(Error::InvalidRequest(format!(
+                    "The provided 'x-amz-mp-object-size' header value {want} does not match what was computed: {}",
+                    rec.size
+                )));
+            }
+            if let Some(want) = &checks.content {
                 self.check_content(&rec, want).await?;
             }
             self.check_condition(bucket, key, cond).await?;
