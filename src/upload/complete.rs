@@ -4,10 +4,12 @@ use std::time::Duration;
 
 use super::error::{Error, Result};
 use super::{
-    BUSY_WAIT, CompleteChecks, Completed, ListedPart, STALE_COMPLETE, Uploads, WriteCondition,
-    listed_digest, millis,
+    BUSY_WAIT, CompleteChecks, Completed, ListedPart, STALE_COMPLETE, Uploads, WholeChecksum,
+    WriteCondition, listed_digest, millis,
 };
-use crate::model::checksum::{ContentHash, combine_parts, multipart_etag, normalize_etag};
+use crate::model::checksum::{
+    ChecksumType, ContentHash, combine_parts, multipart_etag, normalize_etag,
+};
 use crate::model::{
     Checksum, CompletedResult, ObjectHeaders, ObjectPart, ObjectRecord, PartNumber, PartRecord,
     UploadId, UploadRecord, UploadState, now_millis,
@@ -88,7 +90,11 @@ impl Uploads {
             return Err(Error::NoSuchUpload);
         }
         let checked = async {
+            check_checksum_type(&up, checks.checksum_type)?;
             let (rec, done) = self.assemble(&up, &parts, &listed, digest)?;
+            if let Some(want) = &checks.checksum {
+                check_whole_checksum(&up, &rec, want)?;
+            }
             if let Some(want) = checks.size
                 && want != rec.size
             {
@@ -291,6 +297,50 @@ impl Uploads {
                 Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
             }
         }
+    }
+}
+
+/// The type a Complete names (`x-amz-checksum-type`) must be the one its upload was created with.
+fn check_checksum_type(up: &UploadRecord, named: Option<ChecksumType>) -> Result<()> {
+    let own = up
+        .checksum_algorithm
+        .map(|a| up.checksum_type.unwrap_or_else(|| a.default_type()));
+    match named {
+        Some(t) if Some(t) != own => Err(Error::InvalidRequest(format!(
+            "The upload was created using the {} checksum mode. The complete request must use the same checksum mode.",
+            own.map_or("null", ChecksumType::as_str)
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// A whole-object checksum sent with Complete must be the upload's algorithm (InvalidRequest
+/// otherwise) and equal what its parts combine to (BadDigest otherwise); a COMPOSITE value's
+/// `-N`, when written, must count the object's parts.
+fn check_whole_checksum(up: &UploadRecord, rec: &ObjectRecord, want: &WholeChecksum) -> Result<()> {
+    if up.checksum_algorithm != Some(want.algorithm) {
+        return Err(Error::InvalidRequest(format!(
+            "Checksum Type mismatch occurred, expected checksum Type: {}, actual checksum Type: {}",
+            up.checksum_algorithm
+                .map_or_else(|| "null".to_owned(), |a| a.as_str().to_lowercase()),
+            want.algorithm.as_str().to_lowercase()
+        )));
+    }
+    let same_value = rec
+        .checksum
+        .as_ref()
+        .is_some_and(|c| c.algorithm == want.algorithm && c.value == want.value);
+    let same_count = match want.parts {
+        None => true,
+        Some(n) => rec.checksum_type == Some(ChecksumType::Composite) && n == rec.parts.len(),
+    };
+    if same_value && same_count {
+        Ok(())
+    } else {
+        Err(Error::BadDigest(format!(
+            "The {} you specified did not match the calculated checksum.",
+            want.algorithm.as_str()
+        )))
     }
 }
 

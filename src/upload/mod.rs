@@ -165,6 +165,19 @@ pub struct CompleteChecks {
     pub content: Option<ContentHash>,
     /// `x-amz-mp-object-size`: the sum of the listed parts' sizes.
     pub size: Option<u64>,
+    /// `x-amz-checksum-type`: must be the upload's own type.
+    pub checksum_type: Option<ChecksumType>,
+    /// A whole-object `x-amz-checksum-<alg>`: what the parts' checksums combine to.
+    pub checksum: Option<WholeChecksum>,
+}
+
+/// A whole-object checksum a Complete's client claims, decoded.
+#[derive(Clone, Debug)]
+pub struct WholeChecksum {
+    pub algorithm: ChecksumAlgorithm,
+    pub value: Vec<u8>,
+    /// The `-N` of a COMPOSITE value (its part count), when the client wrote one.
+    pub parts: Option<usize>,
 }
 
 /// One `<Part>` of a CompleteMultipartUpload request.

@@ -3,6 +3,9 @@
 //! (MD5, SHA512, XXHASH64, XXHASH3, XXHASH128). Expected values are computed here with crates of
 //! their own (md-5, sha2, xxhash-rust), not with the server's code.
 
+use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumType};
+use base64::Engine as _;
+
 use crate::harness::*;
 
 const B: &str = "sums";
@@ -88,3 +91,210 @@ async fn mp_object_size(store: Store) {
     assert_eq!(get_bytes(&c, B, "k").await, parts.concat());
 }
 both!(mp_object_size, mp_object_size);
+
+fn b64(data: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
+
+fn crc(alg: crc_fast::CrcAlgorithm, data: &[u8]) -> Vec<u8> {
+    let v = crc_fast::checksum(alg, data);
+    match alg {
+        crc_fast::CrcAlgorithm::Crc64Nvme => v.to_be_bytes().to_vec(),
+        _ => (v as u32).to_be_bytes().to_vec(),
+    }
+}
+
+/// Creates an upload with `alg`/`typ`, sends `parts` with that algorithm; returns the upload
+/// id and the (part number, quoted ETag) list.
+async fn checksummed_upload(
+    c: &aws_sdk_s3::Client,
+    key: &str,
+    alg: ChecksumAlgorithm,
+    typ: Option<ChecksumType>,
+    parts: &[Vec<u8>],
+) -> (String, Vec<(i32, String)>) {
+    let out = c
+        .create_multipart_upload()
+        .bucket(B)
+        .key(key)
+        .checksum_algorithm(alg.clone())
+        .set_checksum_type(typ)
+        .send()
+        .await
+        .expect("create");
+    let id = out.upload_id().unwrap().to_owned();
+    let mut listed = Vec::new();
+    for (i, p) in parts.iter().enumerate() {
+        let n = i as i32 + 1;
+        let up = c
+            .upload_part()
+            .bucket(B)
+            .key(key)
+            .upload_id(&id)
+            .part_number(n)
+            .checksum_algorithm(alg.clone())
+            .body(p.clone().into())
+            .send()
+            .await
+            .expect("upload part");
+        listed.push((n, up.e_tag().unwrap().to_owned()));
+    }
+    (id, listed)
+}
+
+/// A whole-object checksum sent with Complete is checked against what the parts give
+/// (COMPOSITE: the checksum of the part checksums, `-N` optional; FULL_OBJECT: the CRC of the
+/// whole object). A wrong value is BadDigest, another algorithm or type InvalidRequest; nothing
+/// is published and the upload completes afterwards.
+async fn whole_object_checksum(store: Store) {
+    use crc_fast::CrcAlgorithm::{Crc32IsoHdlc, Crc64Nvme};
+    let gw = TestGateway::start(store).await;
+    let c = gw.bucket(B).await;
+    let parts = vec![random_bytes(5 * MIB), random_bytes(4321)];
+
+    // COMPOSITE CRC32.
+    let (id, listed) = checksummed_upload(&c, "comp", ChecksumAlgorithm::Crc32, None, &parts).await;
+    let refs: Vec<(i32, &str)> = listed.iter().map(|(n, e)| (*n, e.as_str())).collect();
+    let part_sums: Vec<u8> = parts.iter().flat_map(|p| crc(Crc32IsoHdlc, p)).collect();
+    let composite = b64(&crc(Crc32IsoHdlc, &part_sums));
+    let wrong = b64(&crc(Crc32IsoHdlc, b"other"));
+    let refused: [(&[(&str, &str)], u16, &str, &str); 5] = [
+        (
+            &[("x-amz-checksum-crc32", &wrong)],
+            400,
+            "BadDigest",
+            "The CRC32 you specified did not match the calculated checksum.",
+        ),
+        (
+            &[("x-amz-checksum-crc32", &format!("{composite}-3"))],
+            400,
+            "BadDigest",
+            "The CRC32 you specified did not match the calculated checksum.",
+        ),
+        (
+            &[("x-amz-checksum-sha256", &b64(&[0u8; 32]))],
+            400,
+            "InvalidRequest",
+            "Checksum Type mismatch occurred, expected checksum Type: crc32, actual checksum Type: sha256",
+        ),
+        (
+            &[("x-amz-checksum-type", "FULL_OBJECT")],
+            400,
+            "InvalidRequest",
+            "The upload was created using the COMPOSITE checksum mode. The complete request must use the same checksum mode.",
+        ),
+        (
+            &[("x-amz-checksum-crc32", "not base64!")],
+            400,
+            "InvalidRequest",
+            "Value for x-amz-checksum-crc32 header is invalid.",
+        ),
+    ];
+    for (headers, status, code, message) in refused {
+        let r = raw_complete(&gw, "comp", &id, &refs, headers).await;
+        assert_refused(&r, status, code, message);
+    }
+    assert_eq!(
+        err(c.head_object().bucket(B).key("comp").send().await).0,
+        404
+    );
+    // Without and with the `-N`, through the SDK.
+    let r = raw_complete(
+        &gw,
+        "comp",
+        &id,
+        &refs,
+        &[
+            ("x-amz-checksum-crc32", &composite),
+            ("x-amz-checksum-type", "COMPOSITE"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        xml_text(&r.body, "ChecksumCRC32"),
+        Some(format!("{composite}-2"))
+    );
+    let (id, listed) =
+        checksummed_upload(&c, "comp2", ChecksumAlgorithm::Crc32, None, &parts).await;
+    let refs: Vec<(i32, &str)> = listed.iter().map(|(n, e)| (*n, e.as_str())).collect();
+    let with_parts = complete_with(&c, B, "comp2", &id, &refs, |r| {
+        r.checksum_crc32(format!("{composite}-2"))
+            .checksum_type(ChecksumType::Composite)
+    })
+    .await;
+    let done = with_parts.expect("complete with the composite checksum and its -N");
+    assert_eq!(
+        done.checksum_crc32(),
+        Some(format!("{composite}-2").as_str())
+    );
+
+    // FULL_OBJECT CRC64NVME: the CRC of the whole object.
+    let (id, listed) = checksummed_upload(
+        &c,
+        "full",
+        ChecksumAlgorithm::Crc64Nvme,
+        Some(ChecksumType::FullObject),
+        &parts,
+    )
+    .await;
+    let refs: Vec<(i32, &str)> = listed.iter().map(|(n, e)| (*n, e.as_str())).collect();
+    let whole = b64(&crc(Crc64Nvme, &parts.concat()));
+    let bad = complete_with(&c, B, "full", &id, &refs, |r| {
+        r.checksum_crc64_nvme(b64(&crc(Crc64Nvme, b"x")))
+    })
+    .await;
+    assert_err(bad, 400, "BadDigest");
+    let bad = complete_with(&c, B, "full", &id, &refs, |r| {
+        r.checksum_crc64_nvme(&whole)
+            .checksum_type(ChecksumType::Composite)
+    })
+    .await;
+    assert_err(bad, 400, "InvalidRequest");
+    assert_eq!(
+        err(c.head_object().bucket(B).key("full").send().await).0,
+        404
+    );
+    let done = complete_with(&c, B, "full", &id, &refs, |r| {
+        r.checksum_crc64_nvme(&whole)
+            .checksum_type(ChecksumType::FullObject)
+    })
+    .await
+    .expect("complete with the full-object CRC");
+    assert_eq!(done.checksum_crc64_nvme(), Some(whole.as_str()));
+    assert_eq!(get_bytes(&c, B, "full").await, parts.concat());
+
+    // An upload created without a checksum has none to match.
+    let id = create_upload(&c, B, "plain").await;
+    let e = upload_part(&c, B, "plain", &id, 1, &parts[1]).await;
+    let r = raw_complete(
+        &gw,
+        "plain",
+        &id,
+        &[(1, &e)],
+        &[("x-amz-checksum-crc32", &b64(&crc(Crc32IsoHdlc, &parts[1])))],
+    )
+    .await;
+    assert_refused(
+        &r,
+        400,
+        "InvalidRequest",
+        "Checksum Type mismatch occurred, expected checksum Type: null, actual checksum Type: crc32",
+    );
+    let r = raw_complete(
+        &gw,
+        "plain",
+        &id,
+        &[(1, &e)],
+        &[("x-amz-checksum-type", "FULL_OBJECT")],
+    )
+    .await;
+    assert_refused(
+        &r,
+        400,
+        "InvalidRequest",
+        "The upload was created using the null checksum mode. The complete request must use the same checksum mode.",
+    );
+    complete(&c, B, "plain", &id, &[(1, &e)]).await;
+}
+both!(whole_object_checksum, whole_object_checksum);

@@ -20,7 +20,9 @@ use crate::s3::request::{
     url_encode, write_condition, xml_response,
 };
 use crate::s3::route::{Query, copy_source};
-use crate::upload::{BodyChecks, Caller, CompleteChecks, Error as UploadError, ListedPart};
+use crate::upload::{
+    BodyChecks, Caller, CompleteChecks, Error as UploadError, ListedPart, WholeChecksum,
+};
 use crate::xml::{self, Xml};
 
 pub(super) async fn create_multipart_upload(
@@ -237,8 +239,9 @@ pub(super) async fn complete(
     Ok(xml_response(x.finish("CompleteMultipartUploadResult")))
 }
 
-/// What a Complete's headers say the object will be (`x-amz-mp-object-size`), checked by the
-/// core before it publishes anything.
+/// What a Complete's headers say the object will be (`x-amz-mp-object-size`, a whole-object
+/// `x-amz-checksum-<alg>` and `x-amz-checksum-type`), checked by the core before it publishes
+/// anything.
 fn complete_checks(h: &HeaderMap) -> Result<CompleteChecks, S3Error> {
     let size = match h.get("x-amz-mp-object-size") {
         None => None,
@@ -256,8 +259,59 @@ fn complete_checks(h: &HeaderMap) -> Result<CompleteChecks, S3Error> {
             })?)
         }
     };
+    let checksum_type = match h.get("x-amz-checksum-type") {
+        None => None,
+        Some(v) => {
+            let s = String::from_utf8_lossy(v.as_bytes());
+            Some(ChecksumType::parse(&s).ok_or_else(|| {
+                S3Error::invalid_request(format!(
+                    "Value for x-amz-checksum-type header is invalid: {s}"
+                ))
+            })?)
+        }
+    };
+    let mut checksum = None;
+    for (name, v) in h {
+        let Some(alg_name) = name.as_str().strip_prefix("x-amz-checksum-") else {
+            continue;
+        };
+        if matches!(alg_name, "algorithm" | "type" | "mode") {
+            continue;
+        }
+        let algorithm = ChecksumAlgorithm::parse(alg_name).ok_or_else(|| {
+            S3Error::invalid_request(format!("Unsupported checksum algorithm: {alg_name}"))
+        })?;
+        if checksum.is_some() {
+            return Err(S3Error::invalid_request(
+                "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed.",
+            ));
+        }
+        let invalid = || S3Error::invalid_request(format!("Value for {name} header is invalid."));
+        // A COMPOSITE value may be written as S3 answers it, with its part count: `<base64>-N`
+        // (base64 itself never holds a '-').
+        let text = v.to_str().map_err(|_| invalid())?.trim();
+        let (b64, parts) = match text.split_once('-') {
+            None => (text, None),
+            Some((b64, n)) => (
+                b64,
+                Some(
+                    n.parse::<usize>()
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or_else(invalid)?,
+                ),
+            ),
+        };
+        checksum = Some(WholeChecksum {
+            algorithm,
+            value: algorithm.decode(b64).ok_or_else(invalid)?,
+            parts,
+        });
+    }
     Ok(CompleteChecks {
         size,
+        checksum_type,
+        checksum,
         ..CompleteChecks::default()
     })
 }
