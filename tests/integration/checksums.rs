@@ -298,3 +298,270 @@ async fn whole_object_checksum(store: Store) {
     complete(&c, B, "plain", &id, &[(1, &e)]).await;
 }
 both!(whole_object_checksum, whole_object_checksum);
+
+/// One of the algorithms S3 added in 2026: its wire names and a digest computed here.
+struct Added {
+    name: &'static str,
+    header: &'static str,
+    xml: &'static str,
+    digest: fn(&[u8]) -> Vec<u8>,
+}
+
+fn added() -> [Added; 5] {
+    use md5::Digest as _;
+    [
+        Added {
+            name: "MD5",
+            header: "x-amz-checksum-md5",
+            xml: "ChecksumMD5",
+            digest: |d| md5::Md5::digest(d).to_vec(),
+        },
+        Added {
+            name: "SHA512",
+            header: "x-amz-checksum-sha512",
+            xml: "ChecksumSHA512",
+            digest: |d| <sha2::Sha512 as sha2::Digest>::digest(d).to_vec(),
+        },
+        Added {
+            name: "XXHASH64",
+            header: "x-amz-checksum-xxhash64",
+            xml: "ChecksumXXHASH64",
+            digest: |d| xxhash_rust::xxh64::xxh64(d, 0).to_be_bytes().to_vec(),
+        },
+        Added {
+            name: "XXHASH3",
+            header: "x-amz-checksum-xxhash3",
+            xml: "ChecksumXXHASH3",
+            digest: |d| xxhash_rust::xxh3::xxh3_64(d).to_be_bytes().to_vec(),
+        },
+        Added {
+            name: "XXHASH128",
+            header: "x-amz-checksum-xxhash128",
+            xml: "ChecksumXXHASH128",
+            digest: |d| xxhash_rust::xxh3::xxh3_128(d).to_be_bytes().to_vec(),
+        },
+    ]
+}
+
+/// MD5, SHA512, XXHASH64, XXHASH3 and XXHASH128 wherever the first five algorithms go:
+/// PutObject headers (checked, echoed, kept for HEAD/GET with checksum mode), an aws-chunked
+/// trailer, CreateMultipartUpload (COMPOSITE only), UploadPart (echoed), ListParts, Complete
+/// (per-part values checked, the composite `-N` answered and verified when sent), and part
+/// reads. A value that does not match is BadDigest.
+async fn added_algorithms(store: Store) {
+    let gw = TestGateway::start(store).await;
+    let c = gw.bucket(B).await;
+    let data = random_bytes(300_001);
+    let parts = [random_bytes(5 * MIB), random_bytes(777)];
+    for a in added() {
+        let sum = |d: &[u8]| b64(&(a.digest)(d));
+        let lower = a.name.to_lowercase();
+
+        // PutObject with the value in a header: a wrong one is refused, the right one kept.
+        let key = format!("put-{lower}");
+        let put = |value: String| {
+            gw.raw("PUT", &format!("/{B}/{key}"))
+                .header(a.header, &value)
+                .body(data.clone())
+        };
+        let r = put(sum(b"other")).send().await;
+        assert_refused(
+            &r,
+            400,
+            "BadDigest",
+            &format!(
+                "The {} you specified did not match the calculated checksum.",
+                a.name
+            ),
+        );
+        let r = put(sum(&data)).send().await;
+        assert_eq!(
+            r.status,
+            200,
+            "{}: {}",
+            a.name,
+            String::from_utf8_lossy(&r.body)
+        );
+        assert_eq!(
+            r.header(a.header),
+            Some(sum(&data).as_str()),
+            "{} PUT echo",
+            a.name
+        );
+        let head = gw
+            .raw("HEAD", &format!("/{B}/{key}"))
+            .header("x-amz-checksum-mode", "ENABLED")
+            .send()
+            .await;
+        assert_eq!(
+            head.header(a.header),
+            Some(sum(&data).as_str()),
+            "{} HEAD",
+            a.name
+        );
+        assert_eq!(head.header("x-amz-checksum-type"), Some("FULL_OBJECT"));
+
+        // Named by x-amz-sdk-checksum-algorithm with no value: computed and echoed.
+        let r = gw
+            .raw("PUT", &format!("/{B}/named-{lower}"))
+            .header("x-amz-sdk-checksum-algorithm", a.name)
+            .body(data.clone())
+            .send()
+            .await;
+        assert_eq!(
+            r.header(a.header),
+            Some(sum(&data).as_str()),
+            "{} computed",
+            a.name
+        );
+
+        // In an unsigned aws-chunked trailer.
+        let trailed = |value: String| {
+            let mut body = format!("{:x}\r\n", data.len()).into_bytes();
+            body.extend_from_slice(&data);
+            body.extend_from_slice(format!("\r\n0\r\n{}:{value}\r\n\r\n", a.header).as_bytes());
+            gw.raw("PUT", &format!("/{B}/trailer-{lower}"))
+                .content_sha256("STREAMING-UNSIGNED-PAYLOAD-TRAILER")
+                .header("content-encoding", "aws-chunked")
+                .header("x-amz-decoded-content-length", &data.len().to_string())
+                .header("x-amz-trailer", a.header)
+                .body(body)
+        };
+        trailed(sum(b"other"))
+            .send()
+            .await
+            .assert_error(400, "BadDigest");
+        let r = trailed(sum(&data)).send().await;
+        assert_eq!(
+            r.status,
+            200,
+            "{} trailer: {}",
+            a.name,
+            String::from_utf8_lossy(&r.body)
+        );
+        assert_eq!(get_bytes(&c, B, &format!("trailer-{lower}")).await, data);
+
+        // Multipart, COMPOSITE (the only type these algorithms have).
+        let key = format!("mp-{lower}");
+        gw.raw("POST", &format!("/{B}/{key}?uploads"))
+            .header("x-amz-checksum-algorithm", a.name)
+            .header("x-amz-checksum-type", "FULL_OBJECT")
+            .send()
+            .await
+            .assert_error(400, "InvalidRequest");
+        let r = gw
+            .raw("POST", &format!("/{B}/{key}?uploads"))
+            .header("x-amz-checksum-algorithm", a.name)
+            .send()
+            .await;
+        assert_eq!(r.header("x-amz-checksum-algorithm"), Some(a.name));
+        assert_eq!(r.header("x-amz-checksum-type"), Some("COMPOSITE"));
+        let id = xml_text(&r.body, "UploadId").expect("upload id");
+        let mut etags = Vec::new();
+        for (i, p) in parts.iter().enumerate() {
+            let r = gw
+                .raw(
+                    "PUT",
+                    &format!("/{B}/{key}?partNumber={}&uploadId={id}", i + 1),
+                )
+                .header(a.header, &sum(p))
+                .body(p.clone())
+                .send()
+                .await;
+            assert_eq!(r.status, 200, "{} part {}", a.name, i + 1);
+            assert_eq!(
+                r.header(a.header),
+                Some(sum(p).as_str()),
+                "{} part echo",
+                a.name
+            );
+            etags.push(r.header("etag").expect("etag").to_owned());
+        }
+        let listed = gw
+            .raw("GET", &format!("/{B}/{key}?uploadId={id}"))
+            .send()
+            .await;
+        assert_eq!(
+            xml_text(&listed.body, "ChecksumAlgorithm").as_deref(),
+            Some(a.name)
+        );
+        assert_eq!(
+            xml_texts(&listed.body, a.xml),
+            parts.iter().map(|p| sum(p)).collect::<Vec<_>>(),
+            "{} ListParts",
+            a.name
+        );
+        let composite = sum(&parts.iter().flat_map(|p| (a.digest)(p)).collect::<Vec<_>>());
+        let complete_body = |part1: &str| {
+            format!(
+                "<CompleteMultipartUpload>\
+                 <Part><PartNumber>1</PartNumber><ETag>{}</ETag><{x}>{part1}</{x}></Part>\
+                 <Part><PartNumber>2</PartNumber><ETag>{}</ETag><{x}>{}</{x}></Part>\
+                 </CompleteMultipartUpload>",
+                etags[0],
+                etags[1],
+                sum(&parts[1]),
+                x = a.xml
+            )
+        };
+        let complete = |part1: &str, whole: &str| {
+            gw.raw("POST", &format!("/{B}/{key}?uploadId={id}"))
+                .header(a.header, whole)
+                .body(complete_body(part1))
+        };
+        complete(&sum(b"other"), &format!("{composite}-2"))
+            .send()
+            .await
+            .assert_error(400, "InvalidPart");
+        complete(&sum(&parts[0]), &sum(b"other"))
+            .send()
+            .await
+            .assert_error(400, "BadDigest");
+        let r = complete(&sum(&parts[0]), &format!("{composite}-2"))
+            .send()
+            .await;
+        assert_eq!(
+            r.status,
+            200,
+            "{} Complete: {}",
+            a.name,
+            String::from_utf8_lossy(&r.body)
+        );
+        assert_eq!(xml_text(&r.body, a.xml), Some(format!("{composite}-2")));
+        assert_eq!(
+            xml_text(&r.body, "ChecksumType").as_deref(),
+            Some("COMPOSITE")
+        );
+        let head = gw
+            .raw("HEAD", &format!("/{B}/{key}"))
+            .header("x-amz-checksum-mode", "ENABLED")
+            .send()
+            .await;
+        assert_eq!(
+            head.header(a.header),
+            Some(format!("{composite}-2").as_str())
+        );
+        assert_eq!(head.header("x-amz-checksum-type"), Some("COMPOSITE"));
+        let part2 = gw
+            .raw("GET", &format!("/{B}/{key}?partNumber=2"))
+            .header("x-amz-checksum-mode", "ENABLED")
+            .send()
+            .await;
+        assert_eq!(part2.header(a.header), Some(sum(&parts[1]).as_str()));
+        assert_eq!(&part2.body[..], &parts[1][..]);
+    }
+    // The SDK reads the new elements and headers.
+    let head = c
+        .head_object()
+        .bucket(B)
+        .key("put-xxhash128")
+        .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+        .send()
+        .await
+        .expect("head");
+    assert_eq!(
+        head.checksum_xxhash128(),
+        Some(b64(&xxhash_rust::xxh3::xxh3_128(&data).to_be_bytes()).as_str())
+    );
+}
+both!(added_algorithms, added_algorithms);
