@@ -3,11 +3,13 @@
 # compat/boto3_suite.py, run twice: with the default botocore settings and with
 # AWS_REQUEST_CHECKSUM_CALCULATION=when_required. Low-level multipart calls (list_parts
 # paging, ETag = MD5 of the part MD5s), the transfer manager (40 MiB, 5 MiB parts, 8 threads),
-# every flexible checksum algorithm (put_object and multipart), presigned URLs (SigV2 and
-# SigV4: GET, PUT, UploadPart) used by plain http.client, botocore's SigV2 signer in
-# virtual-host style (the gateway gets --domain), presigned POST forms (generate_presigned_post,
-# SigV4 and SigV2, sent by `requests`), object tags (put_object, upload_fileobj and copy_object
-# with Tagging, Put/Get/DeleteObjectTagging, TagCount, AWS's refusals), and the S3 error codes.
+# every flexible checksum algorithm (put_object and multipart; the 2026 ones checked with the
+# xxhash package), what Complete's headers claim (MpuObjectSize, whole-object checksums),
+# presigned URLs (SigV2 and SigV4: GET, PUT, UploadPart) used by plain http.client, botocore's
+# SigV2 signer in virtual-host style (the gateway gets --domain), presigned POST forms
+# (generate_presigned_post, SigV4 and SigV2, sent by `requests`), object tags (put_object,
+# upload_fileobj and copy_object with Tagging, Put/Get/DeleteObjectTagging, TagCount, AWS's
+# refusals), and the S3 error codes.
 #
 #   bash compat/boto3.sh [embedded|redis]     (no argument: both stores)
 #   COMPAT_TLS=1 bash compat/boto3.sh embedded (over https: botocore then sends aws-chunked
@@ -20,7 +22,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 each_store "$@"
 
-ensure_venv_with awscrt=awscrt requests=requests
+ensure_venv_with awscrt=awscrt requests=requests xxhash=xxhash
 # Virtual-host requests for <bucket>.$COMPAT_DOMAIN (the suite reaches them as a proxy: no DNS).
 if [[ -z "$COMPAT_ENDPOINT" ]]; then
     export COMPAT_DOMAIN=s3.compat.test

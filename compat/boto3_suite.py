@@ -36,6 +36,9 @@ try:
     from awscrt import checksums as crt_checksums
 except ImportError:  # only CRC32C / CRC64NVME need it (botocore too)
     crt_checksums = None
+# The xxHash family S3 added in 2026, computed here with its own package (compat/boto3.sh
+# installs it), not with botocore's or awscrt's code.
+import xxhash
 
 MiB = 1024 * 1024
 WORK = sys.argv[1]
@@ -151,7 +154,15 @@ RAW_DIGEST = {
     "CRC64NVME": _crc64nvme,
     "SHA1": lambda b: hashlib.sha1(b).digest(),
     "SHA256": lambda b: hashlib.sha256(b).digest(),
+    # The algorithms S3 added in 2026 (COMPOSITE only on multipart); xxhash's digest() is the
+    # canonical big-endian form, as S3 encodes it.
+    "MD5": lambda b: hashlib.md5(b).digest(),
+    "SHA512": lambda b: hashlib.sha512(b).digest(),
+    "XXHASH64": lambda b: xxhash.xxh64(b).digest(),
+    "XXHASH3": lambda b: xxhash.xxh3_64(b).digest(),
+    "XXHASH128": lambda b: xxhash.xxh3_128(b).digest(),
 }
+ADDED_ALGORITHMS = ["MD5", "SHA512", "XXHASH64", "XXHASH3", "XXHASH128"]
 
 
 def b64(raw):
@@ -165,6 +176,20 @@ def checksum_b64(alg, data):
 def composite_checksum(alg, parts):
     raw = b"".join(RAW_DIGEST[alg](p) for p in parts)
     return "%s-%d" % (b64(RAW_DIGEST[alg](raw)), len(parts))
+
+
+def botocore_computes(alg):
+    """Whether botocore can compute `alg` itself (xxHash needs awscrt >= 0.31.2; MD5 never)."""
+    name = alg.lower()
+    crt = getattr(botocore.httpchecksum, "_CRT_CHECKSUM_CLS", {}) if botocore.httpchecksum.HAS_CRT else {}
+    return name in botocore.httpchecksum._CHECKSUM_CLS or name in crt
+
+
+def checksum_args(alg, data):
+    """Ask botocore to compute `alg` over the body, or, when it cannot, send the value."""
+    if botocore_computes(alg):
+        return {"ChecksumAlgorithm": alg}
+    return {f"Checksum{alg}": checksum_b64(alg, data)}
 
 
 def supported_algorithms():
@@ -464,7 +489,7 @@ def checksum_put_object(alg):
     key = f"ck-put-{alg}"
     data = rand_bytes(300 * 1024 + 7, alg)
     expected = checksum_b64(alg, data)
-    resp = s3.put_object(Bucket=BUCKET, Key=key, Body=data, ChecksumAlgorithm=alg)
+    resp = s3.put_object(Bucket=BUCKET, Key=key, Body=data, **checksum_args(alg, data))
     expect_eq(f"put_object {alg}: ETag", '"%s"' % md5_hex(data), resp["ETag"])
     expect_eq(f"put_object {alg}: Checksum{alg} echo", expected, resp.get(f"Checksum{alg}"))
     head = s3.head_object(Bucket=BUCKET, Key=key, ChecksumMode="ENABLED")
@@ -496,7 +521,7 @@ def checksum_multipart(alg, want_type=None):
     listed = []
     for n, data in enumerate(parts, 1):
         resp = s3.upload_part(Bucket=BUCKET, Key=key, UploadId=uid, PartNumber=n, Body=data,
-                              ChecksumAlgorithm=alg)
+                              **checksum_args(alg, data))
         expect_eq(f"upload_part {n} {alg}: Checksum{alg} echo", checksum_b64(alg, data),
                   resp.get(f"Checksum{alg}"))
         listed.append({"PartNumber": n, "ETag": resp["ETag"], f"Checksum{alg}": resp[f"Checksum{alg}"]})
@@ -557,6 +582,92 @@ def checksums():
                         Bucket=BUCKET, Key="ck-bad", Body=data, ChecksumCRC32=checksum_b64("CRC32", b"other"))
     expect_client_error("put_object with a wrong ChecksumSHA256 value", "BadDigest", 400, s3.put_object,
                         Bucket=BUCKET, Key="ck-bad", Body=data, ChecksumSHA256=checksum_b64("SHA256", b"other"))
+
+
+@step
+def added_checksums():
+    """MD5, SHA512, XXHASH64, XXHASH3, XXHASH128: what botocore can compute it computes (sent as a
+    header, or an aws-chunked trailer over https), the rest is sent as a value; every expected
+    value comes from hashlib / the xxhash package."""
+    for alg in ADDED_ALGORITHMS:
+        how = "computed by botocore" if botocore_computes(alg) else "value sent"
+        log(f"  {alg} ({how}): put_object, then create/upload_part x2/complete (COMPOSITE)")
+        checksum_put_object(alg)
+        checksum_multipart(alg)
+        expect_client_error(f"put_object with a wrong Checksum{alg} value", "BadDigest", 400, s3.put_object,
+                            Bucket=BUCKET, Key="ck-bad", Body=b"x", **{f"Checksum{alg}": checksum_b64(alg, b"y")})
+        expect_client_error(f"create_multipart_upload {alg} FULL_OBJECT (COMPOSITE only)", "InvalidRequest", 400,
+                            s3.create_multipart_upload, Bucket=BUCKET, Key="ck-bad", ChecksumAlgorithm=alg,
+                            ChecksumType="FULL_OBJECT")
+
+
+def claimed_upload(key, alg, parts, ctype=None):
+    """An open upload of `parts` with `alg`; returns (upload id, listed parts for Complete)."""
+    extra = {"ChecksumType": ctype} if ctype else {}
+    uid = s3.create_multipart_upload(Bucket=BUCKET, Key=key, ChecksumAlgorithm=alg, **extra)["UploadId"]
+    listed = []
+    for n, data in enumerate(parts, 1):
+        resp = s3.upload_part(Bucket=BUCKET, Key=key, UploadId=uid, PartNumber=n, Body=data,
+                              **checksum_args(alg, data))
+        listed.append({"PartNumber": n, "ETag": resp["ETag"], f"Checksum{alg}": checksum_b64(alg, data)})
+    return uid, listed
+
+
+def expect_unpublished(key):
+    expect_client_error(f"head_object {key} after a refused complete", "404", 404, s3.head_object,
+                        Bucket=BUCKET, Key=key)
+
+
+@step
+def complete_claims():
+    """What CompleteMultipartUpload's headers claim (MpuObjectSize, a whole-object checksum and its
+    ChecksumType) is checked: refused with nothing published, then accepted when right."""
+    parts = [rand_bytes(5 * MiB, "claim1"), rand_bytes(4321, "claim2")]
+    size = sum(len(p) for p in parts)
+    key = "claims-crc32"
+    uid, listed = claimed_upload(key, "CRC32", parts)
+    complete = lambda **kw: s3.complete_multipart_upload(  # noqa: E731
+        Bucket=BUCKET, Key=key, UploadId=uid, MultipartUpload={"Parts": listed}, **kw)
+    e = expect_client_error("complete with MpuObjectSize one byte short", "InvalidRequest", 400, complete,
+                            MpuObjectSize=size - 1)
+    expect_eq("MpuObjectSize mismatch message",
+              f"The provided 'x-amz-mp-object-size' header value {size - 1} does not match what was computed: {size}",
+              e.response["Error"].get("Message"))
+    expect_client_error("complete with a wrong whole-object ChecksumCRC32", "BadDigest", 400, complete,
+                        ChecksumCRC32=checksum_b64("CRC32", b"other"))
+    expect_client_error("complete with ChecksumType FULL_OBJECT on a COMPOSITE upload", "InvalidRequest", 400,
+                        complete, ChecksumType="FULL_OBJECT")
+    expect_client_error("complete with a ChecksumSHA256 on a CRC32 upload", "InvalidRequest", 400, complete,
+                        ChecksumSHA256=checksum_b64("SHA256", b"x"))
+    expect_unpublished(key)
+    want = composite_checksum("CRC32", parts)
+    done = complete(MpuObjectSize=size, ChecksumCRC32=want, ChecksumType="COMPOSITE")
+    expect_eq("complete with right claims: ChecksumCRC32", want, done.get("ChecksumCRC32"))
+    expect_true("completed object", s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == b"".join(parts))
+
+    # A composite of one of the added algorithms, written without its -N.
+    key = "claims-xxhash3"
+    uid, listed = claimed_upload(key, "XXHASH3", parts)
+    want = composite_checksum("XXHASH3", parts)
+    expect_client_error("complete with a wrong whole-object ChecksumXXHASH3", "BadDigest", 400,
+                        s3.complete_multipart_upload, Bucket=BUCKET, Key=key, UploadId=uid,
+                        MultipartUpload={"Parts": listed}, ChecksumXXHASH3=checksum_b64("XXHASH3", b"x"))
+    expect_unpublished(key)
+    done = s3.complete_multipart_upload(Bucket=BUCKET, Key=key, UploadId=uid, MultipartUpload={"Parts": listed},
+                                        ChecksumXXHASH3=want.rsplit("-", 1)[0], MpuObjectSize=size)
+    expect_eq("complete XXHASH3: ChecksumXXHASH3", want, done.get("ChecksumXXHASH3"))
+
+    if "CRC64NVME" in supported_algorithms():
+        key = "claims-crc64nvme"
+        uid, listed = claimed_upload(key, "CRC64NVME", parts, "FULL_OBJECT")
+        whole = checksum_b64("CRC64NVME", b"".join(parts))  # the CRC of the whole object, by awscrt
+        expect_client_error("complete with a wrong full-object ChecksumCRC64NVME", "BadDigest", 400,
+                            s3.complete_multipart_upload, Bucket=BUCKET, Key=key, UploadId=uid,
+                            MultipartUpload={"Parts": listed}, ChecksumCRC64NVME=checksum_b64("CRC64NVME", b"x"))
+        expect_unpublished(key)
+        done = s3.complete_multipart_upload(Bucket=BUCKET, Key=key, UploadId=uid, MultipartUpload={"Parts": listed},
+                                            ChecksumCRC64NVME=whole, ChecksumType="FULL_OBJECT")
+        expect_eq("complete CRC64NVME FULL_OBJECT: ChecksumCRC64NVME", whole, done.get("ChecksumCRC64NVME"))
 
 
 # ---------------------------------------------------------------------------------------------

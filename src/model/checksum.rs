@@ -4,6 +4,11 @@
 //! - multipart ETag: hex(md5(md5_1 || … || md5_N)) + "-N"
 //! - COMPOSITE checksum: H(digest_1 || … || digest_N) (the wire adds "-N")
 //! - FULL_OBJECT CRC: the CRC of the whole object, combined from part CRCs and lengths
+//!
+//! Algorithms: the CRCs, SHA1 and SHA256, and those S3 added in 2026 (MD5, SHA512, XXHASH64,
+//! XXHASH3, XXHASH128; no FULL_OBJECT type). Every digest travels as base64 of its big-endian
+//! bytes (xxHash's canonical form). Stored records name the algorithm by variant, so variants
+//! are only ever added: an old record still decodes.
 
 use base64::Engine as _;
 use md5::{Digest as _, Md5};
@@ -17,15 +22,27 @@ pub enum ChecksumAlgorithm {
     Crc64Nvme,
     Sha1,
     Sha256,
+    Md5,
+    Sha512,
+    Xxhash64,
+    /// XXH3, 64-bit.
+    Xxhash3,
+    /// XXH3, 128-bit.
+    Xxhash128,
 }
 
 impl ChecksumAlgorithm {
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 10] = [
         Self::Crc32,
         Self::Crc32c,
         Self::Crc64Nvme,
         Self::Sha1,
         Self::Sha256,
+        Self::Md5,
+        Self::Sha512,
+        Self::Xxhash64,
+        Self::Xxhash3,
+        Self::Xxhash128,
     ];
 
     /// From the wire name (`CRC32`, `crc32c`, …), case-insensitive.
@@ -42,6 +59,11 @@ impl ChecksumAlgorithm {
             Self::Crc64Nvme => "CRC64NVME",
             Self::Sha1 => "SHA1",
             Self::Sha256 => "SHA256",
+            Self::Md5 => "MD5",
+            Self::Sha512 => "SHA512",
+            Self::Xxhash64 => "XXHASH64",
+            Self::Xxhash3 => "XXHASH3",
+            Self::Xxhash128 => "XXHASH128",
         }
     }
 
@@ -53,6 +75,11 @@ impl ChecksumAlgorithm {
             Self::Crc64Nvme => "x-amz-checksum-crc64nvme",
             Self::Sha1 => "x-amz-checksum-sha1",
             Self::Sha256 => "x-amz-checksum-sha256",
+            Self::Md5 => "x-amz-checksum-md5",
+            Self::Sha512 => "x-amz-checksum-sha512",
+            Self::Xxhash64 => "x-amz-checksum-xxhash64",
+            Self::Xxhash3 => "x-amz-checksum-xxhash3",
+            Self::Xxhash128 => "x-amz-checksum-xxhash128",
         }
     }
 
@@ -64,15 +91,22 @@ impl ChecksumAlgorithm {
             Self::Crc64Nvme => "ChecksumCRC64NVME",
             Self::Sha1 => "ChecksumSHA1",
             Self::Sha256 => "ChecksumSHA256",
+            Self::Md5 => "ChecksumMD5",
+            Self::Sha512 => "ChecksumSHA512",
+            Self::Xxhash64 => "ChecksumXXHASH64",
+            Self::Xxhash3 => "ChecksumXXHASH3",
+            Self::Xxhash128 => "ChecksumXXHASH128",
         }
     }
 
     pub fn digest_len(self) -> usize {
         match self {
             Self::Crc32 | Self::Crc32c => 4,
-            Self::Crc64Nvme => 8,
+            Self::Crc64Nvme | Self::Xxhash64 | Self::Xxhash3 => 8,
+            Self::Md5 | Self::Xxhash128 => 16,
             Self::Sha1 => 20,
             Self::Sha256 => 32,
+            Self::Sha512 => 64,
         }
     }
 
@@ -81,7 +115,13 @@ impl ChecksumAlgorithm {
             Self::Crc32 => Some(crc_fast::CrcAlgorithm::Crc32IsoHdlc),
             Self::Crc32c => Some(crc_fast::CrcAlgorithm::Crc32Iscsi),
             Self::Crc64Nvme => Some(crc_fast::CrcAlgorithm::Crc64Nvme),
-            Self::Sha1 | Self::Sha256 => None,
+            Self::Sha1
+            | Self::Sha256
+            | Self::Md5
+            | Self::Sha512
+            | Self::Xxhash64
+            | Self::Xxhash3
+            | Self::Xxhash128 => None,
         }
     }
 
@@ -142,14 +182,34 @@ pub enum Hasher {
     Crc(ChecksumAlgorithm, crc_fast::Digest),
     Sha1(sha1::Sha1),
     Sha256(sha2::Sha256),
+    Md5(Md5),
+    Sha512(sha2::Sha512),
+    Xxh64(xxhash_rust::xxh64::Xxh64),
+    /// XXH3's state serves both widths: `wide` picks the 128-bit digest. (Boxed: it is large.)
+    Xxh3 {
+        state: Box<xxhash_rust::xxh3::Xxh3>,
+        wide: bool,
+    },
 }
 
 impl Hasher {
     pub fn new(alg: ChecksumAlgorithm) -> Self {
-        match (alg, alg.crc()) {
-            (_, Some(c)) => Self::Crc(alg, crc_fast::Digest::new(c)),
-            (ChecksumAlgorithm::Sha1, None) => Self::Sha1(sha1::Sha1::new()),
-            _ => Self::Sha256(sha2::Sha256::new()),
+        if let Some(c) = alg.crc() {
+            return Self::Crc(alg, crc_fast::Digest::new(c));
+        }
+        match alg {
+            ChecksumAlgorithm::Sha1 => Self::Sha1(sha1::Sha1::new()),
+            ChecksumAlgorithm::Md5 => Self::Md5(Md5::new()),
+            ChecksumAlgorithm::Sha512 => Self::Sha512(sha2::Sha512::new()),
+            ChecksumAlgorithm::Xxhash64 => Self::Xxh64(xxhash_rust::xxh64::Xxh64::new(0)),
+            ChecksumAlgorithm::Xxhash3 | ChecksumAlgorithm::Xxhash128 => Self::Xxh3 {
+                state: Box::default(),
+                wide: alg == ChecksumAlgorithm::Xxhash128,
+            },
+            ChecksumAlgorithm::Sha256
+            | ChecksumAlgorithm::Crc32
+            | ChecksumAlgorithm::Crc32c
+            | ChecksumAlgorithm::Crc64Nvme => Self::Sha256(sha2::Sha256::new()),
         }
     }
 
@@ -158,6 +218,10 @@ impl Hasher {
             Self::Crc(_, d) => d.update(data),
             Self::Sha1(h) => sha1::Digest::update(h, data),
             Self::Sha256(h) => sha2::Digest::update(h, data),
+            Self::Md5(h) => md5::Digest::update(h, data),
+            Self::Sha512(h) => sha2::Digest::update(h, data),
+            Self::Xxh64(h) => h.update(data),
+            Self::Xxh3 { state, .. } => state.update(data),
         }
     }
 
@@ -166,6 +230,11 @@ impl Hasher {
             Self::Crc(alg, d) => crc_bytes(alg, d.finalize()),
             Self::Sha1(h) => sha1::Digest::finalize(h).to_vec(),
             Self::Sha256(h) => sha2::Digest::finalize(h).to_vec(),
+            Self::Md5(h) => md5::Digest::finalize(h).to_vec(),
+            Self::Sha512(h) => sha2::Digest::finalize(h).to_vec(),
+            Self::Xxh64(h) => h.digest().to_be_bytes().to_vec(),
+            Self::Xxh3 { state, wide: false } => state.digest().to_be_bytes().to_vec(),
+            Self::Xxh3 { state, wide: true } => state.digest128().to_be_bytes().to_vec(),
         }
     }
 }
@@ -409,6 +478,90 @@ mod tests {
             hex::encode(checksum_of(ChecksumAlgorithm::Crc64Nvme, b"123456789")),
             "ae8b14860a799888"
         );
+    }
+
+    /// The 2026 algorithms: published empty-input vectors, big-endian bytes, and composites as
+    /// the same hash over the part digests.
+    #[test]
+    fn added_algorithm_vectors() {
+        let empty = [
+            (ChecksumAlgorithm::Md5, "d41d8cd98f00b204e9800998ecf8427e"),
+            (
+                ChecksumAlgorithm::Sha512,
+                "cf83e1357eefb8bdf1542850d66d8007d620e4050b5715dc83f4a921d36ce9ce47d0d13c5d85f2b0ff8318d2877eec2f63b931bd47417a81a538327af927da3e",
+            ),
+            (ChecksumAlgorithm::Xxhash64, "ef46db3751d8e999"),
+            (ChecksumAlgorithm::Xxhash3, "2d06800538d394c2"),
+            (
+                ChecksumAlgorithm::Xxhash128,
+                "99aa06d3014798d86001c324468d497f",
+            ),
+        ];
+        for (alg, want) in empty {
+            let got = checksum_of(alg, b"");
+            assert_eq!(hex::encode(&got), want, "{alg:?}");
+            assert_eq!(got.len(), alg.digest_len(), "{alg:?}");
+            assert_eq!(
+                ChecksumAlgorithm::parse(&alg.as_str().to_lowercase()),
+                Some(alg)
+            );
+            assert_eq!(alg.decode(&b64(&got)), Some(got), "{alg:?}");
+            assert_eq!(alg.default_type(), ChecksumType::Composite);
+            assert!(!alg.supports(ChecksumType::FullObject), "{alg:?}");
+            assert_eq!(
+                alg.header_name(),
+                format!("x-amz-checksum-{}", alg.as_str().to_lowercase())
+            );
+            assert_eq!(alg.xml_name(), format!("Checksum{}", alg.as_str()));
+        }
+        // Streaming in pieces gives the one-shot digest (XXH3 switches code paths past 240 bytes).
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        for alg in ChecksumAlgorithm::ALL {
+            let mut h = Hasher::new(alg);
+            for piece in data.chunks(333) {
+                h.update(piece);
+            }
+            assert_eq!(h.finish(), checksum_of(alg, &data), "{alg:?}");
+        }
+        assert_eq!(
+            checksum_of(ChecksumAlgorithm::Xxhash64, &data),
+            xxhash_rust::xxh64::xxh64(&data, 0).to_be_bytes()
+        );
+        assert_eq!(
+            checksum_of(ChecksumAlgorithm::Xxhash128, &data),
+            xxhash_rust::xxh3::xxh3_128(&data).to_be_bytes()
+        );
+        let sums = [
+            checksum_of(ChecksumAlgorithm::Xxhash3, b"a"),
+            checksum_of(ChecksumAlgorithm::Xxhash3, b"b"),
+        ];
+        let input: Vec<(Option<&[u8]>, u64)> =
+            sums.iter().map(|s| (Some(s.as_slice()), 1)).collect();
+        assert_eq!(
+            combine_parts(ChecksumAlgorithm::Xxhash3, ChecksumType::Composite, &input),
+            Some(checksum_of(ChecksumAlgorithm::Xxhash3, &sums.concat()))
+        );
+        assert_eq!(
+            combine_parts(ChecksumAlgorithm::Xxhash3, ChecksumType::FullObject, &input),
+            None
+        );
+    }
+
+    /// Records name algorithms by variant: the old names still decode, and the new ones are new.
+    #[test]
+    fn algorithm_record_names() {
+        for (alg, name) in [
+            (ChecksumAlgorithm::Crc32, "\"Crc32\""),
+            (ChecksumAlgorithm::Crc64Nvme, "\"Crc64Nvme\""),
+            (ChecksumAlgorithm::Sha256, "\"Sha256\""),
+            (ChecksumAlgorithm::Xxhash128, "\"Xxhash128\""),
+        ] {
+            assert_eq!(serde_json::to_string(&alg).unwrap(), name);
+            assert_eq!(
+                serde_json::from_str::<ChecksumAlgorithm>(name).unwrap(),
+                alg
+            );
+        }
     }
 
     #[test]

@@ -4,10 +4,12 @@ use std::time::Duration;
 
 use super::error::{Error, Result};
 use super::{
-    BUSY_WAIT, Completed, ListedPart, STALE_COMPLETE, Uploads, WriteCondition, listed_digest,
-    millis,
+    BUSY_WAIT, CompleteChecks, Completed, ListedPart, STALE_COMPLETE, Uploads, WholeChecksum,
+    WriteCondition, listed_digest, millis,
 };
-use crate::model::checksum::{ContentHash, combine_parts, multipart_etag, normalize_etag};
+use crate::model::checksum::{
+    ChecksumType, ContentHash, combine_parts, multipart_etag, normalize_etag,
+};
 use crate::model::{
     Checksum, CompletedResult, ObjectHeaders, ObjectPart, ObjectRecord, PartNumber, PartRecord,
     UploadId, UploadRecord, UploadState, now_millis,
@@ -16,10 +18,9 @@ use crate::store::{AbortUpload, BeginComplete};
 
 impl Uploads {
     /// Completes upload `id` into the object bucket/key from the listed parts, without copying
-    /// part bytes: the object's manifest names the part files where they already are. When
-    /// `content` is given the assembled bytes must hash to it before anything is published
-    /// (BadDigest otherwise, and the upload stays open); `cond` is the If-Match/If-None-Match
-    /// the new object must meet.
+    /// part bytes: the object's manifest names the part files where they already are. What
+    /// `checks` names (size, content hash) must hold before anything is published (the upload
+    /// stays open otherwise); `cond` is the If-Match/If-None-Match the new object must meet.
     ///
     /// It runs in a task of its own: once begun, a Complete goes to its end (published, or the
     /// upload reopened) even if its client hangs up and the request is dropped. Dropped between
@@ -31,14 +32,14 @@ impl Uploads {
         bucket: &str,
         key: &str,
         listed: Vec<ListedPart>,
-        content: Option<&ContentHash>,
+        checks: &CompleteChecks,
         cond: &WriteCondition,
     ) -> Result<Completed> {
         let this = self.clone();
         let (id, bucket, key) = (id.clone(), bucket.to_owned(), key.to_owned());
-        let (content, cond) = (content.cloned(), cond.clone());
+        let (checks, cond) = (checks.clone(), cond.clone());
         tokio::spawn(async move {
-            this.run_complete(&id, &bucket, &key, listed, content.as_ref(), &cond)
+            this.run_complete(&id, &bucket, &key, listed, &checks, &cond)
                 .await
         })
         .await
@@ -51,7 +52,7 @@ impl Uploads {
         bucket: &str,
         key: &str,
         listed: Vec<ListedPart>,
-        content: Option<&ContentHash>,
+        checks: &CompleteChecks,
         cond: &WriteCondition,
     ) -> Result<Completed> {
         let listed = collapse_listed(listed)?;
@@ -89,8 +90,20 @@ impl Uploads {
             return Err(Error::NoSuchUpload);
         }
         let checked = async {
+            check_checksum_type(&up, checks.checksum_type)?;
             let (rec, done) = self.assemble(&up, &parts, &listed, digest)?;
-            if let Some(want) = content {
+            if let Some(want) = &checks.checksum {
+                check_whole_checksum(&up, &rec, want)?;
+            }
+            if let Some(want) = checks.size
+                && want != rec.size
+            {
+                return Err(Error::InvalidRequest(format!(
+                    "The provided 'x-amz-mp-object-size' header value {want} does not match what was computed: {}",
+                    rec.size
+                )));
+            }
+            if let Some(want) = &checks.content {
                 self.check_content(&rec, want).await?;
             }
             self.check_condition(bucket, key, cond).await?;
@@ -284,6 +297,50 @@ impl Uploads {
                 Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
             }
         }
+    }
+}
+
+/// The type a Complete names (`x-amz-checksum-type`) must be the one its upload was created with.
+fn check_checksum_type(up: &UploadRecord, named: Option<ChecksumType>) -> Result<()> {
+    let own = up
+        .checksum_algorithm
+        .map(|a| up.checksum_type.unwrap_or_else(|| a.default_type()));
+    match named {
+        Some(t) if Some(t) != own => Err(Error::InvalidRequest(format!(
+            "The upload was created using the {} checksum mode. The complete request must use the same checksum mode.",
+            own.map_or("null", ChecksumType::as_str)
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// A whole-object checksum sent with Complete must be the upload's algorithm (InvalidRequest
+/// otherwise) and equal what its parts combine to (BadDigest otherwise); a COMPOSITE value's
+/// `-N`, when written, must count the object's parts.
+fn check_whole_checksum(up: &UploadRecord, rec: &ObjectRecord, want: &WholeChecksum) -> Result<()> {
+    if up.checksum_algorithm != Some(want.algorithm) {
+        return Err(Error::InvalidRequest(format!(
+            "Checksum Type mismatch occurred, expected checksum Type: {}, actual checksum Type: {}",
+            up.checksum_algorithm
+                .map_or_else(|| "null".to_owned(), |a| a.as_str().to_lowercase()),
+            want.algorithm.as_str().to_lowercase()
+        )));
+    }
+    let same_value = rec
+        .checksum
+        .as_ref()
+        .is_some_and(|c| c.algorithm == want.algorithm && c.value == want.value);
+    let same_count = match want.parts {
+        None => true,
+        Some(n) => rec.checksum_type == Some(ChecksumType::Composite) && n == rec.parts.len(),
+    };
+    if same_value && same_count {
+        Ok(())
+    } else {
+        Err(Error::BadDigest(format!(
+            "The {} you specified did not match the calculated checksum.",
+            want.algorithm.as_str()
+        )))
     }
 }
 

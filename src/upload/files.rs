@@ -20,7 +20,7 @@ use futures_util::StreamExt as _;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
-use super::{Completed, Error, ListedPart, Result, Uploads, WriteCondition};
+use super::{CompleteChecks, Completed, Error, ListedPart, Result, Uploads, WriteCondition};
 use crate::model::checksum::{ContentAlgorithm, ContentHash};
 use crate::model::{
     ChallengeRecord, FileRecord, Millis, ObjectHeaders, ObjectRecord, PartNumber, UploadRecord,
@@ -235,8 +235,12 @@ impl Uploads {
             })
             .collect();
         let cond = WriteCondition::NONE;
+        let checks = CompleteChecks {
+            content: Some(g.hash.clone()),
+            ..CompleteChecks::default()
+        };
         let done = self
-            .complete(&up.id, &up.bucket, &up.key, listed, Some(&g.hash), &cond)
+            .complete(&up.id, &up.bucket, &up.key, listed, &checks, &cond)
             .await?;
         // The server has just verified the whole file against its hash.
         self.record_file(&g.hash, &up.bucket, &up.key, g.size)

@@ -20,7 +20,7 @@ use std::time::Duration;
 use md5::{Digest as _, Md5};
 
 pub use self::error::{Error, Result};
-use crate::model::checksum::{ChecksumAlgorithm, ChecksumType, normalize_etag};
+use crate::model::checksum::{ChecksumAlgorithm, ChecksumType, ContentHash, normalize_etag};
 pub use crate::model::{BodyError, BodyStream, valid_bucket_name};
 use crate::model::{Checksum, Millis, ObjectRecord, PartNumber, UploadState, random_hex};
 use crate::store::disk::Staged;
@@ -154,6 +154,30 @@ impl WriteCondition {
     fn is_empty(&self) -> bool {
         self.if_match.is_none() && self.if_none_match.is_none()
     }
+}
+
+/// What a Complete's client says the finished object will be; all of it is checked before
+/// anything is published (the upload stays open when a check fails).
+#[derive(Clone, Debug, Default)]
+pub struct CompleteChecks {
+    /// The whole file's content hash (the legacy API's `filehash`): the assembled bytes are read
+    /// and hashed (BadDigest when they differ).
+    pub content: Option<ContentHash>,
+    /// `x-amz-mp-object-size`: the sum of the listed parts' sizes.
+    pub size: Option<u64>,
+    /// `x-amz-checksum-type`: must be the upload's own type.
+    pub checksum_type: Option<ChecksumType>,
+    /// A whole-object `x-amz-checksum-<alg>`: what the parts' checksums combine to.
+    pub checksum: Option<WholeChecksum>,
+}
+
+/// A whole-object checksum a Complete's client claims, decoded.
+#[derive(Clone, Debug)]
+pub struct WholeChecksum {
+    pub algorithm: ChecksumAlgorithm,
+    pub value: Vec<u8>,
+    /// The `-N` of a COMPOSITE value (its part count), when the client wrote one.
+    pub parts: Option<usize>,
 }
 
 /// One `<Part>` of a CompleteMultipartUpload request.

@@ -1085,6 +1085,95 @@ fn cases(gw: &TestGateway, fx: &Fixture) -> Vec<Case> {
         ),
         Err(400, "InvalidRequest"),
     );
+    // The algorithms S3 added in 2026 are checked as the others are; unknown ones are refused.
+    add(
+        "x-amz-checksum-xxhash64 of other bytes",
+        Req::Http(put_obj(b"replacement").header(
+            "x-amz-checksum-xxhash64",
+            &b64(&xxhash_rust::xxh64::xxh64(b"other", 0).to_be_bytes()),
+        )),
+        Err(400, "BadDigest"),
+    );
+    add(
+        "x-amz-checksum-sha512 of 63 bytes",
+        Req::Http(put_obj(b"replacement").header("x-amz-checksum-sha512", &b64(&[1u8; 63]))),
+        Err(400, "InvalidRequest"),
+    );
+    add(
+        "x-amz-checksum-crc16, an algorithm S3 does not have",
+        Req::Http(put_obj(b"replacement").header("x-amz-checksum-crc16", "AAA=")),
+        Err(400, "InvalidRequest"),
+    );
+    add(
+        "x-amz-sdk-checksum-algorithm BLAKE3, an algorithm S3 does not have",
+        Req::Http(put_obj(b"replacement").header("x-amz-sdk-checksum-algorithm", "BLAKE3")),
+        Err(400, "InvalidRequest"),
+    );
+    add(
+        "CreateMultipartUpload with x-amz-checksum-algorithm BLAKE3",
+        Req::Http(
+            gw.raw("POST", &format!("/{B}/mp-new?uploads"))
+                .header("x-amz-checksum-algorithm", "BLAKE3"),
+        ),
+        Err(400, "InvalidRequest"),
+    );
+    add(
+        "CreateMultipartUpload with XXHASH64 as FULL_OBJECT (COMPOSITE only)",
+        Req::Http(
+            gw.raw("POST", &format!("/{B}/mp-new?uploads"))
+                .header("x-amz-checksum-algorithm", "XXHASH64")
+                .header("x-amz-checksum-type", "FULL_OBJECT"),
+        ),
+        Err(400, "InvalidRequest"),
+    );
+    // Complete's whole-object claims: refused before anything is published.
+    for (name, header, value) in [
+        (
+            "CompleteMultipartUpload with x-amz-mp-object-size one byte off",
+            "x-amz-mp-object-size",
+            "1",
+        ),
+        (
+            "CompleteMultipartUpload with a non-numeric x-amz-mp-object-size",
+            "x-amz-mp-object-size",
+            "12abc",
+        ),
+        (
+            "CompleteMultipartUpload with a negative x-amz-mp-object-size",
+            "x-amz-mp-object-size",
+            "-1",
+        ),
+        (
+            "CompleteMultipartUpload with a whole-object CRC32 on an upload without checksums",
+            "x-amz-checksum-crc32",
+            "AAAAAA==",
+        ),
+        (
+            "CompleteMultipartUpload with x-amz-checksum-type FULL_OBJECT on an upload without checksums",
+            "x-amz-checksum-type",
+            "FULL_OBJECT",
+        ),
+        (
+            "CompleteMultipartUpload with an unknown x-amz-checksum-type",
+            "x-amz-checksum-type",
+            "PARTIAL",
+        ),
+        (
+            "CompleteMultipartUpload with an x-amz-checksum-blake3",
+            "x-amz-checksum-blake3",
+            "AAAAAA==",
+        ),
+    ] {
+        add(
+            name,
+            Req::Http(
+                gw.raw("POST", &complete_path)
+                    .header(header, value)
+                    .body(good_complete.clone()),
+            ),
+            Err(400, "InvalidRequest"),
+        );
+    }
     add(
         "CompleteMultipartUpload with a wrong Content-MD5 (XML otherwise valid)",
         Req::Http(
@@ -1603,6 +1692,37 @@ fn signature_coverage(gw: &TestGateway, fx: &Fixture, v: &mut Vec<Case>) {
             },
         ),
         NotSigned("x-amz-meta-planted, x-amz-metadata-directive"),
+    );
+    add(
+        "header-signed PutObject plus an unsigned x-amz-checksum-xxhash3",
+        tampered(gw.raw("PUT", &obj).body(b"x".to_vec()), |h| {
+            set(
+                h,
+                "x-amz-checksum-xxhash3",
+                &b64(&xxhash_rust::xxh3::xxh3_64(b"x").to_be_bytes()),
+            );
+        }),
+        NotSigned("x-amz-checksum-xxhash3"),
+    );
+    let complete_open = || {
+        gw.raw("POST", &format!("/{B}/mp-open?uploadId={open}"))
+            .body(complete_xml(&[
+                ("1", fx.open_etags.0.as_str()),
+                ("2", fx.open_etags.1.as_str()),
+            ]))
+    };
+    add(
+        "header-signed Complete plus an unsigned x-amz-mp-object-size",
+        tampered(complete_open(), |h| set(h, "x-amz-mp-object-size", "1")),
+        NotSigned("x-amz-mp-object-size"),
+    );
+    add(
+        "header-signed Complete plus unsigned whole-object checksum headers",
+        tampered(complete_open(), |h| {
+            set(h, "x-amz-checksum-crc32", "AAAAAA==");
+            set(h, "x-amz-checksum-type", "COMPOSITE");
+        }),
+        NotSigned("x-amz-checksum-crc32, x-amz-checksum-type"),
     );
     add(
         "header-signed PutObject plus an unsigned x-amz-checksum-crc32",

@@ -3,6 +3,7 @@
 mod harness;
 
 mod bench;
+mod checksums;
 mod client;
 mod cluster;
 mod crash;

@@ -11,7 +11,9 @@ use mpgw::store::disk::DiskStore;
 use mpgw::store::meta::MetaStore;
 use mpgw::store::meta_embedded::EmbeddedMetaStore;
 use mpgw::store::meta_redis::RedisMetaStore;
-use mpgw::upload::{BodyChecks, Caller, Error, Limits, ListedPart, Uploads, WriteCondition};
+use mpgw::upload::{
+    BodyChecks, Caller, CompleteChecks, Error, Limits, ListedPart, Uploads, WriteCondition,
+};
 
 const NO_CONDITION: WriteCondition = WriteCondition::NONE;
 use proptest::prelude::*;
@@ -126,15 +128,29 @@ async fn repeated_complete_is_replayed(store: Store) {
         put_part(&c.up, &rec, 2, &b).await,
     ];
     let first =
-        c.up.complete(&rec.id, B, "k", listed.clone(), None, &NO_CONDITION)
-            .await
-            .unwrap();
+        c.up.complete(
+            &rec.id,
+            B,
+            "k",
+            listed.clone(),
+            &CompleteChecks::default(),
+            &NO_CONDITION,
+        )
+        .await
+        .unwrap();
     assert_eq!(format!("\"{}\"", first.etag), multipart_etag(&[&a, &b]));
     let obj = c.up.object(B, "k").await.unwrap();
     let again =
-        c.up.complete(&rec.id, B, "k", listed, None, &NO_CONDITION)
-            .await
-            .unwrap();
+        c.up.complete(
+            &rec.id,
+            B,
+            "k",
+            listed,
+            &CompleteChecks::default(),
+            &NO_CONDITION,
+        )
+        .await
+        .unwrap();
     assert_eq!(again, first, "replayed answer");
     assert_eq!(c.up.object(B, "k").await.unwrap(), obj, "object unchanged");
     // Parts are gone with the open upload: a new part is refused.
@@ -161,8 +177,15 @@ async fn complete_abort_race(store: Store) {
         let (id1, rec2) = (rec.id.clone(), rec.clone());
         let k1 = key.clone();
         let done = tokio::spawn(async move {
-            up1.complete(&id1, B, &k1, listed, None, &NO_CONDITION)
-                .await
+            up1.complete(
+                &id1,
+                B,
+                &k1,
+                listed,
+                &CompleteChecks::default(),
+                &NO_CONDITION,
+            )
+            .await
         });
         let aborted = tokio::spawn(async move { up2.abort(&rec2).await });
         let (done, aborted) = (done.await.unwrap(), aborted.await.unwrap());
@@ -219,9 +242,16 @@ async fn per_owner_reservations(store: Store) {
         Err(Error::TooManyUploads(2))
     ));
     let listed = vec![put_part(&c.up, &two, 1, b"x").await];
-    c.up.complete(&two.id, B, "2", listed, None, &NO_CONDITION)
-        .await
-        .unwrap();
+    c.up.complete(
+        &two.id,
+        B,
+        "2",
+        listed,
+        &CompleteChecks::default(),
+        &NO_CONDITION,
+    )
+    .await
+    .unwrap();
     init(OWNER, "4").await.expect("slot given back by Complete");
     assert!(matches!(
         init(OWNER, "5").await,
@@ -251,9 +281,16 @@ async fn orphan_sweep(store: Store) {
             .unwrap();
     let o1 = random_bytes(3000);
     let listed = vec![put_part(&c.up, &obj, 1, &o1).await];
-    c.up.complete(&obj.id, B, "obj", listed, None, &NO_CONDITION)
-        .await
-        .unwrap();
+    c.up.complete(
+        &obj.id,
+        B,
+        "obj",
+        listed,
+        &CompleteChecks::default(),
+        &NO_CONDITION,
+    )
+    .await
+    .unwrap();
     let open =
         c.up.init(OWNER, B, "open", ObjectHeaders::default(), None)
             .await
@@ -300,9 +337,16 @@ async fn orphan_sweep(store: Store) {
         "object's files"
     );
     let done =
-        c.up.complete(&open.id, B, "open", listed, None, &NO_CONDITION)
-            .await
-            .unwrap();
+        c.up.complete(
+            &open.id,
+            B,
+            "open",
+            listed,
+            &CompleteChecks::default(),
+            &NO_CONDITION,
+        )
+        .await
+        .unwrap();
     assert_eq!(format!("\"{}\"", done.etag), multipart_etag(&[&p1]));
     assert_eq!(c.up.object(B, "obj").await.unwrap().size, o1.len() as u64);
 }
@@ -391,8 +435,15 @@ async fn run_model(store: Store, ops: Vec<Op>) {
                     None => Vec::new(),
                 };
                 let r =
-                    c.up.complete(&rec.id, B, &rec.key, listed, None, &NO_CONDITION)
-                        .await;
+                    c.up.complete(
+                        &rec.id,
+                        B,
+                        &rec.key,
+                        listed,
+                        &CompleteChecks::default(),
+                        &NO_CONDITION,
+                    )
+                    .await;
                 match parts {
                     Some(p) if !p.is_empty() => {
                         let done = r.unwrap_or_else(|e| panic!("step {step}: complete {i}: {e:?}"));

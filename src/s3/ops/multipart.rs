@@ -4,7 +4,7 @@
 use futures_util::TryStreamExt as _;
 use http::request::Parts;
 use hyper::Response;
-use hyper::header::{self, HeaderName};
+use hyper::header::{self, HeaderMap, HeaderName};
 
 use crate::app::App;
 use crate::body::RequestBody;
@@ -20,7 +20,9 @@ use crate::s3::request::{
     url_encode, write_condition, xml_response,
 };
 use crate::s3::route::{Query, copy_source};
-use crate::upload::{BodyChecks, Caller, Error as UploadError, ListedPart};
+use crate::upload::{
+    BodyChecks, Caller, CompleteChecks, Error as UploadError, ListedPart, WholeChecksum,
+};
 use crate::xml::{self, Xml};
 
 pub(super) async fn create_multipart_upload(
@@ -209,11 +211,12 @@ pub(super) async fn complete(
     id: &UploadId,
 ) -> Res {
     app.uploads.bucket(b).await?;
+    let checks = complete_checks(&req.headers)?;
     let body = collect(req, body, auth, MAX_COMPLETE_XML).await?;
     let listed = complete_parts(&body)?;
     let done = app
         .uploads
-        .complete(id, b, k, listed, None, &write_condition(&req.headers))
+        .complete(id, b, k, listed, &checks, &write_condition(&req.headers))
         .await?;
     let host = req
         .headers
@@ -234,6 +237,83 @@ pub(super) async fn complete(
         x.opt("ChecksumType", done.checksum_type.map(ChecksumType::as_str));
     }
     Ok(xml_response(x.finish("CompleteMultipartUploadResult")))
+}
+
+/// What a Complete's headers say the object will be (`x-amz-mp-object-size`, a whole-object
+/// `x-amz-checksum-<alg>` and `x-amz-checksum-type`), checked by the core before it publishes
+/// anything.
+fn complete_checks(h: &HeaderMap) -> Result<CompleteChecks, S3Error> {
+    let size = match h.get("x-amz-mp-object-size") {
+        None => None,
+        Some(v) => {
+            let s = String::from_utf8_lossy(v.as_bytes());
+            let n = s.trim().parse::<i64>().map_err(|_| {
+                S3Error::invalid_request(format!(
+                    "Value for x-amz-mp-object-size header is invalid: '{s}'"
+                ))
+            })?;
+            Some(u64::try_from(n).map_err(|_| {
+                S3Error::invalid_request(format!(
+                    "Value for x-amz-mp-object-size header is less than zero: '{n}'"
+                ))
+            })?)
+        }
+    };
+    let checksum_type = match h.get("x-amz-checksum-type") {
+        None => None,
+        Some(v) => {
+            let s = String::from_utf8_lossy(v.as_bytes());
+            Some(ChecksumType::parse(&s).ok_or_else(|| {
+                S3Error::invalid_request(format!(
+                    "Value for x-amz-checksum-type header is invalid: {s}"
+                ))
+            })?)
+        }
+    };
+    let mut checksum = None;
+    for (name, v) in h {
+        let Some(alg_name) = name.as_str().strip_prefix("x-amz-checksum-") else {
+            continue;
+        };
+        if matches!(alg_name, "algorithm" | "type" | "mode") {
+            continue;
+        }
+        let algorithm = ChecksumAlgorithm::parse(alg_name).ok_or_else(|| {
+            S3Error::invalid_request(format!("Unsupported checksum algorithm: {alg_name}"))
+        })?;
+        if checksum.is_some() {
+            return Err(S3Error::invalid_request(
+                "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed.",
+            ));
+        }
+        let invalid = || S3Error::invalid_request(format!("Value for {name} header is invalid."));
+        // A COMPOSITE value may be written as S3 answers it, with its part count: `<base64>-N`
+        // (base64 itself never holds a '-').
+        let text = v.to_str().map_err(|_| invalid())?.trim();
+        let (b64, parts) = match text.split_once('-') {
+            None => (text, None),
+            Some((b64, n)) => (
+                b64,
+                Some(
+                    n.parse::<usize>()
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or_else(invalid)?,
+                ),
+            ),
+        };
+        checksum = Some(WholeChecksum {
+            algorithm,
+            value: algorithm.decode(b64).ok_or_else(invalid)?,
+            parts,
+        });
+    }
+    Ok(CompleteChecks {
+        size,
+        checksum_type,
+        checksum,
+        ..CompleteChecks::default()
+    })
 }
 
 /// Parses a CompleteMultipartUpload body into the parts it lists, in the order listed (the
