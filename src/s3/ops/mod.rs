@@ -53,7 +53,7 @@ pub async fn dispatch(
     } = route;
     let (b, k) = (bucket.as_str(), key.as_str());
     match op {
-        S3Op::ListBuckets => list_buckets(app, &owner).await,
+        S3Op::ListBuckets => list_buckets(app, &owner, &query).await,
         S3Op::CreateBucket => {
             let _ = collect(req, body, &auth, MAX_XML).await?;
             if b == "file" {
