@@ -838,8 +838,18 @@ def error_codes():
 
     expect_client_error("put_object with a ContentMD5 that is not 16 bytes", "InvalidDigest", 400, s3.put_object,
                         Bucket=BUCKET, Key="bad-md5", Body=b"hello world", ContentMD5="YWJyYWNhZGFicmE=")
-    expect_client_error("create_bucket of an existing bucket", "BucketAlreadyOwnedByYou", 409, s3.create_bucket,
-                        Bucket=BUCKET)
+    # us-east-1 answers 200 to re-creating one's own bucket (AWS's legacy behaviour there);
+    # every other region answers 409 BucketAlreadyOwnedByYou.
+    if s3.meta.region_name in (None, "us-east-1"):
+        again = s3.create_bucket(Bucket=BUCKET)
+        expect_eq("create_bucket of one's own bucket in us-east-1: status", 200,
+                  again["ResponseMetadata"]["HTTPStatusCode"])
+        expect_true("create_bucket again keeps the objects", "hundred" in [
+            o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="hundred").get("Contents", [])])
+    else:
+        expect_client_error("create_bucket of an existing bucket", "BucketAlreadyOwnedByYou", 409,
+                            s3.create_bucket, Bucket=BUCKET,
+                            CreateBucketConfiguration={"LocationConstraint": s3.meta.region_name})
     expect_client_error("delete_bucket of a non-empty bucket", "BucketNotEmpty", 409, s3.delete_bucket,
                         Bucket=BUCKET)
     uid = s3.create_multipart_upload(Bucket=BUCKET, Key="bad-part-number")["UploadId"]

@@ -27,7 +27,7 @@ use crate::s3::auth::Verified;
 use crate::s3::error::{S3Error, S3ErrorCode};
 use crate::s3::request::{MAX_XML, Res, collect, drain, set, status, xml_response};
 use crate::s3::route::{Route, S3Op};
-use crate::upload::Caller;
+use crate::upload::{Caller, Error as UploadError};
 use crate::xml::Xml;
 
 pub async fn dispatch(
@@ -63,7 +63,12 @@ pub async fn dispatch(
                     "The bucket name `file` is reserved for the /file/* API.",
                 ));
             }
-            app.uploads.create_bucket(&owner, b).await?;
+            match app.uploads.create_bucket(&owner, b).await {
+                // us-east-1 answers 200 to its owner and changes nothing (AWS keeps this legacy
+                // behaviour there only); every other region answers 409.
+                Err(UploadError::BucketAlreadyOwnedByYou) if &*app.region == "us-east-1" => {}
+                r => r?,
+            }
             let mut resp = Response::new(empty());
             set(resp.headers_mut(), header::LOCATION, &format!("/{b}"));
             Ok(resp)
