@@ -37,6 +37,7 @@ pub enum S3ErrorCode {
     InvalidRange,
     InvalidRequest,
     KeyTooLongError,
+    MalformedACLError,
     MalformedPOSTRequest,
     MalformedXML,
     MaxMessageLengthExceeded,
@@ -58,6 +59,7 @@ pub enum S3ErrorCode {
     RequestTimeout,
     ServiceUnavailable,
     SignatureDoesNotMatch,
+    UnexpectedContent,
     XAmzContentSHA256Mismatch,
 }
 
@@ -88,6 +90,7 @@ impl S3ErrorCode {
             Self::InvalidRange => "InvalidRange",
             Self::InvalidRequest => "InvalidRequest",
             Self::KeyTooLongError => "KeyTooLongError",
+            Self::MalformedACLError => "MalformedACLError",
             Self::MalformedPOSTRequest => "MalformedPOSTRequest",
             Self::MalformedXML => "MalformedXML",
             Self::MaxMessageLengthExceeded => "MaxMessageLengthExceeded",
@@ -109,6 +112,7 @@ impl S3ErrorCode {
             Self::RequestTimeout => "RequestTimeout",
             Self::ServiceUnavailable => "ServiceUnavailable",
             Self::SignatureDoesNotMatch => "SignatureDoesNotMatch",
+            Self::UnexpectedContent => "UnexpectedContent",
             Self::XAmzContentSHA256Mismatch => "XAmzContentSHA256Mismatch",
         }
     }
@@ -130,12 +134,14 @@ impl S3ErrorCode {
             | Self::InvalidPolicyDocument
             | Self::InvalidRequest
             | Self::KeyTooLongError
+            | Self::MalformedACLError
             | Self::MalformedPOSTRequest
             | Self::MalformedXML
             | Self::MaxMessageLengthExceeded
             | Self::MaxPostPreDataLengthExceeded
             | Self::RequestHeaderSectionTooLarge
             | Self::RequestTimeout
+            | Self::UnexpectedContent
             | Self::XAmzContentSHA256Mismatch => StatusCode::BAD_REQUEST,
             Self::BucketAlreadyExists
             | Self::BucketAlreadyOwnedByYou
