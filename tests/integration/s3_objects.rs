@@ -1164,7 +1164,8 @@ async fn url_encoding(store: Store) {
             .collect::<Vec<_>>(),
         vec!["quux%20ab/baz"]
     );
-    assert_eq!(out.prefix(), Some("quux%20ab/"));
+    // ListObjects v1 echoes its Prefix unencoded, as AWS does (botocore does not decode it).
+    assert_eq!(out.prefix(), Some("quux ab/"));
 
     // Without encoding-type the keys come back literally.
     let literal: BTreeSet<String> = list_keys(&c, B).await.into_iter().collect();

@@ -125,7 +125,10 @@ pub(super) async fn list_objects(app: &App, b: &str, q: &Query, v2: bool) -> Res
         .await?;
     let fetch_owner = !v2 || q.get("fetch-owner") == Some("true");
     let mut x = Xml::new("ListBucketResult");
-    x.elem("Name", b).elem("Prefix", enc(prefix));
+    // ListObjects (v1) is the one listing whose own Prefix AWS leaves unencoded (botocore
+    // decodes only Delimiter, Marker, NextMarker, keys and common prefixes there); v2 encodes it.
+    x.elem("Name", b)
+        .elem("Prefix", if v2 { enc(prefix) } else { prefix.to_owned() });
     if v2 {
         x.opt("ContinuationToken", token)
             .opt("StartAfter", start_after.map(enc));
