@@ -21,6 +21,7 @@ mod redis_tls;
 mod reserve;
 mod s3_compat;
 mod s3_errors;
+mod s3_listings;
 mod s3_multipart;
 mod s3_objects;
 mod soak;
