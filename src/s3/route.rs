@@ -398,7 +398,7 @@ pub fn route(
             _ => return Err(method_not_allowed()),
         }
     } else if query.has("acl") {
-        match (&*method, key.is_empty()) {
+        match (method, key.is_empty()) {
             (&Method::GET, true) => S3Op::GetBucketAcl,
             (&Method::PUT, true) => S3Op::PutBucketAcl,
             (&Method::GET, false) => S3Op::GetObjectAcl,

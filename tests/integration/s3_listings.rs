@@ -76,6 +76,9 @@ async fn max_keys_zero(store: Store) {
 }
 both!(max_keys_zero, max_keys_zero);
 
+/// One element of a listing answer and its values once decoded.
+type Field = (&'static str, &'static [&'static str]);
+
 /// Every key-bearing field of every listing is percent-encoded exactly once: decoded once, a
 /// key holding a newline (and a literal `%`) comes back as it was written.
 async fn url_encoding_every_field(store: Store) {
@@ -87,7 +90,7 @@ async fn url_encoding_every_field(store: Store) {
         create_upload(&c, B, k).await;
     }
     // (request, element, value once decoded)
-    let cases: &[(&str, &[(&str, &[&str])])] = &[
+    let cases: &[(&str, &[Field])] = &[
         (
             "/lists?encoding-type=url&prefix=n%0Al&delimiter=%2F&marker=n%0Al%2541&max-keys=1",
             &[
