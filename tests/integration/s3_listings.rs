@@ -637,3 +637,74 @@ async fn unimplemented_is_named(store: Store) {
     assert_eq!(out.copy_source_version_id(), None);
 }
 both!(unimplemented_is_named, unimplemented_is_named);
+
+/// Non-ASCII user metadata comes back as AWS answers it: the bytes read as ISO-8859-1, RFC 2047
+/// encoded in UTF-8 (`Q` when most characters are ASCII, as S3 chooses), on PutObject,
+/// CopyObject and multipart objects alike; ASCII comes back as sent. Python's
+/// `email.header.decode_header` of each expected value, read back as ISO-8859-1 bytes, gives the
+/// UTF-8 text the SDK sent.
+async fn non_ascii_metadata(store: Store) {
+    let gw = TestGateway::start(store).await;
+    let c = gw.bucket(B).await;
+    // The SDK sends "café" as UTF-8: c a f 0xC3 0xA9, five ISO-8859-1 characters.
+    let want = "=?UTF-8?Q?caf=C3=83=C2=A9?=";
+    c.put_object()
+        .bucket(B)
+        .key("m")
+        .metadata("word", "café")
+        .metadata("plain", "as sent")
+        .body(b"x".to_vec().into())
+        .send()
+        .await
+        .expect("put");
+    let head = c.head_object().bucket(B).key("m").send().await.unwrap();
+    let meta = head.metadata().expect("metadata");
+    assert_eq!(meta.get("word").map(String::as_str), Some(want));
+    assert_eq!(meta.get("plain").map(String::as_str), Some("as sent"));
+    let out = c.get_object().bucket(B).key("m").send().await.unwrap();
+    assert_eq!(
+        out.metadata()
+            .and_then(|m| m.get("word"))
+            .map(String::as_str),
+        Some(want)
+    );
+    c.copy_object()
+        .bucket(B)
+        .key("copied")
+        .copy_source("lists/m")
+        .send()
+        .await
+        .expect("copy");
+    let head = c
+        .head_object()
+        .bucket(B)
+        .key("copied")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        head.metadata()
+            .and_then(|m| m.get("word"))
+            .map(String::as_str),
+        Some(want)
+    );
+    let up = c
+        .create_multipart_upload()
+        .bucket(B)
+        .key("mp")
+        .metadata("word", "ö")
+        .send()
+        .await
+        .unwrap();
+    let id = up.upload_id().unwrap().to_owned();
+    let e = upload_part(&c, B, "mp", &id, 1, b"part").await;
+    complete(&c, B, "mp", &id, &[(1, e.as_str())]).await;
+    let head = c.head_object().bucket(B).key("mp").send().await.unwrap();
+    assert_eq!(
+        head.metadata()
+            .and_then(|m| m.get("word"))
+            .map(String::as_str),
+        Some("=?UTF-8?B?w4PCtg==?=")
+    );
+}
+both!(non_ascii_metadata, non_ascii_metadata);
