@@ -122,10 +122,15 @@ fn check(app: &App, bucket: &BucketRecord, caller: &str, legacy_ok: bool) -> Res
 /// The reads an S3 key may do in the legacy bucket: its own user's files (see the module doc).
 fn legacy_read(op: &S3Op, route: &Route, caller: &str) -> bool {
     match op {
-        S3Op::HeadBucket | S3Op::GetBucketLocation | S3Op::GetBucketVersioning => true,
-        S3Op::GetObject | S3Op::HeadObject | S3Op::GetObjectTagging | S3Op::GetObjectAttributes => {
-            under(&route.key, caller)
-        }
+        S3Op::HeadBucket
+        | S3Op::GetBucketLocation
+        | S3Op::GetBucketVersioning
+        | S3Op::GetBucketAcl => true,
+        S3Op::GetObject
+        | S3Op::HeadObject
+        | S3Op::GetObjectTagging
+        | S3Op::GetObjectAttributes
+        | S3Op::GetObjectAcl => under(&route.key, caller),
         S3Op::ListObjects { .. } | S3Op::ListObjectVersions => {
             under(route.query.get("prefix").unwrap_or_default(), caller)
         }

@@ -38,6 +38,7 @@ pub enum S3ErrorCode {
     InvalidRequest,
     InvalidTag,
     KeyTooLongError,
+    MalformedACLError,
     MalformedPOSTRequest,
     MalformedXML,
     MaxMessageLengthExceeded,
@@ -60,6 +61,7 @@ pub enum S3ErrorCode {
     RequestTimeout,
     ServiceUnavailable,
     SignatureDoesNotMatch,
+    UnexpectedContent,
     XAmzContentSHA256Mismatch,
 }
 
@@ -91,6 +93,7 @@ impl S3ErrorCode {
             Self::InvalidRequest => "InvalidRequest",
             Self::InvalidTag => "InvalidTag",
             Self::KeyTooLongError => "KeyTooLongError",
+            Self::MalformedACLError => "MalformedACLError",
             Self::MalformedPOSTRequest => "MalformedPOSTRequest",
             Self::MalformedXML => "MalformedXML",
             Self::MaxMessageLengthExceeded => "MaxMessageLengthExceeded",
@@ -113,6 +116,7 @@ impl S3ErrorCode {
             Self::RequestTimeout => "RequestTimeout",
             Self::ServiceUnavailable => "ServiceUnavailable",
             Self::SignatureDoesNotMatch => "SignatureDoesNotMatch",
+            Self::UnexpectedContent => "UnexpectedContent",
             Self::XAmzContentSHA256Mismatch => "XAmzContentSHA256Mismatch",
         }
     }
@@ -135,6 +139,7 @@ impl S3ErrorCode {
             | Self::InvalidRequest
             | Self::InvalidTag
             | Self::KeyTooLongError
+            | Self::MalformedACLError
             | Self::MalformedPOSTRequest
             | Self::MalformedXML
             | Self::MaxMessageLengthExceeded
@@ -142,6 +147,7 @@ impl S3ErrorCode {
             | Self::MissingRequestBodyError
             | Self::RequestHeaderSectionTooLarge
             | Self::RequestTimeout
+            | Self::UnexpectedContent
             | Self::XAmzContentSHA256Mismatch => StatusCode::BAD_REQUEST,
             Self::BucketAlreadyExists
             | Self::BucketAlreadyOwnedByYou

@@ -2,6 +2,7 @@
 //! rendered here, once.
 
 pub mod access;
+pub mod acl;
 pub mod auth;
 pub mod cors;
 pub mod error;

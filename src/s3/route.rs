@@ -58,6 +58,16 @@ pub enum S3Op {
     ListParts {
         upload_id: UploadId,
     },
+    GetBucketAcl,
+    PutBucketAcl,
+    GetObjectAcl,
+    PutObjectAcl,
+    /// An operation the gateway does not implement (answered 501), named for the access log
+    /// after the sub-resource that selects it (`sub`).
+    Unsupported {
+        name: &'static str,
+        sub: &'static str,
+    },
 }
 
 impl S3Op {
@@ -96,6 +106,11 @@ impl S3Op {
             Self::CompleteMultipartUpload { .. } => "CompleteMultipartUpload",
             Self::AbortMultipartUpload { .. } => "AbortMultipartUpload",
             Self::ListParts { .. } => "ListParts",
+            Self::GetBucketAcl => "GetBucketAcl",
+            Self::PutBucketAcl => "PutBucketAcl",
+            Self::GetObjectAcl => "GetObjectAcl",
+            Self::PutObjectAcl => "PutObjectAcl",
+            Self::Unsupported { name, .. } => name,
         }
     }
 }
@@ -111,30 +126,227 @@ pub struct Route {
 }
 
 /// Sub-resources we do not implement: answered 501 rather than mistaken for object operations.
-const UNSUPPORTED: &[&str] = &[
-    "accelerate",
-    "acl",
-    "analytics",
-    "encryption",
-    "intelligent-tiering",
-    "inventory",
-    "legal-hold",
-    "logging",
-    "metrics",
-    "notification",
-    "object-lock",
-    "ownershipControls",
-    "policy",
-    "policyStatus",
-    "publicAccessBlock",
-    "replication",
-    "requestPayment",
-    "restore",
-    "retention",
-    "select",
-    "torrent",
-    "website",
+/// Each names the operations it selects, for the access log: `[GET, PUT, DELETE, POST]` on a
+/// bucket, then on an object ("" where S3 has none).
+const UNSUPPORTED: &[(&str, [&str; 4], [&str; 4])] = &[
+    (
+        "accelerate",
+        [
+            "GetBucketAccelerateConfiguration",
+            "PutBucketAccelerateConfiguration",
+            "",
+            "",
+        ],
+        ["", "", "", ""],
+    ),
+    (
+        "analytics",
+        [
+            "GetBucketAnalyticsConfiguration",
+            "PutBucketAnalyticsConfiguration",
+            "DeleteBucketAnalyticsConfiguration",
+            "",
+        ],
+        ["", "", "", ""],
+    ),
+    (
+        "attributes",
+        ["", "", "", ""],
+        ["GetObjectAttributes", "", "", ""],
+    ),
+    (
+        "encryption",
+        [
+            "GetBucketEncryption",
+            "PutBucketEncryption",
+            "DeleteBucketEncryption",
+            "",
+        ],
+        ["", "", "", ""],
+    ),
+    (
+        "intelligent-tiering",
+        [
+            "GetBucketIntelligentTieringConfiguration",
+            "PutBucketIntelligentTieringConfiguration",
+            "DeleteBucketIntelligentTieringConfiguration",
+            "",
+        ],
+        ["", "", "", ""],
+    ),
+    (
+        "inventory",
+        [
+            "GetBucketInventoryConfiguration",
+            "PutBucketInventoryConfiguration",
+            "DeleteBucketInventoryConfiguration",
+            "",
+        ],
+        ["", "", "", ""],
+    ),
+    (
+        "legal-hold",
+        ["", "", "", ""],
+        ["GetObjectLegalHold", "PutObjectLegalHold", "", ""],
+    ),
+    (
+        "logging",
+        ["GetBucketLogging", "PutBucketLogging", "", ""],
+        ["", "", "", ""],
+    ),
+    (
+        "metrics",
+        [
+            "GetBucketMetricsConfiguration",
+            "PutBucketMetricsConfiguration",
+            "DeleteBucketMetricsConfiguration",
+            "",
+        ],
+        ["", "", "", ""],
+    ),
+    (
+        "notification",
+        [
+            "GetBucketNotificationConfiguration",
+            "PutBucketNotificationConfiguration",
+            "",
+            "",
+        ],
+        ["", "", "", ""],
+    ),
+    (
+        "object-lock",
+        [
+            "GetObjectLockConfiguration",
+            "PutObjectLockConfiguration",
+            "",
+            "",
+        ],
+        ["", "", "", ""],
+    ),
+    (
+        "ownershipControls",
+        [
+            "GetBucketOwnershipControls",
+            "PutBucketOwnershipControls",
+            "DeleteBucketOwnershipControls",
+            "",
+        ],
+        ["", "", "", ""],
+    ),
+    (
+        "policy",
+        [
+            "GetBucketPolicy",
+            "PutBucketPolicy",
+            "DeleteBucketPolicy",
+            "",
+        ],
+        ["", "", "", ""],
+    ),
+    (
+        "policyStatus",
+        ["GetBucketPolicyStatus", "", "", ""],
+        ["", "", "", ""],
+    ),
+    (
+        "publicAccessBlock",
+        [
+            "GetPublicAccessBlock",
+            "PutPublicAccessBlock",
+            "DeletePublicAccessBlock",
+            "",
+        ],
+        ["", "", "", ""],
+    ),
+    (
+        "replication",
+        [
+            "GetBucketReplication",
+            "PutBucketReplication",
+            "DeleteBucketReplication",
+            "",
+        ],
+        ["", "", "", ""],
+    ),
+    (
+        "requestPayment",
+        ["GetBucketRequestPayment", "PutBucketRequestPayment", "", ""],
+        ["", "", "", ""],
+    ),
+    ("restore", ["", "", "", ""], ["", "", "", "RestoreObject"]),
+    (
+        "retention",
+        ["", "", "", ""],
+        ["GetObjectRetention", "PutObjectRetention", "", ""],
+    ),
+    (
+        "select",
+        ["", "", "", ""],
+        ["", "", "", "SelectObjectContent"],
+    ),
+    (
+        "tagging",
+        [
+            "GetBucketTagging",
+            "PutBucketTagging",
+            "DeleteBucketTagging",
+            "",
+        ],
+        [
+            "GetObjectTagging",
+            "PutObjectTagging",
+            "DeleteObjectTagging",
+            "",
+        ],
+    ),
+    (
+        "torrent",
+        ["", "", "", ""],
+        ["GetObjectTorrent", "", "", ""],
+    ),
+    (
+        "website",
+        [
+            "GetBucketWebsite",
+            "PutBucketWebsite",
+            "DeleteBucketWebsite",
+            "",
+        ],
+        ["", "", "", ""],
+    ),
 ];
+
+/// The operation a request for an unimplemented sub-resource asks for: the name S3 gives it,
+/// or, for a method S3 has no operation for, the sub-resource's first one.
+fn unsupported(sub: &'static str, method: &Method, object: bool) -> S3Op {
+    let Some((_, bucket_ops, object_ops)) = UNSUPPORTED.iter().find(|(s, ..)| *s == sub) else {
+        let name = if sub == "versioning" {
+            "PutBucketVersioning"
+        } else {
+            "Unknown"
+        };
+        return S3Op::Unsupported { name, sub };
+    };
+    let ops = if object { object_ops } else { bucket_ops };
+    let slot = match *method {
+        Method::PUT => 1,
+        Method::DELETE => 2,
+        Method::POST => 3,
+        _ => 0,
+    };
+    let name = Some(ops[slot])
+        .filter(|n| !n.is_empty())
+        .or_else(|| {
+            ops.iter()
+                .chain(bucket_ops)
+                .chain(object_ops)
+                .copied()
+                .find(|n| !n.is_empty())
+        })
+        .unwrap_or("Unknown");
+    S3Op::Unsupported { name, sub }
+}
 
 /// The bucket a virtual-host-style request addresses: `Host: <bucket>.<domain>[:port]`.
 /// Path style is used for every other host (an IP, `localhost`, the bare domain).
@@ -172,20 +384,25 @@ pub fn route(
     };
     // Versioning is answered read-only: buckets are never versioned.
     let versioning_write = query.has("versioning") && *method != Method::GET;
-    // Objects have tags; buckets do not (yet).
-    let bucket_tagging = key.is_empty() && query.has("tagging");
-    // `attributes` is an operation only as a GET of an object (GetObjectAttributes).
-    let attributes_other = query.has("attributes") && (*method != Method::GET || key.is_empty());
+    // Objects have tags, buckets do not (yet); `attributes` is an operation only as a GET of
+    // an object (GetObjectAttributes).
+    let implemented = |sub: &str| match sub {
+        "tagging" => !key.is_empty(),
+        "attributes" => *method == Method::GET && !key.is_empty(),
+        _ => false,
+    };
     if let Some(sub) = UNSUPPORTED
         .iter()
-        .find(|s| query.has(s))
-        .or(versioning_write.then_some(&"versioning"))
-        .or(bucket_tagging.then_some(&"tagging"))
-        .or(attributes_other.then_some(&"attributes"))
+        .map(|(s, ..)| *s)
+        .find(|s| query.has(s) && !implemented(s))
+        .or(versioning_write.then_some("versioning"))
     {
-        return Err(S3Error::not_implemented(format!(
-            "The '{sub}' sub-resource is not implemented"
-        )));
+        return Ok(Route {
+            op: unsupported(sub, method, !key.is_empty()),
+            bucket,
+            key,
+            query,
+        });
     }
     let upload_id = || -> Result<UploadId, S3Error> {
         let raw = query.get("uploadId").unwrap_or_default();
@@ -194,6 +411,14 @@ pub fn route(
     let op = if bucket.is_empty() {
         match *method {
             Method::GET => S3Op::ListBuckets,
+            _ => return Err(method_not_allowed()),
+        }
+    } else if query.has("acl") {
+        match (method, key.is_empty()) {
+            (&Method::GET, true) => S3Op::GetBucketAcl,
+            (&Method::PUT, true) => S3Op::PutBucketAcl,
+            (&Method::GET, false) => S3Op::GetObjectAcl,
+            (&Method::PUT, false) => S3Op::PutObjectAcl,
             _ => return Err(method_not_allowed()),
         }
     } else if key.is_empty() && query.has("cors") {
@@ -296,6 +521,8 @@ pub fn route(
             | S3Op::PutObjectTagging
             | S3Op::GetObjectTagging
             | S3Op::DeleteObjectTagging
+            | S3Op::GetObjectAcl
+            | S3Op::PutObjectAcl
     ) {
         for (_, v) in query.iter().filter(|(n, _)| *n == "versionId") {
             match v.unwrap_or_default() {
@@ -466,8 +693,19 @@ mod tests {
             S3Op::ListObjectVersions
         );
         assert_eq!(
-            r(Method::PUT, "/b?versioning", false).unwrap_err().code,
-            "NotImplemented"
+            op(Method::PUT, "/b?versioning"),
+            S3Op::Unsupported {
+                name: "PutBucketVersioning",
+                sub: "versioning"
+            }
+        );
+        assert_eq!(op(Method::GET, "/b?acl"), S3Op::GetBucketAcl);
+        assert_eq!(op(Method::PUT, "/b?acl"), S3Op::PutBucketAcl);
+        assert_eq!(op(Method::GET, "/b/k?acl"), S3Op::GetObjectAcl);
+        assert_eq!(op(Method::PUT, "/b/k?acl"), S3Op::PutObjectAcl);
+        assert_eq!(
+            r(Method::DELETE, "/b/k?acl", false).unwrap_err().code,
+            "MethodNotAllowed"
         );
         assert_eq!(r(Method::PUT, "/b/k", true).unwrap().op, S3Op::CopyObject);
         assert_eq!(op(Method::GET, "/b/k?partNumber=1"), S3Op::GetObject);
@@ -570,14 +808,18 @@ mod tests {
         assert_eq!(e.code, "InvalidArgument");
         let e = r(Method::POST, &format!("/b/k?uploads&uploadId={ID}"), false).unwrap_err();
         assert_eq!(e.code, "InvalidArgument");
-        assert_eq!(
-            r(Method::GET, "/b?acl", false).unwrap_err().code,
-            "NotImplemented"
-        );
-        assert_eq!(
-            r(Method::PUT, "/b?tagging", false).unwrap_err().code,
-            "NotImplemented"
-        );
+        // Unimplemented sub-resources are named after the operation they select (access log).
+        for (m, uri, name) in [
+            (Method::GET, "/b?tagging", "GetBucketTagging"),
+            (Method::DELETE, "/b?policy", "DeleteBucketPolicy"),
+            (Method::POST, "/b/k?restore", "RestoreObject"),
+            (Method::HEAD, "/b/k?attributes", "GetObjectAttributes"),
+            (Method::POST, "/b?website", "GetBucketWebsite"),
+        ] {
+            let route = r(m, uri, false).unwrap();
+            assert_eq!(route.op.name(), name, "{uri}");
+            assert!(matches!(route.op, S3Op::Unsupported { .. }), "{uri}");
+        }
         assert_eq!(
             r(Method::POST, "/b/k?tagging", false).unwrap_err().code,
             "MethodNotAllowed"

@@ -38,6 +38,10 @@ impl Uploads {
     ) -> Result<Listing<(String, ObjectRecord)>> {
         self.bucket(bucket).await?;
         let mut out = Listing::default();
+        // `max-keys=0` asks for nothing: an empty page that is not truncated, as AWS answers.
+        if max == 0 {
+            return Ok(out);
+        }
         let mut cursor = resume_after(prefix, delimiter, after);
         loop {
             let page = self
@@ -86,6 +90,9 @@ impl Uploads {
     ) -> Result<Listing<UploadRecord>> {
         self.bucket(bucket).await?;
         let mut out = Listing::default();
+        if max == 0 {
+            return Ok(out);
+        }
         let mut cursor =
             after.map(
                 |c| match (&c.upload, resume_after(prefix, delimiter, Some(&c.key))) {

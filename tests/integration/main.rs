@@ -23,6 +23,7 @@ mod reserve;
 mod s3_attributes;
 mod s3_compat;
 mod s3_errors;
+mod s3_listings;
 mod s3_multipart;
 mod s3_objects;
 mod s3_tagging;

@@ -714,6 +714,24 @@ async fn binary_serves_from_a_config_file_and_logs_each_request() {
         "{put:?}"
     );
 
+    // What is not implemented is still named: operation, bucket and key.
+    let (status, _) = err(c
+        .get_object_legal_hold()
+        .bucket(B)
+        .key("dir/obj")
+        .send()
+        .await);
+    assert_eq!(status, 501);
+    let held = bin.lines(|v| v["target"] == "mpgw::access" && field(v, "status") == 501);
+    assert!(
+        held.first()
+            .is_some_and(|v| field(v, "op") == "GetObjectLegalHold"
+                && field(v, "bucket") == B
+                && field(v, "key") == "dir/obj"
+                && field(v, "error_code") == "NotImplemented"),
+        "{held:?}"
+    );
+
     let refused = bin.lines(|v| v["target"] == "mpgw::access" && field(v, "status") == 403);
     assert!(
         refused

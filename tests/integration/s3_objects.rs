@@ -21,11 +21,12 @@ async fn buckets(store: Store) {
         .send()
         .await
         .expect("create beta");
-    assert_err(
-        c.create_bucket().bucket("alpha").send().await,
-        409,
-        "BucketAlreadyOwnedByYou",
-    );
+    // In us-east-1 re-creating one's own bucket answers 200 (see s3_listings for the rest).
+    c.create_bucket()
+        .bucket("alpha")
+        .send()
+        .await
+        .expect("create alpha again");
 
     c.head_bucket()
         .bucket("alpha")
@@ -1163,7 +1164,8 @@ async fn url_encoding(store: Store) {
             .collect::<Vec<_>>(),
         vec!["quux%20ab/baz"]
     );
-    assert_eq!(out.prefix(), Some("quux%20ab/"));
+    // ListObjects v1 echoes its Prefix unencoded, as AWS does (botocore does not decode it).
+    assert_eq!(out.prefix(), Some("quux ab/"));
 
     // Without encoding-type the keys come back literally.
     let literal: BTreeSet<String> = list_keys(&c, B).await.into_iter().collect();
@@ -1235,7 +1237,8 @@ async fn metadata_and_content_type(store: Store) {
         .expect("get");
     assert_eq!(out.content_type(), Some("text/override"));
 
-    // Non-ASCII UTF-8 metadata travels as raw header bytes.
+    // Non-ASCII metadata comes back as AWS answers it: its bytes read as ISO-8859-1 and
+    // RFC 2047 encoded in UTF-8 (expected value from Python's email.header; more in s3_listings).
     let value = "grüße ✓";
     let raw = gw
         .raw("PUT", "/objs/utf8")
@@ -1249,7 +1252,10 @@ async fn metadata_and_content_type(store: Store) {
         .headers
         .get("x-amz-meta-greeting")
         .map(|v| v.as_bytes().to_vec());
-    assert_eq!(got.as_deref(), Some(value.as_bytes()));
+    assert_eq!(
+        got.as_deref(),
+        Some(&b"=?UTF-8?B?Z3LDg8K8w4PCn2Ugw6LCnMKT?="[..])
+    );
 }
 both!(metadata_and_content_type, metadata_and_content_type);
 

@@ -11,9 +11,59 @@ use crate::s3::request::{
 use crate::s3::route::Query;
 use crate::xml::Xml;
 
-pub(super) async fn list_buckets(app: &App, owner: &str) -> Res {
+/// ListBuckets, paginated when asked (`max-buckets`, `continuation-token`, `prefix`,
+/// `bucket-region`): then by pages of at most `max-buckets` (10,000 by default), each naming in
+/// `ContinuationToken` where the next one starts. Every bucket is in the gateway's region.
+pub(super) async fn list_buckets(app: &App, owner: &str, q: &Query) -> Res {
+    const MAX_BUCKETS: usize = 10_000;
+    let paginated = [
+        "max-buckets",
+        "continuation-token",
+        "prefix",
+        "bucket-region",
+    ]
+    .iter()
+    .any(|p| q.has(p));
+    let max = match q.get("max-buckets") {
+        None => MAX_BUCKETS,
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_BUCKETS).contains(n))
+            .ok_or_else(|| {
+                S3Error::invalid_argument(format!(
+                    "Argument max-buckets must be an integer between 1 and {MAX_BUCKETS}"
+                ))
+            })?,
+    };
+    let after = q
+        .get("continuation-token")
+        .map(|t| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(t)
+                .ok()
+                .and_then(|v| String::from_utf8(v).ok())
+                .filter(|name| !name.is_empty())
+                .ok_or_else(|| {
+                    S3Error::invalid_argument("The continuation token provided is incorrect")
+                })
+        })
+        .transpose()?;
+    let prefix = q.get("prefix").unwrap_or_default();
+    let region = q.get("bucket-region").filter(|r| !r.is_empty());
     let mut buckets = app.uploads.list_buckets().await?;
-    buckets.retain(|bkt| crate::s3::access::lists(app, bkt, owner));
+    buckets.retain(|bkt| {
+        crate::s3::access::lists(app, bkt, owner)
+            && bkt.name.starts_with(prefix)
+            && after.as_ref().is_none_or(|a| bkt.name > *a)
+            && region.is_none_or(|r| r == &*app.region)
+    });
+    buckets.sort_by(|a, b| a.name.cmp(&b.name));
+    let next = (paginated && buckets.len() > max)
+        .then(|| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&buckets[max - 1].name));
+    if paginated {
+        buckets.truncate(max);
+    }
     let mut x = Xml::new("ListAllMyBucketsResult");
     x.open("Owner")
         .elem("ID", owner)
@@ -23,10 +73,19 @@ pub(super) async fn list_buckets(app: &App, owner: &str) -> Res {
     for bkt in buckets {
         x.open("Bucket")
             .elem("Name", &bkt.name)
-            .elem("CreationDate", iso8601(bkt.created))
-            .close("Bucket");
+            .elem("CreationDate", iso8601(bkt.created));
+        if paginated {
+            x.elem("BucketRegion", &*app.region);
+        }
+        x.close("Bucket");
     }
     x.close("Buckets");
+    if paginated {
+        x.opt("ContinuationToken", next);
+        if q.has("prefix") {
+            x.elem("Prefix", prefix);
+        }
+    }
     Ok(xml_response(x.finish("ListAllMyBucketsResult")))
 }
 
@@ -66,7 +125,10 @@ pub(super) async fn list_objects(app: &App, b: &str, q: &Query, v2: bool) -> Res
         .await?;
     let fetch_owner = !v2 || q.get("fetch-owner") == Some("true");
     let mut x = Xml::new("ListBucketResult");
-    x.elem("Name", b).elem("Prefix", enc(prefix));
+    // ListObjects (v1) is the one listing whose own Prefix AWS leaves unencoded (botocore
+    // decodes only Delimiter, Marker, NextMarker, keys and common prefixes there); v2 encodes it.
+    x.elem("Name", b)
+        .elem("Prefix", if v2 { enc(prefix) } else { prefix.to_owned() });
     if v2 {
         x.opt("ContinuationToken", token)
             .opt("StartAfter", start_after.map(enc));

@@ -27,6 +27,7 @@ use self::object::{
 use crate::app::App;
 use crate::body::RequestBody;
 use crate::body::empty;
+use crate::s3::acl;
 use crate::s3::auth::Verified;
 use crate::s3::error::{S3Error, S3ErrorCode};
 use crate::s3::request::{MAX_XML, Res, collect, drain, set, status, xml_response};
@@ -49,6 +50,15 @@ pub async fn dispatch(
             return Err(e);
         }
     };
+    // A canned ACL S3 does not know is refused wherever `x-amz-acl` is read (see `acl`).
+    if matches!(
+        route.op,
+        S3Op::CreateBucket | S3Op::PutObject | S3Op::CopyObject | S3Op::CreateMultipartUpload
+    ) && let Err(e) = acl::canned(&req.headers)
+    {
+        drain(req, body).await;
+        return Err(e);
+    }
     let Route {
         op,
         bucket,
@@ -57,7 +67,7 @@ pub async fn dispatch(
     } = route;
     let (b, k) = (bucket.as_str(), key.as_str());
     match op {
-        S3Op::ListBuckets => list_buckets(app, &owner).await,
+        S3Op::ListBuckets => list_buckets(app, &owner, &query).await,
         S3Op::CreateBucket => {
             let _ = collect(req, body, &auth, MAX_XML).await?;
             if b == "file" {
@@ -67,7 +77,12 @@ pub async fn dispatch(
                     "The bucket name `file` is reserved for the /file/* API.",
                 ));
             }
-            app.uploads.create_bucket(&owner, b).await?;
+            match app.uploads.create_bucket(&owner, b).await {
+                // us-east-1 answers 200 to its owner and changes nothing (AWS keeps this legacy
+                // behaviour there only); every other region answers 409.
+                Err(UploadError::BucketAlreadyOwnedByYou) if &*app.region == "us-east-1" => {}
+                r => r?,
+            }
             let mut resp = Response::new(empty());
             set(resp.headers_mut(), header::LOCATION, &format!("/{b}"));
             Ok(resp)
@@ -192,5 +207,31 @@ pub async fn dispatch(
             Ok(status(StatusCode::NO_CONTENT))
         }
         S3Op::ListParts { upload_id } => list_parts(app, &query, b, k, &upload_id).await,
+        S3Op::GetBucketAcl => {
+            let bucket = app.uploads.bucket(b).await?;
+            Ok(xml_response(acl::to_xml(&bucket.owner)))
+        }
+        S3Op::PutBucketAcl => {
+            let body = collect(req, body, &auth, MAX_XML).await?;
+            let bucket = app.uploads.bucket(b).await?;
+            acl::check_put(&req.headers, &body, &bucket.owner)?;
+            Ok(Response::new(empty()))
+        }
+        S3Op::GetObjectAcl => {
+            let rec = app.uploads.object(b, k).await?;
+            Ok(xml_response(acl::to_xml(&rec.owner)))
+        }
+        S3Op::PutObjectAcl => {
+            let body = collect(req, body, &auth, MAX_XML).await?;
+            let rec = app.uploads.object(b, k).await?;
+            acl::check_put(&req.headers, &body, &rec.owner)?;
+            Ok(Response::new(empty()))
+        }
+        S3Op::Unsupported { sub, .. } => {
+            drain(req, body).await;
+            Err(S3Error::not_implemented(format!(
+                "The '{sub}' sub-resource is not implemented"
+            )))
+        }
     }
 }

@@ -182,13 +182,9 @@ pub(super) async fn upload_part_copy(
     if let Some(c) = &part.checksum {
         x.elem(c.algorithm.xml_name(), b64(&c.value));
     }
-    let mut resp = xml_response(x.finish("CopyPartResult"));
-    set(
-        resp.headers_mut(),
-        HeaderName::from_static("x-amz-copy-source-version-id"),
-        "null",
-    );
-    Ok(resp)
+    // Buckets are never versioned: the source has no version id to name (AWS sends
+    // `x-amz-copy-source-version-id` only for a versioned source).
+    Ok(xml_response(x.finish("CopyPartResult")))
 }
 
 /// `bytes=first-last`, strictly (S3 answers InvalidArgument to anything else).
