@@ -699,7 +699,7 @@ async fn other_error_codes(store: Store) {
         .await
         .assert_error(501, "NotImplemented");
     assert_err(
-        c.get_object_acl().bucket(B).key("k").send().await,
+        c.get_object_legal_hold().bucket(B).key("k").send().await,
         501,
         "NotImplemented",
     );
