@@ -187,6 +187,7 @@ impl From<UploadError> for LegacyError {
                 "state store unavailable; retry",
             ),
             UploadError::NoSuchBucket
+            | UploadError::Store(StoreError::BucketGone)
             | UploadError::BucketAlreadyOwnedByYou
             | UploadError::BucketAlreadyExists
             | UploadError::BucketNotEmpty

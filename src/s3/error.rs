@@ -256,7 +256,9 @@ impl From<UploadError> for S3Error {
     fn from(e: UploadError) -> Self {
         let msg = e.to_string();
         let code = match e {
-            UploadError::NoSuchBucket => S3ErrorCode::NoSuchBucket,
+            UploadError::NoSuchBucket | UploadError::Store(StoreError::BucketGone) => {
+                S3ErrorCode::NoSuchBucket
+            }
             UploadError::NoSuchKey => S3ErrorCode::NoSuchKey,
             UploadError::NoSuchUpload => S3ErrorCode::NoSuchUpload,
             UploadError::BucketAlreadyOwnedByYou => S3ErrorCode::BucketAlreadyOwnedByYou,

@@ -13,8 +13,8 @@ use crate::model::{
     PartRecord, UploadId, UploadRecord,
 };
 use crate::store::{
-    AbortUpload, BeginComplete, DeleteBucket, MetaStore, PutPart, StoreError, StoreResult,
-    UploadCursor,
+    AbortUpload, BeginComplete, DeleteBucket, MetaStore, PutPart, SealBucket, StoreError,
+    StoreResult, UploadCursor,
 };
 
 /// A `MetaStore` that delegates to another, timing every call, counting its errors, and counting
@@ -118,6 +118,15 @@ impl MetaStore for InstrumentedMeta {
 
     async fn delete_bucket(&self, name: &str) -> StoreResult<DeleteBucket> {
         self.call("delete_bucket", self.inner.delete_bucket(name))
+            .await
+    }
+
+    async fn seal_bucket(&self, name: &str) -> StoreResult<SealBucket> {
+        self.call("seal_bucket", self.inner.seal_bucket(name)).await
+    }
+
+    async fn unseal_bucket(&self, name: &str) -> StoreResult<()> {
+        self.call("unseal_bucket", self.inner.unseal_bucket(name))
             .await
     }
 

@@ -23,6 +23,15 @@ pub enum DeleteBucket {
 }
 
 #[derive(Debug, PartialEq, Eq)]
+pub enum SealBucket {
+    /// Marked as being deleted.
+    Sealed,
+    NotFound,
+    /// It holds an object: left as it was.
+    NotEmpty,
+}
+
+#[derive(Debug, PartialEq, Eq)]
 pub enum PutPart {
     /// Recorded; carries the record it replaced (its file is now unreferenced).
     Recorded(Option<PartRecord>),
@@ -75,13 +84,22 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn update_bucket(&self, rec: &BucketRecord) -> StoreResult<bool>;
     /// All buckets, ascending by name.
     async fn list_buckets(&self) -> StoreResult<Vec<BucketRecord>>;
-    /// Deletes the bucket only if it holds no object and no upload that is Open or Completing.
+    /// Deletes the bucket only if it holds no object and no upload that is Open or Completing;
+    /// its seal goes with it.
     async fn delete_bucket(&self, name: &str) -> StoreResult<DeleteBucket>;
+    /// Marks an existing bucket that holds no object as being deleted, in one step with that
+    /// check. From then on `put_object` and `create_upload` in it fail with
+    /// `StoreError::BucketGone` (on every gateway), so once its open uploads are aborted it stays
+    /// empty for `delete_bucket`. A bucket holding an object is left unmarked (`NotEmpty`).
+    async fn seal_bucket(&self, name: &str) -> StoreResult<SealBucket>;
+    /// Lifts the mark of a deletion that could not finish. Idempotent.
+    async fn unseal_bucket(&self, name: &str) -> StoreResult<()>;
 
     // ---- objects ----
 
     async fn get_object(&self, bucket: &str, key: &str) -> StoreResult<Option<ObjectRecord>>;
     /// Sets the object record, returning the one it replaced. Readers see old or new, never a mix.
+    /// Fails with `StoreError::BucketGone` while the bucket is sealed.
     async fn put_object(
         &self,
         bucket: &str,
@@ -115,7 +133,8 @@ pub trait MetaStore: Send + Sync + 'static {
 
     // ---- uploads ----
 
-    /// Stores a new upload (state Open) and its entry in the bucket's upload listing.
+    /// Stores a new upload (state Open) and its entry in the bucket's upload listing. Fails with
+    /// `StoreError::BucketGone`, storing nothing, while the bucket is sealed.
     async fn create_upload(&self, rec: &UploadRecord) -> StoreResult<()>;
     async fn get_upload(&self, id: &UploadId) -> StoreResult<Option<UploadRecord>>;
     /// Records part `n` only if the upload exists and is Open; replaces any earlier record for `n`.

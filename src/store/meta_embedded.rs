@@ -11,7 +11,9 @@ use redb::{Database, ReadableDatabase as _, ReadableTable, TableDefinition, Writ
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::meta::{AbortUpload, BeginComplete, DeleteBucket, MetaStore, PutPart, UploadCursor};
+use super::meta::{
+    AbortUpload, BeginComplete, DeleteBucket, MetaStore, PutPart, SealBucket, UploadCursor,
+};
 use super::{StoreError, StoreResult};
 use crate::model::{
     BucketRecord, ChallengeRecord, CompletedResult, FileRecord, Millis, ObjectRecord, PartNumber,
@@ -34,6 +36,8 @@ const FILES: TableDefinition<&str, &[u8]> = TableDefinition::new("files_v1");
 const OWNER_UPLOADS: TableDefinition<(&str, &str), i64> = TableDefinition::new("owner_uploads_v1");
 /// (owner, nonce) → ChallengeRecord: open instant-upload challenges.
 const CHALLENGES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("challenges_v1");
+/// bucket name → (): buckets being deleted (`seal_bucket`).
+const SEALED: TableDefinition<&str, ()> = TableDefinition::new("sealed_buckets_v1");
 /// name → secret shared by every gateway on this store.
 const SECRETS: TableDefinition<&str, &str> = TableDefinition::new("secrets_v1");
 
@@ -79,6 +83,7 @@ impl EmbeddedMetaStore {
             tx.open_table(OWNER_UPLOADS).map_err(be)?;
             tx.open_table(CHALLENGES).map_err(be)?;
             tx.open_table(SECRETS).map_err(be)?;
+            tx.open_table(SEALED).map_err(be)?;
         }
         tx.commit().map_err(be)?;
         Ok(Self { db: Arc::new(db) })
@@ -161,6 +166,27 @@ fn drop_parts_in(tx: &WriteTransaction, id: &str) -> StoreResult<()> {
     Ok(())
 }
 
+/// Refuses a write into a bucket being deleted.
+fn check_unsealed(tx: &WriteTransaction, bucket: &str) -> StoreResult<()> {
+    let t = tx.open_table(SEALED).map_err(be)?;
+    if t.get(bucket).map_err(be)?.is_some() {
+        return Err(StoreError::BucketGone);
+    }
+    Ok(())
+}
+
+/// Whether `bucket` holds an object.
+fn has_objects(tx: &WriteTransaction, bucket: &str) -> StoreResult<bool> {
+    let objects = tx.open_table(OBJECTS).map_err(be)?;
+    Ok(objects
+        .range((bucket, "")..)
+        .map_err(be)?
+        .next()
+        .transpose()
+        .map_err(be)?
+        .is_some_and(|(k, _)| k.value().0 == bucket))
+}
+
 fn unindex_in(tx: &WriteTransaction, rec: &UploadRecord) -> StoreResult<()> {
     let mut t = tx.open_table(UPLOAD_INDEX).map_err(be)?;
     t.remove((
@@ -228,15 +254,7 @@ impl MetaStore for EmbeddedMetaStore {
             if buckets.get(name.as_str()).map_err(be)?.is_none() {
                 return Ok(DeleteBucket::NotFound);
             }
-            let objects = tx.open_table(OBJECTS).map_err(be)?;
-            if objects
-                .range((name.as_str(), "")..)
-                .map_err(be)?
-                .next()
-                .transpose()
-                .map_err(be)?
-                .is_some_and(|(k, _)| k.value().0 == name)
-            {
+            if has_objects(tx, &name)? {
                 return Ok(DeleteBucket::NotEmpty);
             }
             let index = tx.open_table(UPLOAD_INDEX).map_err(be)?;
@@ -250,7 +268,42 @@ impl MetaStore for EmbeddedMetaStore {
                 return Ok(DeleteBucket::NotEmpty);
             }
             buckets.remove(name.as_str()).map_err(be)?;
+            tx.open_table(SEALED)
+                .map_err(be)?
+                .remove(name.as_str())
+                .map_err(be)?;
             Ok(DeleteBucket::Deleted)
+        })
+        .await
+    }
+
+    async fn seal_bucket(&self, name: &str) -> StoreResult<SealBucket> {
+        let name = name.to_owned();
+        self.write(move |tx| {
+            let buckets = tx.open_table(BUCKETS).map_err(be)?;
+            if buckets.get(name.as_str()).map_err(be)?.is_none() {
+                return Ok(SealBucket::NotFound);
+            }
+            if has_objects(tx, &name)? {
+                return Ok(SealBucket::NotEmpty);
+            }
+            tx.open_table(SEALED)
+                .map_err(be)?
+                .insert(name.as_str(), ())
+                .map_err(be)?;
+            Ok(SealBucket::Sealed)
+        })
+        .await
+    }
+
+    async fn unseal_bucket(&self, name: &str) -> StoreResult<()> {
+        let name = name.to_owned();
+        self.write(move |tx| {
+            tx.open_table(SEALED)
+                .map_err(be)?
+                .remove(name.as_str())
+                .map_err(be)?;
+            Ok(())
         })
         .await
     }
@@ -273,6 +326,7 @@ impl MetaStore for EmbeddedMetaStore {
     ) -> StoreResult<Option<ObjectRecord>> {
         let (bucket, key, rec) = (bucket.to_owned(), key.to_owned(), rec.clone());
         self.write(move |tx| {
+            check_unsealed(tx, &bucket)?;
             let mut t = tx.open_table(OBJECTS).map_err(be)?;
             let old = t
                 .insert((bucket.as_str(), key.as_str()), enc(&rec)?.as_slice())
@@ -361,6 +415,7 @@ impl MetaStore for EmbeddedMetaStore {
     async fn create_upload(&self, rec: &UploadRecord) -> StoreResult<()> {
         let rec = rec.clone();
         self.write(move |tx| {
+            check_unsealed(tx, &rec.bucket)?;
             put_upload_in(tx, &rec)?;
             let mut t = tx.open_table(UPLOAD_INDEX).map_err(be)?;
             t.insert(

@@ -12,7 +12,9 @@ pub mod space;
 mod stage;
 
 pub use disk::DiskStore;
-pub use meta::{AbortUpload, BeginComplete, DeleteBucket, MetaStore, PutPart, UploadCursor};
+pub use meta::{
+    AbortUpload, BeginComplete, DeleteBucket, MetaStore, PutPart, SealBucket, UploadCursor,
+};
 
 /// Infrastructure failure. `Unavailable` is "retry later" (Redis down, pool exhausted) and maps to
 /// 503; the rest are real faults (500).
@@ -26,6 +28,9 @@ pub enum StoreError {
     Backend(String),
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// The bucket is being deleted (see `MetaStore::seal_bucket`): nothing new goes into it.
+    #[error("the bucket is being deleted")]
+    BucketGone,
 }
 
 impl StoreError {
@@ -36,6 +41,7 @@ impl StoreError {
             Self::Corrupt(_) => "corrupt",
             Self::Backend(_) => "backend",
             Self::Io(_) => "io",
+            Self::BucketGone => "bucket_gone",
         }
     }
 }

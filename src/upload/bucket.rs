@@ -4,7 +4,7 @@ use super::error::{Error, Result};
 use super::{MAX_KEYS, Uploads};
 use crate::model::valid_bucket_name;
 use crate::model::{BucketRecord, CorsRule, now_millis};
-use crate::store::{DeleteBucket, UploadCursor};
+use crate::store::{DeleteBucket, SealBucket, UploadCursor};
 
 impl Uploads {
     pub async fn create_bucket(&self, owner: &str, name: &str) -> Result<()> {
@@ -59,34 +59,46 @@ impl Uploads {
     }
 
     /// Deletes a bucket that holds no object. With `abort_uploads`, the incomplete multipart
-    /// uploads it still holds are aborted first, as AWS does for general-purpose buckets (and
-    /// `aws s3 rb --force` relies on): each abort is atomic in the state store, so a part or a
-    /// Complete arriving after it gets `NoSuchUpload`, and their files go with them. Without it
-    /// (the legacy bucket, whose uploads belong to the `/file/*` API) an open upload keeps the
-    /// bucket (`BucketNotEmpty`).
+    /// uploads it still holds go with it, as AWS does for general-purpose buckets (and
+    /// `aws s3 rb --force` relies on); without it (the legacy bucket, whose uploads belong to
+    /// the `/file/*` API) an open upload keeps the bucket (`BucketNotEmpty`).
     ///
-    /// The objects are checked first so that a bucket that cannot be deleted loses no upload;
-    /// only an object published concurrently can still leave the bucket in place with its
-    /// uploads aborted. An upload created meanwhile is caught by the store's final check and
-    /// aborted on the next round.
+    /// All or nothing, on every gateway sharing the state store: the bucket is first sealed, in
+    /// one step with the check that it holds no object, so nothing can be stored or created in
+    /// it any more (a PutObject or Complete publishing meanwhile gets `NoSuchBucket`, a new
+    /// upload too); only then are its uploads aborted (each atomically: a part arriving after its
+    /// abort gets `NoSuchUpload`, and its files go) and the empty bucket deleted with its seal.
+    /// A bucket holding an object is refused before anything changes; a deletion that cannot
+    /// finish (a store failure) lifts the seal again.
     pub async fn delete_bucket(&self, name: &str, abort_uploads: bool) -> Result<()> {
-        const ROUNDS: usize = 3;
-        for round in 1..=ROUNDS {
-            if abort_uploads {
-                self.bucket(name).await?;
-                if !self.meta.list_objects(name, "", None, 1).await?.is_empty() {
-                    return Err(Error::BucketNotEmpty);
-                }
-                self.abort_bucket_uploads(name).await?;
-            }
+        if !abort_uploads {
+            return match self.meta.delete_bucket(name).await? {
+                DeleteBucket::Deleted => Ok(()),
+                DeleteBucket::NotFound => Err(Error::NoSuchBucket),
+                DeleteBucket::NotEmpty => Err(Error::BucketNotEmpty),
+            };
+        }
+        match self.meta.seal_bucket(name).await? {
+            SealBucket::Sealed => {}
+            SealBucket::NotFound => return Err(Error::NoSuchBucket),
+            SealBucket::NotEmpty => return Err(Error::BucketNotEmpty),
+        }
+        let finished = async {
+            self.abort_bucket_uploads(name).await?;
             match self.meta.delete_bucket(name).await? {
-                DeleteBucket::Deleted => return Ok(()),
-                DeleteBucket::NotFound => return Err(Error::NoSuchBucket),
-                DeleteBucket::NotEmpty if abort_uploads && round < ROUNDS => {}
-                DeleteBucket::NotEmpty => return Err(Error::BucketNotEmpty),
+                DeleteBucket::Deleted => Ok(()),
+                DeleteBucket::NotFound => Err(Error::NoSuchBucket),
+                // Sealed, it can only be a Complete that published before the seal.
+                DeleteBucket::NotEmpty => Err(Error::BucketNotEmpty),
             }
         }
-        Err(Error::BucketNotEmpty)
+        .await;
+        if finished.is_err()
+            && let Err(e) = self.meta.unseal_bucket(name).await
+        {
+            tracing::warn!(bucket = name, error = %e, "bucket left sealed; a DeleteBucket retry finishes it");
+        }
+        finished
     }
 
     /// Aborts every open upload of `bucket` (waiting for a running Complete to settle, as
@@ -101,11 +113,9 @@ impl Uploads {
             for up in &page {
                 match self.abort(up).await {
                     Ok(()) | Err(Error::NoSuchUpload) => {}
-                    // Its Complete published an object: the bucket is not empty.
                     Err(e) => return Err(e),
                 }
             }
-            // A Complete that won the race leaves an object, which the store's final check sees.
             match page.last() {
                 Some(last) if page.len() == MAX_KEYS => {
                     after = Some(UploadCursor {

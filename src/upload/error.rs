@@ -73,10 +73,20 @@ pub enum Error {
     #[error("request body: {0}")]
     Body(#[from] BodyError),
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(StoreError),
     /// Any other disk failure (EIO, …). Build it with `.into()`, which sorts out "disk full".
     #[error("disk: {0}")]
     Io(std::io::Error),
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        match e {
+            // Refused because the bucket is being deleted: for the caller it is gone.
+            StoreError::BucketGone => Self::NoSuchBucket,
+            e => Self::Store(e),
+        }
+    }
 }
 
 impl From<std::io::Error> for Error {

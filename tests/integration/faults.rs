@@ -24,8 +24,8 @@ use mpgw::model::{
 };
 use mpgw::store::disk::{DiskStep, FaultHook};
 use mpgw::store::{
-    AbortUpload, BeginComplete, DeleteBucket, MetaStore, PutPart, StoreError, StoreResult,
-    UploadCursor,
+    AbortUpload, BeginComplete, DeleteBucket, MetaStore, PutPart, SealBucket, StoreError,
+    StoreResult, UploadCursor,
 };
 use mpgw::upload::Uploads;
 
@@ -147,6 +147,14 @@ impl MetaStore for FaultyMeta {
     async fn delete_bucket(&self, name: &str) -> StoreResult<DeleteBucket> {
         self.check("delete_bucket")?;
         self.inner.delete_bucket(name).await
+    }
+    async fn seal_bucket(&self, name: &str) -> StoreResult<SealBucket> {
+        self.check("seal_bucket")?;
+        self.inner.seal_bucket(name).await
+    }
+    async fn unseal_bucket(&self, name: &str) -> StoreResult<()> {
+        self.check("unseal_bucket")?;
+        self.inner.unseal_bucket(name).await
     }
     async fn get_object(&self, bucket: &str, key: &str) -> StoreResult<Option<ObjectRecord>> {
         self.check("get_object")?;

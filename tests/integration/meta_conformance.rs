@@ -17,7 +17,8 @@ use mpgw::model::{
 use mpgw::store::meta_embedded::EmbeddedMetaStore;
 use mpgw::store::meta_redis::RedisMetaStore;
 use mpgw::store::{
-    AbortUpload, BeginComplete, DeleteBucket, MetaStore, PutPart, StoreError, UploadCursor,
+    AbortUpload, BeginComplete, DeleteBucket, MetaStore, PutPart, SealBucket, StoreError,
+    UploadCursor,
 };
 
 macro_rules! conformance {
@@ -59,6 +60,7 @@ macro_rules! conformance {
 
 conformance!(
     buckets,
+    sealed_bucket,
     objects,
     object_update,
     object_listing_order,
@@ -192,6 +194,61 @@ fn object(etag: &str) -> ObjectRecord {
 }
 
 /// An Open upload whose headers exercise the JSON round trip (raw non-UTF-8 metadata bytes).
+/// A sealed bucket takes no object and no upload until it is deleted or unsealed; a bucket
+/// with an object is not sealed.
+async fn sealed_bucket(s: Arc<dyn MetaStore>) {
+    assert_eq!(s.seal_bucket("nope").await.unwrap(), SealBucket::NotFound);
+    s.create_bucket(&bucket("full", "alice")).await.unwrap();
+    s.put_object("full", "k", &object("a")).await.unwrap();
+    assert_eq!(s.seal_bucket("full").await.unwrap(), SealBucket::NotEmpty);
+    s.put_object("full", "k2", &object("b")).await.unwrap();
+    s.create_upload(&upload("full", "u", 1)).await.unwrap();
+
+    s.create_bucket(&bucket("b", "alice")).await.unwrap();
+    let open = upload("b", "u", 1);
+    s.create_upload(&open).await.unwrap();
+    assert_eq!(s.seal_bucket("b").await.unwrap(), SealBucket::Sealed);
+    assert!(matches!(
+        s.put_object("b", "k", &object("c")).await,
+        Err(StoreError::BucketGone)
+    ));
+    assert_eq!(s.get_object("b", "k").await.unwrap(), None);
+    let late = upload("b", "late", 2);
+    assert!(matches!(
+        s.create_upload(&late).await,
+        Err(StoreError::BucketGone)
+    ));
+    assert_eq!(
+        s.get_upload(&late.id).await.unwrap(),
+        None,
+        "nothing stored"
+    );
+    let listed = s.list_uploads("b", "", None, 10).await.unwrap();
+    assert_eq!(listed.iter().map(|u| &u.id).collect::<Vec<_>>(), [&open.id]);
+    // An upload open before the seal still takes parts until it is aborted.
+    assert!(matches!(
+        s.put_part(&open.id, pn(1), &part("1")).await.unwrap(),
+        PutPart::Recorded(None)
+    ));
+    assert_eq!(s.delete_bucket("b").await.unwrap(), DeleteBucket::NotEmpty);
+    assert!(matches!(
+        s.abort_upload(&open.id).await.unwrap(),
+        AbortUpload::Aborted(..)
+    ));
+    assert_eq!(s.delete_bucket("b").await.unwrap(), DeleteBucket::Deleted);
+    // Re-created, the bucket is not sealed any more.
+    s.create_bucket(&bucket("b", "alice")).await.unwrap();
+    s.put_object("b", "k", &object("d")).await.unwrap();
+    s.create_upload(&upload("b", "u2", 3)).await.unwrap();
+
+    // Unsealed, it takes writes again.
+    s.create_bucket(&bucket("c", "alice")).await.unwrap();
+    assert_eq!(s.seal_bucket("c").await.unwrap(), SealBucket::Sealed);
+    s.unseal_bucket("c").await.unwrap();
+    s.put_object("c", "k", &object("e")).await.unwrap();
+    s.unseal_bucket("c").await.unwrap();
+}
+
 fn upload(bucket: &str, key: &str, created: Millis) -> UploadRecord {
     let mut headers = ObjectHeaders {
         content_type: Some("text/plain".into()),

@@ -280,6 +280,147 @@ async fn delete_bucket_aborts_uploads(store: Store) {
 }
 both!(delete_bucket_aborts_uploads, delete_bucket_aborts_uploads);
 
+/// DeleteBucket is all or nothing while an object arrives during it: either the bucket is gone
+/// with every upload (and the PutObject got NoSuchBucket), or it stays with the object and every
+/// upload still open. Never a bucket that refused to go but lost its uploads on the way.
+async fn delete_bucket_racing_an_object(store: Store) {
+    const UPLOADS: usize = 30;
+    let gw = TestGateway::start(store).await;
+    let c = gw.client();
+    for round in 0..4u64 {
+        let b = format!("race{round}");
+        c.create_bucket().bucket(&b).send().await.unwrap();
+        let mut ids = Vec::new();
+        for i in 0..UPLOADS {
+            let key = format!("u{i}");
+            let id = create_upload(&c, &b, &key).await;
+            upload_part(&c, &b, &key, &id, 1, &random_bytes(100)).await;
+            ids.push(id);
+        }
+        let deleting = {
+            let (c, b) = (c.clone(), b.clone());
+            tokio::spawn(async move { c.delete_bucket().bucket(b).send().await })
+        };
+        // Land the object while the deletion is under way (it aborts the uploads one by one).
+        tokio::time::sleep(std::time::Duration::from_millis(2 + 3 * round)).await;
+        let put = c
+            .put_object()
+            .bucket(&b)
+            .key("late")
+            .body(b"x".to_vec().into())
+            .send()
+            .await;
+        let deleted = deleting.await.unwrap();
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        match (&deleted, &put) {
+            (Ok(_), Err(_)) => {
+                assert_eq!(err(put).1, "NoSuchBucket", "round {round}");
+                assert_err(c.head_bucket().bucket(&b).send().await, 404, "NotFound");
+                assert_eq!(part_files(&gw, &ids), 0, "round {round}: part files left");
+            }
+            (Err(_), Ok(_)) => {
+                assert_eq!(err(deleted).1, "BucketNotEmpty", "round {round}");
+                let open = c.list_multipart_uploads().bucket(&b).send().await.unwrap();
+                assert_eq!(
+                    open.uploads().len(),
+                    UPLOADS,
+                    "round {round}: a refused DeleteBucket aborted uploads"
+                );
+                assert_eq!(part_files(&gw, &ids), UPLOADS, "round {round}");
+            }
+            other => panic!("round {round}: {other:?}"),
+        }
+    }
+}
+both!(
+    delete_bucket_racing_an_object,
+    delete_bucket_racing_an_object
+);
+
+/// Two gateways on one Redis and one data dir: a DeleteBucket on one aborts the uploads made
+/// through the other, whose parts, new uploads and Completes are then refused, and a bucket
+/// re-created under the name sees none of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_bucket_across_gateways() {
+    let one = TestGateway::start(Store::Redis).await;
+    let (prefix, dir) = (one.cfg.redis_prefix.clone(), one.cfg.data_dir.clone());
+    let two = TestGateway::start_with(Store::Redis, |cfg| {
+        cfg.redis_prefix = prefix;
+        cfg.data_dir = dir;
+    })
+    .await;
+    let (c1, c2) = (one.bucket("shared").await, two.client());
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let key = format!("k{i}");
+        let id = create_upload(&c2, "shared", &key).await;
+        upload_part(&c2, "shared", &key, &id, 1, &random_bytes(1000)).await;
+        ids.push((key, id));
+    }
+    // Parts keep arriving through the second gateway while the first deletes the bucket.
+    let sender = {
+        let (c2, ids) = (c2.clone(), ids.clone());
+        tokio::spawn(async move {
+            let mut refused = 0;
+            for round in 2..6 {
+                for (key, id) in &ids {
+                    let r = c2
+                        .upload_part()
+                        .bucket("shared")
+                        .key(key)
+                        .upload_id(id)
+                        .part_number(round)
+                        .body(random_bytes(1000).into())
+                        .send()
+                        .await;
+                    if let Err(e) = r {
+                        assert_eq!(e.raw_response().map(|r| r.status().as_u16()), Some(404));
+                        refused += 1;
+                    }
+                }
+            }
+            refused
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    c1.delete_bucket().bucket("shared").send().await.unwrap();
+    let refused = sender.await.unwrap();
+    assert!(refused > 0, "no part was sent after the deletion");
+    let all: Vec<&str> = ids.iter().map(|(_, id)| id.as_str()).collect();
+    assert_eq!(part_files(&one, &all), 0, "part files left");
+    let (key, id) = &ids[0];
+    let late = c2
+        .complete_multipart_upload()
+        .bucket("shared")
+        .key(key)
+        .upload_id(id)
+        .send()
+        .await;
+    assert_eq!(
+        late.unwrap_err()
+            .raw_response()
+            .map(|r| r.status().as_u16()),
+        Some(404)
+    );
+    assert_err(
+        c2.create_multipart_upload()
+            .bucket("shared")
+            .key("new")
+            .send()
+            .await,
+        404,
+        "NoSuchBucket",
+    );
+    c2.create_bucket().bucket("shared").send().await.unwrap();
+    let open = c1
+        .list_multipart_uploads()
+        .bucket("shared")
+        .send()
+        .await
+        .unwrap();
+    assert!(open.uploads().is_empty(), "{open:?}");
+}
+
 async fn put_get_head_delete(store: Store) {
     let gw = TestGateway::start(store).await;
     let c = gw.bucket(B).await;

@@ -13,6 +13,7 @@
 //! | `P:v1:bkt:{b:<bucket>}:objects` | hash | object key → `ObjectRecord` JSON |
 //! | `P:v1:bkt:{b:<bucket>}:okeys` | zset, scores 0 | object keys, for `BYLEX` range listing |
 //! | `P:v1:bkt:{b:<bucket>}:uploads` | zset, scores 0 | `key \0 created \0 uploadId` of listed uploads |
+//! | `P:v1:bkt:{b:<bucket>}:sealed` | string | present while the bucket is being deleted (`seal_bucket`) |
 //! | `P:v1:upl:{u:<uploadId>}` | hash | `rec`, `state`, `since`, `done` (below) |
 //! | `P:v1:upl:{u:<uploadId>}:parts` | hash | decimal part number → `PartRecord` JSON |
 //! | `P:v1:own:{o:<owner>}` | zset, score = reserved at (millis) | upload ids counted against the owner's cap |
@@ -60,7 +61,9 @@ use redis::aio::ConnectionManagerConfig;
 use redis::cluster::ClusterClientBuilder;
 use redis::{Cmd, FromRedisValue, ScriptInvocation};
 
-use super::meta::{AbortUpload, BeginComplete, DeleteBucket, MetaStore, PutPart, UploadCursor};
+use super::meta::{
+    AbortUpload, BeginComplete, DeleteBucket, MetaStore, PutPart, SealBucket, UploadCursor,
+};
 use super::{StoreError, StoreResult};
 use crate::model::{
     BucketRecord, ChallengeRecord, CompletedResult, FileRecord, Millis, ObjectRecord, PartNumber,
@@ -81,8 +84,9 @@ use self::connect::{
 };
 use self::scripts::{
     ABORT_UPLOAD, BEGIN_COMPLETE, CREATE_BUCKET, DELETE_BUCKET, DELETE_FILE_IF, DELETE_OBJECT,
-    FINISH_COMPLETE, LIST_OBJECTS, LIST_PARTS, PURGE_COMPLETED, PUT_CHALLENGE, PUT_OBJECT,
-    PUT_PART, REOPEN, RESERVE_UPLOAD, TAKE_CHALLENGE, UPDATE_OBJECT,
+    FINISH_COMPLETE, LIST_OBJECTS, LIST_PARTS, LIST_UPLOAD, PURGE_COMPLETED, PUT_CHALLENGE,
+    PUT_OBJECT, PUT_PART, REOPEN, RESERVE_UPLOAD, SEAL_BUCKET, SEALED_REPLY, TAKE_CHALLENGE,
+    UPDATE_OBJECT,
 };
 
 /// Largest page fetched from Redis per round trip, so no single command or script blocks the
@@ -207,6 +211,10 @@ impl RedisMetaStore {
 
     fn listing(&self, bucket: &str) -> String {
         format!("{}:uploads", self.bucket(bucket))
+    }
+
+    fn seal(&self, bucket: &str) -> String {
+        format!("{}:sealed", self.bucket(bucket))
     }
 
     fn upload(&self, id: &UploadId) -> String {
@@ -488,7 +496,8 @@ impl MetaStore for RedisMetaStore {
         inv.key(self.bucket(name))
             .key(self.objects(name))
             .key(self.object_keys(name))
-            .key(self.listing(name));
+            .key(self.listing(name))
+            .key(self.seal(name));
         let outcome: String = self.eval(&inv).await?;
         match outcome.as_str() {
             "missing" => Ok(DeleteBucket::NotFound),
@@ -498,6 +507,23 @@ impl MetaStore for RedisMetaStore {
                 Ok(DeleteBucket::Deleted)
             }
         }
+    }
+
+    async fn seal_bucket(&self, name: &str) -> StoreResult<SealBucket> {
+        let mut inv = SEAL_BUCKET.prepare_invoke();
+        inv.key(self.bucket(name))
+            .key(self.objects(name))
+            .key(self.seal(name));
+        let outcome: String = self.eval(&inv).await?;
+        Ok(match outcome.as_str() {
+            "missing" => SealBucket::NotFound,
+            "busy" => SealBucket::NotEmpty,
+            _ => SealBucket::Sealed,
+        })
+    }
+
+    async fn unseal_bucket(&self, name: &str) -> StoreResult<()> {
+        self.query(redis::cmd("DEL").arg(self.seal(name))).await
     }
 
     async fn get_object(&self, bucket: &str, key: &str) -> StoreResult<Option<ObjectRecord>> {
@@ -516,9 +542,14 @@ impl MetaStore for RedisMetaStore {
         let mut inv = PUT_OBJECT.prepare_invoke();
         inv.key(self.objects(bucket))
             .key(self.object_keys(bucket))
+            .key(self.seal(bucket))
             .arg(key)
             .arg(to_json(rec)?);
-        from_json_opt(self.eval(&inv).await?)
+        let old: Option<String> = self.eval(&inv).await?;
+        if old.as_deref() == Some(SEALED_REPLY) {
+            return Err(StoreError::BucketGone);
+        }
+        from_json_opt(old)
     }
 
     async fn update_object(
@@ -629,15 +660,20 @@ impl MetaStore for RedisMetaStore {
         pipe.query_async::<()>(&mut self.con.clone())
             .await
             .map_err(redis_error)?;
-        // ... then the bucket's listing entry.
+        // ... then the bucket's listing entry, unless the bucket is being deleted: then the
+        // record goes again (a crash before that leaves an unlisted record, which the sweep's
+        // expiry treats like any other upload).
         let member = listing_member(&rec.key, rec.created, &rec.id);
-        self.query(
-            redis::cmd("ZADD")
-                .arg(self.listing(&rec.bucket))
-                .arg(0)
-                .arg(member),
-        )
-        .await
+        let mut inv = LIST_UPLOAD.prepare_invoke();
+        inv.key(self.listing(&rec.bucket))
+            .key(self.seal(&rec.bucket))
+            .arg(member);
+        let listed: i64 = self.eval(&inv).await?;
+        if listed == 0 {
+            self.query::<()>(redis::cmd("DEL").arg(&key)).await?;
+            return Err(StoreError::BucketGone);
+        }
+        Ok(())
     }
 
     async fn get_upload(&self, id: &UploadId) -> StoreResult<Option<UploadRecord>> {

@@ -23,24 +23,49 @@ pub(super) static CREATE_BUCKET: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
-/// KEYS: bucket record, objects, object keys, upload listing.
+/// KEYS: bucket record, objects, object keys, upload listing, seal.
 pub(super) static DELETE_BUCKET: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"if redis.call('EXISTS', KEYS[1]) == 0 then return 'missing' end
         if redis.call('HLEN', KEYS[2]) > 0 or redis.call('ZCARD', KEYS[3]) > 0
             or redis.call('ZCARD', KEYS[4]) > 0 then return 'busy' end
-        redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+        redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
         return 'deleted'",
     )
 });
 
-/// KEYS: objects, object keys. ARGV: key, JSON. Returns the old JSON or nil.
+/// KEYS: bucket record, objects, seal. Seals an existing bucket that holds no object.
+pub(super) static SEAL_BUCKET: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"if redis.call('EXISTS', KEYS[1]) == 0 then return 'missing' end
+        if redis.call('HLEN', KEYS[2]) > 0 then return 'busy' end
+        redis.call('SET', KEYS[3], '1')
+        return 'sealed'",
+    )
+});
+
+/// What PUT_OBJECT answers for a sealed bucket (never a record's JSON, which starts with `{`).
+pub(super) const SEALED_REPLY: &str = "!sealed";
+
+/// KEYS: objects, object keys, seal. ARGV: key, JSON. Returns the old JSON or nil, or
+/// `SEALED_REPLY` (storing nothing) while the bucket is being deleted.
 pub(super) static PUT_OBJECT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
-        r"local old = redis.call('HGET', KEYS[1], ARGV[1])
+        r"if redis.call('EXISTS', KEYS[3]) == 1 then return '!sealed' end
+        local old = redis.call('HGET', KEYS[1], ARGV[1])
         redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
         redis.call('ZADD', KEYS[2], 0, ARGV[1])
         return old",
+    )
+});
+
+/// KEYS: upload listing, seal. ARGV: listing member. Adds the entry unless the bucket is being
+/// deleted; returns 1 when it did, else 0.
+pub(super) static LIST_UPLOAD: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+        redis.call('ZADD', KEYS[1], 0, ARGV[1])
+        return 1",
     )
 });
 
