@@ -7,7 +7,6 @@ use hyper::{Response, StatusCode};
 use serde_json::{Value, json};
 
 use crate::body::{Body, full};
-use crate::store::StoreError;
 use crate::upload::Error as UploadError;
 use crate::upload::error::chain;
 
@@ -181,13 +180,12 @@ impl From<UploadError> for LegacyError {
             UploadError::OperationAborted => {
                 Self::new(S::CONFLICT, 10015, "the upload is being completed; retry")
             }
-            UploadError::Store(StoreError::Unavailable(_)) => Self::new(
+            UploadError::Unavailable(_) => Self::new(
                 S::SERVICE_UNAVAILABLE,
                 10016,
                 "state store unavailable; retry",
             ),
             UploadError::NoSuchBucket
-            | UploadError::Store(StoreError::BucketGone)
             | UploadError::BucketAlreadyOwnedByYou
             | UploadError::BucketAlreadyExists
             | UploadError::BucketNotEmpty
@@ -209,10 +207,8 @@ impl From<UploadError> for LegacyError {
                     "not enough free space on the gateway's disk for this chunk",
                 )
             },
-            UploadError::Store(
-                StoreError::Corrupt(_) | StoreError::Backend(_) | StoreError::Io(_),
-            )
-            | UploadError::Io(_) => Self {
+            // Unavailable and BucketGone never arrive here: `From<StoreError>` maps them.
+            UploadError::Store(_) | UploadError::Io(_) => Self {
                 cause: Some(chain(&e)),
                 ..Self::new(S::INTERNAL_SERVER_ERROR, 10017, "internal error")
             },

@@ -5,7 +5,6 @@ use hyper::StatusCode;
 
 use super::auth::AuthError;
 use super::payload::PayloadError;
-use crate::store::StoreError;
 use crate::upload::Error as UploadError;
 use crate::upload::error::chain;
 
@@ -256,9 +255,7 @@ impl From<UploadError> for S3Error {
     fn from(e: UploadError) -> Self {
         let msg = e.to_string();
         let code = match e {
-            UploadError::NoSuchBucket | UploadError::Store(StoreError::BucketGone) => {
-                S3ErrorCode::NoSuchBucket
-            }
+            UploadError::NoSuchBucket => S3ErrorCode::NoSuchBucket,
             UploadError::NoSuchKey => S3ErrorCode::NoSuchKey,
             UploadError::NoSuchUpload => S3ErrorCode::NoSuchUpload,
             UploadError::BucketAlreadyOwnedByYou => S3ErrorCode::BucketAlreadyOwnedByYou,
@@ -286,17 +283,15 @@ impl From<UploadError> for S3Error {
             UploadError::TooManyUploads(_) => S3ErrorCode::QuotaExceeded,
             UploadError::OperationAborted => S3ErrorCode::OperationAborted,
             UploadError::Body(b) => return body_error(&b),
-            UploadError::Store(StoreError::Unavailable(_)) => return Self::unavailable(),
+            UploadError::Unavailable(_) => return Self::unavailable(),
             // The client sees the code only: the cause goes to the request's log line.
             UploadError::InsufficientStorage(_) => {
                 let mut s = Self::new(S3ErrorCode::InsufficientStorage, msg);
                 s.cause = Some(chain(&e));
                 return s;
             }
-            UploadError::Store(
-                StoreError::Corrupt(_) | StoreError::Backend(_) | StoreError::Io(_),
-            )
-            | UploadError::Io(_) => {
+            // Unavailable and BucketGone never arrive here: `From<StoreError>` maps them.
+            UploadError::Store(_) | UploadError::Io(_) => {
                 let mut s = Self::internal();
                 s.cause = Some(chain(&e));
                 return s;
@@ -377,7 +372,7 @@ mod tests {
             (UploadError::AccessDenied, "AccessDenied", 403),
             (UploadError::TooManyUploads(3), "QuotaExceeded", 403),
             (
-                UploadError::Store(StoreError::Unavailable("x".into())),
+                UploadError::Unavailable("x".into()),
                 "ServiceUnavailable",
                 503,
             ),

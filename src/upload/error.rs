@@ -72,6 +72,9 @@ pub enum Error {
     InsufficientStorage(#[source] std::io::Error),
     #[error("request body: {0}")]
     Body(#[from] BodyError),
+    /// The state store cannot be reached now: retry later (503).
+    #[error("state store unavailable: {0}")]
+    Unavailable(String),
     #[error(transparent)]
     Store(StoreError),
     /// Any other disk failure (EIO, …). Build it with `.into()`, which sorts out "disk full".
@@ -84,6 +87,7 @@ impl From<StoreError> for Error {
         match e {
             // Refused because the bucket is being deleted: for the caller it is gone.
             StoreError::BucketGone => Self::NoSuchBucket,
+            StoreError::Unavailable(why) => Self::Unavailable(why),
             e => Self::Store(e),
         }
     }
