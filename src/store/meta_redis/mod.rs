@@ -71,6 +71,7 @@ use crate::model::{
 };
 mod codec;
 mod connect;
+mod keys;
 mod scripts;
 use self::codec::{
     corrupt, exclusive, from_json, from_json_opt, glob_escape, inclusive, listing_id,
@@ -184,61 +185,6 @@ impl RedisMetaStore {
     pub fn with_completed_ttl(mut self, ttl: Duration) -> Self {
         self.completed_ttl = ttl;
         self
-    }
-
-    // ---- keys ----
-
-    fn bucket_names(&self) -> String {
-        format!("{}:buckets", self.root)
-    }
-
-    /// The unique-file entry of one content hash (its own slot).
-    fn file(&self, hash: &str) -> String {
-        format!("{}:file:{{f:{hash}}}", self.root)
-    }
-
-    fn bucket(&self, bucket: &str) -> String {
-        format!("{}:bkt:{{b:{bucket}}}", self.root)
-    }
-
-    fn objects(&self, bucket: &str) -> String {
-        format!("{}:objects", self.bucket(bucket))
-    }
-
-    fn object_keys(&self, bucket: &str) -> String {
-        format!("{}:okeys", self.bucket(bucket))
-    }
-
-    fn listing(&self, bucket: &str) -> String {
-        format!("{}:uploads", self.bucket(bucket))
-    }
-
-    fn seal(&self, bucket: &str) -> String {
-        format!("{}:sealed", self.bucket(bucket))
-    }
-
-    fn upload(&self, id: &UploadId) -> String {
-        format!("{}:upl:{{u:{id}}}", self.root)
-    }
-
-    fn parts(&self, id: &UploadId) -> String {
-        format!("{}:parts", self.upload(id))
-    }
-
-    /// The uploads counted against `owner`'s cap (its own slot: one key per owner).
-    fn owned(&self, owner: &str) -> String {
-        format!("{}:own:{{o:{owner}}}", self.root)
-    }
-
-    /// `owner`'s open challenges (their records, and the same nonces by expiry), one slot.
-    fn challenges(&self, owner: &str) -> (String, String) {
-        let key = format!("{}:chal:{{c:{owner}}}", self.root);
-        let by_expiry = format!("{key}:exp");
-        (key, by_expiry)
-    }
-
-    fn secret(&self, name: &str) -> String {
-        format!("{}:secret:{name}", self.root)
     }
 
     // ---- plumbing ----

@@ -1,0 +1,60 @@
+//! The key schema's names (see the table in `mod.rs`): every key of a bucket shares the hash
+//! tag `{b:<bucket>}`, every key of an upload `{u:<uploadId>}`.
+
+use super::RedisMetaStore;
+use crate::model::UploadId;
+
+impl RedisMetaStore {
+    pub(super) fn bucket_names(&self) -> String {
+        format!("{}:buckets", self.root)
+    }
+
+    /// The unique-file entry of one content hash (its own slot).
+    pub(super) fn file(&self, hash: &str) -> String {
+        format!("{}:file:{{f:{hash}}}", self.root)
+    }
+
+    pub(super) fn bucket(&self, bucket: &str) -> String {
+        format!("{}:bkt:{{b:{bucket}}}", self.root)
+    }
+
+    pub(super) fn objects(&self, bucket: &str) -> String {
+        format!("{}:objects", self.bucket(bucket))
+    }
+
+    pub(super) fn object_keys(&self, bucket: &str) -> String {
+        format!("{}:okeys", self.bucket(bucket))
+    }
+
+    pub(super) fn listing(&self, bucket: &str) -> String {
+        format!("{}:uploads", self.bucket(bucket))
+    }
+
+    pub(super) fn seal(&self, bucket: &str) -> String {
+        format!("{}:sealed", self.bucket(bucket))
+    }
+
+    pub(super) fn upload(&self, id: &UploadId) -> String {
+        format!("{}:upl:{{u:{id}}}", self.root)
+    }
+
+    pub(super) fn parts(&self, id: &UploadId) -> String {
+        format!("{}:parts", self.upload(id))
+    }
+
+    /// The uploads counted against `owner`'s cap (its own slot: one key per owner).
+    pub(super) fn owned(&self, owner: &str) -> String {
+        format!("{}:own:{{o:{owner}}}", self.root)
+    }
+
+    /// `owner`'s open challenges (their records, and the same nonces by expiry), one slot.
+    pub(super) fn challenges(&self, owner: &str) -> (String, String) {
+        let key = format!("{}:chal:{{c:{owner}}}", self.root);
+        let by_expiry = format!("{key}:exp");
+        (key, by_expiry)
+    }
+
+    pub(super) fn secret(&self, name: &str) -> String {
+        format!("{}:secret:{name}", self.root)
+    }
+}
