@@ -176,8 +176,13 @@ else
     cmp_files "$WORK/p12" "$WORK/down"
 fi
 
-step "cleanup: aws s3 rm --recursive, aws s3 rb"
-awsc s3 rm --recursive "s3://$B2"
-awsc s3 rb "s3://$B2"
+step "cleanup: aws s3 rb --force of a bucket with objects and an incomplete multipart upload"
+left_id="$(awsc s3api create-multipart-upload --bucket "$B2" --key left-open.bin --query UploadId --output text)"
+awsc s3api upload-part --bucket "$B2" --key left-open.bin --upload-id "$left_id" --part-number 1 \
+    --body "$WORK/p12" >/dev/null
+awsc s3 rb --force "s3://$B2"
+if awsc s3api head-bucket --bucket "$B2" >/dev/null 2>&1; then
+    fail "bucket $B2 still exists after aws s3 rb --force"
+fi
 
 step "passed"
