@@ -232,6 +232,7 @@ async fn sweep(uploads: &Uploads, metrics: &Metrics, recount: bool) {
             removed_blobs = r.blobs,
             removed_files = r.files,
             purged_completed = r.completed_records,
+            finished_bucket_deletions = r.buckets_deleted,
             open_uploads = open,
             duration_ms = millis(started),
             "orphan sweep done"

@@ -121,8 +121,14 @@ impl MetaStore for InstrumentedMeta {
             .await
     }
 
-    async fn seal_bucket(&self, name: &str) -> StoreResult<SealBucket> {
-        self.call("seal_bucket", self.inner.seal_bucket(name)).await
+    async fn seal_bucket(&self, name: &str, at: Millis) -> StoreResult<SealBucket> {
+        self.call("seal_bucket", self.inner.seal_bucket(name, at))
+            .await
+    }
+
+    async fn sealed_buckets(&self) -> StoreResult<Vec<(String, Millis)>> {
+        self.call("sealed_buckets", self.inner.sealed_buckets())
+            .await
     }
 
     async fn unseal_bucket(&self, name: &str) -> StoreResult<()> {

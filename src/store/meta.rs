@@ -91,9 +91,12 @@ pub trait MetaStore: Send + Sync + 'static {
     /// check. From then on `put_object` and `create_upload` in it fail with
     /// `StoreError::BucketGone` (on every gateway), so once its open uploads are aborted it stays
     /// empty for `delete_bucket`. A bucket holding an object is left unmarked (`NotEmpty`).
-    async fn seal_bucket(&self, name: &str) -> StoreResult<SealBucket>;
+    /// `at` is when, for [`Self::sealed_buckets`].
+    async fn seal_bucket(&self, name: &str, at: Millis) -> StoreResult<SealBucket>;
     /// Lifts the mark of a deletion that could not finish. Idempotent.
     async fn unseal_bucket(&self, name: &str) -> StoreResult<()>;
+    /// Every sealed bucket with the time it was sealed: deletions a crash may have interrupted.
+    async fn sealed_buckets(&self) -> StoreResult<Vec<(String, Millis)>>;
 
     // ---- objects ----
 

@@ -36,8 +36,8 @@ const FILES: TableDefinition<&str, &[u8]> = TableDefinition::new("files_v1");
 const OWNER_UPLOADS: TableDefinition<(&str, &str), i64> = TableDefinition::new("owner_uploads_v1");
 /// (owner, nonce) → ChallengeRecord: open instant-upload challenges.
 const CHALLENGES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("challenges_v1");
-/// bucket name → (): buckets being deleted (`seal_bucket`).
-const SEALED: TableDefinition<&str, ()> = TableDefinition::new("sealed_buckets_v1");
+/// bucket name → sealed at (millis): buckets being deleted (`seal_bucket`).
+const SEALED: TableDefinition<&str, i64> = TableDefinition::new("sealed_buckets_v1");
 /// name → secret shared by every gateway on this store.
 const SECRETS: TableDefinition<&str, &str> = TableDefinition::new("secrets_v1");
 
@@ -277,7 +277,7 @@ impl MetaStore for EmbeddedMetaStore {
         .await
     }
 
-    async fn seal_bucket(&self, name: &str) -> StoreResult<SealBucket> {
+    async fn seal_bucket(&self, name: &str, at: Millis) -> StoreResult<SealBucket> {
         let name = name.to_owned();
         self.write(move |tx| {
             let buckets = tx.open_table(BUCKETS).map_err(be)?;
@@ -289,9 +289,22 @@ impl MetaStore for EmbeddedMetaStore {
             }
             tx.open_table(SEALED)
                 .map_err(be)?
-                .insert(name.as_str(), ())
+                .insert(name.as_str(), at)
                 .map_err(be)?;
             Ok(SealBucket::Sealed)
+        })
+        .await
+    }
+
+    async fn sealed_buckets(&self) -> StoreResult<Vec<(String, Millis)>> {
+        self.read(move |tx| {
+            let t = tx.open_table(SEALED).map_err(be)?;
+            let mut out = Vec::new();
+            for row in t.iter().map_err(be)? {
+                let (k, v) = row.map_err(be)?;
+                out.push((k.value().to_owned(), v.value()));
+            }
+            Ok(out)
         })
         .await
     }

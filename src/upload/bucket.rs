@@ -3,7 +3,7 @@
 use super::error::{Error, Result};
 use super::{MAX_KEYS, Uploads};
 use crate::model::valid_bucket_name;
-use crate::model::{BucketRecord, CorsRule, now_millis};
+use crate::model::{BucketRecord, CorsRule, Millis, now_millis};
 use crate::store::{DeleteBucket, SealBucket, UploadCursor};
 
 impl Uploads {
@@ -78,27 +78,48 @@ impl Uploads {
                 DeleteBucket::NotEmpty => Err(Error::BucketNotEmpty),
             };
         }
-        match self.meta.seal_bucket(name).await? {
+        match self.meta.seal_bucket(name, now_millis()).await? {
             SealBucket::Sealed => {}
             SealBucket::NotFound => return Err(Error::NoSuchBucket),
             SealBucket::NotEmpty => return Err(Error::BucketNotEmpty),
         }
-        let finished = async {
-            self.abort_bucket_uploads(name).await?;
-            match self.meta.delete_bucket(name).await? {
-                DeleteBucket::Deleted => Ok(()),
-                DeleteBucket::NotFound => Err(Error::NoSuchBucket),
-                // Sealed, it can only be a Complete that published before the seal.
-                DeleteBucket::NotEmpty => Err(Error::BucketNotEmpty),
-            }
-        }
-        .await;
+        let finished = self.delete_sealed(name).await;
         if finished.is_err()
             && let Err(e) = self.meta.unseal_bucket(name).await
         {
             tracing::warn!(bucket = name, error = %e, "bucket left sealed; a DeleteBucket retry finishes it");
         }
         finished
+    }
+
+    /// The rest of a sealed bucket's deletion: its uploads are aborted, then the empty bucket
+    /// goes with its seal.
+    async fn delete_sealed(&self, name: &str) -> Result<()> {
+        self.abort_bucket_uploads(name).await?;
+        match self.meta.delete_bucket(name).await? {
+            DeleteBucket::Deleted => Ok(()),
+            DeleteBucket::NotFound => Err(Error::NoSuchBucket),
+            // Nothing is published into a sealed bucket: an object here predates the seal,
+            // which the seal's own check rules out.
+            DeleteBucket::NotEmpty => Err(Error::BucketNotEmpty),
+        }
+    }
+
+    /// Finishes the deletions of buckets sealed before `before` that never ended (their
+    /// gateway crashed between the seal and the delete): a DeleteBucket that began goes to its
+    /// end, so the bucket's remaining uploads are not left unable to complete. Returns how many.
+    pub async fn finish_sealed(&self, before: Millis) -> Result<usize> {
+        let mut finished = 0;
+        for (name, at) in self.meta.sealed_buckets().await? {
+            if at >= before {
+                continue;
+            }
+            match self.delete_sealed(&name).await {
+                Ok(()) | Err(Error::NoSuchBucket) => finished += 1,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(finished)
     }
 
     /// Aborts every open upload of `bucket` (waiting for a running Complete to settle, as

@@ -66,6 +66,10 @@ impl Caller<'_> {
     }
 }
 
+/// A bucket sealed for deletion this long ago whose deletion has not ended belongs to a
+/// gateway that died on the way (a live one aborts even many uploads well within it).
+pub const STALE_SEAL: Duration = Duration::from_secs(600);
+
 /// Most keys S3 returns in one listing page.
 pub const MAX_KEYS: usize = 1000;
 
@@ -343,6 +347,8 @@ pub struct SweepReport {
     pub blobs: usize,
     pub files: usize,
     pub completed_records: usize,
+    /// Bucket deletions a crash had interrupted, finished.
+    pub buckets_deleted: usize,
 }
 
 fn listed_digest(parts: impl Iterator<Item = (u16, String)>) -> String {

@@ -3,7 +3,9 @@
 use std::collections::{HashMap, HashSet};
 
 use super::error::Result;
-use super::{KEEP_COMPLETED, STALE_COMPLETE, SweepReport, Uploads, listed_digest, millis};
+use super::{
+    KEEP_COMPLETED, STALE_COMPLETE, STALE_SEAL, SweepReport, Uploads, listed_digest, millis,
+};
 use crate::model::{
     CompletedResult, Millis, PartNumber, UploadId, UploadRecord, UploadState, now_millis,
 };
@@ -11,10 +13,12 @@ use crate::store::DiskStore;
 
 impl Uploads {
     /// Settles Completes that a crash interrupted: published ones are marked completed, the
-    /// others reopened, so every upload ends up either resumable or complete. When this gateway
-    /// is `alone` on its data dir every running Complete was a dead gateway's; otherwise only
-    /// those older than [`STALE_COMPLETE`] count as interrupted, since a younger one may be
-    /// running on a live peer that shares the state store.
+    /// others reopened, so every upload ends up either resumable or complete; then finishes the
+    /// bucket deletions a crash interrupted (`finish_sealed`). When this gateway is `alone` on
+    /// its data dir every running Complete or deletion was a dead gateway's; otherwise only
+    /// those older than [`STALE_COMPLETE`] (deletions: [`STALE_SEAL`]) count as interrupted,
+    /// since a younger one may be running on a live peer that shares the state store. Returns
+    /// how many it settled or finished.
     pub async fn recover(&self, alone: bool) -> Result<usize> {
         let mut settled = 0;
         let stale_before = if alone {
@@ -32,6 +36,12 @@ impl Uploads {
             }
             settled += 1;
         }
+        let sealed_before = if alone {
+            Millis::MAX
+        } else {
+            now_millis() - millis(STALE_SEAL)
+        };
+        settled += self.finish_sealed(sealed_before).await?;
         Ok(settled)
     }
 
@@ -122,6 +132,9 @@ impl Uploads {
         report.completed_records = self
             .meta
             .purge_completed(now_millis() - millis(KEEP_COMPLETED))
+            .await?;
+        report.buckets_deleted = self
+            .finish_sealed(now_millis() - millis(STALE_SEAL))
             .await?;
         Ok(report)
     }

@@ -148,9 +148,13 @@ impl MetaStore for FaultyMeta {
         self.check("delete_bucket")?;
         self.inner.delete_bucket(name).await
     }
-    async fn seal_bucket(&self, name: &str) -> StoreResult<SealBucket> {
+    async fn seal_bucket(&self, name: &str, at: Millis) -> StoreResult<SealBucket> {
         self.check("seal_bucket")?;
-        self.inner.seal_bucket(name).await
+        self.inner.seal_bucket(name, at).await
+    }
+    async fn sealed_buckets(&self) -> StoreResult<Vec<(String, Millis)>> {
+        self.check("sealed_buckets")?;
+        self.inner.sealed_buckets().await
     }
     async fn unseal_bucket(&self, name: &str) -> StoreResult<()> {
         self.check("unseal_bucket")?;

@@ -197,17 +197,25 @@ fn object(etag: &str) -> ObjectRecord {
 /// A sealed bucket takes no object and no upload until it is deleted or unsealed; a bucket
 /// with an object is not sealed.
 async fn sealed_bucket(s: Arc<dyn MetaStore>) {
-    assert_eq!(s.seal_bucket("nope").await.unwrap(), SealBucket::NotFound);
+    assert_eq!(
+        s.seal_bucket("nope", 1).await.unwrap(),
+        SealBucket::NotFound
+    );
     s.create_bucket(&bucket("full", "alice")).await.unwrap();
     s.put_object("full", "k", &object("a")).await.unwrap();
-    assert_eq!(s.seal_bucket("full").await.unwrap(), SealBucket::NotEmpty);
+    assert_eq!(
+        s.seal_bucket("full", 1).await.unwrap(),
+        SealBucket::NotEmpty
+    );
     s.put_object("full", "k2", &object("b")).await.unwrap();
     s.create_upload(&upload("full", "u", 1)).await.unwrap();
 
     s.create_bucket(&bucket("b", "alice")).await.unwrap();
     let open = upload("b", "u", 1);
     s.create_upload(&open).await.unwrap();
-    assert_eq!(s.seal_bucket("b").await.unwrap(), SealBucket::Sealed);
+    assert_eq!(s.sealed_buckets().await.unwrap(), []);
+    assert_eq!(s.seal_bucket("b", 7).await.unwrap(), SealBucket::Sealed);
+    assert_eq!(s.sealed_buckets().await.unwrap(), [("b".to_owned(), 7)]);
     assert!(matches!(
         s.put_object("b", "k", &object("c")).await,
         Err(StoreError::BucketGone)
@@ -236,6 +244,11 @@ async fn sealed_bucket(s: Arc<dyn MetaStore>) {
         AbortUpload::Aborted(..)
     ));
     assert_eq!(s.delete_bucket("b").await.unwrap(), DeleteBucket::Deleted);
+    assert_eq!(
+        s.sealed_buckets().await.unwrap(),
+        [],
+        "the seal goes with the bucket"
+    );
     // Re-created, the bucket is not sealed any more.
     s.create_bucket(&bucket("b", "alice")).await.unwrap();
     s.put_object("b", "k", &object("d")).await.unwrap();
@@ -243,8 +256,9 @@ async fn sealed_bucket(s: Arc<dyn MetaStore>) {
 
     // Unsealed, it takes writes again.
     s.create_bucket(&bucket("c", "alice")).await.unwrap();
-    assert_eq!(s.seal_bucket("c").await.unwrap(), SealBucket::Sealed);
+    assert_eq!(s.seal_bucket("c", 9).await.unwrap(), SealBucket::Sealed);
     s.unseal_bucket("c").await.unwrap();
+    assert_eq!(s.sealed_buckets().await.unwrap(), []);
     s.put_object("c", "k", &object("e")).await.unwrap();
     s.unseal_bucket("c").await.unwrap();
 }

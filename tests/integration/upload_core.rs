@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use mpgw::model::{ObjectHeaders, PartNumber};
+use mpgw::store::SealBucket;
 use mpgw::store::disk::DiskStore;
 use mpgw::store::meta::MetaStore;
 use mpgw::store::meta_embedded::EmbeddedMetaStore;
@@ -351,6 +352,70 @@ async fn orphan_sweep(store: Store) {
     assert_eq!(c.up.object(B, "obj").await.unwrap().size, o1.len() as u64);
 }
 both!(sweep, orphan_sweep);
+
+/// A gateway that dies between sealing a bucket and deleting it: its uploads cannot complete
+/// (nothing is published into a sealed bucket), so recovery finishes the deletion (at start-up
+/// alone on the data dir at once, with live peers only once the seal is stale) and the periodic
+/// sweep does the same for stale seals.
+async fn interrupted_bucket_deletion(store: Store) {
+    let c = core(store, small_parts()).await;
+    let fresh = || Uploads::new(c.meta.clone(), c.disk.clone(), small_parts());
+    let mut uploads = Vec::new();
+    for (b, at) in [("dead", 1), ("young", now())] {
+        c.up.create_bucket(OWNER, b).await.unwrap();
+        let rec =
+            c.up.init(OWNER, b, "k", ObjectHeaders::default(), None)
+                .await
+                .unwrap();
+        put_part(&c.up, &rec, 1, &random_bytes(100)).await;
+        // The crash: sealed, never deleted.
+        assert_eq!(c.meta.seal_bucket(b, at).await.unwrap(), SealBucket::Sealed);
+        uploads.push(rec);
+    }
+    // With live peers, only the stale seal is a dead gateway's.
+    assert_eq!(fresh().recover(false).await.unwrap(), 1);
+    assert!(matches!(
+        c.up.bucket("dead").await,
+        Err(Error::NoSuchBucket)
+    ));
+    assert!(c.up.bucket("young").await.is_ok());
+    let files = |rec: &mpgw::model::UploadRecord| {
+        std::fs::read_dir(c.disk.blob_dir(&rec.id)).map_or(0, |d| d.count())
+    };
+    assert_eq!(
+        files(&uploads[0]),
+        0,
+        "the dead deletion's part files are gone"
+    );
+    assert_eq!(files(&uploads[1]), 1);
+    // Alone on the data dir, every seal is a dead gateway's.
+    assert_eq!(fresh().recover(true).await.unwrap(), 1);
+    assert!(matches!(
+        c.up.bucket("young").await,
+        Err(Error::NoSuchBucket)
+    ));
+    for rec in &uploads {
+        assert!(matches!(
+            c.up.open_upload(&rec.id, &rec.bucket, None, Caller::Anyone)
+                .await,
+            Err(Error::NoSuchUpload | Error::NoSuchBucket)
+        ));
+    }
+    assert_eq!(c.meta.sealed_buckets().await.unwrap(), []);
+    // The sweep finishes stale seals too.
+    c.up.create_bucket(OWNER, "swept").await.unwrap();
+    c.meta.seal_bucket("swept", 1).await.unwrap();
+    assert_eq!(fresh().sweep().await.unwrap().buckets_deleted, 1);
+    assert!(matches!(
+        c.up.bucket("swept").await,
+        Err(Error::NoSuchBucket)
+    ));
+}
+both!(interrupted_deletion, interrupted_bucket_deletion);
+
+fn now() -> i64 {
+    mpgw::model::now_millis()
+}
 
 // ---------------- model-based: random sequences against a BTreeMap ----------------
 

@@ -2,6 +2,7 @@
 //! tag `{b:<bucket>}`, every key of an upload `{u:<uploadId>}`.
 
 use super::RedisMetaStore;
+use super::codec::glob_escape;
 use crate::model::UploadId;
 
 impl RedisMetaStore {
@@ -56,5 +57,17 @@ impl RedisMetaStore {
 
     pub(super) fn secret(&self, name: &str) -> String {
         format!("{}:secret:{name}", self.root)
+    }
+
+    /// A glob matching every seal key.
+    pub(super) fn seal_pattern(&self) -> String {
+        format!("{}:bkt:{{b:*}}:sealed", glob_escape(&self.root))
+    }
+
+    /// The bucket a seal key belongs to.
+    pub(super) fn sealed_name(&self, key: &str) -> Option<String> {
+        key.strip_prefix(&format!("{}:bkt:{{b:", self.root))?
+            .strip_suffix("}:sealed")
+            .map(str::to_owned)
     }
 }

@@ -455,17 +455,38 @@ impl MetaStore for RedisMetaStore {
         }
     }
 
-    async fn seal_bucket(&self, name: &str) -> StoreResult<SealBucket> {
+    async fn seal_bucket(&self, name: &str, at: Millis) -> StoreResult<SealBucket> {
         let mut inv = SEAL_BUCKET.prepare_invoke();
         inv.key(self.bucket(name))
             .key(self.objects(name))
-            .key(self.seal(name));
+            .key(self.seal(name))
+            .arg(at);
         let outcome: String = self.eval(&inv).await?;
         Ok(match outcome.as_str() {
             "missing" => SealBucket::NotFound,
             "busy" => SealBucket::NotEmpty,
             _ => SealBucket::Sealed,
         })
+    }
+
+    async fn sealed_buckets(&self) -> StoreResult<Vec<(String, Millis)>> {
+        // Seal keys are rare and short-lived: a keyspace scan (every master) finds them.
+        let keys = self.scan(&self.seal_pattern()).await?;
+        let names: Vec<String> = keys.iter().filter_map(|k| self.sealed_name(k)).collect();
+        let cmds = names
+            .iter()
+            .map(|n| {
+                let mut cmd = redis::cmd("GET");
+                cmd.arg(self.seal(n));
+                cmd
+            })
+            .collect();
+        let times: Vec<Option<String>> = self.query_each(cmds).await?;
+        Ok(names
+            .into_iter()
+            .zip(times)
+            .filter_map(|(n, t)| Some((n, t?.parse().unwrap_or(0))))
+            .collect())
     }
 
     async fn unseal_bucket(&self, name: &str) -> StoreResult<()> {

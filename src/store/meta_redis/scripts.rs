@@ -34,12 +34,13 @@ pub(super) static DELETE_BUCKET: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
-/// KEYS: bucket record, objects, seal. Seals an existing bucket that holds no object.
+/// KEYS: bucket record, objects, seal. ARGV: sealed at (millis). Seals an existing bucket that
+/// holds no object.
 pub(super) static SEAL_BUCKET: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"if redis.call('EXISTS', KEYS[1]) == 0 then return 'missing' end
         if redis.call('HLEN', KEYS[2]) > 0 then return 'busy' end
-        redis.call('SET', KEYS[3], '1')
+        redis.call('SET', KEYS[3], ARGV[1])
         return 'sealed'",
     )
 });
