@@ -14,6 +14,7 @@ use crate::body::RequestBody;
 use crate::body::{Body, empty, full};
 use crate::model::checksum::ChecksumAlgorithm;
 use crate::model::tags::TagSet;
+use crate::model::time::http_date;
 use crate::model::{ObjectHeaders, ObjectRecord};
 use crate::s3::auth::Verified;
 use crate::s3::error::{S3Error, S3ErrorCode};
@@ -474,6 +475,29 @@ impl From<Unmet> for S3Error {
             Unmet::NotModified => S3Error::new(S3ErrorCode::NotModified, "Not Modified"),
             Unmet::Precondition => UploadError::PreconditionFailed.into(),
         }
+    }
+}
+
+/// A read's conditions (GetObject, HeadObject, GetObjectAttributes): `Some` 304 answer (with
+/// the object's ETag and Last-Modified) when the object is not modified, `Err` 412 when a
+/// precondition fails, `None` to go on.
+pub(crate) fn conditional_read(
+    h: &HeaderMap,
+    rec: &ObjectRecord,
+) -> Result<Option<Response<Body>>, S3Error> {
+    match check_conditions(h, rec, "") {
+        Ok(()) => Ok(None),
+        Err(Unmet::NotModified) => {
+            let mut resp = status(StatusCode::NOT_MODIFIED);
+            set(resp.headers_mut(), header::ETAG, &quoted(&rec.etag));
+            set(
+                resp.headers_mut(),
+                header::LAST_MODIFIED,
+                &http_date(rec.modified),
+            );
+            Ok(Some(resp))
+        }
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -7,7 +7,6 @@
 //! paging fields) only when the object has checksums, otherwise it holds `PartsCount` alone.
 
 use http::request::Parts;
-use hyper::StatusCode;
 use hyper::header;
 
 use crate::app::App;
@@ -15,7 +14,7 @@ use crate::model::ObjectRecord;
 use crate::model::checksum::{ChecksumType, b64};
 use crate::model::time::http_date;
 use crate::s3::error::S3Error;
-use crate::s3::request::{Res, Unmet, check_conditions, quoted, set, status};
+use crate::s3::request::{Res, conditional_read, set};
 use crate::xml::Xml;
 
 /// The attributes a request may name, in the order of the answer.
@@ -37,18 +36,8 @@ pub(super) async fn get_object_attributes(app: &App, req: &Parts, b: &str, k: &s
         int_header(&req.headers, "x-amz-max-parts")?.map_or(MAX_PARTS, |n| n.min(MAX_PARTS));
     let marker = int_header(&req.headers, "x-amz-part-number-marker")?.unwrap_or(0);
     let rec = app.uploads.object(b, k).await?;
-    if let Err(e) = check_conditions(&req.headers, &rec, "") {
-        if e == Unmet::NotModified {
-            let mut resp = status(StatusCode::NOT_MODIFIED);
-            set(resp.headers_mut(), header::ETAG, &quoted(&rec.etag));
-            set(
-                resp.headers_mut(),
-                header::LAST_MODIFIED,
-                &http_date(rec.modified),
-            );
-            return Ok(resp);
-        }
-        return Err(e.into());
+    if let Some(not_modified) = conditional_read(&req.headers, &rec)? {
+        return Ok(not_modified);
     }
     let mut resp = crate::s3::request::xml_response(document(&rec, wanted, max_parts, marker));
     set(

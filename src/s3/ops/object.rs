@@ -14,8 +14,9 @@ use crate::range::byte_range;
 use crate::s3::auth::Verified;
 use crate::s3::error::S3Error;
 use crate::s3::request::{
-    MAX_XML, Res, Unmet, check_conditions, collect, declared_length, drain, object_headers,
-    precheck, put_object_headers, quoted, set, status, stream_body, write_condition, xml_response,
+    MAX_XML, Res, check_conditions, collect, conditional_read, declared_length, drain,
+    object_headers, precheck, put_object_headers, quoted, set, status, stream_body,
+    write_condition, xml_response,
 };
 use crate::s3::route::{Query, copy_source};
 use crate::s3::tagging;
@@ -120,18 +121,8 @@ pub(super) async fn get_object(
     head: bool,
 ) -> Res {
     let rec = app.uploads.object(b, k).await?;
-    if let Err(e) = check_conditions(&req.headers, &rec, "") {
-        if e == Unmet::NotModified {
-            let mut resp = status(StatusCode::NOT_MODIFIED);
-            set(resp.headers_mut(), header::ETAG, &quoted(&rec.etag));
-            set(
-                resp.headers_mut(),
-                header::LAST_MODIFIED,
-                &http_date(rec.modified),
-            );
-            return Ok(resp);
-        }
-        return Err(e.into());
+    if let Some(not_modified) = conditional_read(&req.headers, &rec)? {
+        return Ok(not_modified);
     }
     let range = req.headers.get(header::RANGE).and_then(|v| v.to_str().ok());
     let part = query.get("partNumber");
