@@ -217,7 +217,10 @@ pub trait MetaStore: Send + Sync + 'static {
     // ---- instant-upload challenges (single use, expiring, at most `limit` per owner) ----
 
     /// Stores `owner`'s challenge `nonce`. The owner's challenges expired at `now` are dropped;
-    /// when `limit` live ones remain, those expiring first are dropped to make room.
+    /// when `limit` live ones remain, those expiring first are dropped to make room. One that
+    /// would expire no later than a live one expires 1 ms after the latest instead, so that
+    /// challenges of equal expiry (made in the same millisecond) are dropped in the order they
+    /// came.
     async fn put_challenge(
         &self,
         owner: &str,

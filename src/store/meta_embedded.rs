@@ -779,6 +779,12 @@ impl MetaStore for EmbeddedMetaStore {
                 }
             }
             live.sort();
+            // Expiring no later than the latest: 1 ms after it, so that challenges made in the
+            // same millisecond still go in the order they came.
+            let mut rec = rec;
+            if let Some((latest, _)) = live.last() {
+                rec.expires = rec.expires.max(latest + 1);
+            }
             let excess = (live.len() + 1).saturating_sub(limit.max(1));
             dead.extend(live.into_iter().take(excess).map(|(_, n)| n));
             for n in dead {

@@ -1145,6 +1145,26 @@ async fn challenges(s: Arc<dyn MetaStore>) {
             .unwrap()
             .is_some()
     );
+    // Challenges made in the same millisecond share an expiry: the first made still goes
+    // first, whatever its nonce (here the first sorts last).
+    for i in 0..4 {
+        s.put_challenge(
+            "erin",
+            &format!("z{}", 9 - i),
+            &challenge(now + 60_000),
+            now,
+            3,
+        )
+        .await
+        .unwrap();
+    }
+    for i in 0..4 {
+        let got = s
+            .take_challenge("erin", &format!("z{}", 9 - i), now)
+            .await
+            .unwrap();
+        assert_eq!(got.is_some(), i >= 1, "z{}", 9 - i);
+    }
 }
 
 async fn concurrent_take_challenge(s: Arc<dyn MetaStore>) {

@@ -228,7 +228,9 @@ pub(super) static RESERVE_UPLOAD: LazyLock<Script> = LazyLock::new(|| {
 
 /// KEYS: challenge records, their expiry index. ARGV: nonce, record, expires, now, limit.
 /// Drops the expired, evicts the earliest-expiring beyond the limit, stores, and lets both keys
-/// expire with the last challenge.
+/// expire with the last challenge. A challenge expiring no later than the latest one is indexed
+/// 1 ms after it, so challenges made in the same millisecond still go in the order they came
+/// (the index alone decides expiry; the record keeps what it was given).
 pub(super) static PUT_CHALLENGE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"local dead = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[4])
@@ -241,8 +243,11 @@ pub(super) static PUT_CHALLENGE: LazyLock<Script> = LazyLock::new(|| {
                 redis.call('ZREM', KEYS[2], n)
             end
         end
+        local expires = tonumber(ARGV[3])
+        local top = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')[2]
+        if top and tonumber(top) >= expires then expires = tonumber(top) + 1 end
         redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-        redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+        redis.call('ZADD', KEYS[2], string.format('%d', expires), ARGV[1])
         local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')[2]
         redis.call('PEXPIREAT', KEYS[1], last)
         redis.call('PEXPIREAT', KEYS[2], last)
