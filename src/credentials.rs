@@ -142,6 +142,24 @@ impl Users {
         self.0.contains_key(user)
     }
 
+    /// The one user whose token is `token` (tus requests carry only the token). Every token
+    /// is compared, so timing says nothing about which matched; a token two users share
+    /// identifies nobody.
+    pub fn by_token(&self, token: &str) -> Option<&str> {
+        if token.is_empty() {
+            return None;
+        }
+        let mut found = None;
+        let mut matches = 0;
+        for (u, t) in &self.0 {
+            if bool::from(t.as_bytes().ct_eq(token.as_bytes())) {
+                found = Some(u.as_str());
+                matches += 1;
+            }
+        }
+        found.filter(|_| matches == 1)
+    }
+
     pub fn check(&self, user: &str, token: &str) -> bool {
         // Compare against a dummy for unknown users too, so timing says nothing about names.
         let stored = self.0.get(user);
@@ -241,6 +259,9 @@ mod tests {
         assert!(e.contains("S3 secret"), "{e}");
     }
 }
+
+/// Owner recorded for the legacy bucket (made by the first upload that needs it).
+pub const LEGACY_OWNER: &str = "mpgw-legacy";
 
 /// The legacy API's settings, from the config: its bucket, chunk size, users and link key.
 #[derive(Clone)]

@@ -23,12 +23,15 @@
 //! | --- | --- | --- |
 //! | 8 | `cli` (with `main.rs`) | everything below |
 //! | 7 | `service`, `bench` | the front ends, `app`, `body`; `bench`: `client` |
-//! | 6 | `s3`, `legacy`, `admin`, `ui`; `server`; `client` | `app`, `upload`, `body` and below (`server`: `body`, `config`, `metrics` only) |
+//! | 6 | `s3`, `legacy`, `tus`, `admin`, `ui`; `server`; `client` | `app`, `upload`, `body` and below (`server`: `body`, `config`, `metrics` only) |
 //! | 5 | `app` (composition root: stores, core, settings) | `upload`, `store`, `config`, `credentials`, `metrics`, `model` |
 //! | 4 | `upload` (the core: every rule), `body` (HTTP plumbing) | `upload`: `store`, `model`; `body`: `metrics`, `units` |
 //! | 3 | `store` (state: Redis or embedded; parts: disk), `config` | `model`, `metrics`; `config`: `credentials`, `units` |
 //! | 2 | `credentials` | `model` |
 //! | 1 | `model` (the vocabulary), `metrics`, `units`, `range`, `xml`, `multipart` | nothing of the crate |
+//!
+//! tus (`/_tus/`) takes the legacy path's shape: `tus` → `upload::Uploads::append_state`,
+//! `::admit`, `::append` (`upload::append`: one part per PATCH, `MetaStore::append_part`).
 //!
 //! `upload/` and `store/` import no front end and no HTTP type; only `upload/` reads the stores.
 //! `client` is the other side: `mpgw upload` / `mpgw download`, resumable parallel transfers
@@ -51,6 +54,7 @@ pub mod s3;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod tus;
 pub mod ui;
 pub mod units;
 pub mod upload;

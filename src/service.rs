@@ -99,6 +99,10 @@ pub async fn handle(app: App, req: Request<Incoming>) -> Result<Response<Body>, 
     } else if path == crate::ui::PREFIX || path.starts_with("/ui/") {
         access.info.op = "UiPage";
         crate::ui::handle(path)
+    } else if path.starts_with(crate::tus::PREFIX) {
+        crate::tus::handle(&app, req, &mut access.info)
+            .instrument(span)
+            .await
     } else if path.starts_with(crate::legacy::PREFIX) {
         crate::legacy::handle(&app, req, &mut access.info)
             .instrument(span)

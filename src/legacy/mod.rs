@@ -20,7 +20,7 @@ use self::reply::LegacyError;
 use crate::app::App;
 use crate::body::Body;
 use crate::body::{RequestBody, RequestInfo};
-use crate::credentials::LegacySettings;
+use crate::credentials::{LEGACY_OWNER, LegacySettings};
 use crate::model::checksum::{ChecksumAlgorithm, ContentAlgorithm, ContentHash};
 use crate::model::{PartNumber, UploadId, UploadRecord, UploadState};
 use crate::upload::files::{Challenge, Chunks, Geometry, content_hash};
@@ -28,8 +28,6 @@ use crate::upload::{Admission, BodyChecks, Caller, Expected};
 
 pub const PREFIX: &str = "/file/";
 
-/// Owner recorded for the legacy bucket.
-const LEGACY_OWNER: &str = "mpgw-legacy";
 
 /// The operation name of each endpoint, for the access log and the per-op metrics.
 fn op_name(endpoint: &str) -> &'static str {

@@ -166,7 +166,7 @@ impl From<UploadError> for LegacyError {
         use StatusCode as S;
         let msg = e.to_string();
         match e {
-            UploadError::NoSuchUpload => Self::no_such_upload(),
+            UploadError::NoSuchUpload | UploadError::UploadExpired => Self::no_such_upload(),
             UploadError::NoSuchKey => Self::no_such_file(),
             UploadError::BadDigest(_) => Self::hash_mismatch("chunk"),
             UploadError::IncompleteBody | UploadError::Body(_) => Self::new(
@@ -197,6 +197,7 @@ impl From<UploadError> for LegacyError {
             | UploadError::InvalidArgument(_)
             | UploadError::InvalidRequest(_)
             | UploadError::EmptyPartList
+            | UploadError::OffsetMismatch(_)
             | UploadError::PreconditionFailed
             | UploadError::AccessDenied => Self::new(S::BAD_REQUEST, 10002, msg),
             UploadError::InsufficientStorage(_) => Self {

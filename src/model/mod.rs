@@ -63,6 +63,7 @@ pub struct PartNumber(u16);
 
 impl PartNumber {
     pub const MAX: u16 = 10_000;
+    pub const FIRST: Self = Self(1);
 
     pub fn new(n: u32) -> Option<Self> {
         (1..=u32::from(Self::MAX))
@@ -79,6 +80,11 @@ impl PartNumber {
 
     pub fn get(self) -> u16 {
         self.0
+    }
+
+    /// The number after this one, unless this is the last.
+    pub fn next(self) -> Option<Self> {
+        Self::new(u32::from(self.0) + 1)
     }
 }
 
@@ -152,6 +158,23 @@ pub struct UploadRecord {
     pub completing_since: Option<Millis>,
     /// Set once completed: what a repeated Complete with the same part list replays.
     pub completed: Option<CompletedResult>,
+    /// Set for an upload written in order from offset 0 (tus); absent for S3 and the note's API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub append: Option<AppendInfo>,
+}
+
+/// What an upload written in order (tus) was created with.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppendInfo {
+    /// The whole length; None while deferred (a later write declares it, see
+    /// `PartRecord::length`).
+    pub length: Option<u64>,
+    /// The client's metadata as it sent it (tus `Upload-Metadata`), answered back on HEAD.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub metadata: String,
+    /// A partial upload of a concatenation: never published on its own.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,6 +198,10 @@ pub struct PartRecord {
     pub file: String,
     pub modified: Millis,
     pub checksum: Option<Checksum>,
+    /// The whole upload's length, declared with this part (a tus upload created with its
+    /// length deferred).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub length: Option<u64>,
 }
 
 /// One piece of a stored object: a file in the object's blob directory.

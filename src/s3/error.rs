@@ -276,6 +276,8 @@ impl From<UploadError> for S3Error {
             UploadError::InvalidRequest(_) => S3ErrorCode::InvalidRequest,
             UploadError::EmptyPartList => S3ErrorCode::MalformedXML,
             UploadError::PreconditionFailed => S3ErrorCode::PreconditionFailed,
+            UploadError::OffsetMismatch(_) => S3ErrorCode::InvalidRequest,
+            UploadError::UploadExpired => S3ErrorCode::NoSuchUpload,
             UploadError::AccessDenied => S3ErrorCode::AccessDenied,
             // AWS has no per-key upload cap. Ceph RGW answers quota breaches with 403
             // QuotaExceeded, which SDKs do not retry: right for a limit that lasts until the

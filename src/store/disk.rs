@@ -157,6 +157,8 @@ pub struct Staged {
     pub size: u64,
     pub md5: [u8; 16],
     pub checksum: Option<Vec<u8>>,
+    /// How the body ended early, when the write kept what had arrived (`write_prefix`).
+    pub cut: Option<BodyError>,
 }
 
 impl Staged {
@@ -389,10 +391,42 @@ impl DiskStore {
     pub async fn write<S>(
         &self,
         id: &BlobId,
+        body: S,
+        max: u64,
+        checksum: Option<ChecksumAlgorithm>,
+        room: Reservation,
+    ) -> Result<Staged, WriteError>
+    where
+        S: Stream<Item = Result<Bytes, BodyError>> + Unpin,
+    {
+        self.write_inner(id, body, max, checksum, room, false).await
+    }
+
+    /// [`write`](Self::write), except that a body that fails (cut off, timed out) keeps what
+    /// arrived before: those bytes are written, fsynced and staged like a whole body, with the
+    /// failure in `Staged::cut` (tus resumes from the bytes a server made durable).
+    pub async fn write_prefix<S>(
+        &self,
+        id: &BlobId,
+        body: S,
+        max: u64,
+        checksum: Option<ChecksumAlgorithm>,
+        room: Reservation,
+    ) -> Result<Staged, WriteError>
+    where
+        S: Stream<Item = Result<Bytes, BodyError>> + Unpin,
+    {
+        self.write_inner(id, body, max, checksum, room, true).await
+    }
+
+    async fn write_inner<S>(
+        &self,
+        id: &BlobId,
         mut body: S,
         max: u64,
         checksum: Option<ChecksumAlgorithm>,
         mut room: Reservation,
+        keep_prefix: bool,
     ) -> Result<Staged, WriteError>
     where
         S: Stream<Item = Result<Bytes, BodyError>> + Unpin,
@@ -412,6 +446,7 @@ impl DiskStore {
             size: 0,
             md5: [0; 16],
             checksum: None,
+            cut: None,
         };
         let create_faults = faults.clone();
         let file = self
@@ -450,6 +485,10 @@ impl DiskStore {
             }
             match body.next().await {
                 None => ended = true,
+                Some(Err(e)) if keep_prefix => {
+                    guard.cut = Some(e);
+                    ended = true;
+                }
                 Some(chunk) => {
                     let chunk = chunk.map_err(WriteError::Body)?;
                     received += chunk.len() as u64;
@@ -560,15 +599,26 @@ impl DiskStore {
 
     /// Hard-links `files` of blob `src` into a new blob `dst` (CopyObject without copying bytes).
     pub async fn link(&self, src: &BlobId, files: &[String], dst: &BlobId) -> std::io::Result<()> {
+        let pairs: Vec<(String, String)> = files.iter().map(|f| (f.clone(), f.clone())).collect();
+        self.link_as(src, &pairs, dst).await
+    }
+
+    /// Hard-links files of blob `src` into blob `dst` under new names (`(from, to)` pairs).
+    pub async fn link_as(
+        &self,
+        src: &BlobId,
+        files: &[(String, String)],
+        dst: &BlobId,
+    ) -> std::io::Result<()> {
         let (s, d) = (self.blob_dir(src), self.blob_dir(dst));
         let files = files.to_vec();
         let fsync = self.fsync;
         let faults = self.faults.clone();
         tokio::task::spawn_blocking(move || {
             std::fs::create_dir_all(&d)?;
-            for f in &files {
+            for (from, to) in &files {
                 step(faults.as_ref(), DiskStep::Link)?;
-                std::fs::hard_link(s.join(f), d.join(f))?;
+                std::fs::hard_link(s.join(from), d.join(to))?;
             }
             if fsync {
                 step(faults.as_ref(), DiskStep::FsyncDir)?;

@@ -13,7 +13,7 @@ use crate::model::{
     PartRecord, UploadId, UploadRecord,
 };
 use crate::store::{
-    AbortUpload, BeginComplete, DeleteBucket, MetaStore, PutPart, SealBucket, StoreError,
+    AbortUpload, AppendPart, BeginComplete, DeleteBucket, MetaStore, PutPart, SealBucket, StoreError,
     StoreResult, UploadCursor,
 };
 
@@ -212,6 +212,22 @@ impl MetaStore for InstrumentedMeta {
             .call("put_part", self.inner.put_part(id, n, part))
             .await;
         if let Ok(PutPart::Recorded(_)) = result {
+            self.metrics.parts_written.inc();
+        }
+        result
+    }
+
+    async fn append_part(
+        &self,
+        id: &UploadId,
+        n: PartNumber,
+        part: &PartRecord,
+        replaces: Option<&str>,
+    ) -> StoreResult<AppendPart> {
+        let result = self
+            .call("append_part", self.inner.append_part(id, n, part, replaces))
+            .await;
+        if let Ok(AppendPart::Recorded(_)) = result {
             self.metrics.parts_written.inc();
         }
         result

@@ -40,6 +40,16 @@ pub enum PutPart {
 }
 
 #[derive(Debug, PartialEq, Eq)]
+pub enum AppendPart {
+    /// Recorded; carries the record it replaced (its file is now unreferenced).
+    Recorded(Option<PartRecord>),
+    /// The upload is missing or no longer Open: nothing recorded.
+    NotOpen,
+    /// The part table is not as the caller read it (another append came first).
+    Moved,
+}
+
+#[derive(Debug, PartialEq, Eq)]
 pub enum BeginComplete {
     /// Open → Completing; the record (now Completing) and its whole part table, ascending.
     Started(UploadRecord, Vec<(PartNumber, PartRecord)>),
@@ -147,6 +157,18 @@ pub trait MetaStore: Send + Sync + 'static {
         n: PartNumber,
         part: &PartRecord,
     ) -> StoreResult<PutPart>;
+    /// Records part `n` of an upload written in order (tus) only if the upload is Open and its
+    /// part table is still as the caller read it: with `replaces` None, `n` is the next number
+    /// (no part `n` yet, part `n - 1` present unless `n` is 1); with `replaces` Some(file), `n`
+    /// is the last part and is still the one stored in `file`. Of two appends that read the same
+    /// table, one at most is recorded; the other gets `Moved`.
+    async fn append_part(
+        &self,
+        id: &UploadId,
+        n: PartNumber,
+        part: &PartRecord,
+        replaces: Option<&str>,
+    ) -> StoreResult<AppendPart>;
     /// Parts numbered above `after`, ascending, at most `limit`.
     async fn list_parts(
         &self,

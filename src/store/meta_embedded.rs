@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::meta::{
-    AbortUpload, BeginComplete, DeleteBucket, MetaStore, PutPart, SealBucket, UploadCursor,
+    AbortUpload, AppendPart, BeginComplete, DeleteBucket, MetaStore, PutPart, SealBucket, UploadCursor,
 };
 use super::{StoreError, StoreResult};
 use crate::model::{
@@ -473,6 +473,46 @@ impl MetaStore for EmbeddedMetaStore {
                 .insert((id.as_str(), n.get()), enc(&part)?.as_slice())
                 .map_err(be)?;
             Ok(PutPart::Recorded(old.map(|g| dec(g.value())).transpose()?))
+        })
+        .await
+    }
+
+    async fn append_part(
+        &self,
+        id: &UploadId,
+        n: PartNumber,
+        part: &PartRecord,
+        replaces: Option<&str>,
+    ) -> StoreResult<AppendPart> {
+        let (id, part) = (id.clone(), part.clone());
+        let replaces = replaces.map(str::to_owned);
+        self.write(move |tx| {
+            match get_upload_in(tx, id.as_str())? {
+                Some(u) if u.state == UploadState::Open => {}
+                _ => return Ok(AppendPart::NotOpen),
+            }
+            let mut t = tx.open_table(PARTS).map_err(be)?;
+            let get = |t: &redb::Table<(&str, u16), &[u8]>, k: u16| -> StoreResult<Option<PartRecord>> {
+                t.get((id.as_str(), k))
+                    .map_err(be)?
+                    .map(|g| dec(g.value()))
+                    .transpose()
+            };
+            if n.get() < u16::MAX && get(&t, n.get() + 1)?.is_some() {
+                return Ok(AppendPart::Moved);
+            }
+            let old = get(&t, n.get())?;
+            let in_place = match (&replaces, &old) {
+                (None, None) => n.get() == 1 || get(&t, n.get() - 1)?.is_some(),
+                (Some(file), Some(o)) => &o.file == file,
+                _ => false,
+            };
+            if !in_place {
+                return Ok(AppendPart::Moved);
+            }
+            t.insert((id.as_str(), n.get()), enc(&part)?.as_slice())
+                .map_err(be)?;
+            Ok(AppendPart::Recorded(old))
         })
         .await
     }

@@ -13,7 +13,8 @@ mod stage;
 
 pub use disk::DiskStore;
 pub use meta::{
-    AbortUpload, BeginComplete, DeleteBucket, MetaStore, PutPart, SealBucket, UploadCursor,
+    AbortUpload, AppendPart, BeginComplete, DeleteBucket, MetaStore, PutPart, SealBucket,
+    UploadCursor,
 };
 
 /// Infrastructure failure. `Unavailable` is "retry later" (Redis down, pool exhausted) and maps to

@@ -393,6 +393,7 @@ impl UploadRecord {
             state: UploadState::Completed,
             completing_since: None,
             completed: None,
+            append: None,
         }
     }
 }

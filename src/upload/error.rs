@@ -48,6 +48,13 @@ pub enum Error {
     EmptyPartList,
     #[error("At least one of the pre-conditions you specified did not hold")]
     PreconditionFailed,
+    /// A write to an upload written in order (tus) at an offset other than its end, which is
+    /// this.
+    #[error("The upload is at offset {0}")]
+    OffsetMismatch(u64),
+    /// An upload past its expiry that the janitor has not removed yet.
+    #[error("The upload has expired")]
+    UploadExpired,
     /// A file (legacy API) larger than 10000 chunks or parts can hold.
     #[error("{size} bytes do not fit in 10000 chunks of {chunk}")]
     FileTooLarge { size: u64, chunk: u64 },

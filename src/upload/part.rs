@@ -6,7 +6,7 @@ use super::{Admission, BodyChecks, Caller, RESERVATION_GRACE, Uploads, check_key
 use crate::model::BodyStream;
 use crate::model::checksum::{ChecksumAlgorithm, ChecksumType};
 use crate::model::{
-    BlobId, Checksum, Millis, ObjectHeaders, PartNumber, PartRecord, UploadId, UploadRecord,
+    AppendInfo, BlobId, Checksum, Millis, ObjectHeaders, PartNumber, PartRecord, UploadId, UploadRecord,
     UploadState, now_millis, random_hex,
 };
 use crate::store::PutPart;
@@ -20,6 +20,19 @@ impl Uploads {
         key: &str,
         headers: ObjectHeaders,
         checksum: Option<(ChecksumAlgorithm, ChecksumType)>,
+    ) -> Result<UploadRecord> {
+        self.init_with(owner, bucket, key, headers, checksum, None)
+            .await
+    }
+
+    pub(super) async fn init_with(
+        &self,
+        owner: &str,
+        bucket: &str,
+        key: &str,
+        headers: ObjectHeaders,
+        checksum: Option<(ChecksumAlgorithm, ChecksumType)>,
+        append: Option<AppendInfo>,
     ) -> Result<UploadRecord> {
         check_key(key)?;
         self.bucket(bucket).await?;
@@ -35,6 +48,7 @@ impl Uploads {
             state: UploadState::Open,
             completing_since: None,
             completed: None,
+            append,
         };
         // Counted first, created second: the count can only run ahead of the records (a crash in
         // between leaves a reservation that the reconciliation drops), never behind them.
@@ -190,6 +204,7 @@ impl Uploads {
             checksum: alg
                 .zip(staged.checksum.clone())
                 .map(|(algorithm, value)| Checksum { algorithm, value }),
+            length: None,
         };
         if let Err(e) = staged.commit(&file).await {
             return Err(self.gone_or(id, e.into()).await);
@@ -233,10 +248,29 @@ impl Uploads {
         alg: Option<ChecksumAlgorithm>,
         admitted: Admission,
     ) -> Result<Staged> {
-        self.disk
-            .write(blob, body, self.limits.max_part_size, alg, admitted.0)
-            .await
-            .map_err(|e| match e {
+        let max = self.limits.max_part_size;
+        self.write_with(blob, body, max, alg, admitted, false).await
+    }
+
+    /// `write` with a size cap of its own and, with `keep_prefix`, the bytes of a cut-off body
+    /// kept (`DiskStore::write_prefix`).
+    pub(super) async fn write_with(
+        &self,
+        blob: &BlobId,
+        body: BodyStream,
+        max: u64,
+        alg: Option<ChecksumAlgorithm>,
+        admitted: Admission,
+        keep_prefix: bool,
+    ) -> Result<Staged> {
+        let written = if keep_prefix {
+            self.disk
+                .write_prefix(blob, body, max, alg, admitted.0)
+                .await
+        } else {
+            self.disk.write(blob, body, max, alg, admitted.0).await
+        };
+        written.map_err(|e| match e {
                 WriteError::Body(b) => Error::Body(b),
                 WriteError::TooLarge(_) => Error::EntityTooLarge,
                 WriteError::Io(io) => io.into(),

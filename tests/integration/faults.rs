@@ -24,7 +24,7 @@ use mpgw::model::{
 };
 use mpgw::store::disk::{DiskStep, FaultHook};
 use mpgw::store::{
-    AbortUpload, BeginComplete, DeleteBucket, MetaStore, PutPart, SealBucket, StoreError,
+    AbortUpload, AppendPart, BeginComplete, DeleteBucket, MetaStore, PutPart, SealBucket, StoreError,
     StoreResult, UploadCursor,
 };
 use mpgw::upload::Uploads;
@@ -235,6 +235,16 @@ impl MetaStore for FaultyMeta {
     ) -> StoreResult<PutPart> {
         self.check("put_part")?;
         self.inner.put_part(id, n, part).await
+    }
+    async fn append_part(
+        &self,
+        id: &UploadId,
+        n: PartNumber,
+        part: &PartRecord,
+        replaces: Option<&str>,
+    ) -> StoreResult<AppendPart> {
+        self.check("append_part")?;
+        self.inner.append_part(id, n, part, replaces).await
     }
     async fn list_parts(
         &self,

@@ -17,8 +17,8 @@ use mpgw::model::{
 use mpgw::store::meta_embedded::EmbeddedMetaStore;
 use mpgw::store::meta_redis::RedisMetaStore;
 use mpgw::store::{
-    AbortUpload, BeginComplete, DeleteBucket, MetaStore, PutPart, SealBucket, StoreError,
-    UploadCursor,
+    AbortUpload, AppendPart, BeginComplete, DeleteBucket, MetaStore, PutPart, SealBucket,
+    StoreError, UploadCursor,
 };
 
 macro_rules! conformance {
@@ -72,6 +72,8 @@ conformance!(
     object_blobs,
     concurrent_create_bucket,
     concurrent_put_part_same_number,
+    append_part,
+    concurrent_append_part,
     concurrent_begin_complete,
     put_part_racing_complete,
     owner_reservations,
@@ -281,6 +283,7 @@ fn upload(bucket: &str, key: &str, created: Millis) -> UploadRecord {
         state: UploadState::Open,
         completing_since: None,
         completed: None,
+        append: None,
     }
 }
 
@@ -294,6 +297,7 @@ fn part(file: &str) -> PartRecord {
             algorithm: ChecksumAlgorithm::Sha256,
             value: vec![0xab; 32],
         }),
+        length: None,
     }
 }
 
@@ -1253,6 +1257,93 @@ async fn concurrent_put_part_same_number(s: Arc<dyn MetaStore>) {
     let mut all: Vec<String> = written.into_iter().map(|p| p.file).collect();
     all.sort();
     assert_eq!(chain, all);
+}
+
+/// Appends in order: the next number only, the last one replaced only while it is still the
+/// file the caller read, nothing once the upload is not Open.
+async fn append_part(s: Arc<dyn MetaStore>) {
+    let up = upload("b", "k", 1);
+    let missing = UploadId::generate();
+    assert_eq!(
+        s.append_part(&missing, pn(1), &part("1.a"), None).await.unwrap(),
+        AppendPart::NotOpen
+    );
+    s.create_upload(&up).await.unwrap();
+    let id = &up.id;
+    // Not the next number: part 2 before part 1.
+    assert_eq!(
+        s.append_part(id, pn(2), &part("2.a"), None).await.unwrap(),
+        AppendPart::Moved
+    );
+    assert_eq!(
+        s.append_part(id, pn(1), &part("1.a"), None).await.unwrap(),
+        AppendPart::Recorded(None)
+    );
+    // Part 1 exists: appending it again is a lost race.
+    assert_eq!(
+        s.append_part(id, pn(1), &part("1.b"), None).await.unwrap(),
+        AppendPart::Moved
+    );
+    // Replacing the last part names the file it read.
+    assert_eq!(
+        s.append_part(id, pn(1), &part("1.b"), Some("1.x")).await.unwrap(),
+        AppendPart::Moved
+    );
+    assert_eq!(
+        s.append_part(id, pn(1), &part("1.b"), Some("1.a")).await.unwrap(),
+        AppendPart::Recorded(Some(part("1.a")))
+    );
+    assert_eq!(
+        s.append_part(id, pn(2), &part("2.a"), None).await.unwrap(),
+        AppendPart::Recorded(None)
+    );
+    // Part 1 is no longer the last: it cannot be replaced.
+    assert_eq!(
+        s.append_part(id, pn(1), &part("1.c"), Some("1.b")).await.unwrap(),
+        AppendPart::Moved
+    );
+    let mut declared = part("3.a");
+    declared.length = Some(42);
+    assert_eq!(
+        s.append_part(id, pn(3), &declared, None).await.unwrap(),
+        AppendPart::Recorded(None)
+    );
+    let parts = s.list_parts(id, None, 10).await.unwrap();
+    let files: Vec<&str> = parts.iter().map(|(_, p)| p.file.as_str()).collect();
+    assert_eq!(files, ["1.b", "2.a", "3.a"]);
+    assert_eq!(parts[2].1.length, Some(42));
+    assert_eq!(parts[0].1.length, None);
+    started(&*s, id, 5).await;
+    assert_eq!(
+        s.append_part(id, pn(4), &part("4.a"), None).await.unwrap(),
+        AppendPart::NotOpen
+    );
+}
+
+/// Appends racing for the same next number: exactly one is recorded.
+async fn concurrent_append_part(s: Arc<dyn MetaStore>) {
+    let up = upload("b", "k", 1);
+    s.create_upload(&up).await.unwrap();
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let (s, id) = (s.clone(), up.id.clone());
+            tokio::spawn(async move {
+                s.append_part(&id, pn(1), &part(&format!("1.{i}")), None)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut recorded = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            AppendPart::Recorded(None) => recorded += 1,
+            AppendPart::Moved => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(recorded, 1);
+    assert_eq!(s.list_parts(&up.id, None, 10).await.unwrap().len(), 1);
 }
 
 async fn concurrent_begin_complete(s: Arc<dyn MetaStore>) {

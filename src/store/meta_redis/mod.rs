@@ -62,7 +62,8 @@ use redis::cluster::ClusterClientBuilder;
 use redis::{Cmd, FromRedisValue, ScriptInvocation};
 
 use super::meta::{
-    AbortUpload, BeginComplete, DeleteBucket, MetaStore, PutPart, SealBucket, UploadCursor,
+    AbortUpload, AppendPart, BeginComplete, DeleteBucket, MetaStore, PutPart, SealBucket,
+    UploadCursor,
 };
 use super::{StoreError, StoreResult};
 use crate::model::{
@@ -84,7 +85,7 @@ use self::connect::{
     at_master, install_crypto_provider, masters, redis_error,
 };
 use self::scripts::{
-    ABORT_UPLOAD, BEGIN_COMPLETE, CREATE_BUCKET, DELETE_BUCKET, DELETE_FILE_IF, DELETE_OBJECT,
+    ABORT_UPLOAD, APPEND_PART, BEGIN_COMPLETE, CREATE_BUCKET, DELETE_BUCKET, DELETE_FILE_IF, DELETE_OBJECT,
     FINISH_COMPLETE, LIST_OBJECTS, LIST_PARTS, LIST_UPLOAD, PURGE_COMPLETED, PUT_CHALLENGE,
     PUT_OBJECT, PUT_PART, REOPEN, RESERVE_UPLOAD, SEAL_BUCKET, SEALED_REPLY, TAKE_CHALLENGE,
     UPDATE_OBJECT,
@@ -671,6 +672,30 @@ impl MetaStore for RedisMetaStore {
         }
         let old = reply.into_iter().nth(1).flatten();
         Ok(PutPart::Recorded(from_json_opt(old)?))
+    }
+
+    async fn append_part(
+        &self,
+        id: &UploadId,
+        n: PartNumber,
+        part: &PartRecord,
+        replaces: Option<&str>,
+    ) -> StoreResult<AppendPart> {
+        let mut inv = APPEND_PART.prepare_invoke();
+        inv.key(self.upload(id))
+            .key(self.parts(id))
+            .arg(n.get())
+            .arg(to_json(part)?)
+            .arg(replaces.unwrap_or_default());
+        let reply: Vec<Option<String>> = self.eval(&inv).await?;
+        match reply.first().and_then(Option::as_deref) {
+            Some("ok") => {
+                let old = reply.into_iter().nth(1).flatten();
+                Ok(AppendPart::Recorded(from_json_opt(old)?))
+            }
+            Some("moved") => Ok(AppendPart::Moved),
+            _ => Ok(AppendPart::NotOpen),
+        }
     }
 
     async fn list_parts(

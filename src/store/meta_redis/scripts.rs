@@ -116,6 +116,28 @@ pub(super) static PUT_PART: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
+/// KEYS: upload, parts. ARGV: part number, JSON, the file of the part it replaces ('' when it
+/// appends). Records the part only while the upload is Open and the table is as the caller read
+/// it (see `MetaStore::append_part`); cjson reads only the old part's file name.
+pub(super) static APPEND_PART: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"if redis.call('HGET', KEYS[1], 'state') ~= 'open' then return {'closed'} end
+        local n = tonumber(ARGV[1])
+        if redis.call('HEXISTS', KEYS[2], tostring(n + 1)) == 1 then return {'moved'} end
+        local old = redis.call('HGET', KEYS[2], ARGV[1])
+        if ARGV[3] == '' then
+            if old then return {'moved'} end
+            if n > 1 and redis.call('HEXISTS', KEYS[2], tostring(n - 1)) == 0 then
+                return {'moved'}
+            end
+        elseif not old or cjson.decode(old).file ~= ARGV[3] then
+            return {'moved'}
+        end
+        redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+        return {'ok', old}",
+    )
+});
+
 /// KEYS: parts. ARGV: after (0 for none), count, highest part number. Returns `{n, JSON, …}`
 /// ascending by number. A hash no longer than a page is read whole and sorted here; a longer one
 /// is read by asking for the numbers after `after` in turn, 1000 per HMGET, which for the usual
