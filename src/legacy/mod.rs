@@ -28,7 +28,6 @@ use crate::upload::{Admission, BodyChecks, Caller, Expected};
 
 pub const PREFIX: &str = "/file/";
 
-
 /// The operation name of each endpoint, for the access log and the per-op metrics.
 fn op_name(endpoint: &str) -> &'static str {
     match endpoint {

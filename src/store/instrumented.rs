@@ -13,8 +13,8 @@ use crate::model::{
     PartRecord, UploadId, UploadRecord,
 };
 use crate::store::{
-    AbortUpload, AppendPart, BeginComplete, DeleteBucket, MetaStore, PutPart, SealBucket, StoreError,
-    StoreResult, UploadCursor,
+    AbortUpload, AppendPart, BeginComplete, DeleteBucket, MetaStore, PutPart, SealBucket,
+    StoreError, StoreResult, UploadCursor,
 };
 
 /// A `MetaStore` that delegates to another, timing every call, counting its errors, and counting

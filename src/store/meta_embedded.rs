@@ -12,7 +12,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::meta::{
-    AbortUpload, AppendPart, BeginComplete, DeleteBucket, MetaStore, PutPart, SealBucket, UploadCursor,
+    AbortUpload, AppendPart, BeginComplete, DeleteBucket, MetaStore, PutPart, SealBucket,
+    UploadCursor,
 };
 use super::{StoreError, StoreResult};
 use crate::model::{
@@ -492,12 +493,13 @@ impl MetaStore for EmbeddedMetaStore {
                 _ => return Ok(AppendPart::NotOpen),
             }
             let mut t = tx.open_table(PARTS).map_err(be)?;
-            let get = |t: &redb::Table<(&str, u16), &[u8]>, k: u16| -> StoreResult<Option<PartRecord>> {
-                t.get((id.as_str(), k))
-                    .map_err(be)?
-                    .map(|g| dec(g.value()))
-                    .transpose()
-            };
+            let get =
+                |t: &redb::Table<(&str, u16), &[u8]>, k: u16| -> StoreResult<Option<PartRecord>> {
+                    t.get((id.as_str(), k))
+                        .map_err(be)?
+                        .map(|g| dec(g.value()))
+                        .transpose()
+                };
             if n.get() < u16::MAX && get(&t, n.get() + 1)?.is_some() {
                 return Ok(AppendPart::Moved);
             }

@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use futures_util::TryStreamExt as _;
-use http_body_util::BodyExt as _;
 use http::request::Parts;
+use http_body_util::BodyExt as _;
 use hyper::header::{HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
@@ -81,18 +81,28 @@ impl From<UploadError> for TusError {
             UploadError::UploadExpired => Self::new(S::GONE, "upload expired"),
             UploadError::OffsetMismatch(at) => Self {
                 offset: Some(at),
-                ..Self::new(S::CONFLICT, format!("Upload-Offset mismatch: the upload is at {at}"))
+                ..Self::new(
+                    S::CONFLICT,
+                    format!("Upload-Offset mismatch: the upload is at {at}"),
+                )
             },
             UploadError::BadDigest(_) => Self::new(checksum_mismatch(), "checksum mismatch"),
             UploadError::EntityTooLarge | UploadError::FileTooLarge { .. } => {
                 Self::new(S::PAYLOAD_TOO_LARGE, msg)
             }
-            UploadError::TooManyUploads(_) | UploadError::AccessDenied => Self::new(S::FORBIDDEN, msg),
+            UploadError::TooManyUploads(_) | UploadError::AccessDenied => {
+                Self::new(S::FORBIDDEN, msg)
+            }
             UploadError::OperationAborted => Self::new(S::CONFLICT, msg),
-            UploadError::Unavailable(_) => Self::new(S::SERVICE_UNAVAILABLE, "state store unavailable; retry"),
+            UploadError::Unavailable(_) => {
+                Self::new(S::SERVICE_UNAVAILABLE, "state store unavailable; retry")
+            }
             UploadError::InsufficientStorage(_) => Self {
                 cause: Some(crate::upload::error::chain(&e)),
-                ..Self::new(S::INSUFFICIENT_STORAGE, "not enough free space on the data disk")
+                ..Self::new(
+                    S::INSUFFICIENT_STORAGE,
+                    "not enough free space on the data disk",
+                )
             },
             UploadError::Body(b) => Self {
                 cause: Some(b.to_string()),
@@ -138,7 +148,11 @@ fn op_name(method: &Method, on_upload: bool) -> &'static str {
 }
 
 /// Serves one request under [`PREFIX`], filling `info` as it learns who and what.
-pub async fn handle(app: &App, req: Request<RequestBody>, info: &mut RequestInfo) -> Response<Body> {
+pub async fn handle(
+    app: &App,
+    req: Request<RequestBody>,
+    info: &mut RequestInfo,
+) -> Response<Body> {
     let (parts, body) = req.into_parts();
     // A client that cannot send PATCH or DELETE sends POST with the method it means.
     let method = match parts.headers.get("x-http-method-override") {
@@ -155,20 +169,35 @@ pub async fn handle(app: &App, req: Request<RequestBody>, info: &mut RequestInfo
         if method == Method::OPTIONS {
             return Ok(options(app, &parts.headers));
         }
-        if parts.headers.get("tus-resumable").map(HeaderValue::as_bytes) != Some(VERSION.as_bytes()) {
-            let mut e = TusError::new(StatusCode::PRECONDITION_FAILED, "Tus-Resumable 1.0.0 required");
+        if parts
+            .headers
+            .get("tus-resumable")
+            .map(HeaderValue::as_bytes)
+            != Some(VERSION.as_bytes())
+        {
+            let mut e = TusError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "Tus-Resumable 1.0.0 required",
+            );
             e.cause = None;
             return Err(e);
         }
         let user = authenticate(app, &parts.headers)?;
         info.access_key = Some(user.clone());
-        let ctx = Ctx { app, parts: &parts, user };
+        let ctx = Ctx {
+            app,
+            parts: &parts,
+            user,
+        };
         match (method.clone(), on_upload) {
             (Method::POST, false) => ctx.create(body, info).await,
             (Method::HEAD, true) => ctx.head(&upload_id(rest)?).await,
             (Method::PATCH, true) => ctx.patch(&upload_id(rest)?, body).await,
             (Method::DELETE, true) => ctx.delete(&upload_id(rest)?).await,
-            _ => Err(TusError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")),
+            _ => Err(TusError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed",
+            )),
         }
     }
     .await;
@@ -213,12 +242,18 @@ fn error_response(e: &TusError) -> Response<Body> {
     let mut resp = Response::new(full(format!("{}\n", e.msg)));
     *resp.status_mut() = e.status;
     let h = resp.headers_mut();
-    h.insert(hyper::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    h.insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     if let Some(at) = e.offset {
         h.insert("upload-offset", HeaderValue::from(at));
     }
     if e.status == StatusCode::UNAUTHORIZED {
-        h.insert(hyper::header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        h.insert(
+            hyper::header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer"),
+        );
     }
     resp
 }
@@ -230,7 +265,10 @@ fn decorate(h: &mut HeaderMap, req: &HeaderMap) {
     if let Some(origin) = req.get(hyper::header::ORIGIN) {
         h.insert(hyper::header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
         h.insert(hyper::header::VARY, HeaderValue::from_static("Origin"));
-        h.insert(hyper::header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static(EXPOSE));
+        h.insert(
+            hyper::header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static(EXPOSE),
+        );
     }
 }
 
@@ -240,12 +278,27 @@ fn options(app: &App, req: &HeaderMap) -> Response<Body> {
     *resp.status_mut() = StatusCode::NO_CONTENT;
     let h = resp.headers_mut();
     h.insert("tus-extension", HeaderValue::from_static(EXTENSIONS));
-    h.insert("tus-checksum-algorithm", HeaderValue::from_static(CHECKSUMS));
-    h.insert("tus-max-size", HeaderValue::from(app.uploads.append_max_size()));
+    h.insert(
+        "tus-checksum-algorithm",
+        HeaderValue::from_static(CHECKSUMS),
+    );
+    h.insert(
+        "tus-max-size",
+        HeaderValue::from(app.uploads.append_max_size()),
+    );
     if req.contains_key(hyper::header::ORIGIN) {
-        h.insert(hyper::header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static(ALLOW_METHODS));
-        h.insert(hyper::header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static(ALLOW_HEADERS));
-        h.insert(hyper::header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
+        h.insert(
+            hyper::header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static(ALLOW_METHODS),
+        );
+        h.insert(
+            hyper::header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static(ALLOW_HEADERS),
+        );
+        h.insert(
+            hyper::header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("86400"),
+        );
     }
     resp
 }
@@ -262,7 +315,12 @@ fn authenticate(app: &App, h: &HeaderMap) -> Result<String, TusError> {
     token
         .and_then(|t| app.legacy.users.by_token(t))
         .map(str::to_owned)
-        .ok_or_else(|| TusError::new(StatusCode::UNAUTHORIZED, "a valid Authorization: Bearer token is required"))
+        .ok_or_else(|| {
+            TusError::new(
+                StatusCode::UNAUTHORIZED,
+                "a valid Authorization: Bearer token is required",
+            )
+        })
 }
 
 /// The upload id of a path's last segment (no id parses as a missing upload).
@@ -312,14 +370,22 @@ fn parse_metadata(raw: &str) -> Result<BTreeMap<String, Vec<u8>>, TusError> {
 fn metadata_name(key: &str) -> bool {
     !key.is_empty()
         && key.len() <= 128
-        && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// `Upload-Checksum: <algorithm> <base64 digest>`.
 fn parse_checksum(raw: &str) -> Result<(ChecksumAlgorithm, Vec<u8>), TusError> {
-    let (name, value) = raw.split_once(' ').ok_or_else(|| TusError::bad("invalid Upload-Checksum"))?;
+    let (name, value) = raw
+        .split_once(' ')
+        .ok_or_else(|| TusError::bad("invalid Upload-Checksum"))?;
     let alg = ChecksumAlgorithm::parse(name)
-        .filter(|a| CHECKSUMS.split(',').any(|n| a.as_str().eq_ignore_ascii_case(n)))
+        .filter(|a| {
+            CHECKSUMS
+                .split(',')
+                .any(|n| a.as_str().eq_ignore_ascii_case(n))
+        })
         .ok_or_else(|| TusError::bad(format!("unsupported checksum algorithm {name}")))?;
     let digest = alg
         .decode(value.trim())
@@ -348,9 +414,12 @@ impl Ctx<'_> {
         let name = meta
             .get("filename")
             .ok_or_else(|| TusError::bad("Upload-Metadata must name a filename"))?;
-        let name = String::from_utf8(name.clone()).map_err(|_| TusError::bad("filename is not UTF-8"))?;
+        let name =
+            String::from_utf8(name.clone()).map_err(|_| TusError::bad("filename is not UTF-8"))?;
         if name.is_empty() || name.len() > 512 || name.contains('\0') || name.starts_with('/') {
-            return Err(TusError::bad("filename empty, too long, or starting with /"));
+            return Err(TusError::bad(
+                "filename empty, too long, or starting with /",
+            ));
         }
         Ok(name)
     }
@@ -375,7 +444,9 @@ impl Ctx<'_> {
                         .and_then(ContentHash::parse)
                         .filter(|h| h.algorithm == ContentAlgorithm::Sha256)
                         .ok_or_else(|| TusError::bad("sha256 metadata: expected 64 hex digits"))?;
-                    headers.user.insert(META_HASH.into(), hash.canonical().into_bytes());
+                    headers
+                        .user
+                        .insert(META_HASH.into(), hash.canonical().into_bytes());
                 }
                 k if metadata_name(k) => {
                     headers.user.insert(k.to_ascii_lowercase(), v.clone());
@@ -387,7 +458,11 @@ impl Ctx<'_> {
     }
 
     /// POST: creation (with an optional first body), or a final concatenation.
-    async fn create(&self, body: RequestBody, info: &mut RequestInfo) -> Result<Response<Body>, TusError> {
+    async fn create(
+        &self,
+        body: RequestBody,
+        info: &mut RequestInfo,
+    ) -> Result<Response<Body>, TusError> {
         let h = &self.parts.headers;
         let raw_meta = header(h, "upload-metadata").unwrap_or_default().to_owned();
         let meta = parse_metadata(&raw_meta)?;
@@ -402,13 +477,26 @@ impl Ctx<'_> {
         let length = number(h, "upload-length")?;
         let deferred = header(h, "upload-defer-length");
         match (length, deferred) {
-            (Some(_), Some(_)) => return Err(TusError::bad("Upload-Length and Upload-Defer-Length both given")),
-            (None, None) => return Err(TusError::bad("Upload-Length or Upload-Defer-Length: 1 required")),
-            (None, Some(d)) if d != "1" => return Err(TusError::bad("Upload-Defer-Length must be 1")),
+            (Some(_), Some(_)) => {
+                return Err(TusError::bad(
+                    "Upload-Length and Upload-Defer-Length both given",
+                ));
+            }
+            (None, None) => {
+                return Err(TusError::bad(
+                    "Upload-Length or Upload-Defer-Length: 1 required",
+                ));
+            }
+            (None, Some(d)) if d != "1" => {
+                return Err(TusError::bad("Upload-Defer-Length must be 1"));
+            }
             _ => {}
         }
         if length.is_some_and(|l| l > self.app.uploads.append_max_size()) {
-            return Err(TusError::new(StatusCode::PAYLOAD_TOO_LARGE, "Upload-Length exceeds Tus-Max-Size"));
+            return Err(TusError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Upload-Length exceeds Tus-Max-Size",
+            ));
         }
         let key = if partial {
             format!("{}/.tus-partial/{}", self.user, crate::model::random_hex(8))
@@ -425,7 +513,13 @@ impl Ctx<'_> {
         let up = self
             .app
             .uploads
-            .init_append(&self.user, (&self.app.legacy.bucket, LEGACY_OWNER), &key, headers, append)
+            .init_append(
+                &self.user,
+                (&self.app.legacy.bucket, LEGACY_OWNER),
+                &key,
+                headers,
+                append,
+            )
             .await?;
         let mut resp = Response::new(empty());
         *resp.status_mut() = StatusCode::CREATED;
@@ -485,11 +579,19 @@ impl Ctx<'_> {
         let (up, _) = self
             .app
             .uploads
-            .concat_append(&self.user, &self.app.legacy.bucket, &key, headers, raw_meta.to_owned(), &ids)
+            .concat_append(
+                &self.user,
+                &self.app.legacy.bucket,
+                &key,
+                headers,
+                raw_meta.to_owned(),
+                &ids,
+            )
             .await?;
         let mut resp = Response::new(empty());
         *resp.status_mut() = StatusCode::CREATED;
-        resp.headers_mut().insert(hyper::header::LOCATION, value(&self.location(&up.id)));
+        resp.headers_mut()
+            .insert(hyper::header::LOCATION, value(&self.location(&up.id)));
         Ok(resp)
     }
 
@@ -514,7 +616,10 @@ impl Ctx<'_> {
         if let (false, Some(at)) = (st.done, st.expires) {
             h.insert("upload-expires", value(&http_date(at)));
         }
-        h.insert(hyper::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        h.insert(
+            hyper::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        );
         Ok(resp)
     }
 
@@ -526,7 +631,8 @@ impl Ctx<'_> {
                 format!("Content-Type must be {OCTETS}"),
             ));
         }
-        let offset = number(h, "upload-offset")?.ok_or_else(|| TusError::bad("Upload-Offset required"))?;
+        let offset =
+            number(h, "upload-offset")?.ok_or_else(|| TusError::bad("Upload-Offset required"))?;
         let st = self.app.uploads.append_state(id, &self.user).await?;
         let new = self.write(&st, offset, body).await?;
         let mut resp = Response::new(empty());
@@ -540,9 +646,16 @@ impl Ctx<'_> {
     }
 
     /// Appends the request body at `offset`; returns the new offset.
-    async fn write(&self, st: &AppendState, offset: u64, body: RequestBody) -> Result<u64, TusError> {
+    async fn write(
+        &self,
+        st: &AppendState,
+        offset: u64,
+        body: RequestBody,
+    ) -> Result<u64, TusError> {
         let h = &self.parts.headers;
-        let checksum = header(h, "upload-checksum").map(parse_checksum).transpose()?;
+        let checksum = header(h, "upload-checksum")
+            .map(parse_checksum)
+            .transpose()?;
         let declare = number(h, "upload-length")?;
         let admitted = self.app.uploads.admit(number(h, "content-length")?)?;
         let stream: BodyStream = Box::pin(body.into_data_stream().map_err(BodyError::new));

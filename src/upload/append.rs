@@ -138,7 +138,9 @@ impl Uploads {
         }
         let parts = self.meta.list_parts(&up.id, None, PART_PAGE).await?;
         let offset = parts.iter().map(|(_, p)| p.size).sum();
-        let length = info.length.or_else(|| parts.iter().find_map(|(_, p)| p.length));
+        let length = info
+            .length
+            .or_else(|| parts.iter().find_map(|(_, p)| p.length));
         Ok(AppendState {
             upload: up,
             offset,
@@ -349,16 +351,21 @@ impl Uploads {
                 for (_, p) in parts {
                     let file = format!("{}.{}", n.get(), random_hex(6));
                     names.push((p.file.clone(), file.clone()));
-                    records.push((n, PartRecord {
-                        file,
-                        length: None,
-                        ..p.clone()
-                    }));
+                    records.push((
+                        n,
+                        PartRecord {
+                            file,
+                            length: None,
+                            ..p.clone()
+                        },
+                    ));
                     n = n.next().unwrap_or(n);
                 }
                 self.disk.link_as(&src.id, &names, &up.id).await?;
                 for (n, rec) in &records {
-                    if self.meta.append_part(&up.id, *n, rec, None).await? != AppendPart::Recorded(None) {
+                    if self.meta.append_part(&up.id, *n, rec, None).await?
+                        != AppendPart::Recorded(None)
+                    {
                         return Err(Error::NoSuchUpload);
                     }
                 }
@@ -381,7 +388,12 @@ impl Uploads {
         Ok((up, done))
     }
 
-    async fn appended(&self, up: &UploadRecord, offset: u64, length: Option<u64>) -> Result<Appended> {
+    async fn appended(
+        &self,
+        up: &UploadRecord,
+        offset: u64,
+        length: Option<u64>,
+    ) -> Result<Appended> {
         let partial = up.append.as_ref().is_some_and(|a| a.partial);
         let completed = if length == Some(offset) && !partial {
             Some(self.finish_append(up).await?)
@@ -410,7 +422,14 @@ impl Uploads {
             ..CompleteChecks::default()
         };
         let done = self
-            .complete(&up.id, &up.bucket, &up.key, listed, &checks, &WriteCondition::NONE)
+            .complete(
+                &up.id,
+                &up.bucket,
+                &up.key,
+                listed,
+                &checks,
+                &WriteCondition::NONE,
+            )
             .await?;
         if let Some(hash) = &hash {
             let size = parts.iter().map(|(_, p)| p.size).sum();

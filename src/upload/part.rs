@@ -6,8 +6,8 @@ use super::{Admission, BodyChecks, Caller, RESERVATION_GRACE, Uploads, check_key
 use crate::model::BodyStream;
 use crate::model::checksum::{ChecksumAlgorithm, ChecksumType};
 use crate::model::{
-    AppendInfo, BlobId, Checksum, Millis, ObjectHeaders, PartNumber, PartRecord, UploadId, UploadRecord,
-    UploadState, now_millis, random_hex,
+    AppendInfo, BlobId, Checksum, Millis, ObjectHeaders, PartNumber, PartRecord, UploadId,
+    UploadRecord, UploadState, now_millis, random_hex,
 };
 use crate::store::PutPart;
 use crate::store::disk::{Staged, WriteError};
@@ -271,10 +271,10 @@ impl Uploads {
             self.disk.write(blob, body, max, alg, admitted.0).await
         };
         written.map_err(|e| match e {
-                WriteError::Body(b) => Error::Body(b),
-                WriteError::TooLarge(_) => Error::EntityTooLarge,
-                WriteError::Io(io) => io.into(),
-            })
+            WriteError::Body(b) => Error::Body(b),
+            WriteError::TooLarge(_) => Error::EntityTooLarge,
+            WriteError::Io(io) => io.into(),
+        })
     }
 
     /// Parts of the open upload `up` numbered above `after`, at most `max`, and whether more

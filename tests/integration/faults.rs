@@ -24,8 +24,8 @@ use mpgw::model::{
 };
 use mpgw::store::disk::{DiskStep, FaultHook};
 use mpgw::store::{
-    AbortUpload, AppendPart, BeginComplete, DeleteBucket, MetaStore, PutPart, SealBucket, StoreError,
-    StoreResult, UploadCursor,
+    AbortUpload, AppendPart, BeginComplete, DeleteBucket, MetaStore, PutPart, SealBucket,
+    StoreError, StoreResult, UploadCursor,
 };
 use mpgw::upload::Uploads;
 

@@ -1265,7 +1265,9 @@ async fn append_part(s: Arc<dyn MetaStore>) {
     let up = upload("b", "k", 1);
     let missing = UploadId::generate();
     assert_eq!(
-        s.append_part(&missing, pn(1), &part("1.a"), None).await.unwrap(),
+        s.append_part(&missing, pn(1), &part("1.a"), None)
+            .await
+            .unwrap(),
         AppendPart::NotOpen
     );
     s.create_upload(&up).await.unwrap();
@@ -1286,11 +1288,15 @@ async fn append_part(s: Arc<dyn MetaStore>) {
     );
     // Replacing the last part names the file it read.
     assert_eq!(
-        s.append_part(id, pn(1), &part("1.b"), Some("1.x")).await.unwrap(),
+        s.append_part(id, pn(1), &part("1.b"), Some("1.x"))
+            .await
+            .unwrap(),
         AppendPart::Moved
     );
     assert_eq!(
-        s.append_part(id, pn(1), &part("1.b"), Some("1.a")).await.unwrap(),
+        s.append_part(id, pn(1), &part("1.b"), Some("1.a"))
+            .await
+            .unwrap(),
         AppendPart::Recorded(Some(part("1.a")))
     );
     assert_eq!(
@@ -1299,7 +1305,9 @@ async fn append_part(s: Arc<dyn MetaStore>) {
     );
     // Part 1 is no longer the last: it cannot be replaced.
     assert_eq!(
-        s.append_part(id, pn(1), &part("1.c"), Some("1.b")).await.unwrap(),
+        s.append_part(id, pn(1), &part("1.c"), Some("1.b"))
+            .await
+            .unwrap(),
         AppendPart::Moved
     );
     let mut declared = part("3.a");
