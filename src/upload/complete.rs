@@ -206,7 +206,10 @@ impl Uploads {
                     )));
                 }
             }
-            if i + 1 < listed.len() && part.size < self.limits.min_part_size {
+            // An upload written in order (tus) has no minimum part size: its parts are the
+            // writes its client chose to make.
+            if i + 1 < listed.len() && part.size < self.limits.min_part_size && up.append.is_none()
+            {
                 return Err(Error::EntityTooSmall);
             }
             chosen.push((lp.number, part));

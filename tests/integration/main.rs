@@ -28,4 +28,5 @@ mod s3_multipart;
 mod s3_objects;
 mod s3_tagging;
 mod soak;
+mod tus;
 mod upload_core;
