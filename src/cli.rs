@@ -173,11 +173,20 @@ pub fn run_admin(cmd: AdminCommand, matches: &clap::ArgMatches) -> Result<(), St
                     .open_uploads(bucket.as_deref(), &key_prefix)
                     .await
                     .map_err(|e| e.to_string())?;
-                println!("BUCKET\tKEY\tUPLOAD_ID\tAGE\tPARTS\tSIZE");
+                // TUS: a tus upload's whole length (`deferred` until declared; its offset is
+                // SIZE), `-` for S3 and the note's API.
+                println!("BUCKET\tKEY\tUPLOAD_ID\tAGE\tPARTS\tSIZE\tTUS");
                 for u in &open {
                     let r = &u.record;
+                    let tus = match &r.append {
+                        None => "-".to_owned(),
+                        Some(a) => a
+                            .length
+                            .or(u.declared)
+                            .map_or_else(|| "deferred".to_owned(), |l| l.to_string()),
+                    };
                     println!(
-                        "{}\t{}\t{}\t{}\t{}\t{}",
+                        "{}\t{}\t{}\t{}\t{}\t{}\t{tus}",
                         r.bucket,
                         r.key,
                         r.id,

@@ -11,7 +11,7 @@
 use futures_util::StreamExt as _;
 
 use super::error::{Error, Result};
-use super::{Admission, CompleteChecks, Completed, ListedPart, Uploads, WriteCondition, millis};
+use super::{Admission, CompleteChecks, Completed, ListedPart, Uploads, WriteCondition};
 use crate::model::checksum::ChecksumAlgorithm;
 use crate::model::{
     AppendInfo, BodyError, BodyStream, Checksum, Millis, ObjectHeaders, ObjectPart, PartNumber,
@@ -78,10 +78,15 @@ impl Uploads {
             .min(5 << 40)
     }
 
-    /// When an upload made at `created` expires, or None when uploads never do.
-    fn append_expiry(&self, created: Millis) -> Option<Millis> {
-        (!self.limits.upload_expiry.is_zero())
-            .then(|| created.saturating_add(millis(self.limits.upload_expiry)))
+    /// When the upload `up` expires: its bucket's lifecycle rule for its key, else the
+    /// server-wide `--upload-expiry` (None: never), as the expiry janitor decides.
+    async fn append_expiry(&self, up: &UploadRecord) -> Result<Option<Millis>> {
+        let rules = self
+            .find_bucket(&up.bucket)
+            .await?
+            .and_then(|b| b.lifecycle);
+        let limit = super::expiry::age_limit(rules.as_deref(), &up.key, self.limits.upload_expiry);
+        Ok(limit.map(|l| up.created.saturating_add(l)))
     }
 
     /// `owner`'s upload `id` written in order, open or completed (a completed one answers with
@@ -111,7 +116,7 @@ impl Uploads {
 
     async fn state_of(&self, up: UploadRecord) -> Result<AppendState> {
         let info = up.append.clone().unwrap_or_default();
-        let expires = self.append_expiry(up.created);
+        let expires = self.append_expiry(&up).await?;
         if up.state == UploadState::Completed {
             // Its parts are the object's now: the length is what was declared, or the object's
             // size while the object is still this upload's.

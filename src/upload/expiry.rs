@@ -21,6 +21,8 @@ pub struct OpenUpload {
     /// Sum of the sizes of its recorded parts.
     pub size: u64,
     pub parts: usize,
+    /// The length a part declared (a tus upload created with its length deferred).
+    pub declared: Option<u64>,
 }
 
 /// What one expiry run did.
@@ -110,6 +112,7 @@ impl Uploads {
                 .await?;
             out.push(OpenUpload {
                 size: parts.iter().map(|(_, p)| p.size).sum(),
+                declared: parts.iter().find_map(|(_, p)| p.length),
                 parts: parts.len(),
                 record: up,
             });

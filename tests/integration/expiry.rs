@@ -294,6 +294,30 @@ async fn admin_lists_and_purges(store: Store) {
         upload_part(&c, "adm", key, &id, 1, data).await;
         ids.push(id);
     }
+    // A tus upload with its length deferred, 7 bytes in.
+    let http = reqwest::Client::new();
+    let token = gw.legacy_token(crate::harness::ACCESS_KEY);
+    let tus = |r: reqwest::RequestBuilder| {
+        r.header("tus-resumable", "1.0.0")
+            .header("authorization", format!("Bearer {token}"))
+    };
+    let created = tus(http.post(format!("{}/_tus/", gw.endpoint())))
+        .header("upload-defer-length", "1")
+        .header("upload-metadata", "filename dC5iaW4=")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let url = created.headers()["location"].to_str().unwrap().to_owned();
+    let patched = tus(http.patch(&url))
+        .header("content-type", "application/offset+octet-stream")
+        .header("upload-offset", "0")
+        .body("1234567")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status(), 204);
+    let tus_id = url.rsplit('/').next().unwrap().to_owned();
     if store == Store::Embedded {
         // The embedded store is held by the running gateway: a clear refusal.
         let out = admin(&gw, &["uploads"]);
@@ -314,7 +338,14 @@ async fn admin_lists_and_purges(store: Store) {
         assert_eq!(cols[1], key, "{line}");
         assert_eq!(cols[4], "1", "{line}");
         assert_eq!(cols[5], size.to_string(), "{line}");
+        assert_eq!(cols[6], "-", "{line}");
     }
+    let line = list
+        .lines()
+        .find(|l| l.contains(&tus_id))
+        .unwrap_or_else(|| panic!("tus upload not listed:\n{list}"));
+    let cols: Vec<&str> = line.split('\t').collect();
+    assert_eq!((cols[5], cols[6]), ("7", "deferred"), "{line}");
     let only_b = stdout(&admin(&gw, &["uploads", "--prefix", "adm/b/"]));
     assert!(
         only_b.contains(&ids[2]) && !only_b.contains(&ids[0]),
