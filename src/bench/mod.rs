@@ -23,6 +23,7 @@ use crate::units::parse_size;
 mod machine;
 mod phases;
 mod report;
+mod tus;
 use self::machine::{Limits, disk, loopback, md5_speed};
 use self::report::{Metric, Report, table};
 
@@ -106,6 +107,10 @@ pub struct BenchArgs {
     /// Bytes written (8 MiB blocks, then fsync) to measure the disk.
     #[arg(long, default_value = "512MiB", value_parser = parse_size)]
     pub disk_size: u64,
+    /// A legacy user's token: also measure tus uploads (`/_tus/`) of the object size, one
+    /// stream and four (partial uploads joined by a final concatenation).
+    #[arg(long, hide_env_values = true)]
+    pub tus_token: Option<String>,
     /// Write the results as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -204,6 +209,9 @@ async fn bench(args: &BenchArgs) -> Result<Report, String> {
     let started = Instant::now();
     let mut run = Bench::setup(args).await?;
     let complete_64 = run.uploads().await?;
+    if let Some(token) = &args.tus_token {
+        run.tus_uploads(token).await?;
+    }
     run.complete_64(&complete_64).await?;
     if run.big_size > 0 {
         run.big_upload().await?;

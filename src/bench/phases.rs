@@ -14,7 +14,7 @@ const OBJECT: &str = "bench/object";
 
 impl Bench<'_> {
     /// What bounds `jobs` uploads at once: the disk's write speed or MD5 on that many cores.
-    fn upload_bound(&self, jobs: usize) -> (String, f64) {
+    pub(super) fn upload_bound(&self, jobs: usize) -> (String, f64) {
         let limits = &self.limits;
         let md5 = jobs.min(self.cores) as f64 * limits.md5;
         if limits.disk_write < md5 {

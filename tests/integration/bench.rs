@@ -29,6 +29,7 @@ async fn bench_reports_every_metric() {
         .args(["--range-size", "256KiB", "--ranges", "512"])
         .args(["--cycles", "512", "--puts", "1024", "--disk-size", "256MiB"])
         .args(["--server-pid", &std::process::id().to_string()])
+        .args(["--tus-token", &gw.legacy_token(ACCESS_KEY)])
         .arg("--data-dir")
         .arg(gw.data_dir())
         .arg("--json")
@@ -56,6 +57,8 @@ async fn bench_reports_every_metric() {
     for want in [
         "upload_c1",
         "upload_c4",
+        "tus_c1",
+        "tus_c4",
         "complete_64p",
         "complete_64p_big",
         "upload_big",
