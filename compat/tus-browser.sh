@@ -9,7 +9,8 @@
 # must resume from the fingerprint it stored: a HEAD, then a PATCH from the offset the gateway
 # had, > 0), and waits for Uppy's complete event. See compat/tusbrowser/tus-test.mjs. The object
 # `<user>/<name>` in the bucket `files` is then compared byte for byte with the same bytes made
-# by Node (compat/tusbrowser/gen.mjs), and its Content-Type with the upload's `filetype`.
+# by Node (compat/tusbrowser/gen.mjs), its Content-Type with the upload's `filetype` and its
+# user metadata with the page's extra meta field.
 #
 #   bash compat/tus-browser.sh [embedded|redis]     (no argument: both stores)
 #
@@ -131,6 +132,9 @@ awsc s3api get-object --bucket files --key "$user/$name" "$WORK/got.bin" --outpu
 cmp_files "$WORK/expected.bin" "$WORK/got.bin"
 expect_eq "ContentLength of files/$user/$name" "$size" "$(json_eval 'd.get("ContentLength")' <"$WORK/get.json")"
 expect_eq "ContentType of files/$user/$name (the upload's filetype)" "$type" "$(json_eval 'd.get("ContentType")' <"$WORK/get.json")"
+# Uppy sends every meta field of the file; the page adds origin=tus-browser.
+expect_eq "user metadata 'origin' of files/$user/$name (Upload-Metadata origin)" "tus-browser" \
+    "$(json_eval 'd.get("Metadata", {}).get("origin")' <"$WORK/get.json")"
 
 step "passed"
 log "screenshots: $shot-progress.png $shot-reloaded.png $shot.png"
