@@ -2,16 +2,16 @@
 // @uppy/tus pointed at the gateway's /_tus/, and hooks for tus-test.mjs on window.tusTest.
 //
 // window.TUS_CONFIG (config.js, served by the test): endpoint (…/_tus/), token, name, type,
-// seed, size, lastModified, patchDelayMs.
+// seed, size, lastModified.
 //
 // The file is built here from the seeded PRNG (prng.mjs) with a fixed name, type, size and
 // lastModified, so that after a page reload the same file added again gets the same Uppy file id,
 // hence the same tus fingerprint: tus-js-client finds the upload URL it stored in localStorage
 // (storeFingerprintForResuming) and resumes there (HEAD, then PATCH from the server's offset).
 //
-// The test slows the upload down from inside the page (onBeforeRequest), never with Playwright's
-// request interception: with a route installed, Playwright answers CORS preflights itself, and
-// the gateway's CORS would not be exercised.
+// The test holds PATCHes from inside the page (onBeforeRequest), never with Playwright's request
+// interception: with a route installed, Playwright answers CORS preflights itself, and the
+// gateway's CORS would not be exercised.
 import Uppy from '@uppy/core';
 import Tus from '@uppy/tus';
 
@@ -19,7 +19,6 @@ import { pseudoRandomBytes } from './prng.mjs';
 
 const cfg = window.TUS_CONFIG;
 const MIB = 1024 * 1024;
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 const state = {
   fileId: null,
@@ -34,10 +33,8 @@ const state = {
   complete: null,      // { successful, failed } of complete
   uploadURL: null,     // the tus upload URL, once Uppy knows it
   held: [],            // Upload-Offset of PATCHes held by holdFrom()
-  dropped: 0,          // delayed PATCHes not sent because the upload was paused meanwhile
 };
 let holdAt = Infinity;
-let generation = 0; // bumped by pause(): a PATCH delayed across a pause is dropped
 
 const uppy = new Uppy({ id: 'mpgw-tus', autoProceed: false });
 uppy.use(Tus, {
@@ -51,18 +48,10 @@ uppy.use(Tus, {
   async onBeforeRequest(req) {
     if (req.getMethod() !== 'PATCH') return;
     const offset = Number(req.getHeader('Upload-Offset'));
-    const gen = generation;
     if (offset >= holdAt) {
       state.held.push(offset);
       render();
-      await new Promise(() => {}); // until the page is reloaded
-    }
-    if (cfg.patchDelayMs) await sleep(cfg.patchDelayMs);
-    if (gen !== generation) {
-      // Paused during the delay: tus-js-client has already aborted this upload; sending the
-      // request now would race with the one the resume makes.
-      state.dropped += 1;
-      throw new Error('paused before this PATCH was sent');
+      await new Promise(() => {}); // never sent: the test reloads the page
     }
   },
 });
@@ -135,7 +124,6 @@ window.tusTest = {
     uppy.upload().catch((e) => state.errors.push(`upload(): ${e?.message ?? e}`));
   },
   pause() {
-    generation += 1;
     return uppy.pauseResume(state.fileId);
   },
   resume() {

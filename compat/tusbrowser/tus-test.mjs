@@ -9,13 +9,15 @@
 // The page (index.html + the bundle + config.js) is served by a small server here, on its own
 // 127.0.0.1 port: another origin than the gateway, so every tus request is a CORS request with a
 // preflight that the gateway answers. No Playwright route is ever installed (with one,
-// Playwright answers CORS preflights itself); the page slows its PATCHes down itself.
+// Playwright answers CORS preflights itself): uploads are slowed to 4 MiB/s by Chromium's network
+// emulation (CDP Network.emulateNetworkConditions) and the page holds PATCHes itself.
 //
 // 1. The CORS preflight of a PATCH, from Node: allowed for the page's origin, with the headers
 //    tus-js-client sends.
 // 2. In Chromium: add the file (~12 MiB, 1 MiB chunks) and start; progress events arrive.
-//    At 2 MiB, pause (uppy.pauseResume): no tus request while paused, progress stands still.
-//    Resume: a HEAD of the same upload URL, then a PATCH from exactly the offset it answered.
+//    At 2.5 MiB, pause (uppy.pauseResume): this aborts the PATCH in flight (the gateway keeps
+//    the bytes that arrived); no tus request while paused, progress stands still. Resume: a HEAD
+//    of the same upload URL, then a PATCH from exactly the offset it answered.
 // 3. PATCHes from 5 MiB on are held in the page; past 40 % the page is RELOADED. The same file
 //    added again gets the same fingerprint: tus-js-client finds the upload URL it stored in
 //    localStorage and resumes: no POST, a HEAD of the same URL, and the first PATCH starts at the
@@ -58,7 +60,8 @@ const BUNDLE = env('TUS_BUNDLE');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const MIB = 1024 * 1024;
 const WAIT = 30_000; // default bound for one wait
-const PAUSE_AT = 2 * MIB;
+const PAUSE_AT = 2.5 * MIB; // in the middle of the third chunk
+const UPLOAD_BYTES_PER_S = 4 * MIB;
 const HOLD_AT = 5 * MIB;
 const ENDPOINT = `${GW}/_tus/`;
 
@@ -102,7 +105,6 @@ const config = {
   seed: SEED,
   size: SIZE,
   lastModified: 1_700_000_000_000,
-  patchDelayMs: 150,
 };
 const server = http.createServer((req, res) => {
   const p = new URL(req.url, 'http://x').pathname;
@@ -191,6 +193,10 @@ let phase = 'start';
 
 async function run(context, origin) {
   const page = context.pages()[0] ?? (await context.newPage());
+  // Slow uploads down (1 MiB PATCH = 1/4 s) so that the pause cuts a PATCH in the middle.
+  const cdp = await context.newCDPSession(page);
+  await cdp.send('Network.enable');
+  await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: UPLOAD_BYTES_PER_S });
   const consoleLog = fs.createWriteStream(path.join(WORK, 'page-console.log'));
   const pageErrors = [];
   page.on('console', (m) => consoleLog.write(`[${phase}] ${m.type()}: ${m.text()}\n`));
@@ -287,6 +293,12 @@ async function run(context, origin) {
   eq('Upload-Offset of the first PATCH after resume (= what the HEAD answered)', resumed[0].resOffset, resumed[1].reqOffset);
   check(inPhase('resumed', 'POST').length === 0, 'a POST after resume: the upload was created anew');
   check(held.isPaused === false, 'still paused after resume');
+  // The PATCH the pause aborted (if it was in flight): the HEAD's offset tells what the gateway kept.
+  const cut = tus.find((e) => e.phase === 'first' && e.method === 'PATCH' && e.failed);
+  const pauseCut = cut ? { patchAt: Number(cut.reqOffset), kept: Number(resumed[0].resOffset) - Number(cut.reqOffset) } : null;
+  console.error(cut
+    ? `the pause aborted the PATCH from ${cut.reqOffset} (${cut.failed}); the gateway kept ${pauseCut.kept} B of it`
+    : 'the pause aborted no PATCH in flight');
 
   // ---------------------------------------------------------------- 3. reload
   const ackedOffset = lastAck().resOffset;
@@ -357,6 +369,7 @@ async function run(context, origin) {
     uploadURL,
     pausedAt: paused2.bytesUploaded,
     resumedAfterPauseAt: Number(resumed[0].resOffset),
+    pauseCut,
     reloadedAt: held.bytesUploaded,
     resumedAfterReloadAt: Number(firstPatch.reqOffset),
     progressEvents: { beforeReload: progressBefore, afterReload: done.progressEvents },
