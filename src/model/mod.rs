@@ -175,6 +175,10 @@ pub struct AppendInfo {
     /// A partial upload of a concatenation: never published on its own.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub partial: bool,
+    /// The final upload of a concatenation: the partial uploads' URLs as the client listed
+    /// them. It takes no writes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concat: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

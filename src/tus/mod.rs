@@ -509,6 +509,7 @@ impl Ctx<'_> {
             length,
             metadata: raw_meta,
             partial,
+            concat: None,
         };
         let up = self
             .app
@@ -585,7 +586,7 @@ impl Ctx<'_> {
                 &key,
                 headers,
                 raw_meta.to_owned(),
-                &ids,
+                (&ids, list),
             )
             .await?;
         let mut resp = Response::new(empty());
@@ -612,6 +613,9 @@ impl Ctx<'_> {
         }
         if info.partial {
             h.insert("upload-concat", HeaderValue::from_static("partial"));
+        }
+        if let Some(list) = &info.concat {
+            h.insert("upload-concat", value(&format!("final;{list}")));
         }
         if let (false, Some(at)) = (st.done, st.expires) {
             h.insert("upload-expires", value(&http_date(at)));

@@ -159,8 +159,30 @@ impl Uploads {
     /// `checksum` is what the client says the body's digest is: checked before anything is
     /// recorded (`BadDigest`), and then a cut-off body keeps nothing. `declare` is the whole
     /// length of an upload created with its length deferred. When the upload then holds all
-    /// its bytes, it is completed (published), unless it is a partial upload.
+    /// its bytes, it is completed (published), unless it is a partial upload. The final upload
+    /// of a concatenation takes no writes (`AccessDenied`).
+    ///
+    /// It runs in a task of its own: a client that hangs up once its body has gone out (before
+    /// reading the answer) still gets its bytes stored, and the next HEAD reports them.
     pub async fn append(
+        &self,
+        state: &AppendState,
+        offset: u64,
+        body: BodyStream,
+        checksum: Option<(ChecksumAlgorithm, Vec<u8>)>,
+        declare: Option<u64>,
+        admitted: Admission,
+    ) -> Result<Appended> {
+        let (this, state) = (self.clone(), state.clone());
+        tokio::spawn(async move {
+            this.run_append(&state, offset, body, checksum, declare, admitted)
+                .await
+        })
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(e)))?
+    }
+
+    async fn run_append(
         &self,
         state: &AppendState,
         offset: u64,
@@ -171,6 +193,9 @@ impl Uploads {
     ) -> Result<Appended> {
         let up = &state.upload;
         let id = &up.id;
+        if up.append.as_ref().is_some_and(|a| a.concat.is_some()) {
+            return Err(Error::AccessDenied);
+        }
         if state.done {
             return Err(Error::OffsetMismatch(state.offset));
         }
@@ -305,7 +330,8 @@ impl Uploads {
         }
     }
 
-    /// Publishes the concatenation of `owner`'s finished partial uploads `partials`, in order,
+    /// Publishes the concatenation of `owner`'s finished partial uploads `partials`, in order
+    /// (`concat`: the list as the client gave it, answered back on HEAD),
     /// as bucket/key without copying a byte: their part files are linked into a new upload
     /// (written in order, its length their sum), which is completed; the partial uploads then
     /// end. A partial upload of another owner is `NoSuchUpload`, like a missing one.
@@ -316,7 +342,7 @@ impl Uploads {
         key: &str,
         headers: ObjectHeaders,
         metadata: String,
-        partials: &[UploadId],
+        (partials, concat): (&[UploadId], &str),
     ) -> Result<(UploadRecord, Completed)> {
         let mut sources = Vec::with_capacity(partials.len());
         let mut length = 0u64;
@@ -344,6 +370,7 @@ impl Uploads {
             length: Some(length),
             metadata,
             partial: false,
+            concat: Some(concat.to_owned()),
         };
         let up = self
             .init_with(owner, bucket, key, headers, None, Some(info))

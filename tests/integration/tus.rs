@@ -208,6 +208,21 @@ async fn roundtrip(store: Store) {
     assert_eq!(tus.patch(&id, 0, b"x").await.status, 409);
 }
 
+/// Sends a PATCH at `offset` announcing `len` bytes, sends `body`, and hangs up without reading
+/// the answer.
+fn raw_patch(gw: &TestGateway, tus: &Tus, id: &str, offset: usize, body: &[u8], len: usize) {
+    let mut sock = std::net::TcpStream::connect(gw.addr()).unwrap();
+    let head = format!(
+        "PATCH /_tus/{id} HTTP/1.1\r\nhost: {}\r\ntus-resumable: 1.0.0\r\nauthorization: Bearer {}\r\ncontent-type: {OCTETS}\r\nupload-offset: {offset}\r\ncontent-length: {len}\r\n\r\n",
+        gw.addr(),
+        tus.token,
+    );
+    sock.write_all(head.as_bytes()).unwrap();
+    sock.write_all(body).unwrap();
+    sock.flush().unwrap();
+    sock.shutdown(std::net::Shutdown::Both).unwrap();
+}
+
 both!(cut_off_patch_keeps_its_bytes, cut_off_patch_keeps_its_bytes);
 /// A body cut off mid-way keeps what arrived: HEAD reports it, the rest completes the file.
 async fn cut_off_patch_keeps_its_bytes(store: Store) {
@@ -216,19 +231,7 @@ async fn cut_off_patch_keeps_its_bytes(store: Store) {
     let data = random_bytes(4 * MIB);
     let id = tus.create_named("cut.bin", data.len()).await;
     let sent = 3 * MIB / 2 + 5;
-    {
-        let mut sock = std::net::TcpStream::connect(gw.addr()).unwrap();
-        let head = format!(
-            "PATCH /_tus/{id} HTTP/1.1\r\nhost: {}\r\ntus-resumable: 1.0.0\r\nauthorization: Bearer {}\r\ncontent-type: {OCTETS}\r\nupload-offset: 0\r\ncontent-length: {}\r\n\r\n",
-            gw.addr(),
-            tus.token,
-            data.len()
-        );
-        sock.write_all(head.as_bytes()).unwrap();
-        sock.write_all(&data[..sent]).unwrap();
-        sock.flush().unwrap();
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    raw_patch(&gw, &tus, &id, 0, &data[..sent], data.len());
     let mut offset = 0;
     for _ in 0..100 {
         offset = tus.head(&id).await.offset().unwrap();
@@ -238,6 +241,22 @@ async fn cut_off_patch_keeps_its_bytes(store: Store) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(offset, sent as u64, "the bytes that arrived are kept");
+    // A whole body sent, and the client gone before the answer: stored all the same.
+    let more = MIB;
+    raw_patch(&gw, &tus, &id, sent, &data[sent..sent + more], more);
+    let want = (sent + more) as u64;
+    for _ in 0..100 {
+        if tus.head(&id).await.offset() == Some(want) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        tus.head(&id).await.offset(),
+        Some(want),
+        "a whole body is kept"
+    );
+    let sent = sent + more;
     // And after a restart (a crash loses nothing that was answered or recorded).
     gw.restart().await;
     let tus = Tus::of(&gw, crate::harness::ACCESS_KEY);
@@ -539,6 +558,14 @@ async fn concatenation(store: Store) {
         .to_owned();
     let head = tus.head(&final_id).await;
     assert_eq!(head.offset(), Some(data.len() as u64));
+    assert_eq!(head.header("upload-concat"), Some(concat.as_str()));
+    // A final upload takes no writes: 403.
+    assert_eq!(
+        tus.patch(&final_id, data.len() as u64, b"more")
+            .await
+            .status,
+        403
+    );
     let mut links = 0;
     for f in std::fs::read_dir(gw.data_dir().join("blobs").join(&final_id)).unwrap() {
         let mut file = std::fs::File::open(f.unwrap().path()).unwrap();
