@@ -34,11 +34,17 @@ pub struct App {
     pub cors_default: Option<Arc<CorsRule>>,
     /// The design note's `/file/*` API.
     pub legacy: Arc<LegacySettings>,
+    /// The key of tus upload URLs made for S3 keys (`?sig=`), shared by every gateway on the
+    /// state store.
+    pub tus_url_key: Arc<[u8]>,
     /// Sizes and timeouts the listeners enforce.
     pub limits: crate::config::ConnLimits,
     /// This gateway's entry among the live gateways of the data dir, held while it runs.
     _registration: Arc<crate::store::peers::Registration>,
 }
+
+/// Name of the tus upload URLs' key in the state store's shared secrets.
+const TUS_URL_SECRET_NAME: &str = "tus-upload-urls";
 
 impl App {
     /// Opens the stores, settles Completes a crash interrupted, and starts the periodic expiry of
@@ -57,6 +63,10 @@ impl App {
             .shared_secret(crate::credentials::LINK_SECRET_NAME)
             .await
             .map_err(|e| format!("the download links' key: {e}"))?;
+        let tus_url_key = uploads
+            .shared_secret(TUS_URL_SECRET_NAME)
+            .await
+            .map_err(|e| format!("the tus upload URLs' key: {e}"))?;
         let legacy = LegacySettings {
             bucket: cfg.legacy_bucket.clone(),
             chunk_size: cfg.legacy_chunk_size,
@@ -131,6 +141,7 @@ impl App {
             domain: cfg.domain.as_deref().map(Into::into),
             cors_default: CorsRule::allow_origins(&cfg.cors_allow_origins).map(Arc::new),
             legacy: Arc::new(legacy),
+            tus_url_key: tus_url_key.into_bytes().into(),
             limits: crate::config::ConnLimits::from_config(cfg),
             _registration: Arc::new(registration),
         })

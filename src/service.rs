@@ -100,7 +100,11 @@ pub async fn handle(app: App, req: Request<Incoming>) -> Result<Response<Body>, 
         access.info.op = "UiPage";
         crate::ui::handle(path)
     } else if path.starts_with(crate::tus::PREFIX) {
-        crate::tus::handle(&app, req, &mut access.info)
+        // An S3 key may sign a tus creation with SigV4: the S3 front end checks the signature.
+        let (parts, body) = req.into_parts();
+        let signer = crate::s3::header_signer(&app, &parts);
+        let req = Request::from_parts(parts, body);
+        crate::tus::handle(&app, req, signer, &mut access.info)
             .instrument(span)
             .await
     } else if path.starts_with(crate::legacy::PREFIX) {

@@ -123,6 +123,46 @@ pub async fn handle(
     finish(app, result, origin, request_id, &parts, info).await
 }
 
+/// Who signed a request with SigV4 in its `Authorization` header, for another front end (tus
+/// creation by an S3 key): the access key, the headers the signature covers, and the signed
+/// payload hash (None: unsigned). None when the request carries no such header.
+pub fn header_signer(
+    app: &App,
+    parts: &http::request::Parts,
+) -> Option<Result<(String, Vec<String>, Option<[u8; 32]>), String>> {
+    let auth = parts
+        .headers
+        .get(hyper::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    if !auth.starts_with("AWS4-HMAC-SHA256 ") {
+        return None;
+    }
+    let query = route::Query::parse(parts.uri.query());
+    let verified = auth::verify(
+        parts,
+        &query,
+        None,
+        &app.credentials,
+        std::time::SystemTime::now(),
+    );
+    Some(match verified {
+        Err(e) => Err(e.to_string()),
+        Ok(v) => {
+            let signed = auth
+                .split(',')
+                .find_map(|f| f.trim().strip_prefix("SignedHeaders="))
+                .map(|h| h.split(';').map(str::to_owned).collect())
+                .unwrap_or_default();
+            match v.payload {
+                auth::PayloadMode::Sha256(h) => Ok((v.access_key, signed, Some(h))),
+                auth::PayloadMode::Unsigned => Ok((v.access_key, signed, None)),
+                _ => Err("a tus request cannot be aws-chunked".into()),
+            }
+        }
+    })
+}
+
 /// Renders a result (logging a failure once), with the CORS headers a browser origin needs.
 async fn finish(
     app: &App,

@@ -151,6 +151,7 @@ fn op_name(method: &Method, on_upload: bool) -> &'static str {
 pub async fn handle(
     app: &App,
     req: Request<RequestBody>,
+    signer: Option<Signer>,
     info: &mut RequestInfo,
 ) -> Response<Body> {
     let (parts, body) = req.into_parts();
@@ -182,12 +183,16 @@ pub async fn handle(
             e.cause = None;
             return Err(e);
         }
-        let user = authenticate(app, &parts.headers)?;
-        info.access_key = Some(user.clone());
+        let who = authenticate(app, &parts, rest, signer)?;
+        info.access_key = match &who {
+            Who::User(u) => Some(u.clone()),
+            Who::Key { access_key, .. } => Some(access_key.clone()),
+            Who::Url => None,
+        };
         let ctx = Ctx {
             app,
             parts: &parts,
-            user,
+            who,
         };
         match (method.clone(), on_upload) {
             (Method::POST, false) => ctx.create(body, info).await,
@@ -303,9 +308,75 @@ fn options(app: &App, req: &HeaderMap) -> Response<Body> {
     resp
 }
 
-/// The user whose token the request carries in `Authorization: Bearer`.
-fn authenticate(app: &App, h: &HeaderMap) -> Result<String, TusError> {
-    let token = h
+/// An S3 key's SigV4 signature over a request, as the S3 front end checked it: the access key
+/// (or why the signature is refused), the headers it covers, the signed payload hash.
+pub type Signer = Result<(String, Vec<String>, Option<[u8; 32]>), String>;
+
+/// Who a request acts for.
+enum Who {
+    /// A legacy user, by the Bearer token.
+    User(String),
+    /// An S3 key that signed a creation with SigV4.
+    Key {
+        access_key: String,
+        signed: Vec<String>,
+        payload: Option<[u8; 32]>,
+    },
+    /// Whoever holds the upload URL made for an S3 key's upload (its `sig` is checked).
+    Url,
+}
+
+type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+
+/// The `sig` of the upload URL of upload `id` made for an S3 key: an HMAC of the id under
+/// the gateways' shared key, so the URL is the capability (as a presigned URL is).
+fn url_sig(key: &[u8], id: &UploadId) -> String {
+    use hmac::{KeyInit as _, Mac as _};
+    let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(b"tus-upload-url\n");
+    mac.update(id.as_str().as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// Who the request is: a signed S3 key (creation only), the holder of an upload URL with its
+/// `sig`, or the legacy user whose token is in `Authorization: Bearer`.
+fn authenticate(
+    app: &App,
+    parts: &Parts,
+    rest: &str,
+    signer: Option<Signer>,
+) -> Result<Who, TusError> {
+    match signer {
+        Some(Err(msg)) => return Err(TusError::new(StatusCode::FORBIDDEN, msg)),
+        Some(Ok((access_key, signed, payload))) => {
+            return Ok(Who::Key {
+                access_key,
+                signed,
+                payload,
+            });
+        }
+        None => {}
+    }
+    let sig = form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes())
+        .find(|(k, _)| k == "sig")
+        .map(|(_, v)| v.into_owned());
+    if let Some(sig) = sig {
+        use subtle::ConstantTimeEq as _;
+        let ok = UploadId::parse(rest.trim_end_matches('/')).is_some_and(|id| {
+            bool::from(
+                url_sig(&app.tus_url_key, &id)
+                    .as_bytes()
+                    .ct_eq(sig.as_bytes()),
+            )
+        });
+        return if ok {
+            Ok(Who::Url)
+        } else {
+            Err(TusError::not_found())
+        };
+    }
+    let token = parts
+        .headers
         .get(hyper::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| {
@@ -314,7 +385,7 @@ fn authenticate(app: &App, h: &HeaderMap) -> Result<String, TusError> {
         });
     token
         .and_then(|t| app.legacy.users.by_token(t))
-        .map(str::to_owned)
+        .map(|u| Who::User(u.to_owned()))
         .ok_or_else(|| {
             TusError::new(
                 StatusCode::UNAUTHORIZED,
@@ -396,10 +467,40 @@ fn parse_checksum(raw: &str) -> Result<(ChecksumAlgorithm, Vec<u8>), TusError> {
 struct Ctx<'a> {
     app: &'a App,
     parts: &'a Parts,
-    user: String,
+    who: Who,
 }
 
 impl Ctx<'_> {
+    /// Whose uploads this request may touch: a user's or a key's own; None for the holder of an
+    /// upload URL (its `sig` names the upload).
+    fn owner(&self) -> Result<Option<&str>, TusError> {
+        match &self.who {
+            Who::User(u) => Ok(Some(u)),
+            Who::Url => Ok(None),
+            Who::Key { .. } => Err(TusError::bad(
+                "an S3 key signs the creation only: use the upload URL it returned",
+            )),
+        }
+    }
+
+    /// The legacy user of a Bearer request (creation by anyone else is refused).
+    fn user(&self) -> Result<&str, TusError> {
+        match &self.who {
+            Who::User(u) => Ok(u),
+            Who::Key { .. } => Err(TusError::bad(
+                "concatenation needs a legacy user's Bearer token",
+            )),
+            Who::Url => Err(TusError::new(
+                StatusCode::UNAUTHORIZED,
+                "a valid Authorization: Bearer token is required",
+            )),
+        }
+    }
+
+    async fn state(&self, id: &UploadId) -> Result<AppendState, TusError> {
+        Ok(self.app.uploads.append_state(id, self.owner()?).await?)
+    }
+
     /// The upload's URL as the client reached this server.
     fn location(&self, id: &UploadId) -> String {
         let host = header(&self.parts.headers, "host")
@@ -407,7 +508,13 @@ impl Ctx<'_> {
             .or_else(|| self.parts.uri.authority().map(|a| a.to_string()))
             .unwrap_or_default();
         let scheme = if self.app.https { "https" } else { "http" };
-        format!("{scheme}://{host}{PREFIX}{id}")
+        match self.who {
+            Who::Key { .. } => format!(
+                "{scheme}://{host}{PREFIX}{id}?sig={}",
+                url_sig(&self.app.tus_url_key, id)
+            ),
+            _ => format!("{scheme}://{host}{PREFIX}{id}"),
+        }
     }
 
     fn filename(meta: &BTreeMap<String, Vec<u8>>) -> Result<String, TusError> {
@@ -457,6 +564,33 @@ impl Ctx<'_> {
         Ok(headers)
     }
 
+    /// A creation signed by an S3 key must have its signature cover every header that
+    /// shapes the upload (its length, metadata naming bucket and key, concatenation), and a
+    /// body only without a signed payload hash (it is not hashed here).
+    fn check_signed(&self, signed: &[String], payload: Option<[u8; 32]>) -> Result<(), TusError> {
+        let unsigned: Vec<&str> = self
+            .parts
+            .headers
+            .keys()
+            .map(hyper::header::HeaderName::as_str)
+            .filter(|n| n.starts_with("upload-") || *n == "x-http-method-override")
+            .filter(|n| !signed.iter().any(|s| s == n))
+            .collect();
+        if !unsigned.is_empty() {
+            return Err(TusError::new(
+                StatusCode::FORBIDDEN,
+                format!("headers not signed: {}", unsigned.join(", ")),
+            ));
+        }
+        let empty = number(&self.parts.headers, "content-length")?.unwrap_or(0) == 0;
+        if payload.is_some() && !empty {
+            return Err(TusError::bad(
+                "a SigV4-signed creation with a body must use UNSIGNED-PAYLOAD",
+            ));
+        }
+        Ok(())
+    }
+
     /// POST: creation (with an optional first body), or a final concatenation.
     async fn create(
         &self,
@@ -498,13 +632,53 @@ impl Ctx<'_> {
                 "Upload-Length exceeds Tus-Max-Size",
             ));
         }
-        let key = if partial {
-            format!("{}/.tus-partial/{}", self.user, crate::model::random_hex(8))
-        } else {
-            format!("{}/{}", self.user, Self::filename(&meta)?)
+        let (owner, bucket, key, make_bucket) = match &self.who {
+            Who::User(u) => {
+                let key = if partial {
+                    format!("{u}/.tus-partial/{}", crate::model::random_hex(8))
+                } else {
+                    format!("{u}/{}", Self::filename(&meta)?)
+                };
+                (
+                    u.as_str(),
+                    self.app.legacy.bucket.clone(),
+                    key,
+                    Some(LEGACY_OWNER),
+                )
+            }
+            Who::Key {
+                access_key,
+                signed,
+                payload,
+            } => {
+                self.check_signed(signed, *payload)?;
+                if partial {
+                    return Err(TusError::bad(
+                        "concatenation needs a legacy user's Bearer token",
+                    ));
+                }
+                let text = |k: &str| {
+                    meta.get(k)
+                        .and_then(|v| String::from_utf8(v.clone()).ok())
+                        .filter(|v| !v.is_empty())
+                        .ok_or_else(|| TusError::bad(format!("Upload-Metadata must name the {k}")))
+                };
+                (access_key.as_str(), text("bucket")?, text("key")?, None)
+            }
+            Who::Url => {
+                return Err(TusError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "a valid Authorization: Bearer token is required",
+                ));
+            }
         };
+        info.bucket.clone_from(&bucket);
         info.key.clone_from(&key);
-        let headers = Self::headers(&meta)?;
+        let mut headers = Self::headers(&meta)?;
+        if let Who::Key { .. } = self.who {
+            headers.user.remove("bucket");
+            headers.user.remove("key");
+        }
         let append = AppendInfo {
             length,
             metadata: raw_meta,
@@ -514,13 +688,7 @@ impl Ctx<'_> {
         let up = self
             .app
             .uploads
-            .init_append(
-                &self.user,
-                (&self.app.legacy.bucket, LEGACY_OWNER),
-                &key,
-                headers,
-                append,
-            )
+            .init_append(owner, (&bucket, make_bucket), &key, headers, append)
             .await?;
         let mut resp = Response::new(empty());
         *resp.status_mut() = StatusCode::CREATED;
@@ -529,7 +697,7 @@ impl Ctx<'_> {
         // upload exists: answer 201 with the offset that is stored.
         let with_body = header(h, "content-type") == Some(OCTETS)
             && number(h, "content-length").ok().flatten() != Some(0);
-        let state = self.app.uploads.append_state(&up.id, &self.user).await?;
+        let state = self.app.uploads.append_state(&up.id, Some(owner)).await?;
         let mut offset = 0;
         if with_body {
             match self.write(&state, 0, body).await {
@@ -539,7 +707,7 @@ impl Ctx<'_> {
                     offset = self
                         .app
                         .uploads
-                        .append_state(&up.id, &self.user)
+                        .append_state(&up.id, Some(owner))
                         .await
                         .map_or(0, |s| s.offset);
                 }
@@ -574,14 +742,15 @@ impl Ctx<'_> {
         if ids.is_empty() {
             return Err(TusError::bad("Upload-Concat final names no upload"));
         }
-        let key = format!("{}/{}", self.user, Self::filename(meta)?);
+        let user = self.user()?;
+        let key = format!("{user}/{}", Self::filename(meta)?);
         info.key.clone_from(&key);
         let headers = Self::headers(meta)?;
         let (up, _) = self
             .app
             .uploads
             .concat_append(
-                &self.user,
+                user,
                 &self.app.legacy.bucket,
                 &key,
                 headers,
@@ -597,7 +766,7 @@ impl Ctx<'_> {
     }
 
     async fn head(&self, id: &UploadId) -> Result<Response<Body>, TusError> {
-        let st = self.app.uploads.append_state(id, &self.user).await?;
+        let st = self.state(id).await?;
         let mut resp = Response::new(empty());
         let h = resp.headers_mut();
         h.insert("upload-offset", HeaderValue::from(st.offset));
@@ -637,7 +806,7 @@ impl Ctx<'_> {
         }
         let offset =
             number(h, "upload-offset")?.ok_or_else(|| TusError::bad("Upload-Offset required"))?;
-        let st = self.app.uploads.append_state(id, &self.user).await?;
+        let st = self.state(id).await?;
         let new = self.write(&st, offset, body).await?;
         let mut resp = Response::new(empty());
         *resp.status_mut() = StatusCode::NO_CONTENT;
@@ -672,7 +841,7 @@ impl Ctx<'_> {
     }
 
     async fn delete(&self, id: &UploadId) -> Result<Response<Body>, TusError> {
-        let st = self.app.uploads.append_state(id, &self.user).await?;
+        let st = self.state(id).await?;
         if st.done {
             return Err(TusError::not_found());
         }

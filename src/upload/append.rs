@@ -49,11 +49,12 @@ pub struct Appended {
 impl Uploads {
     /// Starts an upload written in order: `info.length` bytes (unless deferred) for
     /// bucket/key, owned by `owner`.
-    /// The bucket is made (for `bucket_owner`) by the first upload that needs it.
+    /// With `make` Some(bucket owner), the bucket is made for that owner by the first upload
+    /// that needs it (the legacy bucket); with None it must exist and be `owner`'s own.
     pub async fn init_append(
         &self,
         owner: &str,
-        (bucket, bucket_owner): (&str, &str),
+        (bucket, make): (&str, Option<&str>),
         key: &str,
         headers: ObjectHeaders,
         info: AppendInfo,
@@ -61,9 +62,13 @@ impl Uploads {
         if info.length.is_some_and(|l| l > self.append_max_size()) {
             return Err(Error::EntityTooLarge);
         }
-        match self.create_bucket(bucket_owner, bucket).await {
-            Ok(()) | Err(Error::BucketAlreadyOwnedByYou | Error::BucketAlreadyExists) => {}
-            Err(e) => return Err(e),
+        match make {
+            Some(bucket_owner) => match self.create_bucket(bucket_owner, bucket).await {
+                Ok(()) | Err(Error::BucketAlreadyOwnedByYou | Error::BucketAlreadyExists) => {}
+                Err(e) => return Err(e),
+            },
+            None if self.bucket(bucket).await?.owner != owner => return Err(Error::AccessDenied),
+            None => {}
         }
         self.init_with(owner, bucket, key, headers, None, Some(info))
             .await
@@ -89,16 +94,17 @@ impl Uploads {
         Ok(limit.map(|l| up.created.saturating_add(l)))
     }
 
-    /// `owner`'s upload `id` written in order, open or completed (a completed one answers with
+    /// `owner`'s upload `id` written in order (None: whoever's; the caller holds the upload's
+    /// own capability), open or completed (a completed one answers with
     /// offset = length while its record is kept). Another owner's, or any other kind of upload,
     /// is `NoSuchUpload`; one past its expiry is `UploadExpired`. An open upload that holds all
     /// its bytes (a crash came between its last write and its completion) is completed here.
-    pub async fn append_state(&self, id: &UploadId, owner: &str) -> Result<AppendState> {
+    pub async fn append_state(&self, id: &UploadId, owner: Option<&str>) -> Result<AppendState> {
         let up = self
             .meta
             .get_upload(id)
             .await?
-            .filter(|u| u.owner == owner && u.append.is_some())
+            .filter(|u| owner.is_none_or(|o| u.owner == o) && u.append.is_some())
             .ok_or(Error::NoSuchUpload)?;
         let state = self.state_of(up).await?;
         if !state.done
@@ -347,7 +353,7 @@ impl Uploads {
         let mut sources = Vec::with_capacity(partials.len());
         let mut length = 0u64;
         for id in partials {
-            let st = self.append_state(id, owner).await?;
+            let st = self.append_state(id, Some(owner)).await?;
             if st.done || !st.upload.append.as_ref().is_some_and(|a| a.partial) {
                 return Err(Error::InvalidArgument(format!(
                     "{id} is not an unfinished partial upload"

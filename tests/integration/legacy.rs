@@ -15,7 +15,7 @@ use crate::harness::{
 
 pub(crate) const CHUNK: usize = 5 * MIB;
 pub(crate) const BOB: &str = "bob";
-const BOB_SECRET: &str = "bob-s3-secret-key";
+pub(crate) const BOB_SECRET: &str = "bob-s3-secret-key";
 
 pub(crate) fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
