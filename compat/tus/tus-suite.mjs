@@ -521,7 +521,7 @@ async function mainSuite() {
     expectAbsent("noauth.bin");
   });
 
-  await step("raw: 415 for a PATCH with the wrong Content-Type, 409 for the wrong offset", async () => {
+  await step("raw: 415 for a PATCH with the wrong Content-Type, 409 for the wrong offset; HEAD's headers", async () => {
     const url = await create(AUTH1, 10, { filename: "tus-raw-415-409.bin" });
     const r = await patch(AUTH1, url, 0, Buffer.from("hello"), { "Content-Type": "application/octet-stream" });
     if (r.status !== 415) serverBug(`PATCH Content-Type application/octet-stream: ${r.status}, expected 415`);
@@ -529,6 +529,15 @@ async function mainSuite() {
     if (c.status !== 409) serverBug(`PATCH Upload-Offset 5 of an upload at 0: ${c.status}, expected 409`);
     const h = await headOffset(AUTH1, url);
     expectEq("Upload-Offset after the refused PATCHes", "0", h.offset);
+    // tus 1.0, HEAD: Upload-Length, Cache-Control: no-store, the creation's Upload-Metadata,
+    // and Tus-Resumable on every answer.
+    const hh = h.r.headers;
+    const missing = [];
+    if (hh.get("upload-length") !== "10") missing.push(`Upload-Length '${hh.get("upload-length")}'`);
+    if (!/no-store/.test(hh.get("cache-control") || "")) missing.push(`Cache-Control '${hh.get("cache-control")}'`);
+    if (!(hh.get("upload-metadata") || "").includes(`filename ${b64("tus-raw-415-409.bin")}`)) missing.push(`Upload-Metadata '${hh.get("upload-metadata")}'`);
+    if (hh.get("tus-resumable") !== "1.0.0") missing.push(`Tus-Resumable '${hh.get("tus-resumable")}'`);
+    if (missing.length) serverBug(`HEAD ${url}: ${missing.join(", ")}`);
     const ok = await patch(AUTH1, url, 0, Buffer.from("hello"));
     expectEq("PATCH at 0: status", 204, ok.status);
     expectEq("PATCH at 0: Upload-Offset", "5", ok.headers.get("upload-offset"));
@@ -621,7 +630,7 @@ async function mainSuite() {
 }
 
 async function expiredSuite() {
-  await step("expiration (--upload-expiry 2s): Upload-Expires on creation; 404 or 410 once past it", async () => {
+  await step("expiration (--upload-expiry 2s): Upload-Expires on creation and PATCH; 404 or 410 once past it", async () => {
     const before = Date.now();
     const r = await tusReq("POST", "/_tus/", { headers: { ...AUTH1, "Upload-Length": "10", "Upload-Metadata": `filename ${b64("tus-expired.bin")}` } });
     expectEq("POST status", 201, r.status);
@@ -634,6 +643,8 @@ async function expiredSuite() {
     }
     const p = await patch(AUTH1, url, 0, Buffer.from("hello"));
     expectEq("PATCH before the expiry: status", 204, p.status);
+    // tus 1.0: Upload-Expires "MUST be included in every PATCH response if the upload is going to expire".
+    if (!p.headers.get("upload-expires")) serverBug(`PATCH ${url} (204) has no Upload-Expires header`);
     await sleep(Math.max(0, expires - Date.now()) + 1500);
     const h = await headOffset(AUTH1, url);
     if (![404, 410].includes(h.status)) serverBug(`HEAD ${url} 1.5 s after its Upload-Expires: ${h.status}, expected 404 or 410`);
