@@ -224,6 +224,7 @@ if [[ -z "$COMPAT_ENDPOINT" ]]; then
     verify_objects "$WORK/tus-expect.tsv" || failed_parts+=("S3 check after the expiry")
 fi
 
+step "summary"
 if [[ ${#failed_parts[@]} -gt 0 ]]; then
     fail "failed: ${failed_parts[*]} (see the FAIL lines above)"
 fi
