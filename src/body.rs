@@ -39,6 +39,11 @@ where
     BoxBody::new(StreamBody::new(s.map_ok(Frame::data)))
 }
 
+/// An S3 key's SigV4 signature over a request that another front end serves (a tus creation),
+/// as the S3 front end checked it: the access key (or why the signature is refused), the
+/// headers it covers, the signed payload hash (None: unsigned).
+pub type Signer = Result<(String, Vec<String>, Option<[u8; 32]>), String>;
+
 /// What a front-end learned about a request, for the access log and the metrics.
 #[derive(Clone, Debug)]
 pub struct RequestInfo {

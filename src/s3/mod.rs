@@ -126,10 +126,7 @@ pub async fn handle(
 /// Who signed a request with SigV4 in its `Authorization` header, for another front end (tus
 /// creation by an S3 key): the access key, the headers the signature covers, and the signed
 /// payload hash (None: unsigned). None when the request carries no such header.
-pub fn header_signer(
-    app: &App,
-    parts: &http::request::Parts,
-) -> Option<Result<(String, Vec<String>, Option<[u8; 32]>), String>> {
+pub fn header_signer(app: &App, parts: &http::request::Parts) -> Option<crate::body::Signer> {
     let auth = parts
         .headers
         .get(hyper::header::AUTHORIZATION)?

@@ -19,13 +19,14 @@ use hyper::header::{HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
 use crate::app::App;
-use crate::body::{Body, RequestBody, RequestInfo, empty, full};
+use crate::body::{Body, RequestBody, RequestInfo, Signer, empty, full};
 use crate::credentials::LEGACY_OWNER;
 use crate::model::checksum::{ChecksumAlgorithm, ContentAlgorithm, ContentHash};
 use crate::model::time::http_date;
 use crate::model::{AppendInfo, ObjectHeaders, UploadId};
+use crate::upload::append::AppendState;
 use crate::upload::files::META_HASH;
-use crate::upload::{AppendState, BodyError, BodyStream, Error as UploadError};
+use crate::upload::{BodyError, BodyStream, Error as UploadError};
 
 /// Where tus is served: a path no bucket can have (bucket names never start with `_`).
 pub const PREFIX: &str = "/_tus/";
@@ -307,10 +308,6 @@ fn options(app: &App, req: &HeaderMap) -> Response<Body> {
     }
     resp
 }
-
-/// An S3 key's SigV4 signature over a request, as the S3 front end checked it: the access key
-/// (or why the signature is refused), the headers it covers, the signed payload hash.
-pub type Signer = Result<(String, Vec<String>, Option<[u8; 32]>), String>;
 
 /// Who a request acts for.
 enum Who {

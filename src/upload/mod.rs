@@ -4,7 +4,7 @@
 //! Ordering rule everywhere: data first (written, fsynced, renamed), state last (one atomic store
 //! call). A crash between the two leaves an unreferenced file, never state pointing at nothing.
 
-mod append;
+pub mod append;
 mod bucket;
 mod complete;
 pub mod error;
@@ -20,7 +20,6 @@ use std::time::Duration;
 
 use md5::{Digest as _, Md5};
 
-pub use self::append::{AppendState, Appended};
 pub use self::error::{Error, Result};
 use crate::model::checksum::{ChecksumAlgorithm, ChecksumType, ContentHash, normalize_etag};
 pub use crate::model::{BodyError, BodyStream, valid_bucket_name};

@@ -589,9 +589,9 @@ async fn expired_upload_is_gone(store: Store) {
     assert!(status == 410 || status == 404, "{status}");
 }
 
+both!(s3_key_creation, s3_key_creation);
 /// An S3 key signs the creation with SigV4 and names a bucket of its own and a key; the upload
 /// URL it gets back (with its `sig`) is the capability for the PATCHes.
-both!(s3_key_creation, s3_key_creation);
 async fn s3_key_creation(store: Store) {
     use crate::harness::{ACCESS_KEY, SECRET_KEY};
     use crate::legacy::BOB_SECRET;
