@@ -37,6 +37,8 @@ pub struct App {
     /// The key of tus upload URLs made for S3 keys (`?sig=`), shared by every gateway on the
     /// state store.
     pub tus_url_key: Arc<[u8]>,
+    /// Where tus is served (`--tus-path`), with its trailing slash.
+    pub tus_path: Arc<str>,
     /// Sizes and timeouts the listeners enforce.
     pub limits: crate::config::ConnLimits,
     /// This gateway's entry among the live gateways of the data dir, held while it runs.
@@ -142,6 +144,7 @@ impl App {
             cors_default: CorsRule::allow_origins(&cfg.cors_allow_origins).map(Arc::new),
             legacy: Arc::new(legacy),
             tus_url_key: tus_url_key.into_bytes().into(),
+            tus_path: format!("/{}/", cfg.tus_path.trim_matches('/')).into(),
             limits: crate::config::ConnLimits::from_config(cfg),
             _registration: Arc::new(registration),
         })

@@ -165,6 +165,10 @@ pub struct Config {
     /// Bucket that holds the files of the legacy `/file/*` API, as `<username>/<filename>`.
     #[arg(long, env = "MPGW_LEGACY_BUCKET", default_value = "files")]
     pub legacy_bucket: String,
+    /// Where tus 1.0 is served on the S3 listener: a path whose first segment can never be a
+    /// bucket name (the default starts with `_`).
+    #[arg(long, env = "MPGW_TUS_PATH", default_value = "/_tus/")]
+    pub tus_path: String,
     /// Users of the legacy API, one `USERNAME TOKEN` per line. Unset: each S3 access key is a
     /// user whose token is its secret key.
     #[arg(long, env = "MPGW_LEGACY_USERS")]
@@ -221,6 +225,7 @@ impl Default for Config {
             domain: None,
             cors_allow_origins: Vec::new(),
             legacy_bucket: "files".into(),
+            tus_path: "/_tus/".into(),
             legacy_users: None,
             legacy_chunk_size: 5 << 20,
             upload_expiry: Duration::from_secs(7 * 24 * 3600),
@@ -330,6 +335,19 @@ impl Config {
                 self.legacy_bucket
             ));
         }
+        let tus = self.tus_path.trim_matches('/');
+        if !self.tus_path.starts_with('/')
+            || tus.is_empty()
+            || tus.contains(['?', '#', '%'])
+            || crate::model::valid_bucket_name(tus.split('/').next().unwrap_or_default())
+            || ["file", "ui", "health", "metrics"]
+                .contains(&tus.split('/').next().unwrap_or_default())
+        {
+            return Err(format!(
+                "tus-path: {:?} must be an absolute path whose first segment is not a bucket name (e.g. /_tus/)",
+                self.tus_path
+            ));
+        }
         if self.legacy_chunk_size < self.min_part_size
             || self.legacy_chunk_size > self.max_part_size
         {
@@ -400,6 +418,7 @@ impl Config {
             domain,
             cors_allow_origins,
             legacy_bucket,
+            tus_path,
             legacy_users,
             legacy_chunk_size,
             upload_expiry,
@@ -530,6 +549,24 @@ mod tests {
         assert!(e.contains("`fsync`"), "{e}");
         let e = Config::from_toml("log-format = \"xml\"\n").unwrap_err();
         assert!(e.contains("`log-format`"), "{e}");
+    }
+
+    #[test]
+    fn tus_path_is_never_a_bucket() {
+        for ok in ["/_tus/", "/_up/tus", "/-/tus/"] {
+            let cfg = Config {
+                tus_path: ok.into(),
+                ..Config::default()
+            };
+            assert_eq!(cfg.validate(), Ok(()), "{ok}");
+        }
+        for bad in ["/tus/", "_tus/", "/", "/file/", "/ui/x", "/_t%75s/"] {
+            let cfg = Config {
+                tus_path: bad.into(),
+                ..Config::default()
+            };
+            assert!(cfg.validate().unwrap_err().contains("tus-path"), "{bad}");
+        }
     }
 
     #[test]

@@ -99,7 +99,7 @@ pub async fn handle(app: App, req: Request<Incoming>) -> Result<Response<Body>, 
     } else if path == crate::ui::PREFIX || path.starts_with("/ui/") {
         access.info.op = "UiPage";
         crate::ui::handle(path)
-    } else if path.starts_with(crate::tus::PREFIX) {
+    } else if crate::tus::serves(&app.tus_path, path) {
         // An S3 key may sign a tus creation with SigV4: the S3 front end checks the signature.
         let (parts, body) = req.into_parts();
         let signer = crate::s3::header_signer(&app, &parts);

@@ -28,8 +28,14 @@ use crate::upload::append::AppendState;
 use crate::upload::files::META_HASH;
 use crate::upload::{BodyError, BodyStream, Error as UploadError};
 
-/// Where tus is served: a path no bucket can have (bucket names never start with `_`).
-pub const PREFIX: &str = "/_tus/";
+/// Where tus is served unless `--tus-path` says otherwise: a path no bucket can have (bucket
+/// names never start with `_`).
+pub const DEFAULT_PATH: &str = "/_tus/";
+
+/// Whether `path` is under the tus path `base` (`/_tus/`; `/_tus` itself too).
+pub fn serves(base: &str, path: &str) -> bool {
+    path.starts_with(base) || path == base.trim_end_matches('/')
+}
 
 const VERSION: &str = "1.0.0";
 const EXTENSIONS: &str = "creation,creation-with-upload,creation-defer-length,termination,expiration,checksum,concatenation";
@@ -148,7 +154,7 @@ fn op_name(method: &Method, on_upload: bool) -> &'static str {
     }
 }
 
-/// Serves one request under [`PREFIX`], filling `info` as it learns who and what.
+/// Serves one request under the tus path (see [`serves`]), filling `info` as it learns who and what.
 pub async fn handle(
     app: &App,
     req: Request<RequestBody>,
@@ -163,7 +169,11 @@ pub async fn handle(
         }
         _ => parts.method.clone(),
     };
-    let rest = parts.uri.path().strip_prefix(PREFIX).unwrap_or_default();
+    let rest = parts
+        .uri
+        .path()
+        .strip_prefix(&*app.tus_path)
+        .unwrap_or_default();
     let on_upload = !rest.is_empty();
     info.op = op_name(&method, on_upload);
     info.bucket.clone_from(&app.legacy.bucket);
@@ -507,10 +517,11 @@ impl Ctx<'_> {
         let scheme = if self.app.https { "https" } else { "http" };
         match self.who {
             Who::Key { .. } => format!(
-                "{scheme}://{host}{PREFIX}{id}?sig={}",
+                "{scheme}://{host}{}{id}?sig={}",
+                self.app.tus_path,
                 url_sig(&self.app.tus_url_key, id)
             ),
-            _ => format!("{scheme}://{host}{PREFIX}{id}"),
+            _ => format!("{scheme}://{host}{}{id}", self.app.tus_path),
         }
     }
 
@@ -731,7 +742,8 @@ impl Ctx<'_> {
             .split(' ')
             .filter(|u| !u.is_empty())
             .map(|u| {
-                let path = u.find(PREFIX).map_or(u, |i| &u[i + PREFIX.len()..]);
+                let base = &*self.app.tus_path;
+                let path = u.find(base).map_or(u, |i| &u[i + base.len()..]);
                 UploadId::parse(path.trim_end_matches('/'))
                     .ok_or_else(|| TusError::bad(format!("not an upload URL: {u}")))
             })

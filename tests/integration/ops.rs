@@ -337,6 +337,7 @@ tls-key = "/etc/mpgw/key.pem"
 domain = "s3.example.com"
 cors-allow-origins = ["https://app.example.com", "http://localhost:3000"]
 legacy-bucket = "uploads"
+tus-path = "/_up/"
 legacy-users = "/etc/mpgw/users"
 legacy-chunk-size = "8MiB"
 upload-expiry = "36h"
@@ -392,6 +393,7 @@ fn config_file_round_trip() {
             "http://localhost:3000".into(),
         ],
         legacy_bucket: "uploads".into(),
+        tus_path: "/_up/".into(),
         legacy_users: Some("/etc/mpgw/users".into()),
         legacy_chunk_size: 8 << 20,
         upload_expiry: std::time::Duration::from_secs(36 * 3600),

@@ -667,3 +667,38 @@ async fn s3_key_creation(store: Store) {
     assert_eq!(obj.content_type(), Some("image/png"));
     assert!(obj.metadata().is_none_or(|m| !m.contains_key("bucket")));
 }
+
+both!(tus_path_is_configurable, tus_path_is_configurable);
+/// `--tus-path` moves the endpoint; the default path is then the S3 API's again.
+async fn tus_path_is_configurable(store: Store) {
+    let gw = TestGateway::start_with(store, |cfg| cfg.tus_path = "/_up/tus".into()).await;
+    let tus = Tus::of(&gw, crate::harness::ACCESS_KEY);
+    let meta = format!("filename {}", b64(b"moved.bin"));
+    let a = tus
+        .send(
+            "POST",
+            &format!("{}/_up/tus/", tus.base),
+            &[("upload-length", "3"), ("upload-metadata", &meta)],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(a.status, 201);
+    let loc = a.header("location").unwrap().to_owned();
+    assert!(loc.starts_with(&format!("{}/_up/tus/", tus.base)), "{loc}");
+    let id = loc.rsplit('/').next().unwrap();
+    let a = tus
+        .send(
+            "PATCH",
+            &loc,
+            &[("content-type", OCTETS), ("upload-offset", "0")],
+            b"abc".to_vec(),
+        )
+        .await;
+    assert_eq!(a.status, 204);
+    // The old path is not tus any more (the S3 API answers it, and refuses it).
+    let a = tus.head(id).await;
+    assert_ne!(a.status, 200);
+    assert!(a.header("tus-resumable").is_none());
+    let key = format!("{}/moved.bin", crate::harness::ACCESS_KEY);
+    assert_eq!(get_bytes(&gw.client(), "files", &key).await, b"abc");
+}
