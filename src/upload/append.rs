@@ -445,7 +445,11 @@ impl Uploads {
     /// created with the content's SHA-256 (`filehash`), the assembled bytes must match it and
     /// the file then enters the unique file table, as a file of the note's API does.
     pub(super) async fn finish_append(&self, up: &UploadRecord) -> Result<Completed> {
-        let parts = self.meta.list_parts(&up.id, None, PART_PAGE).await?;
+        let mut parts = self.meta.list_parts(&up.id, None, PART_PAGE).await?;
+        if parts.is_empty() {
+            // An empty file (Upload-Length: 0) is one empty part: an object has at least one.
+            parts.push(self.empty_part(&up.id).await?);
+        }
         let listed = parts
             .iter()
             .map(|(n, p)| ListedPart {
@@ -474,6 +478,35 @@ impl Uploads {
             self.record_file(hash, &up.bucket, &up.key, size).await?;
         }
         Ok(done)
+    }
+}
+
+impl Uploads {
+    /// Records an empty part 1 for the upload `id`, which has none.
+    async fn empty_part(&self, id: &UploadId) -> Result<(PartNumber, PartRecord)> {
+        let body: BodyStream = Box::pin(futures_util::stream::empty());
+        let staged = self
+            .write_with(id, body, 0, None, self.admit(Some(0))?, false)
+            .await?;
+        let file = format!("1.{}", random_hex(6));
+        let part = PartRecord {
+            size: 0,
+            md5: staged.md5,
+            file: file.clone(),
+            modified: now_millis(),
+            checksum: None,
+            length: None,
+        };
+        staged.commit(&file).await?;
+        match self
+            .meta
+            .append_part(id, PartNumber::FIRST, &part, None)
+            .await?
+        {
+            AppendPart::Recorded(_) => Ok((PartNumber::FIRST, part)),
+            AppendPart::NotOpen => Err(Error::NoSuchUpload),
+            AppendPart::Moved => Err(Error::OffsetMismatch(0)),
+        }
     }
 }
 

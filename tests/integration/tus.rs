@@ -470,6 +470,17 @@ async fn creation_variants(store: Store) {
             .is_err()
     );
 
+    // An empty file is complete at creation.
+    let meta = format!("filename {}", b64(b"empty.bin"));
+    let id = tus
+        .create(&[("upload-length", "0"), ("upload-metadata", &meta)])
+        .await;
+    assert_eq!(tus.head(&id).await.offset(), Some(0));
+    assert_eq!(
+        get_bytes(&s3, "files", &format!("{user}/empty.bin")).await,
+        b""
+    );
+
     let meta = format!("filename {}", b64(b"deferred.bin"));
     let id = tus
         .create(&[("upload-defer-length", "1"), ("upload-metadata", &meta)])
