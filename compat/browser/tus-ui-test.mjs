@@ -129,7 +129,7 @@ async function run(context, { data, size, filePath }) {
     if (r.url().includes(TOKEN1)) tokenUrls.push(r.url());
     if (!r.url().startsWith(TUS)) return;
     const h = r.headers();
-    const e = { phase, method: r.method(), url: r.url(), reqOffset: h['upload-offset'] ?? null, status: null, resOffset: null };
+    const e = { phase, method: r.method(), url: r.url(), reqOffset: h['upload-offset'] ?? null, status: null, resOffset: null, t: Date.now() };
     byReq.set(r, e);
     tus.push(e);
   });
@@ -205,11 +205,11 @@ async function run(context, { data, size, filePath }) {
 
   // ---- 2. pause, resume
   setStep('Pause while a PATCH is in flight, then Resume (HEAD, PATCH from its offset)');
-  // Into the PATCH's body (1 MiB takes 1/2 s here), so that the pause cuts it mid-body.
-  await sleep(200);
-  const cut = tus.filter((e) => e.method === 'PATCH' && e.status === null && !e.failed);
-  check(cut.length === 1, `one PATCH in flight before the pause: ${tus.map(show).join(', ')}`);
+  // 100-250 ms into a PATCH (1 MiB takes 1/2 s here): the pause cuts it mid-body.
+  const inFlight = await until('a PATCH 100-250 ms in flight', () => tus.find((e) => e.method === 'PATCH' && e.status === null && !e.failed
+    && Date.now() - e.t >= 100 && Date.now() - e.t <= 250));
   await page.click('#pause');
+  const cut = [inFlight];
   await until('state paused', async () => (await jobState()) === 'paused');
   check(await page.locator('#resume').isEnabled(), 'Resume disabled while paused');
   check(await page.locator('#pause').isDisabled(), 'Pause enabled while paused');
