@@ -6,7 +6,11 @@
 # sign in, a 30 MiB chunked upload with a failed chunk retried, Pause/Resume, a page reload in
 # the middle and the same file selected again (resumes: only the missing chunks are sent),
 # download through a signed link + SHA-256, Cancel, and a second user's instant upload of the
-# same content (proof of possession, no chunk sent). Then, from a page of another origin (a
+# same content (proof of possession, no chunk sent). Then the page in its tus mode
+# (compat/browser/tus-ui-test.mjs): a ~12 MiB upload through /_tus/ in 1 MiB PATCHes with
+# Pause/Resume, a reload past 40 % and the same file picked again (HEAD, then PATCH from the
+# server's offset, no second POST), download + SHA-256, Cancel (DELETE), and an upload URL the
+# server forgot (HEAD 404: a new POST). Then, from a page of another origin (a
 # local server on another port): a presigned UploadPart PUT reading the ETag
 # (presigned_cors.py), and presigned POST forms (presigned_post.py): a real <form> with a file
 # input answered with 201 PostResponse, one with success_action_redirect (303 back to the
@@ -16,7 +20,8 @@
 #
 # Screenshots (kept after a pass): compat/out/browser-<store>[-https].png after the upload, and
 # the same name with -progress (mid-upload), -reloaded (after the reload), -offline (network
-# drop) and -instant (second user's instant upload).
+# drop) and -instant (second user's instant upload); browser-<store>[-https]-tus.png after the
+# tus upload, with -progress and -reloaded.
 # CHROMIUM overrides the browser binary (default /usr/bin/chromium). Needs node >= 20 and npm.
 # The legacy tokens are the ones the gateway generated into its data dir (legacy-users). With
 # COMPAT_ENDPOINT, user 1 is AWS_ACCESS_KEY_ID with token COMPAT_BROWSER_TOKEN1, and the
@@ -98,7 +103,7 @@ export CHROMIUM
 shot="$COMPAT_DIR/out/browser-$COMPAT_STORE"
 [[ "$COMPAT_SCHEME" == https ]] && shot="$shot-https"
 mkdir -p "$COMPAT_DIR/out"
-rm -f "$shot.png" "$shot-instant.png"
+rm -f "$shot.png" "$shot-instant.png" "$shot-tus.png" "$shot-tus-progress.png" "$shot-tus-reloaded.png"
 
 step "browser suite (node compat/browser/browser-test.mjs, $COMPAT_SCHEME)"
 status=0
@@ -110,6 +115,17 @@ elif [[ $status -ne 0 ]]; then
 fi
 [[ -s "$shot.png" ]] || fail "no screenshot $shot.png"
 log "screenshots: $shot.png $shot-instant.png"
+
+step "the page's tus mode (node compat/browser/tus-ui-test.mjs, $COMPAT_SCHEME)"
+status=0
+timeout -k 10 "$COMPAT_CMD_TIMEOUT" node "$BROWSER_DIR/tus-ui-test.mjs" "$WORK" "$COMPAT_STORE" "$shot-tus" || status=$?
+if [[ $status -eq 124 ]]; then
+    fail "the tus page test timed out after $COMPAT_CMD_TIMEOUT s (requests: $WORK/tus-ui-requests.json)"
+elif [[ $status -ne 0 ]]; then
+    fail "the tus page test failed (exit $status): see the FAIL line above (requests: $WORK/tus-ui-requests.json)"
+fi
+[[ -s "$shot-tus.png" ]] || fail "no screenshot $shot-tus.png"
+log "screenshots: $shot-tus-progress.png $shot-tus-reloaded.png $shot-tus.png"
 
 step "presigned UploadPart from a page of another origin (CORS in Chromium)"
 ensure_venv

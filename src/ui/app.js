@@ -6,6 +6,12 @@
 //
 // API: the legacy /file/* endpoints (src/legacy/mod.rs); every reply is {code, msg, data}. The
 // token goes in the Authorization header only; downloads use short-lived signed links.
+//
+// The other protocol the page can use is tus 1.0 at /_tus/ (src/tus/mod.rs), with the same
+// Bearer token: POST creates the upload (Upload-Length, Upload-Metadata filename and filetype),
+// PATCHes of the chosen chunk size append in order at Upload-Offset, HEAD tells the offset the
+// server has (after a pause, an error or a reload), DELETE cancels. The upload URL is kept in
+// localStorage under the file's fingerprint (user, name, size, modification time).
 
 import { Sha256, sha256File } from './sha256.js';
 
@@ -14,6 +20,10 @@ const ATTEMPTS = 4; // per chunk, before the upload stops with an error
 const RETRY_DELAYS = [1000, 3000, 6000]; // ms before the 2nd, 3rd, 4th attempt
 const CRED_KEY = 'mpgw.credentials';
 const UPLOADS_KEY = 'mpgw.uploads';
+const PROTOCOL_KEY = 'mpgw.protocol'; // 'note' or 'tus'
+const TUS_CHUNK_KEY = 'mpgw.tusChunkSize';
+const TUS_ENDPOINT = '/_tus/';
+const TUS_DEFAULT_CHUNK = 5 * 1024 * 1024;
 
 const $ = (id) => document.getElementById(id);
 
@@ -160,10 +170,136 @@ async function sendChunk(job, index, blob, signal) {
   });
 }
 
+// ---------------------------------------------------------------- tus
+
+function base64(bytes) {
+  let s = '';
+  for (const b of bytes) s += String.fromCharCode(b);
+  return btoa(s);
+}
+
+// Upload-Metadata: the file's name and, when the browser knows it, its type (values base64).
+function tusMetadata(file) {
+  const enc = new TextEncoder();
+  const pairs = [`filename ${base64(enc.encode(file.name))}`];
+  if (file.type) pairs.push(`filetype ${base64(enc.encode(file.type))}`);
+  return pairs.join(',');
+}
+
+// An ApiError from a tus answer: its status and the server's text.
+function tusError(what, status, text, offset = null) {
+  const msg = (text || '').trim() || `HTTP ${status}`;
+  return new ApiError(`${what}: ${msg} (HTTP ${status})`, { status, data: { offset } });
+}
+
+async function tusFetch(method, url, headers = {}, signal = undefined) {
+  try {
+    return await fetch(url, {
+      method,
+      headers: { Authorization: `Bearer ${creds.token}`, 'Tus-Resumable': '1.0.0', ...headers },
+      cache: 'no-store',
+      signal,
+    });
+  } catch (e) {
+    if (e.name === 'AbortError') throw e;
+    throw new ApiError('cannot reach the server (network error)', { network: true });
+  }
+}
+
+// POST: a new upload of the file; its URL and the offset the server answers.
+async function tusCreate(file, signal) {
+  const resp = await tusFetch('POST', TUS_ENDPOINT, {
+    'Upload-Length': String(file.size), 'Upload-Metadata': tusMetadata(file),
+  }, signal);
+  if (resp.status !== 201) throw tusError('creating the upload', resp.status, await resp.text());
+  const loc = resp.headers.get('Location');
+  if (!loc) throw new ApiError('the server created the upload but sent no Location');
+  return { url: new URL(loc, window.location.href).href, offset: Number(resp.headers.get('Upload-Offset') || 0) };
+}
+
+// HEAD: {offset, length} of an upload, or null when the server no longer has it.
+async function tusHead(url, signal) {
+  const resp = await tusFetch('HEAD', url, {}, signal);
+  if ([403, 404, 410].includes(resp.status)) return null;
+  if (resp.status !== 200 && resp.status !== 204) throw tusError('asking the upload\'s offset', resp.status, '');
+  const offset = Number(resp.headers.get('Upload-Offset'));
+  if (!Number.isSafeInteger(offset) || offset < 0) throw new ApiError('HEAD answered no Upload-Offset');
+  const length = resp.headers.get('Upload-Length');
+  return { offset, length: length === null ? null : Number(length) };
+}
+
+// One PATCH of `blob` at `offset`; resolves with the server's new offset. XMLHttpRequest rather
+// than fetch: only it reports upload progress. The run's AbortController aborts it (Pause).
+async function tusPatch(j, offset, blob, signal) {
+  const buf = await blob.arrayBuffer();
+  let checksum = null;
+  if (globalThis.crypto?.subtle) {
+    // Web Crypto exists in secure contexts: the server checks the PATCH (460 on a mismatch).
+    checksum = `sha256 ${base64(new Uint8Array(await crypto.subtle.digest('SHA-256', buf)))}`;
+  }
+  signal.throwIfAborted();
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    const stop = () => xhr.abort();
+    const done = () => {
+      signal.removeEventListener('abort', stop);
+      j.inflight.delete(xhr);
+      scheduleRender();
+    };
+    xhr.open('PATCH', j.url);
+    xhr.setRequestHeader('Authorization', `Bearer ${creds.token}`);
+    xhr.setRequestHeader('Tus-Resumable', '1.0.0');
+    xhr.setRequestHeader('Upload-Offset', String(offset));
+    xhr.setRequestHeader('Content-Type', 'application/offset+octet-stream');
+    if (checksum) xhr.setRequestHeader('Upload-Checksum', checksum);
+    xhr.upload.onprogress = (e) => {
+      j.inflight.set(xhr, Math.min(e.loaded, blob.size));
+      scheduleRender();
+    };
+    xhr.onload = () => {
+      done();
+      const at = xhr.getResponseHeader('Upload-Offset');
+      const n = at === null ? NaN : Number(at);
+      if (xhr.status === 204 || xhr.status === 200) {
+        if (Number.isSafeInteger(n) && n >= offset) resolve(n);
+        else reject(new ApiError(`PATCH answered Upload-Offset ${at}`, { status: xhr.status }));
+      } else {
+        reject(tusError(`PATCH at ${offset}`, xhr.status, xhr.responseText, Number.isSafeInteger(n) ? n : null));
+      }
+    };
+    xhr.onerror = () => {
+      done();
+      reject(new ApiError(`network error while sending bytes ${offset}–${offset + blob.size}`, { network: true }));
+    };
+    xhr.onabort = () => {
+      done();
+      reject(abortError());
+    };
+    signal.addEventListener('abort', stop);
+    j.inflight.set(xhr, 0);
+    xhr.send(buf);
+  });
+}
+
+// The protocol and tus chunk size chosen on the page (remembered in localStorage).
+function currentProtocol() {
+  return localStorage.getItem(PROTOCOL_KEY) === 'tus' ? 'tus' : 'note';
+}
+
+function tusChunkSize() {
+  const n = Number(localStorage.getItem(TUS_CHUNK_KEY));
+  return Number.isSafeInteger(n) && n > 0 ? n : TUS_DEFAULT_CHUNK;
+}
+
 // ---------------------------------------------------------------- unfinished uploads (localStorage)
 
 function recordKey(user, file) {
   return JSON.stringify([user, file.name, file.size, file.lastModified]);
+}
+
+// A tus upload's fingerprint: the same file identity, apart from the note API's records.
+function tusRecordKey(user, file) {
+  return JSON.stringify(['tus', user, file.name, file.size, file.lastModified]);
 }
 
 function loadRecords() {
@@ -181,6 +317,14 @@ function saveRecords(recs) {
 function saveRecord(job) {
   const recs = loadRecords();
   const f = job.file;
+  if (job.protocol === 'tus') {
+    recs[job.key] = {
+      protocol: 'tus', user: creds.username, name: f.name, size: f.size, lastModified: f.lastModified,
+      url: job.url, started: recs[job.key]?.started || Date.now(),
+    };
+    saveRecords(recs);
+    return;
+  }
   recs[job.key] = {
     user: creds.username, name: f.name, size: f.size, lastModified: f.lastModified, hash: job.hash,
     uploadId: job.uploadId || null, chunkCount: job.count || null, started: recs[job.key]?.started || Date.now(),
@@ -201,9 +345,13 @@ let job = null;
 // States: hashing, starting, uploading, paused, completing, done, instant, cancelled, failed.
 const ACTIVE = new Set(['hashing', 'starting', 'uploading', 'completing']);
 
-function newJob(file) {
+function newJob(file, protocol = 'note') {
+  const tus = protocol === 'tus';
   return {
-    file, key: recordKey(creds.username, file), state: 'hashing', hash: null, hashed: 0,
+    file, protocol, key: (tus ? tusRecordKey : recordKey)(creds.username, file),
+    state: tus ? 'starting' : 'hashing', hash: null, hashed: 0,
+    // tus: the upload's URL and the offset the server acknowledged.
+    url: null, offset: 0,
     // inflight: XMLHttpRequest -> bytes of its chunk sent so far. abort: stops the current run
     // (hashing, requests, retry waits); each run (start, resume) gets a new one.
     uploadId: null, chunkSize: 0, count: 0, present: new Set(), inflight: new Map(),
@@ -216,7 +364,7 @@ function chunkBytes(j, index) {
 }
 
 function uploadedBytes(j) {
-  let n = 0;
+  let n = j.protocol === 'tus' ? j.offset : 0;
   for (const i of j.present) n += chunkBytes(j, i);
   for (const b of j.inflight.values()) n += b;
   return Math.min(n, j.file.size);
@@ -247,11 +395,19 @@ function retryable(e) {
 
 async function startFile(file) {
   if (job) halt(job);
-  const j = newJob(file);
+  const j = newJob(file, currentProtocol());
   job = j;
   const ctl = j.abort;
   showError('');
   render();
+  if (j.protocol === 'tus') {
+    try {
+      await runTus(j, loadRecords()[j.key]?.url || null);
+    } catch (e) {
+      stopped(j, e, ctl);
+    }
+    return;
+  }
   try {
     const rec = loadRecords()[j.key];
     if (rec?.hash) {
@@ -330,6 +486,66 @@ async function run(j, earlierId = null) {
   refreshFiles();
 }
 
+// tus: HEAD the earlier upload URL (continue from its offset; start over when the server no
+// longer has it) or POST a new upload, then PATCH the rest in order, one chunk at a time.
+async function runTus(j, earlierUrl = null) {
+  const ctl = j.abort;
+  const signal = ctl.signal;
+  const f = j.file;
+  j.state = 'starting';
+  render();
+  let at = null;
+  if (earlierUrl) {
+    at = await tusHead(earlierUrl, signal);
+    if (at && at.length !== null && at.length !== f.size) at = null; // not this file's upload
+    if (!at) {
+      forgetRecord(j.key);
+      j.note = 'the earlier upload of this file is gone from the server: starting over';
+    }
+  }
+  if (at) {
+    j.url = earlierUrl;
+    j.offset = at.offset;
+    j.note = `resumed: ${fmtBytes(at.offset)} of ${fmtBytes(f.size)} already uploaded`;
+  } else {
+    const created = await tusCreate(f, signal);
+    j.url = created.url;
+    j.offset = created.offset;
+  }
+  saveRecord(j);
+  j.state = 'uploading';
+  j.samples = [];
+  render();
+  const chunk = tusChunkSize();
+  let failures = 0;
+  while (j.offset < f.size) {
+    const start = j.offset;
+    try {
+      j.offset = await tusPatch(j, start, f.slice(start, Math.min(f.size, start + chunk)), signal);
+      failures = 0;
+      j.retry = null;
+      scheduleRender();
+    } catch (e) {
+      if (e.name === 'AbortError' || signal.aborted) throw e;
+      if (!(retryable(e) || e.status === 460) || ++failures >= ATTEMPTS) throw e;
+      j.retry = { text: `${e.message}; retry ${failures} of ${ATTEMPTS - 1}` };
+      scheduleRender();
+      await sleep(RETRY_DELAYS[failures - 1], signal);
+      // Whatever arrived of the failed PATCH is stored: continue from the server's offset.
+      const now = await tusHead(j.url, signal);
+      if (!now) {
+        forgetRecord(j.key);
+        throw new ApiError('the upload is gone from the server: select the file again to start over', { status: 404 });
+      }
+      j.offset = now.offset;
+    }
+  }
+  j.state = 'done';
+  forgetRecord(j.key);
+  render();
+  refreshFiles();
+}
+
 // The proof for init's challenge: hex SHA-256 of the nonce (its text) and the bytes of each
 // asked range of the file, in order.
 async function proveFile(file, challenge) {
@@ -392,7 +608,7 @@ function stopped(j, e, ctl) {
   } else {
     j.state = 'failed';
     j.error = e;
-    if (e?.code === 10003) signedOut('Your token was refused: sign in again.');
+    if (e?.code === 10003 || (j.protocol === 'tus' && e?.status === 401)) signedOut('Your token was refused: sign in again.');
   }
   render();
 }
@@ -406,14 +622,15 @@ function pause() {
 
 async function resume() {
   const j = job;
-  if (!j || !['paused', 'failed'].includes(j.state) || !j.hash) return;
+  if (!j || !['paused', 'failed'].includes(j.state) || (j.protocol !== 'tus' && !j.hash)) return;
   j.abort.abort(); // whatever is left of the previous run
   const ctl = new AbortController();
   j.abort = ctl;
   j.error = null;
   j.retry = null;
   try {
-    await run(j, j.uploadId);
+    if (j.protocol === 'tus') await runTus(j, j.url);
+    else await run(j, j.uploadId);
   } catch (e) {
     stopped(j, e, ctl);
   }
@@ -427,7 +644,17 @@ async function cancel() {
   forgetRecord(j.key);
   j.note = '';
   render();
-  if (j.uploadId) {
+  if (j.protocol === 'tus' && j.url) {
+    // termination: the server drops the upload and the bytes it had
+    try {
+      const resp = await tusFetch('DELETE', j.url);
+      if (resp.status !== 204 && resp.status !== 404 && resp.status !== 410) {
+        showError(`Cancel: ${tusError('DELETE', resp.status, await resp.text()).message}`);
+      }
+    } catch (e) {
+      showError(`Cancel: ${e.message}`);
+    }
+  } else if (j.uploadId) {
     try {
       await api('mpupload/cancel', { uploadid: j.uploadId });
     } catch (e) {
@@ -473,10 +700,24 @@ function rate(j, bytes) {
   return now - t0 > 250 ? ((bytes - b0) * 1000) / (now - t0) : 0;
 }
 
+// The protocol choice, and the chunk size that only tus uses.
+function renderOptions() {
+  const tus = currentProtocol() === 'tus';
+  $('protocol').value = tus ? 'tus' : 'note';
+  const busy = Boolean(job && ACTIVE.has(job.state));
+  $('protocol').disabled = busy;
+  $('chunk-size').disabled = busy; // a run reads it when it starts (a new file, or Resume)
+  $('chunk-size-label').hidden = !tus;
+  $('chunk-size').value = String(tusChunkSize());
+  $('hint-note').hidden = tus;
+  $('hint-tus').hidden = !tus;
+}
+
 function render() {
   const j = job;
   const box = $('job');
   box.hidden = !j;
+  renderOptions();
   renderPending();
   if (!j) return;
   const size = j.file.size;
@@ -494,12 +735,16 @@ function render() {
     const r = rate(j, sent);
     if (r > 0) stats += ` · ${fmtBytes(r)}/s`;
     if (j.count && j.state !== 'instant') stats += ` · chunk${j.count === 1 ? '' : 's'} ${j.present.size}/${j.count}`;
+    if (j.protocol === 'tus') stats += ' · tus';
   }
   $('bar-fill').style.width = `${(frac * 100).toFixed(2)}%`;
   box.dataset.state = j.state;
   box.dataset.chunksDone = String(j.present.size);
   box.dataset.chunksTotal = String(j.count);
   box.dataset.uploadId = j.uploadId || '';
+  box.dataset.protocol = j.protocol;
+  box.dataset.offset = String(j.offset);
+  box.dataset.uploadUrl = j.url || '';
   let text = STATE_TEXT[j.state] || j.state;
   if (j.state === 'failed') text = `upload stopped: ${j.error?.message || j.error}`;
   if (j.state === 'failed' && j.error?.network) text += ' (it continues when the connection is back, or press Resume)';
@@ -510,7 +755,7 @@ function render() {
   $('job-note').hidden = !j.note;
   $('job-note').textContent = j.note;
   $('pause').disabled = !['starting', 'uploading'].includes(j.state);
-  $('resume').disabled = !['paused', 'failed'].includes(j.state) || !j.hash;
+  $('resume').disabled = !['paused', 'failed'].includes(j.state) || (j.protocol !== 'tus' && !j.hash);
   $('cancel').disabled = ['done', 'instant', 'cancelled'].includes(j.state);
   $('file').disabled = ACTIVE.has(j.state);
   $('job-buttons').hidden = ['done', 'instant', 'cancelled'].includes(j.state);
@@ -531,7 +776,7 @@ function renderPending() {
     name.textContent = r.name;
     const info = document.createElement('span');
     info.className = 'muted';
-    info.textContent = ` ${fmtBytes(r.size)}, started ${fmtDate(r.started)} `;
+    info.textContent = ` ${fmtBytes(r.size)}${r.protocol === 'tus' ? ' (tus)' : ''}, started ${fmtDate(r.started)} `;
     const discard = document.createElement('button');
     discard.type = 'button';
     discard.className = 'link';
@@ -540,7 +785,11 @@ function renderPending() {
     discard.onclick = async () => {
       forgetRecord(k);
       renderPending();
-      if (r.uploadId) api('mpupload/cancel', { uploadid: r.uploadId }).catch(() => {});
+      if (r.protocol === 'tus') {
+        if (r.url) tusFetch('DELETE', r.url).catch(() => {});
+      } else if (r.uploadId) {
+        api('mpupload/cancel', { uploadid: r.uploadId }).catch(() => {});
+      }
     };
     li.append(name, info, discard);
     list.append(li);
@@ -693,6 +942,14 @@ function init() {
     const f = ev.target.files?.[0];
     ev.target.value = ''; // so that choosing the same file again fires `change` again
     if (f) startFile(f);
+  });
+  $('protocol').addEventListener('change', (ev) => {
+    localStorage.setItem(PROTOCOL_KEY, ev.target.value === 'tus' ? 'tus' : 'note');
+    render();
+  });
+  $('chunk-size').addEventListener('change', (ev) => {
+    localStorage.setItem(TUS_CHUNK_KEY, ev.target.value);
+    render();
   });
   $('pause').onclick = pause;
   $('resume').onclick = resume;

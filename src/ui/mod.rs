@@ -1,5 +1,5 @@
 //! The browser upload page at `/ui/`: static files compiled into the binary. The page talks to
-//! the legacy `/file/*` API (chunked, resumable uploads with a progress bar).
+//! the legacy `/file/*` API or tus at `/_tus/` (chunked, resumable uploads with a progress bar).
 
 use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, LOCATION};
 use hyper::{Response, StatusCode};
