@@ -713,3 +713,61 @@ async fn tus_path_is_configurable(store: Store) {
     let key = format!("{}/moved.bin", crate::harness::ACCESS_KEY);
     assert_eq!(get_bytes(&gw.client(), "files", &key).await, b"abc");
 }
+
+both!(limits_and_metrics, limits_and_metrics);
+/// The per-user cap of open uploads holds for tus creations, and tus requests are counted per
+/// operation in the metrics.
+async fn limits_and_metrics(store: Store) {
+    let gw = TestGateway::start_with(store, |cfg| cfg.max_uploads_per_key = 2).await;
+    let tus = Tus::of(&gw, crate::harness::ACCESS_KEY);
+    let meta = format!("filename {}", b64(b"capped.bin"));
+    let create = || {
+        tus.send(
+            "POST",
+            &format!("{}/_tus/", tus.base),
+            &[("upload-length", "5"), ("upload-metadata", &meta)],
+            Vec::new(),
+        )
+    };
+    assert_eq!(create().await.status, 201);
+    let second = create().await;
+    assert_eq!(second.status, 201);
+    assert_eq!(
+        create().await.status,
+        403,
+        "a third open upload is over the cap"
+    );
+    // Finishing one frees its place.
+    let id = second
+        .header("location")
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_eq!(tus.patch(&id, 0, b"12345").await.status, 204);
+    assert_eq!(create().await.status, 201);
+    assert_eq!(tus.head(&id).await.status, 200);
+
+    let want = [
+        "mpgw_requests_total{op=\"TusCreate\",status=\"201\"} 3",
+        "mpgw_requests_total{op=\"TusCreate\",status=\"403\"} 1",
+        "mpgw_requests_total{op=\"TusPatch\",status=\"204\"} 1",
+        "mpgw_requests_total{op=\"TusHead\",status=\"200\"} 1",
+    ];
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let text = loop {
+        let text = crate::harness::operator_get(&format!("{}/metrics", gw.endpoint()))
+            .await
+            .text()
+            .await
+            .unwrap();
+        if want.iter().all(|w| text.contains(w)) || std::time::Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    for w in want {
+        assert!(text.contains(w), "{w} missing from:\n{text}");
+    }
+}
