@@ -721,14 +721,9 @@ async fn limits_and_metrics(store: Store) {
     let gw = TestGateway::start_with(store, |cfg| cfg.max_uploads_per_key = 2).await;
     let tus = Tus::of(&gw, crate::harness::ACCESS_KEY);
     let meta = format!("filename {}", b64(b"capped.bin"));
-    let create = || {
-        tus.send(
-            "POST",
-            &format!("{}/_tus/", tus.base),
-            &[("upload-length", "5"), ("upload-metadata", &meta)],
-            Vec::new(),
-        )
-    };
+    let url = format!("{}/_tus/", tus.base);
+    let headers = [("upload-length", "5"), ("upload-metadata", meta.as_str())];
+    let create = || tus.send("POST", &url, &headers, Vec::new());
     assert_eq!(create().await.status, 201);
     let second = create().await;
     assert_eq!(second.status, 201);
