@@ -36,6 +36,9 @@ pub struct AppendState {
     pub expires: Option<Millis>,
     /// Completed: offset equals length and the file is published.
     pub done: bool,
+    /// The part table as read (empty once completed): a write checks its offset against it,
+    /// and `MetaStore::append_part` records only while it is still so.
+    parts: Vec<(PartNumber, PartRecord)>,
 }
 
 /// The outcome of one write.
@@ -142,6 +145,7 @@ impl Uploads {
                 length: Some(length),
                 expires,
                 done: true,
+                parts: Vec::new(),
             });
         }
         if expires.is_some_and(|e| e <= now_millis()) {
@@ -158,6 +162,7 @@ impl Uploads {
             length,
             expires,
             done: false,
+            parts,
         })
     }
 
@@ -219,8 +224,8 @@ impl Uploads {
             }
             (None, d) => d,
         };
-        let parts = self.meta.list_parts(id, None, PART_PAGE).await?;
-        let stored: u64 = parts.iter().map(|(_, p)| p.size).sum();
+        let parts = &state.parts;
+        let stored = state.offset;
         if offset != stored {
             return Err(Error::OffsetMismatch(stored));
         }
@@ -364,9 +369,8 @@ impl Uploads {
                     "the partial upload {id} is not finished"
                 )));
             }
-            let parts = self.meta.list_parts(id, None, PART_PAGE).await?;
             length += st.offset;
-            sources.push((st.upload, parts));
+            sources.push((st.upload, st.parts));
         }
         let count: usize = sources.iter().map(|(_, p)| p.len()).sum();
         if count > usize::from(PartNumber::MAX) || length > self.append_max_size() {
