@@ -448,6 +448,12 @@ async fn creation_variants(store: Store) {
         get_bytes(&s3, "files", &format!("{user}/with-body.bin")).await,
         data
     );
+    // Its verified SHA-256 entered the unique file table: Bob's note-API init of the same
+    // content, with the proof, links it at once (instant upload).
+    let bob = crate::legacy::Client::of(&gw, BOB);
+    let init = bob.init(&data, "same.bin").await;
+    let done = bob.prove(&init, &data).await;
+    assert_eq!(done.data["Instant"], true, "{done:?}");
     // A wrong whole-file hash: the upload stays open, nothing is published.
     let meta = format!(
         "filename {},sha256 {}",
