@@ -157,7 +157,7 @@ pub struct Staged {
     pub size: u64,
     pub md5: [u8; 16],
     pub checksum: Option<Vec<u8>>,
-    /// How the body ended early, when the write kept what had arrived (`write_prefix`).
+    /// How the body ended early, when the write kept what had arrived (`write_with`).
     pub cut: Option<BodyError>,
 }
 
@@ -399,27 +399,13 @@ impl DiskStore {
     where
         S: Stream<Item = Result<Bytes, BodyError>> + Unpin,
     {
-        self.write_inner(id, body, max, checksum, room, false).await
+        self.write_with(id, body, max, checksum, room, false).await
     }
 
-    /// [`write`](Self::write), except that a body that fails (cut off, timed out) keeps what
-    /// arrived before: those bytes are written, fsynced and staged like a whole body, with the
-    /// failure in `Staged::cut` (tus resumes from the bytes a server made durable).
-    pub async fn write_prefix<S>(
-        &self,
-        id: &BlobId,
-        body: S,
-        max: u64,
-        checksum: Option<ChecksumAlgorithm>,
-        room: Reservation,
-    ) -> Result<Staged, WriteError>
-    where
-        S: Stream<Item = Result<Bytes, BodyError>> + Unpin,
-    {
-        self.write_inner(id, body, max, checksum, room, true).await
-    }
-
-    async fn write_inner<S>(
+    /// [`write`](Self::write), and with `keep_prefix` a body that fails (cut off, timed out)
+    /// keeps what arrived before: those bytes are written, fsynced and staged like a whole body,
+    /// with the failure in `Staged::cut` (tus resumes from the bytes a server made durable).
+    pub async fn write_with<S>(
         &self,
         id: &BlobId,
         mut body: S,

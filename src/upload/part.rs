@@ -253,7 +253,7 @@ impl Uploads {
     }
 
     /// `write` with a size cap of its own and, with `keep_prefix`, the bytes of a cut-off body
-    /// kept (`DiskStore::write_prefix`).
+    /// kept (`DiskStore::write_with`).
     pub(super) async fn write_with(
         &self,
         blob: &BlobId,
@@ -263,18 +263,14 @@ impl Uploads {
         admitted: Admission,
         keep_prefix: bool,
     ) -> Result<Staged> {
-        let written = if keep_prefix {
-            self.disk
-                .write_prefix(blob, body, max, alg, admitted.0)
-                .await
-        } else {
-            self.disk.write(blob, body, max, alg, admitted.0).await
-        };
-        written.map_err(|e| match e {
-            WriteError::Body(b) => Error::Body(b),
-            WriteError::TooLarge(_) => Error::EntityTooLarge,
-            WriteError::Io(io) => io.into(),
-        })
+        self.disk
+            .write_with(blob, body, max, alg, admitted.0, keep_prefix)
+            .await
+            .map_err(|e| match e {
+                WriteError::Body(b) => Error::Body(b),
+                WriteError::TooLarge(_) => Error::EntityTooLarge,
+                WriteError::Io(io) => io.into(),
+            })
     }
 
     /// Parts of the open upload `up` numbered above `after`, at most `max`, and whether more
