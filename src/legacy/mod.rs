@@ -199,7 +199,7 @@ impl Ctx<'_> {
 
     fn filename(&self) -> Result<&str, LegacyError> {
         let name = self.form.required("filename")?;
-        if name.len() > 512 || name.contains('\0') || name.starts_with('/') {
+        if !crate::upload::files::valid_filename(name) {
             return Err(LegacyError::invalid(
                 "filename",
                 "empty, too long, or starting with /",

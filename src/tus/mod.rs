@@ -187,12 +187,10 @@ pub async fn handle(
             .map(HeaderValue::as_bytes)
             != Some(VERSION.as_bytes())
         {
-            let mut e = TusError::new(
+            return Err(TusError::new(
                 StatusCode::PRECONDITION_FAILED,
                 "Tus-Resumable 1.0.0 required",
-            );
-            e.cause = None;
-            return Err(e);
+            ));
         }
         let who = authenticate(app, &parts, rest, signer)?;
         info.access_key = match &who {
@@ -531,7 +529,7 @@ impl Ctx<'_> {
             .ok_or_else(|| TusError::bad("Upload-Metadata must name a filename"))?;
         let name =
             String::from_utf8(name.clone()).map_err(|_| TusError::bad("filename is not UTF-8"))?;
-        if name.is_empty() || name.len() > 512 || name.contains('\0') || name.starts_with('/') {
+        if !crate::upload::files::valid_filename(&name) {
             return Err(TusError::bad(
                 "filename empty, too long, or starting with /",
             ));

@@ -96,6 +96,12 @@ impl Geometry {
     }
 }
 
+/// Whether `name` may name a user file (`<user>/<name>` in the legacy bucket): not empty, at
+/// most 512 bytes, no NUL, not starting with `/`. The note's API and tus share the rule.
+pub fn valid_filename(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 512 && !name.contains('\0') && !name.starts_with('/')
+}
+
 pub fn chunk_count(size: u64, chunk: u64) -> u32 {
     u32::try_from(size.div_ceil(chunk).max(1)).unwrap_or(u32::MAX)
 }
