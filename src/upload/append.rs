@@ -236,6 +236,13 @@ impl Uploads {
         let merge = last.filter(|(n, p)| {
             (p.size < MERGE_BELOW && checksum.is_none()) || n.get() == PartNumber::MAX
         });
+        if merge.is_some() && checksum.is_some() {
+            // Only the 10,000th part merges a checksummed write, and a digest of the merged
+            // file would not be the body's: refuse rather than answer a false mismatch.
+            return Err(Error::InvalidArgument(
+                "The upload has 10,000 parts: further writes cannot carry Upload-Checksum.".into(),
+            ));
+        }
         let (n, prefix) = match merge {
             Some((n, p)) => (*n, p.size),
             None => (
