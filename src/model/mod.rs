@@ -3,6 +3,7 @@
 
 pub mod body;
 pub mod checksum;
+pub mod event;
 pub mod tags;
 pub mod time;
 
@@ -250,6 +251,10 @@ pub struct BucketRecord {
     /// None when the bucket has none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lifecycle: Option<Vec<LifecycleRule>>,
+    /// PutBucketNotificationConfiguration rules; None when the bucket never had any (an empty
+    /// list once it had: its outboxes may still hold events to deliver).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notification: Option<Vec<event::NotifyRule>>,
 }
 
 /// One lifecycle `<Rule>` with an `<AbortIncompleteMultipartUpload>` action: open uploads whose

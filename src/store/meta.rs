@@ -9,6 +9,7 @@
 use async_trait::async_trait;
 
 use super::StoreResult;
+use crate::model::event::{EventRecord, Notice, Settle};
 use crate::model::{
     BlobId, BucketRecord, ChallengeRecord, CompletedResult, FileRecord, Millis, ObjectRecord,
     PartNumber, PartRecord, UploadId, UploadRecord,
@@ -112,12 +113,16 @@ pub trait MetaStore: Send + Sync + 'static {
 
     async fn get_object(&self, bucket: &str, key: &str) -> StoreResult<Option<ObjectRecord>>;
     /// Sets the object record, returning the one it replaced. Readers see old or new, never a mix.
-    /// Fails with `StoreError::BucketGone` while the bucket is sealed.
+    /// Fails with `StoreError::BucketGone` while the bucket is sealed. With a notice, its event
+    /// is added to the bucket's outbox for its target in the same step (given the next `seq` of
+    /// the bucket); when that outbox already holds `limit` pending events, fails with
+    /// `StoreError::OutboxFull` and stores nothing.
     async fn put_object(
         &self,
         bucket: &str,
         key: &str,
         rec: &ObjectRecord,
+        notice: Option<Notice<'_>>,
     ) -> StoreResult<Option<ObjectRecord>>;
     /// Replaces the record of the object at bucket/key only while that is still the object stored
     /// in `blob` (each write of an object makes a new blob, so a record replaced or deleted
@@ -130,8 +135,14 @@ pub trait MetaStore: Send + Sync + 'static {
         blob: &BlobId,
         rec: &ObjectRecord,
     ) -> StoreResult<bool>;
-    /// Removes the object record, returning it.
-    async fn delete_object(&self, bucket: &str, key: &str) -> StoreResult<Option<ObjectRecord>>;
+    /// Removes the object record, returning it. With a notice, its event is recorded as with
+    /// `put_object`, in the same step, only when a record was removed (`OutboxFull` as there).
+    async fn delete_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        notice: Option<Notice<'_>>,
+    ) -> StoreResult<Option<ObjectRecord>>;
     /// Objects whose key starts with `prefix` and sorts strictly after `after` (byte order),
     /// ascending, at most `limit`.
     async fn list_objects(
@@ -263,6 +274,62 @@ pub trait MetaStore: Send + Sync + 'static {
     /// The secret kept under `name`, storing `candidate` first when there is none: every
     /// gateway on this store gets the same value, for as long as the store keeps its data.
     async fn shared_secret(&self, name: &str, candidate: &str) -> StoreResult<String>;
+
+    // ---- completion events: one outbox per (bucket, target), filled by put/delete_object ----
+
+    /// Claims up to `limit` events of the outbox, in `seq` order among the first `scan`: those
+    /// due at `now` (`due <= now`), not leased (`lease <= now`), and with no earlier event on the
+    /// same key left unclaimed (events of one key are delivered in order). Each claimed event's
+    /// lease is set to `lease_until`, so another deliverer does not take it meanwhile.
+    #[allow(clippy::too_many_arguments)] // one value each, all part of the claim
+    async fn claim_events(
+        &self,
+        bucket: &str,
+        target: &str,
+        now: Millis,
+        lease_until: Millis,
+        scan: usize,
+        limit: usize,
+    ) -> StoreResult<Vec<EventRecord>>;
+    /// Applies each outcome to the pending event `seq` (missing ones are skipped): see
+    /// [`Settle`]. The dead-letter list keeps the newest `dead_limit`; returns how many older
+    /// dead letters were dropped to stay within it.
+    async fn settle_events(
+        &self,
+        bucket: &str,
+        target: &str,
+        outcomes: &[(u64, Settle)],
+        dead_limit: usize,
+    ) -> StoreResult<usize>;
+    /// Pending events (or with `dead`, dead-lettered ones) with `seq > after`, ascending, at
+    /// most `limit`.
+    async fn list_events(
+        &self,
+        bucket: &str,
+        target: &str,
+        dead: bool,
+        after: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<EventRecord>>;
+    /// How many events are (pending, dead-lettered).
+    async fn count_events(&self, bucket: &str, target: &str) -> StoreResult<(usize, usize)>;
+    /// Moves the dead letters `seqs` (all when empty) back to the outbox, due at `now` with no
+    /// try counted; returns how many.
+    async fn retry_dead_events(
+        &self,
+        bucket: &str,
+        target: &str,
+        seqs: &[u64],
+        now: Millis,
+    ) -> StoreResult<usize>;
+    /// Deletes the dead letters `seqs` (all when empty); returns how many.
+    async fn drop_dead_events(&self, bucket: &str, target: &str, seqs: &[u64])
+    -> StoreResult<usize>;
+    /// Every (bucket, target) that has had an event, ascending, until forgotten.
+    async fn event_queues(&self) -> StoreResult<Vec<(String, String)>>;
+    /// Stops listing an outbox that holds nothing, pending or dead (of a deleted bucket).
+    /// Not atomic with writers: call it only when no event can be added (the bucket is gone).
+    async fn forget_event_queue(&self, bucket: &str, target: &str) -> StoreResult<()>;
 
     /// Cheap liveness probe of the backend.
     async fn ping(&self) -> StoreResult<()>;

@@ -32,6 +32,9 @@ pub enum StoreError {
     /// The bucket is being deleted (see `MetaStore::seal_bucket`): nothing new goes into it.
     #[error("the bucket is being deleted")]
     BucketGone,
+    /// The bucket's outbox for the event's target is full (see `MetaStore::put_object`).
+    #[error("the event outbox is full")]
+    OutboxFull,
 }
 
 impl StoreError {
@@ -43,6 +46,7 @@ impl StoreError {
             Self::Backend(_) => "backend",
             Self::Io(_) => "io",
             Self::BucketGone => "bucket_gone",
+            Self::OutboxFull => "outbox_full",
         }
     }
 }
