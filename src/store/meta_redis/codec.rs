@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::model::event::EventRecord;
 use crate::model::{Millis, PartNumber, PartRecord, UploadId, UploadRecord, UploadState};
 use crate::store::{StoreError, StoreResult};
 
@@ -142,4 +143,67 @@ pub(super) fn glob_escape(s: &str) -> String {
         out.push(c);
     }
     out
+}
+
+/// An event's delivery state as the outbox scripts keep it: `tries due lease`.
+pub(super) fn event_state(ev: &EventRecord) -> String {
+    format!("{} {} {}", ev.tries, ev.due, ev.lease)
+}
+
+/// The immutable part of an event, as stored: its delivery state lives beside it (the scripts
+/// change it without parsing JSON) and its seq is the member it is stored under.
+pub(super) fn event_json(ev: &EventRecord) -> StoreResult<String> {
+    to_json(&EventRecord {
+        seq: 0,
+        tries: 0,
+        due: 0,
+        lease: 0,
+        error: None,
+        ..ev.clone()
+    })
+}
+
+/// `{seq, JSON, state, error, …}` (as the outbox scripts reply) → records.
+pub(super) fn event_records(flat: Vec<Option<String>>) -> StoreResult<Vec<EventRecord>> {
+    let mut out = Vec::with_capacity(flat.len() / 4);
+    let mut flat = flat.into_iter();
+    while let Some(seq) = flat.next() {
+        let (json, state, error) = (
+            flat.next().flatten(),
+            flat.next().flatten(),
+            flat.next().flatten(),
+        );
+        let seq = seq.ok_or_else(|| corrupt("nil event seq"))?;
+        let json = json.ok_or_else(|| corrupt(format!("event {seq} without record")))?;
+        let state = state.ok_or_else(|| corrupt(format!("event {seq} without state")))?;
+        let mut ev: EventRecord = from_json(&json)?;
+        ev.seq = seq
+            .parse()
+            .map_err(|_| corrupt(format!("event seq {seq:?}")))?;
+        let mut fields = state.split(' ');
+        let mut field = || {
+            fields
+                .next()
+                .ok_or_else(|| corrupt(format!("event {seq} state {state:?}")))
+        };
+        let bad = |_| corrupt(format!("event {seq} state {state:?}"));
+        ev.tries = field()?.parse().map_err(bad)?;
+        ev.due = field()?.parse().map_err(bad)?;
+        ev.lease = field()?.parse().map_err(bad)?;
+        ev.error = error;
+        out.push(ev);
+    }
+    Ok(out)
+}
+
+/// A member of the outbox index: `bucket \n target` (bucket names have no newline).
+pub(super) fn queue_member(bucket: &str, target: &str) -> String {
+    format!("{bucket}\n{target}")
+}
+
+pub(super) fn queue_of(member: &str) -> StoreResult<(String, String)> {
+    member
+        .split_once('\n')
+        .map(|(b, t)| (b.to_owned(), t.to_owned()))
+        .ok_or_else(|| corrupt(format!("event queue {member:?}")))
 }

@@ -5,6 +5,13 @@ use super::RedisMetaStore;
 use super::codec::glob_escape;
 use crate::model::UploadId;
 
+/// The keys of one (bucket, target) outbox (see the schema table in `mod.rs`).
+pub(super) struct Outbox {
+    pub(super) pending: String,
+    pub(super) dead: String,
+    pub(super) records: String,
+}
+
 impl RedisMetaStore {
     pub(super) fn bucket_names(&self) -> String {
         format!("{}:buckets", self.root)
@@ -33,6 +40,28 @@ impl RedisMetaStore {
 
     pub(super) fn seal(&self, bucket: &str) -> String {
         format!("{}:sealed", self.bucket(bucket))
+    }
+
+    /// The bucket's event counter: the last `seq` given. Kept when the bucket is deleted, so a
+    /// re-created bucket never reuses a seq its old outboxes may still hold.
+    pub(super) fn event_seq(&self, bucket: &str) -> String {
+        format!("{}:evseq", self.bucket(bucket))
+    }
+
+    /// One outbox of the bucket, in its slot: (pending seqs, dead-lettered seqs, records). The
+    /// target comes last, so no target name can make one outbox's key another's.
+    pub(super) fn outbox(&self, bucket: &str, target: &str) -> Outbox {
+        let b = self.bucket(bucket);
+        Outbox {
+            pending: format!("{b}:ev:pending:{target}"),
+            dead: format!("{b}:ev:dead:{target}"),
+            records: format!("{b}:ev:rec:{target}"),
+        }
+    }
+
+    /// Every (bucket, target) that has had an event, as `bucket \n target` (its own slot).
+    pub(super) fn event_queues(&self) -> String {
+        format!("{}:evqueues", self.root)
     }
 
     pub(super) fn upload(&self, id: &UploadId) -> String {

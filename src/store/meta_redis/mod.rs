@@ -14,6 +14,11 @@
 //! | `P:v1:bkt:{b:<bucket>}:okeys` | zset, scores 0 | object keys, for `BYLEX` range listing |
 //! | `P:v1:bkt:{b:<bucket>}:uploads` | zset, scores 0 | `key \0 created \0 uploadId` of listed uploads |
 //! | `P:v1:bkt:{b:<bucket>}:sealed` | string | present while the bucket is being deleted (`seal_bucket`) |
+//! | `P:v1:bkt:{b:<bucket>}:evseq` | string (INCR) | the last event `seq` given in the bucket; outlives the bucket |
+//! | `P:v1:bkt:{b:<bucket>}:ev:pending:<target>` | zset, score = seq | the outbox of (bucket, target): pending event seqs |
+//! | `P:v1:bkt:{b:<bucket>}:ev:dead:<target>` | zset, score = seq | its dead letters |
+//! | `P:v1:bkt:{b:<bucket>}:ev:rec:<target>` | hash | per event of either: `<seq>`, `<seq>:k`, `<seq>:s`, `<seq>:e` (below) |
+//! | `P:v1:evqueues` | set | `bucket \n target` of every outbox that has had an event (a hint, its own slot) |
 //! | `P:v1:upl:{u:<uploadId>}` | hash | `rec`, `state`, `since`, `done` (below) |
 //! | `P:v1:upl:{u:<uploadId>}:parts` | hash | decimal part number → `PartRecord` JSON |
 //! | `P:v1:own:{o:<owner>}` | zset, score = reserved at (millis) | upload ids counted against the owner's cap |
@@ -27,6 +32,12 @@
 //! Completing) and `done` (`CompletedResult` JSON, only once Completed). These fields are the truth
 //! and override the same-named fields of `rec` on read, so the Lua scripts check and flip state
 //! without parsing JSON (cjson would round 64-bit integers through doubles).
+//!
+//! An outbox's record hash keeps, per event, its JSON (the event's facts, as recorded), its key
+//! (`:k`, for the per-key order of claims), its delivery state (`:s`, `tries due lease`) and last
+//! error (`:e`): the scripts claim and settle events without parsing JSON. The event counter and
+//! outboxes are not removed with their bucket, so events of a deleted bucket are still delivered
+//! and a re-created bucket's seqs carry on from the old ones.
 //!
 //! In the upload listing, `created` is written as `created + 2^63` in 20 zero-padded digits so that
 //! byte order equals numeric order; members thus sort by (key, created, id) as `ListMultipartUploads`
@@ -66,12 +77,14 @@ use super::meta::{
     UploadCursor,
 };
 use super::{StoreError, StoreResult};
+use crate::model::event::{EventRecord, Notice, Settle};
 use crate::model::{
     BucketRecord, ChallengeRecord, CompletedResult, FileRecord, Millis, ObjectRecord, PartNumber,
     PartRecord, UploadId, UploadRecord, UploadState,
 };
 mod codec;
 mod connect;
+mod events;
 mod keys;
 mod scripts;
 use self::codec::{
@@ -86,9 +99,9 @@ use self::connect::{
 };
 use self::scripts::{
     ABORT_UPLOAD, APPEND_PART, BEGIN_COMPLETE, CREATE_BUCKET, DELETE_BUCKET, DELETE_FILE_IF,
-    DELETE_OBJECT, FINISH_COMPLETE, LIST_OBJECTS, LIST_PARTS, LIST_UPLOAD, PURGE_COMPLETED,
-    PUT_CHALLENGE, PUT_OBJECT, PUT_PART, REOPEN, RESERVE_UPLOAD, SEAL_BUCKET, SEALED_REPLY,
-    TAKE_CHALLENGE, UPDATE_OBJECT,
+    DELETE_OBJECT, FINISH_COMPLETE, FULL_REPLY, LIST_OBJECTS, LIST_PARTS, LIST_UPLOAD,
+    PURGE_COMPLETED, PUT_CHALLENGE, PUT_OBJECT, PUT_PART, REOPEN, RESERVE_UPLOAD, SEAL_BUCKET,
+    SEALED_REPLY, TAKE_CHALLENGE, UPDATE_OBJECT,
 };
 
 /// Largest page fetched from Redis per round trip, so no single command or script blocks the
@@ -506,6 +519,7 @@ impl MetaStore for RedisMetaStore {
         bucket: &str,
         key: &str,
         rec: &ObjectRecord,
+        notice: Option<Notice<'_>>,
     ) -> StoreResult<Option<ObjectRecord>> {
         let mut inv = PUT_OBJECT.prepare_invoke();
         inv.key(self.objects(bucket))
@@ -513,11 +527,15 @@ impl MetaStore for RedisMetaStore {
             .key(self.seal(bucket))
             .arg(key)
             .arg(to_json(rec)?);
-        let old: Option<String> = self.eval(&inv).await?;
-        if old.as_deref() == Some(SEALED_REPLY) {
-            return Err(StoreError::BucketGone);
+        if let Some(notice) = notice {
+            self.with_notice(&mut inv, bucket, notice).await?;
         }
-        from_json_opt(old)
+        let old: Option<String> = self.eval(&inv).await?;
+        match old.as_deref() {
+            Some(SEALED_REPLY) => Err(StoreError::BucketGone),
+            Some(FULL_REPLY) => Err(StoreError::OutboxFull),
+            _ => from_json_opt(old),
+        }
     }
 
     async fn update_object(
@@ -536,12 +554,24 @@ impl MetaStore for RedisMetaStore {
         Ok(done == 1)
     }
 
-    async fn delete_object(&self, bucket: &str, key: &str) -> StoreResult<Option<ObjectRecord>> {
+    async fn delete_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        notice: Option<Notice<'_>>,
+    ) -> StoreResult<Option<ObjectRecord>> {
         let mut inv = DELETE_OBJECT.prepare_invoke();
         inv.key(self.objects(bucket))
             .key(self.object_keys(bucket))
             .arg(key);
-        from_json_opt(self.eval(&inv).await?)
+        if let Some(notice) = notice {
+            self.with_notice(&mut inv, bucket, notice).await?;
+        }
+        let old: Option<String> = self.eval(&inv).await?;
+        if old.as_deref() == Some(FULL_REPLY) {
+            return Err(StoreError::OutboxFull);
+        }
+        from_json_opt(old)
     }
 
     async fn list_objects(
@@ -929,6 +959,72 @@ impl MetaStore for RedisMetaStore {
         self.query::<Option<String>>(redis::cmd("GET").arg(&key))
             .await?
             .ok_or_else(|| StoreError::Backend(format!("secret {name} vanished after SET NX")))
+    }
+
+    async fn claim_events(
+        &self,
+        bucket: &str,
+        target: &str,
+        now: Millis,
+        lease_until: Millis,
+        scan: usize,
+        limit: usize,
+    ) -> StoreResult<Vec<EventRecord>> {
+        self.outbox_claim(bucket, target, now, lease_until, scan, limit)
+            .await
+    }
+
+    async fn settle_events(
+        &self,
+        bucket: &str,
+        target: &str,
+        outcomes: &[(u64, Settle)],
+        dead_limit: usize,
+    ) -> StoreResult<usize> {
+        self.outbox_settle(bucket, target, outcomes, dead_limit)
+            .await
+    }
+
+    async fn list_events(
+        &self,
+        bucket: &str,
+        target: &str,
+        dead: bool,
+        after: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<EventRecord>> {
+        self.outbox_list(bucket, target, dead, after, limit).await
+    }
+
+    async fn count_events(&self, bucket: &str, target: &str) -> StoreResult<(usize, usize)> {
+        self.outbox_count(bucket, target).await
+    }
+
+    async fn retry_dead_events(
+        &self,
+        bucket: &str,
+        target: &str,
+        seqs: &[u64],
+        now: Millis,
+    ) -> StoreResult<usize> {
+        self.outbox_retry_dead(bucket, target, seqs, now).await
+    }
+
+    async fn drop_dead_events(
+        &self,
+        bucket: &str,
+        target: &str,
+        seqs: &[u64],
+    ) -> StoreResult<usize> {
+        self.outbox_drop_dead(bucket, target, seqs).await
+    }
+
+    async fn event_queues(&self) -> StoreResult<Vec<(String, String)>> {
+        self.outbox_queues().await
+    }
+
+    async fn forget_event_queue(&self, bucket: &str, target: &str) -> StoreResult<()> {
+        self.outbox_forget(bucket, target).await
     }
 
     async fn ping(&self) -> StoreResult<()> {

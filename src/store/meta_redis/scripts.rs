@@ -48,16 +48,41 @@ pub(super) static SEAL_BUCKET: LazyLock<Script> = LazyLock::new(|| {
 /// What PUT_OBJECT answers for a sealed bucket (never a record's JSON, which starts with `{`).
 pub(super) const SEALED_REPLY: &str = "!sealed";
 
-/// KEYS: objects, object keys, seal. ARGV: key, JSON. Returns the old JSON or nil, or
-/// `SEALED_REPLY` (storing nothing) while the bucket is being deleted.
+/// What PUT_OBJECT and DELETE_OBJECT answer when the event's outbox is full (storing nothing).
+pub(super) const FULL_REPLY: &str = "!full";
+
+/// Lua: records an event in an outbox (see the schema in `mod.rs`) with the bucket's next seq,
+/// which it returns. `state` is `tries due lease`; `err` '' for none. The seq is formatted with
+/// `%d`, since Lua's own number formatting switches to exponents past 14 digits.
+const RECORD_EVENT: &str = r"
+local function record_event(seq_key, pending, records, key, json, state, err)
+    local s = string.format('%d', redis.call('INCR', seq_key))
+    redis.call('ZADD', pending, s, s)
+    redis.call('HSET', records, s, json, s .. ':k', key, s .. ':s', state)
+    if err ~= '' then redis.call('HSET', records, s .. ':e', err) end
+    return s
+end
+";
+
+/// KEYS: objects, object keys, seal, and with an event: event seq, pending, records. ARGV: key,
+/// JSON, and with an event: its JSON, the outbox limit, its state, its error. Returns the old
+/// JSON or nil; `SEALED_REPLY` while the bucket is being deleted, or `FULL_REPLY` when the
+/// outbox already holds `limit` pending events (storing nothing either way; the seal wins).
 pub(super) static PUT_OBJECT: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"if redis.call('EXISTS', KEYS[3]) == 1 then return '!sealed' end
+    Script::new(&format!(
+        r"{RECORD_EVENT}
+        if redis.call('EXISTS', KEYS[3]) == 1 then return '{SEALED_REPLY}' end
+        if KEYS[4] and redis.call('ZCARD', KEYS[5]) >= tonumber(ARGV[4]) then
+            return '{FULL_REPLY}'
+        end
         local old = redis.call('HGET', KEYS[1], ARGV[1])
         redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
         redis.call('ZADD', KEYS[2], 0, ARGV[1])
+        if KEYS[4] then
+            record_event(KEYS[4], KEYS[5], KEYS[6], ARGV[1], ARGV[3], ARGV[5], ARGV[6])
+        end
         return old",
-    )
+    ))
 });
 
 /// KEYS: upload listing, seal. ARGV: listing member. Adds the entry unless the bucket is being
@@ -82,14 +107,24 @@ pub(super) static UPDATE_OBJECT: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
-/// KEYS: objects, object keys. ARGV: key. Returns the old JSON or nil.
+/// KEYS: objects, object keys, and with an event: event seq, pending, records. ARGV: key, and
+/// with an event: as PUT_OBJECT. Returns the old JSON or nil (recording the event only when a
+/// record was removed), or `FULL_REPLY`, removing nothing.
 pub(super) static DELETE_OBJECT: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"local old = redis.call('HGET', KEYS[1], ARGV[1])
+    Script::new(&format!(
+        r"{RECORD_EVENT}
+        local old = redis.call('HGET', KEYS[1], ARGV[1])
+        if not old then return false end
+        if KEYS[3] and redis.call('ZCARD', KEYS[4]) >= tonumber(ARGV[3]) then
+            return '{FULL_REPLY}'
+        end
         redis.call('HDEL', KEYS[1], ARGV[1])
         redis.call('ZREM', KEYS[2], ARGV[1])
+        if KEYS[3] then
+            record_event(KEYS[3], KEYS[4], KEYS[5], ARGV[1], ARGV[2], ARGV[4], ARGV[5])
+        end
         return old",
-    )
+    ))
 });
 
 /// KEYS: object keys, objects. ARGV: lex min, lex max, count. Returns `{key, JSON, …}`: one
@@ -297,4 +332,144 @@ pub(super) static PURGE_COMPLETED: LazyLock<Script> = LazyLock::new(|| {
         redis.call('DEL', KEYS[1], KEYS[2])
         return 1",
     )
+});
+
+// ---- event outboxes: every key of one (bucket, target) outbox is in the bucket's slot ----
+
+/// Lua: an event's delivery state `tries due lease` split into its three fields (strings).
+const EVENT_STATE: &str = r"
+local function event_state(records, s)
+    local st = redis.call('HGET', records, s .. ':s')
+    local t, d, l = string.match(st or '', '^(%d+) (%-?%d+) (%-?%d+)$')
+    if not t then error('corrupt delivery state of event ' .. s) end
+    return t, d, l
+end
+local function forget_event(records, s)
+    redis.call('HDEL', records, s, s .. ':k', s .. ':s', s .. ':e')
+end
+";
+
+/// KEYS: pending, records. ARGV: now, lease until, scan, limit. Claims as
+/// `MetaStore::claim_events` says: of the first `scan` pending events, those due and not leased
+/// whose key has no earlier event left unclaimed, up to `limit`. Returns
+/// `{seq, JSON, state, error, …}` of the claimed, with their new lease.
+pub(super) static CLAIM_EVENTS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r"{EVENT_STATE}
+        local now, scan, limit = tonumber(ARGV[1]), tonumber(ARGV[3]), tonumber(ARGV[4])
+        local out, blocked, claimed = {{}}, {{}}, 0
+        if scan < 1 or limit < 1 then return out end
+        for _, s in ipairs(redis.call('ZRANGE', KEYS[1], 0, scan - 1)) do
+            local key = redis.call('HGET', KEYS[2], s .. ':k') or ''
+            local t, d, l = event_state(KEYS[2], s)
+            if not blocked[key] and tonumber(d) <= now and tonumber(l) <= now then
+                local st = t .. ' ' .. d .. ' ' .. ARGV[2]
+                redis.call('HSET', KEYS[2], s .. ':s', st)
+                local f = redis.call('HMGET', KEYS[2], s, s .. ':e')
+                out[#out + 1] = s
+                out[#out + 1] = f[1]
+                out[#out + 1] = st
+                out[#out + 1] = f[2]
+                claimed = claimed + 1
+                if claimed >= limit then break end
+            else
+                blocked[key] = true
+            end
+        end
+        return out",
+    ))
+});
+
+/// KEYS: pending, dead, records. ARGV: dead limit, then per outcome: seq, `delivered` | `retry`
+/// | `dead` | `release`, due, error. Events no longer pending are skipped. Returns how many of
+/// the oldest (lowest seq) dead letters were dropped to keep the newest `dead limit`.
+pub(super) static SETTLE_EVENTS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r"{EVENT_STATE}
+        for i = 2, #ARGV, 4 do
+            local s, what = ARGV[i], ARGV[i + 1]
+            if redis.call('ZSCORE', KEYS[1], s) then
+                if what == 'delivered' then
+                    redis.call('ZREM', KEYS[1], s)
+                    forget_event(KEYS[3], s)
+                else
+                    local t, d = event_state(KEYS[3], s)
+                    if what == 'retry' then
+                        t, d = string.format('%d', tonumber(t) + 1), ARGV[i + 2]
+                        redis.call('HSET', KEYS[3], s .. ':e', ARGV[i + 3])
+                    elseif what == 'dead' then
+                        redis.call('ZREM', KEYS[1], s)
+                        redis.call('ZADD', KEYS[2], s, s)
+                        redis.call('HSET', KEYS[3], s .. ':e', ARGV[i + 3])
+                    end
+                    redis.call('HSET', KEYS[3], s .. ':s', t .. ' ' .. d .. ' 0')
+                end
+            end
+        end
+        local excess = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[1])
+        if excess <= 0 then return 0 end
+        for _, s in ipairs(redis.call('ZRANGE', KEYS[2], 0, excess - 1)) do
+            forget_event(KEYS[3], s)
+        end
+        redis.call('ZREMRANGEBYRANK', KEYS[2], 0, excess - 1)
+        return excess",
+    ))
+});
+
+/// KEYS: pending or dead, records. ARGV: after (seq), count. Returns `{seq, JSON, state, error,
+/// …}` ascending: one consistent snapshot of a page.
+pub(super) static LIST_EVENTS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"local out = {}
+        local seqs = redis.call('ZRANGE', KEYS[1], '(' .. ARGV[1], '+inf', 'BYSCORE', 'LIMIT', 0,
+            ARGV[2])
+        for _, s in ipairs(seqs) do
+            local f = redis.call('HMGET', KEYS[2], s, s .. ':s', s .. ':e')
+            out[#out + 1] = s
+            out[#out + 1] = f[1]
+            out[#out + 1] = f[2]
+            out[#out + 1] = f[3]
+        end
+        return out",
+    )
+});
+
+/// KEYS: pending, dead, records. ARGV: now, then the seqs (none: every dead letter). Moves those
+/// dead letters back to pending, due at `now`, tries 0, not leased; returns how many.
+pub(super) static RETRY_DEAD_EVENTS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"local seqs = {}
+        if #ARGV == 1 then
+            seqs = redis.call('ZRANGE', KEYS[2], 0, -1)
+        else
+            for i = 2, #ARGV do seqs[#seqs + 1] = ARGV[i] end
+        end
+        local n = 0
+        for _, s in ipairs(seqs) do
+            if redis.call('ZREM', KEYS[2], s) == 1 then
+                redis.call('ZADD', KEYS[1], s, s)
+                redis.call('HSET', KEYS[3], s .. ':s', '0 ' .. ARGV[1] .. ' 0')
+                n = n + 1
+            end
+        end
+        return n",
+    )
+});
+
+/// KEYS: dead, records. ARGV: the seqs (none: every dead letter). Deletes those dead letters;
+/// returns how many.
+pub(super) static DROP_DEAD_EVENTS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r"{EVENT_STATE}
+        local seqs = ARGV
+        if #ARGV == 0 then seqs = redis.call('ZRANGE', KEYS[1], 0, -1) end
+        local n = 0
+        for _, s in ipairs(seqs) do
+            if redis.call('ZREM', KEYS[1], s) == 1 then
+                forget_event(KEYS[2], s)
+                n = n + 1
+            end
+        end
+        return n",
+    ))
 });
