@@ -16,10 +16,15 @@ use super::meta::{
     UploadCursor,
 };
 use super::{StoreError, StoreResult};
+use crate::model::event::{EventRecord, Notice, Settle};
 use crate::model::{
     BucketRecord, ChallengeRecord, CompletedResult, FileRecord, Millis, ObjectRecord, PartNumber,
     PartRecord, UploadId, UploadRecord, UploadState,
 };
+
+mod events;
+
+use self::events::{DEAD_EVENTS, EVENT_QUEUES, EVENT_SEQ, EVENTS};
 
 const BUCKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("buckets_v1");
 /// (bucket, key) → ObjectRecord
@@ -85,6 +90,10 @@ impl EmbeddedMetaStore {
             tx.open_table(CHALLENGES).map_err(be)?;
             tx.open_table(SECRETS).map_err(be)?;
             tx.open_table(SEALED).map_err(be)?;
+            tx.open_table(EVENTS).map_err(be)?;
+            tx.open_table(DEAD_EVENTS).map_err(be)?;
+            tx.open_table(EVENT_SEQ).map_err(be)?;
+            tx.open_table(EVENT_QUEUES).map_err(be)?;
         }
         tx.commit().map_err(be)?;
         Ok(Self { db: Arc::new(db) })
@@ -337,10 +346,20 @@ impl MetaStore for EmbeddedMetaStore {
         bucket: &str,
         key: &str,
         rec: &ObjectRecord,
+        notice: Option<Notice<'_>>,
     ) -> StoreResult<Option<ObjectRecord>> {
         let (bucket, key, rec) = (bucket.to_owned(), key.to_owned(), rec.clone());
+        let notice = notice.map(|n| (n.event.clone(), n.limit));
         self.write(move |tx| {
             check_unsealed(tx, &bucket)?;
+            if let Some((event, limit)) = &notice {
+                // Before the object: an error drops the whole transaction anyway.
+                let notice = Notice {
+                    event,
+                    limit: *limit,
+                };
+                events::record_in(tx, &bucket, notice)?;
+            }
             let mut t = tx.open_table(OBJECTS).map_err(be)?;
             let old = t
                 .insert((bucket.as_str(), key.as_str()), enc(&rec)?.as_slice())
@@ -376,12 +395,27 @@ impl MetaStore for EmbeddedMetaStore {
         .await
     }
 
-    async fn delete_object(&self, bucket: &str, key: &str) -> StoreResult<Option<ObjectRecord>> {
+    async fn delete_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        notice: Option<Notice<'_>>,
+    ) -> StoreResult<Option<ObjectRecord>> {
         let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        let notice = notice.map(|n| (n.event.clone(), n.limit));
         self.write(move |tx| {
             let mut t = tx.open_table(OBJECTS).map_err(be)?;
             let old = t.remove((bucket.as_str(), key.as_str())).map_err(be)?;
-            old.map(|g| dec(g.value())).transpose()
+            let old: Option<ObjectRecord> = old.map(|g| dec(g.value())).transpose()?;
+            if let (Some(_), Some((event, limit))) = (&old, &notice) {
+                // OutboxFull drops the transaction: the record stays.
+                let notice = Notice {
+                    event,
+                    limit: *limit,
+                };
+                events::record_in(tx, &bucket, notice)?;
+            }
+            Ok(old)
         })
         .await
     }
@@ -869,6 +903,84 @@ impl MetaStore for EmbeddedMetaStore {
             Ok(candidate)
         })
         .await
+    }
+
+    async fn claim_events(
+        &self,
+        bucket: &str,
+        target: &str,
+        now: Millis,
+        lease_until: Millis,
+        scan: usize,
+        limit: usize,
+    ) -> StoreResult<Vec<EventRecord>> {
+        let (bucket, target) = (bucket.to_owned(), target.to_owned());
+        self.write(move |tx| events::claim_in(tx, &bucket, &target, now, lease_until, scan, limit))
+            .await
+    }
+
+    async fn settle_events(
+        &self,
+        bucket: &str,
+        target: &str,
+        outcomes: &[(u64, Settle)],
+        dead_limit: usize,
+    ) -> StoreResult<usize> {
+        let (bucket, target, outcomes) = (bucket.to_owned(), target.to_owned(), outcomes.to_vec());
+        self.write(move |tx| events::settle_in(tx, &bucket, &target, &outcomes, dead_limit))
+            .await
+    }
+
+    async fn list_events(
+        &self,
+        bucket: &str,
+        target: &str,
+        dead: bool,
+        after: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<EventRecord>> {
+        let (bucket, target) = (bucket.to_owned(), target.to_owned());
+        self.read(move |tx| events::list_in(tx, &bucket, &target, dead, after, limit))
+            .await
+    }
+
+    async fn count_events(&self, bucket: &str, target: &str) -> StoreResult<(usize, usize)> {
+        let (bucket, target) = (bucket.to_owned(), target.to_owned());
+        self.read(move |tx| events::count_in(tx, &bucket, &target))
+            .await
+    }
+
+    async fn retry_dead_events(
+        &self,
+        bucket: &str,
+        target: &str,
+        seqs: &[u64],
+        now: Millis,
+    ) -> StoreResult<usize> {
+        let (bucket, target, seqs) = (bucket.to_owned(), target.to_owned(), seqs.to_vec());
+        self.write(move |tx| events::retry_dead_in(tx, &bucket, &target, &seqs, now))
+            .await
+    }
+
+    async fn drop_dead_events(
+        &self,
+        bucket: &str,
+        target: &str,
+        seqs: &[u64],
+    ) -> StoreResult<usize> {
+        let (bucket, target, seqs) = (bucket.to_owned(), target.to_owned(), seqs.to_vec());
+        self.write(move |tx| events::drop_dead_in(tx, &bucket, &target, &seqs))
+            .await
+    }
+
+    async fn event_queues(&self) -> StoreResult<Vec<(String, String)>> {
+        self.read(events::queues_in).await
+    }
+
+    async fn forget_event_queue(&self, bucket: &str, target: &str) -> StoreResult<()> {
+        let (bucket, target) = (bucket.to_owned(), target.to_owned());
+        self.write(move |tx| events::forget_in(tx, &bucket, &target))
+            .await
     }
 
     async fn ping(&self) -> StoreResult<()> {
