@@ -8,6 +8,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 
 use crate::metrics::{Metrics, UploadEvent};
+use crate::model::event::{EventRecord, Notice, Settle};
 use crate::model::{
     BucketRecord, ChallengeRecord, CompletedResult, FileRecord, Millis, ObjectRecord, PartNumber,
     PartRecord, UploadId, UploadRecord,
@@ -146,9 +147,13 @@ impl MetaStore for InstrumentedMeta {
         bucket: &str,
         key: &str,
         rec: &ObjectRecord,
+        notice: Option<Notice<'_>>,
     ) -> StoreResult<Option<ObjectRecord>> {
-        self.call("put_object", self.inner.put_object(bucket, key, rec))
-            .await
+        self.call(
+            "put_object",
+            self.inner.put_object(bucket, key, rec, notice),
+        )
+        .await
     }
 
     async fn update_object(
@@ -165,9 +170,17 @@ impl MetaStore for InstrumentedMeta {
         .await
     }
 
-    async fn delete_object(&self, bucket: &str, key: &str) -> StoreResult<Option<ObjectRecord>> {
-        self.call("delete_object", self.inner.delete_object(bucket, key))
-            .await
+    async fn delete_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        notice: Option<Notice<'_>>,
+    ) -> StoreResult<Option<ObjectRecord>> {
+        self.call(
+            "delete_object",
+            self.inner.delete_object(bucket, key, notice),
+        )
+        .await
     }
 
     async fn list_objects(
@@ -323,6 +336,97 @@ impl MetaStore for InstrumentedMeta {
     async fn reserved_uploads(&self) -> StoreResult<Vec<(String, UploadId, Millis)>> {
         self.call("reserved_uploads", self.inner.reserved_uploads())
             .await
+    }
+
+    async fn claim_events(
+        &self,
+        bucket: &str,
+        target: &str,
+        now: Millis,
+        lease_until: Millis,
+        scan: usize,
+        limit: usize,
+    ) -> StoreResult<Vec<EventRecord>> {
+        self.call(
+            "claim_events",
+            self.inner
+                .claim_events(bucket, target, now, lease_until, scan, limit),
+        )
+        .await
+    }
+
+    async fn settle_events(
+        &self,
+        bucket: &str,
+        target: &str,
+        outcomes: &[(u64, Settle)],
+        dead_limit: usize,
+    ) -> StoreResult<usize> {
+        self.call(
+            "settle_events",
+            self.inner
+                .settle_events(bucket, target, outcomes, dead_limit),
+        )
+        .await
+    }
+
+    async fn list_events(
+        &self,
+        bucket: &str,
+        target: &str,
+        dead: bool,
+        after: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<EventRecord>> {
+        self.call(
+            "list_events",
+            self.inner.list_events(bucket, target, dead, after, limit),
+        )
+        .await
+    }
+
+    async fn count_events(&self, bucket: &str, target: &str) -> StoreResult<(usize, usize)> {
+        self.call("count_events", self.inner.count_events(bucket, target))
+            .await
+    }
+
+    async fn retry_dead_events(
+        &self,
+        bucket: &str,
+        target: &str,
+        seqs: &[u64],
+        now: Millis,
+    ) -> StoreResult<usize> {
+        self.call(
+            "retry_dead_events",
+            self.inner.retry_dead_events(bucket, target, seqs, now),
+        )
+        .await
+    }
+
+    async fn drop_dead_events(
+        &self,
+        bucket: &str,
+        target: &str,
+        seqs: &[u64],
+    ) -> StoreResult<usize> {
+        self.call(
+            "drop_dead_events",
+            self.inner.drop_dead_events(bucket, target, seqs),
+        )
+        .await
+    }
+
+    async fn event_queues(&self) -> StoreResult<Vec<(String, String)>> {
+        self.call("event_queues", self.inner.event_queues()).await
+    }
+
+    async fn forget_event_queue(&self, bucket: &str, target: &str) -> StoreResult<()> {
+        self.call(
+            "forget_event_queue",
+            self.inner.forget_event_queue(bucket, target),
+        )
+        .await
     }
 
     async fn ping(&self) -> StoreResult<()> {
