@@ -323,8 +323,12 @@ pub trait MetaStore: Send + Sync + 'static {
         now: Millis,
     ) -> StoreResult<usize>;
     /// Deletes the dead letters `seqs` (all when empty); returns how many.
-    async fn drop_dead_events(&self, bucket: &str, target: &str, seqs: &[u64])
-    -> StoreResult<usize>;
+    async fn drop_dead_events(
+        &self,
+        bucket: &str,
+        target: &str,
+        seqs: &[u64],
+    ) -> StoreResult<usize>;
     /// Every (bucket, target) that has had an event, ascending, until forgotten.
     async fn event_queues(&self) -> StoreResult<Vec<(String, String)>>;
     /// Stops listing an outbox that holds nothing, pending or dead (of a deleted bucket).
