@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mpgw::model::checksum::{ChecksumAlgorithm, ChecksumType};
+use mpgw::model::event::{EventName, EventRecord, Notice, Settle};
 use mpgw::model::tags::TagSet;
 use mpgw::model::{
     BucketRecord, ChallengeRecord, Checksum, CompletedResult, CorsRule, FileRecord, Millis,
@@ -82,6 +83,11 @@ conformance!(
     challenges,
     concurrent_take_challenge,
     shared_secret,
+    events_recorded_with_writes,
+    event_claims,
+    event_settle_and_dead_letters,
+    event_queues,
+    concurrent_event_claims,
 );
 
 // ---- backends ----
@@ -171,6 +177,7 @@ fn bucket(name: &str, owner: &str) -> BucketRecord {
         owner: owner.into(),
         cors: None,
         lifecycle: None,
+        notification: None,
     }
 }
 
@@ -204,12 +211,14 @@ async fn sealed_bucket(s: Arc<dyn MetaStore>) {
         SealBucket::NotFound
     );
     s.create_bucket(&bucket("full", "alice")).await.unwrap();
-    s.put_object("full", "k", &object("a")).await.unwrap();
+    s.put_object("full", "k", &object("a"), None).await.unwrap();
     assert_eq!(
         s.seal_bucket("full", 1).await.unwrap(),
         SealBucket::NotEmpty
     );
-    s.put_object("full", "k2", &object("b")).await.unwrap();
+    s.put_object("full", "k2", &object("b"), None)
+        .await
+        .unwrap();
     s.create_upload(&upload("full", "u", 1)).await.unwrap();
 
     s.create_bucket(&bucket("b", "alice")).await.unwrap();
@@ -219,7 +228,7 @@ async fn sealed_bucket(s: Arc<dyn MetaStore>) {
     assert_eq!(s.seal_bucket("b", 7).await.unwrap(), SealBucket::Sealed);
     assert_eq!(s.sealed_buckets().await.unwrap(), [("b".to_owned(), 7)]);
     assert!(matches!(
-        s.put_object("b", "k", &object("c")).await,
+        s.put_object("b", "k", &object("c"), None).await,
         Err(StoreError::BucketGone)
     ));
     assert_eq!(s.get_object("b", "k").await.unwrap(), None);
@@ -253,7 +262,7 @@ async fn sealed_bucket(s: Arc<dyn MetaStore>) {
     );
     // Re-created, the bucket is not sealed any more.
     s.create_bucket(&bucket("b", "alice")).await.unwrap();
-    s.put_object("b", "k", &object("d")).await.unwrap();
+    s.put_object("b", "k", &object("d"), None).await.unwrap();
     s.create_upload(&upload("b", "u2", 3)).await.unwrap();
 
     // Unsealed, it takes writes again.
@@ -261,7 +270,7 @@ async fn sealed_bucket(s: Arc<dyn MetaStore>) {
     assert_eq!(s.seal_bucket("c", 9).await.unwrap(), SealBucket::Sealed);
     s.unseal_bucket("c").await.unwrap();
     assert_eq!(s.sealed_buckets().await.unwrap(), []);
-    s.put_object("c", "k", &object("e")).await.unwrap();
+    s.put_object("c", "k", &object("e"), None).await.unwrap();
     s.unseal_bucket("c").await.unwrap();
 }
 
@@ -409,9 +418,9 @@ async fn buckets(s: Arc<dyn MetaStore>) {
     );
 
     // An object keeps the bucket.
-    s.put_object("b1", "k", &object("e")).await.unwrap();
+    s.put_object("b1", "k", &object("e"), None).await.unwrap();
     assert_eq!(s.delete_bucket("b1").await.unwrap(), DeleteBucket::NotEmpty);
-    s.delete_object("b1", "k").await.unwrap();
+    s.delete_object("b1", "k", None).await.unwrap();
 
     // So does an Open upload, and a Completing one.
     let up = upload("b1", "k", 1);
@@ -455,14 +464,14 @@ async fn objects(s: Arc<dyn MetaStore>) {
     s.create_bucket(&bucket("b", "alice")).await.unwrap();
     let (v1, v2) = (object("v1"), object("v2"));
     assert_eq!(s.get_object("b", "k").await.unwrap(), None);
-    assert_eq!(s.put_object("b", "k", &v1).await.unwrap(), None);
+    assert_eq!(s.put_object("b", "k", &v1, None).await.unwrap(), None);
     assert_eq!(s.get_object("b", "k").await.unwrap(), Some(v1.clone()));
-    assert_eq!(s.put_object("b", "k", &v2).await.unwrap(), Some(v1));
+    assert_eq!(s.put_object("b", "k", &v2, None).await.unwrap(), Some(v1));
     assert_eq!(s.get_object("b", "k").await.unwrap(), Some(v2.clone()));
     // Same key in another bucket is another object.
     assert_eq!(s.get_object("other", "k").await.unwrap(), None);
-    assert_eq!(s.delete_object("b", "k").await.unwrap(), Some(v2));
-    assert_eq!(s.delete_object("b", "k").await.unwrap(), None);
+    assert_eq!(s.delete_object("b", "k", None).await.unwrap(), Some(v2));
+    assert_eq!(s.delete_object("b", "k", None).await.unwrap(), None);
     assert_eq!(s.get_object("b", "k").await.unwrap(), None);
     assert!(s.list_objects("b", "", None, 10).await.unwrap().is_empty());
 }
@@ -477,7 +486,7 @@ async fn object_update(s: Arc<dyn MetaStore>) {
         TagSet::new(vec![("a".into(), "1".into()), ("ü".into(), String::new())]).unwrap();
     assert!(!s.update_object("b", "k", &v1.blob, &tagged).await.unwrap());
     assert_eq!(s.get_object("b", "k").await.unwrap(), None);
-    s.put_object("b", "k", &v1).await.unwrap();
+    s.put_object("b", "k", &v1, None).await.unwrap();
     assert!(
         s.get_object("b", "k")
             .await
@@ -493,11 +502,11 @@ async fn object_update(s: Arc<dyn MetaStore>) {
     assert_eq!(listed, vec![("k".to_owned(), tagged.clone())]);
     // Replaced: an update for the old object changes nothing.
     let v2 = object("v2");
-    s.put_object("b", "k", &v2).await.unwrap();
+    s.put_object("b", "k", &v2, None).await.unwrap();
     assert!(!s.update_object("b", "k", &v1.blob, &tagged).await.unwrap());
     assert_eq!(s.get_object("b", "k").await.unwrap(), Some(v2.clone()));
     // Deleted: nothing comes back.
-    s.delete_object("b", "k").await.unwrap();
+    s.delete_object("b", "k", None).await.unwrap();
     let mut v2_tagged = v2.clone();
     v2_tagged.headers.tags = tagged.headers.tags.clone();
     assert!(
@@ -543,9 +552,9 @@ const TRICKY_KEYS: &[&str] = &[
 async fn object_listing_order(s: Arc<dyn MetaStore>) {
     s.create_bucket(&bucket("b", "alice")).await.unwrap();
     for key in TRICKY_KEYS {
-        s.put_object("b", key, &object(key)).await.unwrap();
+        s.put_object("b", key, &object(key), None).await.unwrap();
     }
-    s.put_object("neighbour", "a/zzz", &object("x"))
+    s.put_object("neighbour", "a/zzz", &object("x"), None)
         .await
         .unwrap();
     let model: BTreeSet<&str> = TRICKY_KEYS.iter().copied().collect(); // str order is byte order
@@ -978,12 +987,12 @@ async fn object_blobs(s: Arc<dyn MetaStore>) {
         object("r"),
         object("d"),
     );
-    s.put_object("b1", "x", &replaced).await.unwrap();
-    s.put_object("b1", "x", &a).await.unwrap();
-    s.put_object("b1", "y", &b).await.unwrap();
-    s.put_object("b2", "x", &c).await.unwrap();
-    s.put_object("b2", "z", &deleted).await.unwrap();
-    s.delete_object("b2", "z").await.unwrap();
+    s.put_object("b1", "x", &replaced, None).await.unwrap();
+    s.put_object("b1", "x", &a, None).await.unwrap();
+    s.put_object("b1", "y", &b, None).await.unwrap();
+    s.put_object("b2", "x", &c, None).await.unwrap();
+    s.put_object("b2", "z", &deleted, None).await.unwrap();
+    s.delete_object("b2", "z", None).await.unwrap();
     let got: BTreeSet<UploadId> = s.object_blobs().await.unwrap().into_iter().collect();
     assert_eq!(got, BTreeSet::from([a.blob, b.blob, c.blob]));
 }
@@ -1443,6 +1452,534 @@ async fn put_part_racing_complete(s: Arc<dyn MetaStore>) {
         recorded.len()
     );
     assert!(s.list_parts(&up.id, None, 1000).await.unwrap().is_empty());
+}
+
+// ---- completion events ----
+
+/// An event on `key` for `target`, as the core would record it (due at once).
+fn event(target: &str, key: &str, name: EventName) -> EventRecord {
+    EventRecord {
+        seq: 0,
+        target: target.into(),
+        rule: "rule-1".into(),
+        name,
+        bucket: "ev".into(),
+        key: key.into(),
+        size: (name != EventName::Delete).then_some(5 << 40),
+        etag: (name != EventName::Delete).then(|| "0123456789abcdef0123456789abcdef".into()),
+        time: 1_800_000_000_123,
+        principal: "alice".into(),
+        bucket_owner: "alice".into(),
+        source_ip: "192.0.2.7".into(),
+        request_id: random_hex(8),
+        tries: 0,
+        due: 0,
+        lease: 0,
+        error: None,
+    }
+}
+
+fn notice(ev: &EventRecord, limit: usize) -> Option<Notice<'_>> {
+    Some(Notice { event: ev, limit })
+}
+
+fn seqs(events: &[EventRecord]) -> Vec<u64> {
+    events.iter().map(|e| e.seq).collect()
+}
+
+/// Puts an object at `key` with an event for `target`; returns the event as recorded.
+async fn put_noticed(s: &Arc<dyn MetaStore>, bucket: &str, target: &str, key: &str) -> EventRecord {
+    let ev = event(target, key, EventName::Put);
+    s.put_object(bucket, key, &object("e"), notice(&ev, 1000))
+        .await
+        .unwrap();
+    let recorded = s
+        .list_events(bucket, target, false, 0, 10_000)
+        .await
+        .unwrap();
+    let last = recorded.last().expect("event recorded").clone();
+    assert_eq!(
+        EventRecord {
+            seq: 0,
+            ..last.clone()
+        },
+        ev,
+        "recorded as given"
+    );
+    last
+}
+
+/// Events are recorded with the object write that caused them, under increasing per-bucket
+/// seqs; a delete records one only when it removed a record; a full outbox refuses the write
+/// whole; a sealed bucket refuses it first.
+async fn events_recorded_with_writes(s: Arc<dyn MetaStore>) {
+    s.create_bucket(&bucket("ev", "alice")).await.unwrap();
+    // Keys with a space, a newline and non-ASCII round-trip; the size needs more than 32 bits.
+    let k1 = "dir/a b\nc-é";
+    let a = event("hook", k1, EventName::Put);
+    assert_eq!(
+        s.put_object("ev", k1, &object("1"), notice(&a, 3))
+            .await
+            .unwrap(),
+        None
+    );
+    let b = event("hook", "k2", EventName::Copy);
+    s.put_object("ev", "k2", &object("2"), notice(&b, 3))
+        .await
+        .unwrap();
+    let listed = s.list_events("ev", "hook", false, 0, 10).await.unwrap();
+    assert_eq!(seqs(&listed), [1, 2]);
+    assert_eq!(listed[0], EventRecord { seq: 1, ..a });
+    assert_eq!(listed[1], EventRecord { seq: 2, ..b });
+
+    // Deleting a missing key records nothing.
+    let gone = event("hook", "missing", EventName::Delete);
+    assert_eq!(
+        s.delete_object("ev", "missing", notice(&gone, 3))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(s.count_events("ev", "hook").await.unwrap(), (2, 0));
+    // Another target of the bucket: its own outbox, the bucket's next seq.
+    let other = event("stream", "k2", EventName::Put);
+    s.put_object("ev", "k2", &object("3"), notice(&other, 1))
+        .await
+        .unwrap();
+    assert_eq!(
+        seqs(&s.list_events("ev", "stream", false, 0, 10).await.unwrap()),
+        [3]
+    );
+    let del = event("hook", "k2", EventName::Delete);
+    assert!(
+        s.delete_object("ev", "k2", notice(&del, 3))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let listed = s.list_events("ev", "hook", false, 0, 10).await.unwrap();
+    assert_eq!(seqs(&listed), [1, 2, 4]);
+    assert_eq!(listed[2], EventRecord { seq: 4, ..del });
+    assert_eq!(listed[2].size, None);
+
+    // Full (3 pending): neither the object nor the event is stored, put or delete.
+    let late = event("hook", "k3", EventName::Put);
+    assert!(matches!(
+        s.put_object("ev", "k3", &object("4"), notice(&late, 3))
+            .await,
+        Err(StoreError::OutboxFull)
+    ));
+    assert_eq!(s.get_object("ev", "k3").await.unwrap(), None);
+    let before = s.get_object("ev", k1).await.unwrap();
+    assert!(matches!(
+        s.put_object("ev", k1, &object("5"), notice(&late, 3)).await,
+        Err(StoreError::OutboxFull)
+    ));
+    let del = event("hook", k1, EventName::Delete);
+    assert!(matches!(
+        s.delete_object("ev", k1, notice(&del, 3)).await,
+        Err(StoreError::OutboxFull)
+    ));
+    assert_eq!(
+        s.get_object("ev", k1).await.unwrap(),
+        before,
+        "left as it was"
+    );
+    assert_eq!(s.count_events("ev", "hook").await.unwrap(), (3, 0));
+    // Without a notice, or with a larger limit, writes go on.
+    s.put_object("ev", "k3", &object("6"), None).await.unwrap();
+    s.put_object("ev", "k3", &object("7"), notice(&late, 4))
+        .await
+        .unwrap();
+    assert_eq!(
+        seqs(&s.list_events("ev", "hook", false, 0, 10).await.unwrap()),
+        [1, 2, 4, 5]
+    );
+
+    // Seqs are per bucket.
+    s.create_bucket(&bucket("ev2", "alice")).await.unwrap();
+    assert_eq!(put_noticed(&s, "ev2", "hook", "k").await.seq, 1);
+
+    // A sealed bucket refuses the write before the outbox is looked at, even when full.
+    s.create_bucket(&bucket("sealed", "alice")).await.unwrap();
+    assert_eq!(
+        s.seal_bucket("sealed", 1).await.unwrap(),
+        SealBucket::Sealed
+    );
+    let e = event("hook", "k", EventName::Put);
+    assert!(matches!(
+        s.put_object("sealed", "k", &object("8"), notice(&e, 0))
+            .await,
+        Err(StoreError::BucketGone)
+    ));
+    assert!(matches!(
+        s.put_object("sealed", "k", &object("8"), notice(&e, 5))
+            .await,
+        Err(StoreError::BucketGone)
+    ));
+    assert_eq!(s.count_events("sealed", "hook").await.unwrap(), (0, 0));
+
+    // The outboxes outlive their bucket, and a re-created bucket's seqs carry on.
+    s.delete_object("ev2", "k", None).await.unwrap();
+    assert_eq!(s.delete_bucket("ev2").await.unwrap(), DeleteBucket::Deleted);
+    assert_eq!(s.count_events("ev2", "hook").await.unwrap(), (1, 0));
+    s.create_bucket(&bucket("ev2", "alice")).await.unwrap();
+    assert_eq!(put_noticed(&s, "ev2", "hook", "k").await.seq, 2);
+}
+
+/// Claims go in seq order; an event that is not due or is leased holds back the later events of
+/// its key (and only of its key); a lease keeps others off until it ends.
+async fn event_claims(s: Arc<dyn MetaStore>) {
+    s.create_bucket(&bucket("ev", "alice")).await.unwrap();
+    let mut put = Vec::new();
+    for key in ["a", "b", "a", "b", "c"] {
+        put.push(put_noticed(&s, "ev", "hook", key).await);
+    }
+    assert_eq!(seqs(&put), [1, 2, 3, 4, 5]);
+    // Nothing with no room to scan or claim.
+    assert!(
+        s.claim_events("ev", "hook", 100, 1100, 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        s.claim_events("ev", "hook", 100, 1100, 10, 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Limit, then scan window.
+    let got = s
+        .claim_events("ev", "hook", 100, 1100, 10, 2)
+        .await
+        .unwrap();
+    assert_eq!(seqs(&got), [1, 2]);
+    assert_eq!(
+        got[0],
+        EventRecord {
+            lease: 1100,
+            ..put[0].clone()
+        }
+    );
+    // 1 and 2 are leased: the next a and b wait; only c is in the window of 5.
+    let got = s
+        .claim_events("ev", "hook", 100, 1100, 5, 10)
+        .await
+        .unwrap();
+    assert_eq!(seqs(&got), [5]);
+    assert!(
+        s.claim_events("ev", "hook", 100, 1100, 5, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // a(1) fails and is due again at 200; b(2) is delivered; c(5) is released.
+    let retry = Settle::Retry {
+        due: 200,
+        error: "HTTP 500".into(),
+    };
+    let dropped = s
+        .settle_events(
+            "ev",
+            "hook",
+            &[(1, retry), (2, Settle::Delivered), (5, Settle::Release)],
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(dropped, 0);
+    let pending = s.list_events("ev", "hook", false, 0, 10).await.unwrap();
+    assert_eq!(seqs(&pending), [1, 3, 4, 5]);
+    assert_eq!(
+        (pending[0].tries, pending[0].due, pending[0].lease),
+        (1, 200, 0)
+    );
+    assert_eq!(pending[0].error.as_deref(), Some("HTTP 500"));
+    assert_eq!(
+        (pending[3].tries, pending[3].lease),
+        (0, 0),
+        "release counts nothing"
+    );
+    let b = put_noticed(&s, "ev", "hook", "b").await;
+    assert_eq!(b.seq, 6);
+
+    // At 150 a(1) is not due: a(3) waits behind it; b(4), c(5) and b(6) go, in order.
+    let got = s
+        .claim_events("ev", "hook", 150, 1150, 10, 10)
+        .await
+        .unwrap();
+    assert_eq!(seqs(&got), [4, 5, 6]);
+    // Settled as failed, b(4) is not due: b(6) may not overtake it even once its lease ends.
+    let retry = Settle::Retry {
+        due: 5000,
+        error: "timeout".into(),
+    };
+    s.settle_events("ev", "hook", &[(4, retry), (5, Settle::Delivered)], 10)
+        .await
+        .unwrap();
+    // At 250: a(1) is due, so a(1) and a(3) go together; b(6) is still leased.
+    let got = s
+        .claim_events("ev", "hook", 250, 1250, 10, 10)
+        .await
+        .unwrap();
+    assert_eq!(seqs(&got), [1, 3]);
+    assert_eq!((got[0].tries, got[0].lease), (1, 1250));
+    assert!(
+        s.claim_events("ev", "hook", 1000, 2000, 10, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Past b(6)'s lease: b(4) still not due, so b(6) waits; a(1), a(3) are leased until 1250.
+    assert!(
+        s.claim_events("ev", "hook", 1200, 2200, 10, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Past every lease: a(1) and a(3) are taken again.
+    let got = s
+        .claim_events("ev", "hook", 1300, 2300, 10, 10)
+        .await
+        .unwrap();
+    assert_eq!(seqs(&got), [1, 3]);
+    // Past b(4)'s due time, b(4) and then b(6); a(1) and a(3), never settled, once more.
+    let got = s
+        .claim_events("ev", "hook", 5000, 6000, 10, 10)
+        .await
+        .unwrap();
+    assert_eq!(seqs(&got), [1, 3, 4, 6]);
+    assert_eq!((got[2].tries, got[2].lease), (1, 6000));
+    // Another target's outbox is another queue.
+    assert!(
+        s.claim_events("ev", "other", 0, 1, 10, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// Settling: Delivered removes, Dead moves to the dead letters (newest `dead_limit` kept),
+/// unknown or no longer pending seqs are skipped; dead letters can be listed, retried and
+/// dropped, selected or all.
+async fn event_settle_and_dead_letters(s: Arc<dyn MetaStore>) {
+    s.create_bucket(&bucket("ev", "alice")).await.unwrap();
+    for i in 0..6 {
+        put_noticed(&s, "ev", "hook", &format!("k{i}")).await;
+    }
+    assert_eq!(
+        seqs(&s.claim_events("ev", "hook", 10, 100, 10, 10).await.unwrap()),
+        [1, 2, 3, 4, 5, 6]
+    );
+    let dead = |e: &str| Settle::Dead { error: e.into() };
+    let dropped = s
+        .settle_events(
+            "ev",
+            "hook",
+            &[
+                (1, dead("one")),
+                (2, dead("two")),
+                (3, dead("three")),
+                (99, Settle::Delivered),
+            ],
+            2,
+        )
+        .await
+        .unwrap();
+    assert_eq!(dropped, 1, "the oldest dead letter goes");
+    assert_eq!(s.count_events("ev", "hook").await.unwrap(), (3, 2));
+    let letters = s.list_events("ev", "hook", true, 0, 10).await.unwrap();
+    assert_eq!(seqs(&letters), [2, 3]);
+    assert_eq!(letters[0].error.as_deref(), Some("two"));
+    assert_eq!((letters[0].key.as_str(), letters[0].lease), ("k1", 0));
+    // A dead letter is not pending: settling it again does nothing.
+    s.settle_events(
+        "ev",
+        "hook",
+        &[(2, Settle::Delivered), (3, dead("again"))],
+        10,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        seqs(&s.list_events("ev", "hook", true, 0, 10).await.unwrap()),
+        [2, 3]
+    );
+    // Paging: after and limit, pending and dead alike.
+    assert_eq!(
+        seqs(&s.list_events("ev", "hook", false, 4, 10).await.unwrap()),
+        [5, 6]
+    );
+    assert_eq!(
+        seqs(&s.list_events("ev", "hook", false, 0, 2).await.unwrap()),
+        [4, 5]
+    );
+    assert_eq!(
+        seqs(&s.list_events("ev", "hook", true, 2, 10).await.unwrap()),
+        [3]
+    );
+    assert!(
+        s.list_events("ev", "hook", true, 3, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        s.list_events("ev", "hook", true, u64::MAX, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Retry one: back in the outbox, due now, no try counted, not leased.
+    assert_eq!(
+        s.retry_dead_events("ev", "hook", &[3, 77], 500)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(s.count_events("ev", "hook").await.unwrap(), (4, 1));
+    let pending = s.list_events("ev", "hook", false, 0, 10).await.unwrap();
+    assert_eq!(seqs(&pending), [3, 4, 5, 6]);
+    assert_eq!(
+        (pending[0].tries, pending[0].due, pending[0].lease),
+        (0, 500, 0)
+    );
+    assert_eq!(pending[0].key, "k2");
+    // Retry all.
+    assert_eq!(
+        s.retry_dead_events("ev", "hook", &[], 600).await.unwrap(),
+        1
+    );
+    assert_eq!(s.count_events("ev", "hook").await.unwrap(), (5, 0));
+    assert_eq!(
+        s.retry_dead_events("ev", "hook", &[], 600).await.unwrap(),
+        0
+    );
+    // Every lease has ended: all five are claimed.
+    assert_eq!(
+        seqs(
+            &s.claim_events("ev", "hook", 600, 700, 10, 10)
+                .await
+                .unwrap()
+        ),
+        [2, 3, 4, 5, 6]
+    );
+
+    // Dead again (limit 0 keeps none), then drop: selected, then all.
+    let dropped = s
+        .settle_events("ev", "hook", &[(2, dead("x")), (3, dead("y"))], 0)
+        .await
+        .unwrap();
+    assert_eq!(dropped, 2);
+    assert_eq!(s.count_events("ev", "hook").await.unwrap(), (3, 0));
+    s.settle_events(
+        "ev",
+        "hook",
+        &[(4, dead("x")), (5, dead("y")), (6, dead("z"))],
+        10,
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.count_events("ev", "hook").await.unwrap(), (0, 3));
+    assert_eq!(s.drop_dead_events("ev", "hook", &[5, 8]).await.unwrap(), 1);
+    assert_eq!(
+        seqs(&s.list_events("ev", "hook", true, 0, 10).await.unwrap()),
+        [4, 6]
+    );
+    assert_eq!(s.drop_dead_events("ev", "hook", &[]).await.unwrap(), 2);
+    assert_eq!(s.count_events("ev", "hook").await.unwrap(), (0, 0));
+    assert_eq!(s.drop_dead_events("ev", "hook", &[]).await.unwrap(), 0);
+    // The counter does not rewind when the outbox empties.
+    assert_eq!(put_noticed(&s, "ev", "hook", "k").await.seq, 7);
+}
+
+/// The outbox index lists every (bucket, target) that has had an event until it is forgotten,
+/// which only an empty outbox is.
+async fn event_queues(s: Arc<dyn MetaStore>) {
+    assert!(s.event_queues().await.unwrap().is_empty());
+    s.create_bucket(&bucket("ev", "alice")).await.unwrap();
+    s.create_bucket(&bucket("a-ev", "alice")).await.unwrap();
+    s.put_object("ev", "plain", &object("p"), None)
+        .await
+        .unwrap();
+    assert!(s.event_queues().await.unwrap().is_empty());
+    put_noticed(&s, "ev", "zeta", "k").await;
+    put_noticed(&s, "ev", "alpha", "k").await;
+    put_noticed(&s, "a-ev", "zeta", "k").await;
+    let pair = |b: &str, t: &str| (b.to_owned(), t.to_owned());
+    assert_eq!(
+        s.event_queues().await.unwrap(),
+        [
+            pair("a-ev", "zeta"),
+            pair("ev", "alpha"),
+            pair("ev", "zeta")
+        ]
+    );
+    // Not empty: still listed.
+    s.forget_event_queue("ev", "alpha").await.unwrap();
+    assert_eq!(s.event_queues().await.unwrap().len(), 3);
+    // A dead letter keeps it listed too.
+    s.claim_events("ev", "alpha", 0, 10, 10, 10).await.unwrap();
+    s.settle_events(
+        "ev",
+        "alpha",
+        &[(2, Settle::Dead { error: "e".into() })],
+        10,
+    )
+    .await
+    .unwrap();
+    s.forget_event_queue("ev", "alpha").await.unwrap();
+    assert_eq!(s.event_queues().await.unwrap().len(), 3);
+    s.drop_dead_events("ev", "alpha", &[]).await.unwrap();
+    s.forget_event_queue("ev", "alpha").await.unwrap();
+    assert_eq!(
+        s.event_queues().await.unwrap(),
+        [pair("a-ev", "zeta"), pair("ev", "zeta")]
+    );
+    // Idempotent, and for an outbox never seen.
+    s.forget_event_queue("ev", "alpha").await.unwrap();
+    s.forget_event_queue("nope", "none").await.unwrap();
+    // A new event lists it again.
+    put_noticed(&s, "ev", "alpha", "k").await;
+    assert_eq!(s.event_queues().await.unwrap().len(), 3);
+}
+
+/// Deliverers claiming one outbox at once never get the same event.
+async fn concurrent_event_claims(s: Arc<dyn MetaStore>) {
+    s.create_bucket(&bucket("ev", "alice")).await.unwrap();
+    for i in 0..60 {
+        put_noticed(&s, "ev", "hook", &format!("k{}", i % 20)).await;
+    }
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                for _ in 0..40 {
+                    let got = s
+                        .claim_events("ev", "hook", 100, 60_000, 100, 3)
+                        .await
+                        .unwrap();
+                    mine.extend(seqs(&got));
+                    // Delivered at once: the next event of the key becomes claimable.
+                    let done: Vec<_> = got.iter().map(|e| (e.seq, Settle::Delivered)).collect();
+                    s.settle_events("ev", "hook", &done, 10).await.unwrap();
+                }
+                mine
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let unique: BTreeSet<u64> = all.iter().copied().collect();
+    assert_eq!(unique.len(), all.len(), "an event claimed twice: {all:?}");
+    assert_eq!(unique, (1..=60).collect(), "every event delivered");
+    assert_eq!(s.count_events("ev", "hook").await.unwrap(), (0, 0));
 }
 
 // ---- Redis only ----
