@@ -158,7 +158,7 @@ pub(super) fn settle_in(
         match outcome {
             Settle::Delivered => {
                 events.remove(key).map_err(be)?;
-                n_pending -= 1;
+                n_pending = n_pending.saturating_sub(1);
             }
             Settle::Retry { due, error } => {
                 ev.tries += 1;
@@ -170,7 +170,7 @@ pub(super) fn settle_in(
                 ev.error = Some(error.clone());
                 events.remove(key).map_err(be)?;
                 dead.insert(key, enc(&ev)?.as_slice()).map_err(be)?;
-                n_pending -= 1;
+                n_pending = n_pending.saturating_sub(1);
                 n_dead += 1;
             }
             Settle::Release => {
@@ -188,7 +188,7 @@ pub(super) fn settle_in(
         for seq in oldest {
             dead.remove((bucket, target, seq)).map_err(be)?;
         }
-        n_dead -= u64_of(excess);
+        n_dead = n_dead.saturating_sub(u64_of(excess));
     }
     set_counts(&mut queues, bucket, target, (n_pending, n_dead))?;
     Ok(excess)
@@ -243,7 +243,12 @@ pub(super) fn retry_dead_in(
     }
     let (pending, n_dead) = counts(&queues, bucket, target)?;
     let n = u64_of(moved.len());
-    set_counts(&mut queues, bucket, target, (pending + n, n_dead - n))?;
+    set_counts(
+        &mut queues,
+        bucket,
+        target,
+        (pending + n, n_dead.saturating_sub(n)),
+    )?;
     Ok(moved.len())
 }
 
@@ -265,7 +270,7 @@ pub(super) fn drop_dead_in(
         &mut queues,
         bucket,
         target,
-        (pending, n_dead - u64_of(dropped.len())),
+        (pending, n_dead.saturating_sub(u64_of(dropped.len()))),
     )?;
     Ok(dropped.len())
 }

@@ -2,6 +2,7 @@
 
 use redis::Value;
 
+use super::codec::{event_json, event_records, event_state, queue_member, queue_of};
 use super::connect::parse_cluster_slots;
 use super::*;
 
@@ -61,4 +62,52 @@ fn listing_members_sort_by_key_then_created() {
     );
     assert!(a < b && b < c);
     assert_eq!(listing_id(&b).unwrap(), id);
+}
+
+#[test]
+fn event_replies_carry_state_beside_the_json() {
+    use crate::model::event::{EventName, EventRecord};
+    let ev = EventRecord {
+        seq: 0,
+        target: "hook".into(),
+        rule: "r".into(),
+        name: EventName::Delete,
+        bucket: "b".into(),
+        key: "a b".into(),
+        size: None,
+        etag: None,
+        time: 1_800_000_000_000,
+        principal: "p".into(),
+        bucket_owner: "o".into(),
+        source_ip: "::1".into(),
+        request_id: "req".into(),
+        tries: 3,
+        due: -5,
+        lease: 9,
+        error: Some("late".into()),
+    };
+    let json = event_json(&ev).unwrap();
+    assert!(
+        !json.contains("late") && !json.contains("\"seq\""),
+        "{json}"
+    );
+    let flat = vec![
+        Some("42".to_owned()),
+        Some(json),
+        Some(event_state(&ev)),
+        Some("late".to_owned()),
+    ];
+    let got = event_records(flat).unwrap();
+    assert_eq!(got, [EventRecord { seq: 42, ..ev }]);
+    let bad = vec![
+        Some("1".into()),
+        Some("{}".into()),
+        Some("1 2".into()),
+        None,
+    ];
+    assert!(matches!(event_records(bad), Err(StoreError::Corrupt(_))));
+    assert_eq!(
+        queue_of(&queue_member("b", "t:x")).unwrap(),
+        ("b".to_owned(), "t:x".to_owned())
+    );
 }
