@@ -17,6 +17,7 @@ impl Uploads {
             owner: owner.to_owned(),
             cors: None,
             lifecycle: None,
+            notification: None,
         };
         match self.meta.create_bucket(&rec).await? {
             None => Ok(()),
