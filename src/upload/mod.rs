@@ -11,6 +11,7 @@ pub mod error;
 pub mod expiry;
 pub mod files;
 mod listing;
+pub mod notify_rules;
 mod object;
 mod part;
 mod recovery;
