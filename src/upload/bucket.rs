@@ -1,7 +1,9 @@
-//! Buckets: create, look up, list, delete (aborting what is open in them), CORS settings.
+//! Buckets: create, look up, list, delete (aborting what is open in them), CORS and notification
+//! settings.
 
 use super::error::{Error, Result};
 use super::{MAX_KEYS, Uploads};
+use crate::model::event::NotifyRule;
 use crate::model::valid_bucket_name;
 use crate::model::{BucketRecord, CorsRule, Millis, now_millis};
 use crate::store::{DeleteBucket, SealBucket, UploadCursor};
@@ -38,6 +40,21 @@ impl Uploads {
     /// Sets (Some) or removes (None) a bucket's CORS rules.
     pub async fn set_bucket_cors(&self, name: &str, rules: Option<Vec<CorsRule>>) -> Result<()> {
         self.modify_bucket(name, |rec| rec.cors = rules).await
+    }
+
+    /// Replaces a bucket's notification rules once they pass [`super::notify_rules::validate`]
+    /// (`known_target` says which target ARNs are configured). An empty list turns
+    /// notifications off but is kept (`Some`), as the outboxes of earlier rules may still hold
+    /// events to deliver.
+    pub async fn set_bucket_notification(
+        &self,
+        name: &str,
+        rules: Vec<NotifyRule>,
+        known_target: impl Fn(&str) -> bool,
+    ) -> Result<()> {
+        super::notify_rules::validate(&rules, known_target)?;
+        self.modify_bucket(name, |rec| rec.notification = Some(rules))
+            .await
     }
 
     /// Changes a bucket's settings (its record) in place.
