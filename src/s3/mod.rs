@@ -7,6 +7,7 @@ pub mod auth;
 pub mod cors;
 pub mod error;
 pub mod lifecycle;
+pub mod notification;
 pub mod ops;
 pub mod payload;
 pub mod policy;
