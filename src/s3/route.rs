@@ -51,6 +51,8 @@ pub enum S3Op {
     PutBucketLifecycle,
     GetBucketLifecycle,
     DeleteBucketLifecycle,
+    PutBucketNotification,
+    GetBucketNotification,
     ListObjectVersions,
     CompleteMultipartUpload {
         upload_id: UploadId,
@@ -105,6 +107,8 @@ impl S3Op {
             Self::PutBucketLifecycle => "PutBucketLifecycleConfiguration",
             Self::GetBucketLifecycle => "GetBucketLifecycleConfiguration",
             Self::DeleteBucketLifecycle => "DeleteBucketLifecycle",
+            Self::PutBucketNotification => "PutBucketNotificationConfiguration",
+            Self::GetBucketNotification => "GetBucketNotificationConfiguration",
             Self::ListObjectVersions => "ListObjectVersions",
             Self::CompleteMultipartUpload { .. } => "CompleteMultipartUpload",
             Self::AbortMultipartUpload { .. } => "AbortMultipartUpload",
@@ -213,6 +217,13 @@ pub fn route(
             Method::PUT => S3Op::PutBucketLifecycle,
             Method::GET => S3Op::GetBucketLifecycle,
             Method::DELETE => S3Op::DeleteBucketLifecycle,
+            _ => return Err(method_not_allowed()),
+        }
+    } else if key.is_empty() && query.has("notification") {
+        // S3 has no DeleteBucketNotification: an empty configuration turns notifications off.
+        match *method {
+            Method::PUT => S3Op::PutBucketNotification,
+            Method::GET => S3Op::GetBucketNotification,
             _ => return Err(method_not_allowed()),
         }
     } else if key.is_empty() {
@@ -469,6 +480,18 @@ mod tests {
             S3Op::DeleteBucketLifecycle
         );
         assert_eq!(
+            op(Method::PUT, "/b?notification"),
+            S3Op::PutBucketNotification
+        );
+        assert_eq!(
+            op(Method::GET, "/b/?notification="),
+            S3Op::GetBucketNotification
+        );
+        assert!(r(Method::DELETE, "/b?notification", false).is_err());
+        assert!(r(Method::POST, "/b?notification", false).is_err());
+        // On an object it is no sub-resource (as `lifecycle` and `cors`).
+        assert_eq!(op(Method::GET, "/b/k?notification"), S3Op::GetObject);
+        assert_eq!(
             op(Method::GET, "/b?versions&prefix=a"),
             S3Op::ListObjectVersions
         );
@@ -651,7 +674,7 @@ mod tests {
         fn arbitrary_requests_never_panic(
             method in "(GET|PUT|POST|HEAD|DELETE|OPTIONS|PATCH)",
             path in "/[ -~]{0,40}",
-            query in "((uploads|uploadId|partNumber|cors|lifecycle|versioning|delete|acl)(=[0-9a-f%]{0,34})?&?){0,4}|[ -~]{0,40}",
+            query in "((uploads|uploadId|partNumber|cors|lifecycle|notification|versioning|delete|acl)(=[0-9a-f%]{0,34})?&?){0,4}|[ -~]{0,40}",
             host in "[a-z0-9.:-]{0,30}",
             copy in proptest::bool::ANY,
         ) {

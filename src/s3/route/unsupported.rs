@@ -85,16 +85,6 @@ pub(super) const UNSUPPORTED: &[(&str, [&str; 4], [&str; 4])] = &[
         ["", "", "", ""],
     ),
     (
-        "notification",
-        [
-            "GetBucketNotificationConfiguration",
-            "PutBucketNotificationConfiguration",
-            "",
-            "",
-        ],
-        ["", "", "", ""],
-    ),
-    (
         "object-lock",
         [
             "GetObjectLockConfiguration",
