@@ -157,6 +157,20 @@ pub async fn dispatch(
             app.uploads.set_bucket_lifecycle(b, None).await?;
             Ok(status(StatusCode::NO_CONTENT))
         }
+        S3Op::PutBucketNotification => {
+            let body = collect(req, body, &auth, MAX_XML).await?;
+            let rules = crate::s3::notification::parse(&body)?;
+            app.uploads
+                .set_bucket_notification(b, rules, |arn| app.events_targets.contains(arn))
+                .await?;
+            Ok(Response::new(empty()))
+        }
+        S3Op::GetBucketNotification => {
+            let rules = app.uploads.bucket(b).await?.notification;
+            Ok(xml_response(crate::s3::notification::to_xml(
+                rules.as_deref().unwrap_or_default(),
+            )))
+        }
         S3Op::ListObjects { v2 } => list_objects(app, b, &query, v2).await,
         S3Op::ListMultipartUploads => list_uploads(app, b, &query).await,
         S3Op::DeleteObjects => delete_objects(app, req, body, &auth, b).await,
