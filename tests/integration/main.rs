@@ -25,6 +25,7 @@ mod s3_compat;
 mod s3_errors;
 mod s3_listings;
 mod s3_multipart;
+mod s3_notification;
 mod s3_objects;
 mod s3_tagging;
 mod soak;
