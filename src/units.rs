@@ -33,15 +33,15 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("size {s:?} too large"))
 }
 
-/// Parses a duration such as `7d`, `12h`, `30m`, `45s`, `1w` or a combination (`1d12h`); a bare
-/// number is seconds, so `0` is zero (which settings read as "never").
+/// Parses a duration such as `7d`, `12h`, `30m`, `45s`, `250ms`, `1w` or a combination
+/// (`1d12h`); a bare number is seconds, so `0` is zero (which settings read as "never").
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let text = s.trim();
     if text.is_empty() {
         return Err("empty duration".into());
     }
     let mut rest = text;
-    let mut secs: u64 = 0;
+    let mut ms: u64 = 0;
     while !rest.is_empty() {
         let split = rest
             .find(|c: char| !c.is_ascii_digit())
@@ -55,25 +55,26 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             .unwrap_or(tail.len());
         let (unit, next) = tail.split_at(unit_end);
         let mult: u64 = match unit.trim() {
-            "" if next.is_empty() => 1,
-            "s" | "sec" | "secs" => 1,
-            "m" | "min" | "mins" => 60,
-            "h" | "hour" | "hours" => 3600,
-            "d" | "day" | "days" => 86_400,
-            "w" | "week" | "weeks" => 7 * 86_400,
+            "" if next.is_empty() => 1000,
+            "ms" => 1,
+            "s" | "sec" | "secs" => 1000,
+            "m" | "min" | "mins" => 60_000,
+            "h" | "hour" | "hours" => 3_600_000,
+            "d" | "day" | "days" => 86_400_000,
+            "w" | "week" | "weeks" => 7 * 86_400_000,
             _ => {
                 return Err(format!(
-                    "invalid duration unit in {text:?} (use s, m, h, d or w)"
+                    "invalid duration unit in {text:?} (use ms, s, m, h, d or w)"
                 ));
             }
         };
-        secs = n
+        ms = n
             .checked_mul(mult)
-            .and_then(|v| secs.checked_add(v))
+            .and_then(|v| ms.checked_add(v))
             .ok_or_else(|| format!("duration {text:?} too large"))?;
         rest = next;
     }
-    Ok(Duration::from_secs(secs))
+    Ok(Duration::from_millis(ms))
 }
 
 #[cfg(test)]
@@ -91,6 +92,8 @@ mod tests {
         assert_eq!(d("0"), Ok(0));
         assert_eq!(d("1w"), Ok(7 * 86_400));
         assert_eq!(d("1d12h"), Ok(86_400 + 12 * 3600));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1s500ms"), Ok(Duration::from_millis(1500)));
         assert_eq!(d(" 2d "), Ok(2 * 86_400));
         for bad in [
             "",
