@@ -104,7 +104,8 @@ pub enum Settle {
     Delivered,
     /// Failed: one more try counted, not again before `due`, lease cleared.
     Retry { due: Millis, error: String },
-    /// Given up: moved to the dead-letter list with its last failure.
+    /// Given up after one more failed try: moved to the dead-letter list with that try counted
+    /// and its failure.
     Dead { error: String },
     /// Not attempted (an earlier event of its key failed): lease cleared, nothing counted.
     Release,

@@ -1794,6 +1794,7 @@ async fn event_settle_and_dead_letters(s: Arc<dyn MetaStore>) {
     assert_eq!(seqs(&letters), [2, 3]);
     assert_eq!(letters[0].error.as_deref(), Some("two"));
     assert_eq!((letters[0].key.as_str(), letters[0].lease), ("k1", 0));
+    assert_eq!(letters[0].tries, 1, "the failed try that killed it counts");
     // A dead letter is not pending: settling it again does nothing.
     s.settle_events(
         "ev",

@@ -167,6 +167,7 @@ pub(super) fn settle_in(
                 events.insert(key, enc(&ev)?.as_slice()).map_err(be)?;
             }
             Settle::Dead { error } => {
+                ev.tries += 1;
                 ev.error = Some(error.clone());
                 events.remove(key).map_err(be)?;
                 dead.insert(key, enc(&ev)?.as_slice()).map_err(be)?;

@@ -398,6 +398,7 @@ pub(super) static SETTLE_EVENTS: LazyLock<Script> = LazyLock::new(|| {
                         t, d = string.format('%d', tonumber(t) + 1), ARGV[i + 2]
                         redis.call('HSET', KEYS[3], s .. ':e', ARGV[i + 3])
                     elseif what == 'dead' then
+                        t = string.format('%d', tonumber(t) + 1)
                         redis.call('ZREM', KEYS[1], s)
                         redis.call('ZADD', KEYS[2], s, s)
                         redis.call('HSET', KEYS[3], s .. ':e', ARGV[i + 3])
