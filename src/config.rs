@@ -186,6 +186,66 @@ pub struct Config {
     /// CreateMultipartUpload calls are refused until one completes or is aborted. 0 = no limit.
     #[arg(long, env = "MPGW_MAX_UPLOADS_PER_KEY", default_value_t = 10_000)]
     pub max_uploads_per_key: u64,
+    /// A webhook event target `NAME=URL` (repeatable): completion events of buckets whose
+    /// notification rules name `arn:mpgw:sqs:<region>:NAME:webhook` are POSTed there as JSON.
+    #[arg(long, env = "MPGW_NOTIFY_WEBHOOK", value_delimiter = ',')]
+    pub notify_webhook: Vec<String>,
+    /// `NAME=SECRET`: sign the webhook NAME's bodies with HMAC-SHA256 (`X-Mpgw-Signature:
+    /// sha256=<hex>`).
+    #[arg(
+        long,
+        env = "MPGW_NOTIFY_WEBHOOK_SECRET",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub notify_webhook_secret: Vec<String>,
+    /// `NAME=TOKEN`: send `Authorization: Bearer TOKEN` to the webhook NAME.
+    #[arg(
+        long,
+        env = "MPGW_NOTIFY_WEBHOOK_TOKEN",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub notify_webhook_token: Vec<String>,
+    /// How long a webhook may take to answer one event before the try counts as failed.
+    #[arg(long, env = "MPGW_NOTIFY_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    #[serde(deserialize_with = "duration")]
+    pub notify_timeout: Duration,
+    /// A Redis Stream event target `NAME=STREAM_KEY` (repeatable), ARN
+    /// `arn:mpgw:sqs:<region>:NAME:redis`: events are XADDed there.
+    #[arg(long, env = "MPGW_NOTIFY_REDIS", value_delimiter = ',')]
+    pub notify_redis: Vec<String>,
+    /// `NAME=redis://…`: the Redis of stream target NAME. Unset: the gateway's own --redis-url
+    /// (required with the embedded store).
+    #[arg(
+        long,
+        env = "MPGW_NOTIFY_REDIS_URL",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub notify_redis_url: Vec<String>,
+    /// Approximate most entries a stream target keeps (`XADD MAXLEN ~`).
+    #[arg(long, env = "MPGW_NOTIFY_REDIS_MAXLEN", default_value_t = 100_000)]
+    pub notify_redis_maxlen: u64,
+    /// Tries of an event before it is dead-lettered (see `mpgw admin events`).
+    #[arg(long, env = "MPGW_NOTIFY_MAX_TRIES", default_value_t = 20)]
+    pub notify_max_tries: u32,
+    /// Age after which a failing event is dead-lettered.
+    #[arg(long, env = "MPGW_NOTIFY_MAX_AGE", default_value = "24h", value_parser = parse_duration)]
+    #[serde(deserialize_with = "duration")]
+    pub notify_max_age: Duration,
+    /// Delay before an event's second try; it doubles with every failure up to
+    /// --notify-backoff-max.
+    #[arg(long, env = "MPGW_NOTIFY_BACKOFF", default_value = "1s", value_parser = parse_duration)]
+    #[serde(deserialize_with = "duration")]
+    pub notify_backoff: Duration,
+    #[arg(long, env = "MPGW_NOTIFY_BACKOFF_MAX", default_value = "5m", value_parser = parse_duration)]
+    #[serde(deserialize_with = "duration")]
+    pub notify_backoff_max: Duration,
+    /// Most undelivered events per bucket and target; a write that would add one more is
+    /// refused (503) until some are delivered. Readiness warns at 80 %.
+    #[arg(long, env = "MPGW_NOTIFY_QUEUE_LIMIT", default_value_t = 100_000)]
+    pub notify_queue_limit: u64,
 }
 
 impl Default for Config {
@@ -230,6 +290,48 @@ impl Default for Config {
             legacy_chunk_size: 5 << 20,
             upload_expiry: Duration::from_secs(7 * 24 * 3600),
             max_uploads_per_key: 10_000,
+            notify_webhook: Vec::new(),
+            notify_webhook_secret: Vec::new(),
+            notify_webhook_token: Vec::new(),
+            notify_timeout: Duration::from_secs(5),
+            notify_redis: Vec::new(),
+            notify_redis_url: Vec::new(),
+            notify_redis_maxlen: 100_000,
+            notify_max_tries: 20,
+            notify_max_age: Duration::from_secs(24 * 3600),
+            notify_backoff: Duration::from_secs(1),
+            notify_backoff_max: Duration::from_secs(300),
+            notify_queue_limit: 100_000,
+        }
+    }
+}
+
+/// A configured event target (`--notify-webhook`, `--notify-redis`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotifyTarget {
+    pub name: String,
+    pub kind: NotifyKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NotifyKind {
+    Webhook {
+        url: String,
+        secret: Option<String>,
+        token: Option<String>,
+    },
+    Redis {
+        stream: String,
+        url: Option<String>,
+    },
+}
+
+impl NotifyKind {
+    /// The ARN's last field.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Webhook { .. } => "webhook",
+            Self::Redis { .. } => "redis",
         }
     }
 }
@@ -371,7 +473,138 @@ impl Config {
         {
             return Err("metrics-token must be non-empty visible ASCII (no spaces)".into());
         }
+        self.notify_targets()?;
         Ok(())
+    }
+
+    /// The event targets the `notify-*` settings name, checked: names unique among all
+    /// targets (letters, digits, `-`, `_`), URLs well formed, every secret, token and Redis URL
+    /// naming a target of its kind, a stream target on the embedded store given its URL.
+    pub fn notify_targets(&self) -> Result<Vec<NotifyTarget>, String> {
+        let mut out: Vec<NotifyTarget> = Vec::new();
+        let pairs = |flag: &str, list: &[String]| -> Result<Vec<(String, String)>, String> {
+            list.iter()
+                .map(|item| {
+                    let (name, value) = item
+                        .split_once('=')
+                        .ok_or_else(|| format!("{flag}: {item:?} is not NAME=VALUE"))?;
+                    if name.is_empty()
+                        || name.len() > 64
+                        || !name
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                    {
+                        return Err(format!(
+                            "{flag}: target name {name:?} must be 1-64 letters, digits, '-' or '_'"
+                        ));
+                    }
+                    Ok((name.to_owned(), value.to_owned()))
+                })
+                .collect()
+        };
+        for (name, url) in pairs("notify-webhook", &self.notify_webhook)? {
+            let uri: http::Uri = url
+                .parse()
+                .map_err(|e| format!("notify-webhook: {name}: {url:?}: {e}"))?;
+            if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+                return Err(format!(
+                    "notify-webhook: {name}: {url:?} must be an http:// or https:// URL"
+                ));
+            }
+            out.push(NotifyTarget {
+                name,
+                kind: NotifyKind::Webhook {
+                    url,
+                    secret: None,
+                    token: None,
+                },
+            });
+        }
+        for (name, stream) in pairs("notify-redis", &self.notify_redis)? {
+            if stream.is_empty() {
+                return Err(format!("notify-redis: {name}: the stream key is empty"));
+            }
+            out.push(NotifyTarget {
+                name,
+                kind: NotifyKind::Redis {
+                    stream,
+                    url: self.redis_url.clone(),
+                },
+            });
+        }
+        for (i, t) in out.iter().enumerate() {
+            if out[..i].iter().any(|o| o.name == t.name) {
+                return Err(format!("event target {:?} is defined twice", t.name));
+            }
+        }
+        let find = |out: &mut Vec<NotifyTarget>, flag: &str, name: &str| {
+            out.iter_mut()
+                .position(|t| t.name == name)
+                .ok_or_else(|| format!("{flag}: no event target named {name:?}"))
+        };
+        for (flag, list) in [
+            ("notify-webhook-secret", &self.notify_webhook_secret),
+            ("notify-webhook-token", &self.notify_webhook_token),
+            ("notify-redis-url", &self.notify_redis_url),
+        ] {
+            for (name, value) in pairs(flag, list)? {
+                let i = find(&mut out, flag, &name)?;
+                match (&mut out[i].kind, flag) {
+                    (NotifyKind::Webhook { secret, .. }, "notify-webhook-secret") => {
+                        *secret = Some(value);
+                    }
+                    (NotifyKind::Webhook { token, .. }, "notify-webhook-token") => {
+                        *token = Some(value);
+                    }
+                    (NotifyKind::Redis { url, .. }, "notify-redis-url") => {
+                        if !value.starts_with("redis://") && !value.starts_with("rediss://") {
+                            return Err(format!("{flag}: {name}: {value:?} is not a redis:// URL"));
+                        }
+                        *url = Some(value);
+                    }
+                    _ => return Err(format!("{flag}: {name:?} is not a target of that kind")),
+                }
+            }
+        }
+        for t in &out {
+            if let NotifyKind::Redis { url, .. } = &t.kind {
+                match url {
+                    None => {
+                        return Err(format!(
+                            "notify-redis: {}: needs notify-redis-url {}=redis://… (the state store is not Redis)",
+                            t.name, t.name
+                        ));
+                    }
+                    Some(u) if self.redis_cluster && Some(u) == self.redis_url.as_ref() => {
+                        return Err(format!(
+                            "notify-redis: {}: needs notify-redis-url (a stream on the Redis Cluster of the state store is not supported)",
+                            t.name
+                        ));
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        if self.notify_max_tries == 0 {
+            return Err("notify-max-tries must be at least 1".into());
+        }
+        if self.notify_queue_limit == 0 {
+            return Err("notify-queue-limit must be at least 1".into());
+        }
+        if self.notify_timeout.is_zero() || self.notify_backoff.is_zero() {
+            return Err("notify-timeout and notify-backoff must be above zero".into());
+        }
+        Ok(out)
+    }
+
+    /// The ARN of event target `name` of `kind` (`webhook`, `redis`) on this server.
+    pub fn notify_arn(&self, t: &NotifyTarget) -> String {
+        format!(
+            "arn:mpgw:sqs:{}:{}:{}",
+            self.region,
+            t.name,
+            t.kind.as_str()
+        )
     }
 
     /// `self` (from flags and environment) over `file`: each setting given explicitly wins.
@@ -423,6 +656,18 @@ impl Config {
             legacy_chunk_size,
             upload_expiry,
             max_uploads_per_key,
+            notify_webhook,
+            notify_webhook_secret,
+            notify_webhook_token,
+            notify_timeout,
+            notify_redis,
+            notify_redis_url,
+            notify_redis_maxlen,
+            notify_max_tries,
+            notify_max_age,
+            notify_backoff,
+            notify_backoff_max,
+            notify_queue_limit,
         )
     }
 

@@ -18,8 +18,12 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Config(ConfigCommand::Check { file }) => match Config::from_file(&file) {
-            Ok(_) => {
+            Ok(cfg) => {
                 println!("{}: ok", file.display());
+                // Validated with the rest; listed so the bucket rules can name them.
+                for t in cfg.notify_targets().unwrap_or_default() {
+                    println!("event target {}: {}", t.name, cfg.notify_arn(&t));
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => fail(&e),

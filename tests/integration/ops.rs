@@ -342,6 +342,18 @@ legacy-users = "/etc/mpgw/users"
 legacy-chunk-size = "8MiB"
 upload-expiry = "36h"
 max-uploads-per-key = 250
+notify-webhook = ["hook=https://hooks.example.com/s3"]
+notify-webhook-secret = ["hook=sign-me"]
+notify-webhook-token = ["hook=bear-me"]
+notify-timeout = "3s"
+notify-redis = ["feed=mpgw:events"]
+notify-redis-url = ["feed=redis://10.0.0.2:6379/1"]
+notify-redis-maxlen = 5000
+notify-max-tries = 7
+notify-max-age = "2h"
+notify-backoff = "500ms"
+notify-backoff-max = "1m"
+notify-queue-limit = 1000
 "#;
 
 fn write_config(dir: &Path, name: &str, text: &str) -> String {
@@ -398,6 +410,18 @@ fn config_file_round_trip() {
         legacy_chunk_size: 8 << 20,
         upload_expiry: std::time::Duration::from_secs(36 * 3600),
         max_uploads_per_key: 250,
+        notify_webhook: vec!["hook=https://hooks.example.com/s3".into()],
+        notify_webhook_secret: vec!["hook=sign-me".into()],
+        notify_webhook_token: vec!["hook=bear-me".into()],
+        notify_timeout: std::time::Duration::from_secs(3),
+        notify_redis: vec!["feed=mpgw:events".into()],
+        notify_redis_url: vec!["feed=redis://10.0.0.2:6379/1".into()],
+        notify_redis_maxlen: 5000,
+        notify_max_tries: 7,
+        notify_max_age: std::time::Duration::from_secs(2 * 3600),
+        notify_backoff: std::time::Duration::from_millis(500),
+        notify_backoff_max: std::time::Duration::from_secs(60),
+        notify_queue_limit: 1000,
     };
     assert_eq!(got, want);
     // EVERY_KEY must stay complete: it sets every key of the example file (which a unit test
