@@ -9,6 +9,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -135,7 +136,7 @@ pub async fn run<H, F>(
                 conns.open.inc();
                 let watch = Arc::new(Watch::new());
                 let io = Watched::new(stream, conns.clone(), watch.clone(), limits, tls.is_some());
-                let service = service_fn(busy(watch.clone(), handler.clone()));
+                let service = service_fn(busy(watch.clone(), peer, handler.clone()));
                 let open = conns.open.clone();
                 match &tls {
                     None => {
@@ -201,13 +202,15 @@ type Responding = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>
 /// body is done (or dropped): only then can the connection fall idle.
 fn busy<H, F>(
     watch: Arc<Watch>,
+    peer: SocketAddr,
     handler: H,
 ) -> impl Fn(Request<Incoming>) -> Responding + Clone + Send + Sync + 'static
 where
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
 {
-    move |req| {
+    move |mut req| {
+        req.extensions_mut().insert(Peer(peer));
         let guard = Busy::new(watch.clone());
         let fut = handler(req);
         Box::pin(async move {
@@ -216,6 +219,10 @@ where
         })
     }
 }
+
+/// The address a request came from (a request extension).
+#[derive(Clone, Copy, Debug)]
+pub struct Peer(pub SocketAddr);
 
 /// What the service tells the connection's IO wrapper, and back.
 struct Watch {

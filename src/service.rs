@@ -87,35 +87,46 @@ pub async fn handle(app: App, req: Request<Incoming>) -> Result<Response<Body>, 
         metrics: app.metrics.clone(),
     };
     let head = head_size(&req);
+    let origin = crate::upload::events::Origin {
+        source_ip: req
+            .extensions()
+            .get::<crate::server::Peer>()
+            .map(|p| p.0.ip().to_string())
+            .unwrap_or_default(),
+        request_id: request_id.clone(),
+    };
     let req = RequestBody::wrap(
         req,
         app.limits.body_timeout,
         app.limits.min_rate,
         app.metrics.clone(),
     );
-    let path = req.uri().path();
-    let mut resp = if head > app.limits.max_header_size {
-        header_too_large(&app, req, &request_id, &mut access.info)
-    } else if path == crate::ui::PREFIX || path.starts_with("/ui/") {
-        access.info.op = "UiPage";
-        crate::ui::handle(path)
-    } else if crate::tus::serves(&app.tus_path, path) {
-        // An S3 key may sign a tus creation with SigV4: the S3 front end checks the signature.
-        let (parts, body) = req.into_parts();
-        let signer = crate::s3::header_signer(&app, &parts);
-        let req = Request::from_parts(parts, body);
-        crate::tus::handle(&app, req, signer, &mut access.info)
-            .instrument(span)
-            .await
-    } else if path.starts_with(crate::legacy::PREFIX) {
-        crate::legacy::handle(&app, req, &mut access.info)
-            .instrument(span)
-            .await
-    } else {
-        crate::s3::handle(&app, req, &request_id, &mut access.info)
-            .instrument(span)
-            .await
+    let served = async {
+        let path = req.uri().path();
+        if head > app.limits.max_header_size {
+            header_too_large(&app, req, &request_id, &mut access.info)
+        } else if path == crate::ui::PREFIX || path.starts_with("/ui/") {
+            access.info.op = "UiPage";
+            crate::ui::handle(path)
+        } else if crate::tus::serves(&app.tus_path, path) {
+            // An S3 key may sign a tus creation with SigV4: the S3 front end checks the signature.
+            let (parts, body) = req.into_parts();
+            let signer = crate::s3::header_signer(&app, &parts);
+            let req = Request::from_parts(parts, body);
+            crate::tus::handle(&app, req, signer, &mut access.info)
+                .instrument(span)
+                .await
+        } else if path.starts_with(crate::legacy::PREFIX) {
+            crate::legacy::handle(&app, req, &mut access.info)
+                .instrument(span)
+                .await
+        } else {
+            crate::s3::handle(&app, req, &request_id, &mut access.info)
+                .instrument(span)
+                .await
+        }
     };
+    let mut resp = origin.scope(served).await;
     let headers = resp.headers_mut();
     if let Ok(v) = request_id.parse() {
         headers.insert("x-amz-request-id", v);

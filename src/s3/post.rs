@@ -23,6 +23,7 @@ use super::route::{Query, Route, S3Op};
 use crate::app::App;
 use crate::body::{Body, DRAIN_LIMIT, DRAIN_TIME, RequestBody, RequestInfo, empty, full};
 use crate::model::checksum::{ChecksumAlgorithm, b64};
+use crate::model::event::EventName;
 use crate::multipart::{self, Caps, FormError};
 use crate::upload::{BodyChecks, BodyError, BodyStream, Expected, WriteCondition};
 use crate::xml::Xml;
@@ -216,6 +217,7 @@ pub async fn handle(
             checks,
             &WriteCondition::default(),
             admitted,
+            EventName::Post,
         )
         .await?;
     answer(parts, &fields, bucket, &key, &rec, vhost, app.https)

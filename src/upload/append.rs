@@ -185,10 +185,11 @@ impl Uploads {
         admitted: Admission,
     ) -> Result<Appended> {
         let (this, state) = (self.clone(), state.clone());
-        tokio::spawn(async move {
+        let origin = super::events::Origin::current();
+        tokio::spawn(origin.scope(async move {
             this.run_append(&state, offset, body, checksum, declare, admitted)
                 .await
-        })
+        }))
         .await
         .map_err(|e| Error::Io(std::io::Error::other(e)))?
     }

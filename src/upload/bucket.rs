@@ -43,16 +43,12 @@ impl Uploads {
     }
 
     /// Replaces a bucket's notification rules once they pass [`super::notify_rules::validate`]
-    /// (`known_target` says which target ARNs are configured). An empty list turns
+    /// (each target ARN must be one this server has). An empty list turns
     /// notifications off but is kept (`Some`), as the outboxes of earlier rules may still hold
     /// events to deliver.
-    pub async fn set_bucket_notification(
-        &self,
-        name: &str,
-        rules: Vec<NotifyRule>,
-        known_target: impl Fn(&str) -> bool,
-    ) -> Result<()> {
-        super::notify_rules::validate(&rules, known_target)?;
+    pub async fn set_bucket_notification(&self, name: &str, rules: Vec<NotifyRule>) -> Result<()> {
+        let targets = &self.events.targets;
+        super::notify_rules::validate(&rules, |arn| targets.contains_key(arn))?;
         self.modify_bucket(name, |rec| rec.notification = Some(rules))
             .await
     }

@@ -10,6 +10,7 @@ use super::{
 use crate::model::checksum::{
     ChecksumType, ContentHash, combine_parts, multipart_etag, normalize_etag,
 };
+use crate::model::event::EventName;
 use crate::model::{
     Checksum, CompletedResult, ObjectHeaders, ObjectPart, ObjectRecord, PartNumber, PartRecord,
     UploadId, UploadRecord, UploadState, now_millis,
@@ -38,10 +39,11 @@ impl Uploads {
         let this = self.clone();
         let (id, bucket, key) = (id.clone(), bucket.to_owned(), key.to_owned());
         let (checks, cond) = (checks.clone(), cond.clone());
-        tokio::spawn(async move {
+        let origin = super::events::Origin::current();
+        tokio::spawn(origin.scope(async move {
             this.run_complete(&id, &bucket, &key, listed, &checks, &cond)
                 .await
-        })
+        }))
         .await
         .map_err(|e| Error::Io(std::io::Error::other(e)))?
     }
@@ -119,7 +121,8 @@ impl Uploads {
             }
         };
         let committed = async {
-            self.publish(bucket, key, &rec).await?;
+            self.publish(bucket, key, &rec, EventName::CompleteMultipartUpload)
+                .await?;
             self.meta.finish_complete(id, &done).await?;
             Ok::<_, Error>(())
         }

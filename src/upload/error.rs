@@ -95,6 +95,10 @@ impl From<StoreError> for Error {
             // Refused because the bucket is being deleted: for the caller it is gone.
             StoreError::BucketGone => Self::NoSuchBucket,
             StoreError::Unavailable(why) => Self::Unavailable(why),
+            // The write would make an event the outbox cannot take: refused, retried later.
+            StoreError::OutboxFull => Self::Unavailable(
+                "the completion-event outbox of this bucket is full (a target is down)".into(),
+            ),
             e => Self::Store(e),
         }
     }

@@ -479,7 +479,7 @@ impl Uploads {
     /// (other copies linked from it stay; the next proof finds no entry and the content is
     /// uploaded again, which records it again).
     pub async fn delete_file(&self, bucket: &str, key: &str, obj: &ObjectRecord) -> Result<()> {
-        self.delete_object(bucket, key).await?;
+        self.delete_object(&obj.owner, bucket, key).await?;
         let Some(hash) = content_hash(&obj.headers) else {
             return Ok(());
         };

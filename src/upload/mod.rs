@@ -8,6 +8,7 @@ pub mod append;
 mod bucket;
 mod complete;
 pub mod error;
+pub mod events;
 pub mod expiry;
 pub mod files;
 mod listing;
@@ -234,11 +235,28 @@ pub struct Uploads {
     meta: Arc<dyn MetaStore>,
     disk: DiskStore,
     limits: Limits,
+    events: Arc<events::EventSettings>,
+    /// Woken whenever this gateway records an event, so the deliverer need not poll for them.
+    recorded: Arc<tokio::sync::Notify>,
 }
 
 impl Uploads {
     pub fn new(meta: Arc<dyn MetaStore>, disk: DiskStore, limits: Limits) -> Self {
-        Self { meta, disk, limits }
+        Self {
+            meta,
+            disk,
+            limits,
+            events: Arc::default(),
+            recorded: Arc::default(),
+        }
+    }
+
+    /// The same core with these event targets and delivery rules.
+    pub fn with_events(self, events: events::EventSettings) -> Self {
+        Self {
+            events: Arc::new(events),
+            ..self
+        }
     }
 
     /// The stores and limits this core was built from, for a caller that rebuilds it around

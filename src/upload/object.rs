@@ -9,6 +9,7 @@ use super::error::{Error, Result};
 use super::{Admission, BodyChecks, REPLACED_GRACE, Uploads, WriteCondition, check_key, verify};
 use crate::model::BodyStream;
 use crate::model::checksum::ChecksumType;
+use crate::model::event::EventName;
 use crate::model::tags::TagSet;
 use crate::model::{BlobId, Checksum, ObjectHeaders, ObjectPart, ObjectRecord, now_millis};
 
@@ -17,7 +18,8 @@ const TAG_ATTEMPTS: usize = 5;
 
 impl Uploads {
     /// Stores a single-part object. The previous object under the key stays readable until the
-    /// new record replaces it in one step. `admitted` is the body's pass through `admit`.
+    /// new record replaces it in one step. `admitted` is the body's pass through `admit`; `how`
+    /// says which request it was for the completion event (`Put` or `Post`).
     #[allow(clippy::too_many_arguments)] // each is a distinct input of PutObject
     pub async fn put_object(
         &self,
@@ -29,6 +31,7 @@ impl Uploads {
         checks: BodyChecks,
         cond: &WriteCondition,
         admitted: Admission,
+        how: EventName,
     ) -> Result<ObjectRecord> {
         check_key(key)?;
         self.bucket(bucket).await?;
@@ -64,7 +67,7 @@ impl Uploads {
         };
         let published = async {
             self.check_condition(bucket, key, cond).await?;
-            self.publish(bucket, key, &rec).await
+            self.publish(bucket, key, &rec, how).await
         };
         published
             .await
@@ -84,9 +87,25 @@ impl Uploads {
         cond.check(self.meta.get_object(bucket, key).await?.as_ref())
     }
 
-    /// Makes `rec` the object at bucket/key and schedules the data of the one it replaced.
-    pub(super) async fn publish(&self, bucket: &str, key: &str, rec: &ObjectRecord) -> Result<()> {
-        if let Some(old) = self.meta.put_object(bucket, key, rec).await?
+    /// Makes `rec` the object at bucket/key and schedules the data of the one it replaced. The
+    /// completion event `name` the bucket's rules ask for is recorded in the same step.
+    pub(super) async fn publish(
+        &self,
+        bucket: &str,
+        key: &str,
+        rec: &ObjectRecord,
+        name: EventName,
+    ) -> Result<()> {
+        let event = self
+            .notifying_bucket(bucket)
+            .await?
+            .and_then(|b| self.event_for(&b, name, key, &rec.owner, Some(rec)));
+        let notice = self.notice(event.as_ref());
+        let old = self.meta.put_object(bucket, key, rec, notice).await?;
+        if event.is_some() {
+            self.recorded.notify_one();
+        }
+        if let Some(old) = old
             && old.blob != rec.blob
         {
             self.disk.remove_blob_later(old.blob, REPLACED_GRACE);
@@ -112,10 +131,16 @@ impl Uploads {
         self.disk.read(&rec.blob, &rec.parts, start, end)
     }
 
-    /// Deletes an object; a missing key is not an error (S3 answers 204 either way).
-    pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<()> {
-        self.bucket(bucket).await?;
-        if let Some(old) = self.meta.delete_object(bucket, key).await? {
+    /// Deletes an object for `principal`; a missing key is not an error (S3 answers 204 either
+    /// way) and makes no event.
+    pub async fn delete_object(&self, principal: &str, bucket: &str, key: &str) -> Result<()> {
+        let bucket_rec = self.bucket(bucket).await?;
+        let event = self.event_for(&bucket_rec, EventName::Delete, key, principal, None);
+        let notice = self.notice(event.as_ref());
+        if let Some(old) = self.meta.delete_object(bucket, key, notice).await? {
+            if event.is_some() {
+                self.recorded.notify_one();
+            }
             self.disk.remove_blob_later(old.blob, REPLACED_GRACE);
         }
         Ok(())
@@ -172,7 +197,7 @@ impl Uploads {
             headers,
             ..source
         };
-        self.publish(dst.0, dst.1, &rec)
+        self.publish(dst.0, dst.1, &rec, EventName::Copy)
             .await
             .inspect_err(|_| self.disk.remove_blob_later(blob, Duration::ZERO))?;
         Ok(rec)

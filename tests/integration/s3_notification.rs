@@ -335,9 +335,12 @@ async fn stored_rules(store: Store) {
         }
     };
     let disk = DiskStore::open(dir.path(), false).unwrap();
-    let up = Uploads::new(meta, disk, Limits::default());
+    let events = mpgw::upload::events::EventSettings {
+        targets: [(ARN.to_owned(), "hook".to_owned())].into(),
+        ..Default::default()
+    };
+    let up = Uploads::new(meta, disk, Limits::default()).with_events(events);
     up.create_bucket("me", B).await.unwrap();
-    let known = |arn: &str| arn == ARN;
 
     assert_eq!(up.bucket(B).await.unwrap().notification, None);
     let rules = vec![
@@ -355,9 +358,7 @@ async fn stored_rules(store: Store) {
             ..NotifyRule::default()
         },
     ];
-    up.set_bucket_notification(B, rules.clone(), known)
-        .await
-        .unwrap();
+    up.set_bucket_notification(B, rules.clone()).await.unwrap();
     assert_eq!(
         up.bucket(B).await.unwrap().notification,
         Some(rules.clone())
@@ -367,17 +368,15 @@ async fn stored_rules(store: Store) {
     let mut unknown = rules.clone();
     unknown[1].target = "arn:mpgw:sqs:us-east-1:nobody:webhook".into();
     assert!(matches!(
-        up.set_bucket_notification(B, unknown, known).await,
+        up.set_bucket_notification(B, unknown).await,
         Err(Error::InvalidArgument(m)) if m == UNKNOWN_TARGET
     ));
     assert_eq!(up.bucket(B).await.unwrap().notification, Some(rules));
 
-    up.set_bucket_notification(B, Vec::new(), known)
-        .await
-        .unwrap();
+    up.set_bucket_notification(B, Vec::new()).await.unwrap();
     assert_eq!(up.bucket(B).await.unwrap().notification, Some(Vec::new()));
     assert!(matches!(
-        up.set_bucket_notification("nope", Vec::new(), known).await,
+        up.set_bucket_notification("nope", Vec::new()).await,
         Err(Error::NoSuchBucket)
     ));
 

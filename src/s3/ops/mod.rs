@@ -160,9 +160,7 @@ pub async fn dispatch(
         S3Op::PutBucketNotification => {
             let body = collect(req, body, &auth, MAX_XML).await?;
             let rules = crate::s3::notification::parse(&body)?;
-            app.uploads
-                .set_bucket_notification(b, rules, |arn| app.events_targets.contains(arn))
-                .await?;
+            app.uploads.set_bucket_notification(b, rules).await?;
             Ok(Response::new(empty()))
         }
         S3Op::GetBucketNotification => {
@@ -189,7 +187,7 @@ pub async fn dispatch(
         S3Op::HeadObject => get_object(app, req, &query, b, k, true).await,
         S3Op::GetObjectAttributes => attributes::get_object_attributes(app, req, b, k).await,
         S3Op::DeleteObject => {
-            app.uploads.delete_object(b, k).await?;
+            app.uploads.delete_object(&owner, b, k).await?;
             Ok(status(StatusCode::NO_CONTENT))
         }
         S3Op::PutObjectTagging => put_object_tagging(app, req, body, &auth, b, k).await,

@@ -9,6 +9,7 @@ use crate::body::RequestBody;
 use crate::body::empty;
 use crate::model::PartNumber;
 use crate::model::checksum::{ChecksumType, b64};
+use crate::model::event::EventName;
 use crate::model::time::{http_date, iso8601};
 use crate::range::byte_range;
 use crate::s3::auth::Verified;
@@ -58,6 +59,7 @@ pub(super) async fn put_object(
             checks,
             &write_condition(&req.headers),
             admitted,
+            EventName::Put,
         )
         .await?;
     let mut resp = Response::new(empty());
@@ -288,7 +290,7 @@ pub(super) async fn delete_objects(
             Err(S3Error::invalid_argument("Key must not be empty"))
         } else {
             app.uploads
-                .delete_object(b, key)
+                .delete_object(&auth.access_key, b, key)
                 .await
                 .map_err(S3Error::from)
         };
