@@ -67,7 +67,15 @@ pub async fn handle<B>(app: &App, req: &Request<B>, audience: Audience) -> Respo
     match req.uri().path() {
         LIVE => text(StatusCode::OK, "live\n".into()),
         READY => match readiness(app).await {
-            Ok(()) => text(StatusCode::OK, "ready\n".into()),
+            // Ready, but an event outbox is filling up (a target is down): say so to the
+            // operator while still taking uploads.
+            Ok(()) => match (app.events.warnings(), audience) {
+                (w, Audience::Operator) if !w.is_empty() => text(
+                    StatusCode::OK,
+                    format!("ready; warning: {}\n", w.join("; ")),
+                ),
+                _ => text(StatusCode::OK, "ready\n".into()),
+            },
             Err(reasons) => {
                 tracing::warn!(reasons = %reasons.join("; "), "not ready");
                 let body = match audience {

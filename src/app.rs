@@ -13,6 +13,7 @@ use crate::store::instrumented::InstrumentedMeta;
 use crate::store::meta_embedded::EmbeddedMetaStore;
 use crate::store::meta_redis::{RedisMetaStore, RedisTls};
 use crate::store::{DiskStore, MetaStore};
+use crate::upload::events::EventSettings;
 use crate::upload::{Limits, Uploads};
 
 /// How often the expiry janitor and the orphan sweep run (the sweep also recounts open uploads
@@ -41,6 +42,8 @@ pub struct App {
     pub tus_path: Arc<str>,
     /// Sizes and timeouts the listeners enforce.
     pub limits: crate::config::ConnLimits,
+    /// The event deliverer's report for readiness.
+    pub events: Arc<crate::notify::EventHealth>,
     /// This gateway's entry among the live gateways of the data dir, held while it runs.
     _registration: Arc<crate::store::peers::Registration>,
 }
@@ -115,6 +118,13 @@ impl App {
             }
         });
 
+        let events = Arc::new(crate::notify::EventHealth::default());
+        if let Some(notifier) =
+            crate::notify::Notifier::new(cfg, uploads.clone(), metrics.clone(), events.clone())?
+        {
+            tokio::spawn(notifier.run());
+        }
+
         let sweeper = (uploads.clone(), metrics.clone());
         tokio::spawn(async move {
             let (uploads, metrics) = sweeper;
@@ -146,6 +156,7 @@ impl App {
             tus_url_key: tus_url_key.into_bytes().into(),
             tus_path: format!("/{}/", cfg.tus_path.trim_matches('/')).into(),
             limits: crate::config::ConnLimits::from_config(cfg),
+            events,
             _registration: Arc::new(registration),
         })
     }
@@ -198,7 +209,24 @@ pub async fn open_uploads(cfg: &Config, metrics: Arc<Metrics>) -> Result<Uploads
         max_uploads_per_key: usize::try_from(cfg.max_uploads_per_key).unwrap_or(usize::MAX),
         ..Limits::default()
     };
-    Ok(Uploads::new(meta, disk, limits))
+    Ok(Uploads::new(meta, disk, limits).with_events(event_settings(cfg)?))
+}
+
+/// The event targets (by ARN) and delivery rules of `cfg`.
+fn event_settings(cfg: &Config) -> Result<EventSettings, String> {
+    let targets = cfg
+        .notify_targets()?
+        .into_iter()
+        .map(|t| (cfg.notify_arn(&t), t.name))
+        .collect();
+    Ok(EventSettings {
+        targets,
+        queue_limit: usize::try_from(cfg.notify_queue_limit).unwrap_or(usize::MAX),
+        max_tries: cfg.notify_max_tries,
+        max_age: cfg.notify_max_age,
+        backoff: cfg.notify_backoff,
+        backoff_max: cfg.notify_backoff_max,
+    })
 }
 
 /// The expiry janitor: aborts abandoned uploads (bucket lifecycle rules, else --upload-expiry).

@@ -24,7 +24,8 @@
 //! | 8 | `cli` (with `main.rs`) | everything below |
 //! | 7 | `service`, `bench` | the front ends, `app`, `body`; `bench`: `client` |
 //! | 6 | `s3`, `legacy`, `tus`, `admin`, `ui`; `server`; `client` | `app`, `upload`, `body` and below (`server`: `body`, `config`, `metrics` only) |
-//! | 5 | `app` (composition root: stores, core, settings) | `upload`, `store`, `config`, `credentials`, `metrics`, `model` |
+//! | 5 | `app` (composition root: stores, core, settings) | `upload`, `notify`, `store`, `config`, `credentials`, `metrics`, `model` |
+//! | 4.5 | `notify` (delivers completion events: webhooks, Redis Streams) | `upload`, `config`, `metrics`, `model` |
 //! | 4 | `upload` (the core: every rule), `body` (HTTP plumbing) | `upload`: `store`, `model`; `body`: `metrics`, `units` |
 //! | 3 | `store` (state: Redis or embedded; parts: disk), `config` | `model`, `metrics`; `config`: `credentials`, `units` |
 //! | 2 | `credentials` | `model` |
@@ -49,6 +50,7 @@ pub mod legacy;
 pub mod metrics;
 pub mod model;
 pub mod multipart;
+pub mod notify;
 pub mod range;
 pub mod s3;
 pub mod server;

@@ -164,6 +164,20 @@ pub struct Metrics {
     fsync_duration: Family<TargetLabels, Histogram>,
     store_duration: Family<MethodLabels, Histogram>,
     store_errors: Family<ErrorLabels, Counter>,
+    events: Family<DeliveryLabels, Counter>,
+    event_latency: Family<NameLabels, Histogram>,
+    events_pending: Family<NameLabels, Gauge>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeliveryLabels {
+    target: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NameLabels {
+    target: String,
 }
 
 /// 1 ms to 33 s: requests, including the transfer of large bodies.
@@ -196,6 +210,9 @@ impl Metrics {
             fsync_duration: Family::new_with_constructor(fast_buckets),
             store_duration: Family::new_with_constructor(fast_buckets),
             store_errors: Family::default(),
+            events: Family::default(),
+            event_latency: Family::new_with_constructor(slow_buckets),
+            events_pending: Family::default(),
         };
         // Every event series exists from the start, so rates work before the first one happens.
         for e in UploadEvent::ALL {
@@ -290,7 +307,53 @@ impl Metrics {
             "Failed state store calls by method and kind",
             m.store_errors.clone(),
         );
+        r.register(
+            "events",
+            "Completion events by target and outcome (queued, delivered, retried, dead, dropped)",
+            m.events.clone(),
+        );
+        r.register_with_unit(
+            "event_delivery",
+            "Time from an object write to the delivery of its event, by target",
+            Unit::Seconds,
+            m.event_latency.clone(),
+        );
+        r.register(
+            "events_pending",
+            "Undelivered events by target (all buckets), as last counted by the deliverer",
+            m.events_pending.clone(),
+        );
         m
+    }
+
+    /// Counts `n` events of `target` with `outcome` (`queued`, `delivered`, `retried`, `dead`,
+    /// `dropped`).
+    pub fn events(&self, target: &str, outcome: &'static str, n: usize) {
+        if n > 0 {
+            self.events
+                .get_or_create(&DeliveryLabels {
+                    target: target.to_owned(),
+                    outcome,
+                })
+                .inc_by(n as u64);
+        }
+    }
+
+    /// One delivery of `target`, `secs` after its write.
+    pub fn event_delivered_after(&self, target: &str, secs: f64) {
+        self.event_latency
+            .get_or_create(&NameLabels {
+                target: target.to_owned(),
+            })
+            .observe(secs);
+    }
+
+    pub fn events_pending(&self, target: &str, n: usize) {
+        self.events_pending
+            .get_or_create(&NameLabels {
+                target: target.to_owned(),
+            })
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// The Prometheus text exposition of every metric.

@@ -149,11 +149,18 @@ impl MetaStore for InstrumentedMeta {
         rec: &ObjectRecord,
         notice: Option<Notice<'_>>,
     ) -> StoreResult<Option<ObjectRecord>> {
-        self.call(
-            "put_object",
-            self.inner.put_object(bucket, key, rec, notice),
-        )
-        .await
+        let r = self
+            .call(
+                "put_object",
+                self.inner.put_object(bucket, key, rec, notice),
+            )
+            .await;
+        if r.is_ok()
+            && let Some(n) = notice
+        {
+            self.metrics.events(&n.event.target, "queued", 1);
+        }
+        r
     }
 
     async fn update_object(
@@ -176,11 +183,17 @@ impl MetaStore for InstrumentedMeta {
         key: &str,
         notice: Option<Notice<'_>>,
     ) -> StoreResult<Option<ObjectRecord>> {
-        self.call(
-            "delete_object",
-            self.inner.delete_object(bucket, key, notice),
-        )
-        .await
+        let r = self
+            .call(
+                "delete_object",
+                self.inner.delete_object(bucket, key, notice),
+            )
+            .await;
+        // An event is recorded only when an object was removed.
+        if let (Ok(Some(_)), Some(n)) = (&r, notice) {
+            self.metrics.events(&n.event.target, "queued", 1);
+        }
+        r
     }
 
     async fn list_objects(
