@@ -63,6 +63,40 @@ pub enum AdminCommand {
     /// remove their part files. Uploads being completed are left alone. With the embedded store,
     /// stop the gateway on that data dir first.
     Purge(Box<AdminPurge>),
+    /// Completion events not delivered yet, and dead letters (events given up on after their
+    /// tries): list them, send dead letters again, or drop them. Works beside running gateways
+    /// on a Redis store; with the embedded store, stop the gateway first.
+    #[command(subcommand)]
+    Events(EventsAction),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EventsAction {
+    /// List undelivered events (with --dead: dead letters), oldest first per bucket and target.
+    List(Box<EventsFilter>),
+    /// Put dead letters back in the outbox, with fresh tries (all that match, or --seq).
+    Retry(Box<EventsFilter>),
+    /// Delete dead letters (all that match, or --seq).
+    Drop(Box<EventsFilter>),
+}
+
+#[derive(Args, Debug)]
+pub struct EventsFilter {
+    /// List dead letters instead of undelivered events (retry and drop act on dead letters).
+    #[arg(long)]
+    pub dead: bool,
+    /// Only this bucket's events.
+    #[arg(long)]
+    pub bucket: Option<String>,
+    /// Only this target's events.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Only the events with these sequence numbers (repeatable).
+    #[arg(long = "seq")]
+    pub seqs: Vec<u64>,
+    /// The state store and data dir, as for `serve`.
+    #[command(flatten)]
+    pub store: Serve,
 }
 
 #[derive(Args, Debug)]
@@ -145,6 +179,10 @@ pub fn run_admin(cmd: AdminCommand, matches: &clap::ArgMatches) -> Result<(), St
     let (store, prefix, older_than) = match cmd {
         AdminCommand::Uploads(a) => (a.store, a.prefix, None),
         AdminCommand::Purge(a) => (a.store, a.prefix, Some(a.older_than)),
+        AdminCommand::Events(action) => {
+            let sub = matches.subcommand().map_or(matches, |(_, m)| m);
+            return run_admin_events(action, sub);
+        }
     };
     let cfg = store.resolve(matches)?;
     if !cfg.data_dir.is_dir() {
@@ -215,6 +253,92 @@ pub fn run_admin(cmd: AdminCommand, matches: &clap::ArgMatches) -> Result<(), St
                 eprintln!("{} upload(s) purged", purged.len());
             }
         }
+        Ok(())
+    })
+}
+
+/// `mpgw admin events …`.
+fn run_admin_events(action: EventsAction, matches: &clap::ArgMatches) -> Result<(), String> {
+    let (verb, f) = match action {
+        EventsAction::List(f) => ("list", f),
+        EventsAction::Retry(f) => ("retry", f),
+        EventsAction::Drop(f) => ("drop", f),
+    };
+    let cfg = f.store.resolve(matches)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start runtime: {e}"))?;
+    runtime.block_on(async {
+        let uploads = crate::app::open_uploads(&cfg, Arc::new(Metrics::new())).await?;
+        let err = |e: crate::upload::Error| e.to_string();
+        let queues: Vec<(String, String)> = uploads
+            .event_queues()
+            .await
+            .map_err(err)?
+            .into_iter()
+            .filter(|(b, t)| {
+                f.bucket.as_ref().is_none_or(|x| x == b) && f.target.as_ref().is_none_or(|x| x == t)
+            })
+            .collect();
+        let now = now_millis();
+        let mut total = 0;
+        if verb == "list" {
+            println!("BUCKET\tTARGET\tSEQ\tEVENT\tKEY\tAGE\tTRIES\tERROR");
+        }
+        for (bucket, target) in &queues {
+            match verb {
+                "list" => {
+                    let mut after = 0;
+                    loop {
+                        let page = uploads
+                            .list_events(bucket, target, f.dead, after, 1000)
+                            .await
+                            .map_err(err)?;
+                        let Some(last) = page.last() else { break };
+                        after = last.seq;
+                        for ev in page
+                            .iter()
+                            .filter(|e| f.seqs.is_empty() || f.seqs.contains(&e.seq))
+                        {
+                            total += 1;
+                            println!(
+                                "{bucket}\t{target}\t{}\t{}\t{}\t{}\t{}\t{}",
+                                ev.seq,
+                                ev.name.as_str(),
+                                ev.key,
+                                format_age(now - ev.time),
+                                ev.tries,
+                                ev.error.as_deref().unwrap_or("-")
+                            );
+                        }
+                    }
+                }
+                "retry" => {
+                    total += uploads
+                        .retry_dead_events(bucket, target, &f.seqs)
+                        .await
+                        .map_err(err)?;
+                }
+                _ => {
+                    total += uploads
+                        .drop_dead_events(bucket, target, &f.seqs)
+                        .await
+                        .map_err(err)?;
+                }
+            }
+        }
+        let what = if f.dead || verb != "list" {
+            "dead letter(s)"
+        } else {
+            "undelivered event(s)"
+        };
+        let done = match verb {
+            "list" => "",
+            "retry" => " sent back to the outbox",
+            _ => " dropped",
+        };
+        eprintln!("{total} {what}{done}");
         Ok(())
     })
 }
