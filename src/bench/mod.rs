@@ -20,6 +20,7 @@ use crate::client::args::TransferArgs;
 use crate::client::s3::S3Client;
 use crate::client::settings::S3Settings;
 use crate::units::parse_size;
+mod events;
 mod machine;
 mod phases;
 mod report;
@@ -111,6 +112,14 @@ pub struct BenchArgs {
     /// stream and four (partial uploads joined by a final concatenation).
     #[arg(long, hide_env_values = true)]
     pub tus_token: Option<String>,
+    /// A webhook event target of the gateway (`--notify-webhook NAME=http://ADDR/`): every
+    /// object the run creates is sent there, and the delivery latency measured (with
+    /// --events-listen).
+    #[arg(long, requires = "events_listen")]
+    pub events_target: Option<String>,
+    /// Where to receive the events of --events-target (the ADDR of its URL).
+    #[arg(long, requires = "events_target")]
+    pub events_listen: Option<std::net::SocketAddr>,
     /// Write the results as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -208,6 +217,10 @@ async fn machine_limits(args: &BenchArgs, dir: &Path) -> Result<Limits, String> 
 async fn bench(args: &BenchArgs) -> Result<Report, String> {
     let started = Instant::now();
     let mut run = Bench::setup(args).await?;
+    let events = match (&args.events_target, args.events_listen) {
+        (Some(target), Some(listen)) => Some(run.start_events(target, listen).await?),
+        _ => None,
+    };
     let complete_64 = run.uploads().await?;
     if let Some(token) = &args.tus_token {
         run.tus_uploads(token).await?;
@@ -226,6 +239,9 @@ async fn bench(args: &BenchArgs) -> Result<Report, String> {
     };
     let cycles = run.small_cycles().await?;
     let puts = run.put_objects().await?;
+    if let Some(receiver) = events {
+        run.finish_events(receiver).await?;
+    }
     run.clean_up(cycles, puts).await?;
     run.server_memory(peak_before_wide);
     run.machine_metrics();

@@ -1,6 +1,6 @@
 //! Calls beyond a resumable transfer's, for `mpgw bench`: bodies from memory (still
 //! `UNSIGNED-PAYLOAD`, so nothing is hashed for the signature), CreateBucket, a whole-object
-//! GetObject and DeleteObject.
+//! GetObject and DeleteObject, PutBucketNotificationConfiguration.
 //! A child module of `s3`, so it shares that module's private request funnel.
 
 use base64::Engine as _;
@@ -30,6 +30,22 @@ impl S3Client {
             Err(Error::Service { code, .. }) if code == "BucketAlreadyOwnedByYou" => Ok(()),
             Err(e) => Err(e),
         }
+    }
+
+    /// PutBucketNotificationConfiguration with `xml` as the document.
+    pub async fn put_bucket_notification(&self, bucket: &str, xml: String) -> Result<()> {
+        let body = Bytes::from(xml);
+        self.call(
+            Method::PUT,
+            bucket,
+            "",
+            &[("notification", "")],
+            vec![("content-length", body.len().to_string())],
+            Payload::Bytes(body),
+            SHORT,
+        )
+        .await
+        .map(drop)
     }
 
     /// UploadPart with a body from memory; returns the part's ETag (bare).
