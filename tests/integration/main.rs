@@ -8,6 +8,7 @@ mod client;
 mod cluster;
 mod crash;
 mod durability;
+mod events;
 mod expiry;
 mod faults;
 mod hostile;
