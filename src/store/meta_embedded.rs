@@ -915,6 +915,13 @@ impl MetaStore for EmbeddedMetaStore {
         limit: usize,
     ) -> StoreResult<Vec<EventRecord>> {
         let (bucket, target) = (bucket.to_owned(), target.to_owned());
+        let (b, t) = (bucket.clone(), target.clone());
+        if !self
+            .read(move |tx| events::claimable_in(tx, &b, &t, now, scan))
+            .await?
+        {
+            return Ok(Vec::new());
+        }
         self.write(move |tx| events::claim_in(tx, &bucket, &target, now, lease_until, scan, limit))
             .await
     }

@@ -776,3 +776,59 @@ fn base64_of(data: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(data)
 }
+
+/// Two gateways on one Redis share the outboxes: every event of writes made through both is
+/// delivered, and (in normal operation, no gateway dying) by one of them only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_gateways_deliver_each_event_once() {
+    let hook = Receiver::start().await;
+    let a = gateway(Store::Redis, &hook.url(), |_| {}).await;
+    let prefix = a.cfg.redis_prefix.clone();
+    let b = gateway(Store::Redis, &hook.url(), move |cfg| {
+        cfg.redis_prefix = prefix
+    })
+    .await;
+    let ca = a.bucket("shared").await;
+    let cb = b.client();
+    configure(
+        &ca,
+        "shared",
+        vec![rule(
+            "all",
+            &arn("hook", "webhook"),
+            &["s3:ObjectCreated:*"],
+            "",
+            "",
+        )],
+    )
+    .await;
+    const N: usize = 60;
+    let writes = (0..N).map(|i| {
+        let c = if i % 2 == 0 { ca.clone() } else { cb.clone() };
+        async move { put(&c, "shared", &format!("k{}", i % 7), b"x").await }
+    });
+    futures_util::future::join_all(writes).await;
+    hook.wait_for(N).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let got = hook.got();
+    let mut ids: Vec<&str> = got.iter().map(|g| g.delivery.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), N, "every event");
+    assert_eq!(got.len(), N, "{} duplicate deliveries", got.len() - N);
+    // In order per key, though two gateways delivered.
+    for k in 0..7 {
+        let key = format!("k{k}");
+        let seqs: Vec<String> = got
+            .iter()
+            .filter(|g| g.key() == key)
+            .map(|g| {
+                g.record()["s3"]["object"]["sequencer"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{key}: {seqs:?}");
+    }
+}

@@ -107,6 +107,31 @@ pub(super) fn record_in(
 }
 
 /// `MetaStore::claim_events` in one write transaction.
+/// Whether a claim would take anything: checked in a read transaction first, so that a
+/// deliverer polling an outbox with nothing due never commits (and fsyncs) an empty write.
+pub(super) fn claimable_in(
+    tx: &redb::ReadTransaction,
+    bucket: &str,
+    target: &str,
+    now: Millis,
+    scan: usize,
+) -> StoreResult<bool> {
+    let events = match tx.open_table(EVENTS) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(false),
+        Err(e) => return Err(be(e)),
+    };
+    let mut blocked = HashSet::new();
+    for ev in events_of(&events, bucket, target, 0, scan)? {
+        if blocked.contains(&ev.key) || ev.due > now || ev.lease > now {
+            blocked.insert(ev.key);
+            continue;
+        }
+        return Ok(true);
+    }
+    Ok(false)
+}
+
 pub(super) fn claim_in(
     tx: &WriteTransaction,
     bucket: &str,
