@@ -26,7 +26,7 @@ const SECRET: &str = "webhook-signing-secret";
 
 /// One request the receiver got.
 #[derive(Clone, Debug)]
-struct Got {
+pub(crate) struct Got {
     delivery: String,
     signature: Option<String>,
     authorization: Option<String>,
@@ -34,17 +34,17 @@ struct Got {
 }
 
 impl Got {
-    fn record(&self) -> Value {
+    pub(crate) fn record(&self) -> Value {
         let v: Value = serde_json::from_slice(&self.raw).expect("event JSON");
         assert_eq!(v["Records"].as_array().map(Vec::len), Some(1), "{v}");
         v["Records"][0].clone()
     }
 
-    fn name(&self) -> String {
+    pub(crate) fn name(&self) -> String {
         self.record()["eventName"].as_str().unwrap().to_owned()
     }
 
-    fn key(&self) -> String {
+    pub(crate) fn key(&self) -> String {
         self.record()["s3"]["object"]["key"]
             .as_str()
             .unwrap()
@@ -54,7 +54,7 @@ impl Got {
 
 /// A webhook receiver on 127.0.0.1: records every request and answers `status`. Stopping it
 /// closes its connections too, so the gateway sees a target that is down.
-struct Receiver {
+pub(crate) struct Receiver {
     addr: SocketAddr,
     got: Arc<Mutex<Vec<Got>>>,
     status: Arc<AtomicU16>,
@@ -62,7 +62,7 @@ struct Receiver {
 }
 
 impl Receiver {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         Self::start_at("127.0.0.1:0".parse().unwrap()).await
     }
 
@@ -135,7 +135,7 @@ impl Receiver {
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}/hook", self.addr)
     }
 
@@ -144,7 +144,7 @@ impl Receiver {
     }
 
     /// Waits until `n` events arrived (panics after 20 s).
-    async fn wait_for(&self, n: usize) -> Vec<Got> {
+    pub(crate) async fn wait_for(&self, n: usize) -> Vec<Got> {
         let start = Instant::now();
         loop {
             let got = self.got();
@@ -162,11 +162,17 @@ impl Receiver {
     }
 }
 
-fn arn(name: &str, kind: &str) -> String {
+pub(crate) fn arn(name: &str, kind: &str) -> String {
     format!("arn:mpgw:sqs:us-east-1:{name}:{kind}")
 }
 
-fn rule(id: &str, target: &str, events: &[&str], prefix: &str, suffix: &str) -> QueueConfiguration {
+pub(crate) fn rule(
+    id: &str,
+    target: &str,
+    events: &[&str],
+    prefix: &str,
+    suffix: &str,
+) -> QueueConfiguration {
     let mut rules = Vec::new();
     if !prefix.is_empty() {
         rules.push(
@@ -198,7 +204,11 @@ fn rule(id: &str, target: &str, events: &[&str], prefix: &str, suffix: &str) -> 
     b.build().unwrap()
 }
 
-async fn configure(c: &aws_sdk_s3::Client, bucket: &str, rules: Vec<QueueConfiguration>) {
+pub(crate) async fn configure(
+    c: &aws_sdk_s3::Client,
+    bucket: &str,
+    rules: Vec<QueueConfiguration>,
+) {
     c.put_bucket_notification_configuration()
         .bucket(bucket)
         .notification_configuration(
@@ -212,7 +222,11 @@ async fn configure(c: &aws_sdk_s3::Client, bucket: &str, rules: Vec<QueueConfigu
 }
 
 /// A gateway with the webhook target `hook` (signed with SECRET) at `url`, fast retries.
-async fn gateway(store: Store, url: &str, tweak: impl FnOnce(&mut mpgw::Config)) -> TestGateway {
+pub(crate) async fn gateway(
+    store: Store,
+    url: &str,
+    tweak: impl FnOnce(&mut mpgw::Config),
+) -> TestGateway {
     let url = url.to_owned();
     TestGateway::start_with(store, move |cfg| {
         cfg.notify_webhook = vec![format!("hook={url}")];
@@ -641,6 +655,27 @@ async fn down_target_then_back(store: Store) {
         "{e:?}"
     );
     assert_eq!(crate::harness::get_bytes(&c, "down", "k1").await, b"v2");
+    // Readiness stays 200 but warns the operator, and the backlog shows in the metrics.
+    let start = Instant::now();
+    loop {
+        let r = crate::harness::operator_get(&format!("{}/health/ready", gw.endpoint())).await;
+        assert_eq!(r.status(), 200);
+        let text = r.text().await.unwrap();
+        if text.contains("warning: events: 6 undelivered for target hook in bucket down") {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(15), "{text}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let metrics = crate::harness::operator_get(&format!("{}/metrics", gw.endpoint()))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("mpgw_events_pending{target=\"hook\"} 6"),
+        "{metrics}"
+    );
     gw.stop().await;
     gw.restart().await;
     let c = gw.client();

@@ -673,6 +673,40 @@ async fn post_refusals(store: Store) {
 }
 both!(refusals, post_refusals);
 
+/// A form upload makes an `ObjectCreated:Post` event on the bucket's rules.
+async fn post_event(store: Store) {
+    use crate::events::{Receiver, arn, configure, gateway, rule};
+    let hook = Receiver::start().await;
+    let gw = gateway(store, &hook.url(), |_| {}).await;
+    let c = gw.bucket(B).await;
+    configure(
+        &c,
+        B,
+        vec![rule(
+            "forms",
+            &arn("hook", "webhook"),
+            &["s3:ObjectCreated:Post"],
+            "",
+            "",
+        )],
+    )
+    .await;
+    let data = random_bytes(1000);
+    let s = Signed::ok(&base_conditions(), &[("key", "uploads/form")]);
+    let a = post(&gw, B, form(&s, "form.bin", &data)).await;
+    assert_eq!(a.status, 204, "{}", String::from_utf8_lossy(&a.body));
+    let got = hook.wait_for(1).await;
+    let r = got[0].record();
+    assert_eq!(r["eventName"], "ObjectCreated:Post");
+    assert_eq!(r["s3"]["object"]["key"], "uploads/form");
+    assert_eq!(r["s3"]["object"]["size"], 1000);
+    assert_eq!(
+        a.header("etag"),
+        Some(format!("\"{}\"", r["s3"]["object"]["eTag"].as_str().unwrap()).as_str())
+    );
+}
+both!(event, post_event);
+
 /// Reads one HTTP/1.1 answer (head and Content-Length body) from a connection the client keeps
 /// open, within `within`.
 async fn answer_on(s: &mut tokio::net::TcpStream, within: Duration) -> (u16, String) {
