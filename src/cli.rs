@@ -68,6 +68,24 @@ pub enum AdminCommand {
     /// on a Redis store; with the embedded store, stop the gateway first.
     #[command(subcommand)]
     Events(EventsAction),
+    /// Show or set a bucket's notification configuration on the state store, as the operator:
+    /// the legacy bucket belongs to no S3 key, so this is how its events are configured when
+    /// there are several keys. With the embedded store, stop the gateway first.
+    Notification(Box<AdminNotification>),
+}
+
+#[derive(Args, Debug)]
+pub struct AdminNotification {
+    /// The bucket.
+    #[arg(long)]
+    pub bucket: String,
+    /// Set the configuration from this XML file (PutBucketNotificationConfiguration's body; an
+    /// empty `<NotificationConfiguration/>` turns events off). Without it: print the current one.
+    #[arg(long)]
+    pub set: Option<PathBuf>,
+    /// The state store and data dir, as for `serve`.
+    #[command(flatten)]
+    pub store: Serve,
 }
 
 #[derive(Subcommand, Debug)]
@@ -183,6 +201,7 @@ pub fn run_admin(cmd: AdminCommand, matches: &clap::ArgMatches) -> Result<(), St
             let sub = matches.subcommand().map_or(matches, |(_, m)| m);
             return run_admin_events(action, sub);
         }
+        AdminCommand::Notification(a) => return run_admin_notification(*a, matches),
     };
     let cfg = store.resolve(matches)?;
     if !cfg.data_dir.is_dir() {
@@ -253,6 +272,37 @@ pub fn run_admin(cmd: AdminCommand, matches: &clap::ArgMatches) -> Result<(), St
                 eprintln!("{} upload(s) purged", purged.len());
             }
         }
+        Ok(())
+    })
+}
+
+/// `mpgw admin notification …`: the same parsing and checks as the S3 operation.
+fn run_admin_notification(a: AdminNotification, matches: &clap::ArgMatches) -> Result<(), String> {
+    let cfg = a.store.resolve(matches)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start runtime: {e}"))?;
+    runtime.block_on(async {
+        let uploads = crate::app::open_uploads(&cfg, Arc::new(Metrics::new())).await?;
+        if let Some(path) = &a.set {
+            let xml = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let rules = crate::s3::notification::parse(&xml)
+                .map_err(|e| format!("{}: {}: {}", path.display(), e.code, e.message))?;
+            uploads
+                .set_bucket_notification(&a.bucket, rules)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        let rules = uploads
+            .bucket(&a.bucket)
+            .await
+            .map_err(|e| e.to_string())?
+            .notification;
+        println!(
+            "{}",
+            crate::s3::notification::to_xml(rules.as_deref().unwrap_or_default())
+        );
         Ok(())
     })
 }

@@ -570,25 +570,27 @@ both!(retries_then_dead_letters, retries_then_dead_letters);
 
 /// `mpgw admin events …` on the gateway's store (stopped first for the embedded store).
 fn admin_events(gw: &TestGateway, args: &[&str]) -> String {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mpgw"));
-    cmd.args(["admin", "events"]).args(args);
-    cmd.arg("--data-dir").arg(&gw.cfg.data_dir);
-    if let Some(url) = &gw.cfg.redis_url {
-        cmd.args(["--redis-url", url, "--redis-prefix", &gw.cfg.redis_prefix]);
-    }
-    cmd.args([
-        "--access-key",
-        ACCESS_KEY,
-        "--secret-key",
-        crate::harness::SECRET_KEY,
-    ]);
-    let out = cmd.output().unwrap();
+    let out = admin_output(gw, &[&["events"], args].concat());
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
+}
+
+/// `mpgw admin …` with the gateway's store and event targets.
+fn admin_output(gw: &TestGateway, args: &[&str]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mpgw"));
+    cmd.arg("admin").args(args);
+    cmd.arg("--data-dir").arg(&gw.cfg.data_dir);
+    if let Some(url) = &gw.cfg.redis_url {
+        cmd.args(["--redis-url", url, "--redis-prefix", &gw.cfg.redis_prefix]);
+    }
+    for t in &gw.cfg.notify_webhook {
+        cmd.args(["--notify-webhook", t]);
+    }
+    cmd.output().unwrap()
 }
 
 /// The gateway's `mpgw_events_total` for target `hook` and `outcome`.
@@ -867,3 +869,68 @@ async fn two_gateways_deliver_each_event_once() {
         assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{key}: {seqs:?}");
     }
 }
+
+/// With several S3 keys the legacy bucket belongs to none of them: its rules are set by the
+/// operator with `mpgw admin notification`, checked like the S3 operation's.
+async fn operator_configures_the_legacy_bucket(store: Store) {
+    use crate::legacy::Client;
+    let hook = Receiver::start().await;
+    let mut gw = gateway(store, &hook.url(), |cfg| {
+        cfg.access_keys.push("OTHERKEY".into());
+        cfg.secret_keys.push("other-secret-0123456789".into());
+    })
+    .await;
+    let alice = Client::of(&gw, ACCESS_KEY);
+    alice.upload(b"makes the bucket", "first.bin").await;
+    let denied = gw
+        .client()
+        .put_bucket_notification_configuration()
+        .bucket("files")
+        .notification_configuration(NotificationConfiguration::builder().build())
+        .send()
+        .await;
+    assert_eq!(
+        crate::harness::err(denied),
+        (403, "AccessDenied".to_owned())
+    );
+    gw.stop().await;
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, xml: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, xml).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let bad = write(
+        "bad.xml",
+        "<NotificationConfiguration><QueueConfiguration>\
+         <Queue>arn:mpgw:sqs:us-east-1:nobody:webhook</Queue>\
+         <Event>s3:ObjectCreated:*</Event></QueueConfiguration></NotificationConfiguration>",
+    );
+    let refused = admin_output(&gw, &["notification", "--bucket", "files", "--set", &bad]);
+    assert!(!refused.status.success());
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(why.contains("Unable to validate"), "{why}");
+    let good = write(
+        "good.xml",
+        "<NotificationConfiguration><QueueConfiguration><Id>files</Id>\
+         <Queue>arn:mpgw:sqs:us-east-1:hook:webhook</Queue>\
+         <Event>s3:ObjectCreated:*</Event></QueueConfiguration></NotificationConfiguration>",
+    );
+    let out = admin_output(&gw, &["notification", "--bucket", "files", "--set", &good]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("<Id>files</Id>"));
+    gw.restart().await;
+    let alice = Client::of(&gw, ACCESS_KEY);
+    alice.upload(b"now with an event", "second.bin").await;
+    let got = hook.wait_for(1).await;
+    assert_eq!(got[0].key(), format!("{ACCESS_KEY}/second.bin"));
+    assert_eq!(got[0].name(), "ObjectCreated:CompleteMultipartUpload");
+}
+both!(
+    operator_configures_the_legacy_bucket,
+    operator_configures_the_legacy_bucket
+);
