@@ -29,6 +29,9 @@ const BATCH_WINDOW: Duration = Duration::from_secs(20);
 /// Rest between rounds that found nothing to do, unless this gateway records an event (another
 /// gateway's events, and retries that come due, wait for it).
 const IDLE_POLL: Duration = Duration::from_millis(250);
+/// After a wake-up, the events recorded meanwhile join the batch: under load a claim takes
+/// many events at once instead of one per store round trip.
+const GATHER: Duration = Duration::from_millis(10);
 /// How often the outboxes are counted (pending gauge, readiness warning, forgetting the
 /// outboxes of deleted buckets).
 const COUNT_EVERY: Duration = Duration::from_secs(5);
@@ -134,8 +137,12 @@ impl Notifier {
                     }
                 }
             }
-            if !more {
-                let _ = tokio::time::timeout(IDLE_POLL, self.uploads.event_recorded()).await;
+            if !more
+                && tokio::time::timeout(IDLE_POLL, self.uploads.event_recorded())
+                    .await
+                    .is_ok()
+            {
+                tokio::time::sleep(GATHER).await;
             }
         }
     }

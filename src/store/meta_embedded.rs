@@ -116,6 +116,27 @@ impl EmbeddedMetaStore {
         .map_err(|e| StoreError::Backend(e.to_string()))?
     }
 
+    /// `write` without waiting for the disk: what it changes may be lost with a crash until
+    /// the next ordinary write commits. For the deliverer's claims and settlements, where a
+    /// lost change only means an event is sent again (at least once), so that delivering
+    /// events costs the object writes no fsyncs.
+    async fn write_lazy<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&WriteTransaction) -> StoreResult<T> + Send + 'static,
+    {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut tx = db.begin_write().map_err(be)?;
+            tx.set_durability(redb::Durability::None).map_err(be)?;
+            let out = f(&tx)?;
+            tx.commit().map_err(be)?;
+            Ok(out)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(e.to_string()))?
+    }
+
     async fn read<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
@@ -922,8 +943,10 @@ impl MetaStore for EmbeddedMetaStore {
         {
             return Ok(Vec::new());
         }
-        self.write(move |tx| events::claim_in(tx, &bucket, &target, now, lease_until, scan, limit))
-            .await
+        self.write_lazy(move |tx| {
+            events::claim_in(tx, &bucket, &target, now, lease_until, scan, limit)
+        })
+        .await
     }
 
     async fn settle_events(
@@ -934,7 +957,7 @@ impl MetaStore for EmbeddedMetaStore {
         dead_limit: usize,
     ) -> StoreResult<usize> {
         let (bucket, target, outcomes) = (bucket.to_owned(), target.to_owned(), outcomes.to_vec());
-        self.write(move |tx| events::settle_in(tx, &bucket, &target, &outcomes, dead_limit))
+        self.write_lazy(move |tx| events::settle_in(tx, &bucket, &target, &outcomes, dead_limit))
             .await
     }
 
