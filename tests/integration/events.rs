@@ -78,7 +78,7 @@ impl Receiver {
     }
 
     /// (Re)opens the port it had.
-    async fn resume(&mut self) {
+    pub(crate) async fn resume(&mut self) {
         let listener = tokio::net::TcpListener::bind(self.addr).await.unwrap();
         self.addr = listener.local_addr().unwrap();
         let (got, status) = (self.got.clone(), self.status.clone());
@@ -129,7 +129,7 @@ impl Receiver {
     }
 
     /// Closes the port and every open connection.
-    async fn stop(&mut self) {
+    pub(crate) async fn stop(&mut self) {
         if let Some(mut t) = self.tasks.take() {
             t.shutdown().await;
         }
