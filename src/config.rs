@@ -211,6 +211,9 @@ pub struct Config {
     #[arg(long, env = "MPGW_NOTIFY_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     #[serde(deserialize_with = "duration")]
     pub notify_timeout: Duration,
+    /// `NAME=DURATION`: --notify-timeout for the webhook NAME alone.
+    #[arg(long, env = "MPGW_NOTIFY_WEBHOOK_TIMEOUT", value_delimiter = ',')]
+    pub notify_webhook_timeout: Vec<String>,
     /// A Redis Stream event target `NAME=STREAM_KEY` (repeatable), ARN
     /// `arn:mpgw:sqs:<region>:NAME:redis`: events are XADDed there.
     #[arg(long, env = "MPGW_NOTIFY_REDIS", value_delimiter = ',')]
@@ -294,6 +297,7 @@ impl Default for Config {
             notify_webhook_secret: Vec::new(),
             notify_webhook_token: Vec::new(),
             notify_timeout: Duration::from_secs(5),
+            notify_webhook_timeout: Vec::new(),
             notify_redis: Vec::new(),
             notify_redis_url: Vec::new(),
             notify_redis_maxlen: 100_000,
@@ -319,6 +323,8 @@ pub enum NotifyKind {
         url: String,
         secret: Option<String>,
         token: Option<String>,
+        /// How long one try may take.
+        timeout: Duration,
     },
     Redis {
         stream: String,
@@ -517,6 +523,7 @@ impl Config {
                     url,
                     secret: None,
                     token: None,
+                    timeout: self.notify_timeout,
                 },
             });
         }
@@ -545,6 +552,7 @@ impl Config {
         for (flag, list) in [
             ("notify-webhook-secret", &self.notify_webhook_secret),
             ("notify-webhook-token", &self.notify_webhook_token),
+            ("notify-webhook-timeout", &self.notify_webhook_timeout),
             ("notify-redis-url", &self.notify_redis_url),
         ] {
             for (name, value) in pairs(flag, list)? {
@@ -555,6 +563,14 @@ impl Config {
                     }
                     (NotifyKind::Webhook { token, .. }, "notify-webhook-token") => {
                         *token = Some(value);
+                    }
+                    (NotifyKind::Webhook { timeout, .. }, "notify-webhook-timeout") => {
+                        *timeout = parse_duration(&value)
+                            .ok()
+                            .filter(|t| !t.is_zero())
+                            .ok_or_else(|| {
+                                format!("{flag}: {name}: {value:?} is not a duration above zero")
+                            })?;
                     }
                     (NotifyKind::Redis { url, .. }, "notify-redis-url") => {
                         if !value.starts_with("redis://") && !value.starts_with("rediss://") {
@@ -660,6 +676,7 @@ impl Config {
             notify_webhook_secret,
             notify_webhook_token,
             notify_timeout,
+            notify_webhook_timeout,
             notify_redis,
             notify_redis_url,
             notify_redis_maxlen,
@@ -812,6 +829,69 @@ mod tests {
             };
             assert!(cfg.validate().unwrap_err().contains("tus-path"), "{bad}");
         }
+    }
+
+    #[test]
+    fn event_targets_are_checked() {
+        let base = || Config {
+            notify_webhook: vec!["hook=http://127.0.0.1:8000/h".into()],
+            notify_redis: vec!["feed=mpgw:events".into()],
+            notify_redis_url: vec!["feed=redis://127.0.0.1:6379".into()],
+            notify_webhook_timeout: vec!["hook=250ms".into()],
+            ..Config::default()
+        };
+        let targets = base().notify_targets().unwrap();
+        assert_eq!(
+            targets
+                .iter()
+                .map(|t| base().notify_arn(t))
+                .collect::<Vec<_>>(),
+            [
+                "arn:mpgw:sqs:us-east-1:hook:webhook",
+                "arn:mpgw:sqs:us-east-1:feed:redis"
+            ]
+        );
+        assert!(matches!(
+            &targets[0].kind,
+            NotifyKind::Webhook { timeout, .. } if *timeout == Duration::from_millis(250)
+        ));
+        let refused = |tweak: &dyn Fn(&mut Config), want: &str| {
+            let mut cfg = base();
+            tweak(&mut cfg);
+            let e = cfg.validate().unwrap_err();
+            assert!(e.contains(want), "{e}");
+        };
+        refused(
+            &|c| c.notify_webhook.push("hook=http://x/".into()),
+            "defined twice",
+        );
+        refused(&|c| c.notify_redis.push("hook=s".into()), "defined twice");
+        refused(
+            &|c| c.notify_webhook = vec!["bad name=http://x/".into()],
+            "target name",
+        );
+        refused(
+            &|c| c.notify_webhook = vec!["hook=ftp://x/".into()],
+            "http:// or https://",
+        );
+        refused(&|c| c.notify_webhook = vec!["hook".into()], "NAME=VALUE");
+        refused(
+            &|c| c.notify_webhook_secret = vec!["nope=s".into()],
+            "no event target",
+        );
+        refused(
+            &|c| c.notify_webhook_token = vec!["feed=t".into()],
+            "not a target of that kind",
+        );
+        refused(
+            &|c| c.notify_webhook_timeout = vec!["hook=0".into()],
+            "above zero",
+        );
+        refused(&|c| c.notify_redis_url.clear(), "needs notify-redis-url");
+        refused(
+            &|c| c.notify_redis_url = vec!["feed=http://x".into()],
+            "not a redis:// URL",
+        );
     }
 
     #[test]

@@ -61,7 +61,6 @@ pub struct Notifier {
     metrics: Arc<Metrics>,
     health: Arc<EventHealth>,
     region: String,
-    timeout: Duration,
 }
 
 impl Notifier {
@@ -86,7 +85,6 @@ impl Notifier {
             metrics,
             health,
             region: cfg.region.clone(),
-            timeout: cfg.notify_timeout,
         }))
     }
 
@@ -156,7 +154,7 @@ impl Notifier {
         probe: bool,
     ) -> crate::upload::Result<Round> {
         let limit = if probe { 1 } else { BATCH };
-        let lease = BATCH_WINDOW + self.timeout + Duration::from_secs(5);
+        let lease = BATCH_WINDOW + target.timeout() + Duration::from_secs(5);
         let claimed = self
             .uploads
             .claim_events(bucket, name, lease, limit)

@@ -72,12 +72,17 @@ pub enum Target {
 impl Target {
     pub fn new(t: &NotifyTarget, timeout: Duration, maxlen: u64) -> Result<Self, String> {
         Ok(match &t.kind {
-            NotifyKind::Webhook { url, secret, token } => Self::Webhook {
+            NotifyKind::Webhook {
+                url,
+                secret,
+                token,
+                timeout: own,
+            } => Self::Webhook {
                 url: url.clone(),
                 secret: secret.clone(),
                 token: token.clone(),
-                http: Box::new(http_client(timeout)),
-                timeout,
+                http: Box::new(http_client(*own)),
+                timeout: *own,
             },
             NotifyKind::Redis { stream, url } => Self::Stream {
                 stream: stream.clone(),
@@ -89,6 +94,13 @@ impl Target {
                 timeout,
             },
         })
+    }
+
+    /// The longest one try may take.
+    pub fn timeout(&self) -> Duration {
+        match self {
+            Self::Webhook { timeout, .. } | Self::Stream { timeout, .. } => *timeout,
+        }
     }
 
     /// Sends one message; Err is the failure as the log line and the dead letter show it.

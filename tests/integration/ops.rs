@@ -346,6 +346,7 @@ notify-webhook = ["hook=https://hooks.example.com/s3"]
 notify-webhook-secret = ["hook=sign-me"]
 notify-webhook-token = ["hook=bear-me"]
 notify-timeout = "3s"
+notify-webhook-timeout = ["hook=10s"]
 notify-redis = ["feed=mpgw:events"]
 notify-redis-url = ["feed=redis://10.0.0.2:6379/1"]
 notify-redis-maxlen = 5000
@@ -414,6 +415,7 @@ fn config_file_round_trip() {
         notify_webhook_secret: vec!["hook=sign-me".into()],
         notify_webhook_token: vec!["hook=bear-me".into()],
         notify_timeout: std::time::Duration::from_secs(3),
+        notify_webhook_timeout: vec!["hook=10s".into()],
         notify_redis: vec!["feed=mpgw:events".into()],
         notify_redis_url: vec!["feed=redis://10.0.0.2:6379/1".into()],
         notify_redis_maxlen: 5000,
