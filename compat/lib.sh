@@ -376,6 +376,16 @@ endpoint_hostport() {
 # or https, AWS_CA_BUNDLE is left as given). Sets WORK, AWS_ENDPOINT_URL, COMPAT_SCHEME and the
 # AWS_* credentials, and cleans everything up when the script exits.
 start_gateway() {
+    prepare_gateway "$@"
+    [[ -n "$COMPAT_ENDPOINT" ]] && return 0
+    _spawn_gateway_retrying
+}
+
+# prepare_gateway STORE [https]: everything start_gateway does but starting the gateway, for a
+# script that runs its own `mpgw serve` processes: the run dir, WORK, the AWS_* settings, the
+# binary, GW_DATA_DIR, GW_REDIS_PREFIX (redis store), GW_TLS_CERT/GW_TLS_KEY (https), and the
+# cleanup at exit (Redis keys GW_REDIS_PREFIX*, the run dir).
+prepare_gateway() {
     COMPAT_STORE="${1:?usage: start_gateway embedded|redis [https]}"
     case "${2:-}" in
     "") ;;
@@ -450,5 +460,4 @@ start_gateway() {
         GW_REDIS_PREFIX="compat-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
     fi
     GW_PORT=""
-    _spawn_gateway_retrying
 }
