@@ -21,13 +21,17 @@
 #  5. the receiver down for 3 s (port closed) under 9 writes on 3 keys: all arrive afterwards, in
 #     write order per key; a receiver answering 500 twice: the event is retried and arrives;
 #  6. the gateway SIGKILLed right after writes, the receiver down; restart (same data dir and
-#     Redis prefix), receiver back: every event arrives (duplicates counted and printed);
+#     Redis prefix), receiver back: every event arrives (duplicates counted and printed); the
+#     gateway SIGKILLed while the receiver holds a POST: that delivery is sent again (same
+#     X-Mpgw-Delivery) once the dead gateway's lease ran out (30 s);
 #  8. (redis store) two gateways on one Redis prefix with separate data dirs, writes through
-#     both: every event delivered exactly once (a duplicate fails);
+#     both, with the receiver up and after an outage (both retry one backlog): every event
+#     delivered exactly once (a duplicate fails), in order per key;
 # 10. --notify-max-tries 2 and a receiver answering 500: `mpgw admin events list --dead`,
 #     `retry` (then delivered), `drop` (never delivered); beside the gateway with Redis, with
 #     the gateway stopped for the embedded store;
-#     then an empty configuration: no more events;
+#     --notify-queue-limit 3 with the receiver down: the 4th write is refused with 503 SlowDown
+#     and stores nothing; then an empty configuration: no more events;
 #  4. every request the receiver got had X-Mpgw-Signature: sha256=<HMAC-SHA256 of the body>.
 #
 #   bash compat/events.sh [embedded|redis]     (no argument: both stores)

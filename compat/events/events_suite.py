@@ -1166,6 +1166,43 @@ def dead_letters_admin():
 
 
 @step
+def queue_limit():
+    """--notify-queue-limit 3 and the receiver down: 3 writes pass, the 4th is refused with 503
+    SlowDown and stores nothing; once delivered, writes pass again."""
+    ensure_base()
+    gw.restart(extra=["--notify-queue-limit", "3"])
+    rx.stop()
+    mark = rx.mark()
+    expects = [put_timed(f"docs/full-{i}.txt", b"full %d" % i) for i in range(3)]
+    deferred = None
+    try:
+        s3.put_object(Bucket=BUCKET, Key="docs/full-3.txt", Body=b"one too many")
+        fail("a 4th write with 3 events undelivered: expected 503 SlowDown, but the write succeeded")
+    except ClientError as e:
+        got = (e.response["Error"].get("Code"), e.response["ResponseMetadata"]["HTTPStatusCode"])
+        if got == ("ServiceUnavailable", 503):
+            # The rest of the step still runs; this fails it at the end.
+            deferred = (f"a 4th write with 3 events undelivered (--notify-queue-limit 3): the design says "
+                        f"503 SlowDown, the gateway answers 503 ServiceUnavailable ({e})")
+            log(f"  SERVER BUG (reported at the end of the step): {deferred}")
+        else:
+            expect_eq("a 4th write with 3 events undelivered", ("SlowDown", 503), got)
+            log("  a 4th write with 3 events undelivered: SlowDown (503) as expected")
+    expect_client_error("the refused write stored nothing (head_object)", "404", 404, s3.head_object,
+                        Bucket=BUCKET, Key="docs/full-3.txt")
+    # A write no rule of the webhook selects is not held back by its full outbox.
+    s3.put_object(Bucket=BUCKET, Key="other/not-queued.txt", Body=b"x")
+    rx.start()
+    out, posts, dups = wait_hook(rx, mark, expects)
+    expects.append(put_timed("docs/full-3.txt", b"room again"))
+    out, posts, dups = wait_hook(rx, mark, expects)
+    log("  3 queued, the 4th refused with 503 (nothing stored), accepted once they were delivered")
+    sig_checked[0] += len(posts)
+    if deferred:
+        server_bug(deferred)
+
+
+@step
 def configuration_removed():
     """An empty configuration: get returns none, writes make no event."""
     ensure_base()
@@ -1176,7 +1213,10 @@ def configuration_removed():
     s3.put_object(Bucket=BUCKET, Key="docs/after-removal.txt", Body=b"x")
     s3.delete_object(Bucket=BUCKET, Key="docs/after-removal.txt")
     time.sleep(QUIET)
-    expect_eq("webhook requests after the configuration was removed", [], [p["delivery"] for p in rx.since(mark)])
+    # (Only this step's key: events a failed step before left pending may still come.)
+    late = [p["delivery"] for p in rx.since(mark)
+            if "docs/after-removal.txt" in json.dumps(record_of(p["body"], "webhook body").get("s3"))]
+    expect_eq("webhook requests after the configuration was removed", [], late)
 
 
 @step
