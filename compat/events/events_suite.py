@@ -1027,7 +1027,7 @@ def sigkill_mid_delivery():
     out, posts, dups = wait_hook(rx, mark, expects)
     again = [p for p in posts if p["delivery"] == held]
     log(f"  all {len(expects)} events arrived; {held} was sent {len(again)} times; duplicates (same "
-        f"X-Mpgw-Delivery): {sum(n - 1 for n in dups.values())}")
+        f"X-Mpgw-Delivery): {sum(n - 1 for n in dups.values())} {dups}")
     check_order(expects, out, posts, "after the SIGKILL mid-delivery")
     sig_checked[0] += len(posts)
 
