@@ -65,6 +65,7 @@ EVENTS_STREAM="compat-events-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
 # not when it is killed), and the stream.
 _events_cleanup() {
     local status=$? pid exe
+    set +e # (a failing command here must not end the cleanup before lib.sh's part)
     if [[ -f "$WORK/gateway-pids" ]]; then
         while read -r pid; do
             exe="$(readlink -f "/proc/$pid/exe" 2>/dev/null)" || continue
