@@ -185,6 +185,11 @@ impl From<UploadError> for LegacyError {
                 10016,
                 "state store unavailable; retry",
             ),
+            UploadError::SlowDown => Self::new(
+                S::SERVICE_UNAVAILABLE,
+                10016,
+                "completion events are backing up; retry later",
+            ),
             UploadError::NoSuchBucket
             | UploadError::BucketAlreadyOwnedByYou
             | UploadError::BucketAlreadyExists

@@ -229,7 +229,7 @@ impl Notifier {
                 let body = message::render(&ev, &self.region);
                 let delivery = format!("{}/{}/{}", ev.bucket, ev.target, ev.seq);
                 let outcome = match target
-                    .send(&delivery, ev.name.as_str(), &ev.key, &body)
+                    .send(&delivery, &ev.bucket, ev.name.as_str(), &ev.key, &body)
                     .await
                 {
                     Ok(()) => Outcome::Delivered,

@@ -107,6 +107,7 @@ impl Target {
     pub async fn send(
         &self,
         delivery: &str,
+        bucket: &str,
         name: &str,
         key: &str,
         body: &str,
@@ -184,6 +185,8 @@ impl Target {
                     .arg(body)
                     .arg("delivery")
                     .arg(delivery)
+                    .arg("bucket")
+                    .arg(bucket)
                     .arg("name")
                     .arg(name)
                     .arg("key")

@@ -60,6 +60,7 @@ pub enum S3ErrorCode {
     RequestTimeout,
     ServiceUnavailable,
     SignatureDoesNotMatch,
+    SlowDown,
     UnexpectedContent,
     XAmzContentSHA256Mismatch,
 }
@@ -114,6 +115,7 @@ impl S3ErrorCode {
             Self::RequestTimeTooSkewed => "RequestTimeTooSkewed",
             Self::RequestTimeout => "RequestTimeout",
             Self::ServiceUnavailable => "ServiceUnavailable",
+            Self::SlowDown => "SlowDown",
             Self::SignatureDoesNotMatch => "SignatureDoesNotMatch",
             Self::UnexpectedContent => "UnexpectedContent",
             Self::XAmzContentSHA256Mismatch => "XAmzContentSHA256Mismatch",
@@ -171,7 +173,7 @@ impl S3ErrorCode {
             Self::NotModified => StatusCode::NOT_MODIFIED,
             Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             Self::InvalidRange => StatusCode::RANGE_NOT_SATISFIABLE,
-            Self::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::ServiceUnavailable | Self::SlowDown => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }
@@ -286,6 +288,13 @@ impl From<UploadError> for S3Error {
             UploadError::OperationAborted => S3ErrorCode::OperationAborted,
             UploadError::Body(b) => return body_error(&b),
             UploadError::Unavailable(_) => return Self::unavailable(),
+            // A bucket's event outbox is full: S3's answer to "too much at once", which SDKs
+            // retry with back-off.
+            UploadError::SlowDown => {
+                let mut e = Self::new(S3ErrorCode::SlowDown, msg);
+                e.headers.push(("retry-after", "1".into()));
+                return e;
+            }
             // The client sees the code only: the cause goes to the request's log line.
             UploadError::InsufficientStorage(_) => {
                 let mut s = Self::new(S3ErrorCode::InsufficientStorage, msg);

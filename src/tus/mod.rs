@@ -104,6 +104,10 @@ impl From<UploadError> for TusError {
             UploadError::Unavailable(_) => {
                 Self::new(S::SERVICE_UNAVAILABLE, "state store unavailable; retry")
             }
+            UploadError::SlowDown => Self::new(
+                S::SERVICE_UNAVAILABLE,
+                "completion events are backing up; retry later",
+            ),
             UploadError::InsufficientStorage(_) => Self {
                 cause: Some(crate::upload::error::chain(&e)),
                 ..Self::new(

@@ -79,6 +79,10 @@ pub enum Error {
     InsufficientStorage(#[source] std::io::Error),
     #[error("request body: {0}")]
     Body(#[from] BodyError),
+    /// The write would add an event to an outbox already holding `--notify-queue-limit`
+    /// undelivered ones (a target is down): refused, nothing stored; retry later (503).
+    #[error("Please reduce your request rate.")]
+    SlowDown,
     /// The state store cannot be reached now: retry later (503).
     #[error("state store unavailable: {0}")]
     Unavailable(String),
@@ -95,10 +99,7 @@ impl From<StoreError> for Error {
             // Refused because the bucket is being deleted: for the caller it is gone.
             StoreError::BucketGone => Self::NoSuchBucket,
             StoreError::Unavailable(why) => Self::Unavailable(why),
-            // The write would make an event the outbox cannot take: refused, retried later.
-            StoreError::OutboxFull => Self::Unavailable(
-                "the completion-event outbox of this bucket is full (a target is down)".into(),
-            ),
+            StoreError::OutboxFull => Self::SlowDown,
             e => Self::Store(e),
         }
     }
