@@ -102,7 +102,7 @@ LEGACY_USERS_FILE = os.path.join(WORK, "legacy-users")
 # Bounds of the waits (seconds). Retries come at most 1 s apart (--notify-backoff-max 1s).
 DELIVERY_WAIT = 20      # all expected events of a step arrive within this
 QUIET = 1.5             # after that, this long without anything unexpected
-CLAIM_WAIT = 45         # after a SIGKILL: leases the killed gateway held must run out first
+CLAIM_WAIT = 35         # after a SIGKILL: leases the killed gateway held must run out first
 ADMIN_TIMEOUT = 30
 
 current_step = "(setup)"

@@ -25,7 +25,7 @@ const BATCH: usize = 64;
 /// Keys of one batch delivered at once (events of one key go one after the other).
 const PARALLEL: usize = 16;
 /// A batch's tries start within this; its lease covers it plus one try's timeout.
-const BATCH_WINDOW: Duration = Duration::from_secs(20);
+const BATCH_WINDOW: Duration = Duration::from_secs(10);
 /// Rest between rounds that found nothing to do, unless this gateway records an event (another
 /// gateway's events, and retries that come due, wait for it).
 const IDLE_POLL: Duration = Duration::from_millis(250);
