@@ -930,3 +930,39 @@ both!(
     operator_configures_the_legacy_bucket,
     operator_configures_the_legacy_bucket
 );
+
+/// An event older than --notify-max-age is dead-lettered at its first failure, whatever its
+/// tries.
+async fn old_events_are_dead_lettered(store: Store) {
+    let hook = Receiver::start().await;
+    hook.status.store(500, Ordering::SeqCst);
+    let gw = gateway(store, &hook.url(), |cfg| {
+        cfg.notify_max_age = Duration::from_millis(1);
+        cfg.notify_max_tries = 100;
+    })
+    .await;
+    let c = gw.bucket("aged").await;
+    configure(
+        &c,
+        "aged",
+        vec![rule(
+            "r",
+            &arn("hook", "webhook"),
+            &["s3:ObjectCreated:*"],
+            "",
+            "",
+        )],
+    )
+    .await;
+    put(&c, "aged", "k", b"x").await;
+    let start = Instant::now();
+    while counter(&gw, "dead").await < 1.0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "never dead-lettered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(counter(&gw, "retried").await, 0.0);
+}
+both!(old_events_are_dead_lettered, old_events_are_dead_lettered);

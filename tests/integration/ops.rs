@@ -523,6 +523,39 @@ fn malformed_config_is_refused_with_the_key() {
         "{}",
         String::from_utf8_lossy(&check.stderr)
     );
+
+    // Event targets: checked, and listed with the ARNs the bucket rules name them by.
+    let targets = write_config(
+        dir.path(),
+        "targets.toml",
+        "region = \"eu-west-1\"\nnotify-webhook = [\"hook=http://127.0.0.1:8000/\"]\n\
+         notify-redis = [\"feed=mpgw:events\"]\nnotify-redis-url = [\"feed=redis://127.0.0.1:6379\"]\n",
+    );
+    let check = Command::new(env!("CARGO_BIN_EXE_mpgw"))
+        .args(["config", "check", &targets])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "{out}");
+    assert!(
+        out.contains("event target hook: arn:mpgw:sqs:eu-west-1:hook:webhook"),
+        "{out}"
+    );
+    assert!(
+        out.contains("event target feed: arn:mpgw:sqs:eu-west-1:feed:redis"),
+        "{out}"
+    );
+    let unknown = write_config(
+        dir.path(),
+        "unknown.toml",
+        "notify-webhook-secret = [\"nobody=s\"]\n",
+    );
+    let check = Command::new(env!("CARGO_BIN_EXE_mpgw"))
+        .args(["config", "check", &unknown])
+        .output()
+        .unwrap();
+    assert!(!check.status.success());
+    assert!(String::from_utf8_lossy(&check.stderr).contains("no event target named \"nobody\""));
 }
 
 // ---------------- the binary: addresses, access log ----------------
