@@ -21,11 +21,11 @@
 //!
 //! | row | modules | may import |
 //! | --- | --- | --- |
-//! | 8 | `cli` (with `main.rs`) | everything below |
-//! | 7 | `service`, `bench` | the front ends, `app`, `body`; `bench`: `client` |
-//! | 6 | `s3`, `legacy`, `tus`, `admin`, `ui`; `server`; `client` | `app`, `upload`, `body` and below (`server`: `body`, `config`, `metrics` only) |
-//! | 5 | `app` (composition root: stores, core, settings) | `upload`, `notify`, `store`, `config`, `credentials`, `metrics`, `model` |
-//! | 4.5 | `notify` (delivers completion events: webhooks, Redis Streams) | `upload`, `config`, `metrics`, `model` |
+//! | 9 | `cli` (with `main.rs`) | everything below |
+//! | 8 | `service`, `bench` | the front ends, `app`, `body`; `bench`: `client` |
+//! | 7 | `s3`, `legacy`, `tus`, `admin`, `ui`; `server`; `client` | `app`, `upload`, `body` and below (`server`: `body`, `config`, `metrics` only) |
+//! | 6 | `app` (composition root: stores, core, settings, background tasks) | `notify`, `upload`, `store`, `config`, `credentials`, `metrics`, `model` |
+//! | 5 | `notify` (delivers completion events: webhooks, Redis Streams) | `upload`, `config`, `metrics`, `model` |
 //! | 4 | `upload` (the core: every rule), `body` (HTTP plumbing) | `upload`: `store`, `model`; `body`: `metrics`, `units` |
 //! | 3 | `store` (state: Redis or embedded; parts: disk), `config` | `model`, `metrics`; `config`: `credentials`, `units` |
 //! | 2 | `credentials` | `model` |
