@@ -217,11 +217,7 @@ pub fn run_admin(cmd: AdminCommand, matches: &clap::ArgMatches) -> Result<(), St
             None => (Some(p.to_owned()), String::new()),
         },
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start runtime: {e}"))?;
-    runtime.block_on(async {
+    admin_runtime()?.block_on(async {
         let uploads = crate::app::open_uploads(&cfg, Arc::new(Metrics::new())).await?;
         let now = now_millis();
         match older_than {
@@ -279,11 +275,7 @@ pub fn run_admin(cmd: AdminCommand, matches: &clap::ArgMatches) -> Result<(), St
 /// `mpgw admin notification …`: the same parsing and checks as the S3 operation.
 fn run_admin_notification(a: AdminNotification, matches: &clap::ArgMatches) -> Result<(), String> {
     let cfg = a.store.resolve(matches)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start runtime: {e}"))?;
-    runtime.block_on(async {
+    admin_runtime()?.block_on(async {
         let uploads = crate::app::open_uploads(&cfg, Arc::new(Metrics::new())).await?;
         if let Some(path) = &a.set {
             let xml = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -315,11 +307,7 @@ fn run_admin_events(action: EventsAction, matches: &clap::ArgMatches) -> Result<
         EventsAction::Drop(f) => ("drop", f),
     };
     let cfg = f.store.resolve(matches)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start runtime: {e}"))?;
-    runtime.block_on(async {
+    admin_runtime()?.block_on(async {
         let uploads = crate::app::open_uploads(&cfg, Arc::new(Metrics::new())).await?;
         let err = |e: crate::upload::Error| e.to_string();
         let queues: Vec<(String, String)> = uploads
@@ -391,6 +379,14 @@ fn run_admin_events(action: EventsAction, matches: &clap::ArgMatches) -> Result<
         eprintln!("{total} {what}{done}");
         Ok(())
     })
+}
+
+/// The runtime of an `mpgw admin` command: one thread, the store calls one after another.
+fn admin_runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start runtime: {e}"))
 }
 
 /// `3d4h`, `5h12m`, `42s`.

@@ -13,6 +13,7 @@ use hyper_util::rt::TokioExecutor;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use crate::config::{NotifyKind, NotifyTarget};
+use crate::upload::error::chain;
 
 type Http = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
@@ -134,7 +135,7 @@ impl Target {
                     .body(Full::new(Bytes::copy_from_slice(body.as_bytes())))
                     .map_err(|e| e.to_string())?;
                 let exchange = async {
-                    let resp = http.request(req).await.map_err(|e| error_chain(&e))?;
+                    let resp = http.request(req).await.map_err(|e| chain(&e))?;
                     let status = resp.status();
                     // Read the answer so the connection can be reused (and show it on failure).
                     let answer = Limited::new(resp.into_body(), ANSWER_LIMIT)
@@ -197,18 +198,6 @@ impl Target {
             }
         }
     }
-}
-
-/// "a: b: c" from an error and its sources (hyper's own messages are terse).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    s
 }
 
 /// `sha256=<hex of HMAC-SHA256(secret, body)>`.
