@@ -31,6 +31,15 @@ import botocore.httpchecksum
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from suite_checks import (
+    StepFailed,
+    expect_client_error,
+    expect_eq,
+    expect_true,
+    fail,
+    log,
+    server_bug,
+)
 
 try:
     from awscrt import checksums as crt_checksums
@@ -52,47 +61,6 @@ WHEN_REQUIRED = CHECKSUM_MODE == "when_required"
 
 current_step = "(setup)"
 failures = []
-
-
-class StepFailed(Exception):
-    pass
-
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
-
-
-def fail(msg):
-    raise StepFailed(msg)
-
-
-def server_bug(msg):
-    """A check that fails because of a known gateway bug: reported, not worked around."""
-    raise StepFailed("SERVER BUG: " + msg)
-
-
-def expect_eq(what, expected, actual):
-    if expected != actual:
-        fail(f"{what}: expected {expected!r}, got {actual!r}")
-
-
-def expect_true(what, cond, detail=""):
-    if not cond:
-        fail(f"{what}{': ' + detail if detail else ''}")
-
-
-def expect_client_error(what, code, status, fn, *args, **kwargs):
-    """Calls fn, which must raise ClientError with this error code and HTTP status."""
-    try:
-        fn(*args, **kwargs)
-    except ClientError as e:
-        got_code = e.response.get("Error", {}).get("Code")
-        got_status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        if (got_code, got_status) != (code, status):
-            fail(f"{what}: expected {code} ({status}), got {got_code} ({got_status}): {e}")
-        log(f"  {what}: {code} ({status}) as expected")
-        return e
-    fail(f"{what}: expected error {code} ({status}), but the call succeeded")
 
 
 STEPS = []

@@ -56,6 +56,17 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from suite_checks import (  # noqa: E402 (in compat/, one up)
+    StepFailed,
+    expect_client_error,
+    expect_eq,
+    expect_true,
+    fail,
+    log,
+    server_bug,
+)
+
 MiB = 1024 * 1024
 WORK = sys.argv[1]
 LABEL = sys.argv[2] if len(sys.argv) > 2 else "?"
@@ -107,47 +118,6 @@ ADMIN_TIMEOUT = 30
 
 current_step = "(setup)"
 failures = []
-
-
-class StepFailed(Exception):
-    pass
-
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
-
-
-def fail(msg):
-    raise StepFailed(msg)
-
-
-def server_bug(msg):
-    """A check that fails because of a known gateway bug: reported, not worked around."""
-    raise StepFailed("SERVER BUG: " + msg)
-
-
-def expect_eq(what, expected, actual):
-    if expected != actual:
-        fail(f"{what}: expected {expected!r}, got {actual!r}")
-
-
-def expect_true(what, cond, detail=""):
-    if not cond:
-        fail(f"{what}{': ' + detail if detail else ''}")
-
-
-def expect_client_error(what, code, status, fn, *args, **kwargs):
-    """Calls fn, which must raise ClientError with this error code and HTTP status."""
-    try:
-        fn(*args, **kwargs)
-    except ClientError as e:
-        got_code = e.response.get("Error", {}).get("Code")
-        got_status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        if (got_code, got_status) != (code, status):
-            fail(f"{what}: expected {code} ({status}), got {got_code} ({got_status}): {e}")
-        log(f"  {what}: {code} ({status}) as expected")
-        return e
-    fail(f"{what}: expected error {code} ({status}), but the call succeeded")
 
 
 def wait_for(what, fn, timeout, interval=0.05):
